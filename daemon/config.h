@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * r2p2d's INI configuration (parsed with libinih). See docs/OPERATIONS.md for
+ * every key. A config is immutable once loaded; SIGHUP loads a new one.
+ */
+#ifndef R2P2D_CONFIG_H
+#define R2P2D_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine.h"
+
+#define CFG_MAX_SERVICES 64
+#define CFG_MAX_SERVERS 16
+#define CFG_NAME_MAX 48 /* == R2P2_SERVICE_NAME_MAX */
+
+enum cfg_security { CFG_SEC_PLAIN = 0, CFG_SEC_TLS = 1, CFG_SEC_SEALED = 2 };
+
+/* A service this host serves: [serve "name"] */
+struct cfg_serve {
+	char name[CFG_NAME_MAX];
+	uint16_t port;          /* UDP port the service listens on (host order) */
+	enum cfg_security security;
+};
+
+/* A service this host calls: [call "name"] */
+struct cfg_call {
+	char name[CFG_NAME_MAX];
+	struct r2p2_addr servers[CFG_MAX_SERVERS]; /* direct targets, picked round-robin */
+	size_t num_servers;
+	bool has_router;                            /* send to `router` with LB_ROUTE instead */
+	struct r2p2_addr router;
+	unsigned policy;                            /* default routing policy */
+	uint32_t timeout_ms;                        /* default whole-call timeout */
+	uint32_t retries;                           /* retransmissions within the timeout */
+	enum cfg_security security;
+};
+
+struct cfg {
+	/* [daemon] */
+	char listen[64];           /* listen address text, e.g. "0.0.0.0" or "::" */
+	struct r2p2_addr listen_addr; /* port 0; family from `listen` */
+	unsigned workers;          /* 1..64 */
+	char socket_path[108];     /* control socket */
+	char socket_group[32];     /* group owning the control socket, "" = keep */
+	uint32_t max_msg_len;      /* bytes, 1..R2P2_PROTO_MAX_MSG */
+	uint32_t ring_entries;     /* per lane, power of two */
+	uint32_t arena_size;       /* per lane and direction */
+	uint64_t dedup_window_ms;
+	uint64_t reassembly_timeout_ms;
+	uint64_t exec_timeout_ms;
+	uint64_t drain_timeout_ms; /* SIGTERM waits this long for in-flight RPCs */
+	bool has_router;           /* [daemon] router = addr:port: FEEDBACK target */
+	struct r2p2_addr router;
+	char log_level[16];
+
+	struct cfg_serve serves[CFG_MAX_SERVICES];
+	size_t num_serves;
+	struct cfg_call calls[CFG_MAX_SERVICES];
+	size_t num_calls;
+};
+
+/* cfg_defaults fills `c` with the documented defaults (no services). */
+void cfg_defaults(struct cfg *c);
+
+/*
+ * cfg_load parses the file at `path` into `c` (which it first resets to the
+ * defaults). Returns 0, or -1 with a message such as
+ * "r2p2d.conf:12: [call \"echo.svc\"] server: bad address 'x'" in `err`.
+ */
+int cfg_load(struct cfg *c, const char *path, char *err, size_t err_len);
+
+/* cfg_parse_string is cfg_load on text in memory; `name` is used in messages. */
+int cfg_parse_string(struct cfg *c, const char *name, const char *text, char *err,
+		     size_t err_len);
+
+/* cfg_parse_addr parses "1.2.3.4:5", "[::1]:5" (and, if `need_port` is false, a bare address). */
+int cfg_parse_addr(const char *s, bool need_port, struct r2p2_addr *out);
+
+/* cfg_format_addr writes "1.2.3.4:5" or "[::1]:5" into `buf`. */
+const char *cfg_format_addr(const struct r2p2_addr *a, char *buf, size_t len);
+
+const struct cfg_serve *cfg_find_serve(const struct cfg *c, const char *name);
+const struct cfg_serve *cfg_find_serve_port(const struct cfg *c, uint16_t port);
+const struct cfg_call *cfg_find_call(const struct cfg *c, const char *name);
+
+#endif /* R2P2D_CONFIG_H */

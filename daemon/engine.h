@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The R2P2 protocol engine: a pure state machine. Packets and time go in,
+ * packets (through eng_ops.send) and events (eng_ops.request, eng_ops.complete)
+ * come out. No sockets, no clocks, no threads: one engine belongs to one worker
+ * and is only ever touched by that worker's thread.
+ *
+ * Roles. One engine plays both roles of its worker:
+ *  - server: REQUEST packets arriving on a service socket are reassembled,
+ *    ACKed when multi-packet, deduplicated, and handed up once; the response
+ *    given to eng_respond() is packetised, sent, and kept for the dedup window
+ *    so that a retransmitted request gets the same answer resent instead of
+ *    being executed twice.
+ *  - client: eng_call() packetises a request, sends it (first packet only when
+ *    multi-packet, the rest after the ACK), retransmits on timeout within a
+ *    budget, reassembles the RESPONSE and completes the call exactly once.
+ *
+ * Time is a monotonic nanosecond count chosen by the caller.
+ * Nothing that arrives from the network is trusted: bad packets are dropped and
+ * counted in eng_stats; nothing asserts on input.
+ */
+#ifndef R2P2D_ENGINE_H
+#define R2P2D_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include <linux/types.h>
+
+/* An IPv4 or IPv6 UDP endpoint, compact and comparable with memcmp. */
+struct r2p2_addr {
+	uint16_t family; /* AF_INET or AF_INET6 */
+	__be16 port;     /* network byte order */
+	uint8_t addr[16]; /* IPv4: first 4 bytes, the rest zero */
+};
+_Static_assert(sizeof(struct r2p2_addr) == 20, "compact");
+
+struct eng_config {
+	uint32_t max_msg_len;          /* largest request/response accepted or sent */
+	uint64_t reassembly_timeout_ns; /* half-received messages are freed after this */
+	uint64_t dedup_window_ns;       /* completed responses are kept this long */
+	uint64_t exec_timeout_ns;       /* a request the app never answers is freed after this */
+	uint32_t max_server_states;     /* bound on concurrent server-side requests (incl. cached) */
+	uint32_t max_client_calls;      /* bound on concurrent calls (<= 32768) */
+	bool has_router;                /* send FEEDBACK to `router` after each response */
+	struct r2p2_addr router;
+};
+
+/* eng_config_default fills `cfg` with the defaults documented in docs/PROTOCOL.md. */
+void eng_config_default(struct eng_config *cfg);
+
+struct eng_ops {
+	/*
+	 * send transmits one UDP datagram (the concatenation of `iov`) from socket
+	 * `sock` to `dst`. It may not call back into the engine.
+	 */
+	void (*send)(void *ctx, unsigned sock, const struct r2p2_addr *dst,
+		     const struct iovec *iov, int iovcnt);
+	/*
+	 * request hands up one complete request received on socket `sock`. `handle`
+	 * names it for eng_respond()/eng_reject(). `payload` is valid only during
+	 * the callback. It may call eng_respond() or eng_reject() on `handle`.
+	 */
+	void (*request)(void *ctx, unsigned sock, uint64_t handle, const struct r2p2_addr *src,
+			unsigned policy, const uint8_t *payload, size_t len);
+	/*
+	 * complete ends the call `cookie`: `status` is 0 and the response is in
+	 * `payload` (valid only during the callback), or `status` is a negative
+	 * errno: -ETIMEDOUT (retransmission budget spent), -ECONNREFUSED (the server
+	 * answered DROP), -EMSGSIZE (response larger than max_msg_len), -ECANCELED
+	 * (eng_cancel). Called exactly once per accepted call. It may call eng_call().
+	 */
+	void (*complete)(void *ctx, uint64_t cookie, int status, const uint8_t *payload,
+			 size_t len);
+};
+
+struct eng_call_args {
+	unsigned sock;               /* socket the request leaves from and the response comes to */
+	struct r2p2_addr dst;        /* server, or router when `via_router` */
+	bool via_router;             /* accept the response/ACK from any source */
+	unsigned policy;             /* enum r2p2_policy, put in the request header */
+	const void *payload;
+	size_t len;
+	uint64_t cookie;             /* opaque, given back in eng_ops.complete */
+	uint64_t timeout_ns;         /* per attempt */
+	uint32_t max_retries;        /* retransmissions after the first attempt */
+};
+
+/* Counters; every dropped packet lands in exactly one rx_* counter. */
+struct eng_stats {
+	uint64_t rx_packets;
+	uint64_t rx_runt;          /* shorter than the header */
+	uint64_t rx_bad_header;    /* bad magic or header_size */
+	uint64_t rx_bad_type;      /* unknown type, RAFT, FEEDBACK, or a type on the wrong socket role */
+	uint64_t rx_bad_order;     /* p_order/flags/length inconsistent with the message */
+	uint64_t rx_duplicate;     /* a packet already received */
+	uint64_t rx_unmatched;     /* response/ACK/DROP for no pending call */
+	uint64_t rx_too_big;       /* message over max_msg_len */
+	uint64_t rx_no_state;      /* server full (max_server_states): answered DROP */
+	uint64_t tx_packets;
+	uint64_t req_received;     /* complete requests handed up */
+	uint64_t req_retransmit;   /* retransmitted requests answered from the cache */
+	uint64_t req_gc;           /* half-received or never-answered requests freed */
+	uint64_t resp_sent;
+	uint64_t calls_started;
+	uint64_t calls_ok;
+	uint64_t calls_timeout;
+	uint64_t calls_dropped;    /* DROP received */
+	uint64_t calls_failed;     /* other failures */
+	uint64_t retransmits;      /* client retransmissions */
+	uint64_t partial_gc;       /* half-received responses freed */
+};
+
+struct eng;
+
+/* eng_new returns an engine or NULL (errno set). `ops` and `ctx` must outlive it. */
+struct eng *eng_new(const struct eng_config *cfg, const struct eng_ops *ops, void *ctx);
+
+/* eng_free fails every pending call with -ECANCELED (through ops.complete) and frees. NULL ok. */
+void eng_free(struct eng *e);
+
+/*
+ * eng_input processes one datagram of `len` bytes from `src` received on
+ * socket `sock` at time `now`. Requests are served on any socket; responses,
+ * ACKs and DROPs are matched against calls made on the same socket.
+ */
+void eng_input(struct eng *e, unsigned sock, const struct r2p2_addr *src, const uint8_t *pkt,
+	       size_t len, uint64_t now);
+
+/*
+ * eng_call starts a call and sends its first packet. Returns 0, or -EMSGSIZE
+ * (over max_msg_len), -ENOBUFS (max_client_calls in flight), -EINVAL.
+ * On error nothing was sent and ops.complete will not be called.
+ */
+int eng_call(struct eng *e, const struct eng_call_args *args, uint64_t now);
+
+/* eng_cancel completes every call whose cookie is `cookie` with -ECANCELED now. Returns how many. */
+int eng_cancel(struct eng *e, uint64_t cookie);
+
+/*
+ * eng_respond sends `len` bytes as the response to the request `handle` and
+ * keeps it for the dedup window. Returns 0, -ENOENT (unknown or expired
+ * handle, or already answered), -EMSGSIZE.
+ */
+int eng_respond(struct eng *e, uint64_t handle, const void *payload, size_t len, uint64_t now);
+
+/* eng_reject answers the request `handle` with DROP (no server app). Returns 0 or -ENOENT. */
+int eng_reject(struct eng *e, uint64_t handle, uint64_t now);
+
+/* eng_tick runs every timer due at `now`: retransmissions, timeouts, garbage collection. */
+void eng_tick(struct eng *e, uint64_t now);
+
+/* eng_next_deadline returns when eng_tick next has work, or UINT64_MAX. */
+uint64_t eng_next_deadline(const struct eng *e);
+
+/* eng_get_stats copies the counters. */
+void eng_get_stats(const struct eng *e, struct eng_stats *out);
+
+/* eng_num_pending returns the number of calls in flight and server states held. */
+void eng_num_pending(const struct eng *e, size_t *out_calls, size_t *out_server_states);
+
+#endif /* R2P2D_ENGINE_H */

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# r2p2d development entry point, for a fresh Debian 12 machine (run as root).
+#   ./tools/dev.sh build   install missing Debian packages, configure and build
+#   ./tools/dev.sh demo    build, then run two daemons in two namespaces + an echo service
+#   ./tools/dev.sh test    build (sanitized), then run the whole suite through ctest
+#   ./tools/dev.sh bench   build (optimised), then run the benchmarks (docs/BENCHMARKS.md)
+set -euo pipefail
+
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+JOBS=$(nproc 2>/dev/null || echo 2)
+
+PKGS=(cmake pkg-config make clang llvm libclang-rt-14-dev liburing-dev libcriterion-dev
+	libinih-dev libsystemd-dev iproute2 kmod procps)
+
+log() { printf '\033[1m[dev.sh]\033[0m %s\n' "$*"; }
+die() { printf '[dev.sh] error: %s\n' "$*" >&2; exit 1; }
+
+install_deps() {
+	local missing=() p
+	for p in "${PKGS[@]}" "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+			missing+=("$p")
+	done
+	if ((${#missing[@]})); then
+		[ "$(id -u)" -eq 0 ] || die "missing packages (${missing[*]}); run as root"
+		log "installing: ${missing[*]}"
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get install -y -q --no-install-recommends "${missing[@]}" ||
+			{ apt-get update -q && apt-get install -y -q --no-install-recommends "${missing[@]}"; }
+	fi
+}
+
+# build DIR [cmake args...]
+build() {
+	local dir=$1; shift
+	cmake -S "$SRC" -B "$dir" -DCMAKE_C_COMPILER=clang "$@" >/dev/null
+	cmake --build "$dir" -j "$JOBS"
+}
+
+cmd=${1:-}
+case "$cmd" in
+build)
+	install_deps
+	build "$SRC/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	log "built into $SRC/build"
+	;;
+demo)
+	install_deps
+	build "$SRC/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	exec bash "$SRC/tools/demo.sh" "$SRC/build"
+	;;
+test)
+	install_deps
+	build "$SRC/build-test" -DCMAKE_BUILD_TYPE=Debug -DR2P2_SANITIZE=ON
+	log "running the suite (sanitized build)"
+	cd "$SRC/build-test"
+	ctest --output-on-failure --timeout 600 "${@:2}"
+	;;
+bench)
+	install_deps
+	build "$SRC/build" -DCMAKE_BUILD_TYPE=Release
+	exec bash "$SRC/tools/bench.sh" "$SRC/build" "${@:2}"
+	;;
+*)
+	echo "usage: $0 build|demo|test|bench" >&2
+	exit 2
+	;;
+esac
