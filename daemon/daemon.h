@@ -1,0 +1,107 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * r2p2d internals shared by the main thread (control socket, signals, config)
+ * and the workers (one thread, one io_uring, one engine each).
+ *
+ * Ownership: the main thread owns the app registry and the current config; a
+ * worker owns everything it reaches from struct worker. They talk only through
+ * each worker's inbox (a locked list plus an eventfd the worker's ring reads),
+ * so no lock is ever taken on a per-packet or per-RPC path.
+ */
+#ifndef R2P2D_DAEMON_H
+#define R2P2D_DAEMON_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include <r2p2/shm.h>
+
+#include "config.h"
+#include "engine.h"
+
+/* A loaded config, shared read-only by every thread that holds a reference. */
+struct cfg_ref {
+	atomic_int refs;
+	struct cfg cfg;
+};
+
+struct cfg_ref *cfg_ref_get(struct cfg_ref *r);
+void cfg_ref_put(struct cfg_ref *r);
+
+/* One attached application, as the main thread sees it. */
+struct app {
+	atomic_int refs;         /* main thread + each worker holding a lane */
+	uint64_t id;
+	int conn_fd;             /* control connection; EOF means the app is gone */
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+	void *map;               /* the shared memory */
+	size_t map_len;
+	struct r2p2_shm_hdr hdr; /* the daemon's private copy of the layout */
+	int *sq_efd;             /* per lane */
+	int *cq_efd;             /* per lane */
+	unsigned num_lanes;
+	uint16_t serves[CFG_MAX_SERVICES]; /* ports of registered services */
+	unsigned num_serves;
+	struct app *next;        /* main thread's list */
+};
+
+/* app_put drops a reference; the last one unmaps and closes everything. */
+void app_put(struct app *a);
+
+enum cmd_type {
+	CMD_ADD_APP,      /* app: give it a lane on this worker */
+	CMD_REGISTER,     /* app, port: the app serves this service */
+	CMD_REMOVE_APP,   /* app: drop its lane, reject its requests, forget its calls */
+	CMD_NEW_CFG,      /* cfg: switch to it (open/close service sockets) */
+	CMD_DRAIN,        /* stop taking new work; exit when idle or at the deadline */
+};
+
+struct cmd {
+	enum cmd_type type;
+	struct app *app;     /* holds a reference for the worker */
+	struct cfg_ref *cfg; /* holds a reference for the worker */
+	uint16_t port;
+	struct cmd *next;
+};
+
+/* Per-worker counters published for `r2p2ctl status` (copied under snap_lock). */
+struct worker_snap {
+	struct eng_stats eng;
+	uint64_t apps;
+	uint64_t calls_inflight;
+	uint64_t requests_executing;
+	uint64_t tx_fallback;      /* sends done with a direct syscall (tx pool empty) */
+	uint64_t app_errors;       /* ABI violations seen from apps */
+	uint64_t cq_overflow_drops;
+	struct {
+		uint16_t port;
+		uint64_t requests;
+		uint64_t dropped_no_app;
+	} svc[CFG_MAX_SERVICES];
+	unsigned num_svc;
+};
+
+struct worker;
+
+/* worker_new creates worker `id` bound to `cfg` (sockets opened now, so errors surface early). */
+struct worker *worker_new(unsigned id, struct cfg_ref *cfg, char *err, size_t err_len);
+int worker_start(struct worker *w);
+void worker_post(struct worker *w, struct cmd *c); /* takes ownership of `c` */
+void worker_join(struct worker *w);
+void worker_free(struct worker *w);
+void worker_snapshot(struct worker *w, struct worker_snap *out);
+
+/* Monotonic time in nanoseconds. */
+uint64_t now_ns(void);
+
+/* struct r2p2_addr <-> sockaddr conversions; `family` is the socket's family. */
+socklen_t addr_to_sockaddr(const struct r2p2_addr *a, int family, void *out_sa);
+void addr_from_sockaddr(const void *sa, struct r2p2_addr *out);
+
+#endif /* R2P2D_DAEMON_H */

@@ -1,0 +1,262 @@
+// SPDX-License-Identifier: MIT
+/*
+ * r2p2d: the main thread. It loads the config, starts the workers, serves the
+ * control socket (app attach, registration, status) and handles signals:
+ * SIGTERM/SIGINT drain in-flight RPCs then exit, SIGHUP reloads the config.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "apps.h"
+#include "log.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: r2p2d --config PATH [--check]\n"
+		   "  -c, --config PATH  configuration file (see docs/OPERATIONS.md)\n"
+		   "  -k, --check        parse the configuration, report errors, and exit\n"
+		   "  -h, --help         this text\n");
+}
+
+static struct cfg_ref *load_cfg(const char *path)
+{
+	struct cfg_ref *r = calloc(1, sizeof(*r));
+	char err[512];
+
+	if (!r) {
+		log_err("out of memory");
+		return NULL;
+	}
+	atomic_init(&r->refs, 1);
+	if (cfg_load(&r->cfg, path, err, sizeof(err)) < 0) {
+		log_err("%s", err);
+		free(r);
+		return NULL;
+	}
+	return r;
+}
+
+static void post_all(struct daemon *d, enum cmd_type type, struct cfg_ref *cfg)
+{
+	for (unsigned i = 0; i < d->num_workers; i++) {
+		struct cmd *c = calloc(1, sizeof(*c));
+		if (!c) {
+			log_err("out of memory posting to worker %u", i);
+			continue;
+		}
+		c->type = type;
+		if (cfg)
+			c->cfg = cfg_ref_get(cfg);
+		worker_post(d->workers[i], c);
+	}
+}
+
+static void reload(struct daemon *d)
+{
+	struct cfg_ref *n;
+	const struct cfg *o = &d->cfg->cfg;
+
+	sd_notify(0, "RELOADING=1");
+	log_info("SIGHUP: reloading %s", d->cfg_path);
+	n = load_cfg(d->cfg_path);
+	if (!n) {
+		log_err("reload failed; keeping the running configuration");
+		sd_notify(0, "READY=1");
+		return;
+	}
+	if (n->cfg.workers != o->workers || memcmp(&n->cfg.listen_addr, &o->listen_addr,
+						   sizeof(o->listen_addr)) != 0 ||
+	    strcmp(n->cfg.socket_path, o->socket_path) != 0 || n->cfg.max_msg_len != o->max_msg_len)
+		log_warn("reload: workers, listen, socket and max_message take effect at the next "
+			 "restart; the rest applies now");
+	/* Keep what the running workers and apps were built for. */
+	n->cfg.workers = o->workers;
+	n->cfg.listen_addr = o->listen_addr;
+	memcpy(n->cfg.listen, o->listen, sizeof(o->listen));
+	memcpy(n->cfg.socket_path, o->socket_path, sizeof(o->socket_path));
+	n->cfg.max_msg_len = o->max_msg_len;
+	n->cfg.ring_entries = o->ring_entries;
+	n->cfg.arena_size = o->arena_size;
+	log_set_level(n->cfg.log_level);
+	post_all(d, CMD_NEW_CFG, n);
+	cfg_ref_put(d->cfg);
+	d->cfg = n;
+	log_info("reload done: %zu services served, %zu called", n->cfg.num_serves,
+		 n->cfg.num_calls);
+	sd_notify(0, "READY=1");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+					     {"check", no_argument, NULL, 'k'},
+					     {"help", no_argument, NULL, 'h'},
+					     {NULL, 0, NULL, 0}};
+	struct daemon d = {.ctl_fd = -1};
+	const char *path = NULL;
+	bool check = false;
+	char err[512];
+	int opt, ep = -1, sfd = -1, ret = 1;
+	sigset_t mask;
+
+	while ((opt = getopt_long(argc, argv, "c:kh", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			path = optarg;
+			break;
+		case 'k':
+			check = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (!path || optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	snprintf(d.cfg_path, sizeof(d.cfg_path), "%s", path);
+	d.cfg = load_cfg(path);
+	if (!d.cfg)
+		return 1;
+	if (check) {
+		printf("%s: ok (%zu services served, %zu called)\n", path, d.cfg->cfg.num_serves,
+		       d.cfg->cfg.num_calls);
+		cfg_ref_put(d.cfg);
+		return 0;
+	}
+	log_set_level(d.cfg->cfg.log_level);
+
+	/* Signals arrive on a signalfd in the main loop; workers never see them. */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+
+	d.num_workers = d.cfg->cfg.workers;
+	d.workers = calloc(d.num_workers, sizeof(*d.workers));
+	if (sfd < 0 || !d.workers) {
+		log_err("startup: %s", strerror(errno));
+		goto out;
+	}
+	for (unsigned i = 0; i < d.num_workers; i++) {
+		d.workers[i] = worker_new(i, d.cfg, err, sizeof(err));
+		if (!d.workers[i]) {
+			log_err("%s", err);
+			goto out;
+		}
+	}
+	d.ctl_fd = ctl_listen(&d.cfg->cfg, err, sizeof(err));
+	if (d.ctl_fd < 0) {
+		log_err("%s", err);
+		goto out;
+	}
+	for (unsigned i = 0; i < d.num_workers; i++) {
+		int r = worker_start(d.workers[i]);
+		if (r < 0) {
+			log_err("worker %u: %s", i, strerror(-r));
+			goto out;
+		}
+	}
+
+	ep = epoll_create1(EPOLL_CLOEXEC);
+	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+	ev.data.u64 = 1;
+	epoll_ctl(ep, EPOLL_CTL_ADD, sfd, &ev);
+	ev.data.u64 = 2;
+	epoll_ctl(ep, EPOLL_CTL_ADD, d.ctl_fd, &ev);
+
+	log_info("r2p2d %s ready: %u workers, listen %s, %zu services served, %zu called, control "
+		 "socket %s (udp backend)",
+		 R2P2D_VERSION, d.num_workers, d.cfg->cfg.listen, d.cfg->cfg.num_serves,
+		 d.cfg->cfg.num_calls, d.cfg->cfg.socket_path);
+	sd_notify(0, "READY=1");
+
+	while (!d.draining) {
+		struct epoll_event evs[32];
+		int n = epoll_wait(ep, evs, 32, -1);
+		if (n < 0 && errno != EINTR) {
+			log_err("epoll_wait: %s", strerror(errno));
+			break;
+		}
+		for (int i = 0; i < n; i++) {
+			if (evs[i].data.u64 == 1) {
+				struct signalfd_siginfo si;
+				while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+					if (si.ssi_signo == SIGHUP) {
+						reload(&d);
+					} else {
+						log_info("signal %u: draining in-flight RPCs (up to %llu ms)",
+							 si.ssi_signo,
+							 (unsigned long long)d.cfg->cfg.drain_timeout_ms);
+						d.draining = true;
+					}
+				}
+			} else if (evs[i].data.u64 == 2) {
+				int fd;
+				while ((fd = accept4(d.ctl_fd, NULL, NULL,
+						     SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0) {
+					struct conn *c = conn_new(&d, fd);
+					if (!c) {
+						close(fd);
+						continue;
+					}
+					struct epoll_event cev = {.events = EPOLLIN | EPOLLRDHUP,
+								  .data.ptr = c};
+					epoll_ctl(ep, EPOLL_CTL_ADD, fd, &cev);
+				}
+			} else {
+				struct conn *c = evs[i].data.ptr;
+				int r = 0;
+				if (evs[i].events & EPOLLIN)
+					r = conn_input(&d, c);
+				if (r < 0 || (evs[i].events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP))) {
+					epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+					conn_close(&d, c);
+				}
+			}
+		}
+	}
+
+	sd_notify(0, "STOPPING=1");
+	post_all(&d, CMD_DRAIN, NULL);
+	for (unsigned i = 0; i < d.num_workers; i++)
+		worker_join(d.workers[i]);
+	ret = 0;
+	log_info("r2p2d stopped");
+out:
+	while (d.conns)
+		conn_close(&d, d.conns);
+	if (d.workers) {
+		for (unsigned i = 0; i < d.num_workers; i++)
+			worker_free(d.workers[i]);
+		free(d.workers);
+	}
+	if (d.ctl_fd >= 0) {
+		close(d.ctl_fd);
+		unlink(d.cfg->cfg.socket_path);
+	}
+	if (ep >= 0)
+		close(ep);
+	if (sfd >= 0)
+		close(sfd);
+	cfg_ref_put(d.cfg);
+	return ret;
+}

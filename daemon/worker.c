@@ -1,0 +1,1164 @@
+// SPDX-License-Identifier: MIT
+/*
+ * A worker: one thread, one io_uring, one protocol engine. Everything the
+ * worker does arrives as a completion on its ring:
+ *   - UD_RECV:     multishot recvmsg on each UDP socket, into provided buffers
+ *   - UD_SEND:     batched sendmsg, one SQE per datagram, submitted per loop
+ *   - UD_DOORBELL: an app rang its submission doorbell (eventfd read)
+ *   - UD_TIMER:    the engine's next deadline or housekeeping, absolute time
+ *   - UD_INBOX:    the main thread posted commands (eventfd read)
+ * The kind of each operation is encoded in user_data, and each kind has one
+ * handle_* function.
+ */
+#include "daemon.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <liburing.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <r2p2/shm.h>
+#include <r2p2/wire.h>
+
+#include "lane.h"
+#include "log.h"
+
+#define RING_ENTRIES 1024
+#define RX_BUFS 1024 /* power of two */
+#define RX_BUF_SIZE 2048
+#define RX_BGID 7
+#define TX_SLOTS 1024
+#define TX_BUF_SIZE (R2P2_HDR_LEN + R2P2_MAX_PAYLOAD + 64)
+#define MAX_SOCKS (1 + 2 * CFG_MAX_SERVICES)
+#define MAX_WAPPS 256
+#define HOUSEKEEPING_NS 100000000ull /* 100 ms: stats snapshot, overflow flush */
+#define CQ_OVF_MAX 4096
+#define MAX_CALLS_PER_LANE 4096
+
+enum ud_kind { UD_RECV = 1, UD_SEND, UD_DOORBELL, UD_TIMER, UD_TIMER_UPD, UD_INBOX, UD_CANCEL };
+
+static inline uint64_t ud_make(enum ud_kind k, uint32_t idx, uint32_t gen)
+{
+	return ((uint64_t)k << 56) | ((uint64_t)(gen & 0xFFFFFF) << 32) | idx;
+}
+static inline enum ud_kind ud_kind(uint64_t ud)
+{
+	return (enum ud_kind)(ud >> 56);
+}
+static inline uint32_t ud_idx(uint64_t ud)
+{
+	return (uint32_t)ud;
+}
+static inline uint32_t ud_gen(uint64_t ud)
+{
+	return (uint32_t)(ud >> 32) & 0xFFFFFF;
+}
+
+struct wsock {
+	int fd;           /* -1: free slot */
+	uint16_t port;    /* service port (host order); 0 for the client socket */
+	bool recv_armed;
+	bool closing;     /* cancel issued; free the slot on the final recv CQE */
+	uint64_t requests, dropped_no_app;
+};
+
+/* An app's lane on this worker. */
+struct wapp {
+	struct app *app; /* NULL: free slot */
+	uint32_t gen;
+	struct lane lane;
+	uint64_t efd_val;    /* doorbell read target */
+	bool read_armed;
+	bool removing;       /* waiting for the doorbell read to end before freeing */
+	uint32_t calls_inflight;
+};
+
+/* A call in flight: engine cookie -> app and the app's call id. */
+struct call {
+	uint32_t wapp;     /* slot; UINT32_MAX: free */
+	uint32_t wapp_gen;
+	uint32_t gen;
+	uint64_t user_data;
+	uint32_t next_free;
+};
+
+/* A request handed to an app and not answered yet (engine handle -> app). */
+struct exec_req {
+	uint64_t handle; /* 0: empty */
+	uint32_t wapp;
+	uint32_t wapp_gen;
+	uint32_t sock;
+};
+
+struct tx_slot {
+	struct msghdr msg;
+	struct iovec iov;
+	struct sockaddr_in6 sa;
+	uint8_t buf[TX_BUF_SIZE];
+};
+
+struct worker {
+	unsigned id;
+	pthread_t thread;
+	struct io_uring ring;
+	struct eng *eng;
+	struct cfg_ref *cfg;
+	int family; /* AF_INET or AF_INET6 of every socket */
+
+	pthread_mutex_t inbox_lock;
+	struct cmd *inbox_head, *inbox_tail;
+	int inbox_efd;
+	uint64_t inbox_val;
+
+	struct wsock socks[MAX_SOCKS];
+
+	struct io_uring_buf_ring *br;
+	uint8_t *rx_bufs;
+	size_t br_len;
+
+	struct tx_slot *tx;
+	uint32_t tx_free[TX_SLOTS];
+	uint32_t num_tx_free;
+
+	struct wapp wapps[MAX_WAPPS];
+	uint32_t rr_app; /* round-robin cursor for request delivery */
+
+	struct call *calls;
+	uint32_t num_calls_cap, call_free, calls_inflight;
+
+	struct exec_req *exec; /* open addressing, power of two */
+	uint32_t exec_cap, exec_count;
+
+	uint32_t call_rr[CFG_MAX_SERVICES]; /* round-robin over a call's servers */
+
+	uint64_t timer_deadline; /* armed absolute deadline, 0 = none */
+	struct __kernel_timespec timer_ts;
+	uint64_t next_housekeeping;
+
+	bool draining, stop;
+	uint64_t drain_deadline;
+	uint64_t tx_fallback, app_errors, cq_overflow_drops;
+
+	pthread_mutex_t snap_lock;
+	struct worker_snap snap;
+	char name[16];
+};
+
+uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+socklen_t addr_to_sockaddr(const struct r2p2_addr *a, int family, void *out_sa)
+{
+	if (family == AF_INET) {
+		struct sockaddr_in *s = out_sa;
+		memset(s, 0, sizeof(*s));
+		s->sin_family = AF_INET;
+		s->sin_port = a->port;
+		memcpy(&s->sin_addr, a->addr, 4);
+		return sizeof(*s);
+	}
+	struct sockaddr_in6 *s6 = out_sa;
+	memset(s6, 0, sizeof(*s6));
+	s6->sin6_family = AF_INET6;
+	s6->sin6_port = a->port;
+	if (a->family == AF_INET) {
+		/* An IPv6 socket reaches IPv4 peers through v4-mapped addresses. */
+		s6->sin6_addr.s6_addr[10] = 0xff;
+		s6->sin6_addr.s6_addr[11] = 0xff;
+		memcpy(&s6->sin6_addr.s6_addr[12], a->addr, 4);
+	} else {
+		memcpy(&s6->sin6_addr, a->addr, 16);
+	}
+	return sizeof(*s6);
+}
+
+void addr_from_sockaddr(const void *sa, struct r2p2_addr *out)
+{
+	const struct sockaddr *s = sa;
+	memset(out, 0, sizeof(*out));
+	if (s->sa_family == AF_INET) {
+		const struct sockaddr_in *s4 = sa;
+		out->family = AF_INET;
+		out->port = s4->sin_port;
+		memcpy(out->addr, &s4->sin_addr, 4);
+	} else if (s->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = sa;
+		out->port = s6->sin6_port;
+		if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+			out->family = AF_INET;
+			memcpy(out->addr, &s6->sin6_addr.s6_addr[12], 4);
+		} else {
+			out->family = AF_INET6;
+			memcpy(out->addr, &s6->sin6_addr, 16);
+		}
+	}
+}
+
+/* ---- io_uring helpers ---------------------------------------------------- */
+
+static struct io_uring_sqe *get_sqe(struct worker *w)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+	if (!sqe) {
+		/* The SQ is full: hand what we have to the kernel and try again. */
+		io_uring_submit(&w->ring);
+		sqe = io_uring_get_sqe(&w->ring);
+	}
+	return sqe;
+}
+
+static void arm_recv(struct worker *w, uint32_t slot)
+{
+	static struct msghdr recv_msg = {.msg_namelen = sizeof(struct sockaddr_in6)};
+	struct wsock *s = &w->socks[slot];
+	struct io_uring_sqe *sqe = get_sqe(w);
+
+	if (!sqe)
+		return; /* retried on the next loop iteration (recv_armed stays false) */
+	io_uring_prep_recvmsg_multishot(sqe, s->fd, &recv_msg, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = RX_BGID;
+	io_uring_sqe_set_data64(sqe, ud_make(UD_RECV, slot, 0));
+	s->recv_armed = true;
+}
+
+static void arm_inbox(struct worker *w)
+{
+	struct io_uring_sqe *sqe = get_sqe(w);
+	if (!sqe)
+		return;
+	io_uring_prep_read(sqe, w->inbox_efd, &w->inbox_val, sizeof(w->inbox_val), 0);
+	io_uring_sqe_set_data64(sqe, ud_make(UD_INBOX, 0, 0));
+}
+
+static void arm_doorbell(struct worker *w, uint32_t slot)
+{
+	struct wapp *wa = &w->wapps[slot];
+	struct io_uring_sqe *sqe = get_sqe(w);
+	if (!sqe)
+		return;
+	io_uring_prep_read(sqe, wa->lane.sq_efd, &wa->efd_val, sizeof(wa->efd_val), 0);
+	io_uring_sqe_set_data64(sqe, ud_make(UD_DOORBELL, slot, wa->gen));
+	wa->read_armed = true;
+}
+
+static void cancel_op(struct worker *w, uint64_t ud)
+{
+	struct io_uring_sqe *sqe = get_sqe(w);
+	if (!sqe)
+		return;
+	io_uring_prep_cancel64(sqe, ud, 0);
+	io_uring_sqe_set_data64(sqe, ud_make(UD_CANCEL, 0, 0));
+}
+
+static void arm_timer(struct worker *w, uint64_t deadline)
+{
+	struct io_uring_sqe *sqe = get_sqe(w);
+	if (!sqe)
+		return;
+	w->timer_ts.tv_sec = (long long)(deadline / 1000000000ull);
+	w->timer_ts.tv_nsec = (long long)(deadline % 1000000000ull);
+	if (w->timer_deadline) {
+		io_uring_prep_timeout_update(sqe, &w->timer_ts, ud_make(UD_TIMER, 0, 0),
+					     IORING_TIMEOUT_ABS);
+		io_uring_sqe_set_data64(sqe, ud_make(UD_TIMER_UPD, 0, 0));
+	} else {
+		io_uring_prep_timeout(sqe, &w->timer_ts, 0, IORING_TIMEOUT_ABS);
+		io_uring_sqe_set_data64(sqe, ud_make(UD_TIMER, 0, 0));
+	}
+	w->timer_deadline = deadline;
+}
+
+/* ---- sockets --------------------------------------------------------------- */
+
+static int open_udp(struct worker *w, uint16_t port, char *err, size_t err_len)
+{
+	const struct cfg *c = &w->cfg->cfg;
+	struct sockaddr_in6 sa;
+	int one = 1, zero = 0;
+	struct r2p2_addr a = c->listen_addr;
+	socklen_t len;
+	int fd;
+
+	fd = socket(w->family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		goto fail;
+	/* Every worker binds the same service port; the kernel spreads clients by 4-tuple,
+	 * so all packets of one client flow reach the same worker. */
+	if (port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
+		goto fail;
+	if (w->family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+	a.port = htons(port);
+	len = addr_to_sockaddr(&a, w->family, &sa);
+	if (bind(fd, (struct sockaddr *)&sa, len) < 0)
+		goto fail;
+	return fd;
+fail:
+	snprintf(err, err_len, "worker %u: UDP socket on %s port %u: %s", w->id, c->listen, port,
+		 strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
+static int sock_slot_by_port(const struct worker *w, uint16_t port)
+{
+	for (int i = 1; i < MAX_SOCKS; i++)
+		if (w->socks[i].fd >= 0 && !w->socks[i].closing && w->socks[i].port == port)
+			return i;
+	return -1;
+}
+
+static void close_sock(struct worker *w, uint32_t slot)
+{
+	struct wsock *s = &w->socks[slot];
+	if (s->recv_armed) {
+		cancel_op(w, ud_make(UD_RECV, slot, 0));
+		s->closing = true;
+	} else {
+		close(s->fd);
+		s->fd = -1;
+	}
+}
+
+/* Open the sockets of every served service the worker does not have yet and close the others. */
+static int sync_service_socks(struct worker *w, char *err, size_t err_len)
+{
+	const struct cfg *c = &w->cfg->cfg;
+
+	for (int i = 1; i < MAX_SOCKS; i++) {
+		struct wsock *s = &w->socks[i];
+		if (s->fd < 0 || s->closing)
+			continue;
+		if (!cfg_find_serve_port(c, s->port))
+			close_sock(w, (uint32_t)i);
+	}
+	for (size_t i = 0; i < c->num_serves; i++) {
+		uint16_t port = c->serves[i].port;
+		int slot = -1;
+		if (sock_slot_by_port(w, port) >= 0)
+			continue;
+		for (int j = 1; j < MAX_SOCKS; j++) {
+			if (w->socks[j].fd < 0) {
+				slot = j;
+				break;
+			}
+		}
+		if (slot < 0) {
+			snprintf(err, err_len, "worker %u: too many service sockets", w->id);
+			return -1;
+		}
+		int fd = open_udp(w, port, err, err_len);
+		if (fd < 0)
+			return -1;
+		w->socks[slot] = (struct wsock){.fd = fd, .port = port};
+		if (w->ring.ring_fd > 0 && w->thread)
+			arm_recv(w, (uint32_t)slot);
+	}
+	return 0;
+}
+
+/* ---- engine callbacks -------------------------------------------------------- */
+
+static void tx_direct(struct worker *w, int fd, struct msghdr *m)
+{
+	w->tx_fallback++;
+	if (sendmsg(fd, m, MSG_DONTWAIT) < 0)
+		log_debug("worker %u: sendmsg: %s", w->id, strerror(errno));
+}
+
+static void on_send(void *ctx, unsigned sock, const struct r2p2_addr *dst,
+		    const struct iovec *iov, int iovcnt)
+{
+	struct worker *w = ctx;
+	struct wsock *s;
+	struct tx_slot *t;
+	size_t len = 0;
+	uint32_t slot;
+
+	if (sock >= MAX_SOCKS || w->socks[sock].fd < 0)
+		return;
+	s = &w->socks[sock];
+	for (int i = 0; i < iovcnt; i++)
+		len += iov[i].iov_len;
+	if (len > TX_BUF_SIZE)
+		return;
+
+	if (w->num_tx_free == 0) {
+		/* Pool exhausted (a burst larger than TX_SLOTS): send synchronously. */
+		struct sockaddr_in6 sa;
+		struct msghdr m = {.msg_name = &sa,
+				   .msg_namelen = addr_to_sockaddr(dst, w->family, &sa),
+				   .msg_iov = (struct iovec *)iov,
+				   .msg_iovlen = (size_t)iovcnt};
+		tx_direct(w, s->fd, &m);
+		return;
+	}
+	slot = w->tx_free[--w->num_tx_free];
+	t = &w->tx[slot];
+	len = 0;
+	for (int i = 0; i < iovcnt; i++) {
+		memcpy(t->buf + len, iov[i].iov_base, iov[i].iov_len);
+		len += iov[i].iov_len;
+	}
+	t->iov = (struct iovec){.iov_base = t->buf, .iov_len = len};
+	t->msg = (struct msghdr){.msg_name = &t->sa,
+				 .msg_namelen = addr_to_sockaddr(dst, w->family, &t->sa),
+				 .msg_iov = &t->iov,
+				 .msg_iovlen = 1};
+	struct io_uring_sqe *sqe = get_sqe(w);
+	if (!sqe) {
+		tx_direct(w, s->fd, &t->msg);
+		w->tx_free[w->num_tx_free++] = slot;
+		return;
+	}
+	io_uring_prep_sendmsg(sqe, s->fd, &t->msg, 0);
+	io_uring_sqe_set_data64(sqe, ud_make(UD_SEND, slot, 0));
+}
+
+static struct exec_req *exec_find(struct worker *w, uint64_t handle, bool insert)
+{
+	uint32_t mask = w->exec_cap - 1;
+	uint64_t h = handle * 0x9E3779B97F4A7C15ull;
+	uint32_t i = (uint32_t)(h >> 32) & mask;
+	struct exec_req *tomb = NULL;
+
+	for (uint32_t n = 0; n < w->exec_cap; n++, i = (i + 1) & mask) {
+		struct exec_req *e = &w->exec[i];
+		if (e->handle == handle)
+			return e;
+		if (e->handle == UINT64_MAX) { /* tombstone */
+			if (!tomb)
+				tomb = e;
+			continue;
+		}
+		if (e->handle == 0)
+			return insert ? (tomb ? tomb : e) : NULL;
+	}
+	return insert ? tomb : NULL;
+}
+
+static void exec_remove(struct worker *w, struct exec_req *e)
+{
+	e->handle = UINT64_MAX;
+	w->exec_count--;
+}
+
+static bool exec_grow(struct worker *w)
+{
+	uint32_t old_cap = w->exec_cap;
+	struct exec_req *old = w->exec;
+	struct exec_req *n = calloc(old_cap * 2, sizeof(*n));
+	if (!n)
+		return false;
+	w->exec = n;
+	w->exec_cap = old_cap * 2;
+	w->exec_count = 0;
+	for (uint32_t i = 0; i < old_cap; i++) {
+		if (old[i].handle && old[i].handle != UINT64_MAX) {
+			*exec_find(w, old[i].handle, true) = old[i];
+			w->exec_count++;
+		}
+	}
+	free(old);
+	return true;
+}
+
+static void on_request(void *ctx, unsigned sock, uint64_t handle, const struct r2p2_addr *src,
+		       unsigned policy, const uint8_t *payload, size_t len)
+{
+	struct worker *w = ctx;
+	struct wsock *s = sock < MAX_SOCKS ? &w->socks[sock] : NULL;
+	uint64_t now = now_ns();
+	(void)src;
+	(void)policy;
+
+	if (!s || s->fd < 0 || sock == 0 || w->draining) {
+		eng_reject(w->eng, handle, now);
+		return;
+	}
+	s->requests++;
+	/* Deliver to the next app serving this port, round-robin. */
+	for (uint32_t n = 0; n < MAX_WAPPS; n++) {
+		uint32_t i = (w->rr_app + n) % MAX_WAPPS;
+		struct wapp *wa = &w->wapps[i];
+		bool serves = false;
+		if (!wa->app || wa->removing || wa->lane.broken)
+			continue;
+		for (unsigned k = 0; k < wa->app->num_serves; k++)
+			serves |= wa->app->serves[k] == s->port;
+		if (!serves)
+			continue;
+		if ((w->exec_count + 1) * 2 > w->exec_cap && !exec_grow(w))
+			break;
+		if (lane_post(&wa->lane, R2P2_CQ_REQUEST, 0, handle, s->port, payload, len) < 0) {
+			w->cq_overflow_drops++;
+			continue; /* this app is saturated; another may take it */
+		}
+		struct exec_req *e = exec_find(w, handle, true);
+		*e = (struct exec_req){.handle = handle, .wapp = i, .wapp_gen = wa->gen,
+				       .sock = sock};
+		w->exec_count++;
+		w->rr_app = i + 1;
+		return;
+	}
+	s->dropped_no_app++;
+	eng_reject(w->eng, handle, now);
+}
+
+static void on_complete(void *ctx, uint64_t cookie, int status, const uint8_t *payload,
+			size_t len)
+{
+	struct worker *w = ctx;
+	uint32_t idx = (uint32_t)cookie, gen = (uint32_t)(cookie >> 32);
+	struct call *c;
+	struct wapp *wa;
+
+	if (idx >= w->num_calls_cap)
+		return;
+	c = &w->calls[idx];
+	if (c->wapp == UINT32_MAX || c->gen != gen)
+		return;
+	wa = &w->wapps[c->wapp];
+	if (wa->app && wa->gen == c->wapp_gen && !wa->removing) {
+		wa->calls_inflight--;
+		if (lane_post(&wa->lane, R2P2_CQ_RESPONSE, status, c->user_data, 0, payload, len) < 0)
+			w->cq_overflow_drops++;
+	}
+	c->wapp = UINT32_MAX;
+	c->next_free = w->call_free;
+	w->call_free = idx;
+	w->calls_inflight--;
+}
+
+static const struct eng_ops worker_eng_ops = {
+	.send = on_send,
+	.request = on_request,
+	.complete = on_complete,
+};
+
+/* ---- app submissions ----------------------------------------------------------- */
+
+static void fail_call(struct wapp *wa, uint64_t user_data, int err)
+{
+	lane_post(&wa->lane, R2P2_CQ_RESPONSE, err, user_data, 0, NULL, 0);
+}
+
+static void start_call(struct worker *w, uint32_t slot, const struct r2p2_sqe *sqe,
+		       const uint8_t *payload, uint64_t now)
+{
+	struct wapp *wa = &w->wapps[slot];
+	const struct cfg *c = &w->cfg->cfg;
+	const struct cfg_call *cc = cfg_find_call(c, sqe->service);
+	struct eng_call_args args = {0};
+	uint32_t timeout_ms, idx;
+	int ret;
+
+	if (w->draining) {
+		fail_call(wa, sqe->user_data, -ESHUTDOWN);
+		return;
+	}
+	if (!cc) {
+		fail_call(wa, sqe->user_data, -ENOENT);
+		return;
+	}
+	if (w->call_free == UINT32_MAX) {
+		fail_call(wa, sqe->user_data, -ENOBUFS);
+		return;
+	}
+	if (cc->has_router) {
+		args.dst = cc->router;
+		args.via_router = true;
+	} else {
+		size_t k = (size_t)(cc - c->calls);
+		args.dst = cc->servers[w->call_rr[k]++ % cc->num_servers];
+	}
+	timeout_ms = sqe->timeout_ms ? sqe->timeout_ms : cc->timeout_ms;
+	args.sock = 0;
+	args.policy = sqe->policy ? (sqe->policy & 0x0F) : cc->policy;
+	args.payload = payload;
+	args.len = sqe->len;
+	args.max_retries = cc->retries;
+	args.timeout_ns = (uint64_t)timeout_ms * 1000000ull / (cc->retries + 1);
+	if (args.timeout_ns == 0)
+		args.timeout_ns = 1000000;
+
+	idx = w->call_free;
+	struct call *call = &w->calls[idx];
+	call->gen++;
+	args.cookie = ((uint64_t)call->gen << 32) | idx;
+	ret = eng_call(w->eng, &args, now);
+	if (ret < 0) {
+		fail_call(wa, sqe->user_data, ret);
+		return;
+	}
+	w->call_free = call->next_free;
+	call->wapp = slot;
+	call->wapp_gen = wa->gen;
+	call->user_data = sqe->user_data;
+	wa->calls_inflight++;
+	w->calls_inflight++;
+}
+
+static void respond(struct worker *w, uint32_t slot, const struct r2p2_sqe *sqe,
+		    const uint8_t *payload, uint64_t now)
+{
+	struct wapp *wa = &w->wapps[slot];
+	struct exec_req *e = sqe->user_data ? exec_find(w, sqe->user_data, false) : NULL;
+	int ret;
+
+	/* An app may only answer requests handed to it. */
+	if (!e || e->wapp != slot || e->wapp_gen != wa->gen) {
+		lane_post(&wa->lane, R2P2_CQ_ERROR, -ENOENT, sqe->user_data, 0, NULL, 0);
+		return;
+	}
+	exec_remove(w, e);
+	ret = eng_respond(w->eng, sqe->user_data, payload, sqe->len, now);
+	if (ret < 0)
+		lane_post(&wa->lane, R2P2_CQ_ERROR, ret, sqe->user_data, 0, NULL, 0);
+}
+
+static void drop_wapp(struct worker *w, uint32_t slot);
+
+static void process_lane(struct worker *w, uint32_t slot, uint64_t now)
+{
+	struct wapp *wa = &w->wapps[slot];
+	struct r2p2_sqe sqe;
+	const uint8_t *payload;
+	int n = 0, ret;
+
+	if (!wa->app || wa->removing)
+		return;
+	lane_flush(&wa->lane);
+	while (n < 256) {
+		/* Back-pressure: calls in flight are bounded per lane so their completions always fit. */
+		if (wa->calls_inflight >= MAX_CALLS_PER_LANE)
+			break;
+		ret = lane_next_sqe(&wa->lane, &sqe, &payload);
+		if (ret == 0)
+			break;
+		n++;
+		if (ret == -EINVAL) {
+			w->app_errors++;
+			if (sqe.op == R2P2_SQ_CALL)
+				fail_call(wa, sqe.user_data, -EINVAL);
+			continue;
+		}
+		if (ret < 0)
+			break;
+		if (sqe.op == R2P2_SQ_CALL)
+			start_call(w, slot, &sqe, payload, now);
+		else if (sqe.op == R2P2_SQ_RESPOND)
+			respond(w, slot, &sqe, payload, now);
+	}
+	if (n)
+		lane_consume(&wa->lane);
+	if (wa->lane.broken) {
+		w->app_errors++;
+		log_warn("worker %u: app %llu (pid %d) broke the ring ABI; detaching it", w->id,
+			 (unsigned long long)wa->app->id, (int)wa->app->pid);
+		/* Close the control connection so the main thread sees the app gone. */
+		shutdown(wa->app->conn_fd, SHUT_RDWR);
+		drop_wapp(w, slot);
+	}
+}
+
+/* ---- app lifecycle ----------------------------------------------------------------- */
+
+static void add_wapp(struct worker *w, struct app *a)
+{
+	for (uint32_t i = 0; i < MAX_WAPPS; i++) {
+		struct wapp *wa = &w->wapps[i];
+		if (wa->app || wa->removing)
+			continue;
+		if (lane_init(&wa->lane, a->map, &a->hdr, w->id, a->sq_efd[w->id], a->cq_efd[w->id],
+			      CQ_OVF_MAX) < 0)
+			break;
+		wa->app = a;
+		wa->gen++;
+		wa->calls_inflight = 0;
+		arm_doorbell(w, i);
+		return;
+	}
+	log_warn("worker %u: no room for app %llu", w->id, (unsigned long long)a->id);
+	app_put(a);
+}
+
+static void release_wapp_slot(struct worker *w, struct wapp *wa)
+{
+	(void)w;
+	lane_cleanup(&wa->lane);
+	app_put(wa->app);
+	wa->app = NULL;
+	wa->removing = false;
+}
+
+/* Forget an app on this worker: its unanswered requests are DROPped, its calls orphaned. */
+static void drop_wapp(struct worker *w, uint32_t slot)
+{
+	struct wapp *wa = &w->wapps[slot];
+	uint64_t now = now_ns();
+
+	if (!wa->app || wa->removing)
+		return;
+	for (uint32_t i = 0; i < w->exec_cap; i++) {
+		struct exec_req *e = &w->exec[i];
+		if (e->handle && e->handle != UINT64_MAX && e->wapp == slot &&
+		    e->wapp_gen == wa->gen) {
+			eng_reject(w->eng, e->handle, now);
+			exec_remove(w, e);
+		}
+	}
+	wa->removing = true;
+	wa->gen++; /* completions for its calls now find a stale generation */
+	if (wa->read_armed)
+		cancel_op(w, ud_make(UD_DOORBELL, slot, wa->gen - 1));
+	else
+		release_wapp_slot(w, wa);
+}
+
+static void handle_cmd(struct worker *w, struct cmd *c)
+{
+	char err[256];
+
+	switch (c->type) {
+	case CMD_ADD_APP:
+		add_wapp(w, c->app);
+		c->app = NULL;
+		break;
+	case CMD_REGISTER:
+		break; /* the app's serves[] is read on delivery; nothing to cache */
+	case CMD_REMOVE_APP:
+		for (uint32_t i = 0; i < MAX_WAPPS; i++)
+			if (w->wapps[i].app == c->app)
+				drop_wapp(w, i);
+		break;
+	case CMD_NEW_CFG: {
+		struct cfg_ref *old = w->cfg;
+		w->cfg = c->cfg;
+		c->cfg = NULL;
+		if (sync_service_socks(w, err, sizeof(err)) < 0)
+			log_err("%s", err);
+		cfg_ref_put(old);
+		break;
+	}
+	case CMD_DRAIN:
+		w->draining = true;
+		w->drain_deadline = now_ns() + w->cfg->cfg.drain_timeout_ms * 1000000ull;
+		break;
+	}
+	if (c->app)
+		app_put(c->app);
+	if (c->cfg)
+		cfg_ref_put(c->cfg);
+	free(c);
+}
+
+static void handle_inbox(struct worker *w)
+{
+	struct cmd *c;
+
+	pthread_mutex_lock(&w->inbox_lock);
+	c = w->inbox_head;
+	w->inbox_head = w->inbox_tail = NULL;
+	pthread_mutex_unlock(&w->inbox_lock);
+	while (c) {
+		struct cmd *next = c->next;
+		handle_cmd(w, c);
+		c = next;
+	}
+	arm_inbox(w);
+}
+
+void worker_post(struct worker *w, struct cmd *c)
+{
+	uint64_t one = 1;
+
+	c->next = NULL;
+	pthread_mutex_lock(&w->inbox_lock);
+	if (w->inbox_tail)
+		w->inbox_tail->next = c;
+	else
+		w->inbox_head = c;
+	w->inbox_tail = c;
+	pthread_mutex_unlock(&w->inbox_lock);
+	if (write(w->inbox_efd, &one, sizeof(one)) < 0)
+		log_err("worker %u: inbox doorbell: %s", w->id, strerror(errno));
+}
+
+/* ---- completions ---------------------------------------------------------------------- */
+
+static void handle_recv(struct worker *w, struct io_uring_cqe *cqe, uint64_t now)
+{
+	static const struct msghdr recv_msg = {.msg_namelen = sizeof(struct sockaddr_in6)};
+	uint32_t slot = ud_idx(cqe->user_data);
+	struct wsock *s = &w->socks[slot];
+
+	if (cqe->flags & IORING_CQE_F_BUFFER) {
+		uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+		uint8_t *buf = w->rx_bufs + (size_t)bid * RX_BUF_SIZE;
+
+		if (cqe->res > 0 && !s->closing) {
+			struct io_uring_recvmsg_out *o =
+				io_uring_recvmsg_validate(buf, cqe->res, (struct msghdr *)&recv_msg);
+			if (o && !(o->flags & MSG_TRUNC) && o->namelen > 0) {
+				struct r2p2_addr src;
+				addr_from_sockaddr(io_uring_recvmsg_name(o), &src);
+				eng_input(w->eng, slot, &src, io_uring_recvmsg_payload(o, (struct msghdr *)&recv_msg),
+					  io_uring_recvmsg_payload_length(o, cqe->res, (struct msghdr *)&recv_msg),
+					  now);
+			}
+		}
+		io_uring_buf_ring_add(w->br, buf, RX_BUF_SIZE, bid, io_uring_buf_ring_mask(RX_BUFS), 0);
+		io_uring_buf_ring_advance(w->br, 1);
+	}
+	if (!(cqe->flags & IORING_CQE_F_MORE)) {
+		s->recv_armed = false;
+		if (s->closing) {
+			close(s->fd);
+			s->fd = -1;
+			s->closing = false;
+		} else if (cqe->res < 0 && cqe->res != -ENOBUFS) {
+			log_warn("worker %u: recv on port %u: %s", w->id, s->port, strerror(-cqe->res));
+		}
+		/* re-armed at the end of the loop iteration */
+	}
+}
+
+static void handle_doorbell(struct worker *w, struct io_uring_cqe *cqe, uint64_t now)
+{
+	uint32_t slot = ud_idx(cqe->user_data);
+	struct wapp *wa;
+
+	if (slot >= MAX_WAPPS)
+		return;
+	wa = &w->wapps[slot];
+	wa->read_armed = false;
+	if (wa->removing) {
+		release_wapp_slot(w, wa);
+		return;
+	}
+	if (!wa->app || ud_gen(cqe->user_data) != (wa->gen & 0xFFFFFF))
+		return;
+	if (cqe->res < 0 && cqe->res != -EINTR && cqe->res != -EAGAIN) {
+		log_warn("worker %u: doorbell of app %llu: %s", w->id,
+			 (unsigned long long)wa->app->id, strerror(-cqe->res));
+		drop_wapp(w, slot);
+		return;
+	}
+	process_lane(w, slot, now);
+	if (wa->app && !wa->removing)
+		arm_doorbell(w, slot);
+}
+
+static void handle_cqe(struct worker *w, struct io_uring_cqe *cqe, uint64_t now)
+{
+	switch (ud_kind(cqe->user_data)) {
+	case UD_RECV:
+		handle_recv(w, cqe, now);
+		break;
+	case UD_SEND: {
+		uint32_t slot = ud_idx(cqe->user_data);
+		if (cqe->res < 0)
+			log_debug("worker %u: send: %s", w->id, strerror(-cqe->res));
+		if (slot < TX_SLOTS)
+			w->tx_free[w->num_tx_free++] = slot;
+		break;
+	}
+	case UD_DOORBELL:
+		handle_doorbell(w, cqe, now);
+		break;
+	case UD_TIMER:
+		w->timer_deadline = 0;
+		break;
+	case UD_INBOX:
+		handle_inbox(w);
+		break;
+	case UD_TIMER_UPD:
+	case UD_CANCEL:
+		break;
+	}
+}
+
+static void publish_snapshot(struct worker *w)
+{
+	struct worker_snap s = {0};
+	unsigned n = 0;
+
+	eng_get_stats(w->eng, &s.eng);
+	for (uint32_t i = 0; i < MAX_WAPPS; i++)
+		s.apps += w->wapps[i].app && !w->wapps[i].removing;
+	s.calls_inflight = w->calls_inflight;
+	s.requests_executing = w->exec_count;
+	s.tx_fallback = w->tx_fallback;
+	s.app_errors = w->app_errors;
+	s.cq_overflow_drops = w->cq_overflow_drops;
+	for (int i = 1; i < MAX_SOCKS && n < CFG_MAX_SERVICES; i++) {
+		if (w->socks[i].fd < 0 || w->socks[i].closing)
+			continue;
+		s.svc[n].port = w->socks[i].port;
+		s.svc[n].requests = w->socks[i].requests;
+		s.svc[n].dropped_no_app = w->socks[i].dropped_no_app;
+		n++;
+	}
+	s.num_svc = n;
+	pthread_mutex_lock(&w->snap_lock);
+	w->snap = s;
+	pthread_mutex_unlock(&w->snap_lock);
+}
+
+void worker_snapshot(struct worker *w, struct worker_snap *out)
+{
+	pthread_mutex_lock(&w->snap_lock);
+	*out = w->snap;
+	pthread_mutex_unlock(&w->snap_lock);
+}
+
+/* ---- the loop ------------------------------------------------------------------------------ */
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct io_uring_cqe *cqe;
+
+	pthread_setname_np(pthread_self(), w->name);
+	arm_inbox(w);
+	for (int i = 0; i < MAX_SOCKS; i++)
+		if (w->socks[i].fd >= 0)
+			arm_recv(w, (uint32_t)i);
+
+	while (!w->stop) {
+		uint64_t now = now_ns(), deadline;
+		unsigned head, n = 0;
+		bool busy = false;
+
+		io_uring_for_each_cqe(&w->ring, head, cqe) {
+			handle_cqe(w, cqe, now);
+			n++;
+		}
+		io_uring_cq_advance(&w->ring, n);
+
+		now = now_ns();
+		eng_tick(w->eng, now);
+		if (now >= w->next_housekeeping) {
+			w->next_housekeeping = now + HOUSEKEEPING_NS;
+			publish_snapshot(w);
+		}
+
+		/* Apps: take what they submitted, ring their doorbells, ask for ours. */
+		for (uint32_t i = 0; i < MAX_WAPPS; i++) {
+			struct wapp *wa = &w->wapps[i];
+			if (!wa->app || wa->removing)
+				continue;
+			process_lane(w, i, now);
+			if (!wa->app || wa->removing)
+				continue;
+			lane_flush(&wa->lane);
+			lane_notify(&wa->lane);
+			if (lane_arm_wakeup(&wa->lane)) {
+				lane_disarm_wakeup(&wa->lane);
+				busy = true;
+			}
+		}
+		for (int i = 0; i < MAX_SOCKS; i++)
+			if (w->socks[i].fd >= 0 && !w->socks[i].recv_armed && !w->socks[i].closing)
+				arm_recv(w, (uint32_t)i);
+
+		if (w->draining && ((w->calls_inflight == 0 && w->exec_count == 0) ||
+				    now >= w->drain_deadline)) {
+			if (w->calls_inflight || w->exec_count)
+				log_warn("worker %u: drain timeout with %u calls and %u requests in flight",
+					 w->id, w->calls_inflight, w->exec_count);
+			w->stop = true;
+			io_uring_submit(&w->ring);
+			break;
+		}
+
+		deadline = eng_next_deadline(w->eng);
+		if (deadline > w->next_housekeeping)
+			deadline = w->next_housekeeping;
+		if (w->draining && deadline > w->drain_deadline)
+			deadline = w->drain_deadline;
+		if (!w->timer_deadline || deadline < w->timer_deadline)
+			arm_timer(w, deadline);
+
+		if (busy)
+			io_uring_submit(&w->ring);
+		else
+			io_uring_submit_and_wait(&w->ring, 1);
+		for (uint32_t i = 0; i < MAX_WAPPS; i++)
+			if (w->wapps[i].app && !w->wapps[i].removing)
+				lane_disarm_wakeup(&w->wapps[i].lane);
+	}
+	publish_snapshot(w);
+	return NULL;
+}
+
+struct worker *worker_new(unsigned id, struct cfg_ref *cfg, char *err, size_t err_len)
+{
+	struct worker *w = calloc(1, sizeof(*w));
+	struct io_uring_params p = {0};
+	struct eng_config ec;
+	int ret;
+
+	if (!w) {
+		snprintf(err, err_len, "out of memory");
+		return NULL;
+	}
+	w->id = id;
+	w->cfg = cfg_ref_get(cfg);
+	w->family = cfg->cfg.listen_addr.family == AF_INET6 ? AF_INET6 : AF_INET;
+	w->inbox_efd = -1;
+	snprintf(w->name, sizeof(w->name), "r2p2d-w%u", id);
+	pthread_mutex_init(&w->inbox_lock, NULL);
+	pthread_mutex_init(&w->snap_lock, NULL);
+	for (int i = 0; i < MAX_SOCKS; i++)
+		w->socks[i].fd = -1;
+
+	p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN;
+	ret = io_uring_queue_init_params(RING_ENTRIES, &w->ring, &p);
+	if (ret < 0) {
+		p.flags = 0; /* older kernels */
+		ret = io_uring_queue_init_params(RING_ENTRIES, &w->ring, &p);
+	}
+	if (ret < 0) {
+		snprintf(err, err_len, "worker %u: io_uring_queue_init: %s", id, strerror(-ret));
+		goto fail_noring;
+	}
+
+	/* Provided receive buffers: a buffer ring the kernel picks from for every datagram. */
+	w->br_len = RX_BUFS * sizeof(struct io_uring_buf);
+	w->br = mmap(NULL, w->br_len, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+	w->rx_bufs = malloc((size_t)RX_BUFS * RX_BUF_SIZE);
+	if (w->br == MAP_FAILED || !w->rx_bufs) {
+		w->br = NULL;
+		snprintf(err, err_len, "worker %u: out of memory for receive buffers", id);
+		goto fail;
+	}
+	io_uring_buf_ring_init(w->br);
+	struct io_uring_buf_reg reg = {.ring_addr = (unsigned long)w->br,
+				       .ring_entries = RX_BUFS,
+				       .bgid = RX_BGID};
+	ret = io_uring_register_buf_ring(&w->ring, &reg, 0);
+	if (ret < 0) {
+		snprintf(err, err_len, "worker %u: io_uring_register_buf_ring: %s (kernel too old?)",
+			 id, strerror(-ret));
+		goto fail;
+	}
+	for (uint16_t i = 0; i < RX_BUFS; i++)
+		io_uring_buf_ring_add(w->br, w->rx_bufs + (size_t)i * RX_BUF_SIZE, RX_BUF_SIZE, i,
+				      io_uring_buf_ring_mask(RX_BUFS), i);
+	io_uring_buf_ring_advance(w->br, RX_BUFS);
+
+	w->tx = calloc(TX_SLOTS, sizeof(*w->tx));
+	w->num_calls_cap = MAX_CALLS_PER_LANE * 4;
+	w->calls = calloc(w->num_calls_cap, sizeof(*w->calls));
+	w->exec_cap = 1024;
+	w->exec = calloc(w->exec_cap, sizeof(*w->exec));
+	if (!w->tx || !w->calls || !w->exec) {
+		snprintf(err, err_len, "worker %u: out of memory", id);
+		goto fail;
+	}
+	for (uint32_t i = 0; i < TX_SLOTS; i++)
+		w->tx_free[w->num_tx_free++] = TX_SLOTS - 1 - i;
+	for (uint32_t i = 0; i < w->num_calls_cap; i++) {
+		w->calls[i].wapp = UINT32_MAX;
+		w->calls[i].next_free = i + 1 < w->num_calls_cap ? i + 1 : UINT32_MAX;
+	}
+	w->call_free = 0;
+
+	eng_config_default(&ec);
+	ec.max_msg_len = cfg->cfg.max_msg_len;
+	ec.dedup_window_ns = cfg->cfg.dedup_window_ms * 1000000ull;
+	ec.reassembly_timeout_ns = cfg->cfg.reassembly_timeout_ms * 1000000ull;
+	ec.exec_timeout_ns = cfg->cfg.exec_timeout_ms * 1000000ull;
+	ec.max_client_calls = w->num_calls_cap;
+	ec.has_router = cfg->cfg.has_router;
+	ec.router = cfg->cfg.router;
+	w->eng = eng_new(&ec, &worker_eng_ops, w);
+	if (!w->eng) {
+		snprintf(err, err_len, "worker %u: engine: %s", id, strerror(errno));
+		goto fail;
+	}
+
+	w->inbox_efd = eventfd(0, EFD_CLOEXEC);
+	if (w->inbox_efd < 0) {
+		snprintf(err, err_len, "worker %u: eventfd: %s", id, strerror(errno));
+		goto fail;
+	}
+	/* The client socket: ephemeral port, private to this worker, so responses come back here. */
+	w->socks[0].fd = open_udp(w, 0, err, err_len);
+	if (w->socks[0].fd < 0)
+		goto fail;
+	if (sync_service_socks(w, err, err_len) < 0)
+		goto fail;
+	return w;
+fail:
+	io_uring_queue_exit(&w->ring);
+fail_noring:
+	w->ring.ring_fd = -1;
+	worker_free(w);
+	return NULL;
+}
+
+int worker_start(struct worker *w)
+{
+	int ret = pthread_create(&w->thread, NULL, worker_main, w);
+	return -ret;
+}
+
+void worker_join(struct worker *w)
+{
+	pthread_join(w->thread, NULL);
+}
+
+void worker_free(struct worker *w)
+{
+	if (!w)
+		return;
+	/* eng_free completes pending calls with -ECANCELED; apps are gone by now. */
+	for (uint32_t i = 0; i < MAX_WAPPS; i++)
+		if (w->wapps[i].app)
+			release_wapp_slot(w, &w->wapps[i]);
+	eng_free(w->eng);
+	for (int i = 0; i < MAX_SOCKS; i++)
+		if (w->socks[i].fd >= 0)
+			close(w->socks[i].fd);
+	if (w->ring.ring_fd > 0)
+		io_uring_queue_exit(&w->ring);
+	if (w->br)
+		munmap(w->br, w->br_len);
+	if (w->inbox_efd >= 0)
+		close(w->inbox_efd);
+	while (w->inbox_head) {
+		struct cmd *c = w->inbox_head;
+		w->inbox_head = c->next;
+		if (c->app)
+			app_put(c->app);
+		if (c->cfg)
+			cfg_ref_put(c->cfg);
+		free(c);
+	}
+	free(w->rx_bufs);
+	free(w->tx);
+	free(w->calls);
+	free(w->exec);
+	if (w->cfg)
+		cfg_ref_put(w->cfg);
+	pthread_mutex_destroy(&w->inbox_lock);
+	pthread_mutex_destroy(&w->snap_lock);
+	free(w);
+}
