@@ -135,7 +135,7 @@ struct worker {
 	uint32_t num_calls_cap, call_free, calls_inflight;
 
 	struct exec_req *exec; /* open addressing, power of two */
-	uint32_t exec_cap, exec_count;
+	uint32_t exec_cap, exec_count, exec_tombs;
 
 	uint32_t call_rr[CFG_MAX_SERVICES]; /* round-robin over a call's servers */
 
@@ -455,18 +455,23 @@ static void exec_remove(struct worker *w, struct exec_req *e)
 {
 	e->handle = UINT64_MAX;
 	w->exec_count--;
+	w->exec_tombs++;
 }
 
-static bool exec_grow(struct worker *w)
+/* Rehash into a table twice as big when live entries fill half, or in place when
+ * tombstones do, so lookups of absent handles always meet an empty slot soon. */
+static bool exec_rehash(struct worker *w)
 {
 	uint32_t old_cap = w->exec_cap;
+	uint32_t new_cap = (w->exec_count + 1) * 2 > old_cap ? old_cap * 2 : old_cap;
 	struct exec_req *old = w->exec;
-	struct exec_req *n = calloc(old_cap * 2, sizeof(*n));
+	struct exec_req *n = calloc(new_cap, sizeof(*n));
 	if (!n)
 		return false;
 	w->exec = n;
-	w->exec_cap = old_cap * 2;
+	w->exec_cap = new_cap;
 	w->exec_count = 0;
+	w->exec_tombs = 0;
 	for (uint32_t i = 0; i < old_cap; i++) {
 		if (old[i].handle && old[i].handle != UINT64_MAX) {
 			*exec_find(w, old[i].handle, true) = old[i];
@@ -502,13 +507,15 @@ static void on_request(void *ctx, unsigned sock, uint64_t handle, const struct r
 			serves |= wa->app->serves[k] == s->port;
 		if (!serves)
 			continue;
-		if ((w->exec_count + 1) * 2 > w->exec_cap && !exec_grow(w))
+		if ((w->exec_count + w->exec_tombs + 1) * 2 > w->exec_cap && !exec_rehash(w))
 			break;
 		if (lane_post(&wa->lane, R2P2_CQ_REQUEST, 0, handle, s->port, payload, len) < 0) {
 			w->cq_overflow_drops++;
 			continue; /* this app is saturated; another may take it */
 		}
 		struct exec_req *e = exec_find(w, handle, true);
+		if (e->handle == UINT64_MAX)
+			w->exec_tombs--;
 		*e = (struct exec_req){.handle = handle, .wapp = i, .wapp_gen = wa->gen,
 				       .sock = sock};
 		w->exec_count++;
@@ -888,6 +895,10 @@ static void handle_cqe(struct worker *w, struct io_uring_cqe *cqe, uint64_t now)
 		handle_inbox(w);
 		break;
 	case UD_TIMER_UPD:
+		/* The timer fired before the update reached it: arm a new one. */
+		if (cqe->res == -ENOENT)
+			w->timer_deadline = 0;
+		break;
 	case UD_CANCEL:
 		break;
 	}
