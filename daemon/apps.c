@@ -89,6 +89,9 @@ int ctl_listen(const struct cfg *c, char *err, size_t err_len)
 	}
 	if (c->socket_group[0]) {
 		struct group *g = getgrnam(c->socket_group);
+		/* Members of the group must be able to enter the directory and connect. */
+		if (slash && slash != dir && g && chown(dir, (uid_t)-1, g->gr_gid) == 0)
+			chmod(dir, 0750);
 		if (!g || chown(sa.sun_path, (uid_t)-1, g->gr_gid) < 0) {
 			snprintf(err, err_len, "control socket group '%s': %s", c->socket_group,
 				 g ? strerror(errno) : "no such group");

@@ -57,42 +57,39 @@ enum daemon_key {
 };
 
 static const char *const daemon_keys[DK_COUNT] = {
-	[DK_LISTEN] = "listen",
-	[DK_WORKERS] = "workers",
-	[DK_SOCKET] = "socket",
-	[DK_SOCKET_GROUP] = "socket_group",
-	[DK_MAX_MESSAGE] = "max_message",
-	[DK_RING_ENTRIES] = "ring_entries",
-	[DK_ARENA_SIZE] = "arena_size",
-	[DK_DEDUP_WINDOW] = "dedup_window_ms",
-	[DK_REASSEMBLY_TIMEOUT] = "reassembly_timeout_ms",
-	[DK_EXEC_TIMEOUT] = "exec_timeout_ms",
-	[DK_DRAIN_TIMEOUT] = "drain_timeout_ms",
-	[DK_ROUTER] = "router",
-	[DK_LOG_LEVEL] = "log_level",
+    [DK_LISTEN] = "listen",
+    [DK_WORKERS] = "workers",
+    [DK_SOCKET] = "socket",
+    [DK_SOCKET_GROUP] = "socket_group",
+    [DK_MAX_MESSAGE] = "max_message",
+    [DK_RING_ENTRIES] = "ring_entries",
+    [DK_ARENA_SIZE] = "arena_size",
+    [DK_DEDUP_WINDOW] = "dedup_window_ms",
+    [DK_REASSEMBLY_TIMEOUT] = "reassembly_timeout_ms",
+    [DK_EXEC_TIMEOUT] = "exec_timeout_ms",
+    [DK_DRAIN_TIMEOUT] = "drain_timeout_ms",
+    [DK_ROUTER] = "router",
+    [DK_LOG_LEVEL] = "log_level",
 };
 
 enum serve_key { SK_PORT, SK_SECURITY, SK_COUNT };
 static const char *const serve_keys[SK_COUNT] = {
-	[SK_PORT] = "port",
-	[SK_SECURITY] = "security",
+    [SK_PORT] = "port",
+    [SK_SECURITY] = "security",
 };
 
 enum call_key { CK_SERVER, CK_ROUTER, CK_POLICY, CK_TIMEOUT, CK_RETRIES, CK_SECURITY, CK_COUNT };
+_Static_assert(CK_COUNT <= 8 && SK_COUNT <= 8, "key_line bound");
 static const char *const call_keys[CK_COUNT] = {
-	[CK_SERVER] = "server",
-	[CK_ROUTER] = "router",
-	[CK_POLICY] = "policy",
-	[CK_TIMEOUT] = "timeout_ms",
-	[CK_RETRIES] = "retries",
-	[CK_SECURITY] = "security",
+    [CK_SERVER] = "server",	 [CK_ROUTER] = "router",   [CK_POLICY] = "policy",
+    [CK_TIMEOUT] = "timeout_ms", [CK_RETRIES] = "retries", [CK_SECURITY] = "security",
 };
 
 static const char *const policy_names[] = {
-	[R2P2_LB_ROUTE] = "lb_route",
-	[R2P2_FIXED_ROUTE] = "fixed_route",
-	[R2P2_REPLICATED_ROUTE] = "replicated_route",
-	[R2P2_REPLICATED_ROUTE_NO_SE] = "replicated_route_no_se",
+    [R2P2_LB_ROUTE] = "lb_route",
+    [R2P2_FIXED_ROUTE] = "fixed_route",
+    [R2P2_REPLICATED_ROUTE] = "replicated_route",
+    [R2P2_REPLICATED_ROUTE_NO_SE] = "replicated_route_no_se",
 };
 
 static const char *const log_levels[] = {"error", "warn", "info", "debug"};
@@ -117,7 +114,7 @@ struct parser {
 	int sec_line;
 	struct cfg_serve *serve;
 	struct cfg_call *call;
-	int key_line[CK_COUNT > SK_COUNT ? CK_COUNT : SK_COUNT]; /* 0 = not seen */
+	int key_line[8]; /* line of each key of a serve/call section, 0 = not seen */
 
 	/* across the whole file */
 	int daemon_line[DK_COUNT];
@@ -176,8 +173,8 @@ static bool num_value(struct parser *p, const char *key, const char *v, uint64_t
 	int rc = parse_u64(v, min, max, out);
 
 	if (rc == -EINVAL)
-		failx(p, p->lineno, p->label, key, "'%s' is not a number (expected a decimal integer)",
-		      v);
+		failx(p, p->lineno, p->label, key,
+		      "'%s' is not a number (expected a decimal integer)", v);
 	else if (rc == -ERANGE)
 		failx(p, p->lineno, p->label, key, "%s is out of range (%llu..%llu)", v,
 		      (unsigned long long)min, (unsigned long long)max);
@@ -205,8 +202,7 @@ static int lookup(const char *const *names, size_t num_names, const char *s)
 	return -1;
 }
 
-static bool security_value(struct parser *p, const char *key, const char *v,
-			   enum cfg_security *out)
+static bool security_value(struct parser *p, const char *key, const char *v, enum cfg_security *out)
 {
 	if (strcmp(v, "plain") == 0) {
 		*out = CFG_SEC_PLAIN;
@@ -340,11 +336,13 @@ static void daemon_key(struct parser *p, const char *key, const char *v)
 
 		if (parse_addr(v, false, &c->listen_addr, &has_port) != 0) {
 			failx(p, p->lineno, p->label, key,
-			      "bad address '%s' (expected an IPv4 or IPv6 address, e.g. 0.0.0.0 or ::)",
+			      "bad address '%s' (expected an IPv4 or IPv6 address, e.g. 0.0.0.0 or "
+			      "::)",
 			      v);
 		} else if (has_port) {
 			failx(p, p->lineno, p->label, key,
-			      "'%s' has a port; listen takes an address only (ports are per [serve] section)",
+			      "'%s' has a port; listen takes an address only (ports are per "
+			      "[serve] section)",
 			      v);
 		} else {
 			snprintf(c->listen, sizeof(c->listen), "%s", v);
@@ -375,8 +373,8 @@ static void daemon_key(struct parser *p, const char *key, const char *v)
 		}
 		if (!ok)
 			failx(p, p->lineno, p->label, key,
-			      "bad group name '%s' (at most %zu characters of A-Z a-z 0-9 _ - .)", v,
-			      sizeof(c->socket_group) - 1);
+			      "bad group name '%s' (at most %zu characters of A-Z a-z 0-9 _ - .)",
+			      v, sizeof(c->socket_group) - 1);
 		else
 			snprintf(c->socket_group, sizeof(c->socket_group), "%s", v);
 		break;
@@ -495,7 +493,8 @@ static void call_key(struct parser *p, const char *key, const char *v)
 	case CK_SERVER:
 		if (p->key_line[CK_ROUTER]) {
 			failx(p, p->lineno, p->label, key,
-			      "cannot be combined with router= (line %d): give either server= lines or one router=",
+			      "cannot be combined with router= (line %d): give either server= "
+			      "lines or one router=",
 			      p->key_line[CK_ROUTER]);
 		} else if (cl->num_servers == CFG_MAX_SERVERS) {
 			failx(p, p->lineno, p->label, key, "too many servers (at most %d)",
@@ -509,7 +508,8 @@ static void call_key(struct parser *p, const char *key, const char *v)
 	case CK_ROUTER:
 		if (p->key_line[CK_SERVER]) {
 			failx(p, p->lineno, p->label, key,
-			      "cannot be combined with server= (line %d): give either server= lines or one router=",
+			      "cannot be combined with server= (line %d): give either server= "
+			      "lines or one router=",
 			      p->key_line[CK_SERVER]);
 		} else if (cfg_parse_addr(v, true, &cl->router) != 0) {
 			failx(p, p->lineno, p->label, key, "bad address '%s' " ADDR_PORT_HINT, v);
@@ -522,7 +522,8 @@ static void call_key(struct parser *p, const char *key, const char *v)
 
 		if (pol < 0)
 			failx(p, p->lineno, p->label, key,
-			      "bad value '%s' (expected lb_route|fixed_route|replicated_route|replicated_route_no_se)",
+			      "bad value '%s' (expected "
+			      "lb_route|fixed_route|replicated_route|replicated_route_no_se)",
 			      v);
 		else
 			cl->policy = (unsigned)pol;
@@ -567,7 +568,8 @@ static int on_key(void *user, const char *section, const char *key, const char *
 	switch (p->kind) {
 	case SEC_NONE:
 		failx(p, p->lineno, NULL, NULL,
-		      "%s: key outside of any section (start with [daemon], [serve NAME] or [call NAME])",
+		      "%s: key outside of any section (start with [daemon], [serve NAME] or [call "
+		      "NAME])",
 		      key);
 		break;
 	case SEC_DAEMON:
@@ -627,7 +629,8 @@ static void begin_section(struct parser *p, const char *s)
 		kind = SEC_CALL;
 	else {
 		failx(p, p->lineno, NULL, NULL,
-		      "unknown section [%.60s] (expected [daemon], [serve NAME] or [call NAME])", s);
+		      "unknown section [%.60s] (expected [daemon], [serve NAME] or [call NAME])",
+		      s);
 		return;
 	}
 
@@ -639,8 +642,9 @@ static void begin_section(struct parser *p, const char *s)
 		name_len -= 2;
 	}
 	if (name_len == 0) {
-		failx(p, p->lineno, NULL, NULL, "[%.*s]: missing service name (e.g. [%.*s echo.svc])",
-		      (int)word_len, s, (int)word_len, s);
+		failx(p, p->lineno, NULL, NULL,
+		      "[%.*s]: missing service name (e.g. [%.*s echo.svc])", (int)word_len, s,
+		      (int)word_len, s);
 		return;
 	}
 	if (!valid_service_name(name, name_len)) {
@@ -661,8 +665,8 @@ static void begin_section(struct parser *p, const char *s)
 			}
 		}
 		if (c->num_serves == CFG_MAX_SERVICES) {
-			failx(p, p->lineno, p->label, NULL, "too many [serve] sections (at most %d)",
-			      CFG_MAX_SERVICES);
+			failx(p, p->lineno, p->label, NULL,
+			      "too many [serve] sections (at most %d)", CFG_MAX_SERVICES);
 			return;
 		}
 		p->serve = &c->serves[c->num_serves];
@@ -846,12 +850,14 @@ static void check_whole(struct parser *p)
 	if (c->arena_size < c->max_msg_len) {
 		if (p->daemon_line[DK_ARENA_SIZE])
 			failx(p, p->daemon_line[DK_ARENA_SIZE], "daemon", "arena_size",
-			      "%u is smaller than max_message (%u); an arena must hold the largest message",
+			      "%u is smaller than max_message (%u); an arena must hold the largest "
+			      "message",
 			      c->arena_size, c->max_msg_len);
 		else
-			failx(p, p->daemon_line[DK_MAX_MESSAGE], "daemon", "max_message",
-			      "%u is larger than arena_size (%u, the default); raise arena_size too",
-			      c->max_msg_len, c->arena_size);
+			failx(
+			    p, p->daemon_line[DK_MAX_MESSAGE], "daemon", "max_message",
+			    "%u is larger than arena_size (%u, the default); raise arena_size too",
+			    c->max_msg_len, c->arena_size);
 	}
 }
 
@@ -864,8 +870,8 @@ static int parse(struct parser *p)
 	if (!p->failed) {
 		if (p->f && ferror(p->f)) {
 			if (p->err && p->err_len)
-				snprintf(p->err, p->err_len, "%s: read error after line %d", p->name,
-					 p->lineno);
+				snprintf(p->err, p->err_len, "%s: read error after line %d",
+					 p->name, p->lineno);
 			return -1;
 		}
 		if (rc > 0)
@@ -880,8 +886,7 @@ static int parse(struct parser *p)
 	return p->failed ? -1 : 0;
 }
 
-int cfg_parse_string(struct cfg *c, const char *name, const char *text, char *err,
-		     size_t err_len)
+int cfg_parse_string(struct cfg *c, const char *name, const char *text, char *err, size_t err_len)
 {
 	struct parser *p;
 	int rc;

@@ -76,14 +76,17 @@ static void reload(struct daemon *d)
 	}
 	if (n->cfg.workers != o->workers || memcmp(&n->cfg.listen_addr, &o->listen_addr,
 						   sizeof(o->listen_addr)) != 0 ||
-	    strcmp(n->cfg.socket_path, o->socket_path) != 0 || n->cfg.max_msg_len != o->max_msg_len)
-		log_warn("reload: workers, listen, socket and max_message take effect at the next "
-			 "restart; the rest applies now");
+	    strcmp(n->cfg.socket_path, o->socket_path) != 0 || n->cfg.max_msg_len != o->max_msg_len ||
+	    n->cfg.ring_entries != o->ring_entries || n->cfg.arena_size != o->arena_size ||
+	    strcmp(n->cfg.socket_group, o->socket_group) != 0)
+		log_warn("reload: workers, listen, socket, socket_group, max_message, ring_entries "
+			 "and arena_size take effect at the next restart; the rest applies now");
 	/* Keep what the running workers and apps were built for. */
 	n->cfg.workers = o->workers;
 	n->cfg.listen_addr = o->listen_addr;
 	memcpy(n->cfg.listen, o->listen, sizeof(o->listen));
 	memcpy(n->cfg.socket_path, o->socket_path, sizeof(o->socket_path));
+	memcpy(n->cfg.socket_group, o->socket_group, sizeof(o->socket_group));
 	n->cfg.max_msg_len = o->max_msg_len;
 	n->cfg.ring_entries = o->ring_entries;
 	n->cfg.arena_size = o->arena_size;

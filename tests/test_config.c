@@ -1,0 +1,522 @@
+// SPDX-License-Identifier: MIT
+/* test_config: r2p2d's INI config: defaults, a full config, addresses, and every error class. */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <r2p2/shm.h>
+#include <r2p2/wire.h>
+
+#include "config.h"
+
+static struct cfg cfg;
+static char err[512];
+
+static int parse(const char *text)
+{
+	return cfg_parse_string(&cfg, "t.conf", text, err, sizeof(err));
+}
+
+/* expect_error: parsing `text` fails with "t.conf:<line>: ..." containing `key` and `what`. */
+static void expect_error(const char *text, int line, const char *key, const char *what)
+{
+	char prefix[32];
+
+	cr_assert_eq(parse(text), -1, "accepted:\n%s", text);
+	snprintf(prefix, sizeof(prefix), "t.conf:%d: ", line);
+	cr_assert(strncmp(err, prefix, strlen(prefix)) == 0, "want prefix '%s', got '%s'", prefix,
+		  err);
+	if (key)
+		cr_assert(strstr(err, key), "want key '%s' in '%s'", key, err);
+	if (what)
+		cr_assert(strstr(err, what), "want '%s' in '%s'", what, err);
+}
+
+static void expect_addr(const struct r2p2_addr *a, int family, const char *ip, uint16_t port)
+{
+	struct r2p2_addr want;
+
+	memset(&want, 0, sizeof(want));
+	want.family = (uint16_t)family;
+	want.port = htons(port);
+	cr_assert_eq(inet_pton(family, ip, want.addr), 1);
+	cr_assert(memcmp(a, &want, sizeof(want)) == 0, "address is not %s port %u", ip, port);
+}
+
+Test(config, defaults)
+{
+	struct cfg d;
+
+	cfg_defaults(&d);
+	cr_assert_eq(parse(""), 0, "%s", err);
+	cr_assert(memcmp(&d, &cfg, sizeof(d)) == 0, "empty config != defaults");
+	cr_assert_str_eq(cfg.listen, "0.0.0.0");
+	expect_addr(&cfg.listen_addr, AF_INET, "0.0.0.0", 0);
+	cr_assert_eq(cfg.workers, 2);
+	cr_assert_str_eq(cfg.socket_path, R2P2_DEFAULT_SOCKET);
+	cr_assert_str_eq(cfg.socket_group, "");
+	cr_assert_eq(cfg.max_msg_len, 1048576);
+	cr_assert_eq(cfg.ring_entries, 256);
+	cr_assert_eq(cfg.arena_size, 4194304);
+	cr_assert_eq(cfg.dedup_window_ms, 2000);
+	cr_assert_eq(cfg.reassembly_timeout_ms, 1000);
+	cr_assert_eq(cfg.exec_timeout_ms, 30000);
+	cr_assert_eq(cfg.drain_timeout_ms, 5000);
+	cr_assert(!cfg.has_router);
+	cr_assert_str_eq(cfg.log_level, "info");
+	cr_assert_eq(cfg.num_serves, 0);
+	cr_assert_eq(cfg.num_calls, 0);
+}
+
+Test(config, comments_blank_lines_and_sections_without_services)
+{
+	cr_assert_eq(parse("; comment\n# another\n\n   \n[daemon]\n\r\n"), 0, "%s", err);
+	cr_assert_eq(cfg.workers, 2);
+	cr_assert_eq(parse("\xEF\xBB\xBF[daemon]\nworkers = 3\n"), 0, "BOM: %s", err);
+	cr_assert_eq(cfg.workers, 3);
+	cr_assert_eq(parse("[daemon]\r\nworkers = 4\r\n"), 0, "CRLF: %s", err);
+	cr_assert_eq(cfg.workers, 4);
+}
+
+static const char full[] = "; r2p2d test config\n"
+			   "[daemon]\n"
+			   "listen = 10.0.0.1          ; inline comment\n"
+			   "workers = 4\n"
+			   "socket = /tmp/r2p2/ctl.sock\n"
+			   "socket_group = r2p2\n"
+			   "max_message = 65536\n"
+			   "ring_entries = 1024\n"
+			   "arena_size = 65536\n"
+			   "dedup_window_ms = 3000\n"
+			   "reassembly_timeout_ms = 500\n"
+			   "exec_timeout_ms = 10000\n"
+			   "drain_timeout_ms = 0\n"
+			   "router = 10.0.0.9:9000\n"
+			   "log_level = debug\n"
+			   "\n"
+			   "[serve echo.svc]\n"
+			   "port = 8000\n"
+			   "security = plain\n"
+			   "\n"
+			   "[serve \"kv-store_2\"]\n"
+			   "port = 8001\n"
+			   "\n"
+			   "[call echo.svc]\n"
+			   "server = 10.0.0.2:8000\n"
+			   "server = 10.0.0.3:8000\n"
+			   "policy = fixed_route\n"
+			   "timeout_ms = 250\n"
+			   "retries = 0\n"
+			   "security = plain\n"
+			   "\n"
+			   "[call kv]\n"
+			   "router = 10.0.0.9:9000\n";
+
+Test(config, full)
+{
+	const struct cfg_serve *s;
+	const struct cfg_call *cl;
+
+	cr_assert_eq(parse(full), 0, "%s", err);
+	cr_assert_str_eq(err, "");
+	cr_assert_str_eq(cfg.listen, "10.0.0.1");
+	expect_addr(&cfg.listen_addr, AF_INET, "10.0.0.1", 0);
+	cr_assert_eq(cfg.workers, 4);
+	cr_assert_str_eq(cfg.socket_path, "/tmp/r2p2/ctl.sock");
+	cr_assert_str_eq(cfg.socket_group, "r2p2");
+	cr_assert_eq(cfg.max_msg_len, 65536);
+	cr_assert_eq(cfg.ring_entries, 1024);
+	cr_assert_eq(cfg.arena_size, 65536);
+	cr_assert_eq(cfg.dedup_window_ms, 3000);
+	cr_assert_eq(cfg.reassembly_timeout_ms, 500);
+	cr_assert_eq(cfg.exec_timeout_ms, 10000);
+	cr_assert_eq(cfg.drain_timeout_ms, 0);
+	cr_assert(cfg.has_router);
+	expect_addr(&cfg.router, AF_INET, "10.0.0.9", 9000);
+	cr_assert_str_eq(cfg.log_level, "debug");
+
+	cr_assert_eq(cfg.num_serves, 2);
+	s = cfg_find_serve(&cfg, "echo.svc");
+	cr_assert_not_null(s);
+	cr_assert_eq(s->port, 8000);
+	cr_assert_eq(s->security, CFG_SEC_PLAIN);
+	s = cfg_find_serve(&cfg, "kv-store_2");
+	cr_assert_not_null(s, "quoted name");
+	cr_assert_eq(s->port, 8001);
+	cr_assert_eq(cfg_find_serve_port(&cfg, 8001), s);
+	cr_assert_null(cfg_find_serve_port(&cfg, 8002));
+	cr_assert_null(cfg_find_serve(&cfg, "nope"));
+
+	cr_assert_eq(cfg.num_calls, 2);
+	cl = cfg_find_call(&cfg, "echo.svc");
+	cr_assert_not_null(cl);
+	cr_assert_eq(cl->num_servers, 2);
+	expect_addr(&cl->servers[0], AF_INET, "10.0.0.2", 8000);
+	expect_addr(&cl->servers[1], AF_INET, "10.0.0.3", 8000);
+	cr_assert(!cl->has_router);
+	cr_assert_eq(cl->policy, R2P2_FIXED_ROUTE);
+	cr_assert_eq(cl->timeout_ms, 250);
+	cr_assert_eq(cl->retries, 0);
+	cl = cfg_find_call(&cfg, "kv");
+	cr_assert_not_null(cl);
+	cr_assert_eq(cl->num_servers, 0);
+	cr_assert(cl->has_router);
+	expect_addr(&cl->router, AF_INET, "10.0.0.9", 9000);
+	cr_assert_eq(cl->policy, R2P2_LB_ROUTE, "default policy");
+	cr_assert_eq(cl->timeout_ms, 1000, "default timeout");
+	cr_assert_eq(cl->retries, 3, "default retries");
+	cr_assert_null(cfg_find_call(&cfg, "nope"));
+}
+
+Test(config, ipv6)
+{
+	const struct cfg_call *cl;
+
+	cr_assert_eq(parse("[daemon]\nlisten = ::\nrouter = [fd00::9]:9000\n"
+			   "[call echo.svc]\nserver = [::1]:8000\nserver = 127.0.0.1:8001\n"
+			   "policy = replicated_route_no_se\n"),
+		     0, "%s", err);
+	cr_assert_str_eq(cfg.listen, "::");
+	expect_addr(&cfg.listen_addr, AF_INET6, "::", 0);
+	expect_addr(&cfg.router, AF_INET6, "fd00::9", 9000);
+	cl = cfg_find_call(&cfg, "echo.svc");
+	cr_assert_not_null(cl);
+	cr_assert_eq(cl->num_servers, 2);
+	expect_addr(&cl->servers[0], AF_INET6, "::1", 8000);
+	expect_addr(&cl->servers[1], AF_INET, "127.0.0.1", 8001);
+	cr_assert_eq(cl->policy, R2P2_REPLICATED_ROUTE_NO_SE);
+}
+
+Test(config, parse_and_format_addr)
+{
+	static const char *const good[] = {"1.2.3.4:5", "[::1]:8000", "[fd00::1:2]:65535",
+					   "255.255.255.255:1", "[::ffff:10.0.0.1]:80"};
+	static const char *const bad[] = {
+	    "",
+	    "1.2.3.4",
+	    "1.2.3.4:",
+	    "1.2.3.4:0",
+	    "1.2.3.4:65536",
+	    "1.2.3.4:-1",
+	    "1.2.3.4:+5",
+	    "1.2.3.4: 5",
+	    "10.0.0.300:8000",
+	    "::1:8000",
+	    "[::1]",
+	    "[::1]8000",
+	    "[1.2.3.4]:80",
+	    "host:80",
+	    "[::1:80",
+	    "1.2.3:80",
+	    "1.2.3.4:80x",
+	    "[::1]:0x50",
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa:1"};
+	struct r2p2_addr a, zero;
+	char buf[64];
+
+	memset(&zero, 0, sizeof(zero));
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		cr_assert_eq(cfg_parse_addr(good[i], true, &a), 0, "%s", good[i]);
+		cr_assert_str_eq(cfg_format_addr(&a, buf, sizeof(buf)), good[i]);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memset(&a, 0xAA, sizeof(a));
+		cr_assert_neq(cfg_parse_addr(bad[i], true, &a), 0, "accepted '%s'", bad[i]);
+		cr_assert(memcmp(&a, &zero, sizeof(a)) == 0, "'%s' left garbage", bad[i]);
+	}
+
+	/* without a required port: bare addresses too, and the port form still works */
+	cr_assert_eq(cfg_parse_addr("1.2.3.4", false, &a), 0);
+	expect_addr(&a, AF_INET, "1.2.3.4", 0);
+	cr_assert_str_eq(cfg_format_addr(&a, buf, sizeof(buf)), "1.2.3.4");
+	cr_assert_eq(cfg_parse_addr("::", false, &a), 0);
+	cr_assert_str_eq(cfg_format_addr(&a, buf, sizeof(buf)), "::");
+	cr_assert_eq(cfg_parse_addr("[::1]", false, &a), 0);
+	expect_addr(&a, AF_INET6, "::1", 0);
+	cr_assert_eq(cfg_parse_addr("10.0.0.1:7", false, &a), 0);
+	expect_addr(&a, AF_INET, "10.0.0.1", 7);
+	cr_assert_neq(cfg_parse_addr(NULL, false, &a), 0);
+
+	/* small buffers truncate, never overflow */
+	cr_assert_eq(cfg_parse_addr("[fd00::1:2]:65535", true, &a), 0);
+	cr_assert_str_eq(cfg_format_addr(&a, buf, 5), "[fd0");
+	cr_assert_null(cfg_format_addr(&a, buf, 0));
+	memset(&a, 0, sizeof(a));
+	cr_assert_str_eq(cfg_format_addr(&a, buf, sizeof(buf)), "?");
+}
+
+/* The example error message of docs/OPERATIONS.md, word for word. */
+Test(config, error_message_shape)
+{
+	expect_error("[daemon]\nworkers = 2\n\n[call echo.svc]\nserver = 10.0.0.300:8000\n", 5,
+		     NULL, NULL);
+	cr_assert_str_eq(err, "t.conf:5: [call echo.svc] server: bad address '10.0.0.300:8000' "
+			      "(expected IPv4:port or [IPv6]:port)");
+}
+
+Test(config, syntax_errors)
+{
+	expect_error("[daemon]\nworkers 4\n", 2, NULL, "expected 'key = value'");
+	expect_error("[daemon]\nworkers: 4\n", 2, NULL, "expected 'key = value'");
+	expect_error("[daemon]\n= 4\n", 2, NULL, "expected 'key = value'");
+	expect_error("[daemon\nworkers = 4\n", 1, NULL, "missing ']'");
+	expect_error("[daemon] junk\n", 1, NULL, "after section header");
+	expect_error("workers = 4\n", 1, "workers", "outside of any section");
+	expect_error("\n\n[daemon]\nworkers = \\\n", 4, "workers", "not a number");
+	/* an indented line is a key of its own, not a continuation of the previous value */
+	expect_error("[daemon]\nlisten = 10.0.0.1\n    bogus = 1\n", 3, "bogus", "unknown key");
+}
+
+Test(config, long_lines_and_nul)
+{
+	char text[2048];
+
+	snprintf(text, sizeof(text), "[daemon]\nsocket = /%0300d\n", 0);
+	expect_error(text, 2, NULL, "line too long");
+	memset(text, 'x', sizeof(text) - 1);
+	text[sizeof(text) - 1] = '\0';
+	memcpy(text, "[daemon]\n;", 10);
+	cr_assert_eq(parse(text), 0, "a long comment is fine: %s", err);
+	memcpy(text, "[daemon]\nsocket_group = ", 24);
+	expect_error(text, 2, NULL, "line too long");
+}
+
+Test(config, unknown_sections_and_keys)
+{
+	expect_error("[daemon]\n[server echo]\nport = 1\n", 2, "[server echo]", "unknown section");
+	expect_error("[Daemon]\n", 1, NULL, "unknown section");
+	expect_error("[daemon extra]\n", 1, NULL, "unknown section");
+	expect_error("[daemon]\nworker = 2\n", 2, "[daemon] worker", "unknown key");
+	expect_error("[serve a]\nport = 1\nserver = 1.2.3.4:5\n", 3, "[serve a] server",
+		     "unknown key");
+	expect_error("[call a]\nserver = 1.2.3.4:5\nport = 1\n", 3, "[call a] port", "unknown key");
+}
+
+Test(config, service_names)
+{
+	char text[256];
+
+	expect_error("[serve]\n", 1, "[serve]", "missing service name");
+	expect_error("[call \"\"]\n", 1, "[call", "missing service name");
+	expect_error("[serve echo svc]\nport = 1\n", 1, "echo svc", "bad service name");
+	expect_error("[serve echo/svc]\nport = 1\n", 1, "echo/svc", "bad service name");
+	/* 47 characters is the longest name, 48 is too long */
+	snprintf(text, sizeof(text), "[serve %047d]\nport = 1\n", 7);
+	cr_assert_eq(parse(text), 0, "%s", err);
+	cr_assert_eq(strlen(cfg.serves[0].name), 47);
+	snprintf(text, sizeof(text), "[serve %048d]\nport = 1\n", 7);
+	expect_error(text, 1, NULL, "bad service name");
+}
+
+Test(config, numbers)
+{
+	expect_error("[daemon]\nworkers = 0\n", 2, "[daemon] workers", "out of range (1..64)");
+	expect_error("[daemon]\nworkers = 65\n", 2, "workers", "out of range");
+	expect_error("[daemon]\nworkers = -1\n", 2, "workers", "not a number");
+	expect_error("[daemon]\nworkers = +2\n", 2, "workers", "not a number");
+	expect_error("[daemon]\nworkers = 0x2\n", 2, "workers", "not a number");
+	expect_error("[daemon]\nworkers = 2k\n", 2, "workers", "not a number");
+	expect_error("[daemon]\nworkers = 99999999999999999999999\n", 2, "workers", "out of range");
+	expect_error("[daemon]\nring_entries = 100\n", 2, "ring_entries", "power of two");
+	expect_error("[daemon]\nring_entries = 4\n", 2, "ring_entries", "out of range");
+	expect_error("[daemon]\nring_entries = 131072\n", 2, "ring_entries", "out of range");
+	expect_error("[daemon]\nmax_message = 0\n", 2, "max_message", "out of range");
+	expect_error("[daemon]\nmax_message = 200000000\n", 2, "max_message", "out of range");
+	expect_error("[daemon]\narena_size = 2147483648\n", 2, "arena_size", "out of range");
+	expect_error("[daemon]\ndedup_window_ms = 0\n", 2, "dedup_window_ms", "out of range");
+	expect_error("[daemon]\nreassembly_timeout_ms = x\n", 2, "reassembly_timeout_ms",
+		     "not a number");
+	expect_error("[daemon]\nexec_timeout_ms = 0\n", 2, "exec_timeout_ms", "out of range");
+	expect_error("[daemon]\ndrain_timeout_ms = 3600001\n", 2, "drain_timeout_ms",
+		     "out of range");
+	expect_error("[serve a]\nport = 0\n", 2, "[serve a] port", "out of range (1..65535)");
+	expect_error("[serve a]\nport = 65536\n", 2, "port", "out of range");
+	expect_error("[call a]\nserver = 1.2.3.4:5\nretries = 101\n", 3, "retries", "out of range");
+	expect_error("[call a]\nserver = 1.2.3.4:5\ntimeout_ms = 0\n", 3, "timeout_ms",
+		     "out of range");
+
+	cr_assert_eq(parse("[daemon]\nmax_message = 4096\narena_size = 4096\nring_entries = 8\n"
+			   "workers = 64\n"),
+		     0, "%s", err);
+	cr_assert_eq(cfg.ring_entries, 8);
+	cr_assert_eq(cfg.workers, 64);
+}
+
+Test(config, arena_must_hold_max_message)
+{
+	expect_error("[daemon]\nmax_message = 65536\narena_size = 8192\n", 3, "[daemon] arena_size",
+		     "smaller than max_message");
+	expect_error("[daemon]\n\nmax_message = 8388608\n", 3, "[daemon] max_message",
+		     "larger than arena_size");
+}
+
+Test(config, daemon_values)
+{
+	expect_error("[daemon]\nlisten = 10.0.0.1:80\n", 2, "[daemon] listen", "has a port");
+	expect_error("[daemon]\nlisten = 10.0.0.256\n", 2, "listen", "bad address");
+	expect_error("[daemon]\nlisten =\n", 2, "listen", "empty value");
+	expect_error("[daemon]\nsocket = relative.sock\n", 2, "socket", "absolute path");
+	expect_error("[daemon]\nsocket_group = bad group\n", 2, "socket_group", "bad group name");
+	expect_error("[daemon]\nrouter = 10.0.0.9\n", 2, "[daemon] router", "bad address");
+	expect_error("[daemon]\nlog_level = verbose\n", 2, "log_level", "error|warn|info|debug");
+	expect_error("[daemon]\nworkers = 2\n[serve a]\nport = 1\n[daemon]\nworkers = 3\n", 6,
+		     "workers", "set twice (first at line 2)");
+
+	/* empty router / socket_group mean "none" */
+	cr_assert_eq(parse("[daemon]\nrouter =\nsocket_group =   ; none\n"), 0, "%s", err);
+	cr_assert(!cfg.has_router);
+	cr_assert_str_eq(cfg.socket_group, "");
+}
+
+Test(config, socket_path_bound)
+{
+	char text[256];
+
+	/* sun_path holds 107 bytes plus the NUL */
+	snprintf(text, sizeof(text), "[daemon]\nsocket = /%0106d\n", 0);
+	cr_assert_eq(parse(text), 0, "%s", err);
+	cr_assert_eq(strlen(cfg.socket_path), 107);
+	snprintf(text, sizeof(text), "[daemon]\nsocket = /%0107d\n", 0);
+	expect_error(text, 2, "socket", "too long");
+}
+
+Test(config, security)
+{
+	expect_error("[serve a]\nport = 1\nsecurity = tls\n", 3, "[serve a] security",
+		     "not supported yet");
+	expect_error("[call a]\nserver = 1.2.3.4:5\nsecurity = sealed\n", 3, "[call a] security",
+		     "not supported yet");
+	expect_error("[serve a]\nport = 1\nsecurity = rot13\n", 3, "security", "plain|tls|sealed");
+}
+
+Test(config, serve_rules)
+{
+	expect_error("[serve a]\nsecurity = plain\n[serve b]\nport = 1\n", 1, "[serve a] port",
+		     "required");
+	expect_error("[daemon]\n[serve a]\n", 2, "[serve a] port", "required");
+	expect_error("[serve a]\nport = 1\nport = 2\n", 3, "port", "set twice");
+}
+
+Test(config, call_rules)
+{
+	char text[4096];
+	size_t n;
+
+	expect_error("[call a]\npolicy = lb_route\n", 1, "[call a] server", "required");
+	expect_error("[call a]\nserver = 1.2.3.4:5\nrouter = 1.2.3.4:6\n", 3, "[call a] router",
+		     "cannot be combined with server= (line 2)");
+	expect_error("[call a]\nrouter = 1.2.3.4:6\nserver = 1.2.3.4:5\n", 3, "[call a] server",
+		     "cannot be combined with router= (line 2)");
+	expect_error("[call a]\nrouter = 1.2.3.4:6\nrouter = 1.2.3.4:7\n", 3, "router",
+		     "set twice");
+	expect_error("[call a]\nserver = 1.2.3.4:5\npolicy = round_robin\n", 3, "policy",
+		     "lb_route|fixed_route");
+	expect_error("[call a]\nserver = [::1]\n", 2, "server", "bad address '[::1]'");
+
+	/* CFG_MAX_SERVERS servers fit, one more does not */
+	n = (size_t)snprintf(text, sizeof(text), "[call a]\n");
+	for (int i = 0; i < CFG_MAX_SERVERS; i++)
+		n += (size_t)snprintf(text + n, sizeof(text) - n, "server = 10.0.0.%d:80\n", i + 1);
+	cr_assert_eq(parse(text), 0, "%s", err);
+	cr_assert_eq(cfg.calls[0].num_servers, CFG_MAX_SERVERS);
+	snprintf(text + n, sizeof(text) - n, "server = 10.0.1.1:80\n");
+	expect_error(text, CFG_MAX_SERVERS + 2, "server", "too many servers");
+}
+
+Test(config, duplicate_services)
+{
+	expect_error("[serve a]\nport = 1\n\n[serve a]\nport = 2\n", 4, "[serve a]",
+		     "served twice (first at line 1)");
+	expect_error("[serve a]\nport = 1\n[serve \"a\"]\nport = 2\n", 3, "[serve a]",
+		     "served twice");
+	expect_error("[call a]\nserver = 1.2.3.4:5\n[call a]\nserver = 1.2.3.4:5\n", 3, "[call a]",
+		     "called twice");
+	expect_error("[serve a]\nport = 8000\n[serve b]\nport = 8000\n", 4, "[serve b] port",
+		     "already used by [serve a] (line 2)");
+	/* the same name may be both served and called */
+	cr_assert_eq(parse("[serve a]\nport = 1\n[call a]\nserver = 127.0.0.1:1\n"), 0, "%s", err);
+}
+
+Test(config, too_many_services)
+{
+	char *text = malloc(64 * 1024);
+	size_t n = 0;
+
+	cr_assert_not_null(text);
+	for (int i = 0; i < CFG_MAX_SERVICES; i++)
+		n += (size_t)snprintf(text + n, 64 * 1024 - n, "[serve s%d]\nport = %d\n", i,
+				      1000 + i);
+	cr_assert_eq(parse(text), 0, "%s", err);
+	cr_assert_eq(cfg.num_serves, CFG_MAX_SERVICES);
+	snprintf(text + n, 64 * 1024 - n, "[serve one_more]\nport = 1\n");
+	expect_error(text, 2 * CFG_MAX_SERVICES + 1, "[serve one_more]", "too many [serve]");
+	free(text);
+}
+
+Test(config, small_error_buffer_and_null_name)
+{
+	char small[16];
+
+	cr_assert_eq(cfg_parse_string(&cfg, NULL, "[x]\n", small, sizeof(small)), -1);
+	cr_assert_eq(strlen(small), sizeof(small) - 1);
+	cr_assert_eq(cfg_parse_string(&cfg, "t.conf", "[x]\n", NULL, 0), -1);
+}
+
+Test(config, load_file)
+{
+	char path[] = "/tmp/test_config_XXXXXX";
+	int fd = mkstemp(path);
+	FILE *f;
+
+	cr_assert(fd >= 0);
+	f = fdopen(fd, "w");
+	cr_assert_not_null(f);
+	fputs(full, f);
+	fclose(f);
+	cr_assert_eq(cfg_load(&cfg, path, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(cfg.num_serves, 2);
+	cr_assert_eq(cfg.num_calls, 2);
+	cr_assert_eq(cfg.workers, 4);
+
+	/* an error names the real path */
+	f = fopen(path, "w");
+	cr_assert_not_null(f);
+	fputs(
+	    "[daemon]\nworkers = 2\n\n\n\n\n\n\n\n\n\n[call echo.svc]\nserver = 10.0.0.300:8000\n",
+	    f);
+	fclose(f);
+	cr_assert_eq(cfg_load(&cfg, path, err, sizeof(err)), -1);
+	cr_assert(strncmp(err, path, strlen(path)) == 0, "%s", err);
+	cr_assert(strstr(err, ":13: [call echo.svc] server: bad address '10.0.0.300:8000'"), "%s",
+		  err);
+
+	/* an empty file is the defaults */
+	f = fopen(path, "w");
+	cr_assert_not_null(f);
+	fclose(f);
+	cr_assert_eq(cfg_load(&cfg, path, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(cfg.workers, 2);
+	unlink(path);
+
+	cr_assert_eq(cfg_load(&cfg, path, err, sizeof(err)), -1);
+	cr_assert(strstr(err, path), "%s", err);
+	cr_assert(strstr(err, "No such file or directory"), "%s", err);
+}
+
+Test(config, load_file_with_nul)
+{
+	char path[] = "/tmp/test_config_XXXXXX";
+	int fd = mkstemp(path);
+	static const char text[] = "[daemon]\nworkers = 2\0\n";
+
+	cr_assert(fd >= 0);
+	cr_assert_eq(write(fd, text, sizeof(text) - 1), (ssize_t)(sizeof(text) - 1));
+	close(fd);
+	cr_assert_eq(cfg_load(&cfg, path, err, sizeof(err)), -1);
+	cr_assert(strstr(err, ":2: line contains a NUL byte"), "%s", err);
+	unlink(path);
+}

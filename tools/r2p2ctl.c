@@ -1,0 +1,290 @@
+// SPDX-License-Identifier: MIT
+/*
+ * r2p2ctl: operate a running r2p2d over its control socket.
+ *
+ *   r2p2ctl [-s SOCKET] status
+ *
+ * The socket is -s SOCKET, else $R2P2_SOCKET, else R2P2_DEFAULT_SOCKET. Each
+ * command sends one struct r2p2_ctl_msg and reads one reply datagram. Exit
+ * status: 0 success, 1 the daemon refused or could not be reached, 2 usage.
+ * New commands (stek, maps) are one function and one row of `commands`.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <r2p2/shm.h>
+
+#define REPLY_TIMEOUT_S 5
+
+struct ctl {
+	const char *socket_path;
+	int fd;
+};
+
+struct command {
+	const char *name;
+	const char *args; /* for the usage text, "" if none */
+	const char *help;
+	int min_args, max_args; /* operands after the command name */
+	int (*run)(struct ctl *ctl, int argc, char **argv);
+};
+
+/* ---- transport -------------------------------------------------------------- */
+
+/* ctl_connect connects to the daemon; prints why not and returns -1 on failure. */
+static int ctl_connect(struct ctl *ctl)
+{
+	struct sockaddr_un sa;
+	struct timeval tv = {.tv_sec = REPLY_TIMEOUT_S};
+	size_t len = strlen(ctl->socket_path);
+	int fd;
+
+	if (len == 0 || len >= sizeof(sa.sun_path)) {
+		fprintf(stderr, "r2p2ctl: socket path '%s' is %s (at most %zu bytes)\n",
+			ctl->socket_path, len ? "too long" : "empty", sizeof(sa.sun_path) - 1);
+		return -1;
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	memcpy(sa.sun_path, ctl->socket_path, len + 1);
+
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		fprintf(stderr, "r2p2ctl: socket: %s\n", strerror(errno));
+		return -1;
+	}
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		int e = errno;
+		const char *hint = "";
+
+		if (e == ENOENT || e == ECONNREFUSED)
+			hint = " (is r2p2d running?)";
+		else if (e == EACCES || e == EPERM)
+			hint = " (run as root or as a member of the daemon's socket_group)";
+		else if (e == EPROTOTYPE)
+			hint = " (is that an r2p2d socket?)";
+		fprintf(stderr, "r2p2ctl: cannot reach r2p2d at %s: %s%s\n", ctl->socket_path,
+			strerror(e), hint);
+		close(fd);
+		return -1;
+	}
+	/* a wedged daemon must not wedge the operator's shell */
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	ctl->fd = fd;
+	return 0;
+}
+
+/*
+ * ctl_request sends a message of `type` with `name` and reads the reply into
+ * `buf` (R2P2_CTL_MAX_MSG bytes). Returns the reply, or NULL after printing why.
+ * The reply's text is checked to lie inside the datagram.
+ */
+static const struct r2p2_ctl_msg *ctl_request(struct ctl *ctl, uint16_t type, const char *name,
+					      char *buf)
+{
+	struct r2p2_ctl_msg req, *rep = (struct r2p2_ctl_msg *)buf;
+	struct iovec iov = {.iov_base = buf, .iov_len = R2P2_CTL_MAX_MSG};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+	ssize_t n;
+
+	memset(&req, 0, sizeof(req));
+	req.magic = R2P2_CTL_MAGIC;
+	req.version = R2P2_CTL_VERSION;
+	req.type = type;
+	if (name)
+		snprintf(req.name, sizeof(req.name), "%s", name);
+
+	if (send(ctl->fd, &req, sizeof(req), MSG_NOSIGNAL) != (ssize_t)sizeof(req)) {
+		fprintf(stderr, "r2p2ctl: sending to r2p2d at %s: %s\n", ctl->socket_path,
+			strerror(errno));
+		return NULL;
+	}
+	n = recvmsg(ctl->fd, &mh, 0);
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			fprintf(stderr, "r2p2ctl: r2p2d at %s did not answer within %d s\n",
+				ctl->socket_path, REPLY_TIMEOUT_S);
+		else
+			fprintf(stderr, "r2p2ctl: reading from r2p2d at %s: %s\n", ctl->socket_path,
+				strerror(errno));
+		return NULL;
+	}
+	if (n == 0) {
+		fprintf(stderr, "r2p2ctl: r2p2d at %s closed the connection without answering\n",
+			ctl->socket_path);
+		return NULL;
+	}
+	if ((size_t)n < sizeof(*rep) || rep->magic != R2P2_CTL_MAGIC) {
+		fprintf(stderr, "r2p2ctl: malformed reply from %s (%zd bytes)\n", ctl->socket_path,
+			n);
+		return NULL;
+	}
+	if (rep->version != R2P2_CTL_VERSION) {
+		fprintf(stderr,
+			"r2p2ctl: r2p2d speaks control protocol version %u, this r2p2ctl %u\n",
+			rep->version, R2P2_CTL_VERSION);
+		return NULL;
+	}
+	if (mh.msg_flags & MSG_TRUNC || rep->text_len > (size_t)n - sizeof(*rep)) {
+		fprintf(stderr, "r2p2ctl: truncated reply from %s\n", ctl->socket_path);
+		return NULL;
+	}
+	return rep;
+}
+
+static const char *reply_text(const struct r2p2_ctl_msg *rep)
+{
+	return (const char *)(rep + 1);
+}
+
+/* print_error reports an R2P2_CTL_ERROR reply on stderr. */
+static void print_error(const struct r2p2_ctl_msg *rep)
+{
+	if (rep->text_len)
+		fprintf(stderr, "r2p2ctl: r2p2d: %.*s\n", (int)rep->text_len, reply_text(rep));
+	else
+		fprintf(stderr, "r2p2ctl: r2p2d: %s\n",
+			strerror(rep->value > 0 ? rep->value : -rep->value));
+}
+
+/* ---- commands --------------------------------------------------------------- */
+
+static int cmd_status(struct ctl *ctl, int argc, char **argv)
+{
+	const struct r2p2_ctl_msg *rep;
+	char *buf;
+	int rc = 1;
+
+	(void)argc;
+	(void)argv;
+	buf = malloc(R2P2_CTL_MAX_MSG);
+	if (!buf) {
+		fprintf(stderr, "r2p2ctl: out of memory\n");
+		return 1;
+	}
+	rep = ctl_request(ctl, R2P2_CTL_STATUS, NULL, buf);
+	if (!rep)
+		goto out;
+	if (rep->type == R2P2_CTL_ERROR) {
+		print_error(rep);
+		goto out;
+	}
+	if (rep->type != R2P2_CTL_STATUS_OK) {
+		fprintf(stderr, "r2p2ctl: unexpected reply type %u to status\n", rep->type);
+		goto out;
+	}
+	fwrite(reply_text(rep), 1, rep->text_len, stdout);
+	if (rep->text_len && reply_text(rep)[rep->text_len - 1] != '\n')
+		putchar('\n');
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		fprintf(stderr, "r2p2ctl: writing output: %s\n", strerror(errno));
+		goto out;
+	}
+	rc = 0;
+out:
+	free(buf);
+	return rc;
+}
+
+static const struct command commands[] = {
+    {"status", "", "show workers, attached apps and per-service counters", 0, 0, cmd_status},
+};
+
+static const struct command *find_command(const char *name)
+{
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(commands[i].name, name) == 0)
+			return &commands[i];
+	return NULL;
+}
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: r2p2ctl [-s SOCKET] COMMAND [ARGS]\n"
+		"\n"
+		"Operate a running r2p2d through its control socket.\n"
+		"\n"
+		"options:\n"
+		"  -s, --socket SOCKET  control socket (default: $R2P2_SOCKET, else %s)\n"
+		"  -h, --help           show this help\n"
+		"\n"
+		"commands:\n",
+		R2P2_DEFAULT_SOCKET);
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		char head[64];
+
+		snprintf(head, sizeof(head), "%s%s%s", commands[i].name,
+			 commands[i].args[0] ? " " : "", commands[i].args);
+		fprintf(out, "  %-20s %s\n", head, commands[i].help);
+	}
+	fprintf(out, "\nexit status: 0 ok, 1 r2p2d refused or unreachable, 2 usage error\n");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"socket", required_argument, NULL, 's'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	struct ctl ctl = {.fd = -1};
+	const struct command *cmd;
+	const char *env;
+	int opt, nargs, rc;
+
+	ctl.socket_path = R2P2_DEFAULT_SOCKET;
+	env = getenv("R2P2_SOCKET");
+	if (env && env[0])
+		ctl.socket_path = env;
+
+	/* '+': options end at the command, so commands may take their own */
+	while ((opt = getopt_long(argc, argv, "+s:h", opts, NULL)) != -1) {
+		switch (opt) {
+		case 's':
+			ctl.socket_path = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind >= argc) {
+		fprintf(stderr, "r2p2ctl: no command given\n\n");
+		usage(stderr);
+		return 2;
+	}
+	if (strcmp(argv[optind], "help") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	cmd = find_command(argv[optind]);
+	if (!cmd) {
+		fprintf(stderr, "r2p2ctl: unknown command '%s'\n\n", argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	nargs = argc - optind - 1;
+	if (nargs < cmd->min_args || nargs > cmd->max_args) {
+		fprintf(stderr, "r2p2ctl: usage: r2p2ctl [-s SOCKET] %s%s%s\n", cmd->name,
+			cmd->args[0] ? " " : "", cmd->args);
+		return 2;
+	}
+	if (ctl_connect(&ctl) != 0)
+		return 1;
+	rc = cmd->run(&ctl, nargs, argv + optind + 1);
+	close(ctl.fd);
+	return rc;
+}
