@@ -33,6 +33,7 @@
 #define R2P2_SHM_MAGIC 0x50325252u /* "RR2P" little-endian */
 #define R2P2_SHM_VERSION 1
 #define R2P2_SERVICE_NAME_MAX 48 /* including the terminating NUL */
+#define R2P2_MAX_LANES 126 /* 1 + 2 * lanes fds must fit one SCM_RIGHTS message (SCM_MAX_FD 253) */
 
 /* Submission opcodes (app -> daemon). */
 enum r2p2_sq_op {
