@@ -1,0 +1,156 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tls mode: one RPC = one TLS 1.3 exchange (BoringSSL), carried in R2P2
+ * messages. Pure: byte flights in, byte flights and plaintext out; no sockets.
+ * See docs/PROTOCOL.md, "tls mode", for every byte.
+ *
+ * Client, per RPC: a ClientHello carrying the ticket cached for the service,
+ * with the request as 0-RTT early data (TLS_KIND_CLIENT_FIRST). The server
+ * answers ServerHello..Finished, a half-RTT NewSessionTicket and the response
+ * as half-RTT data (TLS_KIND_SERVER_FINAL). The client stores the ticket and
+ * never sends its Finished.
+ * Without a usable ticket, or when early data is rejected or not allowed, the
+ * server answers with its handshake flight only (TLS_KIND_SERVER_HANDSHAKE,
+ * naming a handshake id); the client continues with its Finished and the
+ * request as 1-RTT data (TLS_KIND_CLIENT_SECOND), and the server answers
+ * TLS_KIND_SERVER_FINAL. Either way the request is executed exactly once.
+ *
+ * Threads: a tls_client/tls_server and everything made from it belong to one
+ * worker thread.
+ */
+#ifndef R2P2D_TLS_H
+#define R2P2D_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine.h"
+
+/* The R2P2 header flag bit that marks a tls-mode message (a free bit upstream never sets). */
+#define R2P2_F_TLS 0x20
+
+/* Framing version and kinds: the first two bytes of every tls-mode R2P2 payload. */
+#define TLS_FRAME_VERSION 1
+#define TLS_FRAME_HDR_LEN 10 /* version, kind, 8-byte handshake id */
+enum tls_kind {
+	TLS_KIND_CLIENT_FIRST = 1,     /* ClientHello [+ early data (the request)] */
+	TLS_KIND_SERVER_FINAL = 2,     /* server flight + tickets + response */
+	TLS_KIND_SERVER_HANDSHAKE = 3, /* server flight only: the client must continue */
+	TLS_KIND_CLIENT_SECOND = 4,    /* client Finished + request as 1-RTT data */
+	TLS_KIND_ERROR = 5,            /* a TLS alert; the exchange failed */
+};
+
+/* A growable byte buffer owned by the caller; free with tls_buf_cleanup. */
+struct tls_buf {
+	uint8_t *data;
+	size_t len, cap;
+};
+void tls_buf_cleanup(struct tls_buf *b);
+
+struct tls_stats {
+	uint64_t handshakes_full;     /* client: no ticket or ticket refused */
+	uint64_t resumed;             /* client: ticket accepted */
+	uint64_t early_accepted;      /* client/server: 0-RTT data accepted */
+	uint64_t early_rejected;      /* client/server: 0-RTT offered, refused */
+	uint64_t replays_refused;     /* server: ClientHello random seen before */
+	uint64_t bad_messages;        /* server/client: undecodable, bad MAC, bad framing */
+	uint64_t verify_failures;     /* client: certificate chain or name refused */
+	uint64_t tickets_received;    /* client */
+	uint64_t pending_handshakes;  /* server: 1-RTT handshakes waiting for CLIENT_SECOND */
+};
+
+/* ---- client ---------------------------------------------------------------- */
+
+struct tls_client;
+struct tls_call;
+
+/*
+ * tls_client_new loads the CA bundle (PEM) at `ca_path` that server
+ * certificates must chain to. Returns NULL and writes a reason into `err`.
+ */
+struct tls_client *tls_client_new(const char *ca_path, char *err, size_t err_len);
+void tls_client_free(struct tls_client *c);
+void tls_client_stats(const struct tls_client *c, struct tls_stats *out);
+
+/*
+ * tls_call_begin starts one RPC to `service` (also the name the certificate
+ * must carry). With a cached ticket and `replay_safe`, `req` goes as early
+ * data. On success (0) `*out_call` is the call and `flight` holds the framed
+ * first message to send as the R2P2 request. Returns -errno otherwise.
+ */
+int tls_call_begin(struct tls_client *c, const char *service, const uint8_t *req, size_t len,
+		   bool replay_safe, struct tls_call **out_call, struct tls_buf *flight);
+
+enum tls_call_result {
+	TLS_CALL_DONE = 0,     /* the response is in `resp` */
+	TLS_CALL_CONTINUE = 1, /* send `flight` as a new R2P2 request, then call again */
+};
+
+/*
+ * tls_call_input processes one R2P2 response payload of the call. Returns
+ * TLS_CALL_DONE or TLS_CALL_CONTINUE, or a negative errno: -EACCES when the
+ * certificate chain or the name did not verify (nothing of the request was sent
+ * in clear, nor in early data to an unverified server... see PROTOCOL.md),
+ * -EBADMSG for a malformed or unauthentic message, -ECONNREFUSED for a TLS
+ * alert. tls_call_error() then says why, in words.
+ */
+int tls_call_input(struct tls_call *call, const uint8_t *msg, size_t len, struct tls_buf *flight,
+		   struct tls_buf *resp);
+const char *tls_call_error(const struct tls_call *call);
+/* tls_call_early_accepted says whether the server took the request as 0-RTT data. */
+bool tls_call_early_accepted(const struct tls_call *call);
+void tls_call_free(struct tls_call *call);
+
+/* ---- server ---------------------------------------------------------------- */
+
+struct tls_server;
+struct tls_conn; /* one server-side exchange waiting for the app's response */
+struct stek_set;
+struct replay;
+
+struct tls_service_keys {
+	const char *name;      /* service name = certificate SAN = SNI */
+	const char *cert_path; /* PEM chain */
+	const char *key_path;  /* PEM private key */
+};
+
+/*
+ * tls_server_new loads the certificate and key of every service in `svcs`
+ * and takes references to `stek` and `replay` (not owned; they must outlive
+ * the server). `early_data` turns 0-RTT acceptance on. Returns NULL and a
+ * reason in `err` on failure.
+ */
+struct tls_server *tls_server_new(const struct tls_service_keys *svcs, size_t num_svcs,
+				  bool early_data, char *err, size_t err_len);
+void tls_server_free(struct tls_server *s);
+/* tls_server_set_stek switches to the keys in `stek` (a reference is taken; the old one dropped). */
+void tls_server_set_stek(struct tls_server *s, struct stek_set *stek);
+void tls_server_set_replay(struct tls_server *s, struct replay *r);
+void tls_server_stats(const struct tls_server *s, struct tls_stats *out);
+
+enum tls_srv_result {
+	TLS_SRV_REQUEST = 0, /* a request: `req`; answer through tls_server_respond(`*out_conn`) */
+	TLS_SRV_REPLY = 1,   /* send `flight` as the R2P2 response now; no request yet */
+};
+
+/*
+ * tls_server_input processes one R2P2 request payload for `service` from `peer`
+ * at `now`. Returns TLS_SRV_REQUEST (the request is in `req`, `*out_conn` must
+ * be answered or freed), TLS_SRV_REPLY (send `flight`), or a negative errno
+ * when the message must be dropped (-EBADMSG) — `flight` may then hold an
+ * ERROR message to send back.
+ */
+int tls_server_input(struct tls_server *s, const char *service, const struct r2p2_addr *peer,
+		     const uint8_t *msg, size_t len, uint64_t now, struct tls_conn **out_conn,
+		     struct tls_buf *req, struct tls_buf *flight);
+
+/* tls_server_respond seals `resp` as the final flight of `conn` and frees `conn`. */
+int tls_server_respond(struct tls_server *s, struct tls_conn *conn, const uint8_t *resp, size_t len,
+		       struct tls_buf *flight);
+void tls_conn_free(struct tls_conn *conn);
+
+/* tls_server_expire frees pending 1-RTT handshakes older than `max_age_ns`. */
+void tls_server_expire(struct tls_server *s, uint64_t now, uint64_t max_age_ns);
+
+#endif /* R2P2D_TLS_H */
