@@ -80,7 +80,17 @@ int ctl_listen(const struct cfg *c, char *err, size_t err_len)
 		snprintf(err, err_len, "control socket: %s", strerror(errno));
 		return -1;
 	}
-	/* A stale socket from a crashed daemon would make bind fail; it is ours to replace. */
+	/* A socket file that still answers belongs to a running daemon: never steal it. A
+	 * stale one from a crashed daemon would make bind fail; it is ours to replace. */
+	int probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+		close(probe);
+		close(fd);
+		snprintf(err, err_len, "another r2p2d is running on %s", sa.sun_path);
+		return -1;
+	}
+	if (probe >= 0)
+		close(probe);
 	unlink(sa.sun_path);
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 64) < 0) {
 		snprintf(err, err_len, "control socket %s: %s", sa.sun_path, strerror(errno));

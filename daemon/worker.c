@@ -296,7 +296,21 @@ static int open_udp(struct worker *w, uint16_t port, char *err, size_t err_len)
 	if (fd < 0)
 		goto fail;
 	/* Every worker binds the same service port; the kernel spreads clients by 4-tuple,
-	 * so all packets of one client flow reach the same worker. */
+	 * so all packets of one client flow reach the same worker. The first worker binds
+	 * once without SO_REUSEPORT so that a port taken by another process (another
+	 * r2p2d of the same user, say) is an error instead of silently shared traffic. */
+	if (port && w->id == 0) {
+		a.port = htons(port);
+		len = addr_to_sockaddr(&a, w->family, &sa);
+		if (w->family == AF_INET6)
+			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+		if (bind(fd, (struct sockaddr *)&sa, len) < 0)
+			goto fail;
+		close(fd);
+		fd = socket(w->family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		if (fd < 0)
+			goto fail;
+	}
 	if (port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
 		goto fail;
 	if (w->family == AF_INET6)
@@ -1006,10 +1020,11 @@ static void *worker_main(void *arg)
 		if (!w->timer_deadline || deadline < w->timer_deadline)
 			arm_timer(w, deadline);
 
-		if (busy)
-			io_uring_submit(&w->ring);
-		else
-			io_uring_submit_and_wait(&w->ring, 1);
+		int r = busy ? io_uring_submit(&w->ring) : io_uring_submit_and_wait(&w->ring, 1);
+		if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
+			log_err("worker %u: io_uring_submit: %s", w->id, strerror(-r));
+			break;
+		}
 		for (uint32_t i = 0; i < MAX_WAPPS; i++)
 			if (w->wapps[i].app && !w->wapps[i].removing)
 				lane_disarm_wakeup(&w->wapps[i].lane);
@@ -1039,7 +1054,8 @@ struct worker *worker_new(unsigned id, struct cfg_ref *cfg, char *err, size_t er
 	for (int i = 0; i < MAX_SOCKS; i++)
 		w->socks[i].fd = -1;
 
-	p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN;
+	/* Not SINGLE_ISSUER: the ring is set up here, on the main thread, and driven by the worker. */
+	p.flags = IORING_SETUP_COOP_TASKRUN;
 	ret = io_uring_queue_init_params(RING_ENTRIES, &w->ring, &p);
 	if (ret < 0) {
 		p.flags = 0; /* older kernels */
