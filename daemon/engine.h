@@ -131,10 +131,19 @@ void eng_input(struct eng *e, unsigned sock, const struct r2p2_addr *src, const 
 
 /*
  * eng_call starts a call and sends its first packet. Returns 0, or -EMSGSIZE
- * (over max_msg_len), -ENOBUFS (max_client_calls in flight), -EINVAL.
+ * (over max_msg_len), -ENOBUFS (max_client_calls in flight), -EINVAL,
+ * -ENOMEM, or -ECANCELED (called from a completion run by eng_free).
  * On error nothing was sent and ops.complete will not be called.
  */
 int eng_call(struct eng *e, const struct eng_call_args *args, uint64_t now);
+
+/*
+ * eng_set_next_rid sets the rid the next eng_call tries first (rids are then
+ * used sequentially, skipping those in flight on the call's socket). A new
+ * engine starts at 0. For tests, and for a worker that wants to start at a
+ * random rid after a restart.
+ */
+void eng_set_next_rid(struct eng *e, uint16_t rid);
 
 /* eng_cancel completes every call whose cookie is `cookie` with -ECANCELED now. Returns how many. */
 int eng_cancel(struct eng *e, uint64_t cookie);

@@ -32,7 +32,8 @@
 #include "log.h"
 
 #define RING_ENTRIES 1024
-#define RX_BUFS 1024 /* power of two */
+#define RX_BUFS 4096 /* power of two */
+#define SOCK_BUF_BYTES (8 << 20)
 #define RX_BUF_SIZE 2048
 #define RX_BGID 7
 #define TX_SLOTS 1024
@@ -313,6 +314,13 @@ static int open_udp(struct worker *w, uint16_t port, char *err, size_t err_len)
 	}
 	if (port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
 		goto fail;
+	/* Bursts (a thousand calls answered at once) must queue, not drop: ask for large
+	 * buffers, beyond rmem_max when we have CAP_NET_ADMIN. */
+	int bufsz = SOCK_BUF_BYTES;
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bufsz, sizeof(bufsz)) < 0)
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bufsz, sizeof(bufsz));
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &bufsz, sizeof(bufsz)) < 0)
+		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bufsz, sizeof(bufsz));
 	if (w->family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
 	a.port = htons(port);

@@ -3,11 +3,13 @@
  * r2p2ctl: operate a running r2p2d over its control socket.
  *
  *   r2p2ctl [-s SOCKET] status
+ *   r2p2ctl stek generate|rotate|status PATH
  *
  * The socket is -s SOCKET, else $R2P2_SOCKET, else R2P2_DEFAULT_SOCKET. Each
- * command sends one struct r2p2_ctl_msg and reads one reply datagram. Exit
- * status: 0 success, 1 the daemon refused or could not be reached, 2 usage.
- * New commands (stek, maps) are one function and one row of `commands`.
+ * daemon command sends one struct r2p2_ctl_msg and reads one reply datagram;
+ * local commands (stek) work on files and never contact the daemon. Exit
+ * status: 0 success, 1 the daemon or the command refused or failed, 2 usage.
+ * New commands (maps) are one function and one row of `commands`.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -15,12 +17,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
+#include <pwd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <r2p2/shm.h>
+
+#include "stek.h"
 
 #define REPLY_TIMEOUT_S 5
 
@@ -30,11 +38,12 @@ struct ctl {
 };
 
 struct command {
-	const char *name;
+	const char *name; /* one word, or two ("stek rotate") */
 	const char *args; /* for the usage text, "" if none */
 	const char *help;
 	int min_args, max_args; /* operands after the command name */
 	int (*run)(struct ctl *ctl, int argc, char **argv);
+	bool local; /* works on local files: no connection to r2p2d */
 };
 
 /* ---- transport -------------------------------------------------------------- */
@@ -195,15 +204,127 @@ out:
 	return rc;
 }
 
+/* ---- stek: session-ticket key files (local, no daemon) ------------------------ */
+
+static void print_keys(const struct stek_set *set)
+{
+	char buf[512];
+
+	stek_describe(set, buf, sizeof(buf));
+	fputs(buf, stdout);
+}
+
+static int cmd_stek_generate(struct ctl *ctl, int argc, char **argv)
+{
+	struct stek_set *set = NULL;
+	char err[512];
+
+	(void)ctl;
+	(void)argc;
+	if (stek_generate_file(argv[0], err, sizeof(err)) != 0 ||
+	    stek_load(argv[0], &set, err, sizeof(err)) != 0) {
+		fprintf(stderr, "r2p2ctl: %s\n", err);
+		return 1;
+	}
+	printf("%s: new STEK file, mode 0600\n", argv[0]);
+	print_keys(set);
+	printf("distribute it to every server of the service through your secret store\n");
+	stek_set_put(set);
+	return 0;
+}
+
+static int cmd_stek_rotate(struct ctl *ctl, int argc, char **argv)
+{
+	struct stek_set *set = NULL;
+	char err[512];
+
+	(void)ctl;
+	(void)argc;
+	if (stek_rotate_file(argv[0], &set, err, sizeof(err)) != 0) {
+		fprintf(stderr, "r2p2ctl: %s\n", err);
+		return 1;
+	}
+	printf("%s: rotated\n", argv[0]);
+	print_keys(set);
+	stek_set_put(set);
+	return 0;
+}
+
+static int cmd_stek_status(struct ctl *ctl, int argc, char **argv)
+{
+	const char *path = argv[0];
+	struct stek_set *set = NULL;
+	struct passwd *pw;
+	struct group *gr;
+	struct stat st, lst;
+	char when[64], err[512];
+	bool has_next = false;
+	long long age;
+	int rc = 0;
+
+	(void)ctl;
+	(void)argc;
+	if (stat(path, &st) != 0) {
+		fprintf(stderr, "r2p2ctl: stek: %s: %s\n", path, strerror(errno));
+		return 1;
+	}
+	if (stek_load_ex(path, STEK_LOAD_ANY_MODE, &set, err, sizeof(err)) != 0) {
+		fprintf(stderr, "r2p2ctl: %s\n", err);
+		return 1;
+	}
+	pw = getpwuid(st.st_uid);
+	gr = getgrgid(st.st_gid);
+	strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", gmtime(&st.st_mtime));
+	age = (long long)(time(NULL) - st.st_mtime);
+	printf("%s%s: mode %04o, owner %s:%s, modified %s (%lld h %lld min ago)\n", path,
+	       lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode) ? " (symbolic link)" : "",
+	       (unsigned)(st.st_mode & 07777), pw ? pw->pw_name : "?", gr ? gr->gr_name : "?",
+	       when, age / 3600, age % 3600 / 60);
+	print_keys(set);
+	if (st.st_mode & 077) {
+		fprintf(stderr,
+			"r2p2ctl: warning: %s is mode %04o: group or others can access it and "
+			"r2p2d refuses it (chmod 600)\n",
+			path, (unsigned)(st.st_mode & 07777));
+		rc = 1;
+	}
+	for (size_t i = 0; i < stek_num_keys(set); i++)
+		has_next |= stek_key_at(set, i)->role == STEK_NEXT;
+	if (!has_next)
+		printf("note: no next key: the next 'r2p2ctl stek rotate' promotes a key no "
+		       "server has seen yet\n");
+	stek_set_put(set);
+	return rc;
+}
+
 static const struct command commands[] = {
-    {"status", "", "show workers, attached apps and per-service counters", 0, 0, cmd_status},
+    {"status", "", "show workers, attached apps and per-service counters", 0, 0, cmd_status, false},
+    {"stek generate", "PATH", "create a new STEK file (one random current key, mode 0600)", 1, 1,
+     cmd_stek_generate, true},
+    {"stek rotate", "PATH", "previous := current, current := next, next := new random key", 1,
+     1, cmd_stek_rotate, true},
+    {"stek status", "PATH", "show key ids, roles, fingerprints, file mode and age", 1, 1,
+     cmd_stek_status, true},
 };
 
-static const struct command *find_command(const char *name)
+/* find_command matches `argv` (`argc` words) against one- and two-word command
+ * names and stores how many words the name took in `*out_words`. */
+static const struct command *find_command(int argc, char **argv, int *out_words)
 {
-	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		if (strcmp(commands[i].name, name) == 0)
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		const char *name = commands[i].name, *sp = strchr(name, ' ');
+
+		if (!sp && strcmp(name, argv[0]) == 0) {
+			*out_words = 1;
 			return &commands[i];
+		}
+		if (sp && argc >= 2 && strlen(argv[0]) == (size_t)(sp - name) &&
+		    strncmp(name, argv[0], (size_t)(sp - name)) == 0 &&
+		    strcmp(sp + 1, argv[1]) == 0) {
+			*out_words = 2;
+			return &commands[i];
+		}
+	}
 	return NULL;
 }
 
@@ -227,7 +348,8 @@ static void usage(FILE *out)
 			 commands[i].args[0] ? " " : "", commands[i].args);
 		fprintf(out, "  %-20s %s\n", head, commands[i].help);
 	}
-	fprintf(out, "\nexit status: 0 ok, 1 r2p2d refused or unreachable, 2 usage error\n");
+	fprintf(out, "\nstek commands work on files and do not need a running r2p2d.\n"
+		     "exit status: 0 ok, 1 r2p2d (or the command) refused or failed, 2 usage error\n");
 }
 
 int main(int argc, char **argv)
@@ -240,7 +362,7 @@ int main(int argc, char **argv)
 	struct ctl ctl = {.fd = -1};
 	const struct command *cmd;
 	const char *env;
-	int opt, nargs, rc;
+	int opt, nargs, words, rc;
 
 	ctl.socket_path = R2P2_DEFAULT_SOCKET;
 	env = getenv("R2P2_SOCKET");
@@ -270,21 +392,26 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
-	cmd = find_command(argv[optind]);
+	cmd = find_command(argc - optind, argv + optind, &words);
 	if (!cmd) {
-		fprintf(stderr, "r2p2ctl: unknown command '%s'\n\n", argv[optind]);
+		fprintf(stderr, "r2p2ctl: unknown command '%s%s%s'\n\n", argv[optind],
+			optind + 1 < argc && strcmp(argv[optind], "stek") == 0 ? " " : "",
+			optind + 1 < argc && strcmp(argv[optind], "stek") == 0 ? argv[optind + 1]
+									       : "");
 		usage(stderr);
 		return 2;
 	}
-	nargs = argc - optind - 1;
+	nargs = argc - optind - words;
 	if (nargs < cmd->min_args || nargs > cmd->max_args) {
 		fprintf(stderr, "r2p2ctl: usage: r2p2ctl [-s SOCKET] %s%s%s\n", cmd->name,
 			cmd->args[0] ? " " : "", cmd->args);
 		return 2;
 	}
+	if (cmd->local)
+		return cmd->run(&ctl, nargs, argv + optind + words);
 	if (ctl_connect(&ctl) != 0)
 		return 1;
-	rc = cmd->run(&ctl, nargs, argv + optind + 1);
+	rc = cmd->run(&ctl, nargs, argv + optind + words);
 	close(ctl.fd);
 	return rc;
 }

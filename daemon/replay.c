@@ -1,0 +1,189 @@
+// SPDX-License-Identifier: MIT
+/*
+ * replay.c: the strike register. Two generations ("cur" and "old") of open-addressed
+ * hash tables with linear probing. A slot is in use when its stamp equals its
+ * table's epoch, so emptying a table on rotation is one increment, not a memset.
+ *
+ * Each table has room for all `max_entries` (the whole budget may land in one
+ * window) at a load factor of at most 3/4. Keys are chosen by the client (its
+ * ClientHello random, its nonce), so slots are picked with SipHash under a secret
+ * drawn at replay_new: nobody can aim keys at one probe chain.
+ */
+#include "boringssl.h"
+
+#include "replay.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/rand.h>
+#include <openssl/siphash.h>
+
+struct gen {
+	uint8_t (*keys)[REPLAY_KEY_LEN];
+	uint32_t *stamp; /* slot i is in use iff stamp[i] == epoch */
+	uint32_t epoch;
+	size_t num_entries;
+};
+
+struct replay {
+	size_t max_entries;
+	size_t num_slots; /* per generation */
+	uint64_t window_ns;
+	uint64_t cur_start; /* when `cur` began collecting */
+	bool started;       /* cur_start is set (by the first call) */
+	uint64_t sip_key[2];
+	struct gen gen[2];
+	unsigned cur; /* index of the current generation; the other is the old one */
+	struct replay_stats st;
+};
+
+static void gen_clear(struct gen *g, size_t num_slots)
+{
+	if (++g->epoch == 0) {
+		/* after 2^32 rotations a stale stamp could match again: really clear */
+		memset(g->stamp, 0, num_slots * sizeof(*g->stamp));
+		g->epoch = 1;
+	}
+	g->num_entries = 0;
+}
+
+struct replay *replay_new(size_t max_entries, uint64_t window_ns)
+{
+	struct replay *r;
+
+	if (max_entries == 0 || max_entries > REPLAY_MAX_ENTRIES || window_ns == 0) {
+		errno = EINVAL;
+		return NULL;
+	}
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		goto nomem;
+	r->max_entries = max_entries;
+	r->num_slots = max_entries + max_entries / 3 + 1; /* load <= 3/4 */
+	r->window_ns = window_ns;
+	for (int i = 0; i < 2; i++) {
+		r->gen[i].keys = calloc(r->num_slots, REPLAY_KEY_LEN);
+		r->gen[i].stamp = calloc(r->num_slots, sizeof(uint32_t));
+		r->gen[i].epoch = 1;
+		if (!r->gen[i].keys || !r->gen[i].stamp)
+			goto nomem;
+	}
+	if (RAND_bytes((uint8_t *)r->sip_key, sizeof(r->sip_key)) != 1)
+		goto nomem;
+	r->st.capacity = max_entries;
+	return r;
+nomem:
+	replay_free(r);
+	errno = ENOMEM;
+	return NULL;
+}
+
+void replay_free(struct replay *r)
+{
+	if (!r)
+		return;
+	for (int i = 0; i < 2; i++) {
+		free(r->gen[i].keys);
+		free(r->gen[i].stamp);
+	}
+	free(r);
+}
+
+/* advance rotates the generations so that `cur` covers `now`. */
+static void advance(struct replay *r, uint64_t now)
+{
+	if (!r->started) {
+		r->started = true;
+		r->cur_start = now;
+		return;
+	}
+	if (now < r->cur_start || now - r->cur_start < r->window_ns)
+		return;
+	r->st.rotations++;
+	if (now - r->cur_start >= 2 * r->window_ns) {
+		/* idle for two windows: everything held has expired */
+		gen_clear(&r->gen[0], r->num_slots);
+		gen_clear(&r->gen[1], r->num_slots);
+		r->cur_start = now;
+		return;
+	}
+	/* cur becomes old; the old one (all keys over one window old) is dropped */
+	r->cur ^= 1;
+	gen_clear(&r->gen[r->cur], r->num_slots);
+	r->cur_start += r->window_ns;
+}
+
+static size_t slot_of(const struct replay *r, const uint8_t *key)
+{
+	uint64_t h = SIPHASH_24(r->sip_key, key, REPLAY_KEY_LEN);
+
+	/* multiply-shift maps h onto [0, num_slots) without a power-of-two table */
+	return (size_t)(((unsigned __int128)h * r->num_slots) >> 64);
+}
+
+/*
+ * gen_find returns true if `key` is in `g`; otherwise false with the empty slot
+ * that ends its probe chain in `*out_slot` (where it would go).
+ */
+static bool gen_find(const struct replay *r, const struct gen *g, const uint8_t *key,
+		     size_t start, size_t *out_slot)
+{
+	size_t i = start;
+
+	/* terminates: the load factor stays under 3/4, so an empty slot exists */
+	while (g->stamp[i] == g->epoch) {
+		if (memcmp(g->keys[i], key, REPLAY_KEY_LEN) == 0)
+			return true;
+		if (++i == r->num_slots)
+			i = 0;
+	}
+	if (out_slot)
+		*out_slot = i;
+	return false;
+}
+
+int replay_check(struct replay *r, const uint8_t key[REPLAY_KEY_LEN], uint64_t now)
+{
+	size_t start;
+
+	advance(r, now);
+	start = slot_of(r, key);
+	if (gen_find(r, &r->gen[0], key, start, NULL) || gen_find(r, &r->gen[1], key, start, NULL)) {
+		r->st.hits++;
+		return 1;
+	}
+	return 0;
+}
+
+int replay_insert(struct replay *r, const uint8_t key[REPLAY_KEY_LEN], uint64_t now)
+{
+	struct gen *cur, *old;
+	size_t start, slot;
+
+	advance(r, now);
+	cur = &r->gen[r->cur];
+	old = &r->gen[r->cur ^ 1];
+	start = slot_of(r, key);
+	if (gen_find(r, old, key, start, NULL) || gen_find(r, cur, key, start, &slot)) {
+		r->st.hits++;
+		return -EEXIST;
+	}
+	if (cur->num_entries + old->num_entries >= r->max_entries) {
+		r->st.full_rejects++;
+		return -ENOSPC;
+	}
+	memcpy(cur->keys[slot], key, REPLAY_KEY_LEN);
+	cur->stamp[slot] = cur->epoch;
+	cur->num_entries++;
+	r->st.inserts++;
+	return 0;
+}
+
+void replay_stats(const struct replay *r, struct replay_stats *out)
+{
+	*out = r->st;
+	out->entries = r->gen[0].num_entries + r->gen[1].num_entries;
+}

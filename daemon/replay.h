@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * replay: the 0-RTT anti-replay strike register (RFC 8446 sections 8.1 and 8.2).
+ *
+ * A memory-bounded set of 32-byte keys (ClientHello randoms in `tls` mode, a hash of
+ * association id and nonce in `sealed` mode) remembered over a freshness window.
+ * Two generations of hash tables rotate every `window_ns`: a key lives at least
+ * `window_ns` and at most 2 * `window_ns` after its insertion, and never more than
+ * `max_entries` keys are held in total. All memory is allocated by replay_new.
+ *
+ * Pure: time comes in as `now` (any monotonic nanosecond clock, never going back
+ * by more than it must: a smaller `now` is treated as "no time passed"); no locks.
+ * One register per server: if several workers share it, the caller serialises.
+ */
+#ifndef R2P2D_REPLAY_H
+#define R2P2D_REPLAY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define REPLAY_KEY_LEN 32
+#define REPLAY_MAX_ENTRIES (1u << 26) /* 64 Mi keys, about 4.5 GiB: a sanity limit */
+
+struct replay;
+
+struct replay_stats {
+	uint64_t entries;      /* keys held now (both generations) */
+	uint64_t capacity;     /* max_entries */
+	uint64_t inserts;      /* successful replay_insert calls */
+	uint64_t hits;         /* replay_check == 1 plus replay_insert == -EEXIST */
+	uint64_t full_rejects; /* replay_insert == -ENOSPC: 0-RTT refused, fail closed */
+	uint64_t rotations;    /* generation changes (an idle gap of 2 windows counts one) */
+};
+
+/*
+ * replay_new returns a register holding at most `max_entries` keys (1 ..
+ * REPLAY_MAX_ENTRIES) for a freshness window of `window_ns` (> 0), or NULL with
+ * errno EINVAL or ENOMEM. Memory: about 2 * 1.34 * 36 bytes per entry.
+ */
+struct replay *replay_new(size_t max_entries, uint64_t window_ns);
+
+/* replay_free frees `r`; NULL is ignored. */
+void replay_free(struct replay *r);
+
+/*
+ * replay_check returns 1 if `key` was inserted within the window (up to twice the
+ * window ago), else 0. It inserts nothing; it may expire old keys as of `now`.
+ */
+int replay_check(struct replay *r, const uint8_t key[REPLAY_KEY_LEN], uint64_t now);
+
+/*
+ * replay_insert remembers `key` as of `now`. Returns 0 when inserted, -EEXIST when
+ * it is already held (a replay: refuse the early data), or -ENOSPC when the register
+ * is full of unexpired keys: the caller must then refuse 0-RTT for this handshake
+ * (fail closed) until time frees room.
+ */
+int replay_insert(struct replay *r, const uint8_t key[REPLAY_KEY_LEN], uint64_t now);
+
+/* replay_stats copies the counters of `r` into `out`. */
+void replay_stats(const struct replay *r, struct replay_stats *out);
+
+#endif /* R2P2D_REPLAY_H */

@@ -1,0 +1,386 @@
+# shellcheck shell=bash
+# SPDX-License-Identifier: MIT
+# Helpers for the two-namespace integration tests (tests/integration/it_*.sh),
+# also used by tools/demo.sh and tools/bench.sh. Source it after `set -euo pipefail`.
+#
+# Topology (it_setup_pair):   netns A  10.77.N.1 / fd77:N::1  <--veth-->  10.77.N.2 / fd77:N::2  netns B
+# With a relay (it_setup_relay):  A 10.77.N.1 <--> 10.77.N.3  R  10.78.N.3 <--> 10.78.N.2 B
+# N is derived from $$, namespace and interface names carry $$, so runs never collide.
+#
+# Everything started through these helpers is recorded and ended by the EXIT
+# trap (also on Ctrl-C, SIGTERM and failure), which then deletes the namespaces.
+# Daemon, app and tool logs go to $IT_TMP; on failure their tails are printed.
+
+R2P2_BUILD=${R2P2_BUILD:-./build}
+R2P2_SRC=${R2P2_SRC:-.}
+R2P2_BUILD=$(cd "$R2P2_BUILD" 2>/dev/null && pwd || printf '%s' "$R2P2_BUILD")
+R2P2_SRC=$(cd "$R2P2_SRC" 2>/dev/null && pwd || printf '%s' "$R2P2_SRC")
+
+IT_NAME=${IT_NAME:-$(basename "$0" .sh)}
+IT_MODE=${IT_MODE:-test} # test: print PASS/FAIL lines; demo: only what happened
+IT_ID=$$
+IT_NET=$((IT_ID % 250))
+IT_NS_A=r2p2-a-$IT_ID
+IT_NS_B=r2p2-b-$IT_ID
+IT_NS_R=r2p2-r-$IT_ID
+IT_A4=10.77.$IT_NET.1
+IT_B4=10.77.$IT_NET.2
+IT_A6=fd77:$IT_NET::1
+IT_B6=fd77:$IT_NET::2
+IT_R4_A=10.77.$IT_NET.3 # relay, facing A
+IT_R4_B=10.78.$IT_NET.3 # relay, facing B
+IT_B4_R=10.78.$IT_NET.2 # B, behind the relay
+IT_ECHO_PORT=8000
+IT_TMP=
+IT_RESULT=
+IT_LAST_PID=
+IT_ECHO_PID=
+IT_PIDS=()
+IT_NAMESPACES=()
+declare -A IT_DAEMON_PID=()
+
+it_log() { printf '[%s] %s\n' "$IT_NAME" "$*"; }
+
+it_skip() {
+	IT_RESULT=skip
+	echo "SKIPPED: $*"
+	exit 77
+}
+
+it_pass() {
+	IT_RESULT=pass
+	echo "PASS: $IT_NAME${1:+: $1}"
+	exit 0
+}
+
+it_fail() {
+	IT_RESULT=fail
+	if [ "$IT_MODE" = test ]; then
+		echo "FAIL: $IT_NAME: $*"
+	else
+		echo "[$IT_NAME] error: $*" >&2
+	fi
+	exit 1
+}
+
+# it_check DESCRIPTION COMMAND...: run a check, print "ok: ..." or fail the test.
+it_check() {
+	local what=$1
+	shift
+	if "$@"; then
+		it_log "  ok: $what"
+	else
+		it_fail "$what"
+	fi
+}
+
+# it_bin NAME: the path of a built binary (top of the build dir, or tests/).
+it_bin() {
+	local p
+	for p in "$R2P2_BUILD/$1" "$R2P2_BUILD/tests/$1"; do
+		if [ -x "$p" ]; then
+			printf '%s\n' "$p"
+			return 0
+		fi
+	done
+	echo "[$IT_NAME] error: $1 is not built in $R2P2_BUILD (build first: ./tools/dev.sh build)" >&2
+	return 1
+}
+
+it_dump_logs() {
+	local f
+	[ -n "$IT_TMP" ] && [ -d "$IT_TMP" ] || return 0
+	for f in "$IT_TMP"/*.log; do
+		[ -s "$f" ] || continue
+		echo "---- $(basename "$f") (last 40 lines) ----"
+		tail -n 40 "$f"
+	done
+}
+
+# it_kill_pid PID: SIGTERM, up to 3 s, then SIGKILL. Only for processes we started.
+it_kill_pid() {
+	local pid=$1 i
+	kill -0 "$pid" 2>/dev/null || return 0
+	kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < 30; i++)); do
+		kill -0 "$pid" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+}
+
+it_cleanup() {
+	local pid ns
+	disown -a 2>/dev/null || true # no "Killed" job notices for what we end here
+	for pid in "${IT_PIDS[@]}"; do
+		it_kill_pid "$pid"
+	done
+	for ns in "${IT_NAMESPACES[@]}"; do
+		# Whatever still runs inside a namespace we created was started by us.
+		for pid in $(ip netns pids "$ns" 2>/dev/null); do
+			kill -KILL "$pid" 2>/dev/null || true
+		done
+		ip netns del "$ns" 2>/dev/null || true
+	done
+	wait 2>/dev/null || true
+	if [ -n "$IT_TMP" ] && [ -z "${R2P2_KEEP_TMP:-}" ]; then
+		rm -rf "$IT_TMP"
+	fi
+}
+
+it_on_exit() {
+	local rc=$?
+	set +e
+	trap - EXIT
+	if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; then
+		if [ -z "$IT_RESULT" ] && [ "$IT_MODE" = test ]; then
+			echo "FAIL: $IT_NAME: aborted (exit $rc)"
+		fi
+		it_dump_logs
+	fi
+	it_cleanup
+	exit "$rc"
+}
+
+it_on_err() {
+	# Only the test's own shell: background subshells report through their exit status.
+	[ "$BASHPID" = "$$" ] || return 0
+	echo "[$IT_NAME] command failed (line ${BASH_LINENO[0]}): $BASH_COMMAND" >&2
+}
+
+# it_init: preflight (root, ip netns, veth) and traps. Skips (exit 77) when this machine cannot run it.
+it_init() {
+	[ "$(id -u)" -eq 0 ] || it_skip "needs root (network namespaces)"
+	command -v ip >/dev/null || it_skip "iproute2 (ip) is not installed"
+	command -v timeout >/dev/null || it_skip "coreutils timeout is missing"
+	IT_TMP=$(mktemp -d "/tmp/r2p2-it-$IT_NAME.XXXXXX")
+	trap it_on_exit EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+	set -E
+	trap it_on_err ERR
+	if ! ip netns add "$IT_NS_A" 2>"$IT_TMP/netns.err"; then
+		it_skip "cannot create network namespaces: $(head -n1 "$IT_TMP/netns.err")"
+	fi
+	IT_NAMESPACES+=("$IT_NS_A")
+	if ! ip link add "r2probe$IT_ID" type veth peer name "r2probp$IT_ID" 2>"$IT_TMP/veth.err"; then
+		it_skip "no veth support: $(head -n1 "$IT_TMP/veth.err")"
+	fi
+	ip link del "r2probe$IT_ID" 2>/dev/null || true
+}
+
+# it_netns NAME: create a namespace (recorded for cleanup) with lo up.
+it_netns() {
+	local ns=$1 have
+	for have in "${IT_NAMESPACES[@]}"; do
+		[ "$have" = "$ns" ] && { ip -n "$ns" link set lo up; return 0; }
+	done
+	ip netns add "$ns"
+	IT_NAMESPACES+=("$ns")
+	ip -n "$ns" link set lo up
+}
+
+# it_link NS1 IF1 ADDR4_1 ADDR6_1 NS2 IF2 ADDR4_2 ADDR6_2: a veth pair between two namespaces,
+# two queues each side (AF_XDP binds per queue); "-" skips an address.
+it_link() {
+	local ns1=$1 if1=$2 a41=$3 a61=$4 ns2=$5 if2=$6 a42=$7 a62=$8
+	if ! ip link add "$if1" numtxqueues 2 numrxqueues 2 netns "$ns1" type veth \
+		peer name "$if2" numtxqueues 2 numrxqueues 2 netns "$ns2" 2>/dev/null; then
+		ip link add "$if1" netns "$ns1" type veth peer name "$if2" netns "$ns2"
+	fi
+	[ "$a41" = - ] || ip -n "$ns1" addr add "$a41/24" dev "$if1"
+	[ "$a42" = - ] || ip -n "$ns2" addr add "$a42/24" dev "$if2"
+	[ "$a61" = - ] || ip -n "$ns1" addr add "$a61/64" dev "$if1" nodad
+	[ "$a62" = - ] || ip -n "$ns2" addr add "$a62/64" dev "$if2" nodad
+	ip -n "$ns1" link set "$if1" up
+	ip -n "$ns2" link set "$if2" up
+}
+
+# it_setup_pair: namespaces A and B joined by one veth pair (IPv4 and IPv6).
+it_setup_pair() {
+	it_netns "$IT_NS_A"
+	it_netns "$IT_NS_B"
+	it_link "$IT_NS_A" "r2a$IT_ID" "$IT_A4" "$IT_A6" "$IT_NS_B" "r2b$IT_ID" "$IT_B4" "$IT_B6"
+	it_log "namespaces $IT_NS_A ($IT_A4, $IT_A6) <-> $IT_NS_B ($IT_B4, $IT_B6)"
+}
+
+# it_setup_relay: A <-> R <-> B, IPv4 only, no routing: A reaches only R, R reaches B.
+# The relay runs in R so that neither daemon's XDP program ever sees relay traffic.
+it_setup_relay() {
+	it_netns "$IT_NS_A"
+	it_netns "$IT_NS_B"
+	it_netns "$IT_NS_R"
+	it_link "$IT_NS_A" "r2a$IT_ID" "$IT_A4" - "$IT_NS_R" "r2ra$IT_ID" "$IT_R4_A" -
+	it_link "$IT_NS_R" "r2rb$IT_ID" "$IT_R4_B" - "$IT_NS_B" "r2b$IT_ID" "$IT_B4_R" -
+	it_log "namespaces $IT_NS_A ($IT_A4) <-> $IT_NS_R ($IT_R4_A | $IT_R4_B) <-> $IT_NS_B ($IT_B4_R)"
+}
+
+# it_in NS COMMAND...: run in a namespace (foreground).
+it_in() {
+	local ns=$1
+	shift
+	ip netns exec "$ns" "$@"
+}
+
+# it_bg NS LOG COMMAND...: start in the background, output to LOG; pid in IT_LAST_PID.
+# Must not be called from a subshell ($(...)), or the pid would be lost.
+it_bg() {
+	local ns=$1 log=$2
+	shift 2
+	ip netns exec "$ns" "$@" >"$log" 2>&1 &
+	IT_LAST_PID=$!
+	IT_PIDS+=("$IT_LAST_PID")
+}
+
+# it_wait_for SECS DESCRIPTION COMMAND...: poll every 50 ms until COMMAND succeeds.
+it_wait_for() {
+	local secs=$1 what=$2 i
+	shift 2
+	for ((i = 0; i < secs * 20; i++)); do
+		"$@" && return 0
+		sleep 0.05
+	done
+	it_fail "timed out after ${secs}s waiting for $what"
+}
+
+it_alive() { kill -0 "$1" 2>/dev/null; }
+
+# it_sock SIDE: the control socket path of daemon SIDE (a, b).
+it_sock() { printf '%s/r2p2d-%s.sock\n' "$IT_TMP" "$1"; }
+
+# Config writers: print INI sections; callers concatenate them into a file.
+# it_conf_daemon SIDE LISTEN [WORKERS]
+it_conf_daemon() {
+	printf '[daemon]\nlisten = %s\nworkers = %s\nsocket = %s\n\n' "$2" "${3:-2}" "$(it_sock "$1")"
+}
+# it_conf_serve SERVICE PORT
+it_conf_serve() { printf '[serve %s]\nport = %s\n\n' "$1" "$2"; }
+# it_conf_call SERVICE TIMEOUT_MS RETRIES SERVER...
+it_conf_call() {
+	local svc=$1 tmo=$2 retries=$3 s
+	shift 3
+	printf '[call %s]\n' "$svc"
+	for s in "$@"; do
+		printf 'server = %s\n' "$s"
+	done
+	printf 'timeout_ms = %s\nretries = %s\n\n' "$tmo" "$retries"
+}
+
+# it_start_daemon SIDE NS CONFIG [stale]: start r2p2d and wait (5 s) for its control socket.
+# Logs append to r2p2d-SIDE.log. With "stale", a socket file left by a killed daemon is kept
+# (the new daemon must replace it) and readiness is "r2p2ctl status answers".
+it_start_daemon() {
+	local side=$1 ns=$2 conf=$3 stale=${4:-} sock pid bin ctl="" i
+	sock=$(it_sock "$side")
+	bin=$(it_bin r2p2d)
+	if [ "$stale" = stale ]; then
+		ctl=$(it_bin r2p2ctl)
+	else
+		rm -f "$sock"
+	fi
+	echo "==== r2p2d --config $conf ($(date +%T.%N)) ====" >>"$IT_TMP/r2p2d-$side.log"
+	ip netns exec "$ns" "$bin" --config "$conf" >>"$IT_TMP/r2p2d-$side.log" 2>&1 &
+	pid=$!
+	IT_PIDS+=("$pid")
+	IT_DAEMON_PID[$side]=$pid
+	for ((i = 0; i < 100; i++)); do
+		if [ -n "$ctl" ]; then
+			timeout 2 "$ctl" -s "$sock" status >/dev/null 2>&1 && break
+		else
+			[ -S "$sock" ] && break
+		fi
+		if ! it_alive "$pid"; then
+			it_fail "r2p2d ($side) exited during start-up; see r2p2d-$side.log"
+		fi
+		sleep 0.05
+	done
+	((i < 100)) || it_fail "r2p2d ($side) not ready at $sock within 5 s"
+	it_log "r2p2d $side running in $ns (pid $pid, socket $sock)"
+}
+
+# it_stop_daemon SIDE: SIGTERM and wait up to 15 s; returns the daemon's exit status.
+it_stop_daemon() {
+	local side=$1 pid i rc=0
+	pid=${IT_DAEMON_PID[$side]}
+	kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < 150; i++)); do
+		it_alive "$pid" || break
+		sleep 0.1
+	done
+	if it_alive "$pid"; then
+		kill -KILL "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+		it_log "r2p2d $side did not exit within 15 s of SIGTERM (killed)"
+		return 124
+	fi
+	wait "$pid" 2>/dev/null || rc=$?
+	return "$rc"
+}
+
+# it_start_echo [ARGS...]: the echo server on side B; waits (5 s) for its ready line.
+it_start_echo() {
+	local log bin
+	bin=$(it_bin r2p2-echo-server)
+	log="$IT_TMP/echo-server-${#IT_PIDS[@]}.log"
+	it_bg "$IT_NS_B" "$log" env R2P2_SOCKET="$(it_sock b)" "$bin" "$@"
+	IT_ECHO_PID=$IT_LAST_PID
+	local i
+	for ((i = 0; i < 100; i++)); do
+		grep -qs '^echo server ready' "$log" && break
+		it_alive "$IT_ECHO_PID" || it_fail "echo server exited: $(tail -n 3 "$log")"
+		sleep 0.05
+	done
+	grep -qs '^echo server ready' "$log" || it_fail "echo server not ready within 5 s"
+	it_log "echo server running in $IT_NS_B (pid $IT_ECHO_PID)"
+}
+
+# it_start_pair_services FAMILY [TIMEOUT_MS RETRIES [ECHO_SERVER_ARGS...]]: daemon B serving
+# echo.svc, daemon A calling it directly over FAMILY (4 or 6), and the echo server on B.
+# Needs it_setup_pair.
+it_start_pair_services() {
+	local fam=$1 tmo=${2:-1000} retries=${3:-3} la lb srv
+	shift $(($# < 3 ? $# : 3))
+	if [ "$fam" = 6 ]; then
+		la=$IT_A6 lb=$IT_B6 srv="[$IT_B6]:$IT_ECHO_PORT"
+	else
+		la=$IT_A4 lb=$IT_B4 srv="$IT_B4:$IT_ECHO_PORT"
+	fi
+	{
+		it_conf_daemon b "$lb"
+		it_conf_serve echo.svc "$IT_ECHO_PORT"
+	} >"$IT_TMP/b.conf"
+	{
+		it_conf_daemon a "$la"
+		it_conf_call echo.svc "$tmo" "$retries" "$srv"
+	} >"$IT_TMP/a.conf"
+	it_start_daemon b "$IT_NS_B" "$IT_TMP/b.conf"
+	it_start_daemon a "$IT_NS_A" "$IT_TMP/a.conf"
+	it_start_echo -n echo.svc "$@"
+}
+
+# it_client ARGS...: r2p2-echo-client in namespace A through daemon A (bounded by 120 s).
+it_client() {
+	local bin
+	bin=$(it_bin r2p2-echo-client)
+	timeout 120 ip netns exec "$IT_NS_A" "$bin" -s "$(it_sock a)" "$@"
+}
+
+# it_bench ARGS...: r2p2-bench in namespace A through daemon A (bounded by 300 s).
+it_bench() {
+	local bin
+	bin=$(it_bin r2p2-bench)
+	timeout 300 ip netns exec "$IT_NS_A" "$bin" -s "$(it_sock a)" "$@"
+}
+
+# it_ctl SIDE ARGS...: r2p2ctl against daemon SIDE.
+it_ctl() {
+	local side=$1 bin
+	shift
+	bin=$(it_bin r2p2ctl)
+	timeout 10 "$bin" -s "$(it_sock "$side")" "$@"
+}
+
+# it_json_num FILE KEY: the number KEY in the last JSON line of FILE.
+it_json_num() {
+	grep '^{' "$1" | tail -n 1 | grep -o "\"$2\":[-0-9.e+]*" | head -n 1 | cut -d: -f2
+}

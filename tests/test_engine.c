@@ -1,0 +1,1790 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_engine: the R2P2 engine speaks upstream's wire format, recovers from loss,
+ * duplication and reordering of every packet with exactly one execution and one
+ * completion, refuses malformed input into the right counter, and keeps its bounds.
+ *
+ * Engines are wired by a simulated network (a FIFO of sent datagrams with an
+ * optional fault on one packet) and a virtual clock that jumps to the next deadline.
+ */
+#include <criterion/criterion.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <r2p2/wire.h>
+
+#include "engine.h"
+
+#define MS 1000000ull
+#define SEC 1000000000ull
+
+/* ---- harness -------------------------------------------------------------------- */
+
+struct pkt {
+	unsigned sock;
+	struct r2p2_addr dst;
+	size_t seq; /* global transmission order */
+	size_t len;
+	uint8_t *data;
+};
+
+struct req_ev {
+	uint64_t handle;
+	unsigned sock;
+	struct r2p2_addr src;
+	unsigned policy;
+	uint8_t *payload;
+	size_t len;
+};
+
+struct done_ev {
+	uint64_t cookie;
+	int status;
+	uint8_t *payload;
+	size_t len;
+	uint64_t at;
+};
+
+enum auto_mode {
+	AUTO_NONE,   /* record requests; the test answers */
+	AUTO_ECHO,   /* eng_respond(payload) from inside the callback */
+	AUTO_SIZED,  /* eng_respond(resp_len pattern bytes) from inside the callback */
+	AUTO_REJECT, /* eng_reject from inside the callback */
+};
+
+struct node {
+	struct eng *e;
+	struct r2p2_addr addr;
+	struct pkt *sent;
+	size_t num_sent, cap_sent;
+	struct req_ev *reqs;
+	size_t num_reqs, cap_reqs;
+	struct done_ev *dones;
+	size_t num_dones, cap_dones;
+	enum auto_mode mode;
+	size_t resp_len;
+	/* Called after each completion is recorded (re-entrancy tests). */
+	void (*on_done)(struct node *n, const struct done_ev *d);
+	bool keep_payloads; /* copy payloads of requests/completions (off for bulk tests) */
+};
+
+enum fault { F_NONE, F_DROP, F_DUP, F_DELAY };
+
+struct wire_ent {
+	struct node *from;
+	size_t idx;
+};
+
+static struct {
+	struct wire_ent *q;
+	size_t head, len, cap;
+	struct node *nodes[4];
+	size_t num_nodes;
+	size_t seq;
+	enum fault fault;
+	size_t fault_seq;
+	bool has_held;
+	struct wire_ent held;
+	uint64_t now;
+} net;
+
+static uint8_t pattern_byte(size_t i)
+{
+	return (uint8_t)(i * 31 + (i >> 8) * 7 + 1);
+}
+
+static uint8_t *pattern(size_t len, unsigned salt)
+{
+	uint8_t *p = malloc(len ? len : 1);
+	cr_assert(p);
+	for (size_t i = 0; i < len; i++)
+		p[i] = (uint8_t)(pattern_byte(i) + salt);
+	return p;
+}
+
+static void *grow(void *arr, size_t *cap, size_t need, size_t elem)
+{
+	if (need <= *cap)
+		return arr;
+	size_t n = *cap ? *cap * 2 : 16;
+	while (n < need)
+		n *= 2;
+	arr = realloc(arr, n * elem);
+	cr_assert(arr);
+	*cap = n;
+	return arr;
+}
+
+static uint8_t *dup_bytes(const uint8_t *p, size_t len)
+{
+	uint8_t *d = malloc(len ? len : 1);
+	cr_assert(d);
+	if (len)
+		memcpy(d, p, len);
+	return d;
+}
+
+static void on_send(void *ctx, unsigned sock, const struct r2p2_addr *dst, const struct iovec *iov,
+		    int iovcnt)
+{
+	struct node *n = ctx;
+	size_t len = 0, off = 0;
+
+	cr_assert(iovcnt >= 1 && iovcnt <= 2);
+	cr_assert_eq(iov[0].iov_len, R2P2_HDR_LEN, "header iov");
+	for (int i = 0; i < iovcnt; i++)
+		len += iov[i].iov_len;
+	uint8_t *data = malloc(len);
+	cr_assert(data);
+	for (int i = 0; i < iovcnt; i++) {
+		memcpy(data + off, iov[i].iov_base, iov[i].iov_len);
+		off += iov[i].iov_len;
+	}
+	n->sent = grow(n->sent, &n->cap_sent, n->num_sent + 1, sizeof(*n->sent));
+	n->sent[n->num_sent] =
+	    (struct pkt){.sock = sock, .dst = *dst, .seq = net.seq++, .len = len, .data = data};
+	net.q = grow(net.q, &net.cap, net.head + net.len + 1, sizeof(*net.q));
+	net.q[net.head + net.len++] = (struct wire_ent){.from = n, .idx = n->num_sent};
+	n->num_sent++;
+}
+
+static void on_request(void *ctx, unsigned sock, uint64_t handle, const struct r2p2_addr *src,
+		       unsigned policy, const uint8_t *payload, size_t len)
+{
+	struct node *n = ctx;
+	uint8_t *resp;
+
+	n->reqs = grow(n->reqs, &n->cap_reqs, n->num_reqs + 1, sizeof(*n->reqs));
+	n->reqs[n->num_reqs++] =
+	    (struct req_ev){.handle = handle,
+			    .sock = sock,
+			    .src = *src,
+			    .policy = policy,
+			    .payload = n->keep_payloads ? dup_bytes(payload, len) : NULL,
+			    .len = len};
+	switch (n->mode) {
+	case AUTO_NONE:
+		break;
+	case AUTO_ECHO:
+		cr_assert_eq(eng_respond(n->e, handle, payload, len, net.now), 0);
+		break;
+	case AUTO_SIZED:
+		resp = pattern(n->resp_len, 3);
+		cr_assert_eq(eng_respond(n->e, handle, resp, n->resp_len, net.now), 0);
+		free(resp);
+		break;
+	case AUTO_REJECT:
+		cr_assert_eq(eng_reject(n->e, handle, net.now), 0);
+		break;
+	}
+}
+
+static void on_complete(void *ctx, uint64_t cookie, int status, const uint8_t *payload, size_t len)
+{
+	struct node *n = ctx;
+
+	n->dones = grow(n->dones, &n->cap_dones, n->num_dones + 1, sizeof(*n->dones));
+	n->dones[n->num_dones] =
+	    (struct done_ev){.cookie = cookie,
+			     .status = status,
+			     .payload = n->keep_payloads ? dup_bytes(payload, len) : NULL,
+			     .len = len,
+			     .at = net.now};
+	n->num_dones++;
+	if (n->on_done)
+		n->on_done(n, &n->dones[n->num_dones - 1]);
+}
+
+static const struct eng_ops test_ops = {
+    .send = on_send,
+    .request = on_request,
+    .complete = on_complete,
+};
+
+static struct r2p2_addr mkaddr(const char *ip, uint16_t port)
+{
+	struct r2p2_addr a;
+
+	memset(&a, 0, sizeof(a));
+	if (strchr(ip, ':')) {
+		a.family = AF_INET6;
+		cr_assert_eq(inet_pton(AF_INET6, ip, a.addr), 1);
+	} else {
+		a.family = AF_INET;
+		cr_assert_eq(inet_pton(AF_INET, ip, a.addr), 1);
+	}
+	a.port = htons(port);
+	return a;
+}
+
+static void node_init(struct node *n, const char *ip, uint16_t port, const struct eng_config *cfg)
+{
+	struct eng_config def;
+
+	memset(n, 0, sizeof(*n));
+	if (!cfg) {
+		eng_config_default(&def);
+		cfg = &def;
+	}
+	n->addr = mkaddr(ip, port);
+	n->keep_payloads = true;
+	n->e = eng_new(cfg, &test_ops, n);
+	cr_assert(n->e);
+	net.nodes[net.num_nodes++] = n;
+}
+
+/* node_free_engine frees the engine (cancelling its calls) but keeps the records. */
+static void node_free_engine(struct node *n)
+{
+	eng_free(n->e);
+	n->e = NULL;
+}
+
+static void node_cleanup(struct node *n)
+{
+	node_free_engine(n);
+	for (size_t i = 0; i < n->num_sent; i++)
+		free(n->sent[i].data);
+	for (size_t i = 0; i < n->num_reqs; i++)
+		free(n->reqs[i].payload);
+	for (size_t i = 0; i < n->num_dones; i++)
+		free(n->dones[i].payload);
+	free(n->sent);
+	free(n->reqs);
+	free(n->dones);
+}
+
+static void net_reset(void)
+{
+	free(net.q);
+	memset(&net, 0, sizeof(net));
+}
+
+static struct node *node_at(const struct r2p2_addr *a)
+{
+	for (size_t i = 0; i < net.num_nodes; i++)
+		if (memcmp(&net.nodes[i]->addr, a, sizeof(*a)) == 0)
+			return net.nodes[i];
+	return NULL;
+}
+
+static void deliver(struct wire_ent w)
+{
+	const struct pkt *p = &w.from->sent[w.idx];
+	struct node *to = node_at(&p->dst);
+
+	if (to) /* no node there: a black hole */
+		eng_input(to->e, p->sock, &w.from->addr, p->data, p->len, net.now);
+}
+
+/* net_pump delivers one datagram, applying the fault to the one with seq == fault_seq. */
+static bool net_pump(void)
+{
+	struct wire_ent w;
+
+	if (!net.len) {
+		if (!net.has_held)
+			return false;
+		net.has_held = false;
+		deliver(net.held);
+		return true;
+	}
+	w = net.q[net.head++];
+	if (--net.len == 0)
+		net.head = 0;
+	if (w.from->sent[w.idx].seq == net.fault_seq) {
+		switch (net.fault) {
+		case F_NONE:
+			break;
+		case F_DROP:
+			return true;
+		case F_DUP:
+			deliver(w);
+			break;
+		case F_DELAY:
+			net.held = w;
+			net.has_held = true;
+			return true;
+		}
+	}
+	deliver(w);
+	if (net.has_held) {
+		net.has_held = false;
+		deliver(net.held);
+	}
+	return true;
+}
+
+/* net_run delivers everything and runs timers until `done` holds (or, when NULL, nothing is left).
+ */
+static void net_run(bool (*done)(void *), void *arg)
+{
+	for (int iter = 0; iter < 1000000; iter++) {
+		uint64_t d = UINT64_MAX;
+		while (net_pump())
+			;
+		if (done && done(arg))
+			return;
+		for (size_t i = 0; i < net.num_nodes; i++) {
+			uint64_t nd = eng_next_deadline(net.nodes[i]->e);
+			if (nd < d)
+				d = nd;
+		}
+		if (d == UINT64_MAX) {
+			cr_assert_null(done, "net settled before the condition held");
+			return;
+		}
+		if (d > net.now)
+			net.now = d;
+		for (size_t i = 0; i < net.num_nodes; i++)
+			eng_tick(net.nodes[i]->e, net.now);
+	}
+	cr_assert_fail("net did not settle");
+}
+
+static bool has_dones(void *arg)
+{
+	struct node *n = arg;
+	return n->num_dones > 0;
+}
+
+static int do_call(struct node *n, const struct r2p2_addr *dst, const void *p, size_t len,
+		   uint64_t cookie, uint64_t timeout, uint32_t retries)
+{
+	struct eng_call_args a = {
+	    .sock = 0,
+	    .dst = *dst,
+	    .policy = R2P2_LB_ROUTE,
+	    .payload = p,
+	    .len = len,
+	    .cookie = cookie,
+	    .timeout_ns = timeout,
+	    .max_retries = retries,
+	};
+	return eng_call(n->e, &a, net.now);
+}
+
+static size_t hex(const char *s, uint8_t *out)
+{
+	size_t n = 0;
+	while (*s) {
+		unsigned v;
+		if (*s == ' ') {
+			s++;
+			continue;
+		}
+		cr_assert_eq(sscanf(s, "%2x", &v), 1);
+		out[n++] = (uint8_t)v;
+		s += 2;
+	}
+	return n;
+}
+
+static void expect_pkt(const struct pkt *p, const char *want_hex)
+{
+	uint8_t want[256];
+	size_t n = hex(want_hex, want);
+	cr_assert_eq(p->len, n, "length %zu, want %zu", p->len, n);
+	cr_assert_arr_eq(p->data, want, n);
+}
+
+static void feed(struct node *n, unsigned sock, const struct r2p2_addr *src, const uint8_t *b,
+		 size_t len)
+{
+	eng_input(n->e, sock, src, b, len, net.now);
+}
+
+static void feed_hex(struct node *n, const struct r2p2_addr *src, const char *h)
+{
+	uint8_t b[256];
+	size_t len = hex(h, b);
+	feed(n, 0, src, b, len);
+}
+
+/* mkpkt builds a packet with a `len`-byte pattern payload into `out` (room for 8 + len). */
+static size_t mkpkt(uint8_t *out, unsigned type, unsigned policy, uint8_t flags, uint16_t rid,
+		    uint16_t p_order, size_t len, unsigned salt)
+{
+	struct r2p2_hdr h = {R2P2_MAGIC, R2P2_HDR_LEN, (uint8_t)(type << 4 | policy),
+			     flags,	 htons(rid),   htons(p_order)};
+	memcpy(out, &h, sizeof(h));
+	for (size_t i = 0; i < len; i++)
+		out[8 + i] = (uint8_t)(pattern_byte(i) + salt);
+	return 8 + len;
+}
+
+static struct eng_stats stats(const struct node *n)
+{
+	struct eng_stats s;
+	eng_get_stats(n->e, &s);
+	return s;
+}
+
+static size_t pending_calls(const struct node *n)
+{
+	size_t c, s;
+	eng_num_pending(n->e, &c, &s);
+	return c;
+}
+
+static size_t pending_states(const struct node *n)
+{
+	size_t c, s;
+	eng_num_pending(n->e, &c, &s);
+	return s;
+}
+
+static unsigned pkt_type(const struct pkt *p)
+{
+	return p->data[2] >> 4;
+}
+
+static uint16_t pkt_rid(const struct pkt *p)
+{
+	return (uint16_t)(p->data[4] << 8 | p->data[5]);
+}
+
+static uint16_t pkt_order(const struct pkt *p)
+{
+	return (uint16_t)(p->data[6] << 8 | p->data[7]);
+}
+
+static uint32_t num_pkts(size_t len, size_t head)
+{
+	if (len <= R2P2_MAX_PAYLOAD)
+		return 1;
+	return 1 + (uint32_t)((len - head + R2P2_MAX_PAYLOAD - 1) / R2P2_MAX_PAYLOAD);
+}
+
+/*
+ * check_geometry checks that pkts[0..] (the first packets of `type` in a log)
+ * split a `len`-byte message exactly as upstream does and carry `msg`.
+ */
+static void check_geometry(const struct node *n, unsigned type, const uint8_t *msg, size_t len,
+			   size_t head)
+{
+	uint32_t want = num_pkts(len, head), got = 0;
+	size_t off = 0;
+
+	for (size_t i = 0; i < n->num_sent && got < want; i++) {
+		const struct pkt *p = &n->sent[i];
+		size_t plen = p->len - 8;
+		if (pkt_type(p) != type)
+			continue;
+		cr_assert_eq(p->data[0], 0xCC);
+		cr_assert_eq(p->data[1], 8);
+		if (want == 1) {
+			cr_assert_eq(p->data[3], 0xC0);
+			cr_assert_eq(pkt_order(p), 1);
+			cr_assert_eq(plen, len);
+		} else if (got == 0) {
+			cr_assert_eq(p->data[3], 0x80);
+			cr_assert_eq(pkt_order(p), want);
+			cr_assert_eq(plen, head);
+		} else {
+			cr_assert_eq(p->data[3], got == want - 1 ? 0x40 : 0x00, "flags of %u", got);
+			cr_assert_eq(pkt_order(p), got);
+			if (got < want - 1)
+				cr_assert_eq(plen, R2P2_MAX_PAYLOAD);
+			else
+				cr_assert(plen >= 1 && plen <= R2P2_MAX_PAYLOAD);
+		}
+		cr_assert_arr_eq(p->data + 8, msg + off, plen);
+		off += plen;
+		got++;
+	}
+	cr_assert_eq(got, want, "%u packets of type %u, want %u", got, type, want);
+	cr_assert_eq(off, len);
+}
+
+static size_t count_type(const struct node *n, unsigned type)
+{
+	size_t c = 0;
+	for (size_t i = 0; i < n->num_sent; i++)
+		c += pkt_type(&n->sent[i]) == type;
+	return c;
+}
+
+struct pair {
+	struct node cli, srv;
+};
+
+static void pair_init(struct pair *p, const struct eng_config *ccfg, const struct eng_config *scfg)
+{
+	net_reset();
+	node_init(&p->cli, "10.0.0.1", 5555, ccfg);
+	node_init(&p->srv, "10.0.0.2", 8000, scfg);
+	p->srv.mode = AUTO_ECHO;
+}
+
+static void pair_cleanup(struct pair *p)
+{
+	node_cleanup(&p->cli);
+	node_cleanup(&p->srv);
+	net_reset();
+}
+
+/* ---- upstream test vectors ------------------------------------------------------ */
+
+Test(vectors, ping_echo)
+{
+	struct node srv;
+	struct r2p2_addr cli = mkaddr("10.0.0.1", 5555);
+
+	net_reset();
+	node_init(&srv, "10.0.0.2", 8000, NULL);
+	srv.mode = AUTO_ECHO;
+	feed_hex(&srv, &cli, "cc 08 00 c0 12 34 00 01 70 69 6e 67");
+	cr_assert_eq(srv.num_reqs, 1);
+	cr_assert_eq(srv.reqs[0].policy, R2P2_LB_ROUTE);
+	cr_assert_eq(srv.reqs[0].len, 4);
+	cr_assert_arr_eq(srv.reqs[0].payload, "ping", 4);
+	cr_assert_eq(memcmp(&srv.reqs[0].src, &cli, sizeof(cli)), 0);
+	cr_assert_eq(srv.num_sent, 1);
+	expect_pkt(&srv.sent[0], "cc 08 11 c0 12 34 00 01 70 69 6e 67");
+	cr_assert_eq(memcmp(&srv.sent[0].dst, &cli, sizeof(cli)), 0);
+	cr_assert_eq(stats(&srv).resp_sent, 1);
+	cr_assert_eq(stats(&srv).req_received, 1);
+	node_cleanup(&srv);
+}
+
+Test(vectors, client_ping_bytes)
+{
+	struct node cli;
+	struct r2p2_addr srv = mkaddr("10.0.0.2", 8000);
+
+	net_reset();
+	node_init(&cli, "10.0.0.1", 5555, NULL);
+	eng_set_next_rid(cli.e, 0x1234);
+	cr_assert_eq(do_call(&cli, &srv, "ping", 4, 1, SEC, 0), 0);
+	cr_assert_eq(cli.num_sent, 1);
+	expect_pkt(&cli.sent[0], "cc 08 00 c0 12 34 00 01 70 69 6e 67");
+	feed_hex(&cli, &srv, "cc 08 11 c0 12 34 00 01 70 69 6e 67");
+	cr_assert_eq(cli.num_dones, 1);
+	cr_assert_eq(cli.dones[0].status, 0);
+	cr_assert_eq(cli.dones[0].len, 4);
+	cr_assert_arr_eq(cli.dones[0].payload, "ping", 4);
+	node_cleanup(&cli);
+}
+
+Test(vectors, request_3000_first_packet_and_ack)
+{
+	struct pair p;
+	uint8_t *msg = pattern(3000, 0);
+	char want[128];
+	int n;
+
+	pair_init(&p, NULL, NULL);
+	eng_set_next_rid(p.cli.e, 0x0042);
+	cr_assert_eq(do_call(&p.cli, &p.srv.addr, msg, 3000, 1, SEC, 0), 0);
+	cr_assert_eq(p.cli.num_sent, 1, "only the first packet before the ACK");
+	n = snprintf(want, sizeof(want), "cc 08 00 80 00 42 00 04");
+	for (int i = 0; i < 14; i++)
+		n += snprintf(want + n, sizeof(want) - (size_t)n, " %02x", msg[i]);
+	expect_pkt(&p.cli.sent[0], want);
+
+	cr_assert(net_pump());
+	cr_assert_eq(p.srv.num_sent, 1);
+	expect_pkt(&p.srv.sent[0], "cc 08 31 c0 00 42 00 01 41 43 4b");
+	cr_assert_eq(memcmp(&p.srv.sent[0].dst, &p.cli.addr, sizeof(p.cli.addr)), 0);
+
+	net_run(has_dones, &p.cli);
+	cr_assert_eq(p.cli.dones[0].status, 0);
+	cr_assert_eq(p.cli.dones[0].len, 3000);
+	cr_assert_arr_eq(p.cli.dones[0].payload, msg, 3000);
+	check_geometry(&p.cli, R2P2_REQUEST, msg, 3000, R2P2_MIN_PAYLOAD);
+	cr_assert_eq(p.cli.num_sent, 4, "14+1464+1464+58");
+	cr_assert_eq(p.cli.sent[3].len, 8 + 58);
+	free(msg);
+	pair_cleanup(&p);
+}
+
+/* ---- sizes, both directions ----------------------------------------------------- */
+
+static void echo_size(size_t len)
+{
+	struct pair p;
+	uint8_t *msg = pattern(len, 5);
+
+	pair_init(&p, NULL, NULL);
+	cr_assert_eq(do_call(&p.cli, &p.srv.addr, msg, len, 77, 100 * MS, 2), 0);
+	net_run(NULL, NULL);
+	cr_assert_eq(p.cli.num_dones, 1);
+	cr_assert_eq(p.cli.dones[0].cookie, 77);
+	cr_assert_eq(p.cli.dones[0].status, 0, "len %zu status %d", len, p.cli.dones[0].status);
+	cr_assert_eq(p.cli.dones[0].len, len);
+	cr_assert_arr_eq(p.cli.dones[0].payload, msg, len);
+	cr_assert_eq(p.srv.num_reqs, 1);
+	cr_assert_eq(p.srv.reqs[0].len, len);
+	cr_assert_arr_eq(p.srv.reqs[0].payload, msg, len);
+	check_geometry(&p.cli, R2P2_REQUEST, msg, len, R2P2_MIN_PAYLOAD);
+	check_geometry(&p.srv, R2P2_RESPONSE, msg, len, R2P2_MAX_PAYLOAD);
+	cr_assert_eq(count_type(&p.srv, R2P2_ACK), len > R2P2_MAX_PAYLOAD ? 1 : 0);
+	cr_assert_eq(count_type(&p.srv, R2P2_RESPONSE), num_pkts(len, R2P2_MAX_PAYLOAD));
+	cr_assert_eq(count_type(&p.cli, R2P2_REQUEST), num_pkts(len, R2P2_MIN_PAYLOAD));
+	cr_assert_eq(stats(&p.cli).retransmits, 0);
+	cr_assert_eq(stats(&p.srv).rx_duplicate, 0);
+	/* Every state is freed once the dedup window is over. */
+	cr_assert_eq(pending_calls(&p.cli), 0);
+	cr_assert_eq(pending_states(&p.srv), 0);
+	free(msg);
+	pair_cleanup(&p);
+}
+
+Test(sizes, echo_0)
+{
+	echo_size(0);
+}
+Test(sizes, echo_1)
+{
+	echo_size(1);
+}
+Test(sizes, echo_14)
+{
+	echo_size(14);
+}
+Test(sizes, echo_15)
+{
+	echo_size(15);
+}
+Test(sizes, echo_1464)
+{
+	echo_size(1464);
+}
+Test(sizes, echo_1465)
+{
+	echo_size(1465);
+}
+Test(sizes, echo_3000)
+{
+	echo_size(3000);
+}
+Test(sizes, echo_65536)
+{
+	echo_size(65536);
+}
+Test(sizes, echo_max_msg_len)
+{
+	echo_size(1 << 20);
+}
+
+/* Small request, large response and the other way around. */
+static void asym(size_t req_len, size_t resp_len)
+{
+	struct pair p;
+	uint8_t *msg = pattern(req_len, 1), *resp = pattern(resp_len, 3);
+
+	pair_init(&p, NULL, NULL);
+	p.srv.mode = AUTO_SIZED;
+	p.srv.resp_len = resp_len;
+	cr_assert_eq(do_call(&p.cli, &p.srv.addr, msg, req_len, 1, 100 * MS, 0), 0);
+	net_run(NULL, NULL);
+	cr_assert_eq(p.cli.num_dones, 1);
+	cr_assert_eq(p.cli.dones[0].status, 0);
+	cr_assert_eq(p.cli.dones[0].len, resp_len);
+	cr_assert_arr_eq(p.cli.dones[0].payload, resp, resp_len);
+	check_geometry(&p.srv, R2P2_RESPONSE, resp, resp_len, R2P2_MAX_PAYLOAD);
+	free(msg);
+	free(resp);
+	pair_cleanup(&p);
+}
+
+Test(sizes, small_request_big_response)
+{
+	asym(4, 1 << 20);
+}
+Test(sizes, big_request_small_response)
+{
+	asym(1 << 20, 0);
+}
+Test(sizes, response_exact_packets)
+{
+	asym(1, 2 * R2P2_MAX_PAYLOAD);
+}
+
+/* ---- loss, duplication, reordering of each packet ---------------------------------- */
+
+static size_t faulty_exchange(size_t req_len, size_t resp_len, enum fault f, size_t at)
+{
+	struct pair p;
+	uint8_t *msg = pattern(req_len, 9), *resp = pattern(resp_len, 3);
+	size_t total;
+
+	pair_init(&p, NULL, NULL);
+	p.srv.mode = AUTO_SIZED;
+	p.srv.resp_len = resp_len;
+	net.fault = f;
+	net.fault_seq = at;
+	cr_assert_eq(do_call(&p.cli, &p.srv.addr, msg, req_len, 5, 10 * MS, 4), 0);
+	net_run(NULL, NULL);
+	cr_assert_eq(p.cli.num_dones, 1, "fault %d at %zu: %zu completions", f, at,
+		     p.cli.num_dones);
+	cr_assert_eq(p.cli.dones[0].status, 0, "fault %d at %zu: status %d", f, at,
+		     p.cli.dones[0].status);
+	cr_assert_eq(p.cli.dones[0].len, resp_len);
+	cr_assert_arr_eq(p.cli.dones[0].payload, resp, resp_len);
+	cr_assert_eq(p.srv.num_reqs, 1, "fault %d at %zu: %zu executions", f, at, p.srv.num_reqs);
+	cr_assert_eq(p.srv.reqs[0].len, req_len);
+	cr_assert_arr_eq(p.srv.reqs[0].payload, msg, req_len);
+	cr_assert_eq(pending_calls(&p.cli), 0);
+	cr_assert_eq(pending_states(&p.srv), 0);
+	if (f == F_DROP && at < net.seq)
+		cr_assert_geq(stats(&p.cli).retransmits, 1,
+			      "a loss is recovered by retransmission");
+	if (f == F_DUP && at < net.seq) {
+		struct eng_stats c = stats(&p.cli), s = stats(&p.srv);
+		cr_assert_geq(c.rx_duplicate + c.rx_unmatched + s.rx_duplicate + s.req_retransmit,
+			      1, "the duplicate was noticed");
+	}
+	total = net.seq;
+	free(msg);
+	free(resp);
+	pair_cleanup(&p);
+	return total;
+}
+
+static void each_packet(size_t req_len, size_t resp_len)
+{
+	/* The fault-free run tells how many packets the exchange takes. */
+	size_t total = faulty_exchange(req_len, resp_len, F_NONE, SIZE_MAX);
+	cr_assert_eq(total, num_pkts(req_len, 14) + (req_len > 1464) + num_pkts(resp_len, 1464));
+	for (size_t at = 0; at < total; at++) {
+		faulty_exchange(req_len, resp_len, F_DROP, at);
+		faulty_exchange(req_len, resp_len, F_DUP, at);
+		faulty_exchange(req_len, resp_len, F_DELAY, at);
+	}
+}
+
+Test(faults, each_packet_3000_3000)
+{
+	each_packet(3000, 3000);
+}
+Test(faults, each_packet_1465_4400)
+{
+	each_packet(1465, 4400);
+}
+Test(faults, each_packet_20_5000)
+{
+	each_packet(20, 5000);
+}
+Test(faults, each_packet_65536_65536)
+{
+	each_packet(65536, 65536);
+}
+Test(faults, each_packet_single)
+{
+	each_packet(100, 100);
+}
+
+Test(faults, response_in_reverse_order)
+{
+	struct node cli;
+	struct r2p2_addr srv = mkaddr("10.0.0.2", 8000);
+	uint8_t b[4][8 + R2P2_MAX_PAYLOAD];
+	size_t l[4];
+
+	net_reset();
+	node_init(&cli, "10.0.0.1", 5555, NULL);
+	cr_assert_eq(do_call(&cli, &srv, "x", 1, 1, SEC, 0), 0);
+	l[0] = mkpkt(b[0], R2P2_RESPONSE, 1, R2P2_F_FIRST, 0, 4, R2P2_MAX_PAYLOAD, 0);
+	l[1] = mkpkt(b[1], R2P2_RESPONSE, 1, 0, 0, 1, R2P2_MAX_PAYLOAD, 1);
+	l[2] = mkpkt(b[2], R2P2_RESPONSE, 1, 0, 0, 2, R2P2_MAX_PAYLOAD, 2);
+	l[3] = mkpkt(b[3], R2P2_RESPONSE, 1, R2P2_F_LAST, 0, 3, 10, 3);
+	for (int i = 3; i >= 0; i--)
+		feed(&cli, 0, &srv, b[i], l[i]);
+	cr_assert_eq(cli.num_dones, 1);
+	cr_assert_eq(cli.dones[0].status, 0);
+	cr_assert_eq(cli.dones[0].len, 3 * R2P2_MAX_PAYLOAD + 10);
+	for (int i = 0; i < 4; i++)
+		cr_assert_arr_eq(cli.dones[0].payload + i * R2P2_MAX_PAYLOAD, b[i] + 8, l[i] - 8);
+	/* Late copies after completion match nothing. */
+	feed(&cli, 0, &srv, b[2], l[2]);
+	cr_assert_eq(stats(&cli).rx_unmatched, 1);
+	cr_assert_eq(cli.num_dones, 1);
+	node_cleanup(&cli);
+}
+
+/* ---- client: DROP, timeouts, matching --------------------------------------------- */
+
+Test(client, drop_is_econnrefused)
+{
+	struct pair p;
+
+	pair_init(&p, NULL, NULL);
+	p.srv.mode = AUTO_REJECT;
+	eng_set_next_rid(p.cli.e, 0x0102);
+	cr_assert_eq(do_call(&p.cli, &p.srv.addr, "hi", 2, 9, SEC, 3), 0);
+	net_run(has_dones, &p.cli);
+	cr_assert_eq(p.cli.dones[0].status, -ECONNREFUSED);
+	cr_assert_eq(p.cli.dones[0].cookie, 9);
+	expect_pkt(&p.srv.sent[0], "cc 08 41 c0 01 02 00 01 44 52 4f 50");
+	cr_assert_eq(stats(&p.cli).calls_dropped, 1);
+	cr_assert_eq(stats(&p.cli).calls_ok, 0);
+	pair_cleanup(&p);
+}
+
+static void timeout_case(size_t len, uint32_t retries)
+{
+	struct node cli;
+	struct r2p2_addr hole = mkaddr("10.9.9.9", 9);
+	uint8_t *msg = pattern(len, 0);
+
+	net_reset();
+	node_init(&cli, "10.0.0.1", 5555, NULL);
+	cr_assert_eq(do_call(&cli, &hole, msg, len, 3, 7 * MS, retries), 0);
+	net_run(has_dones, &cli);
+	cr_assert_eq(cli.num_dones, 1);
+	cr_assert_eq(cli.dones[0].status, -ETIMEDOUT);
+	cr_assert_eq(cli.dones[0].at, (retries + 1) * 7 * MS);
+	cr_assert_eq(cli.num_sent, retries + 1, "exactly 1+max_retries sends");
+	for (size_t i = 0; i < cli.num_sent; i++) {
+		cr_assert_eq(cli.sent[i].len, cli.sent[0].len);
+		cr_assert_arr_eq(cli.sent[i].data, cli.sent[0].data, cli.sent[0].len);
+		cr_assert_eq(cli.sent[i].data[3] & R2P2_F_FIRST, R2P2_F_FIRST);
+	}
+	cr_assert_eq(stats(&cli).retransmits, retries);
+	cr_assert_eq(stats(&cli).calls_timeout, 1);
+	cr_assert_eq(pending_calls(&cli), 0);
+	cr_assert_eq(eng_next_deadline(cli.e), UINT64_MAX);
+	free(msg);
+	node_cleanup(&cli);
+}
+
+Test(client, timeout_single)
+{
+	timeout_case(10, 3);
+}
+Test(client, timeout_no_retries)
+{
+	timeout_case(10, 0);
+}
+Test(client, timeout_multi)
+{
+	timeout_case(5000, 2);
+}
+
+Test(client, partial_response_freed_on_timeout)
+{
+	struct node cli;
+	struct r2p2_addr srv = mkaddr("10.0.0.2", 8000);
+	uint8_t b[8 + R2P2_MAX_PAYLOAD];
+	size_t l;
+
+	net_reset();
+	node_init(&cli, "10.0.0.1", 5555, NULL);
+	cr_assert_eq(do_call(&cli, &srv, "x", 1, 1, MS, 0), 0);
+	l = mkpkt(b, R2P2_RESPONSE, 1, 0, 0, 1, R2P2_MAX_PAYLOAD, 0);
+	feed(&cli, 0, &srv, b, l);
+	cr_assert_eq(cli.num_dones, 0);
+	net_run(has_dones, &cli);
+	cr_assert_eq(cli.dones[0].status, -ETIMEDOUT);
+	cr_assert_eq(stats(&cli).partial_gc, 1);
+	node_cleanup(&cli);
+}
+
+Test(client, match_on_address_port_rid_sock)
+{
+	struct node cli;
+	struct r2p2_addr srv = mkaddr("10.0.0.2", 8000), other = mkaddr("10.0.0.3", 8000),
+			 other_port = mkaddr("10.0.0.2", 8001);
+	uint8_t b[64];
+	size_t l;
+
+	net_reset();
+	node_init(&cli, "10.0.0.1", 5555, NULL);
+	cr_assert_eq(do_call(&cli, &srv, "x", 1, 1, SEC, 0), 0);
+	l = mkpkt(b, R2P2_RESPONSE, 1, 0xC0, 0, 1, 3, 0);
+	feed(&cli, 0, &other, b, l);
+	feed(&cli, 0, &other_port, b, l);
+	feed(&cli, 1, &srv, b, l);
+	l = mkpkt(b, R2P2_RESPONSE, 1, 0xC0, 1, 1, 3, 0); /* wrong rid */
+	feed(&cli, 0, &srv, b, l);
+	cr_assert_eq(stats(&cli).rx_unmatched, 4);
+	cr_assert_eq(cli.num_dones, 0);
+	l = mkpkt(b, R2P2_RESPONSE, 1, 0xC0, 0, 1, 3, 0);
+	feed(&cli, 0, &srv, b, l);
+	cr_assert_eq(cli.num_dones, 1);
+	cr_assert_eq(cli.dones[0].status, 0);
+	feed(&cli, 0, &srv, b, l);
+	cr_assert_eq(stats(&cli).rx_unmatched, 5, "a duplicate after completion");
+	cr_assert_eq(cli.num_dones, 1);
+	node_cleanup(&cli);
+}
+
+Test(client, via_router_ack_fixes_peer)
+{
+	struct node cli;
+	struct r2p2_addr router = mkaddr("10.0.0.100", 9000), srv = mkaddr("10.0.0.2", 8000),
+			 intruder = mkaddr("10.0.0.3", 8000);
+	struct eng_call_args a = {0};
+	uint8_t *msg = pattern(3000, 0), b[64];
+	size_t l;
+
+	net_reset();
+	node_init(&cli, "10.0.0.1", 5555, NULL);
+	a.dst = router;
+	a.via_router = true;
+	a.payload = msg;
+	a.len = 3000;
+	a.cookie = 1;
+	a.timeout_ns = SEC;
+	cr_assert_eq(eng_call(cli.e, &a, 0), 0);
+	cr_assert_eq(memcmp(&cli.sent[0].dst, &router, sizeof(router)), 0);
+	feed_hex(&cli, &srv, "cc 08 31 c0 00 00 00 01 41 43 4b");
+	cr_assert_eq(cli.num_sent, 4);
+	for (int i = 1; i < 4; i++)
+		cr_assert_eq(memcmp(&cli.sent[i].dst, &srv, sizeof(srv)), 0,
+			     "rest goes to the ACKer");
+	/* The peer is now fixed: a response from elsewhere is not ours. */
+	l = mkpkt(b, R2P2_RESPONSE, 1, 0xC0, 0, 1, 3, 0);
+	feed(&cli, 0, &intruder, b, l);
+	cr_assert_eq(stats(&cli).rx_unmatched, 1);
+	feed(&cli, 0, &srv, b, l);
+	cr_assert_eq(cli.num_dones, 1);
+	cr_assert_eq(cli.dones[0].status, 0);
+	free(msg);
+	node_cleanup(&cli);
+}
+
+Test(client, via_router_single_from_any_source)
+{
+	struct node cli;
+	struct r2p2_addr router = mkaddr("10.0.0.100", 9000), srv = mkaddr("fd00::2", 8000);
+	struct eng_call_args a = {0};
+	uint8_t b[64];
+	size_t l;
+
+	net_reset();
+	node_init(&cli, "10.0.0.1", 5555, NULL);
+	a.dst = router;
+	a.via_router = true;
+	a.payload = "q";
+	a.len = 1;
+	a.timeout_ns = SEC;
+	cr_assert_eq(eng_call(cli.e, &a, 0), 0);
+	l = mkpkt(b, R2P2_RESPONSE, 1, 0xC0, 0, 1, 2, 0);
+	feed(&cli, 0, &srv, b, l);
+	cr_assert_eq(cli.num_dones, 1);
+	cr_assert_eq(cli.dones[0].status, 0);
+	node_cleanup(&cli);
+}
+
+Test(client, duplicate_ack_resends_rest)
+{
+	struct node cli;
+	struct r2p2_addr srv = mkaddr("10.0.0.2", 8000);
+	uint8_t *msg = pattern(3000, 0);
+
+	net_reset();
+	node_init(&cli, "10.0.0.1", 5555, NULL);
+	cr_assert_eq(do_call(&cli, &srv, msg, 3000, 1, SEC, 0), 0);
+	feed_hex(&cli, &srv, "cc 08 31 c0 00 00 00 01 41 43 4b");
+	cr_assert_eq(cli.num_sent, 4);
+	feed_hex(&cli, &srv, "cc 08 31 c0 00 00 00 01 41 43 4b");
+	cr_assert_eq(cli.num_sent, 7);
+	for (int i = 1; i < 4; i++) {
+		cr_assert_eq(cli.sent[i].len, cli.sent[i + 3].len);
+		cr_assert_arr_eq(cli.sent[i].data, cli.sent[i + 3].data, cli.sent[i].len);
+	}
+	free(msg);
+	node_cleanup(&cli);
+}
+
+Test(client, response_too_big)
+{
+	struct node cli;
+	struct eng_config cfg;
+	struct r2p2_addr srv = mkaddr("10.0.0.2", 8000);
+	uint8_t b[8 + R2P2_MAX_PAYLOAD];
+	size_t l;
+
+	net_reset();
+	eng_config_default(&cfg);
+	cfg.max_msg_len = 4000;
+	node_init(&cli, "10.0.0.1", 5555, &cfg);
+	/* First packet says 4 packets: at least 3*1464+1 = 4393 bytes. */
+	cr_assert_eq(do_call(&cli, &srv, "x", 1, 1, SEC, 0), 0);
+	l = mkpkt(b, R2P2_RESPONSE, 1, R2P2_F_FIRST, 0, 4, R2P2_MAX_PAYLOAD, 0);
+	feed(&cli, 0, &srv, b, l);
+	cr_assert_eq(cli.num_dones, 1);
+	cr_assert_eq(cli.dones[0].status, -EMSGSIZE);
+	/* A middle packet at index 3 arriving first says the same. */
+	cr_assert_eq(do_call(&cli, &srv, "x", 1, 2, SEC, 0), 0);
+	l = mkpkt(b, R2P2_RESPONSE, 1, 0, 1, 3, R2P2_MAX_PAYLOAD, 0);
+	feed(&cli, 0, &srv, b, l);
+	cr_assert_eq(cli.num_dones, 2);
+	cr_assert_eq(cli.dones[1].status, -EMSGSIZE);
+	/* The last packet makes it 2*1464+1100 = 4028 > 4000. */
+	cr_assert_eq(do_call(&cli, &srv, "x", 1, 3, SEC, 0), 0);
+	l = mkpkt(b, R2P2_RESPONSE, 1, R2P2_F_LAST, 2, 2, 1100, 0);
+	feed(&cli, 0, &srv, b, l);
+	cr_assert_eq(cli.num_dones, 3);
+	cr_assert_eq(cli.dones[2].status, -EMSGSIZE);
+	cr_assert_eq(stats(&cli).rx_too_big, 3);
+	cr_assert_eq(stats(&cli).calls_failed, 3);
+	cr_assert_eq(pending_calls(&cli), 0);
+	node_cleanup(&cli);
+}
+
+Test(client, call_errors_send_nothing)
+{
+	struct node cli;
+	struct eng_config cfg;
+	struct r2p2_addr srv = mkaddr("10.0.0.2", 8000), bad = srv;
+	uint8_t *big = pattern(4001, 0);
+
+	net_reset();
+	eng_config_default(&cfg);
+	cfg.max_msg_len = 4000;
+	cfg.max_client_calls = 2;
+	node_init(&cli, "10.0.0.1", 5555, &cfg);
+	cr_assert_eq(do_call(&cli, &srv, big, 4001, 1, SEC, 0), -EMSGSIZE);
+	cr_assert_eq(do_call(&cli, &srv, NULL, 5, 1, SEC, 0), -EINVAL);
+	cr_assert_eq(do_call(&cli, &srv, "x", 1, 1, 0, 0), -EINVAL);
+	bad.family = 12345;
+	cr_assert_eq(do_call(&cli, &bad, "x", 1, 1, SEC, 0), -EINVAL);
+	cr_assert_eq(cli.num_sent, 0);
+	cr_assert_eq(do_call(&cli, &srv, big, 4000, 1, SEC, 0), 0);
+	cr_assert_eq(do_call(&cli, &srv, "x", 1, 1, SEC, 0), 0);
+	cr_assert_eq(do_call(&cli, &srv, "x", 1, 1, SEC, 0), -ENOBUFS);
+	cr_assert_eq(cli.num_sent, 2);
+	cr_assert_eq(stats(&cli).calls_started, 2);
+	free(big);
+	node_free_engine(&cli);
+	cr_assert_eq(cli.num_dones, 2, "eng_free cancels what is pending");
+	cr_assert_eq(cli.dones[0].status, -ECANCELED);
+	cr_assert_eq(cli.dones[1].status, -ECANCELED);
+	node_cleanup(&cli);
+}
+
+Test(client, cancel)
+{
+	struct node cli;
+	struct r2p2_addr srv = mkaddr("10.0.0.2", 8000);
+
+	net_reset();
+	node_init(&cli, "10.0.0.1", 5555, NULL);
+	cr_assert_eq(do_call(&cli, &srv, "a", 1, 7, SEC, 0), 0);
+	cr_assert_eq(do_call(&cli, &srv, "b", 1, 8, SEC, 0), 0);
+	cr_assert_eq(do_call(&cli, &srv, "c", 1, 7, SEC, 0), 0);
+	cr_assert_eq(eng_cancel(cli.e, 7), 2);
+	cr_assert_eq(cli.num_dones, 2);
+	cr_assert_eq(cli.dones[0].status, -ECANCELED);
+	cr_assert_eq(cli.dones[0].cookie, 7);
+	cr_assert_eq(cli.dones[1].cookie, 7);
+	cr_assert_eq(pending_calls(&cli), 1);
+	cr_assert_eq(eng_cancel(cli.e, 7), 0);
+	/* The response of a cancelled call (rid 0) is not matched. */
+	feed_hex(&cli, &srv, "cc 08 11 c0 00 00 00 01 61");
+	cr_assert_eq(stats(&cli).rx_unmatched, 1);
+	feed_hex(&cli, &srv, "cc 08 11 c0 00 01 00 01 62");
+	cr_assert_eq(cli.num_dones, 3);
+	cr_assert_eq(cli.dones[2].cookie, 8);
+	cr_assert_eq(cli.dones[2].status, 0);
+	node_free_engine(&cli);
+	cr_assert_eq(cli.num_dones, 3, "nothing left to cancel");
+	node_cleanup(&cli);
+}
+
+/* A completion starts the next call: the chain must run to its end. */
+static void chain_next(struct node *n, const struct done_ev *d)
+{
+	if (d->cookie < 5)
+		cr_assert_eq(do_call(n, &net.nodes[1]->addr, "next", 4, d->cookie + 1, SEC, 0), 0);
+}
+
+Test(client, complete_reenters_call)
+{
+	struct pair p;
+
+	pair_init(&p, NULL, NULL);
+	p.cli.on_done = chain_next;
+	cr_assert_eq(do_call(&p.cli, &p.srv.addr, "first", 5, 1, SEC, 0), 0);
+	net_run(NULL, NULL);
+	cr_assert_eq(p.cli.num_dones, 5);
+	for (size_t i = 0; i < 5; i++) {
+		cr_assert_eq(p.cli.dones[i].cookie, i + 1);
+		cr_assert_eq(p.cli.dones[i].status, 0);
+	}
+	cr_assert_eq(p.srv.num_reqs, 5);
+	pair_cleanup(&p);
+}
+
+/* A completion during eng_free may try to call again: refused, no completion lost. */
+static void call_on_cancel(struct node *n, const struct done_ev *d)
+{
+	(void)d;
+	cr_assert_eq(do_call(n, &n->addr, "again", 5, 99, SEC, 0), -ECANCELED);
+}
+
+Test(client, free_refuses_new_calls)
+{
+	struct node cli;
+	struct r2p2_addr srv = mkaddr("10.0.0.2", 8000);
+
+	net_reset();
+	node_init(&cli, "10.0.0.1", 5555, NULL);
+	cli.on_done = call_on_cancel;
+	cr_assert_eq(do_call(&cli, &srv, "a", 1, 1, SEC, 0), 0);
+	node_free_engine(&cli);
+	cr_assert_eq(cli.num_dones, 1);
+	cr_assert_eq(cli.dones[0].status, -ECANCELED);
+	node_cleanup(&cli);
+}
+
+Test(client, rid_wraparound)
+{
+	struct pair p;
+	struct r2p2_addr hole = mkaddr("10.9.9.9", 9);
+	const size_t total = 70000;
+	char buf[32];
+
+	pair_init(&p, NULL, NULL);
+	p.cli.keep_payloads = p.srv.keep_payloads = false;
+	/* rid 0 stays in flight for the whole test: it must be skipped when the counter wraps. */
+	cr_assert_eq(do_call(&p.cli, &hole, "stuck", 5, 0, 1000 * SEC, 0), 0);
+	cr_assert_eq(pkt_rid(&p.cli.sent[0]), 0);
+	for (size_t k = 1; k <= total; k++) {
+		size_t before = p.cli.num_sent, len;
+		/* Distinct bytes per call: same rid and bytes would be a retransmission. */
+		len = (size_t)snprintf(buf, sizeof(buf), "call %zu", k);
+		cr_assert_eq(do_call(&p.cli, &p.srv.addr, buf, len, k, SEC, 0), 0);
+		cr_assert_eq(pkt_rid(&p.cli.sent[before]), (k - 1) % 65535 + 1, "call %zu", k);
+		while (net_pump())
+			;
+		cr_assert_eq(p.cli.num_dones, k, "call %zu", k);
+		cr_assert_eq(p.cli.dones[k - 1].status, 0);
+		cr_assert_eq(p.cli.dones[k - 1].cookie, k);
+	}
+	cr_assert_eq(p.srv.num_reqs, total);
+	cr_assert_eq(stats(&p.srv).req_retransmit, 0);
+	cr_assert_eq(stats(&p.cli).calls_ok, total);
+	cr_assert_eq(pending_calls(&p.cli), 1);
+	pair_cleanup(&p);
+}
+
+Test(client, many_concurrent_calls)
+{
+	struct pair p;
+	struct eng_config cfg;
+	struct r2p2_addr hole = mkaddr("10.9.9.9", 9);
+	const size_t n = 20000;
+
+	eng_config_default(&cfg);
+	cfg.max_client_calls = 32768;
+	pair_init(&p, &cfg, NULL);
+	p.cli.keep_payloads = p.srv.keep_payloads = false;
+	p.srv.mode = AUTO_NONE;
+	/* Half of them time out at staggered deadlines, half get answered. */
+	for (size_t i = 0; i < n; i++) {
+		const struct r2p2_addr *dst = i % 2 ? &hole : &p.srv.addr;
+		cr_assert_eq(do_call(&p.cli, dst, &i, sizeof(i), i, (1 + i % 97) * MS, 1), 0);
+	}
+	while (net_pump())
+		;
+	cr_assert_eq(p.srv.num_reqs, n / 2);
+	for (size_t i = 0; i < p.srv.num_reqs; i++)
+		cr_assert_eq(eng_respond(p.srv.e, p.srv.reqs[i].handle, "ok", 2, net.now), 0);
+	while (net_pump())
+		;
+	cr_assert_eq(p.cli.num_dones, n / 2);
+	net_run(NULL, NULL);
+	cr_assert_eq(p.cli.num_dones, n);
+	for (size_t i = 0; i < n; i++) {
+		const struct done_ev *d = &p.cli.dones[i];
+		cr_assert_eq(d->status, d->cookie % 2 ? -ETIMEDOUT : 0);
+		if (d->cookie % 2)
+			cr_assert_eq(d->at, 2 * (1 + d->cookie % 97) * MS);
+	}
+	cr_assert_eq(stats(&p.cli).retransmits, n / 2);
+	pair_cleanup(&p);
+}
+
+/* ---- server: dedup, rid reuse, GC, bounds ------------------------------------------ */
+
+Test(server, retransmitted_request_answered_from_cache)
+{
+	struct node srv;
+	struct eng_config cfg;
+	struct r2p2_addr cli = mkaddr("10.0.0.1", 5555);
+
+	net_reset();
+	eng_config_default(&cfg);
+	cfg.has_router = true;
+	cfg.router = mkaddr("10.0.0.100", 9000);
+	node_init(&srv, "10.0.0.2", 8000, &cfg);
+	feed_hex(&srv, &cli, "cc 08 00 c0 12 34 00 01 70 69 6e 67");
+	cr_assert_eq(srv.num_reqs, 1);
+	cr_assert_eq(srv.num_sent, 0);
+	/* Not answered yet: a retransmission is ignored, not executed. */
+	feed_hex(&srv, &cli, "cc 08 00 c0 12 34 00 01 70 69 6e 67");
+	cr_assert_eq(srv.num_reqs, 1);
+	cr_assert_eq(srv.num_sent, 0);
+	cr_assert_eq(stats(&srv).rx_duplicate, 1);
+	cr_assert_eq(eng_respond(srv.e, srv.reqs[0].handle, "pong", 4, net.now), 0);
+	cr_assert_eq(srv.num_sent, 2, "response and feedback");
+	expect_pkt(&srv.sent[0], "cc 08 11 c0 12 34 00 01 70 6f 6e 67");
+	/* Answered: the retransmission gets the cached response, no second execution, no feedback.
+	 */
+	net.now += SEC;
+	feed_hex(&srv, &cli, "cc 08 00 c0 12 34 00 01 70 69 6e 67");
+	cr_assert_eq(srv.num_reqs, 1);
+	cr_assert_eq(srv.num_sent, 3);
+	expect_pkt(&srv.sent[2], "cc 08 11 c0 12 34 00 01 70 6f 6e 67");
+	cr_assert_eq(memcmp(&srv.sent[2].dst, &cli, sizeof(cli)), 0);
+	cr_assert_eq(stats(&srv).req_retransmit, 1);
+	cr_assert_eq(stats(&srv).resp_sent, 1);
+	cr_assert_eq(eng_respond(srv.e, srv.reqs[0].handle, "x", 1, net.now), -ENOENT);
+	/* After the dedup window the same bytes are a new request. */
+	net.now = 2 * SEC + 1;
+	eng_tick(srv.e, net.now);
+	cr_assert_eq(pending_states(&srv), 0);
+	feed_hex(&srv, &cli, "cc 08 00 c0 12 34 00 01 70 69 6e 67");
+	cr_assert_eq(srv.num_reqs, 2);
+	node_cleanup(&srv);
+}
+
+Test(server, multi_packet_retransmission_from_cache)
+{
+	struct pair p;
+	uint8_t *msg = pattern(3000, 0);
+
+	pair_init(&p, NULL, NULL);
+	cr_assert_eq(do_call(&p.cli, &p.srv.addr, msg, 3000, 1, SEC, 0), 0);
+	net_run(has_dones, &p.cli);
+	size_t sent = p.srv.num_sent;
+	/* Replay the client's first packet: the whole response again, no execution. */
+	feed(&p.srv, 0, &p.cli.addr, p.cli.sent[0].data, p.cli.sent[0].len);
+	cr_assert_eq(p.srv.num_sent, sent + 3);
+	for (size_t i = 0; i < 3; i++) {
+		const struct pkt *a = &p.srv.sent[sent - 3 + i], *b = &p.srv.sent[sent + i];
+		cr_assert_eq(a->len, b->len);
+		cr_assert_arr_eq(a->data, b->data, a->len);
+	}
+	cr_assert_eq(p.srv.num_reqs, 1);
+	cr_assert_eq(stats(&p.srv).req_retransmit, 1);
+	free(msg);
+	pair_cleanup(&p);
+}
+
+Test(server, rid_reuse_with_other_bytes_is_new)
+{
+	struct node srv;
+	struct r2p2_addr cli = mkaddr("10.0.0.1", 5555);
+
+	net_reset();
+	node_init(&srv, "10.0.0.2", 8000, NULL);
+	srv.mode = AUTO_ECHO;
+	feed_hex(&srv, &cli, "cc 08 00 c0 00 07 00 01 61 61 61");
+	feed_hex(&srv, &cli, "cc 08 00 c0 00 07 00 01 62 62 62");
+	cr_assert_eq(srv.num_reqs, 2);
+	cr_assert_arr_eq(srv.reqs[1].payload, "bbb", 3);
+	expect_pkt(&srv.sent[1], "cc 08 11 c0 00 07 00 01 62 62 62");
+	/* The old entry was evicted: its bytes are new again too. */
+	feed_hex(&srv, &cli, "cc 08 00 c0 00 07 00 01 61 61 61");
+	cr_assert_eq(srv.num_reqs, 3);
+	cr_assert_eq(stats(&srv).req_retransmit, 0);
+	cr_assert_eq(pending_states(&srv), 1);
+	/* Same rid from another port is another request. */
+	struct r2p2_addr cli2 = mkaddr("10.0.0.1", 5556);
+	feed_hex(&srv, &cli2, "cc 08 00 c0 00 07 00 01 61 61 61");
+	cr_assert_eq(srv.num_reqs, 4);
+	cr_assert_eq(pending_states(&srv), 2);
+	node_cleanup(&srv);
+}
+
+Test(server, duplicate_first_while_reassembling_resends_ack)
+{
+	struct node srv;
+	struct r2p2_addr cli = mkaddr("10.0.0.1", 5555);
+	uint8_t b[64];
+	size_t l;
+
+	net_reset();
+	node_init(&srv, "10.0.0.2", 8000, NULL);
+	l = mkpkt(b, R2P2_REQUEST, 0, R2P2_F_FIRST, 0x42, 4, 14, 0);
+	feed(&srv, 0, &cli, b, l);
+	feed(&srv, 0, &cli, b, l);
+	cr_assert_eq(srv.num_sent, 2);
+	expect_pkt(&srv.sent[0], "cc 08 31 c0 00 42 00 01 41 43 4b");
+	expect_pkt(&srv.sent[1], "cc 08 31 c0 00 42 00 01 41 43 4b");
+	cr_assert_eq(stats(&srv).rx_duplicate, 1);
+	cr_assert_eq(srv.num_reqs, 0);
+	node_cleanup(&srv);
+}
+
+Test(server, half_received_request_gc)
+{
+	struct node srv;
+	struct r2p2_addr cli = mkaddr("10.0.0.1", 5555);
+	uint8_t b[8 + R2P2_MAX_PAYLOAD];
+	size_t l;
+
+	net_reset();
+	node_init(&srv, "10.0.0.2", 8000, NULL);
+	l = mkpkt(b, R2P2_REQUEST, 0, R2P2_F_FIRST, 9, 3, 14, 0);
+	feed(&srv, 0, &cli, b, l);
+	cr_assert_eq(pending_states(&srv), 1);
+	cr_assert_eq(eng_next_deadline(srv.e), SEC);
+	/* Progress pushes the deadline. */
+	net.now = 500 * MS;
+	l = mkpkt(b, R2P2_REQUEST, 0, 0, 9, 1, R2P2_MAX_PAYLOAD, 0);
+	feed(&srv, 0, &cli, b, l);
+	cr_assert_eq(eng_next_deadline(srv.e), 1500 * MS);
+	net.now = 1500 * MS - 1;
+	eng_tick(srv.e, net.now);
+	cr_assert_eq(pending_states(&srv), 1);
+	net.now = 1500 * MS;
+	eng_tick(srv.e, net.now);
+	cr_assert_eq(pending_states(&srv), 0);
+	cr_assert_eq(stats(&srv).req_gc, 1);
+	cr_assert_eq(eng_next_deadline(srv.e), UINT64_MAX);
+	/* The last packet now matches nothing. */
+	l = mkpkt(b, R2P2_REQUEST, 0, R2P2_F_LAST, 9, 2, 10, 0);
+	feed(&srv, 0, &cli, b, l);
+	cr_assert_eq(stats(&srv).rx_unmatched, 1);
+	cr_assert_eq(srv.num_reqs, 0);
+	node_cleanup(&srv);
+}
+
+Test(server, unanswered_request_gc_and_stale_handle)
+{
+	struct node srv;
+	struct r2p2_addr cli = mkaddr("10.0.0.1", 5555);
+	uint64_t old;
+
+	net_reset();
+	node_init(&srv, "10.0.0.2", 8000, NULL);
+	feed_hex(&srv, &cli, "cc 08 00 c0 00 01 00 01 61");
+	old = srv.reqs[0].handle;
+	cr_assert_neq(old, 0);
+	net.now = 30 * SEC;
+	eng_tick(srv.e, net.now);
+	cr_assert_eq(stats(&srv).req_gc, 1);
+	cr_assert_eq(pending_states(&srv), 0);
+	cr_assert_eq(eng_respond(srv.e, old, "x", 1, net.now), -ENOENT);
+	cr_assert_eq(eng_reject(srv.e, old, net.now), -ENOENT);
+	/* The slot is reused by the next request; the old handle still misses. */
+	feed_hex(&srv, &cli, "cc 08 00 c0 00 02 00 01 62");
+	cr_assert_neq(srv.reqs[1].handle, old);
+	cr_assert_eq((uint32_t)srv.reqs[1].handle, (uint32_t)old, "same slot");
+	cr_assert_eq(eng_respond(srv.e, old, "x", 1, net.now), -ENOENT);
+	cr_assert_eq(srv.num_sent, 0);
+	cr_assert_eq(eng_respond(srv.e, srv.reqs[1].handle, "y", 1, net.now), 0);
+	cr_assert_eq(eng_respond(srv.e, srv.reqs[1].handle, "y", 1, net.now), -ENOENT);
+	cr_assert_eq(eng_reject(srv.e, srv.reqs[1].handle, net.now), -ENOENT);
+	cr_assert_eq(eng_respond(srv.e, 0, "y", 1, net.now), -ENOENT);
+	cr_assert_eq(eng_respond(srv.e, UINT64_MAX, "y", 1, net.now), -ENOENT);
+	cr_assert_eq(srv.num_sent, 1);
+	node_cleanup(&srv);
+}
+
+Test(server, respond_too_big_keeps_request)
+{
+	struct node srv;
+	struct eng_config cfg;
+	struct r2p2_addr cli = mkaddr("10.0.0.1", 5555);
+	uint8_t *big = pattern(2001, 0);
+
+	net_reset();
+	eng_config_default(&cfg);
+	cfg.max_msg_len = 2000;
+	node_init(&srv, "10.0.0.2", 8000, &cfg);
+	feed_hex(&srv, &cli, "cc 08 00 c0 00 01 00 01 61");
+	cr_assert_eq(eng_respond(srv.e, srv.reqs[0].handle, big, 2001, net.now), -EMSGSIZE);
+	cr_assert_eq(srv.num_sent, 0);
+	cr_assert_eq(eng_respond(srv.e, srv.reqs[0].handle, big, 2000, net.now), 0);
+	cr_assert_eq(srv.num_sent, 2);
+	free(big);
+	node_cleanup(&srv);
+}
+
+Test(server, state_bound)
+{
+	struct node srv;
+	struct eng_config cfg;
+	struct r2p2_addr cli = mkaddr("10.0.0.1", 5555);
+
+	net_reset();
+	eng_config_default(&cfg);
+	cfg.max_server_states = 2;
+	node_init(&srv, "10.0.0.2", 8000, &cfg);
+	feed_hex(&srv, &cli, "cc 08 00 c0 00 01 00 01 61");
+	feed_hex(&srv, &cli, "cc 08 00 c0 00 02 00 01 62");
+	cr_assert_eq(srv.num_reqs, 2);
+	/* Both executing: nothing to evict, the third is refused. */
+	feed_hex(&srv, &cli, "cc 08 00 c0 00 03 00 01 63");
+	cr_assert_eq(srv.num_reqs, 2);
+	cr_assert_eq(srv.num_sent, 1);
+	expect_pkt(&srv.sent[0], "cc 08 41 c0 00 03 00 01 44 52 4f 50");
+	cr_assert_eq(stats(&srv).rx_no_state, 1);
+	/* A multi-packet first packet is refused the same way (no ACK). */
+	uint8_t b[64];
+	size_t l = mkpkt(b, R2P2_REQUEST, 0, R2P2_F_FIRST, 4, 2, 14, 0);
+	feed(&srv, 0, &cli, b, l);
+	expect_pkt(&srv.sent[1], "cc 08 41 c0 00 04 00 01 44 52 4f 50");
+	cr_assert_eq(stats(&srv).rx_no_state, 2);
+	/* Once one is answered, its cached response is evicted for a new request. */
+	cr_assert_eq(eng_respond(srv.e, srv.reqs[0].handle, "A", 1, net.now), 0);
+	feed_hex(&srv, &cli, "cc 08 00 c0 00 03 00 01 63");
+	cr_assert_eq(srv.num_reqs, 3);
+	cr_assert_eq(pending_states(&srv), 2);
+	/* rid 1 was evicted: its retransmission is executed again (and refused now). */
+	feed_hex(&srv, &cli, "cc 08 00 c0 00 01 00 01 61");
+	cr_assert_eq(stats(&srv).req_retransmit, 0);
+	cr_assert_eq(stats(&srv).rx_no_state, 3);
+	cr_assert_eq(eng_respond(srv.e, srv.reqs[1].handle, "B", 1, net.now), 0);
+	cr_assert_eq(eng_respond(srv.e, srv.reqs[2].handle, "C", 1, net.now), 0);
+	cr_assert_eq(pending_states(&srv), 2);
+	node_cleanup(&srv);
+}
+
+Test(server, feedback_bytes)
+{
+	struct node srv;
+	struct eng_config cfg;
+	struct r2p2_addr cli = mkaddr("10.0.0.1", 5555), cli6 = mkaddr("fd00::1", 5555);
+	struct r2p2_addr router = mkaddr("10.0.0.100", 9000);
+
+	net_reset();
+	eng_config_default(&cfg);
+	cfg.has_router = true;
+	cfg.router = router;
+	node_init(&srv, "10.0.0.2", 8000, &cfg);
+	srv.mode = AUTO_ECHO;
+	feed_hex(&srv, &cli, "cc 08 00 c0 12 34 00 01 70 69 6e 67");
+	cr_assert_eq(srv.num_sent, 2);
+	expect_pkt(&srv.sent[0], "cc 08 11 c0 12 34 00 01 70 69 6e 67");
+	/* rid 0x1234, port 5555 = 0x15b3, ip 10.0.0.1 */
+	expect_pkt(&srv.sent[1], "cc 08 20 c0 12 34 00 01 12 34 15 b3 0a 00 00 01");
+	cr_assert_eq(memcmp(&srv.sent[1].dst, &router, sizeof(router)), 0);
+	/* IPv6 clients have no IPv4 to report: 0. */
+	feed_hex(&srv, &cli6, "cc 08 00 c0 00 05 00 01 70");
+	expect_pkt(&srv.sent[3], "cc 08 20 c0 00 05 00 01 00 05 15 b3 00 00 00 00");
+	/* A reject is a finished request too. */
+	srv.mode = AUTO_REJECT;
+	feed_hex(&srv, &cli, "cc 08 00 c0 00 06 00 01 70");
+	expect_pkt(&srv.sent[4], "cc 08 41 c0 00 06 00 01 44 52 4f 50");
+	expect_pkt(&srv.sent[5], "cc 08 20 c0 00 06 00 01 00 06 15 b3 0a 00 00 01");
+	/* Without has_router, no feedback. */
+	node_cleanup(&srv);
+	net_reset();
+	node_init(&srv, "10.0.0.2", 8000, NULL);
+	srv.mode = AUTO_ECHO;
+	feed_hex(&srv, &cli, "cc 08 00 c0 12 34 00 01 70 69 6e 67");
+	cr_assert_eq(srv.num_sent, 1);
+	node_cleanup(&srv);
+}
+
+Test(server, request_too_big)
+{
+	struct node srv;
+	struct eng_config cfg;
+	struct r2p2_addr cli = mkaddr("10.0.0.1", 5555);
+	uint8_t b[8 + R2P2_MAX_PAYLOAD];
+	size_t l;
+
+	net_reset();
+	eng_config_default(&cfg);
+	cfg.max_msg_len = 3000;
+	node_init(&srv, "10.0.0.2", 8000, &cfg);
+	srv.mode = AUTO_ECHO;
+	/* N=4: at least 14+2*1464+1 = 2943 bytes, fine; N=5: 4407 > 3000. */
+	l = mkpkt(b, R2P2_REQUEST, 0, R2P2_F_FIRST, 1, 5, 14, 0);
+	feed(&srv, 0, &cli, b, l);
+	cr_assert_eq(stats(&srv).rx_too_big, 1);
+	expect_pkt(&srv.sent[0], "cc 08 41 c0 00 01 00 01 44 52 4f 50");
+	cr_assert_eq(pending_states(&srv), 0);
+	/* N=4 accepted, but the last packet makes it 2942+100 = 3042 > 3000. */
+	l = mkpkt(b, R2P2_REQUEST, 0, R2P2_F_FIRST, 2, 4, 14, 0);
+	feed(&srv, 0, &cli, b, l);
+	expect_pkt(&srv.sent[1], "cc 08 31 c0 00 02 00 01 41 43 4b");
+	l = mkpkt(b, R2P2_REQUEST, 0, R2P2_F_LAST, 2, 3, 100, 0);
+	feed(&srv, 0, &cli, b, l);
+	cr_assert_eq(stats(&srv).rx_too_big, 2);
+	expect_pkt(&srv.sent[2], "cc 08 41 c0 00 02 00 01 44 52 4f 50");
+	cr_assert_eq(srv.num_reqs, 0);
+	/* And a retransmitted first packet gets that DROP again. */
+	l = mkpkt(b, R2P2_REQUEST, 0, R2P2_F_FIRST, 2, 4, 14, 0);
+	feed(&srv, 0, &cli, b, l);
+	expect_pkt(&srv.sent[3], "cc 08 41 c0 00 02 00 01 44 52 4f 50");
+	node_cleanup(&srv);
+
+	/* A single packet over max_msg_len. */
+	net_reset();
+	cfg.max_msg_len = 100;
+	node_init(&srv, "10.0.0.2", 8000, &cfg);
+	l = mkpkt(b, R2P2_REQUEST, 0, 0xC0, 3, 1, 101, 0);
+	feed(&srv, 0, &cli, b, l);
+	cr_assert_eq(stats(&srv).rx_too_big, 1);
+	expect_pkt(&srv.sent[0], "cc 08 41 c0 00 03 00 01 44 52 4f 50");
+	node_cleanup(&srv);
+}
+
+Test(server, requests_on_any_sock)
+{
+	struct node srv;
+	struct r2p2_addr cli = mkaddr("10.0.0.1", 5555);
+	uint8_t b[64];
+	size_t l = mkpkt(b, R2P2_REQUEST, 2, 0xC0, 1, 1, 3, 0);
+
+	net_reset();
+	node_init(&srv, "10.0.0.2", 8000, NULL);
+	srv.mode = AUTO_ECHO;
+	feed(&srv, 3, &cli, b, l);
+	cr_assert_eq(srv.num_reqs, 1);
+	cr_assert_eq(srv.reqs[0].sock, 3);
+	cr_assert_eq(srv.reqs[0].policy, 2);
+	cr_assert_eq(srv.sent[0].sock, 3, "answered on the socket it came in");
+	node_cleanup(&srv);
+}
+
+/* ---- malformed input ---------------------------------------------------------------- */
+
+/* expect_only checks that exactly the counter at `off` (besides rx_packets) moved by one. */
+static void expect_only(const struct eng_stats *before, const struct eng_stats *after, size_t off,
+			const char *what)
+{
+	const uint64_t *a = (const uint64_t *)before, *b = (const uint64_t *)after;
+	for (size_t i = 0; i < sizeof(*before) / sizeof(uint64_t); i++) {
+		uint64_t want = a[i];
+		if (i * sizeof(uint64_t) == off ||
+		    i * sizeof(uint64_t) == offsetof(struct eng_stats, rx_packets))
+			want++;
+		cr_assert_eq(b[i], want, "%s: counter #%zu is %lu, want %lu", what, i,
+			     (unsigned long)b[i], (unsigned long)want);
+	}
+}
+
+static void expect_drop(struct node *n, const uint8_t *b, size_t len, size_t off, const char *what)
+{
+	struct eng_stats s0 = stats(n), s1;
+	size_t sent = n->num_sent, reqs = n->num_reqs, dones = n->num_dones;
+	eng_input(n->e, 0, &net.nodes[1]->addr, b, len, net.now);
+	s1 = stats(n);
+	expect_only(&s0, &s1, off, what);
+	cr_assert_eq(n->num_sent, sent, "%s: nothing sent", what);
+	cr_assert_eq(n->num_reqs, reqs, "%s", what);
+	cr_assert_eq(n->num_dones, dones, "%s", what);
+}
+
+#define OFF(f) offsetof(struct eng_stats, f)
+
+Test(input, runts_bad_header_bad_type)
+{
+	struct node a, peer;
+	uint8_t b[64];
+	size_t l;
+
+	net_reset();
+	node_init(&a, "10.0.0.2", 8000, NULL);
+	node_init(&peer, "10.0.0.1", 5555, NULL);
+	a.mode = AUTO_ECHO;
+	l = mkpkt(b, R2P2_REQUEST, 0, 0xC0, 1, 1, 4, 0);
+	for (size_t len = 0; len < 8; len++)
+		expect_drop(&a, b, len, OFF(rx_runt), "runt");
+	b[0] = 0xCD;
+	expect_drop(&a, b, l, OFF(rx_bad_header), "magic");
+	b[0] = 0xCC;
+	b[1] = 9;
+	expect_drop(&a, b, l, OFF(rx_bad_header), "header_size 9");
+	b[1] = 0;
+	expect_drop(&a, b, l, OFF(rx_bad_header), "header_size 0");
+	b[1] = 8;
+	for (unsigned bit = 0; bit < 6; bit++) {
+		b[3] = (uint8_t)(0xC0 | 1u << bit);
+		expect_drop(&a, b, l, OFF(rx_bad_header), "free flag bit");
+	}
+	b[3] = 0xC0;
+	for (unsigned t = 5; t < 16; t++) {
+		b[2] = (uint8_t)(t << 4);
+		expect_drop(&a, b, l, OFF(rx_bad_type), "type 5..15");
+	}
+	b[2] = R2P2_FEEDBACK << 4;
+	expect_drop(&a, b, l, OFF(rx_bad_type), "feedback");
+	/* And the engine still works. */
+	b[2] = 0;
+	eng_input(a.e, 0, &peer.addr, b, l, 0);
+	cr_assert_eq(a.num_reqs, 1);
+	node_cleanup(&a);
+	node_cleanup(&peer);
+}
+
+Test(input, request_order_and_sizes)
+{
+	struct node a, peer;
+	uint8_t b[8 + R2P2_MAX_PAYLOAD + 8];
+	size_t l;
+
+	net_reset();
+	node_init(&a, "10.0.0.2", 8000, NULL);
+	node_init(&peer, "10.0.0.1", 5555, NULL);
+	a.mode = AUTO_ECHO;
+	l = mkpkt(b, R2P2_REQUEST, 0, 0xC0, 1, 0, 4, 0);
+	expect_drop(&a, b, l, OFF(rx_bad_order), "F|L p_order 0");
+	l = mkpkt(b, R2P2_REQUEST, 0, 0xC0, 1, 2, 4, 0);
+	expect_drop(&a, b, l, OFF(rx_bad_order), "F|L p_order 2");
+	l = mkpkt(b, R2P2_REQUEST, 0, 0xC0, 1, 1, R2P2_MAX_PAYLOAD + 1, 0);
+	expect_drop(&a, b, l, OFF(rx_bad_order), "F|L oversized");
+	l = mkpkt(b, R2P2_REQUEST, 0, 0x80, 1, 0, 14, 0);
+	expect_drop(&a, b, l, OFF(rx_bad_order), "F p_order 0");
+	l = mkpkt(b, R2P2_REQUEST, 0, 0x80, 1, 1, 14, 0);
+	expect_drop(&a, b, l, OFF(rx_bad_order), "F p_order 1");
+	l = mkpkt(b, R2P2_REQUEST, 0, 0x80, 1, 3, 13, 0);
+	expect_drop(&a, b, l, OFF(rx_bad_order), "F 13 bytes");
+	l = mkpkt(b, R2P2_REQUEST, 0, 0x80, 1, 3, 15, 0);
+	expect_drop(&a, b, l, OFF(rx_bad_order), "F 15 bytes");
+	cr_assert_eq(pending_states(&a), 0);
+
+	/* A good 3-packet request in progress: rid 1, 14 + 1464 + last. */
+	l = mkpkt(b, R2P2_REQUEST, 0, 0x80, 1, 3, 14, 0);
+	eng_input(a.e, 0, &peer.addr, b, l, 0);
+	cr_assert_eq(a.num_sent, 1, "ACK");
+	l = mkpkt(b, R2P2_REQUEST, 0, 0x00, 1, 0, R2P2_MAX_PAYLOAD, 0);
+	expect_drop(&a, b, l, OFF(rx_bad_order), "index 0");
+	l = mkpkt(b, R2P2_REQUEST, 0, 0x00, 1, 3, R2P2_MAX_PAYLOAD, 0);
+	expect_drop(&a, b, l, OFF(rx_bad_order), "index N");
+	l = mkpkt(b, R2P2_REQUEST, 0, 0x40, 1, 3, 10, 0);
+	expect_drop(&a, b, l, OFF(rx_bad_order), "L at index N");
+	l = mkpkt(b, R2P2_REQUEST, 0, 0x40, 1, 1, 10, 0);
+	expect_drop(&a, b, l, OFF(rx_bad_order), "L on a middle index");
+	l = mkpkt(b, R2P2_REQUEST, 0, 0x00, 1, 2, R2P2_MAX_PAYLOAD, 0);
+	expect_drop(&a, b, l, OFF(rx_bad_order), "no L on the last index");
+	l = mkpkt(b, R2P2_REQUEST, 0, 0x00, 1, 1, R2P2_MAX_PAYLOAD - 1, 0);
+	expect_drop(&a, b, l, OFF(rx_bad_order), "short middle");
+	l = mkpkt(b, R2P2_REQUEST, 0, 0x40, 1, 2, 0, 0);
+	expect_drop(&a, b, l, OFF(rx_bad_order), "empty last");
+	l = mkpkt(b, R2P2_REQUEST, 0, 0x40, 1, 2, R2P2_MAX_PAYLOAD + 1, 0);
+	expect_drop(&a, b, l, OFF(rx_bad_order), "oversized last");
+	l = mkpkt(b, R2P2_REQUEST, 0, 0x80, 1, 4, 14, 1);
+	eng_input(a.e, 0, &peer.addr, b, l, 0);
+	cr_assert_eq(stats(&a).rx_packets, 17);
+	/* Different bytes at the same (source, rid) restarted it with N=4: finish that one. */
+	l = mkpkt(b, R2P2_REQUEST, 0, 0x00, 1, 1, R2P2_MAX_PAYLOAD, 0);
+	eng_input(a.e, 0, &peer.addr, b, l, 0);
+	expect_drop(&a, b, l, OFF(rx_duplicate), "duplicate middle");
+	l = mkpkt(b, R2P2_REQUEST, 0, 0x00, 1, 2, R2P2_MAX_PAYLOAD, 0);
+	eng_input(a.e, 0, &peer.addr, b, l, 0);
+	l = mkpkt(b, R2P2_REQUEST, 0, 0x40, 1, 3, 5, 0);
+	eng_input(a.e, 0, &peer.addr, b, l, 0);
+	cr_assert_eq(a.num_reqs, 1);
+	cr_assert_eq(a.reqs[0].len, 14 + 2 * R2P2_MAX_PAYLOAD + 5);
+	expect_drop(&a, b, l, OFF(rx_duplicate), "after completion");
+	/* A non-first packet for nothing. */
+	l = mkpkt(b, R2P2_REQUEST, 0, 0x00, 77, 1, R2P2_MAX_PAYLOAD, 0);
+	expect_drop(&a, b, l, OFF(rx_unmatched), "no such request");
+	node_cleanup(&a);
+	node_cleanup(&peer);
+}
+
+Test(input, response_order_and_sizes)
+{
+	struct node a, peer;
+	uint8_t b[8 + R2P2_MAX_PAYLOAD + 8];
+	size_t l;
+
+	net_reset();
+	node_init(&a, "10.0.0.1", 5555, NULL);
+	node_init(&peer, "10.0.0.2", 8000, NULL);
+	cr_assert_eq(do_call(&a, &peer.addr, "x", 1, 1, SEC, 0), 0);
+	l = mkpkt(b, R2P2_RESPONSE, 1, 0xC0, 0, 2, 4, 0);
+	expect_drop(&a, b, l, OFF(rx_bad_order), "F|L p_order 2");
+	l = mkpkt(b, R2P2_RESPONSE, 1, 0x80, 0, 1, R2P2_MAX_PAYLOAD, 0);
+	expect_drop(&a, b, l, OFF(rx_bad_order), "F p_order 1");
+	l = mkpkt(b, R2P2_RESPONSE, 1, 0x80, 0, 3, 14, 0);
+	expect_drop(&a, b, l, OFF(rx_bad_order), "short first response packet");
+	l = mkpkt(b, R2P2_RESPONSE, 1, 0x00, 0, 0, R2P2_MAX_PAYLOAD, 0);
+	expect_drop(&a, b, l, OFF(rx_bad_order), "index 0");
+	l = mkpkt(b, R2P2_RESPONSE, 1, 0x00, 0, 1, 100, 0);
+	expect_drop(&a, b, l, OFF(rx_bad_order), "short middle");
+	/* Last packet at index 2 arrives first: N=3 is known from it. */
+	l = mkpkt(b, R2P2_RESPONSE, 1, 0x40, 0, 2, 9, 0);
+	eng_input(a.e, 0, &peer.addr, b, l, 0);
+	expect_drop(&a, b, l, OFF(rx_duplicate), "duplicate last");
+	l = mkpkt(b, R2P2_RESPONSE, 1, 0x80, 0, 4, R2P2_MAX_PAYLOAD, 0);
+	expect_drop(&a, b, l, OFF(rx_bad_order), "first disagrees with last");
+	l = mkpkt(b, R2P2_RESPONSE, 1, 0x00, 0, 3, R2P2_MAX_PAYLOAD, 0);
+	expect_drop(&a, b, l, OFF(rx_bad_order), "index past the last");
+	l = mkpkt(b, R2P2_RESPONSE, 1, 0xC0, 0, 1, 4, 0);
+	expect_drop(&a, b, l, OFF(rx_bad_order), "single after a partial");
+	l = mkpkt(b, R2P2_RESPONSE, 1, 0x80, 0, 3, R2P2_MAX_PAYLOAD, 0);
+	eng_input(a.e, 0, &peer.addr, b, l, 0);
+	cr_assert_eq(a.num_dones, 0);
+	l = mkpkt(b, R2P2_RESPONSE, 1, 0x00, 0, 1, R2P2_MAX_PAYLOAD, 0);
+	eng_input(a.e, 0, &peer.addr, b, l, 0);
+	cr_assert_eq(a.num_dones, 1);
+	cr_assert_eq(a.dones[0].len, 2 * R2P2_MAX_PAYLOAD + 9);
+
+	/* ACK and DROP must be F|L, p_order 1; an ACK for a single-packet call matches nothing. */
+	cr_assert_eq(do_call(&a, &peer.addr, "x", 1, 2, SEC, 0), 0);
+	l = mkpkt(b, R2P2_ACK, 1, 0x80, 1, 1, 3, 0);
+	expect_drop(&a, b, l, OFF(rx_bad_order), "ACK without L");
+	l = mkpkt(b, R2P2_ACK, 1, 0xC0, 1, 0, 3, 0);
+	expect_drop(&a, b, l, OFF(rx_bad_order), "ACK p_order 0");
+	l = mkpkt(b, R2P2_DROP, 1, 0xC0, 1, 2, 4, 0);
+	expect_drop(&a, b, l, OFF(rx_bad_order), "DROP p_order 2");
+	l = mkpkt(b, R2P2_ACK, 1, 0xC0, 1, 1, 3, 0);
+	expect_drop(&a, b, l, OFF(rx_unmatched), "ACK for a single-packet call");
+	cr_assert_eq(pending_calls(&a), 1);
+	node_cleanup(&a);
+	node_cleanup(&peer);
+}
+
+Test(input, unaligned_and_ipv4_padding)
+{
+	struct node srv;
+	struct r2p2_addr cli = mkaddr("10.0.0.1", 5555), dirty = cli;
+	uint8_t raw[64];
+	size_t l;
+
+	net_reset();
+	node_init(&srv, "10.0.0.2", 8000, NULL);
+	l = mkpkt(raw + 1, R2P2_REQUEST, 0, 0xC0, 1, 1, 3, 0);
+	eng_input(srv.e, 0, &cli, raw + 1, l, 0);
+	cr_assert_eq(srv.num_reqs, 1);
+	/* Garbage in the unused bytes of an IPv4 address does not make it another peer. */
+	dirty.addr[10] = 0xEE;
+	eng_input(srv.e, 0, &dirty, raw + 1, l, 0);
+	cr_assert_eq(srv.num_reqs, 1);
+	cr_assert_eq(stats(&srv).rx_duplicate, 1);
+	node_cleanup(&srv);
+}
+
+Test(engine, config_defaults)
+{
+	struct eng_config c;
+
+	memset(&c, 0xAB, sizeof(c));
+	eng_config_default(&c);
+	cr_assert_eq(c.max_msg_len, 1u << 20);
+	cr_assert_eq(c.reassembly_timeout_ns, SEC);
+	cr_assert_eq(c.dedup_window_ns, 2 * SEC);
+	cr_assert_eq(c.exec_timeout_ns, 30 * SEC);
+	cr_assert_eq(c.max_server_states, 65536);
+	cr_assert_eq(c.max_client_calls, 16384);
+	cr_assert_eq(c.has_router, false);
+}
+
+Test(engine, new_rejects_bad_config)
+{
+	struct eng_config c;
+	int x;
+
+	eng_config_default(&c);
+	c.max_client_calls = 32769;
+	errno = 0;
+	cr_assert_null(eng_new(&c, &test_ops, &x));
+	cr_assert_eq(errno, EINVAL);
+	eng_config_default(&c);
+	c.dedup_window_ns = 0;
+	cr_assert_null(eng_new(&c, &test_ops, &x));
+	eng_config_default(&c);
+	c.has_router = true; /* router left unset */
+	cr_assert_null(eng_new(&c, &test_ops, &x));
+	eng_free(NULL);
+}

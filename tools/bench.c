@@ -1,0 +1,320 @@
+// SPDX-License-Identifier: MIT
+/*
+ * r2p2-bench: closed-loop load generator for a service behind the local r2p2d.
+ *
+ *   r2p2-bench [-s SOCKET] [-n SERVICE] [-S SIZE] [-c CONCURRENCY] [-N REQUESTS]
+ *              [-d DURATION_S] [-t TIMEOUT_MS] [-w WARMUP] [--json]
+ *
+ * Keeps CONCURRENCY calls outstanding (1 = sequential) until REQUESTS measured
+ * calls were issued or DURATION_S passed, after WARMUP unmeasured ones. Each
+ * call's latency is taken with CLOCK_MONOTONIC from r2p2_call to its
+ * completion; responses are checked against the request bytes. Prints count,
+ * errors, timeouts, latency percentiles in microseconds and throughput
+ * (tools/stats.h), and with --json one JSON object line as well.
+ * Exit status 0 only when every measured call succeeded and verified.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <r2p2/r2p2.h>
+
+#include "stats.h"
+
+#define BATCH 128
+#define MAX_CONCURRENCY 65536
+
+/* Outstanding calls, by call id: open addressing, linear probing, backward-shift delete. */
+struct slot {
+	int64_t id; /* 0 = empty */
+	uint64_t start_ns;
+	int measured;
+};
+
+struct table {
+	struct slot *s;
+	size_t mask;
+};
+
+static volatile sig_atomic_t stop;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop = 1;
+}
+
+static size_t hash_id(int64_t id, size_t mask)
+{
+	return (size_t)(((uint64_t)id * 0x9E3779B97F4A7C15ull) >> 17) & mask;
+}
+
+static void table_put(struct table *t, int64_t id, uint64_t start_ns, int measured)
+{
+	size_t i = hash_id(id, t->mask);
+
+	while (t->s[i].id)
+		i = (i + 1) & t->mask;
+	t->s[i] = (struct slot){.id = id, .start_ns = start_ns, .measured = measured};
+}
+
+/* table_take removes `id` and copies its slot to `out`. Returns 0 or -ENOENT. */
+static int table_take(struct table *t, int64_t id, struct slot *out)
+{
+	size_t i = hash_id(id, t->mask), j;
+
+	while (t->s[i].id != id) {
+		if (!t->s[i].id)
+			return -ENOENT;
+		i = (i + 1) & t->mask;
+	}
+	*out = t->s[i];
+	t->s[i].id = 0;
+	/* Shift later entries of the probe chain back into the hole. */
+	for (j = (i + 1) & t->mask; t->s[j].id; j = (j + 1) & t->mask) {
+		size_t home = hash_id(t->s[j].id, t->mask);
+
+		if (((j - home) & t->mask) >= ((j - i) & t->mask)) {
+			t->s[i] = t->s[j];
+			t->s[j].id = 0;
+			i = j;
+		}
+	}
+	return 0;
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: r2p2-bench [-s SOCKET] [-n SERVICE] [-S SIZE] [-c CONCURRENCY] "
+			"[-N REQUESTS] [-d DURATION_S] [-t TIMEOUT_MS] [-w WARMUP] [--json]\n");
+	exit(2);
+}
+
+static unsigned long parse_num(const char *s, const char *what, unsigned long max)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 0);
+	if (errno || end == s || *end || v > max) {
+		fprintf(stderr, "r2p2-bench: bad %s '%s'\n", what, s);
+		exit(2);
+	}
+	return v;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {{"json", no_argument, NULL, 'j'}, {0}};
+	const char *sock = NULL, *service = "echo.svc";
+	unsigned long size = 4, conc = 1, count = 10000, duration_s = 60, timeout_ms = 0,
+		      warmup = 100;
+	unsigned long issued = 0, inflight = 0, lost = 0, shown = 0, immediate_fail = 0;
+	struct r2p2_event evs[BATCH];
+	struct sigaction sa = {.sa_handler = on_signal};
+	struct r2p2_ctx *ctx;
+	struct lat_stats st;
+	struct table tab;
+	uint8_t *payload;
+	uint64_t start, t0 = 0, t_last = 0, issue_end, drain_end = 0;
+	int json = 0, opt, ring_full = 0;
+	char extra[256];
+
+	while ((opt = getopt_long(argc, argv, "s:n:S:c:N:d:t:w:h", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 's':
+			sock = optarg;
+			break;
+		case 'n':
+			service = optarg;
+			break;
+		case 'S':
+			size = parse_num(optarg, "size", 1ul << 30);
+			break;
+		case 'c':
+			conc = parse_num(optarg, "concurrency", MAX_CONCURRENCY);
+			break;
+		case 'N':
+			count = parse_num(optarg, "request count", 1ul << 34);
+			break;
+		case 'd':
+			duration_s = parse_num(optarg, "duration", 86400);
+			break;
+		case 't':
+			timeout_ms = parse_num(optarg, "timeout", 3600000);
+			break;
+		case 'w':
+			warmup = parse_num(optarg, "warmup", 1ul << 30);
+			break;
+		case 'j':
+			json = 1;
+			break;
+		default:
+			usage();
+		}
+	}
+	if (optind != argc || conc == 0 || count == 0 || duration_s == 0)
+		usage();
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+
+	ctx = r2p2_attach(sock);
+	if (!ctx) {
+		int e = errno;
+
+		fprintf(stderr, "r2p2-bench: cannot attach to r2p2d: %s\n", r2p2_strerror(-e));
+		return 1;
+	}
+	size_t tsize = 16;
+
+	while (tsize < 4 * conc)
+		tsize <<= 1;
+	tab.s = calloc(tsize, sizeof(*tab.s));
+	tab.mask = tsize - 1;
+	payload = malloc(size ? size : 1);
+	if (!tab.s || !payload || stats_init(&st, count)) {
+		fprintf(stderr, "r2p2-bench: out of memory\n");
+		return 1;
+	}
+	for (size_t i = 0; i < size; i++)
+		payload[i] = (uint8_t)((i * 2654435761u) >> 13);
+
+	start = now_ns();
+	issue_end = start + duration_s * 1000000000ull;
+	const unsigned long total = warmup + count;
+
+	for (;;) {
+		uint64_t now = now_ns();
+		int issuing = !stop && issued < total && now < issue_end;
+
+		/* Fill the window. */
+		ring_full = 0;
+		while (issuing && inflight < conc && issued < total) {
+			int measured = issued >= warmup;
+			uint64_t t = now_ns();
+			int64_t id;
+
+			if (measured && !t0)
+				t0 = t;
+			id = r2p2_call(ctx, service, payload, size, (unsigned)timeout_ms, 0);
+			if (id == -EAGAIN) {
+				ring_full = 1;
+				break;
+			}
+			issued++;
+			if (id < 0) {
+				if (measured) {
+					st.requests++;
+					st.errors++;
+				}
+				if (shown++ < 5)
+					fprintf(stderr, "r2p2-bench: call: %s\n",
+						r2p2_strerror((int)id));
+				/* A dead daemon fails every call at once: do not spin through N. */
+				if (++immediate_fail >= 1000 && inflight == 0) {
+					fprintf(stderr,
+						"r2p2-bench: giving up after %lu failed calls\n",
+						immediate_fail);
+					stop = 1;
+				}
+				break;
+			}
+			immediate_fail = 0;
+			table_put(&tab, id, t, measured);
+			inflight++;
+			if (measured && inflight > st.max_inflight)
+				st.max_inflight = inflight;
+		}
+
+		issuing = !stop && issued < total && now_ns() < issue_end;
+		if (!issuing && inflight == 0)
+			break;
+		if (!issuing && !drain_end) {
+			/* Every call ends by its own timeout; allow that plus slack, then give up.
+			 */
+			uint64_t wait_ms = (timeout_ms ? timeout_ms : 10000) + 5000;
+
+			drain_end = now_ns() + wait_ms * 1000000ull;
+		}
+		if (drain_end && now_ns() >= drain_end) {
+			lost = inflight;
+			fprintf(stderr, "r2p2-bench: %lu calls never completed\n", lost);
+			break;
+		}
+
+		int n = r2p2_poll(ctx, evs, BATCH,
+				  inflight ? (ring_full ? 1 : 100) : (ring_full ? 1 : 0));
+
+		if (n == -EINTR)
+			continue;
+		if (n < 0) {
+			fprintf(stderr, "r2p2-bench: poll: %s\n", r2p2_strerror(n));
+			if (n == -ECONNRESET || n == -ENOTCONN) {
+				lost = inflight;
+				break;
+			}
+			continue;
+		}
+		uint64_t done = now_ns();
+
+		for (int i = 0; i < n; i++) {
+			const struct r2p2_event *ev = &evs[i];
+			struct slot s;
+
+			if (ev->type != R2P2_EV_RESPONSE)
+				continue;
+			if (table_take(&tab, (int64_t)ev->id, &s)) {
+				fprintf(stderr, "r2p2-bench: response for unknown call %llu\n",
+					(unsigned long long)ev->id);
+				continue;
+			}
+			inflight--;
+			if (!s.measured)
+				continue;
+			st.requests++;
+			t_last = done;
+			if (ev->status == 0) {
+				if (ev->len == size && !memcmp(ev->data, payload, size)) {
+					stats_add(&st, done - s.start_ns);
+					continue;
+				}
+				st.errors++;
+				if (shown++ < 5)
+					fprintf(stderr,
+						"r2p2-bench: response mismatch (%zu B for %lu B)\n",
+						ev->len, size);
+			} else if (ev->status == -ETIMEDOUT) {
+				st.timeouts++;
+			} else {
+				st.errors++;
+				if (shown++ < 5)
+					fprintf(stderr, "r2p2-bench: call failed: %s\n",
+						r2p2_strerror(ev->status));
+			}
+		}
+	}
+	if (lost) {
+		st.requests += lost;
+		st.errors += lost;
+	}
+	st.elapsed_s = t0 && t_last > t0 ? (double)(t_last - t0) / 1e9 : 0;
+	snprintf(extra, sizeof(extra), "\"service\":\"%s\",\"warmup\":%lu,\"lost\":%lu", service,
+		 warmup, lost);
+	stats_report(&st, stdout, "r2p2-bench", size, (unsigned)conc, json, extra);
+	if (lost)
+		printf("  lost %lu (counted as errors)\n", lost);
+
+	int rc = st.num > 0 && st.num == st.requests ? 0 : 1;
+
+	stats_cleanup(&st);
+	free(tab.s);
+	free(payload);
+	r2p2_detach(ctx);
+	return rc;
+}

@@ -1,0 +1,268 @@
+// SPDX-License-Identifier: MIT
+/*
+ * udp-pingpong: the raw UDP round trip, the floor every R2P2 latency is
+ * measured against. Same percentile output as r2p2-bench (tools/stats.h).
+ *
+ *   udp-pingpong server BIND_ADDR:PORT [-i IDLE_S]
+ *   udp-pingpong client ADDR:PORT [-S SIZE] [-N COUNT] [-w WARMUP] [-t TIMEOUT_MS]
+ *                [-d DURATION_S] [--json]
+ *
+ * The server echoes every datagram until SIGTERM/SIGINT or IDLE_S seconds
+ * without traffic (default 60). The client sends one datagram at a time and
+ * waits for its echo; the first 4 bytes carry a sequence number so that a late
+ * echo of a timed-out request is recognised and skipped.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "netaddr.h"
+#include "stats.h"
+
+#define MAX_DGRAM 65507
+
+static volatile sig_atomic_t stop;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop = 1;
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: udp-pingpong server BIND_ADDR:PORT [-i IDLE_S]\n"
+			"       udp-pingpong client ADDR:PORT [-S SIZE] [-N COUNT] [-w WARMUP]\n"
+			"                    [-t TIMEOUT_MS] [-d DURATION_S] [--json]\n");
+	exit(2);
+}
+
+static unsigned long parse_num(const char *s, const char *what, unsigned long max)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 0);
+	if (errno || end == s || *end || v > max) {
+		fprintf(stderr, "udp-pingpong: bad %s '%s'\n", what, s);
+		exit(2);
+	}
+	return v;
+}
+
+static int run_server(const char *bind_s, unsigned idle_s)
+{
+	struct sockaddr_storage addr, peer;
+	socklen_t alen, plen;
+	static uint8_t buf[MAX_DGRAM];
+	uint64_t echoed = 0;
+	int fd;
+
+	if (netaddr_parse(bind_s, &addr, &alen)) {
+		fprintf(stderr, "udp-pingpong: bad address '%s'\n", bind_s);
+		return 2;
+	}
+	fd = socket(addr.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&addr, alen)) {
+		fprintf(stderr, "udp-pingpong: bind %s: %s\n", bind_s, strerror(errno));
+		return 1;
+	}
+	printf("udp-pingpong server ready on %s\n", bind_s);
+	fflush(stdout);
+
+	while (!stop) {
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		int r = poll(&pfd, 1, (int)idle_s * 1000);
+		ssize_t n;
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			perror("udp-pingpong: poll");
+			return 1;
+		}
+		if (r == 0) {
+			fprintf(stderr, "udp-pingpong: idle for %u s, exiting\n", idle_s);
+			break;
+		}
+		/* Drain everything queued before polling again. */
+		for (;;) {
+			plen = sizeof(peer);
+			n = recvfrom(fd, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&peer,
+				     &plen);
+			if (n < 0)
+				break;
+			if (sendto(fd, buf, (size_t)n, 0, (struct sockaddr *)&peer, plen) == n)
+				echoed++;
+		}
+	}
+	fprintf(stderr, "udp-pingpong server: echoed %llu datagrams\n", (unsigned long long)echoed);
+	close(fd);
+	return 0;
+}
+
+/* One exchange: returns 0 (latency in *out_ns), -ETIMEDOUT, or another -errno. */
+static int ping(int fd, uint8_t *req, uint8_t *resp, size_t size, uint32_t seq, int timeout_ms,
+		uint64_t *out_ns)
+{
+	uint64_t t0 = now_ns(), deadline = t0 + (uint64_t)timeout_ms * 1000000ull;
+
+	if (size >= 4)
+		memcpy(req, &seq, 4);
+	if (send(fd, req, size, 0) != (ssize_t)size)
+		return -errno;
+	for (;;) {
+		uint64_t now = now_ns();
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		ssize_t n;
+		int r;
+
+		if (now >= deadline)
+			return -ETIMEDOUT;
+		r = poll(&pfd, 1, (int)((deadline - now + 999999) / 1000000));
+		if (r < 0 && errno == EINTR) {
+			if (stop)
+				return -EINTR;
+			continue;
+		}
+		if (r <= 0)
+			continue;
+		n = recv(fd, resp, MAX_DGRAM, MSG_DONTWAIT);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				continue;
+			return -errno; /* e.g. ECONNREFUSED: nobody listens */
+		}
+		if ((size_t)n == size && !memcmp(req, resp, size)) {
+			*out_ns = now_ns() - t0;
+			return 0;
+		}
+		/* A late echo of an earlier request: ignore it. */
+	}
+}
+
+static int run_client(int argc, char **argv)
+{
+	static const struct option longopts[] = {{"json", no_argument, NULL, 'j'}, {0}};
+	unsigned long size = 4, count = 10000, warmup = 100, timeout_ms = 1000, duration_s = 60;
+	struct sockaddr_storage addr;
+	socklen_t alen;
+	struct lat_stats st;
+	uint8_t *req, *resp;
+	int json = 0, fd, opt;
+	uint32_t seq = 0;
+	uint64_t t0, end;
+
+	while ((opt = getopt_long(argc, argv, "S:N:w:t:d:", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'S':
+			size = parse_num(optarg, "size", MAX_DGRAM);
+			break;
+		case 'N':
+			count = parse_num(optarg, "count", 1ul << 32);
+			break;
+		case 'w':
+			warmup = parse_num(optarg, "warmup", 1ul << 32);
+			break;
+		case 't':
+			timeout_ms = parse_num(optarg, "timeout", 3600000);
+			break;
+		case 'd':
+			duration_s = parse_num(optarg, "duration", 86400);
+			break;
+		case 'j':
+			json = 1;
+			break;
+		default:
+			usage();
+		}
+	}
+	if (optind + 1 != argc || timeout_ms == 0)
+		usage();
+	if (netaddr_parse(argv[optind], &addr, &alen)) {
+		fprintf(stderr, "udp-pingpong: bad address '%s'\n", argv[optind]);
+		return 2;
+	}
+	fd = socket(addr.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&addr, alen)) {
+		fprintf(stderr, "udp-pingpong: connect %s: %s\n", argv[optind], strerror(errno));
+		return 1;
+	}
+	req = malloc(size ? size : 1);
+	resp = malloc(MAX_DGRAM);
+	if (!req || !resp || stats_init(&st, count)) {
+		fprintf(stderr, "udp-pingpong: out of memory\n");
+		return 1;
+	}
+	for (size_t i = 0; i < size; i++)
+		req[i] = (uint8_t)(i * 131 + 7);
+
+	for (unsigned long i = 0; i < warmup && !stop; i++) {
+		uint64_t ns;
+
+		ping(fd, req, resp, size, ++seq, (int)timeout_ms, &ns);
+	}
+
+	t0 = now_ns();
+	end = t0 + duration_s * 1000000000ull;
+	for (unsigned long i = 0; i < count && !stop && now_ns() < end; i++) {
+		uint64_t ns;
+		int r = ping(fd, req, resp, size, ++seq, (int)timeout_ms, &ns);
+
+		st.requests++;
+		if (r == 0)
+			stats_add(&st, ns);
+		else if (r == -ETIMEDOUT)
+			st.timeouts++;
+		else if (r != -EINTR) {
+			st.errors++;
+			if (st.errors <= 5)
+				fprintf(stderr, "udp-pingpong: request %lu: %s\n", i, strerror(-r));
+		}
+	}
+	st.elapsed_s = (double)(now_ns() - t0) / 1e9;
+	st.max_inflight = 1;
+	stats_report(&st, stdout, "udp-pingpong", size, 1, json, "");
+	int rc = (st.num == st.requests && st.num > 0) ? 0 : 1;
+
+	stats_cleanup(&st);
+	free(req);
+	free(resp);
+	close(fd);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct sigaction sa = {.sa_handler = on_signal};
+
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	if (argc < 3)
+		usage();
+	if (!strcmp(argv[1], "server")) {
+		unsigned long idle = 60;
+		int opt;
+
+		optind = 3;
+		while ((opt = getopt(argc, argv, "i:")) != -1) {
+			if (opt != 'i')
+				usage();
+			idle = parse_num(optarg, "idle time", 86400);
+		}
+		if (optind != argc || idle == 0)
+			usage();
+		return run_server(argv[2], (unsigned)idle);
+	}
+	if (!strcmp(argv[1], "client"))
+		return run_client(argc - 1, argv + 1);
+	usage();
+	return 2;
+}
