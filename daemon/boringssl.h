@@ -12,7 +12,8 @@
 #include <openssl/base.h>
 
 #ifndef OPENSSL_IS_BORINGSSL
-#error "<openssl/base.h> is not BoringSSL's: link BoringSSL::SSL (tools/cmake/FindBoringSSL.cmake), never OpenSSL"
+#error                                                                                             \
+    "<openssl/base.h> is not BoringSSL's: link BoringSSL::SSL (tools/cmake/FindBoringSSL.cmake), never OpenSSL"
 #endif
 
 #if BORINGSSL_API_VERSION < 17

@@ -33,7 +33,7 @@ struct replay {
 	size_t num_slots; /* per generation */
 	uint64_t window_ns;
 	uint64_t cur_start; /* when `cur` began collecting */
-	bool started;       /* cur_start is set (by the first call) */
+	bool started;	    /* cur_start is set (by the first call) */
 	uint64_t sip_key[2];
 	struct gen gen[2];
 	unsigned cur; /* index of the current generation; the other is the old one */
@@ -128,8 +128,8 @@ static size_t slot_of(const struct replay *r, const uint8_t *key)
  * gen_find returns true if `key` is in `g`; otherwise false with the empty slot
  * that ends its probe chain in `*out_slot` (where it would go).
  */
-static bool gen_find(const struct replay *r, const struct gen *g, const uint8_t *key,
-		     size_t start, size_t *out_slot)
+static bool gen_find(const struct replay *r, const struct gen *g, const uint8_t *key, size_t start,
+		     size_t *out_slot)
 {
 	size_t i = start;
 
@@ -151,7 +151,8 @@ int replay_check(struct replay *r, const uint8_t key[REPLAY_KEY_LEN], uint64_t n
 
 	advance(r, now);
 	start = slot_of(r, key);
-	if (gen_find(r, &r->gen[0], key, start, NULL) || gen_find(r, &r->gen[1], key, start, NULL)) {
+	if (gen_find(r, &r->gen[0], key, start, NULL) ||
+	    gen_find(r, &r->gen[1], key, start, NULL)) {
 		r->st.hits++;
 		return 1;
 	}

@@ -27,7 +27,7 @@ struct replay_stats {
 	uint64_t entries;      /* keys held now (both generations) */
 	uint64_t capacity;     /* max_entries */
 	uint64_t inserts;      /* successful replay_insert calls */
-	uint64_t hits;         /* replay_check == 1 plus replay_insert == -EEXIST */
+	uint64_t hits;	       /* replay_check == 1 plus replay_insert == -EEXIST */
 	uint64_t full_rejects; /* replay_insert == -ENOSPC: 0-RTT refused, fail closed */
 	uint64_t rotations;    /* generation changes (an idle gap of 2 windows counts one) */
 };

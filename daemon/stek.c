@@ -33,8 +33,8 @@
 #define STEK_FP_LEN 8
 
 struct stek_entry {
-	struct stek_key k;  /* first: stek_find hands out &entry->k */
-	EVP_AEAD_CTX tkt;   /* AES-256-GCM under stek_derive(k, STEK_LABEL_TLS_TICKET) */
+	struct stek_key k; /* first: stek_find hands out &entry->k */
+	EVP_AEAD_CTX tkt;  /* AES-256-GCM under stek_derive(k, STEK_LABEL_TLS_TICKET) */
 	bool tkt_ready;
 };
 
@@ -52,7 +52,7 @@ static const char *const role_names[] = {
 };
 
 __attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t err_len,
-							 const char *fmt, ...)
+							  const char *fmt, ...)
 {
 	va_list ap;
 
@@ -213,8 +213,8 @@ static bool is_blank(char c)
 }
 
 /* parse_text parses the NUL-free text `buf` (`n` bytes) into `set`. */
-static int parse_text(const char *path, const char *buf, size_t n, struct stek_set *set,
-		      char *err, size_t err_len)
+static int parse_text(const char *path, const char *buf, size_t n, struct stek_set *set, char *err,
+		      size_t err_len)
 {
 	const char *p = buf, *end = buf + n;
 	int line = 0;
@@ -274,9 +274,10 @@ static int parse_text(const char *path, const char *buf, size_t n, struct stek_s
 			    memcmp(tok[1], role_names[r], tok_len[1]) == 0)
 				break;
 		if (r == 3) {
-			set_err(err, err_len,
-				"stek: %s:%d: unknown role '%.*s' (expected current, previous or next)",
-				path, line, (int)(tok_len[1] > 16 ? 16 : tok_len[1]), tok[1]);
+			set_err(
+			    err, err_len,
+			    "stek: %s:%d: unknown role '%.*s' (expected current, previous or next)",
+			    path, line, (int)(tok_len[1] > 16 ? 16 : tok_len[1]), tok[1]);
 			return -EINVAL;
 		}
 		k->role = (enum stek_role)r;
@@ -304,8 +305,7 @@ static int parse_text(const char *path, const char *buf, size_t n, struct stek_s
 
 /* ---- loading -------------------------------------------------------------------- */
 
-int stek_load_ex(const char *path, unsigned flags, struct stek_set **out, char *err,
-		 size_t err_len)
+int stek_load_ex(const char *path, unsigned flags, struct stek_set **out, char *err, size_t err_len)
 {
 	struct stek_set *set = NULL;
 	char *buf = NULL;
@@ -554,9 +554,9 @@ int stek_generate_file(const char *path, char *err, size_t err_len)
 		rc = -EIO;
 		goto out;
 	}
-	set->keys[0].k.id = ((uint32_t)idb[0] << 24 | (uint32_t)idb[1] << 16 |
-			     (uint32_t)idb[2] << 8 | idb[3]) &
-			    0x7fffffffu;
+	set->keys[0].k.id =
+	    ((uint32_t)idb[0] << 24 | (uint32_t)idb[1] << 16 | (uint32_t)idb[2] << 8 | idb[3]) &
+	    0x7fffffffu;
 	if (set->keys[0].k.id == 0)
 		set->keys[0].k.id = 1;
 	rc = write_temp(path, set, 0600, tmp, sizeof(tmp), err, err_len);
@@ -570,8 +570,7 @@ int stek_generate_file(const char *path, char *err, size_t err_len)
 				"stek: %s already exists (use 'r2p2ctl stek rotate' to add keys)",
 				path);
 		else
-			set_err(err, err_len, "stek: cannot create %s: %s", path,
-				strerror(errno));
+			set_err(err, err_len, "stek: cannot create %s: %s", path, strerror(errno));
 	}
 	unlink(tmp);
 	if (rc == 0)
@@ -644,7 +643,10 @@ int stek_rotate_file(const char *path, struct stek_set **out_set, char *err, siz
 	set->num_keys = 3;
 	if (set->keys[1].k.id == set->keys[0].k.id || set->keys[2].k.id == set->keys[0].k.id ||
 	    set->keys[2].k.id == set->keys[1].k.id) {
-		set_err(err, err_len, "stek: %s: key id collision after wrapping past ffffffff; generate a new file", path);
+		set_err(
+		    err, err_len,
+		    "stek: %s: key id collision after wrapping past ffffffff; generate a new file",
+		    path);
 		rc = -EOVERFLOW;
 		goto out;
 	}
@@ -695,8 +697,7 @@ struct stek_hook {
 static pthread_once_t hook_once = PTHREAD_ONCE_INIT;
 static int hook_index = -1;
 
-static void hook_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int index, long argl,
-		      void *argp)
+static void hook_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int index, long argl, void *argp)
 {
 	struct stek_hook *h = ptr;
 
@@ -750,8 +751,8 @@ static size_t tkt_max_overhead(SSL *ssl)
 	return STEK_TICKET_OVERHEAD;
 }
 
-static int tkt_seal(SSL *ssl, uint8_t *out, size_t *out_len, size_t max_out_len,
-		    const uint8_t *in, size_t in_len)
+static int tkt_seal(SSL *ssl, uint8_t *out, size_t *out_len, size_t max_out_len, const uint8_t *in,
+		    size_t in_len)
 {
 	const size_t hdr = STEK_TICKET_ID_LEN + STEK_TICKET_NONCE_LEN;
 	const struct stek_entry *e;
@@ -786,8 +787,7 @@ fail:
 }
 
 static enum ssl_ticket_aead_result_t tkt_open(SSL *ssl, uint8_t *out, size_t *out_len,
-					      size_t max_out_len, const uint8_t *in,
-					      size_t in_len)
+					      size_t max_out_len, const uint8_t *in, size_t in_len)
 {
 	const size_t hdr = STEK_TICKET_ID_LEN + STEK_TICKET_NONCE_LEN;
 	uint8_t id_be[STEK_TICKET_ID_LEN], nonce[STEK_TICKET_NONCE_LEN];

@@ -138,7 +138,7 @@ struct stek_ticket_stats {
 	uint64_t sealed;     /* tickets issued */
 	uint64_t opened;     /* tickets decrypted (resumption possible) */
 	uint64_t unknown_id; /* ticket under a key id not in the set: full handshake */
-	uint64_t bad;        /* too short or failed authentication: full handshake */
+	uint64_t bad;	     /* too short or failed authentication: full handshake */
 	uint64_t seal_fail;  /* no set or crypto failure while issuing */
 };
 

@@ -66,9 +66,9 @@ Test(replay, lives_one_to_two_windows)
 	cr_assert_eq(replay_insert(r, a, t0), 0); /* first call: the window starts here */
 	cr_assert_eq(replay_insert(r, b, t0 + W / 2), 0);
 	cr_assert_eq(replay_check(r, a, t0 + W - 1), 1);
-	cr_assert_eq(replay_check(r, a, t0 + W), 1);	     /* rotated into the old generation */
+	cr_assert_eq(replay_check(r, a, t0 + W), 1); /* rotated into the old generation */
 	cr_assert_eq(replay_insert(r, a, t0 + W + 1), -EEXIST); /* found there, not re-added */
-	cr_assert_eq(replay_check(r, b, t0 + W + W / 2), 1);   /* b is exactly one window old */
+	cr_assert_eq(replay_check(r, b, t0 + W + W / 2), 1);	/* b is exactly one window old */
 	cr_assert_eq(replay_check(r, a, t0 + 2 * W - 1), 1);
 	cr_assert_eq(replay_check(r, a, t0 + 2 * W), 0); /* expired after two windows */
 	cr_assert_eq(replay_check(r, b, t0 + 2 * W), 0); /* b lived 1.5 windows */
@@ -139,7 +139,8 @@ Test(replay, random_model)
 			int seen = replay_check(r, k, now);
 
 			if (t0 != UINT64_MAX && now - t0 < W)
-				cr_assert_eq(seen, 1, "key %lu forgotten too early", (unsigned long)id);
+				cr_assert_eq(seen, 1, "key %lu forgotten too early",
+					     (unsigned long)id);
 			if (t0 == UINT64_MAX || now - t0 >= 2 * W)
 				cr_assert_eq(seen, 0, "key %lu kept too long", (unsigned long)id);
 		} else {

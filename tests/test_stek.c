@@ -15,9 +15,9 @@
 #include <unistd.h>
 
 #include <openssl/bio.h>
-#include <openssl/err.h>
 #include <openssl/crypto.h>
 #include <openssl/ec_key.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hkdf.h>
 #include <openssl/nid.h>
@@ -31,13 +31,12 @@
 #define K_B "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf"
 #define K_C "c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf"
 
-static const char valid_file[] =
-    "# r2p2d session-ticket encryption keys (keep secret; mode 0600)\n"
-    "# id       role      key (32 bytes, hex)\n"
-    "0000000a   current   " K_A "\n"
-    "00000009   previous  " K_B "\n"
-    "\n"
-    "0000000B\tnext      " K_C "   # trailing comment\n";
+static const char valid_file[] = "# r2p2d session-ticket encryption keys (keep secret; mode 0600)\n"
+				 "# id       role      key (32 bytes, hex)\n"
+				 "0000000a   current   " K_A "\n"
+				 "00000009   previous  " K_B "\n"
+				 "\n"
+				 "0000000B\tnext      " K_C "   # trailing comment\n";
 
 static char dir[64];
 static char err[512];
@@ -208,8 +207,9 @@ Test(stek, refuse_not_regular)
 Test(stek, refuse_bad_syntax)
 {
 	load_fails("0000000a current " K_A "x\n", 0600, -EINVAL, ":1: key must be 64 hex digits");
-	load_fails("0000000a current 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1g\n",
-		   0600, -EINVAL, ":1: key must be 64 hex");
+	load_fails(
+	    "0000000a current 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1g\n",
+	    0600, -EINVAL, ":1: key must be 64 hex");
 	load_fails("# c\n\n000000a current " K_A "\n", 0600, -EINVAL,
 		   ":3: key id must be 8 hex digits");
 	load_fails("0000000x current " K_A "\n", 0600, -EINVAL, ":1: key id must be 8 hex");
@@ -234,15 +234,15 @@ Test(stek, refuse_bad_sets)
 
 Test(stek, derive_known_answer_and_labels)
 {
-	static const uint8_t want_ticket[32] = {
-	    0xb2, 0xce, 0xbb, 0xb1, 0xdb, 0x8e, 0x9b, 0xbb, 0x89, 0xda, 0xec,
-	    0x5e, 0x76, 0x00, 0xa9, 0xbb, 0x23, 0xb6, 0xb6, 0xfa, 0xe3, 0x59,
-	    0xd3, 0x37, 0x7f, 0x2b, 0xf0, 0xa5, 0xae, 0xcc, 0x7d, 0xbe};
+	static const uint8_t want_ticket[32] = {0xb2, 0xce, 0xbb, 0xb1, 0xdb, 0x8e, 0x9b, 0xbb,
+						0x89, 0xda, 0xec, 0x5e, 0x76, 0x00, 0xa9, 0xbb,
+						0x23, 0xb6, 0xb6, 0xfa, 0xe3, 0x59, 0xd3, 0x37,
+						0x7f, 0x2b, 0xf0, 0xa5, 0xae, 0xcc, 0x7d, 0xbe};
 	/* HKDF-SHA256(ikm = 00..1f, no salt, info = "r2p2 sealed token"), by Python's hmac */
-	static const uint8_t want_sealed[32] = {
-	    0x01, 0xc8, 0xd3, 0x7b, 0xe5, 0x22, 0x04, 0x7a, 0xb1, 0x17, 0xcc,
-	    0x98, 0x69, 0x4e, 0xa6, 0xa6, 0xc2, 0x07, 0x80, 0x57, 0x70, 0x9b,
-	    0x8f, 0x3c, 0x6f, 0xef, 0x5e, 0x3d, 0x26, 0x96, 0xa1, 0x99};
+	static const uint8_t want_sealed[32] = {0x01, 0xc8, 0xd3, 0x7b, 0xe5, 0x22, 0x04, 0x7a,
+						0xb1, 0x17, 0xcc, 0x98, 0x69, 0x4e, 0xa6, 0xa6,
+						0xc2, 0x07, 0x80, 0x57, 0x70, 0x9b, 0x8f, 0x3c,
+						0x6f, 0xef, 0x5e, 0x3d, 0x26, 0x96, 0xa1, 0x99};
 	struct stek_set *set = load_ok(put("ok.keys", valid_file, 0600));
 	const struct stek_key *k = stek_current(set);
 	uint8_t a[32], b[32], c[32];

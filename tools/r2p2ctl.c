@@ -13,12 +13,12 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <grp.h>
-#include <pwd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -278,8 +278,8 @@ static int cmd_stek_status(struct ctl *ctl, int argc, char **argv)
 	age = (long long)(time(NULL) - st.st_mtime);
 	printf("%s%s: mode %04o, owner %s:%s, modified %s (%lld h %lld min ago)\n", path,
 	       lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode) ? " (symbolic link)" : "",
-	       (unsigned)(st.st_mode & 07777), pw ? pw->pw_name : "?", gr ? gr->gr_name : "?",
-	       when, age / 3600, age % 3600 / 60);
+	       (unsigned)(st.st_mode & 07777), pw ? pw->pw_name : "?", gr ? gr->gr_name : "?", when,
+	       age / 3600, age % 3600 / 60);
 	print_keys(set);
 	if (st.st_mode & 077) {
 		fprintf(stderr,
@@ -301,8 +301,8 @@ static const struct command commands[] = {
     {"status", "", "show workers, attached apps and per-service counters", 0, 0, cmd_status, false},
     {"stek generate", "PATH", "create a new STEK file (one random current key, mode 0600)", 1, 1,
      cmd_stek_generate, true},
-    {"stek rotate", "PATH", "previous := current, current := next, next := new random key", 1,
-     1, cmd_stek_rotate, true},
+    {"stek rotate", "PATH", "previous := current, current := next, next := new random key", 1, 1,
+     cmd_stek_rotate, true},
     {"stek status", "PATH", "show key ids, roles, fingerprints, file mode and age", 1, 1,
      cmd_stek_status, true},
 };
@@ -348,8 +348,9 @@ static void usage(FILE *out)
 			 commands[i].args[0] ? " " : "", commands[i].args);
 		fprintf(out, "  %-20s %s\n", head, commands[i].help);
 	}
-	fprintf(out, "\nstek commands work on files and do not need a running r2p2d.\n"
-		     "exit status: 0 ok, 1 r2p2d (or the command) refused or failed, 2 usage error\n");
+	fprintf(out,
+		"\nstek commands work on files and do not need a running r2p2d.\n"
+		"exit status: 0 ok, 1 r2p2d (or the command) refused or failed, 2 usage error\n");
 }
 
 int main(int argc, char **argv)
