@@ -40,6 +40,7 @@ struct app_lane {
 	uint64_t *sq_end; /* SQ arena end position of each SQ slot */
 	uint32_t cq_head; /* last published cq_head */
 	uint32_t cq_read; /* CQEs handed out; published as cq_head by the next poll */
+	uint32_t calls_inflight; /* calls submitted here whose response CQE has not arrived */
 	int sq_efd;
 	int cq_efd;
 };
@@ -73,7 +74,6 @@ struct r2p2_ctx {
 	struct app_lane *lanes;
 	struct pollfd *pfds;
 	uint32_t num_lanes;
-	uint32_t next_lane;
 	uint32_t poll_lane;
 	uint64_t next_id;
 	struct id_set calls;
@@ -650,6 +650,8 @@ static int collect_lane(struct r2p2_ctx *ctx, uint32_t idx, struct r2p2_event *e
 		};
 		switch (c.op) {
 		case R2P2_CQ_RESPONSE:
+			if (l->calls_inflight)
+				l->calls_inflight--;
 			/* An id we do not wait for (abandoned by r2p2_call_sync) is dropped. */
 			if (!call_forget(ctx, c.user_data))
 				continue;
@@ -786,14 +788,23 @@ R2P2_API int64_t r2p2_call(struct r2p2_ctx *ctx, const char *service, const void
 	sqe.timeout_ms = timeout_ms;
 	sqe.user_data = ctx->next_id + 1;
 	memcpy(sqe.service, service, strlen(service) + 1);
+	/* The least busy lane, lowest index first: a sequential caller keeps one daemon
+	 * worker warm (each idle thread woken costs microseconds), while concurrent calls
+	 * spread over every worker. */
 	nl = ctx->num_lanes;
+	uint32_t first = 0;
+	for (uint32_t k = 1; k < nl; k++)
+		if (ctx->lanes[k].calls_inflight < ctx->lanes[first].calls_inflight)
+			first = k;
 	err = -EAGAIN;
-	for (uint32_t k = 0; k < nl && err == -EAGAIN; k++)
-		err = sq_submit(ctx, &ctx->lanes[(ctx->next_lane + k) % nl], &sqe, req,
-				(uint32_t)len);
-	ctx->next_lane++;
+	uint32_t used = first;
+	for (uint32_t k = 0; k < nl && err == -EAGAIN; k++) {
+		used = (first + k) % nl;
+		err = sq_submit(ctx, &ctx->lanes[used], &sqe, req, (uint32_t)len);
+	}
 	if (err)
 		return err;
+	ctx->lanes[used].calls_inflight++;
 	id_set_add(&ctx->calls, ++ctx->next_id);
 	return (int64_t)ctx->next_id;
 }
