@@ -53,6 +53,9 @@ enum daemon_key {
 	DK_DRAIN_TIMEOUT,
 	DK_ROUTER,
 	DK_LOG_LEVEL,
+	DK_STEK,
+	DK_REPLAY_WINDOW,
+	DK_REPLAY_MAX,
 	DK_COUNT,
 };
 
@@ -70,19 +73,32 @@ static const char *const daemon_keys[DK_COUNT] = {
     [DK_DRAIN_TIMEOUT] = "drain_timeout_ms",
     [DK_ROUTER] = "router",
     [DK_LOG_LEVEL] = "log_level",
+    [DK_STEK] = "stek",
+    [DK_REPLAY_WINDOW] = "replay_window_ms",
+    [DK_REPLAY_MAX] = "replay_max_entries",
 };
 
-enum serve_key { SK_PORT, SK_SECURITY, SK_COUNT };
+enum serve_key { SK_PORT, SK_SECURITY, SK_CERT, SK_KEY, SK_EARLY_DATA, SK_COUNT };
 static const char *const serve_keys[SK_COUNT] = {
-    [SK_PORT] = "port",
-    [SK_SECURITY] = "security",
+    [SK_PORT] = "port",	    [SK_SECURITY] = "security",	     [SK_CERT] = "cert",
+    [SK_KEY] = "key",	    [SK_EARLY_DATA] = "early_data",
 };
 
-enum call_key { CK_SERVER, CK_ROUTER, CK_POLICY, CK_TIMEOUT, CK_RETRIES, CK_SECURITY, CK_COUNT };
+enum call_key {
+	CK_SERVER,
+	CK_ROUTER,
+	CK_POLICY,
+	CK_TIMEOUT,
+	CK_RETRIES,
+	CK_SECURITY,
+	CK_CA,
+	CK_COUNT
+};
 _Static_assert(CK_COUNT <= 8 && SK_COUNT <= 8, "key_line bound");
 static const char *const call_keys[CK_COUNT] = {
     [CK_SERVER] = "server",	 [CK_ROUTER] = "router",   [CK_POLICY] = "policy",
     [CK_TIMEOUT] = "timeout_ms", [CK_RETRIES] = "retries", [CK_SECURITY] = "security",
+    [CK_CA] = "ca",
 };
 
 static const char *const policy_names[] = {
@@ -202,15 +218,43 @@ static int lookup(const char *const *names, size_t num_names, const char *s)
 	return -1;
 }
 
+static bool path_value(struct parser *p, const char *key, const char *v, char *out, size_t out_len)
+{
+	if (strlen(v) >= out_len) {
+		failx(p, p->lineno, p->label, key, "path longer than %zu bytes", out_len - 1);
+		return false;
+	}
+	memcpy(out, v, strlen(v) + 1);
+	return true;
+}
+
+static bool bool_value(struct parser *p, const char *key, const char *v, bool *out)
+{
+	if (strcmp(v, "yes") == 0 || strcmp(v, "true") == 0 || strcmp(v, "1") == 0) {
+		*out = true;
+		return true;
+	}
+	if (strcmp(v, "no") == 0 || strcmp(v, "false") == 0 || strcmp(v, "0") == 0) {
+		*out = false;
+		return true;
+	}
+	failx(p, p->lineno, p->label, key, "bad value '%s' (expected yes|no)", v);
+	return false;
+}
+
 static bool security_value(struct parser *p, const char *key, const char *v, enum cfg_security *out)
 {
 	if (strcmp(v, "plain") == 0) {
 		*out = CFG_SEC_PLAIN;
 		return true;
 	}
-	if (strcmp(v, "tls") == 0 || strcmp(v, "sealed") == 0)
+	if (strcmp(v, "tls") == 0) {
+		*out = CFG_SEC_TLS;
+		return true;
+	}
+	if (strcmp(v, "sealed") == 0)
 		failx(p, p->lineno, p->label, key,
-		      "'%s' is not supported yet (this build implements only 'plain')", v);
+		      "'%s' is not supported yet (this build implements 'plain' and 'tls')", v);
 	else
 		failx(p, p->lineno, p->label, key, "bad value '%s' (expected plain|tls|sealed)", v);
 	return false;
@@ -427,6 +471,17 @@ static void daemon_key(struct parser *p, const char *key, const char *v)
 		else
 			snprintf(c->log_level, sizeof(c->log_level), "%s", v);
 		break;
+	case DK_STEK:
+		path_value(p, key, v, c->stek_path, sizeof(c->stek_path));
+		break;
+	case DK_REPLAY_WINDOW:
+		if (num_value(p, key, v, 1000, 86400000, &n))
+			c->replay_window_ms = n;
+		break;
+	case DK_REPLAY_MAX:
+		if (num_value(p, key, v, 1024, 1u << 26, &n))
+			c->replay_max_entries = (uint32_t)n;
+		break;
 	case DK_COUNT:
 		break;
 	}
@@ -468,6 +523,15 @@ static void serve_key(struct parser *p, const char *key, const char *v)
 	}
 	case SK_SECURITY:
 		security_value(p, key, v, &s->security);
+		break;
+	case SK_CERT:
+		path_value(p, key, v, s->cert, sizeof(s->cert));
+		break;
+	case SK_KEY:
+		path_value(p, key, v, s->key, sizeof(s->key));
+		break;
+	case SK_EARLY_DATA:
+		bool_value(p, key, v, &s->early_data);
 		break;
 	case SK_COUNT:
 		break;
@@ -540,6 +604,9 @@ static void call_key(struct parser *p, const char *key, const char *v)
 	case CK_SECURITY:
 		security_value(p, key, v, &cl->security);
 		break;
+	case CK_CA:
+		path_value(p, key, v, cl->ca, sizeof(cl->ca));
+		break;
 	case CK_COUNT:
 		break;
 	}
@@ -594,6 +661,12 @@ static void end_section(struct parser *p)
 		return;
 	if (p->kind == SEC_SERVE && !p->key_line[SK_PORT])
 		failx(p, p->sec_line, p->label, "port", "required key missing");
+	else if (p->kind == SEC_SERVE && p->serve->security == CFG_SEC_TLS &&
+		 (!p->key_line[SK_CERT] || !p->key_line[SK_KEY]))
+		failx(p, p->sec_line, p->label, p->key_line[SK_CERT] ? "key" : "cert",
+		      "required with security = tls");
+	else if (p->kind == SEC_CALL && p->call->security == CFG_SEC_TLS && !p->key_line[CK_CA])
+		failx(p, p->sec_line, p->label, "ca", "required with security = tls");
 	else if (p->kind == SEC_CALL && !p->key_line[CK_SERVER] && !p->key_line[CK_ROUTER])
 		failx(p, p->sec_line, p->label, "server",
 		      "required: give at least one server= (or one router=)");
@@ -673,6 +746,7 @@ static void begin_section(struct parser *p, const char *s)
 		memset(p->serve, 0, sizeof(*p->serve));
 		memcpy(p->serve->name, name, name_len);
 		p->serve->security = CFG_SEC_PLAIN;
+		p->serve->early_data = true;
 		p->serve_line[c->num_serves] = p->lineno;
 		c->num_serves++;
 	} else {
@@ -839,6 +913,8 @@ void cfg_defaults(struct cfg *c)
 	c->reassembly_timeout_ms = 1000;
 	c->exec_timeout_ms = 30000;
 	c->drain_timeout_ms = 5000;
+	c->replay_window_ms = 120000;
+	c->replay_max_entries = 1u << 20;
 	snprintf(c->log_level, sizeof(c->log_level), "info");
 }
 
@@ -846,6 +922,15 @@ void cfg_defaults(struct cfg *c)
 static void check_whole(struct parser *p)
 {
 	const struct cfg *c = p->c;
+
+	for (size_t i = 0; i < c->num_serves && !p->failed; i++)
+		if (c->serves[i].security == CFG_SEC_TLS && !c->stek_path[0])
+			failx(p, p->serve_port_line[i], "daemon", "stek",
+			      "required: [serve %s] uses security = tls (generate one with "
+			      "r2p2ctl stek generate PATH)",
+			      c->serves[i].name);
+	if (p->failed)
+		return;
 
 	if (c->arena_size < c->max_msg_len) {
 		if (p->daemon_line[DK_ARENA_SIZE])

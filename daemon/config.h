@@ -19,10 +19,15 @@
 enum cfg_security { CFG_SEC_PLAIN = 0, CFG_SEC_TLS = 1, CFG_SEC_SEALED = 2 };
 
 /* A service this host serves: [serve "name"] */
+#define CFG_PATH_MAX 256
+
 struct cfg_serve {
 	char name[CFG_NAME_MAX];
 	uint16_t port;          /* UDP port the service listens on (host order) */
 	enum cfg_security security;
+	char cert[CFG_PATH_MAX]; /* tls: PEM certificate chain whose SAN is `name` */
+	char key[CFG_PATH_MAX];  /* tls: PEM private key */
+	bool early_data;         /* tls: accept 0-RTT requests (default yes) */
 };
 
 /* A service this host calls: [call "name"] */
@@ -36,6 +41,7 @@ struct cfg_call {
 	uint32_t timeout_ms;                        /* default whole-call timeout */
 	uint32_t retries;                           /* retransmissions within the timeout */
 	enum cfg_security security;
+	char ca[CFG_PATH_MAX];                      /* tls: PEM CA bundle servers must chain to */
 };
 
 struct cfg {
@@ -55,6 +61,9 @@ struct cfg {
 	bool has_router;           /* [daemon] router = addr:port: FEEDBACK target */
 	struct r2p2_addr router;
 	char log_level[16];
+	char stek_path[CFG_PATH_MAX]; /* tls: session-ticket encryption keys shared by the fleet */
+	uint64_t replay_window_ms;    /* tls: 0-RTT strike register freshness window */
+	uint32_t replay_max_entries;  /* tls: strike register bound */
 
 	struct cfg_serve serves[CFG_MAX_SERVICES];
 	size_t num_serves;

@@ -386,11 +386,43 @@ Test(config, socket_path_bound)
 
 Test(config, security)
 {
-	expect_error("[serve a]\nport = 1\nsecurity = tls\n", 3, "[serve a] security",
-		     "not supported yet");
+	expect_error("[serve a]\nport = 1\nsecurity = tls\n", 1, "[serve a] cert",
+		     "required with security = tls");
+	expect_error("[serve a]\nport = 1\nsecurity = tls\ncert = /c.pem\n", 1, "[serve a] key",
+		     "required with security = tls");
+	expect_error("[serve a]\nport = 1\nsecurity = tls\ncert = /c\nkey = /k\n", 2,
+		     "[daemon] stek", "required");
+	expect_error("[call a]\nserver = 1.2.3.4:5\nsecurity = tls\n", 1, "[call a] ca",
+		     "required with security = tls");
+	expect_error("[serve a]\nport = 1\nearly_data = maybe\n", 3, "[serve a] early_data",
+		     "yes|no");
 	expect_error("[call a]\nserver = 1.2.3.4:5\nsecurity = sealed\n", 3, "[call a] security",
 		     "not supported yet");
 	expect_error("[serve a]\nport = 1\nsecurity = rot13\n", 3, "security", "plain|tls|sealed");
+}
+
+Test(config, tls_keys)
+{
+	struct cfg c;
+	char err[256];
+	const char *text = "[daemon]\nstek = /etc/r2p2/stek.keys\nreplay_window_ms = 60000\n"
+			   "replay_max_entries = 4096\n"
+			   "[serve echo.svc]\nport = 8000\nsecurity = tls\ncert = /c.pem\n"
+			   "key = /k.pem\nearly_data = no\n"
+			   "[call echo.svc]\nserver = 10.0.0.2:8000\nsecurity = tls\nca = /ca.pem\n";
+
+	cr_assert_eq(cfg_parse_string(&c, "t.conf", text, err, sizeof(err)), 0, "%s", err);
+	cr_assert_str_eq(c.stek_path, "/etc/r2p2/stek.keys");
+	cr_assert_eq(c.replay_window_ms, 60000);
+	cr_assert_eq(c.replay_max_entries, 4096);
+	cr_assert_eq(c.serves[0].security, CFG_SEC_TLS);
+	cr_assert_str_eq(c.serves[0].cert, "/c.pem");
+	cr_assert_str_eq(c.serves[0].key, "/k.pem");
+	cr_assert_not(c.serves[0].early_data);
+	cr_assert_eq(c.calls[0].security, CFG_SEC_TLS);
+	cr_assert_str_eq(c.calls[0].ca, "/ca.pem");
+	cr_assert_eq(cfg_parse_string(&c, "t.conf", "[serve a]\nport = 1\n", err, sizeof(err)), 0);
+	cr_assert(c.serves[0].early_data, "early data defaults to on");
 }
 
 Test(config, serve_rules)
