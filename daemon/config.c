@@ -914,7 +914,7 @@ void cfg_defaults(struct cfg *c)
 	c->exec_timeout_ms = 30000;
 	c->drain_timeout_ms = 5000;
 	c->replay_window_ms = 120000;
-	c->replay_max_entries = 1u << 20;
+	c->replay_max_entries = 1u << 18;
 	snprintf(c->log_level, sizeof(c->log_level), "info");
 }
 

@@ -14,6 +14,7 @@
 #include "replay.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,9 @@ struct replay {
 	struct gen gen[2];
 	unsigned cur; /* index of the current generation; the other is the old one */
 	struct replay_stats st;
+	/* One register per server, shared by its workers: a replay may arrive from another
+	 * address and land on another worker. Held for a lookup of a few cache lines. */
+	pthread_mutex_t lock;
 };
 
 static void gen_clear(struct gen *g, size_t num_slots)
@@ -74,6 +78,7 @@ struct replay *replay_new(size_t max_entries, uint64_t window_ns)
 	if (RAND_bytes((uint8_t *)r->sip_key, sizeof(r->sip_key)) != 1)
 		goto nomem;
 	r->st.capacity = max_entries;
+	pthread_mutex_init(&r->lock, NULL);
 	return r;
 nomem:
 	replay_free(r);
@@ -89,6 +94,8 @@ void replay_free(struct replay *r)
 		free(r->gen[i].keys);
 		free(r->gen[i].stamp);
 	}
+	if (r->st.capacity)
+		pthread_mutex_destroy(&r->lock);
 	free(r);
 }
 
@@ -148,18 +155,21 @@ static bool gen_find(const struct replay *r, const struct gen *g, const uint8_t 
 int replay_check(struct replay *r, const uint8_t key[REPLAY_KEY_LEN], uint64_t now)
 {
 	size_t start;
+	int ret = 0;
 
+	pthread_mutex_lock(&r->lock);
 	advance(r, now);
 	start = slot_of(r, key);
 	if (gen_find(r, &r->gen[0], key, start, NULL) ||
 	    gen_find(r, &r->gen[1], key, start, NULL)) {
 		r->st.hits++;
-		return 1;
+		ret = 1;
 	}
-	return 0;
+	pthread_mutex_unlock(&r->lock);
+	return ret;
 }
 
-int replay_insert(struct replay *r, const uint8_t key[REPLAY_KEY_LEN], uint64_t now)
+static int insert_locked(struct replay *r, const uint8_t key[REPLAY_KEY_LEN], uint64_t now)
 {
 	struct gen *cur, *old;
 	size_t start, slot;
@@ -183,8 +193,22 @@ int replay_insert(struct replay *r, const uint8_t key[REPLAY_KEY_LEN], uint64_t 
 	return 0;
 }
 
+int replay_insert(struct replay *r, const uint8_t key[REPLAY_KEY_LEN], uint64_t now)
+{
+	int ret;
+
+	pthread_mutex_lock(&r->lock);
+	ret = insert_locked(r, key, now);
+	pthread_mutex_unlock(&r->lock);
+	return ret;
+}
+
 void replay_stats(const struct replay *r, struct replay_stats *out)
 {
+	struct replay *m = (struct replay *)r; /* the lock is not part of the value */
+
+	pthread_mutex_lock(&m->lock);
 	*out = r->st;
 	out->entries = r->gen[0].num_entries + r->gen[1].num_entries;
+	pthread_mutex_unlock(&m->lock);
 }

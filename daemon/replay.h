@@ -8,9 +8,10 @@
  * `window_ns` and at most 2 * `window_ns` after its insertion, and never more than
  * `max_entries` keys are held in total. All memory is allocated by replay_new.
  *
- * Pure: time comes in as `now` (any monotonic nanosecond clock, never going back
- * by more than it must: a smaller `now` is treated as "no time passed"); no locks.
- * One register per server: if several workers share it, the caller serialises.
+ * Time comes in as `now` (any monotonic nanosecond clock; a smaller `now` than
+ * before is treated as "no time passed"). One register per server, shared by all
+ * its worker threads: every function may be called from any thread (an internal
+ * mutex, held for one probe sequence).
  */
 #ifndef R2P2D_REPLAY_H
 #define R2P2D_REPLAY_H
