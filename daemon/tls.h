@@ -41,6 +41,22 @@ enum tls_kind {
 	TLS_KIND_ERROR = 5,            /* a TLS alert; the exchange failed */
 };
 
+/*
+ * Inside TLS, each direction carries one message: a 4-byte big-endian length,
+ * then that many bytes (so a cut flight is detected, never handed up).
+ */
+#define TLS_MSG_PREFIX_LEN 4
+#define TLS_MSG_MAX (16u << 20) /* largest request or response */
+/*
+ * A request goes as 0-RTT data only if prefix + request fit the server's early
+ * data limit: BoringSSL's kMaxEarlyDataAccepted, which it writes into every
+ * ticket and which this BoringSSL neither lets us set nor read back. Larger
+ * requests go as 1-RTT data (one more round trip).
+ */
+#define TLS_EARLY_DATA_MAX 14336
+/* Server: 1-RTT handshakes held for their CLIENT_SECOND (the oldest is evicted). */
+#define TLS_PENDING_MAX 4096
+
 /* A growable byte buffer owned by the caller; free with tls_buf_cleanup. */
 struct tls_buf {
 	uint8_t *data;
@@ -49,8 +65,8 @@ struct tls_buf {
 void tls_buf_cleanup(struct tls_buf *b);
 
 struct tls_stats {
-	uint64_t handshakes_full;     /* client: no ticket or ticket refused */
-	uint64_t resumed;             /* client: ticket accepted */
+	uint64_t handshakes_full;     /* client/server: no ticket or ticket refused */
+	uint64_t resumed;             /* client/server: ticket accepted */
 	uint64_t early_accepted;      /* client/server: 0-RTT data accepted */
 	uint64_t early_rejected;      /* client/server: 0-RTT offered, refused */
 	uint64_t replays_refused;     /* server: ClientHello random seen before */
@@ -72,6 +88,8 @@ struct tls_call;
 struct tls_client *tls_client_new(const char *ca_path, char *err, size_t err_len);
 void tls_client_free(struct tls_client *c);
 void tls_client_stats(const struct tls_client *c, struct tls_stats *out);
+/* tls_client_tickets returns how many unused tickets `c` holds for `service`. */
+size_t tls_client_tickets(const struct tls_client *c, const char *service);
 
 /*
  * tls_call_begin starts one RPC to `service` (also the name the certificate
