@@ -22,6 +22,7 @@
 
 #include "lane.h"
 #include "log.h"
+#include "replay.h"
 
 struct cfg_ref *cfg_ref_get(struct cfg_ref *r)
 {
@@ -339,6 +340,7 @@ static void status(struct daemon *d, struct conn *c)
 	}
 	OUT("\nworkers:\n");
 	uint64_t svc_req[CFG_MAX_SERVICES] = {0}, svc_drop[CFG_MAX_SERVICES] = {0};
+	uint64_t svc_wrong[CFG_MAX_SERVICES] = {0};
 	for (unsigned i = 0; i < d->num_workers; i++) {
 		worker_snapshot(d->workers[i], &s);
 		OUT("  worker %u  rx %llu  tx %llu  calls %llu ok %llu timeout %llu dropped %llu  "
@@ -366,11 +368,55 @@ static void status(struct daemon *d, struct conn *c)
 			}
 		}
 	}
+	struct tls_stats ts = {0}, tc = {0};
+	for (unsigned i = 0; i < d->num_workers; i++) {
+		worker_snapshot(d->workers[i], &s);
+		ts.handshakes_full += s.tls_server.handshakes_full;
+		ts.resumed += s.tls_server.resumed;
+		ts.early_accepted += s.tls_server.early_accepted;
+		ts.early_rejected += s.tls_server.early_rejected;
+		ts.replays_refused += s.tls_server.replays_refused;
+		ts.bad_messages += s.tls_server.bad_messages;
+		ts.pending_handshakes += s.tls_server.pending_handshakes;
+		tc.handshakes_full += s.tls_client.handshakes_full;
+		tc.resumed += s.tls_client.resumed;
+		tc.early_accepted += s.tls_client.early_accepted;
+		tc.early_rejected += s.tls_client.early_rejected;
+		tc.bad_messages += s.tls_client.bad_messages;
+		tc.verify_failures += s.tls_client.verify_failures;
+		tc.tickets_received += s.tls_client.tickets_received;
+		for (unsigned k = 0; k < s.num_svc; k++)
+			for (size_t j = 0; j < cfg->num_serves; j++)
+				if (cfg->serves[j].port == s.svc[k].port)
+					svc_wrong[j] += s.svc[k].dropped_wrong_mode;
+	}
+	OUT("\ntls server: full_handshakes %llu resumed %llu early_accepted %llu early_rejected %llu "
+	    "replays_refused %llu bad_messages %llu pending_handshakes %llu\n",
+	    (unsigned long long)ts.handshakes_full, (unsigned long long)ts.resumed,
+	    (unsigned long long)ts.early_accepted, (unsigned long long)ts.early_rejected,
+	    (unsigned long long)ts.replays_refused, (unsigned long long)ts.bad_messages,
+	    (unsigned long long)ts.pending_handshakes);
+	OUT("tls client: full_handshakes %llu resumed %llu early_accepted %llu early_rejected %llu "
+	    "verify_failures %llu bad_messages %llu tickets_received %llu\n",
+	    (unsigned long long)tc.handshakes_full, (unsigned long long)tc.resumed,
+	    (unsigned long long)tc.early_accepted, (unsigned long long)tc.early_rejected,
+	    (unsigned long long)tc.verify_failures, (unsigned long long)tc.bad_messages,
+	    (unsigned long long)tc.tickets_received);
+	if (d->replay) {
+		struct replay_stats rs;
+		replay_stats(d->replay, &rs);
+		OUT("strike register: entries %llu / %llu  inserts %llu hits %llu full_rejects %llu\n",
+		    (unsigned long long)rs.entries, (unsigned long long)rs.capacity,
+		    (unsigned long long)rs.inserts, (unsigned long long)rs.hits,
+		    (unsigned long long)rs.full_rejects);
+	}
 	OUT("\nservices served:\n");
 	for (size_t j = 0; j < cfg->num_serves; j++)
-		OUT("  %-24s port %-5u requests %llu  dropped_no_app %llu\n", cfg->serves[j].name,
-		    cfg->serves[j].port, (unsigned long long)svc_req[j],
-		    (unsigned long long)svc_drop[j]);
+		OUT("  %-24s port %-5u %-6s requests %llu  dropped_no_app %llu  wrong_mode %llu\n",
+		    cfg->serves[j].name, cfg->serves[j].port,
+		    cfg->serves[j].security == CFG_SEC_TLS ? "tls" : "plain",
+		    (unsigned long long)svc_req[j], (unsigned long long)svc_drop[j],
+		    (unsigned long long)svc_wrong[j]);
 	OUT("\nservices called:\n");
 	for (size_t j = 0; j < cfg->num_calls; j++) {
 		char buf[64];

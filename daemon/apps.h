@@ -27,6 +27,8 @@ struct daemon {
 	struct conn *conns;
 	uint64_t next_conn_id;
 	bool draining;
+	struct stek_set *stek;  /* tls: as loaded at start (workers reload on change) */
+	struct replay *replay;  /* tls: the strike register shared by every worker */
 };
 
 /* ctl_listen creates the control socket (mode 0660, group socket_group). Returns the fd or -1. */

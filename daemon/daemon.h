@@ -22,6 +22,7 @@
 
 #include "config.h"
 #include "engine.h"
+#include "tls.h"
 
 /* A loaded config, shared read-only by every thread that holds a reference. */
 struct cfg_ref {
@@ -79,10 +80,13 @@ struct worker_snap {
 	uint64_t tx_fallback;      /* sends done with a direct syscall (tx pool empty) */
 	uint64_t app_errors;       /* ABI violations seen from apps */
 	uint64_t cq_overflow_drops;
+	struct tls_stats tls_server; /* summed over the worker's tls services */
+	struct tls_stats tls_client; /* summed over the worker's tls clients */
 	struct {
 		uint16_t port;
 		uint64_t requests;
 		uint64_t dropped_no_app;
+		uint64_t dropped_wrong_mode; /* plaintext to a tls service or the reverse */
 	} svc[CFG_MAX_SERVICES];
 	unsigned num_svc;
 };
@@ -90,7 +94,16 @@ struct worker_snap {
 struct worker;
 
 /* worker_new creates worker `id` bound to `cfg` (sockets opened now, so errors surface early). */
-struct worker *worker_new(unsigned id, struct cfg_ref *cfg, char *err, size_t err_len);
+struct stek_set;
+struct replay;
+
+/*
+ * worker_new creates worker `id` bound to `cfg` (sockets opened now, so errors
+ * surface early). `stek` (a reference is taken) and `replay` (shared by all
+ * workers, owned by the caller) serve tls services; both may be NULL.
+ */
+struct worker *worker_new(unsigned id, struct cfg_ref *cfg, struct stek_set *stek,
+			  struct replay *replay, char *err, size_t err_len);
 int worker_start(struct worker *w);
 void worker_post(struct worker *w, struct cmd *c); /* takes ownership of `c` */
 void worker_join(struct worker *w);

@@ -15,6 +15,13 @@
  *  - Cached responses sit in a FIFO (oldest first); the dedup window is the
  *    same for all of them, so the head is both the oldest and the one to evict
  *    when the server state bound is reached.
+ *  - The hash tables are keyed (SipHash-1-3 under eng_config.hash_seed): the
+ *    source address, port and rid of a request are chosen by the peer, and an
+ *    unkeyed hash would let it pile every state into one bucket.
+ *  - Encrypted multi-packet requests do not say their packet count up front
+ *    (p_order 0xFFFF, then packet 1 says N-1): until the last packet (the only
+ *    one whose index is unambiguous) arrives, a full packet with p_order p is
+ *    parked at slot p, and the one parked at N-1 turns out to be packet 1.
  * Memory is allocated per message (states, reassembly buffers, copies kept for
  * retransmission), never per packet except the amortised growth of a
  * reassembly buffer.
@@ -29,6 +36,9 @@
 #include <sys/socket.h>
 
 #include <r2p2/wire.h>
+
+/* p_order of the first packet of an encrypted multi-packet request: count not yet known. */
+#define ENC_UNKNOWN 0xFFFF
 
 #define TMR_IDLE UINT32_MAX
 #define SLOT_NONE UINT32_MAX
@@ -69,8 +79,9 @@ struct rasm {
 	uint32_t bits_cap; /* packets the bitmap can hold */
 	uint32_t num_pkts; /* 0 until the first or the last packet says */
 	uint32_t num_recv;
-	uint32_t max_idx; /* highest index received */
+	uint32_t max_idx; /* highest index received (or slot parked in) */
 	uint32_t head_len;
+	bool enc; /* encrypted request framing: N comes from the last packet */
 };
 
 enum rasm_res { RASM_MORE, RASM_DONE, RASM_DUP, RASM_BAD, RASM_TOO_BIG, RASM_NOMEM };
@@ -94,6 +105,7 @@ struct sstate {
 	uint8_t policy;
 	uint8_t phase;	   /* enum sphase */
 	uint8_t resp_type; /* SP_CACHED: R2P2_RESPONSE or R2P2_DROP */
+	uint8_t flags;	   /* the request's free flag bits, put on all we send back */
 	struct rasm rasm;  /* SP_REASSEMBLING */
 	uint8_t *resp;	   /* SP_CACHED, R2P2_RESPONSE */
 	size_t resp_len;
@@ -118,6 +130,7 @@ struct call {
 	unsigned sock;
 	uint16_t rid;
 	uint8_t policy;
+	uint8_t flags; /* free flag bits of the request; answers must carry the same */
 	uint32_t retries_left;
 	uint32_t num_pkts; /* of the request */
 	uint8_t *req;
@@ -130,6 +143,7 @@ struct eng {
 	const struct eng_ops *ops;
 	void *ctx;
 	struct eng_stats stats;
+	uint64_t hkey[2]; /* SipHash key, from cfg.hash_seed */
 
 	struct tmr **heap;
 	size_t heap_len, heap_cap;
@@ -169,6 +183,53 @@ static uint64_t mix64(uint64_t x)
 	x *= 0xc4ceb9fe1a85ec53ull;
 	x ^= x >> 33;
 	return x;
+}
+
+#define ROTL64(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+
+/* One SipRound on the locals v0..v3 (locals, not an array: no pointer checks under ASan). */
+#define SIPROUND()                                                                                 \
+	do {                                                                                       \
+		v0 += v1;                                                                          \
+		v1 = ROTL64(v1, 13) ^ v0;                                                          \
+		v0 = ROTL64(v0, 32);                                                               \
+		v2 += v3;                                                                          \
+		v3 = ROTL64(v3, 16) ^ v2;                                                          \
+		v0 += v3;                                                                          \
+		v3 = ROTL64(v3, 21) ^ v0;                                                          \
+		v2 += v1;                                                                          \
+		v1 = ROTL64(v1, 17) ^ v2;                                                          \
+		v2 = ROTL64(v2, 32);                                                               \
+	} while (0)
+
+/*
+ * siphash13 is SipHash-1-3 of `len` bytes under `key` (words read in host byte
+ * order: only this engine compares the results).
+ */
+static uint64_t siphash13(const uint64_t key[2], const void *data, size_t len)
+{
+	const uint8_t *p = data;
+	uint64_t v0 = key[0] ^ 0x736f6d6570736575ull, v1 = key[1] ^ 0x646f72616e646f6dull;
+	uint64_t v2 = key[0] ^ 0x6c7967656e657261ull, v3 = key[1] ^ 0x7465646279746573ull;
+	uint64_t m, b = (uint64_t)len << 56;
+	size_t i;
+
+	for (i = 0; i + 8 <= len; i += 8) {
+		memcpy(&m, p + i, 8);
+		v3 ^= m;
+		SIPROUND();
+		v0 ^= m;
+	}
+	for (size_t j = 0; i + j < len; j++)
+		b |= (uint64_t)p[i + j] << (8 * j);
+	v3 ^= b;
+	SIPROUND();
+	v0 ^= b;
+	v2 ^= 0xff;
+	SIPROUND();
+	SIPROUND();
+	SIPROUND();
+	return v0 ^ v1 ^ v2 ^ v3;
 }
 
 /*
@@ -357,9 +418,10 @@ static void tmr_disarm(struct eng *e, struct tmr *t)
 
 /* ---- reassembly ----------------------------------------------------------------- */
 
-static int rasm_init(struct rasm *r, uint32_t head_len, uint32_t max_pkts)
+static int rasm_init(struct rasm *r, uint32_t head_len, uint32_t max_pkts, bool enc)
 {
 	memset(r, 0, sizeof(*r));
+	r->enc = enc;
 	r->bits = calloc((max_pkts + 63) / 64, sizeof(uint64_t));
 	if (!r->bits)
 		return -ENOMEM;
@@ -383,11 +445,23 @@ static uint32_t rasm_max_pkts(size_t max_len, uint32_t head_len)
 	return n < 2 ? 2 : n;
 }
 
+static bool rasm_has(const struct rasm *r, uint32_t idx)
+{
+	return r->bits[idx / 64] & (1ull << (idx % 64));
+}
+
 /*
  * rasm_add validates one packet of a multi-packet message against what is
  * known so far and stores it. F|L packets are the caller's business. The
  * buffer grows with what arrives, up to what the message can still be, so a
  * flood of first packets claiming huge counts costs little memory.
+ *
+ * With `enc` (encrypted request framing) the first packet says 0xFFFF and
+ * packet 1 says N-1, which no middle packet (2..N-2) can say and only the last
+ * packet (which has L) shares. So until the last packet tells N, a full
+ * packet with p_order p is parked at slot p; then the one at slot N-1, if
+ * any, is packet 1 and moves to slot 1. The parked packets stay within what
+ * max_len allows (one packet past it at most).
  */
 static enum rasm_res rasm_add(struct rasm *r, const struct r2p2_hdr *h, const uint8_t *payload,
 			      size_t n, size_t max_len)
@@ -396,7 +470,14 @@ static enum rasm_res rasm_add(struct rasm *r, const struct r2p2_hdr *h, const ui
 	uint32_t p = ntohs(h->p_order), idx;
 	size_t end, min_total;
 
-	if (first) {
+	if (first && r->enc) {
+		if (p != ENC_UNKNOWN || n != r->head_len)
+			return RASM_BAD;
+		if (pkt_off(1, r->head_len) + 1 > max_len)
+			return RASM_TOO_BIG;
+		idx = 0;
+		end = n;
+	} else if (first) {
 		if (p < 2 || n != r->head_len)
 			return RASM_BAD;
 		if (pkt_off(p - 1, r->head_len) + 1 > max_len || p > r->bits_cap)
@@ -407,25 +488,45 @@ static enum rasm_res rasm_add(struct rasm *r, const struct r2p2_hdr *h, const ui
 			return RASM_BAD;
 		idx = 0;
 		end = n;
-		min_total = pkt_off(p - 1, r->head_len) + 1;
 	} else {
+		bool parked = false;
 		idx = p;
 		if (idx == 0)
 			return RASM_BAD;
-		if (r->num_pkts) {
+		if (r->enc && !last) {
+			if (p < 2)
+				return RASM_BAD;
+			if (r->num_pkts) {
+				if (p >= r->num_pkts)
+					return RASM_BAD;
+				if (p == r->num_pkts - 1)
+					idx = 1;
+			} else {
+				parked = true;
+			}
+		} else if (r->num_pkts) {
 			if (idx >= r->num_pkts || last != (idx == r->num_pkts - 1))
 				return RASM_BAD;
-		} else if (last && r->num_recv && r->max_idx >= idx) {
+		} else if (last && r->num_recv &&
+			   (r->max_idx > idx || (r->max_idx == idx && !r->enc))) {
+			/* (enc: what is parked at the last slot is packet 1) */
 			return RASM_BAD;
 		}
 		if (last ? (n < 1 || n > R2P2_MAX_PAYLOAD) : n != R2P2_MAX_PAYLOAD)
 			return RASM_BAD;
 		end = pkt_off(idx, r->head_len) + n;
-		min_total = last ? end : end + 1;
+		/* A parked packet may be packet 1 of an (idx+1)-packet message. */
+		min_total = last ? end : parked ? end - n + 1 : end + 1;
 		if (min_total > max_len || idx >= r->bits_cap)
 			return RASM_TOO_BIG;
+		if (r->enc && last && !r->num_pkts && idx >= 2 && rasm_has(r, idx)) {
+			memcpy(r->buf + pkt_off(1, r->head_len), r->buf + pkt_off(idx, r->head_len),
+			       R2P2_MAX_PAYLOAD);
+			r->bits[1 / 64] |= 1ull << (1 % 64);
+			r->bits[idx / 64] &= ~(1ull << (idx % 64));
+		}
 	}
-	if (r->bits[idx / 64] & (1ull << (idx % 64)))
+	if (rasm_has(r, idx))
 		return RASM_DUP;
 
 	if (end > r->cap) {
@@ -437,7 +538,7 @@ static enum rasm_res rasm_add(struct rasm *r, const struct r2p2_hdr *h, const ui
 		size_t limit = max_len, cap = r->cap ? r->cap * 2 : end;
 		if (r->cap && cap < 4 * R2P2_MAX_PAYLOAD)
 			cap = 4 * R2P2_MAX_PAYLOAD;
-		uint32_t known = first ? p : r->num_pkts ? r->num_pkts : last ? idx + 1 : 0;
+		uint32_t known = r->num_pkts ? r->num_pkts : last ? idx + 1 : first && !r->enc ? p : 0;
 		if (known && pkt_off(known - 1, r->head_len) + R2P2_MAX_PAYLOAD < limit)
 			limit = pkt_off(known - 1, r->head_len) + R2P2_MAX_PAYLOAD;
 		if (last)
@@ -459,7 +560,7 @@ static enum rasm_res rasm_add(struct rasm *r, const struct r2p2_hdr *h, const ui
 	r->num_recv++;
 	if (idx > r->max_idx)
 		r->max_idx = idx;
-	if (first)
+	if (first && !r->enc)
 		r->num_pkts = p;
 	if (last) {
 		r->num_pkts = idx + 1;
@@ -490,38 +591,56 @@ static void send_pkt(struct eng *e, unsigned sock, const struct r2p2_addr *dst, 
 	e->stats.tx_packets++;
 }
 
-/* send_msg_pkt sends packet `idx` of the `num_pkts`-packet message `msg`. */
-static void send_msg_pkt(struct eng *e, unsigned sock, const struct r2p2_addr *dst, unsigned type,
-			 unsigned policy, uint16_t rid, const uint8_t *msg, size_t len,
-			 uint32_t head_len, uint32_t num_pkts, uint32_t idx)
+/* A message to packetise: what send_msg_pkt needs besides the packet index. */
+struct msg_out {
+	unsigned type, policy;
+	uint8_t free_flags; /* R2P2_F_FREE_MASK bits put on every packet */
+	bool enc_count;	    /* encrypted request framing: 0xFFFF, then N-1 in packet 1 */
+	uint16_t rid;
+	const uint8_t *msg;
+	size_t len;
+	uint32_t head_len, num_pkts;
+};
+
+/* send_msg_pkt sends packet `idx` of `m` to `dst`. */
+static void send_msg_pkt(struct eng *e, unsigned sock, const struct r2p2_addr *dst,
+			 const struct msg_out *m, uint32_t idx)
 {
-	if (num_pkts == 1) {
-		send_pkt(e, sock, dst, type, policy, R2P2_F_FIRST | R2P2_F_LAST, rid, 1, msg, len);
+	if (m->num_pkts == 1) {
+		send_pkt(e, sock, dst, m->type, m->policy,
+			 R2P2_F_FIRST | R2P2_F_LAST | m->free_flags, m->rid, 1, m->msg, m->len);
 		return;
 	}
-	size_t off = pkt_off(idx, head_len);
-	size_t plen = idx == 0 ? head_len : len - off;
-	uint8_t flags = 0;
+	size_t off = pkt_off(idx, m->head_len);
+	size_t plen = idx == 0 ? m->head_len : m->len - off;
+	uint8_t flags = m->free_flags;
+	uint32_t order = idx;
 	if (plen > R2P2_MAX_PAYLOAD)
 		plen = R2P2_MAX_PAYLOAD;
 	if (idx == 0)
 		flags |= R2P2_F_FIRST;
-	if (idx == num_pkts - 1)
+	if (idx == m->num_pkts - 1)
 		flags |= R2P2_F_LAST;
-	send_pkt(e, sock, dst, type, policy, flags, rid, (uint16_t)(idx == 0 ? num_pkts : idx),
-		 msg + off, plen);
+	if (idx == 0)
+		order = m->enc_count ? ENC_UNKNOWN : m->num_pkts;
+	else if (idx == 1 && m->enc_count)
+		order = m->num_pkts - 1;
+	send_pkt(e, sock, dst, m->type, m->policy, flags, m->rid, (uint16_t)order, m->msg + off,
+		 plen);
 }
 
-static void send_drop(struct eng *e, unsigned sock, const struct r2p2_addr *dst, uint16_t rid)
+static void send_drop(struct eng *e, unsigned sock, const struct r2p2_addr *dst, uint16_t rid,
+		      uint8_t free_flags)
 {
-	send_pkt(e, sock, dst, R2P2_DROP, R2P2_FIXED_ROUTE, R2P2_F_FIRST | R2P2_F_LAST, rid, 1,
-		 "DROP", 4);
+	send_pkt(e, sock, dst, R2P2_DROP, R2P2_FIXED_ROUTE,
+		 R2P2_F_FIRST | R2P2_F_LAST | free_flags, rid, 1, "DROP", 4);
 }
 
-static void send_ack(struct eng *e, unsigned sock, const struct r2p2_addr *dst, uint16_t rid)
+static void send_ack(struct eng *e, unsigned sock, const struct r2p2_addr *dst, uint16_t rid,
+		     uint8_t free_flags)
 {
-	send_pkt(e, sock, dst, R2P2_ACK, R2P2_FIXED_ROUTE, R2P2_F_FIRST | R2P2_F_LAST, rid, 1,
-		 "ACK", 3);
+	send_pkt(e, sock, dst, R2P2_ACK, R2P2_FIXED_ROUTE,
+		 R2P2_F_FIRST | R2P2_F_LAST | free_flags, rid, 1, "ACK", 3);
 }
 
 /*
@@ -544,14 +663,18 @@ static void send_feedback(struct eng *e, unsigned sock, const struct r2p2_addr *
 
 /* ---- server role ---------------------------------------------------------------- */
 
-static uint64_t srv_hash(const struct r2p2_addr *src, uint16_t rid)
+static uint64_t srv_hash(const struct eng *e, const struct r2p2_addr *src, uint16_t rid)
 {
-	return fnv1a(fnv1a(FNV_BASIS, src, sizeof(*src)), &rid, sizeof(rid));
+	uint8_t key[sizeof(*src) + sizeof(rid)];
+
+	memcpy(key, src, sizeof(*src));
+	memcpy(key + sizeof(*src), &rid, sizeof(rid));
+	return siphash13(e->hkey, key, sizeof(key));
 }
 
 static struct sstate *srv_lookup(struct eng *e, const struct r2p2_addr *src, uint16_t rid)
 {
-	uint64_t hash = srv_hash(src, rid);
+	uint64_t hash = srv_hash(e, src, rid);
 	for (struct hnode *n = htab_bucket(&e->servers, hash); n; n = n->next) {
 		struct sstate *st = container_of(n, struct sstate, hnode);
 		if (n->hash == hash && st->rid == rid && addr_eq(&st->src, src))
@@ -611,7 +734,7 @@ static void srv_free(struct eng *e, struct sstate *st)
  * memory is short): the caller then answers DROP.
  */
 static struct sstate *srv_new(struct eng *e, unsigned sock, const struct r2p2_addr *src,
-			      uint16_t rid, uint8_t policy, uint64_t first_hash)
+			      uint16_t rid, uint8_t policy, uint8_t flags, uint64_t first_hash)
 {
 	struct sstate *st;
 
@@ -646,10 +769,11 @@ static struct sstate *srv_new(struct eng *e, unsigned sock, const struct r2p2_ad
 	st->sock = sock;
 	st->rid = rid;
 	st->policy = policy;
+	st->flags = flags;
 	st->slot = e->free_slot;
 	e->free_slot = e->slots[st->slot].next_free;
 	e->slots[st->slot].st = st;
-	htab_insert(&e->servers, &st->hnode, srv_hash(src, rid));
+	htab_insert(&e->servers, &st->hnode, srv_hash(e, src, rid));
 	e->num_sstates++;
 	return st;
 }
@@ -658,13 +782,22 @@ static struct sstate *srv_new(struct eng *e, unsigned sock, const struct r2p2_ad
 static void srv_send_answer(struct eng *e, struct sstate *st)
 {
 	if (st->resp_type == R2P2_DROP) {
-		send_drop(e, st->sock, &st->src, st->rid);
+		send_drop(e, st->sock, &st->src, st->rid, st->flags);
 		return;
 	}
-	uint32_t n = msg_num_pkts(st->resp_len, R2P2_MAX_PAYLOAD);
-	for (uint32_t i = 0; i < n; i++)
-		send_msg_pkt(e, st->sock, &st->src, R2P2_RESPONSE, R2P2_FIXED_ROUTE, st->rid,
-			     st->resp, st->resp_len, R2P2_MAX_PAYLOAD, n, i);
+	/* Responses keep the plain framing (count first) in every mode. */
+	struct msg_out m = {
+	    .type = R2P2_RESPONSE,
+	    .policy = R2P2_FIXED_ROUTE,
+	    .free_flags = st->flags,
+	    .rid = st->rid,
+	    .msg = st->resp,
+	    .len = st->resp_len,
+	    .head_len = R2P2_MAX_PAYLOAD,
+	    .num_pkts = msg_num_pkts(st->resp_len, R2P2_MAX_PAYLOAD),
+	};
+	for (uint32_t i = 0; i < m.num_pkts; i++)
+		send_msg_pkt(e, st->sock, &st->src, &m, i);
 }
 
 /* srv_answer moves `st` to SP_CACHED with its answer already stored, and sends it. */
@@ -686,9 +819,10 @@ static void srv_answer(struct eng *e, struct sstate *st, uint8_t type, uint64_t 
 }
 
 /* srv_refuse answers DROP to a request we keep no state for. */
-static void srv_refuse(struct eng *e, unsigned sock, const struct r2p2_addr *src, uint16_t rid)
+static void srv_refuse(struct eng *e, unsigned sock, const struct r2p2_addr *src, uint16_t rid,
+		       uint8_t free_flags)
 {
-	send_drop(e, sock, src, rid);
+	send_drop(e, sock, src, rid, free_flags);
 	send_feedback(e, sock, src, rid);
 }
 
@@ -708,7 +842,12 @@ static void srv_deliver(struct eng *e, struct sstate *st, const uint8_t *payload
 	st->phase = SP_EXECUTING;
 	tmr_arm(e, &st->tmr, now + e->cfg.exec_timeout_ns);
 	e->stats.req_received++;
-	e->ops->request(e->ctx, st->sock, srv_handle(e, st), &src, st->policy, payload, len);
+	if (e->ops->request_ex)
+		e->ops->request_ex(e->ctx, st->sock, srv_handle(e, st), &src, st->policy,
+				   st->flags, payload, len);
+	else
+		e->ops->request(e->ctx, st->sock, srv_handle(e, st), &src, st->policy, payload,
+				len);
 	free(buf);
 }
 
@@ -719,7 +858,7 @@ static void srv_dup_first(struct eng *e, struct sstate *st)
 	case SP_REASSEMBLING:
 		/* The client retransmits because our ACK or some later packet got lost. */
 		e->stats.rx_duplicate++;
-		send_ack(e, st->sock, &st->src, st->rid);
+		send_ack(e, st->sock, &st->src, st->rid, st->flags);
 		break;
 	case SP_EXECUTING:
 		e->stats.rx_duplicate++;
@@ -738,6 +877,8 @@ static void srv_input(struct eng *e, unsigned sock, const struct r2p2_addr *src,
 	size_t n = len - R2P2_HDR_LEN;
 	uint16_t rid = ntohs(h->rid), p = ntohs(h->p_order);
 	bool single = (h->flags & (R2P2_F_FIRST | R2P2_F_LAST)) == (R2P2_F_FIRST | R2P2_F_LAST);
+	uint8_t free_flags = h->flags & R2P2_F_FREE_MASK;
+	bool enc = false;
 	struct sstate *st;
 	uint64_t hash;
 
@@ -746,6 +887,11 @@ static void srv_input(struct eng *e, unsigned sock, const struct r2p2_addr *src,
 		st = srv_lookup(e, src, rid);
 		if (!st) {
 			e->stats.rx_unmatched++;
+			return;
+		}
+		if (free_flags != st->flags) {
+			/* All packets of a message carry the same free bits. */
+			e->stats.rx_bad_order++;
 			return;
 		}
 		if (st->phase != SP_REASSEMBLING) {
@@ -785,22 +931,27 @@ static void srv_input(struct eng *e, unsigned sock, const struct r2p2_addr *src,
 		}
 		if (n > e->cfg.max_msg_len) {
 			e->stats.rx_too_big++;
-			srv_refuse(e, sock, src, rid);
+			srv_refuse(e, sock, src, rid, free_flags);
 			return;
 		}
 	} else {
-		if (p < 2 || n != R2P2_MIN_PAYLOAD) {
+		/*
+		 * Encrypted (free bits set) multi-packet requests, and only they,
+		 * start with p_order 0xFFFF: the count comes later.
+		 */
+		enc = p == ENC_UNKNOWN;
+		if (enc != (free_flags != 0) || p < 2 || n != R2P2_MIN_PAYLOAD) {
 			e->stats.rx_bad_order++;
 			return;
 		}
-		if (pkt_off(p - 1, R2P2_MIN_PAYLOAD) + 1 > e->cfg.max_msg_len) {
+		if (pkt_off(enc ? 1 : p - 1, R2P2_MIN_PAYLOAD) + 1 > e->cfg.max_msg_len) {
 			e->stats.rx_too_big++;
-			srv_refuse(e, sock, src, rid);
+			srv_refuse(e, sock, src, rid, free_flags);
 			return;
 		}
 	}
 
-	hash = fnv1a(FNV_BASIS, pkt, len);
+	hash = fnv1a(FNV_BASIS ^ e->hkey[0], pkt, len);
 	st = srv_lookup(e, src, rid);
 	if (st) {
 		if (st->first_hash == hash) {
@@ -810,10 +961,10 @@ static void srv_input(struct eng *e, unsigned sock, const struct r2p2_addr *src,
 		/* Same (source, rid), other bytes: the client's rids wrapped around. */
 		srv_free(e, st);
 	}
-	st = srv_new(e, sock, src, rid, r2p2_hdr_policy(h), hash);
+	st = srv_new(e, sock, src, rid, r2p2_hdr_policy(h), free_flags, hash);
 	if (!st) {
 		e->stats.rx_no_state++;
-		srv_refuse(e, sock, src, rid);
+		srv_refuse(e, sock, src, rid, free_flags);
 		return;
 	}
 	if (single) {
@@ -821,15 +972,16 @@ static void srv_input(struct eng *e, unsigned sock, const struct r2p2_addr *src,
 		return;
 	}
 	st->phase = SP_REASSEMBLING;
-	if (rasm_init(&st->rasm, R2P2_MIN_PAYLOAD, p) < 0 ||
+	if (rasm_init(&st->rasm, R2P2_MIN_PAYLOAD,
+		      enc ? rasm_max_pkts(e->cfg.max_msg_len, R2P2_MIN_PAYLOAD) : p, enc) < 0 ||
 	    rasm_add(&st->rasm, h, payload, n, e->cfg.max_msg_len) != RASM_MORE) {
 		srv_free(e, st);
 		e->stats.rx_no_state++;
-		srv_refuse(e, sock, src, rid);
+		srv_refuse(e, sock, src, rid, free_flags);
 		return;
 	}
 	tmr_arm(e, &st->tmr, now + e->cfg.reassembly_timeout_ns);
-	send_ack(e, sock, src, rid);
+	send_ack(e, sock, src, rid, free_flags);
 }
 
 static void srv_expire(struct eng *e, struct sstate *st)
@@ -841,14 +993,15 @@ static void srv_expire(struct eng *e, struct sstate *st)
 
 /* ---- client role ---------------------------------------------------------------- */
 
-static uint64_t call_hash(unsigned sock, uint16_t rid)
+static uint64_t call_hash(const struct eng *e, unsigned sock, uint16_t rid)
 {
-	return mix64(((uint64_t)sock << 16) | rid);
+	uint64_t key = ((uint64_t)sock << 16) | rid;
+	return siphash13(e->hkey, &key, sizeof(key));
 }
 
 static struct call *call_lookup(struct eng *e, unsigned sock, uint16_t rid)
 {
-	uint64_t hash = call_hash(sock, rid);
+	uint64_t hash = call_hash(e, sock, rid);
 	for (struct hnode *n = htab_bucket(&e->calls, hash); n; n = n->next) {
 		struct call *c = container_of(n, struct call, hnode);
 		if (n->hash == hash && c->rid == rid && c->sock == sock)
@@ -911,8 +1064,18 @@ static void call_finish(struct eng *e, struct call *c, int status, const uint8_t
 
 static void call_send(struct eng *e, struct call *c, const struct r2p2_addr *dst, uint32_t idx)
 {
-	send_msg_pkt(e, c->sock, dst, R2P2_REQUEST, c->policy, c->rid, c->req, c->req_len,
-		     R2P2_MIN_PAYLOAD, c->num_pkts, idx);
+	struct msg_out m = {
+	    .type = R2P2_REQUEST,
+	    .policy = c->policy,
+	    .free_flags = c->flags,
+	    .enc_count = c->flags != 0,
+	    .rid = c->rid,
+	    .msg = c->req,
+	    .len = c->req_len,
+	    .head_len = R2P2_MIN_PAYLOAD,
+	    .num_pkts = c->num_pkts,
+	};
+	send_msg_pkt(e, c->sock, dst, &m, idx);
 }
 
 static void call_fix_peer(struct call *c, const struct r2p2_addr *src)
@@ -942,7 +1105,7 @@ static void call_response(struct eng *e, struct call *c, const struct r2p2_addr 
 		return;
 	}
 	if (!c->rasm.bits && rasm_init(&c->rasm, R2P2_MAX_PAYLOAD,
-				       rasm_max_pkts(e->cfg.max_msg_len, R2P2_MAX_PAYLOAD)) < 0) {
+				       rasm_max_pkts(e->cfg.max_msg_len, R2P2_MAX_PAYLOAD), false) < 0) {
 		call_finish(e, c, -ENOMEM, NULL, 0);
 		return;
 	}
@@ -979,6 +1142,11 @@ static void cli_input(struct eng *e, unsigned sock, const struct r2p2_addr *src,
 
 	if (!c || (c->peer_fixed && !addr_eq(&c->peer, src))) {
 		e->stats.rx_unmatched++;
+		return;
+	}
+	if ((h->flags & R2P2_F_FREE_MASK) != c->flags) {
+		/* Not in the call's mode (a plain answer to an encrypted call, or the reverse). */
+		e->stats.rx_bad_header++;
 		return;
 	}
 	switch (r2p2_hdr_type(h)) {
@@ -1048,7 +1216,7 @@ struct eng *eng_new(const struct eng_config *cfg, const struct eng_ops *ops, voi
 	struct eng *e;
 
 	/* Zero timeouts would let eng_tick re-arm a timer at `now` forever. */
-	if (!cfg || !ops || !ops->send || !ops->request || !ops->complete ||
+	if (!cfg || !ops || !ops->send || (!ops->request && !ops->request_ex) || !ops->complete ||
 	    !cfg->reassembly_timeout_ns || !cfg->dedup_window_ns || !cfg->exec_timeout_ns ||
 	    cfg->max_client_calls > 32768 || cfg->max_server_states >= SLOT_NONE ||
 	    (cfg->has_router && cfg->router.family != AF_INET && cfg->router.family != AF_INET6)) {
@@ -1065,6 +1233,8 @@ struct eng *eng_new(const struct eng_config *cfg, const struct eng_ops *ops, voi
 		e->cfg.max_msg_len = R2P2_PROTO_MAX_MSG;
 	if (cfg->has_router)
 		addr_norm(&e->cfg.router, &cfg->router);
+	e->hkey[0] = cfg->hash_seed;
+	e->hkey[1] = mix64(cfg->hash_seed ^ 0x9e3779b97f4a7c15ull);
 	e->ops = ops;
 	e->ctx = ctx;
 	e->free_slot = SLOT_NONE;
@@ -1110,7 +1280,7 @@ void eng_input(struct eng *e, unsigned sock, const struct r2p2_addr *src_in, con
 	memcpy(&h, pkt, sizeof(h)); /* `pkt` need not be aligned */
 	/* The free flag bits mark encrypted modes; plain mode knows none of them. */
 	if (h.magic != R2P2_MAGIC || h.header_size != R2P2_HDR_LEN ||
-	    (h.flags & R2P2_F_FREE_MASK)) {
+	    ((h.flags & R2P2_F_FREE_MASK) && !e->cfg.allow_flags)) {
 		e->stats.rx_bad_header++;
 		return;
 	}
@@ -1141,11 +1311,14 @@ int eng_call(struct eng *e, const struct eng_call_args *args, uint64_t now)
 	uint16_t rid = 0;
 
 	if (!args || (args->len && !args->payload) || !args->timeout_ns || args->policy > 0x0F ||
-	    (args->dst.family != AF_INET && args->dst.family != AF_INET6))
+	    (args->dst.family != AF_INET && args->dst.family != AF_INET6) ||
+	    (args->flags & ~R2P2_F_FREE_MASK) || (args->flags && !e->cfg.allow_flags))
 		return -EINVAL;
 	if (e->freeing)
 		return -ECANCELED;
-	if (args->len > e->cfg.max_msg_len)
+	/* A request's first packet never says 0xFFFF as a count: that value means "unknown". */
+	if (args->len > e->cfg.max_msg_len ||
+	    msg_num_pkts(args->len, R2P2_MIN_PAYLOAD) >= R2P2_MAX_PACKETS)
 		return -EMSGSIZE;
 	if (e->num_calls >= e->cfg.max_client_calls)
 		return -ENOBUFS;
@@ -1187,9 +1360,10 @@ int eng_call(struct eng *e, const struct eng_call_args *args, uint64_t now)
 	c->sock = args->sock;
 	c->rid = rid;
 	c->policy = (uint8_t)args->policy;
+	c->flags = args->flags;
 	c->retries_left = args->max_retries;
 
-	htab_insert(&e->calls, &c->hnode, call_hash(c->sock, rid));
+	htab_insert(&e->calls, &c->hnode, call_hash(e, c->sock, rid));
 	c->next = e->calls_head;
 	if (c->next)
 		c->next->prev = c;

@@ -15,6 +15,20 @@
  *    multi-packet, the rest after the ACK), retransmits on timeout within a
  *    budget, reassembles the RESPONSE and completes the call exactly once.
  *
+ * Encrypted modes. The six free flag bits of the header (R2P2_F_FREE_MASK) mark
+ * a message as encrypted; the engine never looks into payloads. With
+ * eng_config.allow_flags a call may set free bits (eng_call_args.flags): every
+ * packet of the request carries them, the server reports them
+ * (eng_ops.request_ex), and everything it sends back for that request
+ * (RESPONSE, ACK, DROP) carries the same bits. A multi-packet request with free
+ * bits uses the encrypted framing: the first packet's p_order is 0xFFFF (count
+ * not yet known) and packet 1 carries N-1 (docs/PROTOCOL.md, "Encrypted message
+ * framing in the R2P2 header"). Without allow_flags any packet with a free bit
+ * is dropped (rx_bad_header), as upstream-only plain mode requires. The switch
+ * is per engine, not per socket: a worker that serves or calls any encrypted
+ * service turns it on, and the layer above checks that a service gets the
+ * flags it expects.
+ *
  * Time is a monotonic nanosecond count chosen by the caller.
  * Nothing that arrives from the network is trusted: bad packets are dropped and
  * counted in eng_stats; nothing asserts on input.
@@ -46,9 +60,15 @@ struct eng_config {
 	uint32_t max_client_calls;      /* bound on concurrent calls (<= 32768) */
 	bool has_router;                /* send FEEDBACK to `router` after each response */
 	struct r2p2_addr router;
+	bool allow_flags;               /* accept and send free flag bits (encrypted modes) */
+	uint64_t hash_seed;             /* keys the engine's hash tables; 0: a fixed key */
 };
 
-/* eng_config_default fills `cfg` with the defaults documented in docs/PROTOCOL.md. */
+/*
+ * eng_config_default fills `cfg` with the defaults documented in docs/PROTOCOL.md
+ * (allow_flags false, hash_seed 0). A daemon sets hash_seed to a random value so
+ * that a peer cannot choose addresses, ports and rids that collide in a bucket.
+ */
 void eng_config_default(struct eng_config *cfg);
 
 struct eng_ops {
@@ -65,6 +85,14 @@ struct eng_ops {
 	 */
 	void (*request)(void *ctx, unsigned sock, uint64_t handle, const struct r2p2_addr *src,
 			unsigned policy, const uint8_t *payload, size_t len);
+	/*
+	 * request_ex is `request` plus the request's free flag bits `flags` (0 in
+	 * plain mode; within R2P2_F_FREE_MASK). Used instead of `request` when
+	 * non-NULL; at least one of the two must be set.
+	 */
+	void (*request_ex)(void *ctx, unsigned sock, uint64_t handle,
+			   const struct r2p2_addr *src, unsigned policy, uint8_t flags,
+			   const uint8_t *payload, size_t len);
 	/*
 	 * complete ends the call `cookie`: `status` is 0 and the response is in
 	 * `payload` (valid only during the callback), or `status` is a negative
@@ -86,6 +114,7 @@ struct eng_call_args {
 	uint64_t cookie;             /* opaque, given back in eng_ops.complete */
 	uint64_t timeout_ns;         /* per attempt */
 	uint32_t max_retries;        /* retransmissions after the first attempt */
+	uint8_t flags;               /* free flag bits for every request packet (allow_flags) */
 };
 
 /* Counters; every dropped packet lands in exactly one rx_* counter. */
@@ -131,7 +160,9 @@ void eng_input(struct eng *e, unsigned sock, const struct r2p2_addr *src, const 
 
 /*
  * eng_call starts a call and sends its first packet. Returns 0, or -EMSGSIZE
- * (over max_msg_len), -ENOBUFS (max_client_calls in flight), -EINVAL,
+ * (over max_msg_len, or a request of more than 0xFFFE packets: 0xFFFF is not a
+ * count), -ENOBUFS (max_client_calls in flight), -EINVAL (also: `flags` outside
+ * R2P2_F_FREE_MASK, or non-zero without allow_flags),
  * -ENOMEM, or -ECANCELED (called from a completion run by eng_free).
  * On error nothing was sent and ops.complete will not be called.
  */
@@ -150,12 +181,15 @@ int eng_cancel(struct eng *e, uint64_t cookie);
 
 /*
  * eng_respond sends `len` bytes as the response to the request `handle` and
- * keeps it for the dedup window. Returns 0, -ENOENT (unknown or expired
+ * keeps it for the dedup window. Its packets carry the request's free flag bits. Returns 0, -ENOENT (unknown or expired
  * handle, or already answered), -EMSGSIZE.
  */
 int eng_respond(struct eng *e, uint64_t handle, const void *payload, size_t len, uint64_t now);
 
-/* eng_reject answers the request `handle` with DROP (no server app). Returns 0 or -ENOENT. */
+/*
+ * eng_reject answers the request `handle` with DROP (no server app), with the
+ * request's free flag bits. Returns 0 or -ENOENT.
+ */
 int eng_reject(struct eng *e, uint64_t handle, uint64_t now);
 
 /* eng_tick runs every timer due at `now`: retransmissions, timeouts, garbage collection. */

@@ -19,6 +19,8 @@
 
 #include "apps.h"
 #include "log.h"
+#include "replay.h"
+#include "stek.h"
 
 static void usage(FILE *f)
 {
@@ -159,8 +161,27 @@ int main(int argc, char **argv)
 		log_err("startup: %s", strerror(errno));
 		goto out;
 	}
+	/* tls: the fleet's ticket keys, and one strike register for all workers. */
+	if (d.cfg->cfg.stek_path[0]) {
+		if (stek_load(d.cfg->cfg.stek_path, &d.stek, err, sizeof(err)) < 0) {
+			log_err("%s", err);
+			goto out;
+		}
+		stek_describe(d.stek, err, sizeof(err));
+		log_info("STEK %s:\n%s", d.cfg->cfg.stek_path, err);
+	}
+	for (size_t i = 0; i < d.cfg->cfg.num_serves; i++) {
+		if (d.cfg->cfg.serves[i].security == CFG_SEC_TLS && !d.replay) {
+			d.replay = replay_new(d.cfg->cfg.replay_max_entries,
+					      d.cfg->cfg.replay_window_ms * 1000000ull);
+			if (!d.replay) {
+				log_err("strike register: %s", strerror(errno));
+				goto out;
+			}
+		}
+	}
 	for (unsigned i = 0; i < d.num_workers; i++) {
-		d.workers[i] = worker_new(i, d.cfg, err, sizeof(err));
+		d.workers[i] = worker_new(i, d.cfg, d.stek, d.replay, err, sizeof(err));
 		if (!d.workers[i]) {
 			log_err("%s", err);
 			goto out;
@@ -260,6 +281,8 @@ out:
 		close(ep);
 	if (sfd >= 0)
 		close(sfd);
+	stek_set_put(d.stek);
+	replay_free(d.replay);
 	cfg_ref_put(d.cfg);
 	return ret;
 }

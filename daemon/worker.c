@@ -19,8 +19,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <libgen.h>
 #include <sys/eventfd.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,6 +33,9 @@
 
 #include "lane.h"
 #include "log.h"
+#include "replay.h"
+#include "stek.h"
+#include "tls.h"
 
 #define RING_ENTRIES 1024
 #define RX_BUFS 4096 /* power of two */
@@ -43,8 +49,18 @@
 #define HOUSEKEEPING_NS 100000000ull /* 100 ms: stats snapshot, overflow flush */
 #define CQ_OVF_MAX 4096
 #define MAX_CALLS_PER_LANE 4096
+#define TLS_PENDING_AGE_NS 10000000000ull /* 1-RTT handshakes waiting for CLIENT_SECOND */
 
-enum ud_kind { UD_RECV = 1, UD_SEND, UD_DOORBELL, UD_TIMER, UD_TIMER_UPD, UD_INBOX, UD_CANCEL };
+enum ud_kind {
+	UD_RECV = 1,
+	UD_SEND,
+	UD_DOORBELL,
+	UD_TIMER,
+	UD_TIMER_UPD,
+	UD_INBOX,
+	UD_CANCEL,
+	UD_STEK, /* the STEK file's directory changed (inotify) */
+};
 
 static inline uint64_t ud_make(enum ud_kind k, uint32_t idx, uint32_t gen)
 {
@@ -68,7 +84,17 @@ struct wsock {
 	uint16_t port;    /* service port (host order); 0 for the client socket */
 	bool recv_armed;
 	bool closing;     /* cancel issued; free the slot on the final recv CQE */
-	uint64_t requests, dropped_no_app;
+	uint64_t requests, dropped_no_app, dropped_wrong_mode;
+	enum cfg_security security;
+	char name[CFG_NAME_MAX];
+	struct tls_server *tls; /* tls services: this service's certificate and keys */
+};
+
+/* A tls client per called service (its CA), made on first use. */
+struct wtls_client {
+	char name[CFG_NAME_MAX];
+	char ca[CFG_PATH_MAX];
+	struct tls_client *c;
 };
 
 /* An app's lane on this worker. */
@@ -89,6 +115,8 @@ struct call {
 	uint32_t gen;
 	uint64_t user_data;
 	uint32_t next_free;
+	struct tls_call *tls; /* tls mode: the exchange in progress */
+	struct eng_call_args args; /* kept to send a tls continuation to the same server */
 };
 
 /* A request handed to an app and not answered yet (engine handle -> app). */
@@ -97,6 +125,7 @@ struct exec_req {
 	uint32_t wapp;
 	uint32_t wapp_gen;
 	uint32_t sock;
+	struct tls_conn *conn; /* tls mode: the exchange the response completes */
 };
 
 struct tx_slot {
@@ -144,6 +173,16 @@ struct worker {
 	struct __kernel_timespec timer_ts;
 	uint64_t next_housekeeping;
 
+	/* tls mode */
+	struct stek_set *stek;
+	struct replay *replay; /* shared by every worker of this server */
+	struct wtls_client tls_clients[CFG_MAX_SERVICES];
+	struct tls_buf tls_flight, tls_plain;
+	int stek_ifd; /* inotify on the STEK file's directory */
+	uint8_t stek_ev[4096] __attribute__((aligned(8)));
+	struct tls_stats tls_retired; /* counters of tls servers already freed */
+	uint64_t last_tls_log;
+
 	bool draining, stop;
 	uint64_t drain_deadline;
 	uint64_t tx_fallback, app_errors, cq_overflow_drops;
@@ -152,6 +191,9 @@ struct worker {
 	struct worker_snap snap;
 	char name[16];
 };
+
+static void reload_stek(struct worker *w);
+static void arm_stek_watch(struct worker *w);
 
 uint64_t now_ns(void)
 {
@@ -344,6 +386,53 @@ static int sock_slot_by_port(const struct worker *w, uint16_t port)
 	return -1;
 }
 
+static void exec_remove(struct worker *w, struct exec_req *e);
+
+/* Retire a service socket's tls server; the exchanges still waiting on it end with DROP. */
+static void free_sock_tls(struct worker *w, uint32_t slot)
+{
+	struct wsock *s = &w->socks[slot];
+	struct tls_stats st;
+
+	if (!s->tls)
+		return;
+	for (uint32_t i = 0; i < w->exec_cap; i++) {
+		struct exec_req *e = &w->exec[i];
+		if (e->handle && e->handle != UINT64_MAX && e->sock == slot && e->conn) {
+			tls_conn_free(e->conn);
+			eng_reject(w->eng, e->handle, now_ns());
+			exec_remove(w, e);
+		}
+	}
+	tls_server_stats(s->tls, &st);
+	w->tls_retired.handshakes_full += st.handshakes_full;
+	w->tls_retired.resumed += st.resumed;
+	w->tls_retired.early_accepted += st.early_accepted;
+	w->tls_retired.early_rejected += st.early_rejected;
+	w->tls_retired.replays_refused += st.replays_refused;
+	w->tls_retired.bad_messages += st.bad_messages;
+	tls_server_free(s->tls);
+	s->tls = NULL;
+}
+
+/* Give a served service's socket its mode, and for tls its certificate and keys. */
+static int sock_set_service(struct worker *w, struct wsock *s, const struct cfg_serve *sv, char *err,
+			    size_t err_len)
+{
+	snprintf(s->name, sizeof(s->name), "%s", sv->name);
+	s->security = sv->security;
+	if (sv->security != CFG_SEC_TLS || s->tls)
+		return 0;
+	struct tls_service_keys keys = {.name = sv->name, .cert_path = sv->cert,
+					.key_path = sv->key};
+	s->tls = tls_server_new(&keys, 1, sv->early_data, err, err_len);
+	if (!s->tls)
+		return -1;
+	tls_server_set_stek(s->tls, w->stek);
+	tls_server_set_replay(s->tls, w->replay);
+	return 0;
+}
+
 static void close_sock(struct worker *w, uint32_t slot)
 {
 	struct wsock *s = &w->socks[slot];
@@ -351,6 +440,7 @@ static void close_sock(struct worker *w, uint32_t slot)
 		cancel_op(w, ud_make(UD_RECV, slot, 0));
 		s->closing = true;
 	} else {
+		free_sock_tls(w, slot);
 		close(s->fd);
 		s->fd = -1;
 	}
@@ -363,10 +453,14 @@ static int sync_service_socks(struct worker *w, char *err, size_t err_len)
 
 	for (int i = 1; i < MAX_SOCKS; i++) {
 		struct wsock *s = &w->socks[i];
+		const struct cfg_serve *sv;
 		if (s->fd < 0 || s->closing)
 			continue;
-		if (!cfg_find_serve_port(c, s->port))
+		sv = cfg_find_serve_port(c, s->port);
+		if (!sv)
 			close_sock(w, (uint32_t)i);
+		else if (sock_set_service(w, s, sv, err, err_len) < 0)
+			return -1;
 	}
 	for (size_t i = 0; i < c->num_serves; i++) {
 		uint16_t port = c->serves[i].port;
@@ -387,6 +481,8 @@ static int sync_service_socks(struct worker *w, char *err, size_t err_len)
 		if (fd < 0)
 			return -1;
 		w->socks[slot] = (struct wsock){.fd = fd, .port = port};
+		if (sock_set_service(w, &w->socks[slot], &c->serves[i], err, err_len) < 0)
+			return -1;
 		if (w->ring.ring_fd > 0 && w->thread)
 			arm_recv(w, (uint32_t)slot);
 	}
@@ -504,21 +600,12 @@ static bool exec_rehash(struct worker *w)
 	return true;
 }
 
-static void on_request(void *ctx, unsigned sock, uint64_t handle, const struct r2p2_addr *src,
-		       unsigned policy, const uint8_t *payload, size_t len)
+/* deliver hands a request to the next app serving the socket's port, round-robin. */
+static bool deliver(struct worker *w, unsigned sock, uint64_t handle, const uint8_t *payload,
+		    size_t len, struct tls_conn *conn)
 {
-	struct worker *w = ctx;
-	struct wsock *s = sock < MAX_SOCKS ? &w->socks[sock] : NULL;
-	uint64_t now = now_ns();
-	(void)src;
-	(void)policy;
+	struct wsock *s = &w->socks[sock];
 
-	if (!s || s->fd < 0 || sock == 0 || w->draining) {
-		eng_reject(w->eng, handle, now);
-		return;
-	}
-	s->requests++;
-	/* Deliver to the next app serving this port, round-robin. */
 	for (uint32_t n = 0; n < MAX_WAPPS; n++) {
 		uint32_t i = (w->rr_app + n) % MAX_WAPPS;
 		struct wapp *wa = &w->wapps[i];
@@ -539,13 +626,103 @@ static void on_request(void *ctx, unsigned sock, uint64_t handle, const struct r
 		if (e->handle == UINT64_MAX)
 			w->exec_tombs--;
 		*e = (struct exec_req){.handle = handle, .wapp = i, .wapp_gen = wa->gen,
-				       .sock = sock};
+				       .sock = sock, .conn = conn};
 		w->exec_count++;
 		w->rr_app = i + 1;
-		return;
+		return true;
 	}
 	s->dropped_no_app++;
-	eng_reject(w->eng, handle, now);
+	return false;
+}
+
+/* A tls-mode request: one TLS exchange decides whether the app sees a request yet. */
+static void tls_request(struct worker *w, unsigned sock, uint64_t handle,
+			const struct r2p2_addr *src, const uint8_t *payload, size_t len, uint64_t now)
+{
+	struct wsock *s = &w->socks[sock];
+	struct tls_conn *conn = NULL;
+	int r;
+
+	r = tls_server_input(s->tls, s->name, src, payload, len, now, &conn, &w->tls_plain,
+			     &w->tls_flight);
+	if (r == TLS_SRV_REQUEST) {
+		if (!deliver(w, sock, handle, w->tls_plain.data, w->tls_plain.len, conn)) {
+			tls_conn_free(conn);
+			eng_reject(w->eng, handle, now);
+		}
+	} else if (r == TLS_SRV_REPLY || w->tls_flight.len) {
+		/* handshake-only flight, or an ERROR frame for the client */
+		eng_respond(w->eng, handle, w->tls_flight.data, w->tls_flight.len, now);
+	} else {
+		eng_reject(w->eng, handle, now);
+	}
+}
+
+static void on_request(void *ctx, unsigned sock, uint64_t handle, const struct r2p2_addr *src,
+		       unsigned policy, uint8_t flags, const uint8_t *payload, size_t len)
+{
+	struct worker *w = ctx;
+	struct wsock *s = sock < MAX_SOCKS ? &w->socks[sock] : NULL;
+	uint64_t now = now_ns();
+	(void)policy;
+
+	if (!s || s->fd < 0 || sock == 0 || w->draining) {
+		eng_reject(w->eng, handle, now);
+		return;
+	}
+	s->requests++;
+	/* A tls service never takes plaintext, and a plain one never takes tls frames. */
+	if ((s->security == CFG_SEC_TLS) != (flags == R2P2_F_TLS) ||
+	    (s->security == CFG_SEC_TLS && !s->tls)) {
+		s->dropped_wrong_mode++;
+		eng_reject(w->eng, handle, now);
+		return;
+	}
+	if (s->security == CFG_SEC_TLS) {
+		tls_request(w, sock, handle, src, payload, len, now);
+		return;
+	}
+	if (!deliver(w, sock, handle, payload, len, NULL))
+		eng_reject(w->eng, handle, now);
+}
+
+/*
+ * tls_complete runs the client side of a tls exchange on the R2P2 response of
+ * call `c`. Returns true when the exchange continues (a second flight was sent);
+ * otherwise sets the outcome for the app: the plaintext response, or an error.
+ */
+static bool tls_complete(struct worker *w, struct call *c, int *status, const uint8_t **payload,
+			 size_t *len)
+{
+	int r;
+
+	if (*status < 0)
+		return false;
+	r = tls_call_input(c->tls, *payload, *len, &w->tls_flight, &w->tls_plain);
+	if (r == TLS_CALL_DONE) {
+		*payload = w->tls_plain.data;
+		*len = w->tls_plain.len;
+		return false;
+	}
+	*payload = NULL;
+	*len = 0;
+	if (r == TLS_CALL_CONTINUE) {
+		/* The second flight goes to the server that answered the first. */
+		struct eng_call_args a = c->args;
+		a.payload = w->tls_flight.data;
+		a.len = w->tls_flight.len;
+		r = eng_call(w->eng, &a, now_ns());
+		if (r == 0)
+			return true;
+	} else {
+		uint64_t now = now_ns();
+		if (now - w->last_tls_log >= 1000000000ull) {
+			w->last_tls_log = now;
+			log_warn("worker %u: tls call failed: %s", w->id, tls_call_error(c->tls));
+		}
+	}
+	*status = r;
+	return false;
 }
 
 static void on_complete(void *ctx, uint64_t cookie, int status, const uint8_t *payload,
@@ -562,6 +739,12 @@ static void on_complete(void *ctx, uint64_t cookie, int status, const uint8_t *p
 	if (c->wapp == UINT32_MAX || c->gen != gen)
 		return;
 	wa = &w->wapps[c->wapp];
+	if (c->tls) {
+		if (tls_complete(w, c, &status, &payload, &len))
+			return; /* the exchange continues with a second flight */
+		tls_call_free(c->tls);
+		c->tls = NULL;
+	}
 	if (wa->app && wa->gen == c->wapp_gen && !wa->removing) {
 		wa->calls_inflight--;
 		if (lane_post(&wa->lane, R2P2_CQ_RESPONSE, status, c->user_data, 0, payload, len) < 0)
@@ -575,7 +758,7 @@ static void on_complete(void *ctx, uint64_t cookie, int status, const uint8_t *p
 
 static const struct eng_ops worker_eng_ops = {
 	.send = on_send,
-	.request = on_request,
+	.request_ex = on_request,
 	.complete = on_complete,
 };
 
@@ -584,6 +767,40 @@ static const struct eng_ops worker_eng_ops = {
 static void fail_call(struct wapp *wa, uint64_t user_data, int err)
 {
 	lane_post(&wa->lane, R2P2_CQ_RESPONSE, err, user_data, 0, NULL, 0);
+}
+
+/* tls_client_for returns the worker's tls client for a called service, made on first use. */
+static struct tls_client *tls_client_for(struct worker *w, const struct cfg_call *cc)
+{
+	struct wtls_client *free_slot = NULL;
+	char err[256];
+
+	for (size_t i = 0; i < CFG_MAX_SERVICES; i++) {
+		struct wtls_client *t = &w->tls_clients[i];
+		if (!t->c) {
+			if (!free_slot)
+				free_slot = t;
+			continue;
+		}
+		if (strcmp(t->name, cc->name) != 0)
+			continue;
+		if (strcmp(t->ca, cc->ca) == 0)
+			return t->c;
+		tls_client_free(t->c); /* the CA changed with a reload */
+		t->c = NULL;
+		free_slot = t;
+		break;
+	}
+	if (!free_slot)
+		return NULL;
+	free_slot->c = tls_client_new(cc->ca, err, sizeof(err));
+	if (!free_slot->c) {
+		log_err("worker %u: [call %s] ca %s: %s", w->id, cc->name, cc->ca, err);
+		return NULL;
+	}
+	snprintf(free_slot->name, sizeof(free_slot->name), "%s", cc->name);
+	snprintf(free_slot->ca, sizeof(free_slot->ca), "%s", cc->ca);
+	return free_slot->c;
 }
 
 static void start_call(struct worker *w, uint32_t slot, const struct r2p2_sqe *sqe,
@@ -629,8 +846,31 @@ static void start_call(struct worker *w, uint32_t slot, const struct r2p2_sqe *s
 	struct call *call = &w->calls[idx];
 	call->gen++;
 	args.cookie = ((uint64_t)call->gen << 32) | idx;
+	call->tls = NULL;
+	if (cc->security == CFG_SEC_TLS) {
+		struct tls_client *tc = tls_client_for(w, cc);
+		if (!tc) {
+			fail_call(wa, sqe->user_data, -EACCES);
+			return;
+		}
+		ret = tls_call_begin(tc, cc->name, payload, sqe->len,
+				     !(sqe->flags & R2P2_SQE_NOT_REPLAY_SAFE), &call->tls,
+				     &w->tls_flight);
+		if (ret < 0) {
+			fail_call(wa, sqe->user_data, ret);
+			return;
+		}
+		args.payload = w->tls_flight.data;
+		args.len = w->tls_flight.len;
+		args.flags = R2P2_F_TLS;
+	}
+	call->args = args;
+	call->args.payload = NULL;
+	call->args.via_router = false;
 	ret = eng_call(w->eng, &args, now);
 	if (ret < 0) {
+		tls_call_free(call->tls);
+		call->tls = NULL;
 		fail_call(wa, sqe->user_data, ret);
 		return;
 	}
@@ -645,6 +885,7 @@ static void start_call(struct worker *w, uint32_t slot, const struct r2p2_sqe *s
 static void respond(struct worker *w, uint32_t slot, const struct r2p2_sqe *sqe,
 		    const uint8_t *payload, uint64_t now)
 {
+	size_t len = sqe->len;
 	struct wapp *wa = &w->wapps[slot];
 	struct exec_req *e = sqe->user_data ? exec_find(w, sqe->user_data, false) : NULL;
 	int ret;
@@ -654,8 +895,24 @@ static void respond(struct worker *w, uint32_t slot, const struct r2p2_sqe *sqe,
 		lane_post(&wa->lane, R2P2_CQ_ERROR, -ENOENT, sqe->user_data, 0, NULL, 0);
 		return;
 	}
+	struct tls_conn *conn = e->conn;
+	struct wsock *s = &w->socks[e->sock];
 	exec_remove(w, e);
-	ret = eng_respond(w->eng, sqe->user_data, payload, sqe->len, now);
+	if (conn) {
+		/* The response leaves sealed in the exchange that carried its request. */
+		ret = s->tls ? tls_server_respond(s->tls, conn, payload, sqe->len, &w->tls_flight)
+			     : -ENOENT;
+		if (!s->tls)
+			tls_conn_free(conn);
+		if (ret < 0) {
+			eng_reject(w->eng, sqe->user_data, now);
+			lane_post(&wa->lane, R2P2_CQ_ERROR, ret, sqe->user_data, 0, NULL, 0);
+			return;
+		}
+		payload = w->tls_flight.data;
+		len = w->tls_flight.len;
+	}
+	ret = eng_respond(w->eng, sqe->user_data, payload, len, now);
 	if (ret < 0)
 		lane_post(&wa->lane, R2P2_CQ_ERROR, ret, sqe->user_data, 0, NULL, 0);
 }
@@ -747,6 +1004,7 @@ static void drop_wapp(struct worker *w, uint32_t slot)
 		struct exec_req *e = &w->exec[i];
 		if (e->handle && e->handle != UINT64_MAX && e->wapp == slot &&
 		    e->wapp_gen == wa->gen) {
+			tls_conn_free(e->conn);
 			eng_reject(w->eng, e->handle, now);
 			exec_remove(w, e);
 		}
@@ -782,6 +1040,7 @@ static void handle_cmd(struct worker *w, struct cmd *c)
 		if (sync_service_socks(w, err, sizeof(err)) < 0)
 			log_err("%s", err);
 		cfg_ref_put(old);
+		reload_stek(w); /* SIGHUP re-reads the STEK too */
 		break;
 	}
 	case CMD_DRAIN:
@@ -857,6 +1116,7 @@ static void handle_recv(struct worker *w, struct io_uring_cqe *cqe, uint64_t now
 	if (!(cqe->flags & IORING_CQE_F_MORE)) {
 		s->recv_armed = false;
 		if (s->closing) {
+			free_sock_tls(w, slot);
 			close(s->fd);
 			s->fd = -1;
 			s->closing = false;
@@ -916,6 +1176,12 @@ static void handle_cqe(struct worker *w, struct io_uring_cqe *cqe, uint64_t now)
 	case UD_INBOX:
 		handle_inbox(w);
 		break;
+	case UD_STEK:
+		if (cqe->res > 0) {
+			reload_stek(w);
+			arm_stek_watch(w);
+		}
+		break;
 	case UD_TIMER_UPD:
 		/* The timer fired before the update reached it: arm a new one. */
 		if (cqe->res == -ENOENT)
@@ -939,12 +1205,40 @@ static void publish_snapshot(struct worker *w)
 	s.tx_fallback = w->tx_fallback;
 	s.app_errors = w->app_errors;
 	s.cq_overflow_drops = w->cq_overflow_drops;
+	s.tls_server = w->tls_retired;
+	for (int i = 1; i < MAX_SOCKS; i++) {
+		struct tls_stats t;
+		if (!w->socks[i].tls)
+			continue;
+		tls_server_stats(w->socks[i].tls, &t);
+		s.tls_server.handshakes_full += t.handshakes_full;
+		s.tls_server.resumed += t.resumed;
+		s.tls_server.early_accepted += t.early_accepted;
+		s.tls_server.early_rejected += t.early_rejected;
+		s.tls_server.replays_refused += t.replays_refused;
+		s.tls_server.bad_messages += t.bad_messages;
+		s.tls_server.pending_handshakes += t.pending_handshakes;
+	}
+	for (size_t i = 0; i < CFG_MAX_SERVICES; i++) {
+		struct tls_stats t;
+		if (!w->tls_clients[i].c)
+			continue;
+		tls_client_stats(w->tls_clients[i].c, &t);
+		s.tls_client.handshakes_full += t.handshakes_full;
+		s.tls_client.resumed += t.resumed;
+		s.tls_client.early_accepted += t.early_accepted;
+		s.tls_client.early_rejected += t.early_rejected;
+		s.tls_client.bad_messages += t.bad_messages;
+		s.tls_client.verify_failures += t.verify_failures;
+		s.tls_client.tickets_received += t.tickets_received;
+	}
 	for (int i = 1; i < MAX_SOCKS && n < CFG_MAX_SERVICES; i++) {
 		if (w->socks[i].fd < 0 || w->socks[i].closing)
 			continue;
 		s.svc[n].port = w->socks[i].port;
 		s.svc[n].requests = w->socks[i].requests;
 		s.svc[n].dropped_no_app = w->socks[i].dropped_no_app;
+		s.svc[n].dropped_wrong_mode = w->socks[i].dropped_wrong_mode;
 		n++;
 	}
 	s.num_svc = n;
@@ -969,6 +1263,7 @@ static void *worker_main(void *arg)
 
 	pthread_setname_np(pthread_self(), w->name);
 	arm_inbox(w);
+	arm_stek_watch(w);
 	for (int i = 0; i < MAX_SOCKS; i++)
 		if (w->socks[i].fd >= 0)
 			arm_recv(w, (uint32_t)i);
@@ -988,6 +1283,9 @@ static void *worker_main(void *arg)
 		eng_tick(w->eng, now);
 		if (now >= w->next_housekeeping) {
 			w->next_housekeeping = now + HOUSEKEEPING_NS;
+			for (int i = 1; i < MAX_SOCKS; i++)
+				if (w->socks[i].tls)
+					tls_server_expire(w->socks[i].tls, now, TLS_PENDING_AGE_NS);
 			publish_snapshot(w);
 		}
 
@@ -1041,7 +1339,91 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-struct worker *worker_new(unsigned id, struct cfg_ref *cfg, char *err, size_t err_len)
+/* uses_tls says whether the config serves or calls any tls service. */
+static bool uses_tls(const struct cfg *c)
+{
+	for (size_t i = 0; i < c->num_serves; i++)
+		if (c->serves[i].security == CFG_SEC_TLS)
+			return true;
+	for (size_t i = 0; i < c->num_calls; i++)
+		if (c->calls[i].security == CFG_SEC_TLS)
+			return true;
+	return false;
+}
+
+/* Watch the STEK file's directory: editors and secret stores replace the file by rename. */
+static void watch_stek(struct worker *w)
+{
+	char dir[CFG_PATH_MAX];
+	const char *path = w->cfg->cfg.stek_path;
+
+	if (!path[0] || w->stek_ifd >= 0)
+		return;
+	snprintf(dir, sizeof(dir), "%s", path);
+	w->stek_ifd = inotify_init1(IN_CLOEXEC);
+	if (w->stek_ifd < 0 ||
+	    inotify_add_watch(w->stek_ifd, dirname(dir),
+			      IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_ATTRIB) < 0) {
+		log_warn("worker %u: cannot watch %s for changes (%s); SIGHUP reloads it", w->id,
+			 path, strerror(errno));
+		if (w->stek_ifd >= 0)
+			close(w->stek_ifd);
+		w->stek_ifd = -1;
+	}
+}
+
+static void arm_stek_watch(struct worker *w)
+{
+	struct io_uring_sqe *sqe;
+
+	if (w->stek_ifd < 0 || !(sqe = get_sqe(w)))
+		return;
+	io_uring_prep_read(sqe, w->stek_ifd, w->stek_ev, sizeof(w->stek_ev), 0);
+	io_uring_sqe_set_data64(sqe, ud_make(UD_STEK, 0, 0));
+}
+
+/* set_stek switches every tls server of this worker to `set` (a reference is taken). */
+static void set_stek(struct worker *w, struct stek_set *set)
+{
+	struct stek_set *old = w->stek;
+
+	w->stek = set ? stek_set_get(set) : NULL;
+	for (int i = 1; i < MAX_SOCKS; i++)
+		if (w->socks[i].tls)
+			tls_server_set_stek(w->socks[i].tls, w->stek);
+	stek_set_put(old);
+}
+
+/*
+ * reload_stek re-reads the STEK file. A bad file keeps the keys in use; only
+ * worker 0 speaks, so one change gives one log line.
+ */
+static void reload_stek(struct worker *w)
+{
+	struct stek_set *set;
+	char err[512], before[512], after[512];
+
+	if (!w->cfg->cfg.stek_path[0])
+		return;
+	if (stek_load(w->cfg->cfg.stek_path, &set, err, sizeof(err)) < 0) {
+		if (w->id == 0)
+			log_err("%s; keeping the keys in use", err);
+		return;
+	}
+	before[0] = '\0';
+	if (w->stek)
+		stek_describe(w->stek, before, sizeof(before));
+	stek_describe(set, after, sizeof(after));
+	if (strcmp(before, after) != 0) {
+		if (w->id == 0)
+			log_info("STEK reloaded from %s:\n%s", w->cfg->cfg.stek_path, after);
+		set_stek(w, set);
+	}
+	stek_set_put(set);
+}
+
+struct worker *worker_new(unsigned id, struct cfg_ref *cfg, struct stek_set *stek,
+			  struct replay *replay, char *err, size_t err_len)
 {
 	struct worker *w = calloc(1, sizeof(*w));
 	struct io_uring_params p = {0};
@@ -1056,6 +1438,9 @@ struct worker *worker_new(unsigned id, struct cfg_ref *cfg, char *err, size_t er
 	w->cfg = cfg_ref_get(cfg);
 	w->family = cfg->cfg.listen_addr.family == AF_INET6 ? AF_INET6 : AF_INET;
 	w->inbox_efd = -1;
+	w->stek_ifd = -1;
+	w->stek = stek ? stek_set_get(stek) : NULL;
+	w->replay = replay;
 	snprintf(w->name, sizeof(w->name), "r2p2d-w%u", id);
 	pthread_mutex_init(&w->inbox_lock, NULL);
 	pthread_mutex_init(&w->snap_lock, NULL);
@@ -1123,6 +1508,9 @@ struct worker *worker_new(unsigned id, struct cfg_ref *cfg, char *err, size_t er
 	ec.max_client_calls = w->num_calls_cap;
 	ec.has_router = cfg->cfg.has_router;
 	ec.router = cfg->cfg.router;
+	ec.allow_flags = uses_tls(&cfg->cfg);
+	if (getrandom(&ec.hash_seed, sizeof(ec.hash_seed), 0) != sizeof(ec.hash_seed))
+		ec.hash_seed = now_ns() ^ ((uint64_t)getpid() << 32);
 	w->eng = eng_new(&ec, &worker_eng_ops, w);
 	if (!w->eng) {
 		snprintf(err, err_len, "worker %u: engine: %s", id, strerror(errno));
@@ -1140,6 +1528,7 @@ struct worker *worker_new(unsigned id, struct cfg_ref *cfg, char *err, size_t er
 		goto fail;
 	if (sync_service_socks(w, err, err_len) < 0)
 		goto fail;
+	watch_stek(w);
 	return w;
 fail:
 	io_uring_queue_exit(&w->ring);
@@ -1168,10 +1557,23 @@ void worker_free(struct worker *w)
 	for (uint32_t i = 0; i < MAX_WAPPS; i++)
 		if (w->wapps[i].app)
 			release_wapp_slot(w, &w->wapps[i]);
-	eng_free(w->eng);
-	for (int i = 0; i < MAX_SOCKS; i++)
+	eng_free(w->eng); /* before the tls state: pending calls complete and free theirs */
+	for (uint32_t i = 0; w->exec && i < w->exec_cap; i++)
+		if (w->exec[i].handle && w->exec[i].handle != UINT64_MAX)
+			tls_conn_free(w->exec[i].conn);
+	for (int i = 0; i < MAX_SOCKS; i++) {
+		if (w->socks[i].tls)
+			tls_server_free(w->socks[i].tls);
 		if (w->socks[i].fd >= 0)
 			close(w->socks[i].fd);
+	}
+	for (size_t i = 0; i < CFG_MAX_SERVICES; i++)
+		tls_client_free(w->tls_clients[i].c);
+	tls_buf_cleanup(&w->tls_flight);
+	tls_buf_cleanup(&w->tls_plain);
+	stek_set_put(w->stek);
+	if (w->stek_ifd >= 0)
+		close(w->stek_ifd);
 	if (w->ring.ring_fd > 0)
 		io_uring_queue_exit(&w->ring);
 	if (w->br)

@@ -9,12 +9,14 @@
  *
  *   0  raw      target, src, len_hi, len_lo, bytes...   any datagram into A or B
  *   1  packet   target, src, type_policy, flags, rid, p_order, size  a well-formed header
+ *              (flags keeps F, L and the free bits 0x21; p_order >= 0xF0 becomes 0xFFFF)
  *   2  deliver  the oldest queued datagram
  *   3  drop     the oldest queued datagram
  *   4  dup      deliver the oldest queued datagram and keep it queued
  *   5  swap     the two oldest queued datagrams
  *   6  time     advance the clock by 2^(b % 36) ns and run both engines' timers
- *   7  call     who, size, retries, via_router: eng_call to the other engine
+ *   7  call     who, size, retries, via: eng_call to the other engine (via bit 0:
+ *              via_router, 1: socket 1, 2: flag 0x20, 3: flag 0x01, 4-7: policy)
  *   8  respond  who, handle index, size
  *   9  reject   who, handle index
  *  10  tick     both engines at the current time
@@ -23,9 +25,15 @@
  *  13  flush    deliver everything queued (bounded)
  *  14  mode     bit 0: answer requests inside the callback; bit 1: call from completions
  *
+ * The last input byte also configures the engines (it is read as an operation
+ * too): bit 0: A allows free flag bits, bit 1: B does, bit 2: a hash seed,
+ * bit 3: B uses the old ops.request instead of request_ex.
+ *
  * Invariants checked (abort on violation): every accepted call completes
  * exactly once (at the latest in eng_free), never a completion for an unknown
- * cookie, delivered messages within max_msg_len, handles never 0.
+ * cookie, delivered messages within max_msg_len, handles never 0, free flag
+ * bits never sent, reported or accepted in a call by an engine that does not
+ * allow them.
  *
  * Long run: see docs/PROTOCOL.md ("Fuzzing").
  */
@@ -71,6 +79,7 @@ static struct {
 	uint64_t next_cookie;
 	bool answer_inline, call_on_complete;
 	unsigned reentered;
+	bool allow_flags[2];
 } F;
 
 /* 0: A, 1: B, 2: the router, 3: an IPv6 stranger. */
@@ -101,6 +110,9 @@ static void on_send(void *ctx, unsigned sock, const struct r2p2_addr *dst, const
 		len += iov[i].iov_len;
 	if (iovcnt < 1 || iov[0].iov_len != R2P2_HDR_LEN || len > R2P2_HDR_LEN + R2P2_MAX_PAYLOAD)
 		abort();
+	if ((((const uint8_t *)iov[0].iov_base)[3] & R2P2_F_FREE_MASK) &&
+	    !F.allow_flags[(uintptr_t)ctx])
+		abort();
 	if (F.qlen == QCAP)
 		return; /* the network is congested */
 	d = &F.q[(F.qhead + F.qlen++) % QCAP];
@@ -127,8 +139,8 @@ static size_t pick_size(uint8_t b)
 
 static void start_call(unsigned who, uint8_t size, uint8_t retries, uint8_t via);
 
-static void on_request(void *ctx, unsigned sock, uint64_t handle, const struct r2p2_addr *src,
-		       unsigned policy, const uint8_t *payload, size_t len)
+static void on_request_ex(void *ctx, unsigned sock, uint64_t handle, const struct r2p2_addr *src,
+			  unsigned policy, uint8_t flags, const uint8_t *payload, size_t len)
 {
 	struct peer *p = &F.p[(uintptr_t)ctx];
 	(void)sock;
@@ -136,6 +148,8 @@ static void on_request(void *ctx, unsigned sock, uint64_t handle, const struct r
 	(void)policy;
 
 	if (handle == 0 || len > MAX_MSG || (len && !payload))
+		abort();
+	if ((flags & ~R2P2_F_FREE_MASK) || (flags && !F.allow_flags[(uintptr_t)ctx]))
 		abort();
 	p->handles[p->next_handle++ % NUM_HANDLES] = handle;
 	if (F.answer_inline) {
@@ -145,6 +159,12 @@ static void on_request(void *ctx, unsigned sock, uint64_t handle, const struct r
 		if (eng_reject(p->e, handle, F.now) != -ENOENT)
 			abort();
 	}
+}
+
+static void on_request(void *ctx, unsigned sock, uint64_t handle, const struct r2p2_addr *src,
+		       unsigned policy, const uint8_t *payload, size_t len)
+{
+	on_request_ex(ctx, sock, handle, src, policy, 0, payload, len);
 }
 
 static void on_complete(void *ctx, uint64_t cookie, int status, const uint8_t *payload, size_t len)
@@ -162,7 +182,10 @@ static void on_complete(void *ctx, uint64_t cookie, int status, const uint8_t *p
 	}
 }
 
-static const struct eng_ops ops = {.send = on_send, .request = on_request, .complete = on_complete};
+static const struct eng_ops ops = {
+    .send = on_send, .request_ex = on_request_ex, .complete = on_complete};
+static const struct eng_ops legacy_ops = {
+    .send = on_send, .request = on_request, .complete = on_complete};
 
 static void start_call(unsigned who, uint8_t size, uint8_t retries, uint8_t via)
 {
@@ -175,13 +198,17 @@ static void start_call(unsigned who, uint8_t size, uint8_t retries, uint8_t via)
 	a.via_router = via & 1;
 	a.dst = a.via_router ? addrs[2] : addrs[!who];
 	a.policy = via >> 4;
+	a.flags = (uint8_t)((via & 4 ? 0x20 : 0) | (via & 8 ? 0x01 : 0));
 	a.len = pick_size(size);
 	a.payload = payload_src;
 	a.cookie = cookie;
 	a.timeout_ns = 1000000ull << (retries >> 4 & 7);
 	a.max_retries = retries & 3;
 	F.cookie_state[cookie] = 1;
-	if (eng_call(F.p[who].e, &a, F.now) == 0) {
+	int ret = eng_call(F.p[who].e, &a, F.now);
+	if (a.flags && !F.allow_flags[who] && ret != -EINVAL)
+		abort();
+	if (ret == 0) {
 		F.next_cookie++;
 		return;
 	}
@@ -219,9 +246,10 @@ static void inject(bool structured)
 	if (structured) {
 		struct r2p2_hdr h = {.magic = R2P2_MAGIC, .header_size = R2P2_HDR_LEN};
 		h.type_policy = next();
-		h.flags = next() & 0xC0;
+		h.flags = next() & 0xE1;
 		h.rid = htons(next() % 4);
-		h.p_order = htons(next() % 8);
+		uint8_t po = next();
+		h.p_order = htons(po >= 0xF0 ? 0xFFFF : po % 8);
 		len = pick_size(next());
 		if (len > R2P2_MAX_PAYLOAD)
 			len = R2P2_MAX_PAYLOAD;
@@ -262,10 +290,13 @@ static void setup_addrs(void)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct eng_config cfg;
+	uint8_t conf = size ? data[size - 1] : 0;
 
 	memset(&F, 0, sizeof(F));
 	F.in = data;
 	F.len = size;
+	F.allow_flags[0] = conf & 1;
+	F.allow_flags[1] = conf & 2;
 	setup_addrs();
 
 	eng_config_default(&cfg);
@@ -277,9 +308,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	cfg.exec_timeout_ns = 50000000;
 	cfg.has_router = true;
 	cfg.router = addrs[2];
+	cfg.hash_seed = conf & 4 ? 0x243f6a8885a308d3ull : 0;
+	cfg.allow_flags = F.allow_flags[0];
 	F.p[0].e = eng_new(&cfg, &ops, (void *)0);
 	cfg.has_router = false;
-	F.p[1].e = eng_new(&cfg, &ops, (void *)1);
+	cfg.allow_flags = F.allow_flags[1];
+	F.p[1].e = eng_new(&cfg, conf & 8 ? &legacy_ops : &ops, (void *)1);
 	if (!F.p[0].e || !F.p[1].e)
 		abort();
 
