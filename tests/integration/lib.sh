@@ -384,3 +384,81 @@ it_ctl() {
 it_json_num() {
 	grep '^{' "$1" | tail -n 1 | grep -o "\"$2\":[-0-9.e+]*" | head -n 1 | cut -d: -f2
 }
+
+# ---- helpers of the lifecycle tests (it_life_*.sh) ----
+
+# it_init_local: it_init for a test that needs no network namespace (config files, the unit
+# file): a temporary directory and the traps; no root needed.
+it_init_local() {
+	command -v timeout >/dev/null || it_skip "coreutils timeout is missing"
+	IT_TMP=$(mktemp -d "/tmp/r2p2-it-$IT_NAME.XXXXXX")
+	trap it_on_exit EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+	set -E
+	trap it_on_err ERR
+}
+
+# it_ms: the wall clock in milliseconds (date +%s%N), for measuring durations.
+it_ms() { echo $(($(date +%s%N) / 1000000)); }
+
+# it_wait_exit PID SECS: wait (polling every 20 ms) up to SECS for PID, a child of this shell,
+# to exit; returns its exit status, or 124 if it still runs (it is left running).
+it_wait_exit() {
+	local pid=$1 secs=$2 i rc=0
+	for ((i = 0; i < secs * 50; i++)); do
+		it_alive "$pid" || break
+		sleep 0.02
+	done
+	it_alive "$pid" && return 124
+	wait "$pid" 2>/dev/null || rc=$?
+	return "$rc"
+}
+
+# it_worker_sum STATUS FIELD: FIELD (rx, tx, calls, requests, inflight, executing, ...) summed
+# over the worker lines of an `r2p2ctl status` text.
+it_worker_sum() {
+	awk -v f="$2" '$1 == "worker" { for (i = 3; i < NF; i++) if ($i == f) s += $(i + 1) }
+		END { print s + 0 }' <<<"$1"
+}
+
+# it_served_requests STATUS SERVICE: the requests counter of SERVICE under "services served"
+# in an `r2p2ctl status` text (empty if the service is not listed).
+it_served_requests() {
+	awk -v s="$2" '$1 == s && $2 == "port" { for (i = 3; i < NF; i++) if ($i == "requests") print $(i + 1) }' \
+		<<<"$1"
+}
+
+# it_wait_executing SIDE N: poll daemon SIDE's status until its workers hold at least N
+# requests in apps (the snapshot is refreshed every 100 ms); fails the test after 2 s.
+it_wait_executing() {
+	local side=$1 want=$2 i s got=0
+	for ((i = 0; i < 100; i++)); do
+		s=$(it_ctl "$side" status) || it_fail "r2p2ctl status of daemon $side failed"
+		got=$(it_worker_sum "$s" executing)
+		[ "$got" -ge "$want" ] && return 0
+		sleep 0.02
+	done
+	it_fail "daemon $side never showed $want requests executing (last: $got)"
+}
+
+# it_expect DESCRIPTION COMMAND...: like it_check, but a failure is recorded ("FAILED: ...")
+# and the test goes on, so that one run reports every broken behaviour; it_expect_done
+# then fails the test if any expectation failed.
+IT_EXPECT_FAILED=()
+it_expect() {
+	local what=$1
+	shift
+	if "$@"; then
+		it_log "  ok: $what"
+	else
+		it_log "  FAILED: $what"
+		IT_EXPECT_FAILED+=("$what")
+	fi
+}
+
+it_expect_done() {
+	local n=${#IT_EXPECT_FAILED[@]}
+	[ "$n" -eq 0 ] && return 0
+	it_fail "$n check(s) failed: $(printf '%s; ' "${IT_EXPECT_FAILED[@]}")"
+}
