@@ -27,6 +27,7 @@ struct daemon {
 	struct conn *conns;
 	uint64_t next_conn_id;
 	bool draining;
+	int drained_efd;        /* workers write 1 each when drained */
 	struct stek_set *stek;  /* tls: as loaded at start (workers reload on change) */
 	struct replay *replay;  /* tls: the strike register shared by every worker */
 };

@@ -60,7 +60,8 @@ enum cmd_type {
 	CMD_REGISTER,     /* app, port: the app serves this service */
 	CMD_REMOVE_APP,   /* app: drop its lane, reject its requests, forget its calls */
 	CMD_NEW_CFG,      /* cfg: switch to it (open/close service sockets) */
-	CMD_DRAIN,        /* stop taking new work; exit when idle or at the deadline */
+	CMD_DRAIN,        /* stop taking new work; report when idle or at the deadline */
+	CMD_STOP,         /* every worker has drained: leave the loop */
 };
 
 struct cmd {
@@ -93,7 +94,7 @@ struct worker_snap {
 
 struct worker;
 
-/* worker_new creates worker `id` bound to `cfg` (sockets opened now, so errors surface early). */
+
 struct stek_set;
 struct replay;
 
@@ -103,7 +104,14 @@ struct replay;
  * workers, owned by the caller) serve tls services; both may be NULL.
  */
 struct worker *worker_new(unsigned id, struct cfg_ref *cfg, struct stek_set *stek,
-			  struct replay *replay, char *err, size_t err_len);
+			  struct replay *replay, int drained_efd, char *err, size_t err_len);
+
+/*
+ * port_probe binds `port` on the listen address once without SO_REUSEPORT, so
+ * that a port held by another process is an error instead of shared traffic.
+ * Returns 0 or -errno with a message in `err`.
+ */
+int port_probe(const struct cfg *c, uint16_t port, char *err, size_t err_len);
 int worker_start(struct worker *w);
 void worker_post(struct worker *w, struct cmd *c); /* takes ownership of `c` */
 void worker_join(struct worker *w);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -63,6 +64,20 @@ static void post_all(struct daemon *d, enum cmd_type type, struct cfg_ref *cfg)
 	}
 }
 
+/* stop_workers stops and joins the first `n` workers (those started). */
+static void stop_workers(struct daemon *d, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		struct cmd *c = calloc(1, sizeof(*c));
+		if (!c)
+			abort(); /* a worker that never stops would hang the exit */
+		c->type = CMD_STOP;
+		worker_post(d->workers[i], c);
+	}
+	for (unsigned i = 0; i < n; i++)
+		worker_join(d->workers[i]);
+}
+
 static void reload(struct daemon *d)
 {
 	struct cfg_ref *n;
@@ -83,6 +98,19 @@ static void reload(struct daemon *d)
 	    strcmp(n->cfg.socket_group, o->socket_group) != 0)
 		log_warn("reload: workers, listen, socket, socket_group, max_message, ring_entries "
 			 "and arena_size take effect at the next restart; the rest applies now");
+	/* New service ports must be free before any worker binds them. */
+	for (size_t i = 0; i < n->cfg.num_serves; i++) {
+		char err[256];
+		if (cfg_find_serve_port(o, n->cfg.serves[i].port))
+			continue;
+		if (port_probe(o, n->cfg.serves[i].port, err, sizeof(err)) < 0) {
+			log_err("reload: [serve %s] %s; keeping the running configuration",
+				n->cfg.serves[i].name, err);
+			cfg_ref_put(n);
+			sd_notify(0, "READY=1");
+			return;
+		}
+	}
 	/* Keep what the running workers and apps were built for. */
 	n->cfg.workers = o->workers;
 	n->cfg.listen_addr = o->listen_addr;
@@ -107,7 +135,7 @@ int main(int argc, char **argv)
 					     {"check", no_argument, NULL, 'k'},
 					     {"help", no_argument, NULL, 'h'},
 					     {NULL, 0, NULL, 0}};
-	struct daemon d = {.ctl_fd = -1};
+	struct daemon d = {.ctl_fd = -1, .drained_efd = -1};
 	const char *path = NULL;
 	bool check = false;
 	char err[512];
@@ -180,8 +208,20 @@ int main(int argc, char **argv)
 			}
 		}
 	}
+	for (size_t i = 0; i < d.cfg->cfg.num_serves; i++) {
+		if (port_probe(&d.cfg->cfg, d.cfg->cfg.serves[i].port, err, sizeof(err)) < 0) {
+			log_err("[serve %s] %s", d.cfg->cfg.serves[i].name, err);
+			goto out;
+		}
+	}
+	d.drained_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (d.drained_efd < 0) {
+		log_err("eventfd: %s", strerror(errno));
+		goto out;
+	}
 	for (unsigned i = 0; i < d.num_workers; i++) {
-		d.workers[i] = worker_new(i, d.cfg, d.stek, d.replay, err, sizeof(err));
+		d.workers[i] = worker_new(i, d.cfg, d.stek, d.replay, d.drained_efd, err,
+					  sizeof(err));
 		if (!d.workers[i]) {
 			log_err("%s", err);
 			goto out;
@@ -196,6 +236,7 @@ int main(int argc, char **argv)
 		int r = worker_start(d.workers[i]);
 		if (r < 0) {
 			log_err("worker %u: %s", i, strerror(-r));
+			stop_workers(&d, i);
 			goto out;
 		}
 	}
@@ -206,6 +247,8 @@ int main(int argc, char **argv)
 	epoll_ctl(ep, EPOLL_CTL_ADD, sfd, &ev);
 	ev.data.u64 = 2;
 	epoll_ctl(ep, EPOLL_CTL_ADD, d.ctl_fd, &ev);
+	ev.data.u64 = 3;
+	epoll_ctl(ep, EPOLL_CTL_ADD, d.drained_efd, &ev);
 
 	log_info("r2p2d %s ready: %u workers, listen %s, %zu services served, %zu called, control "
 		 "socket %s (udp backend)",
@@ -213,7 +256,10 @@ int main(int argc, char **argv)
 		 d.cfg->cfg.num_calls, d.cfg->cfg.socket_path);
 	sd_notify(0, "READY=1");
 
-	while (!d.draining) {
+	/* The loop goes on while draining: status keeps answering, new attaches get a
+	 * clear ESHUTDOWN, and apps that leave are forgotten. */
+	unsigned drained = 0;
+	while (drained < d.num_workers) {
 		struct epoll_event evs[32];
 		int n = epoll_wait(ep, evs, 32, -1);
 		if (n < 0 && errno != EINTR) {
@@ -226,13 +272,19 @@ int main(int argc, char **argv)
 				while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
 					if (si.ssi_signo == SIGHUP) {
 						reload(&d);
-					} else {
+					} else if (!d.draining) {
 						log_info("signal %u: draining in-flight RPCs (up to %llu ms)",
 							 si.ssi_signo,
 							 (unsigned long long)d.cfg->cfg.drain_timeout_ms);
 						d.draining = true;
+						sd_notify(0, "STOPPING=1");
+						post_all(&d, CMD_DRAIN, NULL);
 					}
 				}
+			} else if (evs[i].data.u64 == 3) {
+				uint64_t v;
+				if (read(d.drained_efd, &v, sizeof(v)) == sizeof(v))
+					drained += (unsigned)v;
 			} else if (evs[i].data.u64 == 2) {
 				int fd;
 				while ((fd = accept4(d.ctl_fd, NULL, NULL,
@@ -259,10 +311,7 @@ int main(int argc, char **argv)
 		}
 	}
 
-	sd_notify(0, "STOPPING=1");
-	post_all(&d, CMD_DRAIN, NULL);
-	for (unsigned i = 0; i < d.num_workers; i++)
-		worker_join(d.workers[i]);
+	stop_workers(&d, d.num_workers);
 	ret = 0;
 	log_info("r2p2d stopped");
 out:
@@ -281,6 +330,8 @@ out:
 		close(ep);
 	if (sfd >= 0)
 		close(sfd);
+	if (d.drained_efd >= 0)
+		close(d.drained_efd);
 	stek_set_put(d.stek);
 	replay_free(d.replay);
 	cfg_ref_put(d.cfg);

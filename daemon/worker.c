@@ -179,11 +179,13 @@ struct worker {
 	struct wtls_client tls_clients[CFG_MAX_SERVICES];
 	struct tls_buf tls_flight, tls_plain;
 	int stek_ifd; /* inotify on the STEK file's directory */
+	int drained_efd; /* the main thread's: written once when this worker has drained */
 	uint8_t stek_ev[4096] __attribute__((aligned(8)));
 	struct tls_stats tls_retired; /* counters of tls servers already freed */
 	uint64_t last_tls_log;
 
 	bool draining, stop;
+	bool drained_reported;
 	uint64_t drain_deadline;
 	uint64_t tx_fallback, app_errors, cq_overflow_drops;
 
@@ -200,6 +202,29 @@ uint64_t now_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int port_probe(const struct cfg *c, uint16_t port, char *err, size_t err_len)
+{
+	int family = c->listen_addr.family == AF_INET6 ? AF_INET6 : AF_INET;
+	struct r2p2_addr a = c->listen_addr;
+	struct sockaddr_in6 sa;
+	int zero = 0, fd, ret = 0;
+
+	fd = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		ret = -errno;
+	if (fd >= 0 && family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+	a.port = htons(port);
+	if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, addr_to_sockaddr(&a, family, &sa)) < 0)
+		ret = -errno;
+	if (ret)
+		snprintf(err, err_len, "UDP port %u on %s: %s%s", port, c->listen, strerror(-ret),
+			 ret == -EADDRINUSE ? " (another process, or another r2p2d, has it)" : "");
+	if (fd >= 0)
+		close(fd);
+	return ret;
 }
 
 socklen_t addr_to_sockaddr(const struct r2p2_addr *a, int family, void *out_sa)
@@ -339,21 +364,8 @@ static int open_udp(struct worker *w, uint16_t port, char *err, size_t err_len)
 	if (fd < 0)
 		goto fail;
 	/* Every worker binds the same service port; the kernel spreads clients by 4-tuple,
-	 * so all packets of one client flow reach the same worker. The first worker binds
-	 * once without SO_REUSEPORT so that a port taken by another process (another
-	 * r2p2d of the same user, say) is an error instead of silently shared traffic. */
-	if (port && w->id == 0) {
-		a.port = htons(port);
-		len = addr_to_sockaddr(&a, w->family, &sa);
-		if (w->family == AF_INET6)
-			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
-		if (bind(fd, (struct sockaddr *)&sa, len) < 0)
-			goto fail;
-		close(fd);
-		fd = socket(w->family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-		if (fd < 0)
-			goto fail;
-	}
+	 * so all packets of one client flow reach the same worker. (port_probe, run by the
+	 * main thread first, makes a port taken by another process an error.) */
 	if (port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
 		goto fail;
 	/* Bursts (a thousand calls answered at once) must queue, not drop: ask for large
@@ -1043,6 +1055,9 @@ static void handle_cmd(struct worker *w, struct cmd *c)
 		reload_stek(w); /* SIGHUP re-reads the STEK too */
 		break;
 	}
+	case CMD_STOP:
+		w->stop = true;
+		break;
 	case CMD_DRAIN:
 		w->draining = true;
 		w->drain_deadline = now_ns() + w->cfg->cfg.drain_timeout_ms * 1000000ull;
@@ -1308,12 +1323,19 @@ static void *worker_main(void *arg)
 			if (w->socks[i].fd >= 0 && !w->socks[i].recv_armed && !w->socks[i].closing)
 				arm_recv(w, (uint32_t)i);
 
-		if (w->draining && ((w->calls_inflight == 0 && w->exec_count == 0) ||
-				    now >= w->drain_deadline)) {
+		/* Drained: tell the main thread, then keep answering (DROP, ESHUTDOWN) until
+		 * every worker is drained and the main thread says stop. */
+		if (w->draining && !w->drained_reported &&
+		    ((w->calls_inflight == 0 && w->exec_count == 0) || now >= w->drain_deadline)) {
 			if (w->calls_inflight || w->exec_count)
 				log_warn("worker %u: drain timeout with %u calls and %u requests in flight",
 					 w->id, w->calls_inflight, w->exec_count);
-			w->stop = true;
+			w->drained_reported = true;
+			uint64_t one = 1;
+			if (write(w->drained_efd, &one, sizeof(one)) < 0)
+				log_err("worker %u: drained notice: %s", w->id, strerror(errno));
+		}
+		if (w->stop) {
 			io_uring_submit(&w->ring);
 			break;
 		}
@@ -1321,7 +1343,7 @@ static void *worker_main(void *arg)
 		deadline = eng_next_deadline(w->eng);
 		if (deadline > w->next_housekeeping)
 			deadline = w->next_housekeeping;
-		if (w->draining && deadline > w->drain_deadline)
+		if (w->draining && !w->drained_reported && deadline > w->drain_deadline)
 			deadline = w->drain_deadline;
 		if (!w->timer_deadline || deadline < w->timer_deadline)
 			arm_timer(w, deadline);
@@ -1423,7 +1445,7 @@ static void reload_stek(struct worker *w)
 }
 
 struct worker *worker_new(unsigned id, struct cfg_ref *cfg, struct stek_set *stek,
-			  struct replay *replay, char *err, size_t err_len)
+			  struct replay *replay, int drained_efd, char *err, size_t err_len)
 {
 	struct worker *w = calloc(1, sizeof(*w));
 	struct io_uring_params p = {0};
@@ -1439,6 +1461,7 @@ struct worker *worker_new(unsigned id, struct cfg_ref *cfg, struct stek_set *ste
 	w->family = cfg->cfg.listen_addr.family == AF_INET6 ? AF_INET6 : AF_INET;
 	w->inbox_efd = -1;
 	w->stek_ifd = -1;
+	w->drained_efd = drained_efd;
 	w->stek = stek ? stek_set_get(stek) : NULL;
 	w->replay = replay;
 	snprintf(w->name, sizeof(w->name), "r2p2d-w%u", id);

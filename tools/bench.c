@@ -168,7 +168,7 @@ int main(int argc, char **argv)
 	if (!ctx) {
 		int e = errno;
 
-		fprintf(stderr, "r2p2-bench: cannot attach to r2p2d: %s\n", r2p2_strerror(-e));
+		fprintf(stderr, "r2p2-bench: cannot attach to r2p2d: %s\n", strerror(e));
 		return 1;
 	}
 	size_t tsize = 16;

@@ -107,7 +107,7 @@ int main(int argc, char **argv)
 			sock			? sock
 			: getenv("R2P2_SOCKET") ? getenv("R2P2_SOCKET")
 						: R2P2_DEFAULT_SOCKET,
-			r2p2_strerror(-e));
+			strerror(e));
 		return 1;
 	}
 	/* One spare byte so that an over-long echo shows up as a mismatch, not a truncation. */

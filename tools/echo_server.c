@@ -241,13 +241,13 @@ int main(int argc, char **argv)
 
 			if (e == EPROTO || e == EACCES || e == EINVAL) {
 				fprintf(stderr, "r2p2-echo-server: attach: %s\n",
-					r2p2_strerror(-e));
+					strerror(e));
 				return 1;
 			}
 			if (!warned++)
 				fprintf(stderr,
 					"r2p2-echo-server: attach: %s; retrying every 100 ms\n",
-					r2p2_strerror(-e));
+					strerror(e));
 			usleep(100000);
 			continue;
 		}
