@@ -984,6 +984,12 @@ R2P2_API const char *r2p2_strerror(int err)
 		return "r2p2d speaks another ABI version";
 	case EBUSY:
 		return "calls in flight or services served";
+	case EACCES:
+		return "the server's certificate is not trusted for this service (tls)";
+	case EBADMSG:
+		return "malformed or unauthentic reply (tls)";
+	case ESHUTDOWN:
+		return "r2p2d is shutting down";
 	}
 	s = strerrordesc_np(err);
 	return s ? s : "unknown error";

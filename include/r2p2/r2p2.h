@@ -35,7 +35,9 @@ struct r2p2_event {
 	int type;            /* enum r2p2_event_type */
 	int status;          /* 0 or -errno: -ETIMEDOUT, -ECONNREFUSED (server dropped it),
 			      * -ENOENT (unknown service), -ECONNRESET (daemon restarted),
-			      * -EMSGSIZE, -EHOSTUNREACH */
+			      * -EMSGSIZE, -EHOSTUNREACH, -ESHUTDOWN (daemon draining);
+			      * tls services: -EACCES (certificate not trusted for the
+			      * service name), -EBADMSG (unauthentic reply) */
 	uint64_t id;         /* R2P2_EV_RESPONSE: the call id r2p2_call returned;
 			      * R2P2_EV_REQUEST: the request handle for r2p2_respond */
 	const void *data;    /* payload; valid until the next r2p2_poll on this context */
