@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 /* test_replay: the strike register remembers keys for one to two windows, never
  * holds more than its capacity, and fails closed (-ENOSPC) when full. */
-#include <criterion/criterion.h>
+#include "minitest.h"
+
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -18,17 +19,17 @@ static void key_of(uint64_t n, uint8_t key[REPLAY_KEY_LEN])
 	memcpy(key, &n, sizeof(n));
 }
 
-Test(replay, new_rejects_bad_arguments)
+TEST(new_rejects_bad_arguments)
 {
 	errno = 0;
-	cr_assert_null(replay_new(0, W));
-	cr_assert_eq(errno, EINVAL);
-	cr_assert_null(replay_new(16, 0));
-	cr_assert_null(replay_new((size_t)REPLAY_MAX_ENTRIES + 1, W));
+	CHECK(replay_new(0, W) == NULL);
+	CHECK_EQ(errno, EINVAL);
+	CHECK(replay_new(16, 0) == NULL);
+	CHECK(replay_new((size_t)REPLAY_MAX_ENTRIES + 1, W) == NULL);
 	replay_free(NULL);
 }
 
-Test(replay, insert_then_check)
+TEST(insert_then_check)
 {
 	struct replay *r = replay_new(64, W);
 	struct replay_stats st;
@@ -36,26 +37,26 @@ Test(replay, insert_then_check)
 
 	key_of(1, a);
 	key_of(2, b);
-	cr_assert_eq(replay_check(r, a, 100), 0);
-	cr_assert_eq(replay_insert(r, a, 100), 0);
-	cr_assert_eq(replay_check(r, a, 101), 1);
-	cr_assert_eq(replay_check(r, b, 101), 0);
-	cr_assert_eq(replay_insert(r, a, 102), -EEXIST);
-	cr_assert_eq(replay_insert(r, b, 103), 0);
+	CHECK_EQ(replay_check(r, a, 100), 0);
+	CHECK_EQ(replay_insert(r, a, 100), 0);
+	CHECK_EQ(replay_check(r, a, 101), 1);
+	CHECK_EQ(replay_check(r, b, 101), 0);
+	CHECK_EQ(replay_insert(r, a, 102), -EEXIST);
+	CHECK_EQ(replay_insert(r, b, 103), 0);
 	/* an all-zero key is a key like any other (slots are not marked by content) */
-	cr_assert_eq(replay_check(r, zero, 104), 0);
-	cr_assert_eq(replay_insert(r, zero, 104), 0);
-	cr_assert_eq(replay_insert(r, zero, 105), -EEXIST);
+	CHECK_EQ(replay_check(r, zero, 104), 0);
+	CHECK_EQ(replay_insert(r, zero, 104), 0);
+	CHECK_EQ(replay_insert(r, zero, 105), -EEXIST);
 	replay_stats(r, &st);
-	cr_assert_eq(st.entries, 3);
-	cr_assert_eq(st.capacity, 64);
-	cr_assert_eq(st.inserts, 3);
-	cr_assert_eq(st.hits, 3);
-	cr_assert_eq(st.full_rejects, 0);
+	CHECK_EQ(st.entries, 3);
+	CHECK_EQ(st.capacity, 64);
+	CHECK_EQ(st.inserts, 3);
+	CHECK_EQ(st.hits, 3);
+	CHECK_EQ(st.full_rejects, 0);
 	replay_free(r);
 }
 
-Test(replay, lives_one_to_two_windows)
+TEST(lives_one_to_two_windows)
 {
 	struct replay *r = replay_new(64, W);
 	uint8_t a[32], b[32];
@@ -63,25 +64,25 @@ Test(replay, lives_one_to_two_windows)
 
 	key_of(1, a);
 	key_of(2, b);
-	cr_assert_eq(replay_insert(r, a, t0), 0); /* first call: the window starts here */
-	cr_assert_eq(replay_insert(r, b, t0 + W / 2), 0);
-	cr_assert_eq(replay_check(r, a, t0 + W - 1), 1);
-	cr_assert_eq(replay_check(r, a, t0 + W), 1); /* rotated into the old generation */
-	cr_assert_eq(replay_insert(r, a, t0 + W + 1), -EEXIST); /* found there, not re-added */
-	cr_assert_eq(replay_check(r, b, t0 + W + W / 2), 1);	/* b is exactly one window old */
-	cr_assert_eq(replay_check(r, a, t0 + 2 * W - 1), 1);
-	cr_assert_eq(replay_check(r, a, t0 + 2 * W), 0); /* expired after two windows */
-	cr_assert_eq(replay_check(r, b, t0 + 2 * W), 0); /* b lived 1.5 windows */
-	cr_assert_eq(replay_insert(r, a, t0 + 2 * W), 0);
+	CHECK_EQ(replay_insert(r, a, t0), 0); /* first call: the window starts here */
+	CHECK_EQ(replay_insert(r, b, t0 + W / 2), 0);
+	CHECK_EQ(replay_check(r, a, t0 + W - 1), 1);
+	CHECK_EQ(replay_check(r, a, t0 + W), 1);	    /* rotated into the old generation */
+	CHECK_EQ(replay_insert(r, a, t0 + W + 1), -EEXIST); /* found there, not re-added */
+	CHECK_EQ(replay_check(r, b, t0 + W + W / 2), 1);    /* b is exactly one window old */
+	CHECK_EQ(replay_check(r, a, t0 + 2 * W - 1), 1);
+	CHECK_EQ(replay_check(r, a, t0 + 2 * W), 0); /* expired after two windows */
+	CHECK_EQ(replay_check(r, b, t0 + 2 * W), 0); /* b lived 1.5 windows */
+	CHECK_EQ(replay_insert(r, a, t0 + 2 * W), 0);
 	/* a long idle gap empties both generations at once */
-	cr_assert_eq(replay_check(r, a, t0 + 10 * W), 0);
+	CHECK_EQ(replay_check(r, a, t0 + 10 * W), 0);
 	/* time going back is "no time passed" */
-	cr_assert_eq(replay_insert(r, b, t0), 0);
-	cr_assert_eq(replay_check(r, b, t0 + 10 * W), 1);
+	CHECK_EQ(replay_insert(r, b, t0), 0);
+	CHECK_EQ(replay_check(r, b, t0 + 10 * W), 1);
 	replay_free(r);
 }
 
-Test(replay, flood_is_bounded_and_fails_closed)
+TEST(flood_is_bounded_and_fails_closed)
 {
 	const size_t cap = 1000;
 	struct replay *r = replay_new(cap, W);
@@ -91,30 +92,30 @@ Test(replay, flood_is_bounded_and_fails_closed)
 
 	for (; n < cap; n++) {
 		key_of(n, k);
-		cr_assert_eq(replay_insert(r, k, t + n), 0, "insert %lu", (unsigned long)n);
+		CHECK_MSG(replay_insert(r, k, t + n) == 0, "insert %lu", (unsigned long)n);
 	}
 	for (int i = 0; i < 100; i++) {
 		key_of(n++, k);
-		cr_assert_eq(replay_insert(r, k, t + cap), -ENOSPC);
+		CHECK_EQ(replay_insert(r, k, t + cap), -ENOSPC);
 	}
 	replay_stats(r, &st);
-	cr_assert_eq(st.entries, cap);
-	cr_assert_eq(st.full_rejects, 100);
+	CHECK_EQ(st.entries, cap);
+	CHECK_EQ(st.full_rejects, 100);
 	/* one window later the keys are still unexpired: still full */
 	key_of(n++, k);
-	cr_assert_eq(replay_insert(r, k, W + 5), -ENOSPC);
+	CHECK_EQ(replay_insert(r, k, W + 5), -ENOSPC);
 	/* the old keys are still remembered */
 	key_of(0, k);
-	cr_assert_eq(replay_check(r, k, W + 6), 1);
+	CHECK_EQ(replay_check(r, k, W + 6), 1);
 	/* two windows after the start they are gone and there is room again */
 	key_of(n++, k);
-	cr_assert_eq(replay_insert(r, k, 2 * W), 0);
+	CHECK_EQ(replay_insert(r, k, 2 * W), 0);
 	replay_stats(r, &st);
-	cr_assert_eq(st.entries, 1);
+	CHECK_EQ(st.entries, 1);
 	replay_free(r);
 }
 
-Test(replay, random_model)
+TEST(random_model)
 {
 	/* random times and keys against the contract: a key inserted at t is found at
 	 * u when u - t < window, and not found when u - t >= 2 * window; never more
@@ -139,26 +140,27 @@ Test(replay, random_model)
 			int seen = replay_check(r, k, now);
 
 			if (t0 != UINT64_MAX && now - t0 < W)
-				cr_assert_eq(seen, 1, "key %lu forgotten too early",
-					     (unsigned long)id);
+				CHECK_MSG(seen == 1, "key %lu forgotten too early",
+					  (unsigned long)id);
 			if (t0 == UINT64_MAX || now - t0 >= 2 * W)
-				cr_assert_eq(seen, 0, "key %lu kept too long", (unsigned long)id);
+				CHECK_MSG(seen == 0, "key %lu kept too long", (unsigned long)id);
 		} else {
 			int rc = replay_insert(r, k, now);
 
-			cr_assert(rc == 0 || rc == -EEXIST || rc == -ENOSPC);
+			CHECK(rc == 0 || rc == -EEXIST || rc == -ENOSPC);
 			if (rc == 0)
 				inserted_at[id] = now;
 			if (rc == -EEXIST)
-				cr_assert(t0 != UINT64_MAX && now - t0 < 2 * W);
+				CHECK(t0 != UINT64_MAX && now - t0 < 2 * W);
 			if (t0 != UINT64_MAX && now - t0 < W)
-				cr_assert_eq(rc, -EEXIST);
+				CHECK_EQ(rc, -EEXIST);
 		}
 		replay_stats(r, &st);
-		cr_assert_leq(st.entries, cap);
+		CHECK(st.entries <= cap);
 	}
 	replay_stats(r, &st);
-	cr_assert_gt(st.full_rejects, 0, "the test never filled the register");
-	cr_assert_gt(st.rotations, 100);
+	CHECK_MSG(st.full_rejects > 0, "the test never filled the register");
+	CHECK(st.rotations > 100);
 	replay_free(r);
 }
+MINITEST_MAIN()

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: MIT
 /* test_stek: STEK files are loaded strictly, derived keys are pinned, and TLS 1.3
- * tickets sealed under a STEK resume across servers and across a rotation. */
+ * tickets sealed under a STEK resume across servers and across a rotation.
+ * BoringSSL only: minitest.h, not Criterion (see there why). */
 #include "boringssl.h"
 
-#include <criterion/criterion.h>
+#include "minitest.h"
+
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
@@ -41,39 +43,59 @@ static const char valid_file[] = "# r2p2d session-ticket encryption keys (keep s
 static char dir[64];
 static char err[512];
 
-static void setup(void)
-{
-	strcpy(dir, "/tmp/test_stek.XXXXXX");
-	cr_assert_not_null(mkdtemp(dir));
-	err[0] = '\0';
-}
+static SSL_SESSION *last_session;
 
 static void teardown(void)
 {
-	DIR *d = opendir(dir);
+	DIR *d;
 	struct dirent *de;
 	char p[512];
 
-	if (!d)
+	if (!dir[0])
 		return;
-	while ((de = readdir(d)))
+	d = opendir(dir);
+	while (d && (de = readdir(d)))
 		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
 			snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
 			if (unlink(p) != 0)
 				rmdir(p);
 		}
-	closedir(d);
+	if (d)
+		closedir(d);
 	rmdir(dir);
+	dir[0] = '\0';
 }
 
-TestSuite(stek, .init = setup, .fini = teardown);
+/*
+ * setup gives each test a fresh directory and no leftover session (Criterion ran
+ * each test in its own process; here they share one). A failed test longjmps out,
+ * so the directory of the previous test is removed here and the last one at exit.
+ */
+static void setup(void)
+{
+	teardown();
+	SSL_SESSION_free(last_session);
+	last_session = NULL;
+	strcpy(dir, "/tmp/test_stek.XXXXXX");
+	CHECK(mkdtemp(dir) != NULL);
+	err[0] = '\0';
+}
+
+/* STEK_TEST(name) { body } is TEST(name) with setup() first. */
+#define STEK_TEST(name)                                                                            \
+	static void stek_##name(void);                                                             \
+	TEST(name)                                                                                 \
+	{                                                                                          \
+		setup();                                                                           \
+		stek_##name();                                                                     \
+	}                                                                                          \
+	static void stek_##name(void)
 
 /*
- * Debian's Criterion pulls OpenSSL 3 into every test process (libgit2 -> libssh2
- * -> libcrypto.so.3). BoringSSL is a direct dependency, so it comes first in the
- * symbol lookup order; prove that every BoringSSL entry point we use binds to it.
+ * Every BoringSSL entry point we use binds to BoringSSL, and OpenSSL 3's
+ * libcrypto.so.3 is not in the process at all (it exports the same names).
  */
-Test(stek, binds_boringssl_not_openssl)
+STEK_TEST(binds_boringssl_not_openssl)
 {
 	const struct {
 		const char *name;
@@ -86,16 +108,19 @@ Test(stek, binds_boringssl_not_openssl)
 	    {"RAND_bytes", (void *)RAND_bytes},
 	    {"OPENSSL_cleanse", (void *)OPENSSL_cleanse},
 	};
+	void *ossl;
 
 	for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
 		Dl_info info;
 
-		cr_assert(dladdr(fns[i].addr, &info), "dladdr(%s)", fns[i].name);
-		cr_assert_not_null(strstr(info.dli_fname, "/android/lib"),
-				   "%s resolves to %s, not BoringSSL", fns[i].name, info.dli_fname);
+		CHECK_MSG(dladdr(fns[i].addr, &info), "dladdr(%s)", fns[i].name);
+		CHECK_MSG(strstr(info.dli_fname, "/android/lib") != NULL,
+			  "%s resolves to %s, not BoringSSL", fns[i].name, info.dli_fname);
 	}
-	cr_assert_not_null(strstr(OpenSSL_version(OPENSSL_VERSION), "BoringSSL"), "%s",
-			   OpenSSL_version(OPENSSL_VERSION));
+	CHECK_MSG(strstr(OpenSSL_version(OPENSSL_VERSION), "BoringSSL") != NULL, "%s",
+		  OpenSSL_version(OPENSSL_VERSION));
+	ossl = dlopen("libcrypto.so.3", RTLD_LAZY | RTLD_NOLOAD);
+	CHECK_MSG(ossl == NULL, "OpenSSL 3's libcrypto.so.3 is loaded in this process");
 }
 
 /* put writes `text` to dir/name with `mode` and returns the path (static buffer). */
@@ -106,10 +131,10 @@ static const char *put(const char *name, const char *text, mode_t mode)
 
 	snprintf(p, sizeof(p), "%s/%s", dir, name);
 	f = fopen(p, "w");
-	cr_assert_not_null(f);
+	CHECK(f != NULL);
 	fputs(text, f);
-	cr_assert_eq(fclose(f), 0);
-	cr_assert_eq(chmod(p, mode), 0);
+	CHECK_EQ(fclose(f), 0);
+	CHECK_EQ(chmod(p, mode), 0);
 	return p;
 }
 
@@ -118,8 +143,8 @@ static struct stek_set *load_ok(const char *path)
 	struct stek_set *set = NULL;
 	int rc = stek_load(path, &set, err, sizeof(err));
 
-	cr_assert_eq(rc, 0, "stek_load: %d %s", rc, err);
-	cr_assert_not_null(set);
+	CHECK_MSG(rc == 0, "stek_load: %d %s", rc, err);
+	CHECK(set != NULL);
 	return set;
 }
 
@@ -129,41 +154,41 @@ static void load_fails(const char *text, mode_t mode, int want, const char *want
 	const char *p = put("bad.keys", text, mode);
 	int rc = stek_load(p, &set, err, sizeof(err));
 
-	cr_assert_eq(rc, want, "rc %d, want %d (%s)", rc, want, err);
-	cr_assert_null(set);
-	cr_assert_not_null(strstr(err, want_msg), "message '%s' lacks '%s'", err, want_msg);
-	cr_assert_not_null(strstr(err, p), "message '%s' does not name the path", err);
+	CHECK_MSG(rc == want, "rc %d, want %d (%s)", rc, want, err);
+	CHECK(set == NULL);
+	CHECK_MSG(strstr(err, want_msg) != NULL, "message '%s' lacks '%s'", err, want_msg);
+	CHECK_MSG(strstr(err, p) != NULL, "message '%s' does not name the path", err);
 }
 
-Test(stek, load_valid)
+STEK_TEST(load_valid)
 {
 	struct stek_set *set = load_ok(put("ok.keys", valid_file, 0600));
 	const struct stek_key *k;
 
-	cr_assert_eq(stek_num_keys(set), 3);
+	CHECK_EQ(stek_num_keys(set), 3);
 	k = stek_current(set);
-	cr_assert_eq(k->id, 0xa);
-	cr_assert_eq(k->role, STEK_CURRENT);
-	cr_assert_eq(k->key[0], 0x00);
-	cr_assert_eq(k->key[31], 0x1f);
+	CHECK_EQ(k->id, 0xa);
+	CHECK_EQ(k->role, STEK_CURRENT);
+	CHECK_EQ(k->key[0], 0x00);
+	CHECK_EQ(k->key[31], 0x1f);
 	k = stek_find(set, 9);
-	cr_assert_not_null(k);
-	cr_assert_eq(k->role, STEK_PREVIOUS);
-	cr_assert_eq(k->key[0], 0xa0);
+	CHECK(k != NULL);
+	CHECK_EQ(k->role, STEK_PREVIOUS);
+	CHECK_EQ(k->key[0], 0xa0);
 	k = stek_find(set, 0xb);
-	cr_assert_not_null(k);
-	cr_assert_eq(k->role, STEK_NEXT);
-	cr_assert_null(stek_find(set, 0xc));
+	CHECK(k != NULL);
+	CHECK_EQ(k->role, STEK_NEXT);
+	CHECK(stek_find(set, 0xc) == NULL);
 
 	/* refcount: a second holder keeps it alive after the first put */
-	cr_assert_eq(stek_set_get(set), set);
+	CHECK_EQ(stek_set_get(set), set);
 	stek_set_put(set);
-	cr_assert_eq(stek_current(set)->id, 0xa);
+	CHECK_EQ(stek_current(set)->id, 0xa);
 	stek_set_put(set);
 	stek_set_put(NULL);
 }
 
-Test(stek, load_owner_only_modes)
+STEK_TEST(load_owner_only_modes)
 {
 	struct stek_set *set;
 
@@ -173,7 +198,7 @@ Test(stek, load_owner_only_modes)
 	stek_set_put(set);
 }
 
-Test(stek, refuse_group_or_world_readable)
+STEK_TEST(refuse_group_or_world_readable)
 {
 	load_fails(valid_file, 0644, -EPERM, "is mode 0644; it must not be readable");
 	load_fails(valid_file, 0640, -EPERM, "is mode 0640");
@@ -181,30 +206,30 @@ Test(stek, refuse_group_or_world_readable)
 	load_fails(valid_file, 0620, -EPERM, "is mode 0620");
 }
 
-Test(stek, any_mode_flag_for_status)
+STEK_TEST(any_mode_flag_for_status)
 {
 	struct stek_set *set = NULL;
 	const char *p = put("loose.keys", valid_file, 0644);
 
-	cr_assert_eq(stek_load_ex(p, STEK_LOAD_ANY_MODE, &set, err, sizeof(err)), 0, "%s", err);
+	CHECK_MSG(stek_load_ex(p, STEK_LOAD_ANY_MODE, &set, err, sizeof(err)) == 0, "%s", err);
 	stek_set_put(set);
 }
 
-Test(stek, refuse_not_regular)
+STEK_TEST(refuse_not_regular)
 {
 	struct stek_set *set = NULL;
 	char p[512];
 
 	snprintf(p, sizeof(p), "%s/sub", dir);
-	cr_assert_eq(mkdir(p, 0700), 0);
-	cr_assert_eq(stek_load(p, &set, err, sizeof(err)), -EINVAL);
-	cr_assert_not_null(strstr(err, "not a regular file"), "%s", err);
+	CHECK_EQ(mkdir(p, 0700), 0);
+	CHECK_EQ(stek_load(p, &set, err, sizeof(err)), -EINVAL);
+	CHECK_MSG(strstr(err, "not a regular file") != NULL, "%s", err);
 	snprintf(p, sizeof(p), "%s/missing", dir);
-	cr_assert_eq(stek_load(p, &set, err, sizeof(err)), -ENOENT);
-	cr_assert_not_null(strstr(err, p), "%s", err);
+	CHECK_EQ(stek_load(p, &set, err, sizeof(err)), -ENOENT);
+	CHECK_MSG(strstr(err, p) != NULL, "%s", err);
 }
 
-Test(stek, refuse_bad_syntax)
+STEK_TEST(refuse_bad_syntax)
 {
 	load_fails("0000000a current " K_A "x\n", 0600, -EINVAL, ":1: key must be 64 hex digits");
 	load_fails(
@@ -218,7 +243,7 @@ Test(stek, refuse_bad_syntax)
 	load_fails("0000000a primary " K_A "\n", 0600, -EINVAL, ":1: unknown role 'primary'");
 }
 
-Test(stek, refuse_bad_sets)
+STEK_TEST(refuse_bad_sets)
 {
 	load_fails("0000000a current " K_A "\n0000000b current " K_B "\n", 0600, -EINVAL,
 		   ":2: second current key");
@@ -232,7 +257,7 @@ Test(stek, refuse_bad_sets)
 		   0600, -EINVAL, ":3: second previous key");
 }
 
-Test(stek, derive_known_answer_and_labels)
+STEK_TEST(derive_known_answer_and_labels)
 {
 	static const uint8_t want_ticket[32] = {0xb2, 0xce, 0xbb, 0xb1, 0xdb, 0x8e, 0x9b, 0xbb,
 						0x89, 0xda, 0xec, 0x5e, 0x76, 0x00, 0xa9, 0xbb,
@@ -247,15 +272,15 @@ Test(stek, derive_known_answer_and_labels)
 	const struct stek_key *k = stek_current(set);
 	uint8_t a[32], b[32], c[32];
 
-	cr_assert_eq(stek_derive(k, STEK_LABEL_TLS_TICKET, a, sizeof(a)), 0);
-	cr_assert_eq(stek_derive(k, STEK_LABEL_TLS_TICKET, b, sizeof(b)), 0);
-	cr_assert_eq(stek_derive(k, "r2p2 sealed token", c, sizeof(c)), 0);
-	cr_assert_arr_eq(a, b, 32, "derive is not deterministic");
-	cr_assert_arr_eq(a, want_ticket, 32, "tls ticket key differs from the pinned value");
-	cr_assert_arr_eq(c, want_sealed, 32, "sealed key differs from the pinned value");
-	cr_assert_arr_neq(a, c, 32);
-	cr_assert_eq(stek_derive(stek_find(set, 9), STEK_LABEL_TLS_TICKET, b, sizeof(b)), 0);
-	cr_assert_arr_neq(a, b, 32, "two keys derived the same ticket key");
+	CHECK_EQ(stek_derive(k, STEK_LABEL_TLS_TICKET, a, sizeof(a)), 0);
+	CHECK_EQ(stek_derive(k, STEK_LABEL_TLS_TICKET, b, sizeof(b)), 0);
+	CHECK_EQ(stek_derive(k, "r2p2 sealed token", c, sizeof(c)), 0);
+	CHECK_MSG(memcmp(a, b, 32) == 0, "derive is not deterministic");
+	CHECK_MSG(memcmp(a, want_ticket, 32) == 0, "tls ticket key differs from the pinned value");
+	CHECK_MSG(memcmp(c, want_sealed, 32) == 0, "sealed key differs from the pinned value");
+	CHECK(memcmp(a, c, 32) != 0);
+	CHECK_EQ(stek_derive(stek_find(set, 9), STEK_LABEL_TLS_TICKET, b, sizeof(b)), 0);
+	CHECK_MSG(memcmp(a, b, 32) != 0, "two keys derived the same ticket key");
 	stek_set_put(set);
 }
 
@@ -273,27 +298,27 @@ static void check_no_key_bytes(const char *text, const struct stek_set *set)
 
 			memcpy(run, hex + off, 16);
 			run[16] = '\0';
-			cr_assert_null(strcasestr(text, run), "key bytes leaked: %s", text);
+			CHECK_MSG(strcasestr(text, run) == NULL, "key bytes leaked: %s", text);
 		}
 	}
 }
 
-Test(stek, describe_lists_ids_never_keys)
+STEK_TEST(describe_lists_ids_never_keys)
 {
 	struct stek_set *set = load_ok(put("ok.keys", valid_file, 0600));
 	char buf[512];
 	int n = stek_describe(set, buf, sizeof(buf));
 
-	cr_assert_gt(n, 0);
-	cr_assert_eq((size_t)n, strlen(buf));
-	cr_assert_not_null(strstr(buf, "0000000a  current"), "%s", buf);
-	cr_assert_not_null(strstr(buf, "00000009  previous"), "%s", buf);
-	cr_assert_not_null(strstr(buf, "0000000b  next"), "%s", buf);
-	cr_assert_not_null(strstr(buf, "fp 34a1e2eb935f555a"), "fingerprint not pinned: %s", buf);
+	CHECK(n > 0);
+	CHECK_EQ((size_t)n, strlen(buf));
+	CHECK_MSG(strstr(buf, "0000000a  current") != NULL, "%s", buf);
+	CHECK_MSG(strstr(buf, "00000009  previous") != NULL, "%s", buf);
+	CHECK_MSG(strstr(buf, "0000000b  next") != NULL, "%s", buf);
+	CHECK_MSG(strstr(buf, "fp 34a1e2eb935f555a") != NULL, "fingerprint not pinned: %s", buf);
 	check_no_key_bytes(buf, set);
 	/* truncation: snprintf semantics */
-	cr_assert_eq(stek_describe(set, buf, 10), n);
-	cr_assert_eq(strlen(buf), 9);
+	CHECK_EQ(stek_describe(set, buf, 10), n);
+	CHECK_EQ(strlen(buf), 9);
 	stek_set_put(set);
 }
 
@@ -301,29 +326,29 @@ static mode_t mode_of(const char *p)
 {
 	struct stat st;
 
-	cr_assert_eq(stat(p, &st), 0);
+	CHECK_EQ(stat(p, &st), 0);
 	return st.st_mode & 07777;
 }
 
-Test(stek, generate_then_load)
+STEK_TEST(generate_then_load)
 {
 	struct stek_set *set;
 	char p[512];
 
 	snprintf(p, sizeof(p), "%s/new.keys", dir);
-	cr_assert_eq(stek_generate_file(p, err, sizeof(err)), 0, "%s", err);
-	cr_assert_eq(mode_of(p), 0600);
+	CHECK_MSG(stek_generate_file(p, err, sizeof(err)) == 0, "%s", err);
+	CHECK_EQ(mode_of(p), 0600);
 	set = load_ok(p);
-	cr_assert_eq(stek_num_keys(set), 1);
-	cr_assert_eq(stek_current(set)->role, STEK_CURRENT);
-	cr_assert_neq(stek_current(set)->id, 0);
+	CHECK_EQ(stek_num_keys(set), 1);
+	CHECK_EQ(stek_current(set)->role, STEK_CURRENT);
+	CHECK(stek_current(set)->id != 0);
 	stek_set_put(set);
 	/* never replaces a key file */
-	cr_assert_eq(stek_generate_file(p, err, sizeof(err)), -EEXIST);
-	cr_assert_not_null(strstr(err, "already exists"), "%s", err);
+	CHECK_EQ(stek_generate_file(p, err, sizeof(err)), -EEXIST);
+	CHECK_MSG(strstr(err, "already exists") != NULL, "%s", err);
 }
 
-Test(stek, rotate_roles_and_ids)
+STEK_TEST(rotate_roles_and_ids)
 {
 	struct stek_set *s0, *s1, *s2, *back;
 	uint8_t next_key[32];
@@ -331,52 +356,52 @@ Test(stek, rotate_roles_and_ids)
 	char p[512];
 
 	snprintf(p, sizeof(p), "%s/rot.keys", dir);
-	cr_assert_eq(stek_generate_file(p, err, sizeof(err)), 0, "%s", err);
+	CHECK_MSG(stek_generate_file(p, err, sizeof(err)) == 0, "%s", err);
 	s0 = load_ok(p);
 	id = stek_current(s0)->id;
 
 	/* only a current key: the new current and next are both fresh */
-	cr_assert_eq(stek_rotate_file(p, &s1, err, sizeof(err)), 0, "%s", err);
-	cr_assert_eq(mode_of(p), 0600);
-	cr_assert_eq(stek_num_keys(s1), 3);
-	cr_assert_eq(stek_find(s1, id)->role, STEK_PREVIOUS);
-	cr_assert_arr_eq(stek_find(s1, id)->key, stek_current(s0)->key, 32);
-	cr_assert_eq(stek_current(s1)->id, id + 1);
-	cr_assert_eq(stek_find(s1, id + 2)->role, STEK_NEXT);
+	CHECK_MSG(stek_rotate_file(p, &s1, err, sizeof(err)) == 0, "%s", err);
+	CHECK_EQ(mode_of(p), 0600);
+	CHECK_EQ(stek_num_keys(s1), 3);
+	CHECK_EQ(stek_find(s1, id)->role, STEK_PREVIOUS);
+	CHECK_MEM(stek_find(s1, id)->key, stek_current(s0)->key, 32);
+	CHECK_EQ(stek_current(s1)->id, id + 1);
+	CHECK_EQ(stek_find(s1, id + 2)->role, STEK_NEXT);
 	memcpy(next_key, stek_find(s1, id + 2)->key, 32);
 	back = load_ok(p); /* the file says what the returned set says */
-	cr_assert_eq(stek_current(back)->id, id + 1);
-	cr_assert_arr_eq(stek_current(back)->key, stek_current(s1)->key, 32);
+	CHECK_EQ(stek_current(back)->id, id + 1);
+	CHECK_MEM(stek_current(back)->key, stek_current(s1)->key, 32);
 	stek_set_put(back);
 
 	/* with a next key: it is promoted, the old previous is dropped */
-	cr_assert_eq(chmod(p, 0400), 0);
-	cr_assert_eq(stek_rotate_file(p, &s2, err, sizeof(err)), 0, "%s", err);
-	cr_assert_eq(mode_of(p), 0400, "rotate did not keep the mode");
-	cr_assert_eq(stek_num_keys(s2), 3);
-	cr_assert_null(stek_find(s2, id));
-	cr_assert_eq(stek_find(s2, id + 1)->role, STEK_PREVIOUS);
-	cr_assert_eq(stek_current(s2)->id, id + 2);
-	cr_assert_arr_eq(stek_current(s2)->key, next_key, 32);
-	cr_assert_eq(stek_find(s2, id + 3)->role, STEK_NEXT);
+	CHECK_EQ(chmod(p, 0400), 0);
+	CHECK_MSG(stek_rotate_file(p, &s2, err, sizeof(err)) == 0, "%s", err);
+	CHECK_MSG(mode_of(p) == 0400, "rotate did not keep the mode");
+	CHECK_EQ(stek_num_keys(s2), 3);
+	CHECK(stek_find(s2, id) == NULL);
+	CHECK_EQ(stek_find(s2, id + 1)->role, STEK_PREVIOUS);
+	CHECK_EQ(stek_current(s2)->id, id + 2);
+	CHECK_MEM(stek_current(s2)->key, next_key, 32);
+	CHECK_EQ(stek_find(s2, id + 3)->role, STEK_NEXT);
 
 	stek_set_put(s0);
 	stek_set_put(s1);
 	stek_set_put(s2);
 }
 
-Test(stek, rotate_refuses_symlink_and_loose_mode)
+STEK_TEST(rotate_refuses_symlink_and_loose_mode)
 {
 	char p[512], l[512];
 
 	snprintf(p, sizeof(p), "%s/real.keys", dir);
 	snprintf(l, sizeof(l), "%s/link.keys", dir);
-	cr_assert_eq(stek_generate_file(p, err, sizeof(err)), 0, "%s", err);
-	cr_assert_eq(symlink(p, l), 0);
-	cr_assert_eq(stek_rotate_file(l, NULL, err, sizeof(err)), -EINVAL);
-	cr_assert_not_null(strstr(err, "symbolic link"), "%s", err);
-	cr_assert_eq(chmod(p, 0644), 0);
-	cr_assert_eq(stek_rotate_file(p, NULL, err, sizeof(err)), -EPERM);
+	CHECK_MSG(stek_generate_file(p, err, sizeof(err)) == 0, "%s", err);
+	CHECK_EQ(symlink(p, l), 0);
+	CHECK_EQ(stek_rotate_file(l, NULL, err, sizeof(err)), -EINVAL);
+	CHECK_MSG(strstr(err, "symbolic link") != NULL, "%s", err);
+	CHECK_EQ(chmod(p, 0644), 0);
+	CHECK_EQ(stek_rotate_file(p, NULL, err, sizeof(err)), -EPERM);
 }
 
 /* ---- TLS 1.3 resumption through the ticket AEAD --------------------------------- */
@@ -393,19 +418,19 @@ static struct pki make_pki(void)
 	EC_KEY *ec = EC_KEY_new_by_curve_name(NID_X9_62_prime256v1);
 	X509_NAME *name;
 
-	cr_assert(ec && p.pkey && p.cert);
-	cr_assert(EC_KEY_generate_key(ec));
-	cr_assert(EVP_PKEY_assign_EC_KEY(p.pkey, ec));
-	cr_assert(X509_set_version(p.cert, X509_VERSION_3));
-	cr_assert(ASN1_INTEGER_set(X509_get_serialNumber(p.cert), 1));
-	cr_assert(X509_gmtime_adj(X509_getm_notBefore(p.cert), -60));
-	cr_assert(X509_gmtime_adj(X509_getm_notAfter(p.cert), 3600));
+	CHECK(ec && p.pkey && p.cert);
+	CHECK(EC_KEY_generate_key(ec));
+	CHECK(EVP_PKEY_assign_EC_KEY(p.pkey, ec));
+	CHECK(X509_set_version(p.cert, X509_VERSION_3));
+	CHECK(ASN1_INTEGER_set(X509_get_serialNumber(p.cert), 1));
+	CHECK(X509_gmtime_adj(X509_getm_notBefore(p.cert), -60));
+	CHECK(X509_gmtime_adj(X509_getm_notAfter(p.cert), 3600));
 	name = X509_get_subject_name(p.cert);
-	cr_assert(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-					     (const unsigned char *)"echo.svc", -1, -1, 0));
-	cr_assert(X509_set_issuer_name(p.cert, name));
-	cr_assert(X509_set_pubkey(p.cert, p.pkey));
-	cr_assert(X509_sign(p.cert, p.pkey, EVP_sha256()));
+	CHECK(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+					 (const unsigned char *)"echo.svc", -1, -1, 0));
+	CHECK(X509_set_issuer_name(p.cert, name));
+	CHECK(X509_set_pubkey(p.cert, p.pkey));
+	CHECK(X509_sign(p.cert, p.pkey, EVP_sha256()));
 	return p;
 }
 
@@ -413,16 +438,14 @@ static SSL_CTX *server_ctx(const struct pki *p, struct stek_set *set)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_method());
 
-	cr_assert_not_null(ctx);
-	cr_assert(SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION));
-	cr_assert(SSL_CTX_use_certificate(ctx, p->cert));
-	cr_assert(SSL_CTX_use_PrivateKey(ctx, p->pkey));
-	cr_assert_eq(stek_install_ticket_aead(ctx, NULL), 0);
-	cr_assert_eq(stek_ctx_attach(ctx, set), 0);
+	CHECK(ctx != NULL);
+	CHECK(SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION));
+	CHECK(SSL_CTX_use_certificate(ctx, p->cert));
+	CHECK(SSL_CTX_use_PrivateKey(ctx, p->pkey));
+	CHECK_EQ(stek_install_ticket_aead(ctx, NULL), 0);
+	CHECK_EQ(stek_ctx_attach(ctx, set), 0);
 	return ctx;
 }
-
-static SSL_SESSION *last_session;
 
 static int on_new_session(SSL *ssl, SSL_SESSION *sess)
 {
@@ -436,8 +459,8 @@ static SSL_CTX *client_ctx(void)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_method());
 
-	cr_assert_not_null(ctx);
-	cr_assert(SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION));
+	CHECK(ctx != NULL);
+	CHECK(SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION));
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT);
 	SSL_CTX_sess_set_new_cb(ctx, on_new_session);
 	return ctx;
@@ -455,21 +478,21 @@ static int connect_once(SSL_CTX *cctx, SSL_CTX *sctx, SSL_SESSION *resume)
 	int cdone = 0, sdone = 0, reused;
 	uint8_t byte;
 
-	cr_assert(c && s);
-	cr_assert(BIO_new_bio_pair(&cb, 0, &sb, 0));
+	CHECK(c && s);
+	CHECK(BIO_new_bio_pair(&cb, 0, &sb, 0));
 	SSL_set_bio(c, cb, cb);
 	SSL_set_bio(s, sb, sb);
 	SSL_set_connect_state(c);
 	SSL_set_accept_state(s);
-	cr_assert(SSL_set_tlsext_host_name(c, "echo.svc"));
+	CHECK(SSL_set_tlsext_host_name(c, "echo.svc"));
 	if (resume)
-		cr_assert(SSL_set_session(c, resume));
+		CHECK(SSL_set_session(c, resume));
 	for (int i = 0; i < 20 && !(cdone && sdone); i++) {
 		if (!cdone) {
 			int r = SSL_do_handshake(c);
 
 			cdone = r == 1;
-			cr_assert(cdone || SSL_get_error(c, r) == SSL_ERROR_WANT_READ,
+			CHECK_MSG(cdone || SSL_get_error(c, r) == SSL_ERROR_WANT_READ,
 				  "client handshake error %d: %s", SSL_get_error(c, r),
 				  ERR_reason_error_string(ERR_peek_error()));
 		}
@@ -477,20 +500,20 @@ static int connect_once(SSL_CTX *cctx, SSL_CTX *sctx, SSL_SESSION *resume)
 			int r = SSL_do_handshake(s);
 
 			sdone = r == 1;
-			cr_assert(sdone || SSL_get_error(s, r) == SSL_ERROR_WANT_READ,
+			CHECK_MSG(sdone || SSL_get_error(s, r) == SSL_ERROR_WANT_READ,
 				  "server handshake error %d: %s", SSL_get_error(s, r),
 				  ERR_reason_error_string(ERR_peek_error()));
 		}
 	}
-	cr_assert(cdone && sdone, "handshake did not finish");
-	cr_assert_eq(SSL_version(c), TLS1_3_VERSION);
+	CHECK_MSG(cdone && sdone, "handshake did not finish");
+	CHECK_EQ(SSL_version(c), TLS1_3_VERSION);
 	/* BoringSSL's server sends its NewSessionTickets with its first write (here the
 	 * "response"); the client processes them while reading it */
-	cr_assert_eq(SSL_write(s, "r", 1), 1);
-	cr_assert_eq(SSL_read(c, &byte, 1), 1);
-	cr_assert_eq(byte, 'r');
+	CHECK_EQ(SSL_write(s, "r", 1), 1);
+	CHECK_EQ(SSL_read(c, &byte, 1), 1);
+	CHECK_EQ(byte, 'r');
 	reused = SSL_session_reused(c);
-	cr_assert_eq(SSL_session_reused(s), reused);
+	CHECK_EQ(SSL_session_reused(s), reused);
 	SSL_free(c);
 	SSL_free(s);
 	return reused;
@@ -500,12 +523,12 @@ static SSL_SESSION *take_session(void)
 {
 	SSL_SESSION *s = last_session;
 
-	cr_assert_not_null(s, "the server issued no ticket");
+	CHECK_MSG(s != NULL, "the server issued no ticket");
 	last_session = NULL;
 	return s;
 }
 
-Test(stek, tls13_tickets_resume_across_rotation)
+STEK_TEST(tls13_tickets_resume_across_rotation)
 {
 	struct pki pki = make_pki();
 	struct stek_set *s0, *s1, *other, *forged;
@@ -515,26 +538,26 @@ Test(stek, tls13_tickets_resume_across_rotation)
 	char p[512], q[512], text[512];
 
 	snprintf(p, sizeof(p), "%s/svc.keys", dir);
-	cr_assert_eq(stek_generate_file(p, err, sizeof(err)), 0, "%s", err);
+	CHECK_MSG(stek_generate_file(p, err, sizeof(err)) == 0, "%s", err);
 	s0 = load_ok(p);
 	srv0 = server_ctx(&pki, s0);
 	srv0b = server_ctx(&pki, s0); /* another server of the service, same STEK */
 
 	/* full handshake, then resumption on another server with the same key */
-	cr_assert_eq(connect_once(cctx, srv0, NULL), 0);
+	CHECK_EQ(connect_once(cctx, srv0, NULL), 0);
 	sess = take_session();
 	stek_ticket_stats(srv0, &st);
-	cr_assert_geq(st.sealed, 1);
-	cr_assert_eq(connect_once(cctx, srv0b, sess), 1, "no resumption under the same STEK");
+	CHECK(st.sealed >= 1);
+	CHECK_MSG(connect_once(cctx, srv0b, sess) == 1, "no resumption under the same STEK");
 	stek_ticket_stats(srv0b, &st);
-	cr_assert_eq(st.opened, 1);
+	CHECK_EQ(st.opened, 1);
 
 	/* a server that rotated: the ticket's key is now previous, still resumes */
-	cr_assert_eq(stek_rotate_file(p, &s1, err, sizeof(err)), 0, "%s", err);
-	cr_assert_neq(stek_current(s1)->id, stek_current(s0)->id);
-	cr_assert_eq(stek_find(s1, stek_current(s0)->id)->role, STEK_PREVIOUS);
+	CHECK_MSG(stek_rotate_file(p, &s1, err, sizeof(err)) == 0, "%s", err);
+	CHECK(stek_current(s1)->id != stek_current(s0)->id);
+	CHECK_EQ(stek_find(s1, stek_current(s0)->id)->role, STEK_PREVIOUS);
 	srv1 = server_ctx(&pki, s1);
-	cr_assert_eq(connect_once(cctx, srv1, sess), 1, "old current key no longer decrypts");
+	CHECK_MSG(connect_once(cctx, srv1, sess) == 1, "old current key no longer decrypts");
 	SSL_SESSION_free(take_session());
 
 	/* a server without that key id: full handshake, counted as unknown_id */
@@ -542,20 +565,20 @@ Test(stek, tls13_tickets_resume_across_rotation)
 	snprintf(text, sizeof(text), "%08x current %s\n", stek_current(s0)->id + 100, K_C);
 	other = load_ok(put("other.keys", text, 0600));
 	srv_other = server_ctx(&pki, other);
-	cr_assert_eq(connect_once(cctx, srv_other, sess), 0, "resumed without the key");
+	CHECK_MSG(connect_once(cctx, srv_other, sess) == 0, "resumed without the key");
 	stek_ticket_stats(srv_other, &st);
-	cr_assert_eq(st.unknown_id, 1);
-	cr_assert_eq(st.opened, 0);
+	CHECK_EQ(st.unknown_id, 1);
+	CHECK_EQ(st.opened, 0);
 	SSL_SESSION_free(take_session());
 
 	/* same id, different key bytes: authentication fails, full handshake */
 	snprintf(text, sizeof(text), "%08x current %s\n", stek_current(s0)->id, K_C);
 	forged = load_ok(put("forged.keys", text, 0600));
 	srv_forged = server_ctx(&pki, forged);
-	cr_assert_eq(connect_once(cctx, srv_forged, sess), 0, "resumed under the wrong key");
+	CHECK_MSG(connect_once(cctx, srv_forged, sess) == 0, "resumed under the wrong key");
 	stek_ticket_stats(srv_forged, &st);
-	cr_assert_eq(st.bad, 1);
-	cr_assert_eq(st.unknown_id, 0);
+	CHECK_EQ(st.bad, 1);
+	CHECK_EQ(st.unknown_id, 0);
 	SSL_SESSION_free(take_session());
 
 	SSL_SESSION_free(sess);
@@ -583,7 +606,7 @@ static struct stek_set *get_worker_set(SSL *ssl)
 	return worker_set;
 }
 
-Test(stek, tls13_tickets_with_get_set_hook)
+STEK_TEST(tls13_tickets_with_get_set_hook)
 {
 	struct pki pki = make_pki();
 	struct stek_ticket_stats st;
@@ -591,15 +614,15 @@ Test(stek, tls13_tickets_with_get_set_hook)
 	SSL_SESSION *sess;
 
 	worker_set = load_ok(put("w.keys", valid_file, 0600));
-	cr_assert(SSL_CTX_use_certificate(sctx, pki.cert));
-	cr_assert(SSL_CTX_use_PrivateKey(sctx, pki.pkey));
-	cr_assert_eq(stek_install_ticket_aead(sctx, get_worker_set), 0);
-	cr_assert_eq(connect_once(cctx, sctx, NULL), 0);
+	CHECK(SSL_CTX_use_certificate(sctx, pki.cert));
+	CHECK(SSL_CTX_use_PrivateKey(sctx, pki.pkey));
+	CHECK_EQ(stek_install_ticket_aead(sctx, get_worker_set), 0);
+	CHECK_EQ(connect_once(cctx, sctx, NULL), 0);
 	sess = take_session();
-	cr_assert_eq(connect_once(cctx, sctx, sess), 1);
+	CHECK_EQ(connect_once(cctx, sctx, sess), 1);
 	stek_ticket_stats(sctx, &st);
-	cr_assert_eq(st.opened, 1);
-	cr_assert_eq(st.seal_fail, 0);
+	CHECK_EQ(st.opened, 1);
+	CHECK_EQ(st.seal_fail, 0);
 	SSL_SESSION_free(take_session());
 	SSL_SESSION_free(sess);
 	SSL_CTX_free(sctx);
@@ -607,4 +630,10 @@ Test(stek, tls13_tickets_with_get_set_hook)
 	stek_set_put(worker_set);
 	X509_free(pki.cert);
 	EVP_PKEY_free(pki.pkey);
+}
+
+int main(int argc, char **argv)
+{
+	atexit(teardown);
+	return mt_run(argc, argv);
 }

@@ -11,7 +11,7 @@ SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 JOBS=$(nproc 2>/dev/null || echo 2)
 
 PKGS=(cmake pkg-config make clang llvm libclang-rt-14-dev liburing-dev libcriterion-dev
-	libinih-dev libsystemd-dev android-libboringssl-dev openssl iproute2 kmod procps)
+	libinih-dev libsystemd-dev android-libboringssl-dev openssl libssl-dev iproute2 kmod procps)
 
 log() { printf '\033[1m[dev.sh]\033[0m %s\n' "$*"; }
 die() { printf '[dev.sh] error: %s\n' "$*" >&2; exit 1; }
