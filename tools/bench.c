@@ -1,20 +1,31 @@
 // SPDX-License-Identifier: MIT
 /*
- * r2p2-bench: closed-loop load generator for a service behind the local r2p2d.
+ * r2p2-bench: load generator for a service behind the local r2p2d.
  *
  *   r2p2-bench [-s SOCKET] [-n SERVICE] [-S SIZE] [-c CONCURRENCY] [-N REQUESTS]
- *              [-d DURATION_S] [-t TIMEOUT_MS] [-w WARMUP] [--json]
+ *              [-d DURATION_S] [-t TIMEOUT_MS] [-w WARMUP] [--rate R]
+ *              [--samples FILE] [--json]
  *
- * Keeps CONCURRENCY calls outstanding (1 = sequential) until REQUESTS measured
- * calls were issued or DURATION_S passed, after WARMUP unmeasured ones. Each
- * call's latency is taken with CLOCK_MONOTONIC from r2p2_call to its
- * completion; responses are checked against the request bytes. Prints count,
- * errors, timeouts, latency percentiles in microseconds and throughput
- * (tools/stats.h), and with --json one JSON object line as well.
+ * Closed loop (default): keeps CONCURRENCY calls outstanding (1 = sequential)
+ * until REQUESTS measured calls were issued or DURATION_S passed, after WARMUP
+ * unmeasured ones. Each call's latency is taken with CLOCK_MONOTONIC from
+ * r2p2_call to its completion.
+ * Open loop (--rate R): call i is due at start + i/R seconds whatever has
+ * completed, with at most CONCURRENCY outstanding (a call due while the bound is
+ * reached waits for a slot); its latency runs from its due time, so a late send
+ * counts against the system (no coordinated omission). libr2p2 waits in whole
+ * milliseconds, so when the next call is due in under 2.5 ms the generator
+ * polls without waiting (yielding the CPU between polls): an open-loop run keeps
+ * one CPU busy whenever nobody else wants it.
+ * Responses are checked against the request bytes. Prints count, errors,
+ * timeouts, latency percentiles in microseconds and throughput (tools/stats.h),
+ * with --json one JSON object line as well, and with --samples every measured
+ * latency (us, one per line, in completion order) into FILE.
  * Exit status 0 only when every measured call succeeded and verified.
  */
 #include <errno.h>
 #include <getopt.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -88,10 +99,18 @@ static int table_take(struct table *t, int64_t id, struct slot *out)
 	return 0;
 }
 
+/* due_ns returns when open-loop call `i` (counting warmup calls) is due. */
+static uint64_t due_ns(uint64_t start, unsigned long i, unsigned long rate)
+{
+	return start + (uint64_t)((double)i * 1e9 / (double)rate);
+}
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: r2p2-bench [-s SOCKET] [-n SERVICE] [-S SIZE] [-c CONCURRENCY] "
-			"[-N REQUESTS] [-d DURATION_S] [-t TIMEOUT_MS] [-w WARMUP] [--json]\n");
+			"[-N REQUESTS] [-d DURATION_S]\n"
+			"                  [-t TIMEOUT_MS] [-w WARMUP] [--rate R] [--samples FILE] "
+			"[--json]\n");
 	exit(2);
 }
 
@@ -111,10 +130,14 @@ static unsigned long parse_num(const char *s, const char *what, unsigned long ma
 
 int main(int argc, char **argv)
 {
-	static const struct option longopts[] = {{"json", no_argument, NULL, 'j'}, {0}};
-	const char *sock = NULL, *service = "echo.svc";
+	static const struct option longopts[] = {{"json", no_argument, NULL, 'j'},
+						 {"rate", required_argument, NULL, 'r'},
+						 {"samples", required_argument, NULL, 'o'},
+						 {0}};
+	const char *sock = NULL, *service = "echo.svc", *samples = NULL;
 	unsigned long size = 4, conc = 1, count = 10000, duration_s = 60, timeout_ms = 0,
-		      warmup = 100;
+		      warmup = 100, rate = 0;
+	uint64_t max_lag_ns = 0;
 	unsigned long issued = 0, inflight = 0, lost = 0, shown = 0, immediate_fail = 0;
 	struct r2p2_event evs[BATCH];
 	struct sigaction sa = {.sa_handler = on_signal};
@@ -155,6 +178,12 @@ int main(int argc, char **argv)
 		case 'j':
 			json = 1;
 			break;
+		case 'r':
+			rate = parse_num(optarg, "rate", 100000000);
+			break;
+		case 'o':
+			samples = optarg;
+			break;
 		default:
 			usage();
 		}
@@ -193,20 +222,24 @@ int main(int argc, char **argv)
 		uint64_t now = now_ns();
 		int issuing = !stop && issued < total && now < issue_end;
 
-		/* Fill the window. */
+		/* Fill the window (open loop: with the calls due by now). */
 		ring_full = 0;
 		while (issuing && inflight < conc && issued < total) {
 			int measured = issued >= warmup;
-			uint64_t t = now_ns();
+			uint64_t t = now_ns(), due = rate ? due_ns(start, issued, rate) : t;
 			int64_t id;
 
-			if (measured && !t0)
-				t0 = t;
+			if (due > t)
+				break;
 			id = r2p2_call(ctx, service, payload, size, (unsigned)timeout_ms, 0);
 			if (id == -EAGAIN) {
 				ring_full = 1;
 				break;
 			}
+			if (measured && !t0)
+				t0 = due;
+			if (measured && t - due > max_lag_ns)
+				max_lag_ns = t - due;
 			issued++;
 			if (id < 0) {
 				if (measured) {
@@ -226,7 +259,7 @@ int main(int argc, char **argv)
 				break;
 			}
 			immediate_fail = 0;
-			table_put(&tab, id, t, measured);
+			table_put(&tab, id, due, measured);
 			inflight++;
 			if (measured && inflight > st.max_inflight)
 				st.max_inflight = inflight;
@@ -248,9 +281,19 @@ int main(int argc, char **argv)
 			break;
 		}
 
-		int n = r2p2_poll(ctx, evs, BATCH,
-				  inflight ? (ring_full ? 1 : 100) : (ring_full ? 1 : 0));
+		int wait_ms = ring_full ? 1 : inflight ? 100 : 0;
 
+		if (!ring_full && issuing && rate && inflight < conc) {
+			/* Wake up in time for the next due call; spin when it is close. */
+			uint64_t due = due_ns(start, issued, rate), t = now_ns();
+
+			wait_ms = due > t + 2500000 ? (int)((due - t - 1500000) / 1000000) : 0;
+		}
+		int n = r2p2_poll(ctx, evs, BATCH, wait_ms);
+
+		/* A spinning generator shares 2 CPUs with the daemons: let them run first. */
+		if (n == 0 && rate && wait_ms == 0)
+			sched_yield();
 		if (n == -EINTR)
 			continue;
 		if (n < 0) {
@@ -304,13 +347,27 @@ int main(int argc, char **argv)
 		st.errors += lost;
 	}
 	st.elapsed_s = t0 && t_last > t0 ? (double)(t_last - t0) / 1e9 : 0;
-	snprintf(extra, sizeof(extra), "\"service\":\"%s\",\"warmup\":%lu,\"lost\":%lu", service,
-		 warmup, lost);
+	snprintf(extra, sizeof(extra),
+		 "\"service\":\"%s\",\"warmup\":%lu,\"lost\":%lu,\"rate_rps\":%lu,"
+		 "\"max_send_lag_us\":%.1f",
+		 service, warmup, lost, rate, (double)max_lag_ns / 1000.0);
+
+	int rc = st.num > 0 && st.num == st.requests ? 0 : 1;
+
+	if (samples) {
+		int err = stats_write_samples(&st, samples);
+
+		if (err) {
+			fprintf(stderr, "r2p2-bench: %s: %s\n", samples, strerror(-err));
+			rc = 1;
+		}
+	}
 	stats_report(&st, stdout, "r2p2-bench", size, (unsigned)conc, json, extra);
 	if (lost)
 		printf("  lost %lu (counted as errors)\n", lost);
-
-	int rc = st.num > 0 && st.num == st.requests ? 0 : 1;
+	if (rate)
+		printf("  open loop: offered %lu req/s, latest send %.1f us after its due time\n",
+		       rate, (double)max_lag_ns / 1000.0);
 
 	stats_cleanup(&st);
 	free(tab.s);

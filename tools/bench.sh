@@ -1,27 +1,45 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# tools/bench.sh BUILD_DIR [-r ROUNDS] [-N COUNT]: one run, on the same two namespaces,
-# interleaved so machine drift hits every mode alike:
-#   udp    raw UDP ping-pong (udp-pingpong), the floor
-#   plain  r2p2-bench against echo.svc (plain R2P2 through two daemons)
-#   tls    r2p2-bench against echo-tls.svc (one TLS 1.3 exchange per RPC, 0-RTT)
-# COUNT sequential 4-byte echoes each (default 10000), ROUNDS rounds (default 3).
-# Also: the daemons' CPU per RPC in each mode (from /proc), bytes on the wire per
-# flight in tls mode, and r2p2-tls-bench (BoringSSL's own 0-RTT cost, in-process).
-# Prints markdown tables; raw JSON lines go to BUILD_DIR/bench-results.jsonl.
+# tools/bench.sh BUILD_DIR [-r ROUNDS] [-N COUNT] [-s SOAK] [-L RATES]: one run, on the same two
+# namespaces, interleaved so machine drift hits every mode alike:
+#   udp       raw UDP ping-pong (udp-pingpong), the floor
+#   plain     r2p2-bench against echo.svc (plain R2P2 through two daemons)
+#   tls       r2p2-bench against echo-tls.svc (one TLS 1.3 exchange per RPC, 0-RTT)
+#   grpc      grpc-echo-client against grpc-echo-server, insecure (the peer)
+#   grpc-tls  the same over TLS (grpc::SslCredentials, one persistent channel)
+# The gRPC modes need the peers built (-DR2P2_BENCH_PEERS=ON; ./tools/dev.sh bench does it);
+# without them they are skipped with a note. COUNT sequential 4-byte echoes each (default
+# 10000), ROUNDS rounds (default 3). Then:
+#   - the daemons' CPU per RPC (from /proc; for gRPC the server process),
+#   - bytes and packets on the wire per RPC of each mode (veth counters in namespace A),
+#   - the daemons' VmRSS over a soak of SOAK RPCs per encrypted/plain service at concurrency
+#     16 (default 1000000; -s 0 skips it),
+#   - open-loop load: p99 against offered load for plain, tls and grpc-tls at the
+#     comma-separated RATES (requests/s; -L 0 skips it),
+#   - r2p2-tls-bench (BoringSSL's own 0-RTT cost, in-process).
+# Prints markdown tables; figures (gnuplot) go to BUILD_DIR/bench/latency.png and
+# openloop.png, raw samples and data next to them, JSON lines to BUILD_DIR/bench-results.jsonl.
 set -euo pipefail
 
-BUILD=${1:?usage: tools/bench.sh BUILD_DIR [-r ROUNDS] [-N COUNT]}
+USAGE="usage: tools/bench.sh BUILD_DIR [-r ROUNDS] [-N COUNT] [-s SOAK_RPCS] [-L RATE,RATE,...]"
+BUILD=${1:?$USAGE}
 shift
 ROUNDS=3
 COUNT=10000
-while getopts "r:N:" opt; do
+SOAK=1000000
+RATES=2000,5000,10000,20000,40000
+while getopts "r:N:s:L:" opt; do
 	case $opt in
 	r) ROUNDS=$OPTARG ;;
 	N) COUNT=$OPTARG ;;
-	*) echo "usage: tools/bench.sh BUILD_DIR [-r ROUNDS] [-N COUNT]" >&2; exit 2 ;;
+	s) SOAK=$OPTARG ;;
+	L) RATES=$OPTARG ;;
+	*) echo "$USAGE" >&2; exit 2 ;;
 	esac
 done
+[[ $ROUNDS =~ ^[1-9][0-9]*$ && $COUNT =~ ^[1-9][0-9]*$ && $SOAK =~ ^[0-9]+$ ]] ||
+	{ echo "$USAGE" >&2; exit 2; }
+[[ $RATES =~ ^[0-9,]+$ ]] || { echo "$USAGE" >&2; exit 2; }
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export R2P2_BUILD=$BUILD R2P2_SRC=$SRC
 IT_NAME=bench
@@ -32,14 +50,34 @@ source "$SRC/tests/integration/lib.sh"
 it_init
 pp=$(it_bin udp-pingpong)
 tlsbench=$(it_bin r2p2-tls-bench)
-it_bin r2p2-bench >/dev/null
+benchbin=$(it_bin r2p2-bench)
+OUT=$(cd "$BUILD" && pwd)/bench
+mkdir -p "$OUT"
+rm -f "$OUT"/samples-*.txt "$OUT"/*.dat "$OUT"/*.png
 RESULTS=$(cd "$BUILD" && pwd)/bench-results.jsonl
 : >"$RESULTS"
 TLS_PORT=$((IT_ECHO_PORT + 1))
+GRPC_PORT=9000
+GRPC_TLS_PORT=9001
+GRPC_NAME=grpc-echo.svc
+NOTES=()
 
-# Certificates and STEK for echo-tls.svc.
-bash "$SRC/tools/gen-certs.sh" "$IT_TMP/pki" echo-tls.svc >/dev/null
+GRPC_SRV=$(it_bin grpc-echo-server 2>/dev/null) || GRPC_SRV=
+GRPC_CLI=$(it_bin grpc-echo-client 2>/dev/null) || GRPC_CLI=
+MODES="udp plain tls"
+if [ -n "$GRPC_SRV" ] && [ -n "$GRPC_CLI" ]; then
+	MODES="$MODES grpc grpc-tls"
+else
+	NOTES+=("gRPC modes skipped: grpc-echo-server/grpc-echo-client are not built in $BUILD (configure with -DR2P2_BENCH_PEERS=ON, or run ./tools/dev.sh bench).")
+	it_log "NOTE: ${NOTES[-1]}"
+fi
+has_mode() { [[ " $MODES " == *" $1 "* ]]; }
+
+# Certificates and STEK for echo-tls.svc; a certificate for the gRPC TLS server (same CA).
+R2P2CTL=$(it_bin r2p2ctl) bash "$SRC/tools/gen-certs.sh" "$IT_TMP/pki" echo-tls.svc "$GRPC_NAME" \
+	>/dev/null
 it_setup_pair
+IF_A=r2a$IT_ID
 {
 	it_conf_daemon b "$IT_B4"
 	printf 'stek = %s\n\n' "$IT_TMP/pki/stek.keys"
@@ -59,36 +97,89 @@ it_start_echo -n echo.svc
 it_start_echo -n echo-tls.svc
 it_bg "$IT_NS_B" "$IT_TMP/udp-server.log" "$pp" server "$IT_B4:7000" -i 600
 it_wait_for 5 "udp-pingpong server" grep -q ready "$IT_TMP/udp-server.log"
+GRPC_PID=
+GRPC_TLS_PID=
+GRPC_TLS_VERSION=
+if has_mode grpc; then
+	it_bg "$IT_NS_B" "$IT_TMP/grpc-server.log" "$GRPC_SRV" "$IT_B4:$GRPC_PORT" -i 600
+	GRPC_PID=$IT_LAST_PID
+	it_bg "$IT_NS_B" "$IT_TMP/grpc-tls-server.log" "$GRPC_SRV" "$IT_B4:$GRPC_TLS_PORT" -i 600 \
+		--tls "$IT_TMP/pki/$GRPC_NAME.crt" "$IT_TMP/pki/$GRPC_NAME.key"
+	GRPC_TLS_PID=$IT_LAST_PID
+	it_wait_for 10 "grpc-echo-server" grep -q ready "$IT_TMP/grpc-server.log"
+	it_wait_for 10 "grpc-echo-server --tls" grep -q ready "$IT_TMP/grpc-tls-server.log"
+	it_log "grpc-echo-server running in $IT_NS_B (pids $GRPC_PID, $GRPC_TLS_PID with tls)"
+fi
 
-# cpu_ticks PID: user+system clock ticks of a process so far.
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# client MODE ARGS...: the client of MODE in namespace A, bounded by $TMO seconds (300).
+client() {
+	local mode=$1
+	shift
+	case $mode in
+	udp) it_in "$IT_NS_A" timeout "${TMO:-300}" "$pp" client "$IT_B4:7000" "$@" ;;
+	plain | tls)
+		local svc=echo.svc
+		[ "$mode" = tls ] && svc=echo-tls.svc
+		it_in "$IT_NS_A" timeout "${TMO:-300}" "$benchbin" -s "$(it_sock a)" -n "$svc" "$@"
+		;;
+	grpc) it_in "$IT_NS_A" timeout "${TMO:-300}" "$GRPC_CLI" "$IT_B4:$GRPC_PORT" "$@" ;;
+	grpc-tls)
+		it_in "$IT_NS_A" timeout "${TMO:-300}" "$GRPC_CLI" "$IT_B4:$GRPC_TLS_PORT" \
+			--tls "$IT_TMP/pki/ca.crt" "$GRPC_NAME" "$@"
+		;;
+	esac
+}
+
+# Which TLS version the measured gRPC pair negotiates: grpc 1.51 cannot pin one through its
+# API, so look at the client's handshake states in grpc's own tsi trace.
+if has_mode grpc-tls; then
+	GRPC_TRACE=tsi GRPC_VERBOSITY=DEBUG client grpc-tls -N 1 -w 0 >"$IT_TMP/grpc-tls-probe.log" 2>&1 ||
+		true
+	if grep -q 'TLSv1.3 read encrypted ext' "$IT_TMP/grpc-tls-probe.log"; then
+		GRPC_TLS_VERSION="TLS 1.3"
+	elif grep -q 'HANDSHAKE DONE' "$IT_TMP/grpc-tls-probe.log"; then
+		GRPC_TLS_VERSION="TLS 1.2 or older (no TLS 1.3 handshake states in the tsi trace)"
+	else
+		GRPC_TLS_VERSION="unknown (no handshake in the tsi trace; see grpc-tls-probe.log)"
+	fi
+	NOTES+=("gRPC+TLS negotiates $GRPC_TLS_VERSION (seen in grpc's tsi trace of the client's handshake; grpc 1.51's API cannot pin the version, it allows 1.2-1.3).")
+	it_log "grpc-tls: $GRPC_TLS_VERSION"
+fi
+
+# cpu_ticks PID: user+system clock ticks of a process so far (0 for "").
+cpu_ticks() { if [ -n "$1" ]; then awk '{ print $14 + $15 }' "/proc/$1/stat"; else echo 0; fi; }
 TICK=$(getconf CLK_TCK)
 
-# run_mode MODE ROUND: one measurement; prints "p50 p99 mean errors timeouts cpu_us_per_rpc".
+# run_mode MODE ROUND: one measurement; prints
+# "mode p50 p99 mean errors timeouts client_cpu_us_per_rpc server_cpu_us_per_rpc" ("-": n/a).
+# The last round also keeps every latency in $OUT/samples-MODE.txt.
 run_mode() {
-	local mode=$1 r=$2 out=$IT_TMP/$1-$2.txt a0 b0 a1 b1
-	a0=$(cpu_ticks "${IT_DAEMON_PID[a]}")
-	b0=$(cpu_ticks "${IT_DAEMON_PID[b]}")
+	local mode=$1 r=$2 out=$IT_TMP/$1-$2.txt pa="" pb="" a0 b0 a1 b1 extra=()
+	[ "$r" -eq "$ROUNDS" ] && extra=(--samples "$OUT/samples-$mode.txt")
 	case $mode in
-	udp) it_in "$IT_NS_A" timeout 300 "$pp" client "$IT_B4:7000" -S 4 -N "$COUNT" -w 1000 \
-		--json >"$out" ;;
-	plain) it_bench -n echo.svc -S 4 -c 1 -N "$COUNT" -w 1000 -t 1000 --json >"$out" ;;
-	tls) it_bench -n echo-tls.svc -S 4 -c 1 -N "$COUNT" -w 1000 -t 1000 --json >"$out" ;;
+	plain | tls) pa=${IT_DAEMON_PID[a]} pb=${IT_DAEMON_PID[b]} ;;
+	grpc) pb=$GRPC_PID ;;
+	grpc-tls) pb=$GRPC_TLS_PID ;;
 	esac
-	a1=$(cpu_ticks "${IT_DAEMON_PID[a]}")
-	b1=$(cpu_ticks "${IT_DAEMON_PID[b]}")
+	a0=$(cpu_ticks "$pa")
+	b0=$(cpu_ticks "$pb")
+	client "$mode" -S 4 -N "$COUNT" -w 1000 -t 1000 --json "${extra[@]}" >"$out" || true
+	a1=$(cpu_ticks "$pa")
+	b1=$(cpu_ticks "$pb")
 	grep -h '^{' "$out" | sed "s/^{/{\"mode\":\"$mode\",\"round\":$r,/" >>"$RESULTS"
 	awk -v a="$((a1 - a0))" -v b="$((b1 - b0))" -v t="$TICK" -v n="$((COUNT + 1000))" \
 		-v p50="$(it_json_num "$out" p50_us)" -v p99="$(it_json_num "$out" p99_us)" \
 		-v mean="$(it_json_num "$out" mean_us)" -v e="$(it_json_num "$out" errors)" \
-		-v to="$(it_json_num "$out" timeouts)" -v m="$mode" \
-		'BEGIN { printf "%s %s %s %s %s %s %.1f %.1f\n", m, p50, p99, mean, e, to,
-			 a * 1e6 / t / n, b * 1e6 / t / n }'
+		-v to="$(it_json_num "$out" timeouts)" -v m="$mode" -v ha="$pa" -v hb="$pb" \
+		'BEGIN { printf "%s %s %s %s %s %s %s %s\n", m, p50 == "" ? -1 : p50,
+			 p99 == "" ? -1 : p99, mean == "" ? -1 : mean, e == "" ? n : e, to + 0,
+			 ha == "" ? "-" : sprintf("%.1f", a * 1e6 / t / n),
+			 hb == "" ? "-" : sprintf("%.1f", b * 1e6 / t / n) }'
 }
 
 rows=()
 for ((r = 1; r <= ROUNDS; r++)); do
-	for mode in udp plain tls; do
+	for mode in $MODES; do
 		it_log "round $r/$ROUNDS: $mode, $COUNT x 4 B sequential"
 		rows+=("$r $(run_mode "$mode" "$r")")
 	done
@@ -101,29 +192,253 @@ echo
 echo "## Latency, 4-byte echo, sequential, $COUNT requests per mode and round"
 echo "($(date -u +%F), $(nproc) CPUs, kernel $(uname -r); medians over $ROUNDS rounds)"
 echo
-printf '%s\n' "${rows[@]}" | awk '
+printf '%s\n' "${rows[@]}" | awk -v modes="$MODES" '
 function median(a, n,    i, j, t) {
 	for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
 	return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
 }
+function ratio(x, y) { return y > 0 && x >= 0 ? sprintf("%.2f", x / y) : "-" }
+function cpu(m, c,    i, n) {
+	if (v[m, 1, c] == "-") return "-"
+	n = k[m]; for (i = 1; i <= n; i++) w[i] = v[m, i, c]
+	return sprintf("%.1f", median(w, n))
+}
 {
 	m = $2; k[m]++; i = k[m]
-	p50[m, i] = $3; p99[m, i] = $4; mean[m, i] = $5; err[m] += $6 + $7; ca[m, i] = $8; cb[m, i] = $9
+	p50[m, i] = $3; p99[m, i] = $4; mean[m, i] = $5; err[m] += $6 + $7; v[m, i, 1] = $8; v[m, i, 2] = $9
 }
 END {
-	print "| mode | p50 (us) | p99 (us) | mean (us) | p50 / udp | p50 / plain | client daemon CPU (us/RPC) | server daemon CPU (us/RPC) | errors+timeouts |"
-	print "|---|---|---|---|---|---|---|---|---|"
-	split("udp plain tls", modes, " ")
-	for (x = 1; x <= 3; x++) {
-		m = modes[x]; n = k[m]
-		for (i = 1; i <= n; i++) { a[i] = p50[m, i]; b[i] = p99[m, i]; c[i] = mean[m, i]; d[i] = ca[m, i]; e[i] = cb[m, i] }
-		M50[m] = median(a, n); M99 = median(b, n); Mmean = median(c, n); Mca = median(d, n); Mcb = median(e, n)
-		printf "| %s | %.1f | %.1f | %.1f | %.2f | %.2f | %s | %s | %d |\n", m, M50[m], M99, Mmean,
-			M50[m] / M50["udp"], (m == "udp" ? 0 : M50[m] / M50["plain"]),
-			(m == "udp" ? "-" : sprintf("%.1f", Mca)), (m == "udp" ? "-" : sprintf("%.1f", Mcb)), err[m]
+	nm = split(modes, ms, " ")
+	for (x = 1; x <= nm; x++) {
+		m = ms[x]; n = k[m]
+		for (i = 1; i <= n; i++) { a[i] = p50[m, i]; b[i] = p99[m, i]; c[i] = mean[m, i] }
+		M50[m] = median(a, n); M99[m] = median(b, n); Mmean[m] = median(c, n)
 	}
-	printf "\nTargets: plain p50 within 2x udp.\n"
+	g = ("grpc-tls" in M50)
+	print "| mode | p50 (us) | p99 (us) | mean (us) | p50 / udp | p50 / plain | p50 / gRPC+TLS | p99 / gRPC+TLS | client daemon CPU (us/RPC) | server daemon CPU (us/RPC) | errors+timeouts |"
+	print "|---|---|---|---|---|---|---|---|---|---|---|"
+	for (x = 1; x <= nm; x++) {
+		m = ms[x]
+		printf "| %s | %.1f | %.1f | %.1f | %s | %s | %s | %s | %s | %s | %d |\n", m, M50[m], M99[m],
+			Mmean[m], ratio(M50[m], M50["udp"]), m == "udp" ? "-" : ratio(M50[m], M50["plain"]),
+			g ? ratio(M50[m], M50["grpc-tls"]) : "-", g ? ratio(M99[m], M99["grpc-tls"]) : "-",
+			cpu(m, 1), cpu(m, 2), err[m]
+	}
+	printf "\nTargets: plain p50 within 2x udp; every encrypted mode below gRPC+TLS in p50 and p99 (ratios under 1).\n"
+	printf "CPU from /proc (clock ticks) over warmup + measured calls; r2p2 modes: the two r2p2d daemons, "
+	printf "not the echo app; gRPC modes: the grpc-echo-server process (transport and echo together).\n"
 }'
+[ "${#NOTES[@]}" -eq 0 ] || printf '\nNote: %s\n' "${NOTES[@]}"
+
+# ---- bytes on the wire ----------------------------------------------------------------
+# link_counters: "tx_bytes rx_bytes tx_packets rx_packets" of namespace A's veth end.
+link_counters() {
+	it_in "$IT_NS_A" cat "/sys/class/net/$IF_A/statistics/tx_bytes" \
+		"/sys/class/net/$IF_A/statistics/rx_bytes" "/sys/class/net/$IF_A/statistics/tx_packets" \
+		"/sys/class/net/$IF_A/statistics/rx_packets" | tr '\n' ' '
+}
+
+# wire_delta MODE N: counter deltas "tx rx txp rxp errors" over a run of N calls (no warmup).
+wire_delta() {
+	local before after out=$IT_TMP/wire-$1-$2.txt
+	before=$(link_counters)
+	client "$1" -S 4 -N "$2" -w 0 -t 1000 --json >"$out" 2>&1 || true
+	after=$(link_counters)
+	echo "$before $after $(it_json_num "$out" errors) $(it_json_num "$out" timeouts)" |
+		awk '{ printf "%d %d %d %d %d\n", $5 - $1, $6 - $2, $7 - $3, $8 - $4, $9 + $10 }'
+}
+
+WIRE_SMALL=200
+WIRE_BIG=1200
+echo
+echo "## Bytes on the wire per RPC, 4-byte echo"
+echo
+echo "| mode | bytes A->B per RPC | bytes B->A per RPC | bytes per RPC | packets per RPC | one-time bytes per client run |"
+echo "|---|---|---|---|---|---|"
+for mode in $MODES; do
+	it_log "wire: $mode, $WIRE_SMALL and $WIRE_BIG calls" >&2
+	s=$(wire_delta "$mode" "$WIRE_SMALL")
+	b=$(wire_delta "$mode" "$WIRE_BIG")
+	echo "$s $b" | awk -v m="$mode" -v n=$((WIRE_BIG - WIRE_SMALL)) -v ns="$WIRE_SMALL" \
+		-v res="$RESULTS" '{
+		tx = ($6 - $1) / n; rx = ($7 - $2) / n; pk = ($8 + $9 - $3 - $4) / n
+		once = $1 + $2 - ns * (tx + rx)
+		printf "| %s | %.1f | %.1f | %.1f | %.2f | %.0f |%s\n", m, tx, rx, tx + rx, pk, once,
+			($5 + $10) ? sprintf(" (%d errors+timeouts)", $5 + $10) : ""
+		printf "{\"mode\":\"wire\",\"of\":\"%s\",\"tx_bytes_per_rpc\":%.1f,\"rx_bytes_per_rpc\":%.1f," \
+			"\"packets_per_rpc\":%.2f,\"once_bytes\":%.0f}\n", m, tx, rx, pk, once >> res
+	}'
+done
+echo
+echo "Counters of the veth end in namespace A (A->B: tx, B->A: rx): every byte of every frame,"
+echo "Ethernet (14 B), IP and UDP/TCP headers included (no preamble/FCS on veth), and TCP ACKs"
+echo "for gRPC. Per RPC = (run of $WIRE_BIG calls - run of $WIRE_SMALL calls) / $((WIRE_BIG - WIRE_SMALL)),"
+echo "so per-run set-up cancels; the last column is that set-up (gRPC: TCP + TLS handshake,"
+echo "HTTP/2 preface and settings, the first call; r2p2: whatever the first calls add)."
+echo "Stray traffic on the link (IPv6 neighbour discovery) would show as noise."
+
+# ---- memory over a soak ---------------------------------------------------------------
+vm_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
+if [ "$SOAK" -gt 0 ]; then
+	echo
+	echo "## r2p2d memory over a soak: $SOAK RPCs per service, 4 B, concurrency 16"
+	echo
+	echo "| daemon | service soaked | VmRSS before (kB) | after 1/4 | after 2/4 | after 3/4 | after 4/4 | change (kB) | VmHWM (kB) | soak throughput (RPC/s) | errors+timeouts |"
+	echo "|---|---|---|---|---|---|---|---|---|---|---|"
+	for mode in plain tls; do
+		declare -A rss=()
+		for side in a b; do rss[$side]=$(vm_kb "${IT_DAEMON_PID[$side]}" VmRSS); done
+		chunk=$(((SOAK + 3) / 4))
+		left=$SOAK
+		errs=0
+		ok=0
+		t0=$(it_ms)
+		for q in 1 2 3 4; do
+			n=$((left < chunk ? left : chunk))
+			left=$((left - n))
+			if [ "$n" -gt 0 ]; then
+				it_log "soak: $mode, part $q/4, $n RPCs at concurrency 16" >&2
+				out=$IT_TMP/soak-$mode-$q.txt
+				TMO=7200 client "$mode" -S 4 -c 16 -N "$n" -w 0 -t 1000 -d 7200 --json \
+					>"$out" 2>&1 || true
+				grep -h '^{' "$out" | sed "s/^{/{\"mode\":\"soak-$mode\",\"part\":$q,/" \
+					>>"$RESULTS" || true
+				e=$(it_json_num "$out" errors)
+				to=$(it_json_num "$out" timeouts)
+				o=$(it_json_num "$out" ok)
+				errs=$((errs + ${e:-$n} + ${to:-0}))
+				ok=$((ok + ${o:-0}))
+			fi
+			for side in a b; do
+				rss[$side]="${rss[$side]} $(vm_kb "${IT_DAEMON_PID[$side]}" VmRSS)"
+			done
+		done
+		ms=$(($(it_ms) - t0))
+		for side in a b; do
+			hwm=$(vm_kb "${IT_DAEMON_PID[$side]}" VmHWM)
+			echo "${rss[$side]}" | awk -v d="$side" -v m="$mode" -v h="$hwm" \
+				-v tp="$((ok * 1000 / (ms > 0 ? ms : 1)))" -v e="$errs" '{ printf "| %s (%s) | %s | %d | %d | %d | %d | %d | %+d | %d | %d | %d |\n",
+				d, d == "a" ? "client side" : "server side", m, $1, $2, $3, $4, $5, $5 - $1, h, tp, e }'
+		done
+		unset rss
+	done
+	echo
+	echo "VmRSS from /proc/PID/status, sampled before the soak and after each quarter (a fresh"
+	echo "r2p2-bench per quarter); the daemons have served the latency rounds already."
+fi
+
+# ---- open loop ------------------------------------------------------------------------
+OL_MODES="plain tls"
+has_mode grpc-tls && OL_MODES="$OL_MODES grpc-tls"
+if [ "$RATES" != 0 ] && [ -n "${RATES//,/}" ]; then
+	echo
+	echo "## Open loop: p99 against offered load, 4 B, $COUNT requests per point, at most 64 outstanding"
+	echo
+	hdr="| offered (req/s) |"
+	sep="|---|"
+	for m in $OL_MODES; do
+		hdr="$hdr $m p99 (us) | $m achieved (req/s) | $m errors |"
+		sep="$sep---|---|---|"
+	done
+	echo "$hdr"
+	echo "$sep"
+	echo "# rate $OL_MODES (p99 us; -1: no successful call)" >"$OUT/openloop.dat"
+	for rate in ${RATES//,/ }; do
+		[ "$rate" -gt 0 ] || continue
+		line="| $rate |"
+		dat="$rate"
+		for m in $OL_MODES; do
+			it_log "open loop: $m at $rate req/s" >&2
+			out=$IT_TMP/ol-$m-$rate.txt
+			client "$m" -S 4 -c 64 --rate "$rate" -N "$COUNT" -w 100 -t 1000 --json >"$out" \
+				2>&1 || true
+			grep -h '^{' "$out" | sed "s/^{/{\"mode\":\"openloop-$m\",/" >>"$RESULTS" || true
+			p99=$(it_json_num "$out" p99_us)
+			tp=$(it_json_num "$out" throughput_rps)
+			e=$(it_json_num "$out" errors)
+			to=$(it_json_num "$out" timeouts)
+			ok=$(it_json_num "$out" ok)
+			[ "${ok:-0}" -gt 0 ] || p99=-1
+			line="$line ${p99:--} | ${tp:--} | $((${e:-0} + ${to:-0})) |"
+			dat="$dat ${p99:--1}"
+		done
+		echo "$line"
+		echo "$dat" >>"$OUT/openloop.dat"
+	done
+	echo
+	awk -v modes="$OL_MODES" 'NR > 1 { for (i = 2; i <= NF; i++) if ($i > 0 && $i < 200 && $1 > best[i]) best[i] = $1 }
+		END { n = split(modes, m, " "); printf "Highest offered rate held with p99 under 200 us:"
+		      for (i = 1; i <= n; i++) printf " %s %s;", m[i], best[i + 1] ? best[i + 1] " req/s" : "none"
+		      print "" }' "$OUT/openloop.dat"
+	echo "Latency from each call's due time (no coordinated omission). Both load generators poll"
+	echo "without sleeping when the next call is due in under 2.5 ms, so each keeps one CPU busy"
+	echo "(2 CPUs here: the generator competes with the daemons and the servers)."
+fi
+
+# ---- figures --------------------------------------------------------------------------
+# hist_dat FILE: log-binned histogram (x = bin centre in us, y = fraction of requests).
+hist_dat() {
+	awk '$1 > 0 { b = int(log($1) / log(10) / 0.025); h[b]++; n++ }
+		END { for (b in h) printf "%.3f %.6f\n", 10 ^ ((b + 0.5) * 0.025), h[b] / n }' "$1" | sort -g
+}
+# cdf_dat FILE: the empirical CDF, at most ~2000 points.
+cdf_dat() {
+	sort -g "$1" | awk '{ x[NR] = $1 } END { s = NR > 2000 ? int(NR / 2000) : 1
+		for (i = 1; i <= NR; i += s) printf "%s %.6f\n", x[i], i / NR; printf "%s 1\n", x[NR] }'
+}
+echo
+echo "## Figures"
+echo
+if ! command -v gnuplot >/dev/null; then
+	echo "gnuplot is missing (apt-get install gnuplot-nox, or ./tools/dev.sh bench): no figures."
+	echo "Their data: $OUT/samples-*.txt (one latency in us per line) and $OUT/openloop.dat."
+else
+	plots_h=()
+	plots_c=()
+	for mode in $MODES; do
+		f=$OUT/samples-$mode.txt
+		[ -s "$f" ] || continue
+		hist_dat "$f" >"$OUT/hist-$mode.dat"
+		cdf_dat "$f" >"$OUT/cdf-$mode.dat"
+		plots_h+=("'$OUT/hist-$mode.dat' using 1:2 with steps lw 2 title '$mode'")
+		plots_c+=("'$OUT/cdf-$mode.dat' using 1:2 with lines lw 2 title '$mode'")
+	done
+	if ((${#plots_h[@]})); then
+		{
+			echo "set terminal pngcairo size 1400,560 font ',11'"
+			echo "set output '$OUT/latency.png'"
+			echo "set multiplot layout 1,2 title 'Per-request latency, 4-byte echo, sequential, $COUNT requests per mode (last round; $(nproc) CPUs, veth)'"
+			echo "set logscale x; set grid; set key top right"
+			echo "set xlabel 'latency (us)'; set ylabel 'fraction of requests per bin (bins 6% wide)'"
+			echo "set title 'Histogram'"
+			echo "plot $(IFS=,; echo "${plots_h[*]}")"
+			echo "set key bottom right; set ylabel 'fraction of requests at or below'; set yrange [0:1]"
+			echo "set title 'CDF'"
+			echo "plot $(IFS=,; echo "${plots_c[*]}")"
+			echo "unset multiplot"
+		} >"$OUT/latency.gp"
+		gnuplot "$OUT/latency.gp" && echo "- latency histogram and CDF: $OUT/latency.png"
+	fi
+	if [ -s "$OUT/openloop.dat" ] && [ "$(wc -l <"$OUT/openloop.dat")" -gt 1 ]; then
+		plots=()
+		i=2
+		for m in $OL_MODES; do
+			plots+=("'$OUT/openloop.dat' using 1:(\$$i > 0 ? \$$i : 1/0) with linespoints lw 2 pt 7 title '$m'")
+			i=$((i + 1))
+		done
+		plots+=("200 with lines dt 2 lc rgb 'gray' title 'p99 target 200 us'")
+		{
+			echo "set terminal pngcairo size 900,600 font ',11'"
+			echo "set output '$OUT/openloop.png'"
+			echo "set title 'Open loop: p99 latency against offered load, 4 B echo, $COUNT requests per point, <= 64 outstanding'"
+			echo "set logscale xy; set grid; set key top left"
+			echo "set xlabel 'offered load (requests/s)'; set ylabel 'p99 latency (us), from due time'"
+			echo "plot $(IFS=,; echo "${plots[*]}")"
+		} >"$OUT/openloop.gp"
+		gnuplot "$OUT/openloop.gp" && echo "- open-loop p99 against offered load: $OUT/openloop.png"
+	fi
+	echo "- data: $OUT/samples-MODE.txt (one latency in us per line), $OUT/openloop.dat"
+fi
 
 echo
 echo "## BoringSSL's own 0-RTT cost in one process, against tls mode's framing (r2p2-tls-bench)"

@@ -11,7 +11,8 @@ SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 JOBS=$(nproc 2>/dev/null || echo 2)
 
 PKGS=(cmake pkg-config make clang llvm libclang-rt-14-dev liburing-dev libcriterion-dev
-	libinih-dev libsystemd-dev android-libboringssl-dev openssl libssl-dev iproute2 kmod procps)
+	libinih-dev libsystemd-dev android-libboringssl-dev openssl libssl-dev iproute2 kmod procps
+	libbpf-dev bpftool libelf-dev zlib1g-dev util-linux libxdp-dev libmnl-dev)
 
 log() { printf '\033[1m[dev.sh]\033[0m %s\n' "$*"; }
 die() { printf '[dev.sh] error: %s\n' "$*" >&2; exit 1; }

@@ -4,13 +4,15 @@
  * every response byte for byte.
  *
  *   r2p2-echo-client [-s SOCKET] [-n SERVICE] [-S SIZE] [-c COUNT] [-t TIMEOUT_MS]
- *                    [-i INTERVAL_MS] [-v]
+ *                    [-i INTERVAL_MS] [-P TEXT] [-v]
  *
  * Requests are sequential (r2p2_call_sync), SIZE bytes of pseudo-random
- * content, different for each request. A failed call is reported with
- * r2p2_strerror and the client goes on with the next one (after a daemon
- * restart the next call reconnects). -i sleeps between requests, -v prints a
- * line for every request. Exit status 0 only when every response verified.
+ * content, different for each request; with -P, TEXT repeated to SIZE bytes
+ * (the same for every request: a known pattern to look for on the wire). A
+ * failed call is reported with r2p2_strerror and the client goes on with the
+ * next one (after a daemon restart the next call reconnects). -i sleeps
+ * between requests, -v prints a line for every request. Exit status 0 only
+ * when every response verified.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -28,7 +30,7 @@
 static void usage(void)
 {
 	fprintf(stderr, "usage: r2p2-echo-client [-s SOCKET] [-n SERVICE] [-S SIZE] [-c COUNT] "
-			"[-t TIMEOUT_MS] [-i INTERVAL_MS] [-v]\n");
+			"[-t TIMEOUT_MS] [-i INTERVAL_MS] [-P TEXT] [-v]\n");
 	exit(2);
 }
 
@@ -60,7 +62,8 @@ static void fill(uint8_t *p, size_t n, uint64_t seed)
 
 int main(int argc, char **argv)
 {
-	const char *sock = NULL, *service = "echo.svc";
+	const char *sock = NULL, *service = "echo.svc", *pattern = NULL;
+	size_t pattern_len = 0;
 	unsigned long size = 64, count = 1, timeout_ms = 0, interval_ms = 0;
 	unsigned long ok = 0, failed = 0, mismatched = 0;
 	struct r2p2_ctx *ctx = NULL;
@@ -68,7 +71,7 @@ int main(int argc, char **argv)
 	uint64_t t0, seed;
 	int opt, verbose = 0, last_err = 0;
 
-	while ((opt = getopt(argc, argv, "s:n:S:c:t:i:vh")) != -1) {
+	while ((opt = getopt(argc, argv, "s:n:S:c:t:i:P:vh")) != -1) {
 		switch (opt) {
 		case 's':
 			sock = optarg;
@@ -87,6 +90,12 @@ int main(int argc, char **argv)
 			break;
 		case 'i':
 			interval_ms = parse_num(optarg, "interval");
+			break;
+		case 'P':
+			pattern = optarg;
+			pattern_len = strlen(optarg);
+			if (!pattern_len)
+				usage();
 			break;
 		case 'v':
 			verbose = 1;
@@ -127,7 +136,11 @@ int main(int argc, char **argv)
 
 		if (i && interval_ms)
 			usleep((useconds_t)(interval_ms * 1000));
-		fill(req, size, seed + i);
+		if (pattern)
+			for (size_t k = 0; k < size; k++)
+				req[k] = (uint8_t)pattern[k % pattern_len];
+		else
+			fill(req, size, seed + i);
 		t1 = now_ns();
 		r = r2p2_call_sync(ctx, service, req, size, resp, size + 1, &got,
 				   (unsigned)timeout_ms);

@@ -3,10 +3,12 @@
  * r2p2-echo-server: serves a service (default "echo.svc") through the local
  * r2p2d and answers every request with its own bytes.
  *
- *   r2p2-echo-server [-s SOCKET] [-n SERVICE] [-d DELAY_US]
+ *   r2p2-echo-server [-s SOCKET] [-n SERVICE] [-d DELAY_US] [-c]
  *
  * -d holds each request DELAY_US microseconds before answering (without
  * blocking other requests), so tests can keep requests outstanding.
+ * -c counts the requests the daemon handed over: SIGUSR1 prints "served N" on
+ * stdout, and so does the exit (tests use it to prove a request ran once).
  * When the daemon goes away (restart), it re-attaches every 100 ms and
  * registers again. SIGTERM/SIGINT end it cleanly (exit 0).
  */
@@ -41,7 +43,24 @@ struct queue {
 	size_t head, num, cap; /* a ring buffer of `cap` entries */
 };
 
-static volatile sig_atomic_t stop;
+static volatile sig_atomic_t stop, report;
+static uint64_t num_served; /* requests received from the daemon (-c) */
+static int count_served;
+
+static void on_report(int sig)
+{
+	(void)sig;
+	report = 1;
+}
+
+static void print_served(void)
+{
+	report = 0;
+	if (!count_served)
+		return;
+	printf("served %llu\n", (unsigned long long)num_served);
+	fflush(stdout);
+}
 
 static void on_signal(int sig)
 {
@@ -131,6 +150,9 @@ static int serve(struct r2p2_ctx *ctx, uint64_t delay_ns, uint64_t *num_answered
 		int timeout = POLL_CAP_MS, n;
 		struct pending *p;
 
+		if (report)
+			print_served();
+
 		/* Answer whatever is due, in arrival order. */
 		while ((p = queue_front(&q)) && p->due_ns <= now_ns()) {
 			r = answer(ctx, &p->ev, p->data, p->len, num_answered);
@@ -170,6 +192,7 @@ static int serve(struct r2p2_ctx *ctx, uint64_t delay_ns, uint64_t *num_answered
 			}
 			if (ev->type != R2P2_EV_REQUEST)
 				continue;
+			num_served++;
 			if (!delay_ns && !q.num) {
 				r = answer(ctx, ev, ev->data, ev->len, num_answered);
 				if (r == 0)
@@ -193,19 +216,19 @@ out:
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: r2p2-echo-server [-s SOCKET] [-n SERVICE] [-d DELAY_US]\n");
+	fprintf(stderr, "usage: r2p2-echo-server [-s SOCKET] [-n SERVICE] [-d DELAY_US] [-c]\n");
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
 	const char *sock = NULL, *service = "echo.svc";
-	struct sigaction sa = {.sa_handler = on_signal};
+	struct sigaction sa = {.sa_handler = on_signal}, sa_report = {.sa_handler = on_report};
 	unsigned long long delay_us = 0;
 	uint64_t answered = 0;
 	int opt, rc = 0, warned = 0;
 
-	while ((opt = getopt(argc, argv, "s:n:d:h")) != -1) {
+	while ((opt = getopt(argc, argv, "s:n:d:ch")) != -1) {
 		switch (opt) {
 		case 's':
 			sock = optarg;
@@ -221,6 +244,9 @@ int main(int argc, char **argv)
 				usage();
 			break;
 		}
+		case 'c':
+			count_served = 1;
+			break;
 		default:
 			usage();
 		}
@@ -230,6 +256,7 @@ int main(int argc, char **argv)
 	/* No SA_RESTART: a signal interrupts a blocking r2p2_poll. */
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGUSR1, &sa_report, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
 	while (!stop) {
@@ -282,5 +309,6 @@ int main(int argc, char **argv)
 	}
 	fprintf(stderr, "r2p2-echo-server: exiting, answered %llu requests\n",
 		(unsigned long long)answered);
+	print_served();
 	return rc;
 }

@@ -4,7 +4,8 @@
  * the same numbers the same way: every sample is kept (CLOCK_MONOTONIC, ns),
  * sorted once at the end, and percentiles are nearest-rank.
  *
- * Header-only on purpose: the tools are single-file programs.
+ * Header-only on purpose: the tools are single-file programs. Also valid C++, so
+ * that the gRPC peer (tools/grpc/grpc_echo_client.cc) prints the very same lines.
  */
 #ifndef R2P2_TOOLS_STATS_H
 #define R2P2_TOOLS_STATS_H
@@ -13,6 +14,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 struct lat_stats {
@@ -38,10 +40,10 @@ static inline uint64_t now_ns(void)
 /* stats_init prepares `s` for up to `cap` samples (more grow the array). Returns 0 or -ENOMEM. */
 static inline int stats_init(struct lat_stats *s, size_t cap)
 {
-	*s = (struct lat_stats){0};
+	memset(s, 0, sizeof(*s));
 	if (cap == 0)
 		cap = 1024;
-	s->ns = malloc(cap * sizeof(*s->ns));
+	s->ns = (uint64_t *)malloc(cap * sizeof(*s->ns));
 	if (!s->ns)
 		return -ENOMEM;
 	s->cap = cap;
@@ -58,7 +60,7 @@ static inline void stats_cleanup(struct lat_stats *s)
 static inline void stats_add(struct lat_stats *s, uint64_t ns)
 {
 	if (s->num == s->cap) {
-		uint64_t *n = realloc(s->ns, 2 * s->cap * sizeof(*s->ns));
+		uint64_t *n = (uint64_t *)realloc(s->ns, 2 * s->cap * sizeof(*s->ns));
 
 		if (!n)
 			return;
@@ -68,7 +70,31 @@ static inline void stats_add(struct lat_stats *s, uint64_t ns)
 	s->ns[s->num++] = ns;
 }
 
-static int stats_cmp_u64(const void *a, const void *b)
+/*
+ * stats_write_samples writes every sample recorded so far to `path`, one latency in
+ * microseconds per line, in the order recorded (call it before stats_report, which
+ * sorts). "-" is stdout. Returns 0 or a negative errno.
+ */
+static inline int stats_write_samples(const struct lat_stats *s, const char *path)
+{
+	FILE *f = strcmp(path, "-") ? fopen(path, "w") : stdout;
+	int err = 0;
+
+	if (!f)
+		return -errno;
+	for (size_t i = 0; i < s->num; i++)
+		if (fprintf(f, "%.3f\n", (double)s->ns[i] / 1000.0) < 0) {
+			err = -EIO;
+			break;
+		}
+	if (fflush(f))
+		err = -errno;
+	if (f != stdout && fclose(f) && !err)
+		err = -errno;
+	return err;
+}
+
+static inline int stats_cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
 

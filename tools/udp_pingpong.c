@@ -5,12 +5,13 @@
  *
  *   udp-pingpong server BIND_ADDR:PORT [-i IDLE_S]
  *   udp-pingpong client ADDR:PORT [-S SIZE] [-N COUNT] [-w WARMUP] [-t TIMEOUT_MS]
- *                [-d DURATION_S] [--json]
+ *                [-d DURATION_S] [--samples FILE] [--json]
  *
  * The server echoes every datagram until SIGTERM/SIGINT or IDLE_S seconds
  * without traffic (default 60). The client sends one datagram at a time and
  * waits for its echo; the first 4 bytes carry a sequence number so that a late
- * echo of a timed-out request is recognised and skipped.
+ * echo of a timed-out request is recognised and skipped. --samples writes every
+ * measured latency (us, one per line, in order) into FILE.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -39,7 +40,7 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: udp-pingpong server BIND_ADDR:PORT [-i IDLE_S]\n"
 			"       udp-pingpong client ADDR:PORT [-S SIZE] [-N COUNT] [-w WARMUP]\n"
-			"                    [-t TIMEOUT_MS] [-d DURATION_S] [--json]\n");
+			"                    [-t TIMEOUT_MS] [-d DURATION_S] [--samples FILE] [--json]\n");
 	exit(2);
 }
 
@@ -150,7 +151,10 @@ static int ping(int fd, uint8_t *req, uint8_t *resp, size_t size, uint32_t seq, 
 
 static int run_client(int argc, char **argv)
 {
-	static const struct option longopts[] = {{"json", no_argument, NULL, 'j'}, {0}};
+	static const struct option longopts[] = {{"json", no_argument, NULL, 'j'},
+						 {"samples", required_argument, NULL, 'o'},
+						 {0}};
+	const char *samples = NULL;
 	unsigned long size = 4, count = 10000, warmup = 100, timeout_ms = 1000, duration_s = 60;
 	struct sockaddr_storage addr;
 	socklen_t alen;
@@ -179,6 +183,9 @@ static int run_client(int argc, char **argv)
 			break;
 		case 'j':
 			json = 1;
+			break;
+		case 'o':
+			samples = optarg;
 			break;
 		default:
 			usage();
@@ -229,8 +236,17 @@ static int run_client(int argc, char **argv)
 	}
 	st.elapsed_s = (double)(now_ns() - t0) / 1e9;
 	st.max_inflight = 1;
-	stats_report(&st, stdout, "udp-pingpong", size, 1, json, "");
 	int rc = (st.num == st.requests && st.num > 0) ? 0 : 1;
+
+	if (samples) {
+		int err = stats_write_samples(&st, samples);
+
+		if (err) {
+			fprintf(stderr, "udp-pingpong: %s: %s\n", samples, strerror(-err));
+			rc = 1;
+		}
+	}
+	stats_report(&st, stdout, "udp-pingpong", size, 1, json, "");
 
 	stats_cleanup(&st);
 	free(req);

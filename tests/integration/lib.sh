@@ -462,3 +462,160 @@ it_expect_done() {
 	[ "$n" -eq 0 ] && return 0
 	it_fail "$n check(s) failed: $(printf '%s; ' "${IT_EXPECT_FAILED[@]}")"
 }
+
+# ---- helpers of the tls tests (it_tls_*.sh) ----
+
+# it_tls_init: it_init, then skip (exit 77) unless the openssl CLI (tools/gen-certs.sh) and an
+# r2p2d built with the BoringSSL tls backend are there. Sets IT_TLS (the PKI directory).
+IT_TLS=
+it_tls_init() {
+	local d out
+	it_init
+	command -v openssl >/dev/null ||
+		it_skip "the openssl CLI is missing (apt-get install openssl); tools/gen-certs.sh needs it"
+	d=$(it_bin r2p2d 2>/dev/null) || it_skip "r2p2d is not built in $R2P2_BUILD (it needs BoringSSL)"
+	it_bin r2p2ctl >/dev/null 2>&1 || it_skip "r2p2ctl is not built in $R2P2_BUILD"
+	{
+		printf '[daemon]\nstek = %s/stek.keys\n\n' "$IT_TMP"
+		it_conf_serve_tls probe.svc 9 "$IT_TMP/p.crt" "$IT_TMP/p.key"
+		it_conf_call_tls probe.svc 100 0 "$IT_TMP/ca.crt" 127.0.0.1:9
+	} >"$IT_TMP/probe.conf"
+	if ! out=$("$d" --config "$IT_TMP/probe.conf" --check 2>&1); then
+		it_skip "this r2p2d has no tls backend (BoringSSL): $out"
+	fi
+	"$(it_bin r2p2ctl)" --help 2>&1 | grep -q 'stek generate' ||
+		it_skip "this r2p2ctl has no stek commands (built without BoringSSL)"
+	# shellcheck disable=SC2034 # used by the it_tls_*.sh scripts
+	IT_TLS=$IT_TMP/tls
+}
+
+# it_tls_certs DIR SERVICE...: the demo PKI of tools/gen-certs.sh (CA, per-service certificate
+# with SAN DNS:SERVICE, stek.keys), made with this build's r2p2ctl.
+it_tls_certs() {
+	local dir=$1
+	shift
+	R2P2CTL=$(it_bin r2p2ctl) bash "$R2P2_SRC/tools/gen-certs.sh" "$dir" "$@" \
+		>>"$IT_TMP/gen-certs.log" 2>&1 || it_fail "tools/gen-certs.sh $dir $* failed: $(tail -n 3 "$IT_TMP/gen-certs.log")"
+}
+
+# it_conf_daemon_tls SIDE LISTEN STEK [WORKERS [EXTRA_LINE...]]: a [daemon] section with the
+# STEK file (and e.g. "replay_window_ms = 5000" lines).
+it_conf_daemon_tls() {
+	local side=$1 listen=$2 stek=$3 workers=${4:-2}
+	shift $(($# < 4 ? $# : 4))
+	printf '[daemon]\nlisten = %s\nworkers = %s\nsocket = %s\nstek = %s\n' "$listen" "$workers" \
+		"$(it_sock "$side")" "$stek"
+	[ $# -eq 0 ] || printf '%s\n' "$@"
+	printf '\n'
+}
+# it_conf_serve_tls SERVICE PORT CERT KEY [EARLY_DATA(yes|no)]
+it_conf_serve_tls() {
+	printf '[serve %s]\nport = %s\nsecurity = tls\ncert = %s\nkey = %s\n' "$1" "$2" "$3" "$4"
+	[ -z "${5:-}" ] || printf 'early_data = %s\n' "$5"
+	printf '\n'
+}
+# it_conf_call_tls SERVICE TIMEOUT_MS RETRIES CA SERVER...
+it_conf_call_tls() {
+	local svc=$1 tmo=$2 retries=$3 ca=$4 s
+	shift 4
+	printf '[call %s]\nsecurity = tls\nca = %s\n' "$svc" "$ca"
+	for s in "$@"; do
+		printf 'server = %s\n' "$s"
+	done
+	printf 'timeout_ms = %s\nretries = %s\n\n' "$tmo" "$retries"
+}
+
+# it_tls_counter STATUS server|client FIELD: a counter of the "tls server:" or "tls client:" line
+# of an `r2p2ctl status` text (empty if absent).
+it_tls_counter() {
+	awk -v side="$2" -v f="$3" '$1 == "tls" && $2 == side ":" {
+		for (i = 3; i < NF; i++) if ($i == f) print $(i + 1) }' <<<"$1"
+}
+
+# it_tls_status SIDE: `r2p2ctl status` of daemon SIDE once its counters caught up: workers
+# publish a snapshot every 100 ms, so this waits 250 ms first.
+it_tls_status() {
+	sleep 0.25
+	it_ctl "$1" status
+}
+
+# it_tls_get SIDE server|client FIELD: it_tls_counter on it_tls_status SIDE.
+# (Helpers used inside $(...) report failures on stderr: the caller's set -e ends the test.)
+it_tls_get() {
+	local s v
+	s=$(it_tls_status "$1") || it_fail "r2p2ctl status of daemon $1 failed" >&2
+	v=$(it_tls_counter "$s" "$2" "$3")
+	[ -n "$v" ] || it_fail "daemon $1 status has no 'tls $2: ... $3 N' counter" >&2
+	printf '%s\n' "$v"
+}
+
+# it_served_field STATUS SERVICE FIELD: FIELD (requests, dropped_no_app, wrong_mode) of SERVICE
+# under "services served" in an `r2p2ctl status` text.
+it_served_field() {
+	awk -v s="$2" -v f="$3" '$1 == s && $2 == "port" { for (i = 3; i < NF; i++) if ($i == f) print $(i + 1) }' \
+		<<<"$1"
+}
+
+# it_start_echo_on SIDE NS [ARGS...]: an echo server attached to daemon SIDE in namespace NS;
+# waits (5 s) for its ready line. Pid in IT_LAST_PID, output in echo-SIDE-PID.log.
+declare -A IT_ECHO_LOG=()
+it_start_echo_on() {
+	local side=$1 ns=$2 log i pid
+	shift 2
+	log="$IT_TMP/echo-$side-${#IT_PIDS[@]}.log"
+	it_bg "$ns" "$log" env R2P2_SOCKET="$(it_sock "$side")" "$(it_bin r2p2-echo-server)" "$@"
+	pid=$IT_LAST_PID
+	IT_ECHO_LOG[$pid]=$log
+	for ((i = 0; i < 100; i++)); do
+		grep -qs '^echo server ready' "$log" && break
+		it_alive "$pid" || it_fail "echo server ($side) exited: $(tail -n 3 "$log")"
+		sleep 0.05
+	done
+	grep -qs '^echo server ready' "$log" || it_fail "echo server ($side) not ready within 5 s"
+	IT_LAST_PID=$pid
+	it_log "echo server $* on daemon $side running in $ns (pid $pid)"
+}
+
+# it_echo_served PID: the number of requests the echo server PID (started with -c by
+# it_start_echo_on) was handed, asked with SIGUSR1 (it answers within about 1 s).
+it_echo_served() {
+	local pid=$1 log before i
+	log=${IT_ECHO_LOG[$pid]:-}
+	[ -n "$log" ] || it_fail "it_echo_served: $pid is not an echo server started by it_start_echo_on" >&2
+	before=$(grep -c '^served ' "$log" || true)
+	kill -USR1 "$pid" 2>/dev/null || it_fail "echo server (pid $pid) is gone" >&2
+	for ((i = 0; i < 100; i++)); do
+		if [ "$(grep -c '^served ' "$log" || true)" -gt "$before" ]; then
+			grep '^served ' "$log" | tail -n 1 | cut -d' ' -f2
+			return 0
+		fi
+		sleep 0.05
+	done
+	it_fail "echo server (pid $pid) did not report its served count within 5 s" >&2
+}
+
+# it_sniff_start NS OUT MS [SNIFF_ARGS...]: capture the UDP datagrams of namespace NS for MS
+# milliseconds into OUT (tests/integration/sniff.c); waits until the capture is open.
+# Pid in IT_LAST_PID.
+it_sniff_start() {
+	local ns=$1 out=$2 ms=$3 i pid
+	shift 3
+	it_bg "$ns" "$out.err" "$(it_bin sniff)" -t "$ms" -o "$out" "$@"
+	pid=$IT_LAST_PID
+	for ((i = 0; i < 100; i++)); do
+		grep -qs '^sniff ready' "$out.err" && break
+		it_alive "$pid" || it_fail "sniff exited: $(tail -n 3 "$out.err")"
+		sleep 0.05
+	done
+	grep -qs '^sniff ready' "$out.err" || it_fail "sniff not ready within 5 s"
+	IT_LAST_PID=$pid
+}
+
+# it_sniff_stop PID: end a capture (SIGTERM) and wait for it to flush and exit.
+it_sniff_stop() {
+	kill -TERM "$1" 2>/dev/null || true
+	it_wait_exit "$1" 5 >/dev/null || true
+}
+
+# it_hex TEXT: TEXT as lowercase hex without separators (as sniff prints payloads).
+it_hex() { printf '%s' "$1" | od -An -v -tx1 | tr -d ' \n'; }

@@ -1,0 +1,713 @@
+// SPDX-License-Identifier: MIT
+/*
+ * sealed mode: associations, tokens, and the per-RPC AEAD (see sealed.h and
+ * docs/PROTOCOL.md, "sealed mode"). Every primitive is BoringSSL's: HKDF-SHA256,
+ * EVP_AEAD AES-128-GCM and AES-256-GCM, SHA-256, RAND_bytes.
+ */
+#include "boringssl.h"
+
+#include "sealed.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/aead.h>
+#include <openssl/crypto.h>
+#include <openssl/digest.h>
+#include <openssl/hkdf.h>
+#include <openssl/mem.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+
+#include <r2p2/wire.h>
+
+#include "replay.h"
+#include "stek.h"
+
+#define REQ_LABEL "r2p2 sealed request"
+#define RESP_LABEL "r2p2 sealed response"
+#define TOKEN_KEY_LEN 32 /* AES-256-GCM */
+#define TOKEN_NONCE_OFF 4
+#define TOKEN_CT_OFF 16
+#define TOKEN_AD_LEN (4 + sizeof(SEALED_TOKEN_AD_LABEL) - 1)
+#define REQ_AD_LEN (SEALED_HDR_AD_LEN + SEALED_REQ_HDR_LEN)
+#define RESP_AD_LEN (SEALED_HDR_AD_LEN + SEALED_RESP_HDR_LEN)
+/* Token key contexts a worker keeps: current, previous, next, and one spare for a rotation. */
+#define TOKEN_CACHE 4
+
+_Static_assert(SEALED_TOKEN_LEN == 72, "token size is part of the wire format");
+_Static_assert(SEALED_ASSOC_BLOB_LEN == 104, "blob size is part of the wire format");
+_Static_assert(SEALED_REQ_OVERHEAD == 109 && SEALED_RESP_OVERHEAD == 41, "wire format");
+_Static_assert((R2P2_F_SEALED & R2P2_F_FREE_MASK) == R2P2_F_SEALED && R2P2_F_SEALED != R2P2_F_TLS,
+	       "a free flag bit of its own");
+
+/* k_req is used for exactly one request (N never repeats), so its GCM nonce is fixed. */
+static const uint8_t zero_nonce[12];
+
+struct token_key {
+	bool used;
+	uint32_t id;
+	uint8_t stek[STEK_KEY_LEN]; /* the STEK key bytes the context was derived from */
+	EVP_AEAD_CTX aead;
+};
+
+struct sealed_server {
+	struct sealed_stats stats;
+	struct token_key keys[TOKEN_CACHE];
+	unsigned next_evict;
+};
+
+/* ---- small helpers ------------------------------------------------------------- */
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+static uint32_t get_be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+static uint64_t get_be64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* buf_size makes `b` hold `n` bytes (contents undefined) and at least one byte of room. */
+static int buf_size(struct tls_buf *b, size_t n)
+{
+	size_t want = n ? n : 1, cap;
+	uint8_t *p;
+
+	if (want > b->cap) {
+		cap = b->cap ? b->cap : 256;
+		while (cap < want)
+			cap = cap > SIZE_MAX / 2 ? want : cap * 2;
+		p = realloc(b->data, cap);
+		if (!p)
+			return -ENOMEM;
+		b->data = p;
+		b->cap = cap;
+	}
+	b->len = n;
+	return 0;
+}
+
+/* hdr_ad copies the 4 header bytes bound as associated data, F and L cleared. */
+static void hdr_ad(uint8_t *ad, const uint8_t hdr[SEALED_HDR_AD_LEN])
+{
+	ad[0] = hdr[0];
+	ad[1] = hdr[1];
+	ad[2] = hdr[2];
+	ad[3] = hdr[3] & (uint8_t) ~(R2P2_F_FIRST | R2P2_F_LAST);
+}
+
+static void svc_hash(const char *service, uint8_t out[SEALED_SVC_HASH_LEN])
+{
+	uint8_t h[SHA256_DIGEST_LENGTH];
+
+	SHA256((const uint8_t *)service, strlen(service), h);
+	memcpy(out, h, SEALED_SVC_HASH_LEN);
+}
+
+/* derive writes HKDF-Expand(prk, label | N) to `out` (16 bytes). */
+static int derive(const uint8_t prk[32], const char *label, size_t label_len,
+		  const uint8_t n[SEALED_NONCE_LEN], uint8_t out[SEALED_KEY_LEN])
+{
+	uint8_t info[32];
+
+	memcpy(info, label, label_len);
+	memcpy(info + label_len, n, SEALED_NONCE_LEN);
+	return HKDF_expand(out, SEALED_KEY_LEN, EVP_sha256(), prk, 32, info,
+			   label_len + SEALED_NONCE_LEN)
+		   ? 0
+		   : -EIO;
+}
+
+/* extract writes HKDF-Extract(salt = id, ikm = key) to `prk` (32 bytes). */
+static int extract(const uint8_t key[SEALED_KEY_LEN], const uint8_t id[SEALED_ID_LEN],
+		   uint8_t prk[32])
+{
+	size_t n = 0;
+
+	if (!HKDF_extract(prk, &n, EVP_sha256(), key, SEALED_KEY_LEN, id, SEALED_ID_LEN) || n != 32)
+		return -EIO;
+	return 0;
+}
+
+/* gcm128 seals or opens with a one-use AES-128-GCM key; returns 1/0 like EVP_AEAD. */
+static int gcm128_seal(const uint8_t key[SEALED_KEY_LEN], const uint8_t *nonce, uint8_t *out,
+		       size_t *out_len, size_t max_out, const uint8_t *in, size_t in_len,
+		       const uint8_t *ad, size_t ad_len)
+{
+	EVP_AEAD_CTX ctx;
+	int ok;
+
+	if (!EVP_AEAD_CTX_init(&ctx, EVP_aead_aes_128_gcm(), key, SEALED_KEY_LEN, SEALED_TAG_LEN,
+			       NULL))
+		return 0;
+	ok = EVP_AEAD_CTX_seal(&ctx, out, out_len, max_out, nonce, SEALED_NONCE_LEN, in, in_len, ad,
+			       ad_len);
+	EVP_AEAD_CTX_cleanup(&ctx);
+	return ok;
+}
+
+static int gcm128_open(const uint8_t key[SEALED_KEY_LEN], const uint8_t *nonce, uint8_t *out,
+		       size_t *out_len, size_t max_out, const uint8_t *in, size_t in_len,
+		       const uint8_t *ad, size_t ad_len)
+{
+	EVP_AEAD_CTX ctx;
+	int ok;
+
+	if (!EVP_AEAD_CTX_init(&ctx, EVP_aead_aes_128_gcm(), key, SEALED_KEY_LEN, SEALED_TAG_LEN,
+			       NULL))
+		return 0;
+	ok = EVP_AEAD_CTX_open(&ctx, out, out_len, max_out, nonce, SEALED_NONCE_LEN, in, in_len, ad,
+			       ad_len);
+	EVP_AEAD_CTX_cleanup(&ctx);
+	return ok;
+}
+
+static void token_ad(uint8_t ad[TOKEN_AD_LEN], const uint8_t key_id[4])
+{
+	memcpy(ad, key_id, 4);
+	memcpy(ad + 4, SEALED_TOKEN_AD_LABEL, sizeof(SEALED_TOKEN_AD_LABEL) - 1);
+}
+
+/* ---- reasons and REJECT ----------------------------------------------------------- */
+
+static const char *const reason_names[SEALED_REASON_MAX + 1] = {
+    [SEALED_OK] = "ok",
+    [SEALED_REJ_MALFORMED] = "malformed",
+    [SEALED_REJ_UNKNOWN_KEY] = "unknown_key",
+    [SEALED_REJ_BAD_TOKEN] = "bad_token",
+    [SEALED_REJ_WRONG_SERVICE] = "wrong_service",
+    [SEALED_REJ_EXPIRED] = "expired",
+    [SEALED_REJ_STALE] = "stale",
+    [SEALED_REJ_REPLAY] = "replay",
+    [SEALED_REJ_FULL] = "full",
+    [SEALED_REJ_BAD_AEAD] = "bad_aead",
+    [SEALED_REJ_INTERNAL] = "internal",
+};
+
+const char *sealed_reason_name(unsigned reason)
+{
+	return reason <= SEALED_REASON_MAX ? reason_names[reason] : "?";
+}
+
+bool sealed_reason_rebootstrap(unsigned reason)
+{
+	return reason == SEALED_REJ_UNKNOWN_KEY || reason == SEALED_REJ_BAD_TOKEN ||
+	       reason == SEALED_REJ_WRONG_SERVICE || reason == SEALED_REJ_EXPIRED;
+}
+
+void sealed_reject_encode(enum sealed_reason reason, uint8_t out[SEALED_REJECT_LEN])
+{
+	out[0] = SEALED_VERSION;
+	out[1] = SEALED_REJECT_MARK;
+	out[2] = (uint8_t)reason;
+}
+
+int sealed_reject_decode(const uint8_t *msg, size_t len, enum sealed_reason *out_reason)
+{
+	if (len != SEALED_REJECT_LEN || msg[0] != SEALED_VERSION || msg[1] != SEALED_REJECT_MARK ||
+	    msg[2] == SEALED_OK || msg[2] > SEALED_REASON_MAX)
+		return -EBADMSG;
+	*out_reason = (enum sealed_reason)msg[2];
+	return 0;
+}
+
+/* ---- bootstrap payloads ------------------------------------------------------------ */
+
+int sealed_boot_req_encode(bool want_assoc, const uint8_t *req, size_t len, struct tls_buf *out)
+{
+	if (len > SIZE_MAX - 1 || buf_size(out, 1 + len) != 0)
+		return -ENOMEM;
+	out->data[0] = want_assoc ? SEALED_BOOT_ASSOC : SEALED_BOOT_NONE;
+	if (len)
+		memcpy(out->data + 1, req, len);
+	return 0;
+}
+
+int sealed_boot_req_decode(const uint8_t *msg, size_t len, bool *out_want, const uint8_t **out_req,
+			   size_t *out_req_len)
+{
+	if (len < 1 || (msg[0] != SEALED_BOOT_NONE && msg[0] != SEALED_BOOT_ASSOC))
+		return -EBADMSG;
+	*out_want = msg[0] == SEALED_BOOT_ASSOC;
+	*out_req = msg + 1;
+	*out_req_len = len - 1;
+	return 0;
+}
+
+int sealed_boot_resp_encode(const uint8_t *blob, const uint8_t *resp, size_t len,
+			    struct tls_buf *out)
+{
+	size_t head = 1 + (blob ? SEALED_ASSOC_BLOB_LEN : 0);
+
+	if (len > SIZE_MAX - head || buf_size(out, head + len) != 0)
+		return -ENOMEM;
+	out->data[0] = blob ? SEALED_BOOT_ASSOC : SEALED_BOOT_NONE;
+	if (blob)
+		memcpy(out->data + 1, blob, SEALED_ASSOC_BLOB_LEN);
+	if (len)
+		memcpy(out->data + head, resp, len);
+	return 0;
+}
+
+int sealed_boot_resp_decode(const uint8_t *msg, size_t len, const uint8_t **out_blob,
+			    const uint8_t **out_resp, size_t *out_resp_len)
+{
+	size_t head;
+
+	if (len < 1)
+		return -EBADMSG;
+	if (msg[0] == SEALED_BOOT_NONE)
+		head = 1;
+	else if (msg[0] == SEALED_BOOT_ASSOC)
+		head = 1 + SEALED_ASSOC_BLOB_LEN;
+	else
+		return -EBADMSG;
+	if (len < head)
+		return -EBADMSG;
+	*out_blob = msg[0] == SEALED_BOOT_ASSOC ? msg + 1 : NULL;
+	*out_resp = msg + head;
+	*out_resp_len = len - head;
+	return 0;
+}
+
+/* ---- client ---------------------------------------------------------------------- */
+
+int sealed_assoc_init(struct sealed_assoc *a, const uint8_t blob[SEALED_ASSOC_BLOB_LEN],
+		      uint64_t now_ms)
+{
+	const uint8_t *p = blob;
+
+	memset(a, 0, sizeof(*a));
+	memcpy(a->key, p, SEALED_KEY_LEN);
+	p += SEALED_KEY_LEN;
+	memcpy(a->id, p, SEALED_ID_LEN);
+	p += SEALED_ID_LEN;
+	a->expiry_ms = get_be64(p);
+	p += 8;
+	memcpy(a->token, p, SEALED_TOKEN_LEN);
+	if (now_ms >= a->expiry_ms || extract(a->key, a->id, a->prk) != 0 ||
+	    !RAND_bytes(a->prefix, sizeof(a->prefix))) {
+		int rc = now_ms >= a->expiry_ms ? -ESTALE : -EIO;
+
+		sealed_assoc_cleanup(a);
+		return rc;
+	}
+	a->counter = 0;
+	return 0;
+}
+
+void sealed_assoc_cleanup(struct sealed_assoc *a)
+{
+	if (a)
+		OPENSSL_cleanse(a, sizeof(*a));
+}
+
+void sealed_ctx_cleanup(struct sealed_ctx *ctx)
+{
+	if (ctx)
+		OPENSSL_cleanse(ctx, sizeof(*ctx));
+}
+
+int sealed_seal_request(struct sealed_assoc *a, const uint8_t hdr[SEALED_HDR_AD_LEN],
+			const uint8_t *req, size_t len, uint64_t now_ms, struct tls_buf *out,
+			struct sealed_ctx *out_ctx)
+{
+	uint8_t ad[REQ_AD_LEN], k_req[SEALED_KEY_LEN], *p;
+	size_t n = 0;
+	int rc;
+
+	out_ctx->armed = false;
+	if (now_ms >= a->expiry_ms)
+		return -ESTALE;
+	if (a->counter == UINT64_MAX)
+		return -EOVERFLOW;
+	if (len > TLS_MSG_MAX)
+		return -EMSGSIZE;
+	rc = buf_size(out, SEALED_REQ_OVERHEAD + len);
+	if (rc)
+		return rc;
+
+	/* N = prefix | counter: the counter is consumed even if sealing fails below */
+	p = out->data;
+	*p++ = SEALED_VERSION;
+	memcpy(p, a->token, SEALED_TOKEN_LEN);
+	p += SEALED_TOKEN_LEN;
+	memcpy(p, a->prefix, SEALED_PREFIX_LEN);
+	put_be64(p + SEALED_PREFIX_LEN, a->counter++);
+	memcpy(out_ctx->nonce, p, SEALED_NONCE_LEN);
+	p += SEALED_NONCE_LEN;
+	put_be64(p, now_ms);
+
+	hdr_ad(ad, hdr);
+	memcpy(ad + SEALED_HDR_AD_LEN, out->data, SEALED_REQ_HDR_LEN);
+	rc = -EIO;
+	if (derive(a->prk, REQ_LABEL, sizeof(REQ_LABEL) - 1, out_ctx->nonce, k_req) != 0 ||
+	    derive(a->prk, RESP_LABEL, sizeof(RESP_LABEL) - 1, out_ctx->nonce, out_ctx->k_resp) !=
+		0)
+		goto out;
+	if (!gcm128_seal(k_req, zero_nonce, out->data + SEALED_REQ_HDR_LEN, &n,
+			 len + SEALED_TAG_LEN, req, len, ad, sizeof(ad)) ||
+	    n != len + SEALED_TAG_LEN)
+		goto out;
+	out_ctx->armed = true;
+	rc = 0;
+out:
+	OPENSSL_cleanse(k_req, sizeof(k_req));
+	if (rc) {
+		sealed_ctx_cleanup(out_ctx);
+		out->len = 0;
+	}
+	return rc;
+}
+
+int sealed_open_response(struct sealed_ctx *ctx, const uint8_t hdr[SEALED_HDR_AD_LEN],
+			 const uint8_t *msg, size_t len, struct tls_buf *out)
+{
+	uint8_t ad[RESP_AD_LEN];
+	size_t ct_len, n = 0;
+
+	out->len = 0;
+	if (!ctx->armed)
+		return -EINVAL;
+	if (len < SEALED_RESP_OVERHEAD || msg[0] != SEALED_VERSION ||
+	    CRYPTO_memcmp(msg + 1, ctx->nonce, SEALED_NONCE_LEN) != 0)
+		return -EBADMSG;
+	ct_len = len - SEALED_RESP_HDR_LEN;
+	if (buf_size(out, ct_len - SEALED_TAG_LEN) != 0)
+		return -ENOMEM;
+	hdr_ad(ad, hdr);
+	memcpy(ad + SEALED_HDR_AD_LEN, msg, SEALED_RESP_HDR_LEN);
+	if (!gcm128_open(ctx->k_resp, msg + 1 + SEALED_NONCE_LEN, out->data, &n, out->cap,
+			 msg + SEALED_RESP_HDR_LEN, ct_len, ad, sizeof(ad)) ||
+	    n != ct_len - SEALED_TAG_LEN) {
+		/* a forgery leaves the call armed: the genuine response may still come */
+		out->len = 0;
+		return -EBADMSG;
+	}
+	out->len = n;
+	sealed_ctx_cleanup(ctx);
+	return 0;
+}
+
+/* ---- server ---------------------------------------------------------------------- */
+
+struct sealed_server *sealed_server_new(void)
+{
+	struct sealed_server *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		errno = ENOMEM;
+	return s;
+}
+
+void sealed_server_free(struct sealed_server *s)
+{
+	if (!s)
+		return;
+	for (int i = 0; i < TOKEN_CACHE; i++)
+		if (s->keys[i].used)
+			EVP_AEAD_CTX_cleanup(&s->keys[i].aead);
+	OPENSSL_cleanse(s, sizeof(*s));
+	free(s);
+}
+
+void sealed_server_stats(const struct sealed_server *s, struct sealed_stats *out)
+{
+	*out = s->stats;
+}
+
+static int token_key_ctx(const struct stek_key *k, EVP_AEAD_CTX *ctx)
+{
+	uint8_t key[TOKEN_KEY_LEN];
+	int ok;
+
+	if (stek_derive(k, SEALED_TOKEN_LABEL, key, sizeof(key)) != 0)
+		return -EIO;
+	ok = EVP_AEAD_CTX_init(ctx, EVP_aead_aes_256_gcm(), key, sizeof(key), SEALED_TAG_LEN, NULL);
+	OPENSSL_cleanse(key, sizeof(key));
+	return ok ? 0 : -EIO;
+}
+
+/*
+ * token_key returns the cached AEAD context for STEK key `k`, deriving it on a miss.
+ * Entries are matched on id and key bytes, so a new set that reuses an id with
+ * another key never opens tokens with the old one.
+ */
+static const EVP_AEAD_CTX *token_key(struct sealed_server *s, const struct stek_key *k)
+{
+	struct token_key *e;
+
+	for (int i = 0; i < TOKEN_CACHE; i++) {
+		e = &s->keys[i];
+		if (e->used && e->id == k->id && CRYPTO_memcmp(e->stek, k->key, STEK_KEY_LEN) == 0)
+			return &e->aead;
+	}
+	e = &s->keys[s->next_evict];
+	s->next_evict = (s->next_evict + 1) % TOKEN_CACHE;
+	if (e->used)
+		EVP_AEAD_CTX_cleanup(&e->aead);
+	OPENSSL_cleanse(e, sizeof(*e));
+	if (token_key_ctx(k, &e->aead) != 0)
+		return NULL;
+	e->used = true;
+	e->id = k->id;
+	memcpy(e->stek, k->key, STEK_KEY_LEN);
+	return &e->aead;
+}
+
+int sealed_token_seal(const struct stek_key *k, const uint8_t key[SEALED_KEY_LEN],
+		      const uint8_t id[SEALED_ID_LEN], uint64_t expiry_ms, const char *service,
+		      const uint8_t *nonce, uint8_t out[SEALED_TOKEN_LEN])
+{
+	uint8_t plain[SEALED_TOKEN_PLAIN_LEN], ad[TOKEN_AD_LEN];
+	EVP_AEAD_CTX ctx;
+	size_t n = 0;
+	int rc = -EIO;
+
+	put_be32(out, k->id);
+	if (nonce)
+		memcpy(out + TOKEN_NONCE_OFF, nonce, 12);
+	else if (!RAND_bytes(out + TOKEN_NONCE_OFF, 12))
+		return -EIO;
+	memcpy(plain, key, SEALED_KEY_LEN);
+	memcpy(plain + SEALED_KEY_LEN, id, SEALED_ID_LEN);
+	put_be64(plain + SEALED_KEY_LEN + SEALED_ID_LEN, expiry_ms);
+	svc_hash(service, plain + SEALED_KEY_LEN + SEALED_ID_LEN + 8);
+	token_ad(ad, out);
+	if (token_key_ctx(k, &ctx) != 0)
+		goto out;
+	if (EVP_AEAD_CTX_seal(&ctx, out + TOKEN_CT_OFF, &n, SEALED_TOKEN_LEN - TOKEN_CT_OFF,
+			      out + TOKEN_NONCE_OFF, 12, plain, sizeof(plain), ad, sizeof(ad)) &&
+	    n == SEALED_TOKEN_LEN - TOKEN_CT_OFF)
+		rc = 0;
+	EVP_AEAD_CTX_cleanup(&ctx);
+out:
+	OPENSSL_cleanse(plain, sizeof(plain));
+	return rc;
+}
+
+int sealed_assoc_mint(struct sealed_server *s, const struct stek_set *stek, const char *service,
+		      uint64_t now_ms, uint64_t lifetime_ms,
+		      uint8_t out_blob[SEALED_ASSOC_BLOB_LEN])
+{
+	uint8_t *key = out_blob, *id = out_blob + SEALED_KEY_LEN;
+	uint64_t expiry;
+	int rc;
+
+	if (!stek)
+		return -EINVAL;
+	if (!lifetime_ms)
+		lifetime_ms = SEALED_LIFETIME_DEFAULT_MS;
+	expiry = now_ms > UINT64_MAX - lifetime_ms ? UINT64_MAX : now_ms + lifetime_ms;
+	if (!RAND_bytes(out_blob, SEALED_KEY_LEN + SEALED_ID_LEN))
+		return -EIO;
+	put_be64(out_blob + SEALED_KEY_LEN + SEALED_ID_LEN, expiry);
+	rc = sealed_token_seal(stek_current(stek), key, id, expiry, service, NULL,
+			       out_blob + SEALED_KEY_LEN + SEALED_ID_LEN + 8);
+	if (rc) {
+		OPENSSL_cleanse(out_blob, SEALED_ASSOC_BLOB_LEN);
+		return rc;
+	}
+	s->stats.minted++;
+	return 0;
+}
+
+static bool hdr_is_sealed_request(const uint8_t hdr[SEALED_HDR_AD_LEN])
+{
+	return hdr[0] == R2P2_MAGIC && hdr[1] == R2P2_HDR_LEN && (hdr[2] >> 4) == R2P2_REQUEST &&
+	       (hdr[3] & R2P2_F_FREE_MASK) == R2P2_F_SEALED;
+}
+
+int sealed_open_request(struct sealed_server *s, const struct stek_set *stek, const char *service,
+			struct replay *strike, uint64_t now_ms, uint64_t window_ms,
+			const uint8_t hdr[SEALED_HDR_AD_LEN], const uint8_t *msg, size_t len,
+			struct tls_buf *out, struct sealed_ctx *out_ctx,
+			enum sealed_reason *out_reason)
+{
+	const uint8_t *token = msg + 1, *nonce = msg + 1 + SEALED_TOKEN_LEN;
+	uint8_t plain[SEALED_TOKEN_PLAIN_LEN], tad[TOKEN_AD_LEN], ad[REQ_AD_LEN];
+	uint8_t hash[SEALED_SVC_HASH_LEN], strike_in[SEALED_ID_LEN + SEALED_NONCE_LEN];
+	uint8_t strike_key[REPLAY_KEY_LEN], prk[32], k_req[SEALED_KEY_LEN];
+	const uint8_t *k_assoc = plain, *id = plain + SEALED_KEY_LEN;
+	const struct stek_key *k;
+	const EVP_AEAD_CTX *tctx;
+	enum sealed_reason why;
+	uint64_t ts, expiry, now_ns;
+	size_t n = 0, ct_len;
+	int rc = -EBADMSG, ins;
+
+	out->len = 0;
+	out_ctx->armed = false;
+	memset(plain, 0, sizeof(plain));
+	memset(prk, 0, sizeof(prk));
+	memset(k_req, 0, sizeof(k_req));
+	if (!window_ms)
+		window_ms = SEALED_WINDOW_DEFAULT_MS;
+	/* the register's clock is now_ms in ns, saturating rather than wrapping */
+	now_ns = now_ms > UINT64_MAX / 1000000 ? UINT64_MAX : now_ms * 1000000;
+
+	why = SEALED_REJ_INTERNAL;
+	rc = -EINVAL;
+	if (!stek || !strike || !service)
+		goto out;
+	why = SEALED_REJ_MALFORMED;
+	rc = -EBADMSG;
+	if (len < SEALED_REQ_OVERHEAD || msg[0] != SEALED_VERSION || !hdr_is_sealed_request(hdr))
+		goto out;
+	ct_len = len - SEALED_REQ_HDR_LEN;
+
+	why = SEALED_REJ_UNKNOWN_KEY;
+	k = stek_find(stek, get_be32(token));
+	if (!k)
+		goto out;
+	why = SEALED_REJ_INTERNAL;
+	rc = -EIO;
+	tctx = token_key(s, k);
+	if (!tctx)
+		goto out;
+	why = SEALED_REJ_BAD_TOKEN;
+	rc = -EBADMSG;
+	token_ad(tad, token);
+	if (!EVP_AEAD_CTX_open(tctx, plain, &n, sizeof(plain), token + TOKEN_NONCE_OFF, 12,
+			       token + TOKEN_CT_OFF, SEALED_TOKEN_LEN - TOKEN_CT_OFF, tad,
+			       sizeof(tad)) ||
+	    n != sizeof(plain))
+		goto out;
+
+	why = SEALED_REJ_WRONG_SERVICE;
+	svc_hash(service, hash);
+	if (CRYPTO_memcmp(hash, plain + SEALED_KEY_LEN + SEALED_ID_LEN + 8, sizeof(hash)) != 0)
+		goto out;
+	why = SEALED_REJ_EXPIRED;
+	expiry = get_be64(plain + SEALED_KEY_LEN + SEALED_ID_LEN);
+	if (now_ms >= expiry)
+		goto out;
+	why = SEALED_REJ_STALE;
+	ts = get_be64(nonce + SEALED_NONCE_LEN);
+	if ((ts > now_ms && ts - now_ms > window_ms) || (now_ms > ts && now_ms - ts > window_ms))
+		goto out;
+
+	/* look up first (cheap refusal of a replay), insert only after the AEAD verified */
+	why = SEALED_REJ_REPLAY;
+	memcpy(strike_in, id, SEALED_ID_LEN);
+	memcpy(strike_in + SEALED_ID_LEN, nonce, SEALED_NONCE_LEN);
+	SHA256(strike_in, sizeof(strike_in), strike_key);
+	if (replay_check(strike, strike_key, now_ns) != 0)
+		goto out;
+
+	why = SEALED_REJ_INTERNAL;
+	rc = -EIO;
+	if (extract(k_assoc, id, prk) != 0 ||
+	    derive(prk, REQ_LABEL, sizeof(REQ_LABEL) - 1, nonce, k_req) != 0)
+		goto out;
+	rc = -ENOMEM;
+	if (buf_size(out, ct_len - SEALED_TAG_LEN) != 0)
+		goto out;
+	why = SEALED_REJ_BAD_AEAD;
+	rc = -EBADMSG;
+	hdr_ad(ad, hdr);
+	memcpy(ad + SEALED_HDR_AD_LEN, msg, SEALED_REQ_HDR_LEN);
+	if (!gcm128_open(k_req, zero_nonce, out->data, &n, out->cap, msg + SEALED_REQ_HDR_LEN,
+			 ct_len, ad, sizeof(ad)) ||
+	    n != ct_len - SEALED_TAG_LEN)
+		goto out;
+	out->len = n;
+
+	ins = replay_insert(strike, strike_key, now_ns);
+	if (ins == -EEXIST) { /* another worker took the same request meanwhile */
+		why = SEALED_REJ_REPLAY;
+		goto out;
+	}
+	if (ins != 0) { /* -ENOSPC: full of unexpired keys, fail closed */
+		why = SEALED_REJ_FULL;
+		goto out;
+	}
+
+	why = SEALED_REJ_INTERNAL;
+	rc = -EIO;
+	if (derive(prk, RESP_LABEL, sizeof(RESP_LABEL) - 1, nonce, out_ctx->k_resp) != 0)
+		goto out;
+	memcpy(out_ctx->nonce, nonce, SEALED_NONCE_LEN);
+	out_ctx->armed = true;
+	why = SEALED_OK;
+	rc = 0;
+out:
+	OPENSSL_cleanse(plain, sizeof(plain));
+	OPENSSL_cleanse(prk, sizeof(prk));
+	OPENSSL_cleanse(k_req, sizeof(k_req));
+	*out_reason = why;
+	if (rc) {
+		if (out->len)
+			OPENSSL_cleanse(out->data, out->len);
+		out->len = 0;
+		sealed_ctx_cleanup(out_ctx);
+		s->stats.rejected[why]++;
+	} else {
+		s->stats.opened++;
+	}
+	return rc;
+}
+
+int sealed_seal_response(struct sealed_server *s, struct sealed_ctx *ctx,
+			 const uint8_t hdr[SEALED_HDR_AD_LEN], const uint8_t *resp, size_t len,
+			 struct tls_buf *out)
+{
+	uint8_t ad[RESP_AD_LEN];
+	size_t n = 0;
+	int rc;
+
+	if (!ctx->armed)
+		return -EINVAL;
+	if (len > TLS_MSG_MAX)
+		return -EMSGSIZE;
+	rc = buf_size(out, SEALED_RESP_OVERHEAD + len);
+	if (rc)
+		return rc;
+	out->data[0] = SEALED_VERSION;
+	memcpy(out->data + 1, ctx->nonce, SEALED_NONCE_LEN);
+	/*
+	 * R is random, not fixed like the request's nonce: a request replayed to another
+	 * server (strike registers are per server) makes a second response under the same
+	 * k_resp, and GCM must never see one (key, nonce) twice.
+	 */
+	if (!RAND_bytes(out->data + 1 + SEALED_NONCE_LEN, SEALED_NONCE_LEN)) {
+		rc = -EIO;
+		goto out;
+	}
+	hdr_ad(ad, hdr);
+	memcpy(ad + SEALED_HDR_AD_LEN, out->data, SEALED_RESP_HDR_LEN);
+	rc = -EIO;
+	if (!gcm128_seal(ctx->k_resp, out->data + 1 + SEALED_NONCE_LEN,
+			 out->data + SEALED_RESP_HDR_LEN, &n, len + SEALED_TAG_LEN, resp, len, ad,
+			 sizeof(ad)) ||
+	    n != len + SEALED_TAG_LEN)
+		goto out;
+	s->stats.responses++;
+	rc = 0;
+out:
+	sealed_ctx_cleanup(ctx);
+	if (rc)
+		out->len = 0;
+	return rc;
+}
