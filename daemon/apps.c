@@ -402,6 +402,34 @@ static void status(struct daemon *d, struct conn *c)
 	    (unsigned long long)tc.early_accepted, (unsigned long long)tc.early_rejected,
 	    (unsigned long long)tc.verify_failures, (unsigned long long)tc.bad_messages,
 	    (unsigned long long)tc.tickets_received);
+	struct sealed_stats ss = {0};
+	uint64_t assocs = 0, reboots = 0;
+	for (unsigned i = 0; i < d->num_workers; i++) {
+		worker_snapshot(d->workers[i], &s);
+		ss.opened += s.sealed.opened;
+		ss.responses += s.sealed.responses;
+		ss.minted += s.sealed.minted;
+		for (unsigned r = 0; r <= SEALED_REASON_MAX; r++)
+			ss.rejected[r] += s.sealed.rejected[r];
+		assocs += s.sealed_assocs;
+		reboots += s.sealed_rebootstraps;
+	}
+	OUT("sealed server: opened %llu responses %llu minted %llu  rejected:",
+	    (unsigned long long)ss.opened, (unsigned long long)ss.responses,
+	    (unsigned long long)ss.minted);
+	for (unsigned r = 1; r <= SEALED_REASON_MAX; r++)
+		OUT(" %s %llu", sealed_reason_name(r), (unsigned long long)ss.rejected[r]);
+	OUT("\nsealed client: associations %llu rebootstraps %llu\n", (unsigned long long)assocs,
+	    (unsigned long long)reboots);
+	if (d->sealed_replay) {
+		struct replay_stats rs;
+		replay_stats(d->sealed_replay, &rs);
+		OUT("sealed strike register: entries %llu / %llu  inserts %llu hits %llu full_rejects "
+		    "%llu\n",
+		    (unsigned long long)rs.entries, (unsigned long long)rs.capacity,
+		    (unsigned long long)rs.inserts, (unsigned long long)rs.hits,
+		    (unsigned long long)rs.full_rejects);
+	}
 	if (d->replay) {
 		struct replay_stats rs;
 		replay_stats(d->replay, &rs);
@@ -414,7 +442,9 @@ static void status(struct daemon *d, struct conn *c)
 	for (size_t j = 0; j < cfg->num_serves; j++)
 		OUT("  %-24s port %-5u %-6s requests %llu  dropped_no_app %llu  wrong_mode %llu\n",
 		    cfg->serves[j].name, cfg->serves[j].port,
-		    cfg->serves[j].security == CFG_SEC_TLS ? "tls" : "plain",
+		    cfg->serves[j].security == CFG_SEC_TLS      ? "tls"
+		    : cfg->serves[j].security == CFG_SEC_SEALED ? "sealed"
+								: "plain",
 		    (unsigned long long)svc_req[j], (unsigned long long)svc_drop[j],
 		    (unsigned long long)svc_wrong[j]);
 	OUT("\nservices called:\n");

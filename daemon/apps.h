@@ -30,6 +30,7 @@ struct daemon {
 	int drained_efd;        /* workers write 1 each when drained */
 	struct stek_set *stek;  /* tls: as loaded at start (workers reload on change) */
 	struct replay *replay;  /* tls: the strike register shared by every worker */
+	struct replay *sealed_replay; /* sealed: (association, nonce) strike register */
 };
 
 /* ctl_listen creates the control socket (mode 0660, group socket_group). Returns the fd or -1. */

@@ -252,11 +252,11 @@ static bool security_value(struct parser *p, const char *key, const char *v, enu
 		*out = CFG_SEC_TLS;
 		return true;
 	}
-	if (strcmp(v, "sealed") == 0)
-		failx(p, p->lineno, p->label, key,
-		      "'%s' is not supported yet (this build implements 'plain' and 'tls')", v);
-	else
-		failx(p, p->lineno, p->label, key, "bad value '%s' (expected plain|tls|sealed)", v);
+	if (strcmp(v, "sealed") == 0) {
+		*out = CFG_SEC_SEALED;
+		return true;
+	}
+	failx(p, p->lineno, p->label, key, "bad value '%s' (expected plain|tls|sealed)", v);
 	return false;
 }
 
@@ -661,12 +661,14 @@ static void end_section(struct parser *p)
 		return;
 	if (p->kind == SEC_SERVE && !p->key_line[SK_PORT])
 		failx(p, p->sec_line, p->label, "port", "required key missing");
-	else if (p->kind == SEC_SERVE && p->serve->security == CFG_SEC_TLS &&
+	else if (p->kind == SEC_SERVE && p->serve->security != CFG_SEC_PLAIN &&
 		 (!p->key_line[SK_CERT] || !p->key_line[SK_KEY]))
 		failx(p, p->sec_line, p->label, p->key_line[SK_CERT] ? "key" : "cert",
-		      "required with security = tls");
-	else if (p->kind == SEC_CALL && p->call->security == CFG_SEC_TLS && !p->key_line[CK_CA])
-		failx(p, p->sec_line, p->label, "ca", "required with security = tls");
+		      "required with security = %s",
+		      p->serve->security == CFG_SEC_TLS ? "tls" : "sealed");
+	else if (p->kind == SEC_CALL && p->call->security != CFG_SEC_PLAIN && !p->key_line[CK_CA])
+		failx(p, p->sec_line, p->label, "ca", "required with security = %s",
+		      p->call->security == CFG_SEC_TLS ? "tls" : "sealed");
 	else if (p->kind == SEC_CALL && !p->key_line[CK_SERVER] && !p->key_line[CK_ROUTER])
 		failx(p, p->sec_line, p->label, "server",
 		      "required: give at least one server= (or one router=)");
@@ -924,11 +926,12 @@ static void check_whole(struct parser *p)
 	const struct cfg *c = p->c;
 
 	for (size_t i = 0; i < c->num_serves && !p->failed; i++)
-		if (c->serves[i].security == CFG_SEC_TLS && !c->stek_path[0])
+		if (c->serves[i].security != CFG_SEC_PLAIN && !c->stek_path[0])
 			failx(p, p->serve_port_line[i], "daemon", "stek",
-			      "required: [serve %s] uses security = tls (generate one with "
+			      "required: [serve %s] uses security = %s (generate one with "
 			      "r2p2ctl stek generate PATH)",
-			      c->serves[i].name);
+			      c->serves[i].name,
+			      c->serves[i].security == CFG_SEC_TLS ? "tls" : "sealed");
 	if (p->failed)
 		return;
 

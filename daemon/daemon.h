@@ -22,6 +22,7 @@
 
 #include "config.h"
 #include "engine.h"
+#include "sealed.h"
 #include "tls.h"
 
 /* A loaded config, shared read-only by every thread that holds a reference. */
@@ -83,6 +84,9 @@ struct worker_snap {
 	uint64_t cq_overflow_drops;
 	struct tls_stats tls_server; /* summed over the worker's tls services */
 	struct tls_stats tls_client; /* summed over the worker's tls clients */
+	struct sealed_stats sealed;  /* summed over the worker's sealed services */
+	uint64_t sealed_assocs;      /* client: associations held */
+	uint64_t sealed_rebootstraps; /* client: re-bootstraps after a server's refusal */
 	struct {
 		uint16_t port;
 		uint64_t requests;
@@ -104,7 +108,8 @@ struct replay;
  * workers, owned by the caller) serve tls services; both may be NULL.
  */
 struct worker *worker_new(unsigned id, struct cfg_ref *cfg, struct stek_set *stek,
-			  struct replay *replay, int drained_efd, char *err, size_t err_len);
+			  struct replay *replay, struct replay *sealed_replay, int drained_efd,
+			  char *err, size_t err_len);
 
 /*
  * port_probe binds `port` on the listen address once without SO_REUSEPORT, so

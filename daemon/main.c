@@ -21,6 +21,7 @@
 #include "apps.h"
 #include "log.h"
 #include "replay.h"
+#include "sealed.h"
 #include "stek.h"
 
 static void usage(FILE *f)
@@ -199,7 +200,16 @@ int main(int argc, char **argv)
 		log_info("STEK %s:\n%s", d.cfg->cfg.stek_path, err);
 	}
 	for (size_t i = 0; i < d.cfg->cfg.num_serves; i++) {
-		if (d.cfg->cfg.serves[i].security == CFG_SEC_TLS && !d.replay) {
+		if (d.cfg->cfg.serves[i].security == CFG_SEC_SEALED && !d.sealed_replay) {
+			/* fed unix time; entries must outlive twice the timestamp window */
+			d.sealed_replay = replay_new(d.cfg->cfg.replay_max_entries,
+						     2ull * SEALED_WINDOW_DEFAULT_MS * 1000000ull);
+			if (!d.sealed_replay) {
+				log_err("strike register: %s", strerror(errno));
+				goto out;
+			}
+		}
+		if (d.cfg->cfg.serves[i].security != CFG_SEC_PLAIN && !d.replay) {
 			d.replay = replay_new(d.cfg->cfg.replay_max_entries,
 					      d.cfg->cfg.replay_window_ms * 1000000ull);
 			if (!d.replay) {
@@ -220,8 +230,8 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	for (unsigned i = 0; i < d.num_workers; i++) {
-		d.workers[i] = worker_new(i, d.cfg, d.stek, d.replay, d.drained_efd, err,
-					  sizeof(err));
+		d.workers[i] = worker_new(i, d.cfg, d.stek, d.replay, d.sealed_replay,
+					  d.drained_efd, err, sizeof(err));
 		if (!d.workers[i]) {
 			log_err("%s", err);
 			goto out;
@@ -334,6 +344,7 @@ out:
 		close(d.drained_efd);
 	stek_set_put(d.stek);
 	replay_free(d.replay);
+	replay_free(d.sealed_replay);
 	cfg_ref_put(d.cfg);
 	return ret;
 }

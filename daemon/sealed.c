@@ -244,11 +244,29 @@ int sealed_boot_req_encode(bool want_assoc, const uint8_t *req, size_t len, stru
 	return 0;
 }
 
+int sealed_boot_renew_encode(struct tls_buf *out)
+{
+	if (buf_size(out, 1) != 0)
+		return -ENOMEM;
+	out->data[0] = SEALED_BOOT_RENEW;
+	return 0;
+}
+
 int sealed_boot_req_decode(const uint8_t *msg, size_t len, bool *out_want, const uint8_t **out_req,
 			   size_t *out_req_len)
 {
-	if (len < 1 || (msg[0] != SEALED_BOOT_NONE && msg[0] != SEALED_BOOT_ASSOC))
+	if (len < 1 || (msg[0] != SEALED_BOOT_NONE && msg[0] != SEALED_BOOT_ASSOC &&
+			msg[0] != SEALED_BOOT_RENEW))
 		return -EBADMSG;
+	if (msg[0] == SEALED_BOOT_RENEW) {
+		/* a renewal carries no app request at all */
+		if (len != 1)
+			return -EBADMSG;
+		*out_want = true;
+		*out_req = NULL;
+		*out_req_len = 0;
+		return 0;
+	}
 	*out_want = msg[0] == SEALED_BOOT_ASSOC;
 	*out_req = msg + 1;
 	*out_req_len = len - 1;

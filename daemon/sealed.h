@@ -61,6 +61,7 @@ struct replay;
 /* Bootstrap prefixes (first byte of the tls-mode request and response payloads). */
 #define SEALED_BOOT_NONE 0x00  /* request: no association wanted; response: none follows */
 #define SEALED_BOOT_ASSOC 0x01 /* request: association wanted; response: blob follows */
+#define SEALED_BOOT_RENEW 0x02 /* request: only a new association, no app request (renewal) */
 
 /* Fixed sizes of the sealed messages (payload = overhead + app bytes). */
 #define SEALED_REQ_HDR_LEN (1 + SEALED_TOKEN_LEN + SEALED_NONCE_LEN + 8) /* 93 */
@@ -113,6 +114,14 @@ int sealed_boot_req_encode(bool want_assoc, const uint8_t *req, size_t len, stru
  * prefix, `*out_req`/`*out_req_len` the app request (pointing into `msg`).
  * Returns 0, or -EBADMSG if `len` is 0 or the prefix is not 0x00 or 0x01.
  */
+/*
+ * sealed_boot_renew_encode writes the one-byte renewal request (SEALED_BOOT_RENEW):
+ * the client worker renews its association in the background, and the server answers
+ * it without involving an app. sealed_boot_req_decode reports it as `*out_want` true
+ * with `*out_req` NULL. Returns 0 or -ENOMEM.
+ */
+int sealed_boot_renew_encode(struct tls_buf *out);
+
 int sealed_boot_req_decode(const uint8_t *msg, size_t len, bool *out_want, const uint8_t **out_req,
 			   size_t *out_req_len);
 

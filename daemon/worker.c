@@ -34,6 +34,7 @@
 #include "lane.h"
 #include "log.h"
 #include "replay.h"
+#include "sealed.h"
 #include "stek.h"
 #include "tls.h"
 
@@ -87,7 +88,8 @@ struct wsock {
 	uint64_t requests, dropped_no_app, dropped_wrong_mode;
 	enum cfg_security security;
 	char name[CFG_NAME_MAX];
-	struct tls_server *tls; /* tls services: this service's certificate and keys */
+	struct tls_server *tls; /* tls and sealed services: certificate and keys */
+	struct sealed_server *sealed; /* sealed services: token contexts and counters */
 };
 
 /* A tls client per called service (its CA), made on first use. */
@@ -95,6 +97,22 @@ struct wtls_client {
 	char name[CFG_NAME_MAX];
 	char ca[CFG_PATH_MAX];
 	struct tls_client *c;
+	/* sealed services: this worker's association (never shared across threads, so
+	 * its nonce counter never repeats) */
+	struct sealed_assoc assoc;
+	bool assoc_ready;
+	bool bootstrapping; /* a call that asked for an association is in flight */
+	uint64_t rebootstraps;
+};
+
+/* How a call or request travels. */
+enum rpc_mode {
+	MODE_PLAIN = 0,
+	MODE_TLS,        /* one tls exchange */
+	MODE_TLS_SEALED_SVC, /* sealed service: a tls exchange that does not ask for an association */
+	MODE_TLS_BOOT,   /* sealed service: a tls exchange that also carries an association */
+	MODE_SEALED,     /* sealed service: AEAD under the association */
+	MODE_RENEW,      /* sealed service: background renewal, no app involved */
 };
 
 /* An app's lane on this worker. */
@@ -117,6 +135,13 @@ struct call {
 	uint32_t next_free;
 	struct tls_call *tls; /* tls mode: the exchange in progress */
 	struct eng_call_args args; /* kept to send a tls continuation to the same server */
+	enum rpc_mode mode;
+	struct wtls_client *svc;   /* tls/sealed: the called service's state */
+	struct sealed_ctx sctx;    /* sealed: response key of this request */
+	uint8_t *req_copy;         /* sealed: the request, to resend through a re-bootstrap */
+	size_t req_len;
+	bool internal;             /* a renewal: no app waits for it */
+	bool replay_safe;
 };
 
 /* A request handed to an app and not answered yet (engine handle -> app). */
@@ -126,6 +151,8 @@ struct exec_req {
 	uint32_t wapp_gen;
 	uint32_t sock;
 	struct tls_conn *conn; /* tls mode: the exchange the response completes */
+	enum rpc_mode mode;
+	struct sealed_ctx sctx; /* sealed: response key */
 };
 
 struct tx_slot {
@@ -176,6 +203,8 @@ struct worker {
 	/* tls mode */
 	struct stek_set *stek;
 	struct replay *replay; /* shared by every worker of this server */
+	struct replay *sealed_replay; /* sealed requests (unix-time clock), shared likewise */
+	struct tls_buf sealed_buf;
 	struct wtls_client tls_clients[CFG_MAX_SERVICES];
 	struct tls_buf tls_flight, tls_plain;
 	int stek_ifd; /* inotify on the STEK file's directory */
@@ -195,6 +224,14 @@ struct worker {
 };
 
 static void reload_stek(struct worker *w);
+
+/* Unix time in ms: sealed tokens and timestamps are checked against the servers' clocks. */
+static uint64_t unix_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 static void arm_stek_watch(struct worker *w);
 
 uint64_t now_ns(void)
@@ -425,6 +462,8 @@ static void free_sock_tls(struct worker *w, uint32_t slot)
 	w->tls_retired.bad_messages += st.bad_messages;
 	tls_server_free(s->tls);
 	s->tls = NULL;
+	sealed_server_free(s->sealed);
+	s->sealed = NULL;
 }
 
 /* Give a served service's socket its mode, and for tls its certificate and keys. */
@@ -433,7 +472,14 @@ static int sock_set_service(struct worker *w, struct wsock *s, const struct cfg_
 {
 	snprintf(s->name, sizeof(s->name), "%s", sv->name);
 	s->security = sv->security;
-	if (sv->security != CFG_SEC_TLS || s->tls)
+	if (sv->security == CFG_SEC_SEALED && !s->sealed) {
+		s->sealed = sealed_server_new();
+		if (!s->sealed) {
+			snprintf(err, err_len, "[serve %s]: out of memory", sv->name);
+			return -1;
+		}
+	}
+	if (sv->security == CFG_SEC_PLAIN || s->tls)
 		return 0;
 	struct tls_service_keys keys = {.name = sv->name, .cert_path = sv->cert,
 					.key_path = sv->key};
@@ -614,7 +660,7 @@ static bool exec_rehash(struct worker *w)
 
 /* deliver hands a request to the next app serving the socket's port, round-robin. */
 static bool deliver(struct worker *w, unsigned sock, uint64_t handle, const uint8_t *payload,
-		    size_t len, struct tls_conn *conn)
+		    size_t len, const struct exec_req *tmpl)
 {
 	struct wsock *s = &w->socks[sock];
 
@@ -637,14 +683,74 @@ static bool deliver(struct worker *w, unsigned sock, uint64_t handle, const uint
 		struct exec_req *e = exec_find(w, handle, true);
 		if (e->handle == UINT64_MAX)
 			w->exec_tombs--;
-		*e = (struct exec_req){.handle = handle, .wapp = i, .wapp_gen = wa->gen,
-				       .sock = sock, .conn = conn};
+		*e = *tmpl;
+		e->handle = handle;
+		e->wapp = i;
+		e->wapp_gen = wa->gen;
+		e->sock = sock;
 		w->exec_count++;
 		w->rr_app = i + 1;
 		return true;
 	}
 	s->dropped_no_app++;
 	return false;
+}
+
+/*
+ * answer_tls seals the app's response (or none, for a renewal) into the tls
+ * exchange `conn` and sends it; `boot` prefixes it for a sealed service, with a
+ * fresh association when `want`.
+ */
+static int answer_tls(struct worker *w, struct wsock *s, uint64_t handle, struct tls_conn *conn,
+		      bool want, const uint8_t *resp, size_t len, uint64_t now)
+{
+	uint8_t blob[SEALED_ASSOC_BLOB_LEN];
+	int ret = 0;
+
+	if (s->security == CFG_SEC_SEALED) {
+		if (want && sealed_assoc_mint(s->sealed, w->stek, s->name, unix_ms(),
+					      SEALED_LIFETIME_DEFAULT_MS, blob) < 0)
+			want = false; /* no STEK: answer without an association */
+		ret = sealed_boot_resp_encode(want ? blob : NULL, resp, len, &w->sealed_buf);
+		OPENSSL_cleanse(blob, sizeof(blob));
+		resp = w->sealed_buf.data;
+		len = w->sealed_buf.len;
+	}
+	if (ret == 0)
+		ret = tls_server_respond(s->tls, conn, resp, len, &w->tls_flight);
+	else
+		tls_conn_free(conn);
+	if (ret < 0) {
+		eng_reject(w->eng, handle, now);
+		return ret;
+	}
+	return eng_respond(w->eng, handle, w->tls_flight.data, w->tls_flight.len, now);
+}
+
+/* A sealed request: opened (token, window, strike register, AEAD) before any app sees it. */
+static void sealed_request(struct worker *w, unsigned sock, uint64_t handle, unsigned policy,
+			   const uint8_t *payload, size_t len, uint64_t now)
+{
+	struct wsock *s = &w->socks[sock];
+	const uint8_t hdr[SEALED_HDR_AD_LEN] = {R2P2_MAGIC, R2P2_HDR_LEN,
+						(uint8_t)((R2P2_REQUEST << 4) | (policy & 0x0F)),
+						R2P2_F_SEALED};
+	struct exec_req t = {.mode = MODE_SEALED};
+	enum sealed_reason why;
+
+	if (sealed_open_request(s->sealed, w->stek, s->name, w->sealed_replay, unix_ms(),
+				SEALED_WINDOW_DEFAULT_MS, hdr, payload, len, &w->sealed_buf, &t.sctx,
+				&why) < 0) {
+		/* An unauthenticated hint: the client re-bootstraps on the reasons that call for it. */
+		uint8_t rej[SEALED_REJECT_LEN];
+		sealed_reject_encode(why, rej);
+		eng_respond(w->eng, handle, rej, sizeof(rej), now);
+		return;
+	}
+	if (!deliver(w, sock, handle, w->sealed_buf.data, w->sealed_buf.len, &t)) {
+		sealed_ctx_cleanup(&t.sctx);
+		eng_reject(w->eng, handle, now);
+	}
 }
 
 /* A tls-mode request: one TLS exchange decides whether the app sees a request yet. */
@@ -658,7 +764,26 @@ static void tls_request(struct worker *w, unsigned sock, uint64_t handle,
 	r = tls_server_input(s->tls, s->name, src, payload, len, now, &conn, &w->tls_plain,
 			     &w->tls_flight);
 	if (r == TLS_SRV_REQUEST) {
-		if (!deliver(w, sock, handle, w->tls_plain.data, w->tls_plain.len, conn)) {
+		struct exec_req t = {.conn = conn, .mode = MODE_TLS};
+		const uint8_t *req = w->tls_plain.data;
+		size_t req_len = w->tls_plain.len;
+		bool want = false;
+
+		if (s->security == CFG_SEC_SEALED) {
+			/* A sealed service's tls exchange: the bootstrap prefix says whether the
+			 * client wants an association; a renewal involves no app. */
+			if (sealed_boot_req_decode(req, req_len, &want, &req, &req_len) < 0) {
+				tls_conn_free(conn);
+				eng_reject(w->eng, handle, now);
+				return;
+			}
+			t.mode = want ? MODE_TLS_BOOT : MODE_TLS;
+			if (!req) {
+				answer_tls(w, s, handle, conn, true, NULL, 0, now);
+				return;
+			}
+		}
+		if (!deliver(w, sock, handle, req, req_len, &t)) {
 			tls_conn_free(conn);
 			eng_reject(w->eng, handle, now);
 		}
@@ -676,48 +801,226 @@ static void on_request(void *ctx, unsigned sock, uint64_t handle, const struct r
 	struct worker *w = ctx;
 	struct wsock *s = sock < MAX_SOCKS ? &w->socks[sock] : NULL;
 	uint64_t now = now_ns();
-	(void)policy;
 
 	if (!s || s->fd < 0 || sock == 0 || w->draining) {
 		eng_reject(w->eng, handle, now);
 		return;
 	}
 	s->requests++;
-	/* A tls service never takes plaintext, and a plain one never takes tls frames. */
-	if ((s->security == CFG_SEC_TLS) != (flags == R2P2_F_TLS) ||
-	    (s->security == CFG_SEC_TLS && !s->tls)) {
+	/* A tls or sealed service never takes plaintext, and a plain one never takes
+	 * encrypted frames. A sealed service takes tls exchanges (the bootstrap). */
+	bool ok = s->security == CFG_SEC_PLAIN ? flags == 0
+		  : s->security == CFG_SEC_TLS ? flags == R2P2_F_TLS && s->tls
+		  : (flags == R2P2_F_TLS || flags == R2P2_F_SEALED) && s->tls && s->sealed;
+	if (!ok) {
 		s->dropped_wrong_mode++;
 		eng_reject(w->eng, handle, now);
 		return;
 	}
-	if (s->security == CFG_SEC_TLS) {
+	if (flags == R2P2_F_TLS) {
 		tls_request(w, sock, handle, src, payload, len, now);
 		return;
 	}
-	if (!deliver(w, sock, handle, payload, len, NULL))
+	if (flags == R2P2_F_SEALED) {
+		sealed_request(w, sock, handle, policy, payload, len, now);
+		return;
+	}
+	struct exec_req t = {.mode = MODE_PLAIN};
+	if (!deliver(w, sock, handle, payload, len, &t))
 		eng_reject(w->eng, handle, now);
 }
 
-/*
- * tls_complete runs the client side of a tls exchange on the R2P2 response of
- * call `c`. Returns true when the exchange continues (a second flight was sent);
- * otherwise sets the outcome for the app: the plaintext response, or an error.
- */
-static bool tls_complete(struct worker *w, struct call *c, int *status, const uint8_t **payload,
-			 size_t *len)
+static struct wtls_client *tls_client_for(struct worker *w, const struct cfg_call *cc);
+
+#define SEALED_RENEW_FRACTION 5 /* renew when a fifth of the association's life is left */
+
+static void call_release_crypto(struct call *c)
 {
+	tls_call_free(c->tls);
+	c->tls = NULL;
+	sealed_ctx_cleanup(&c->sctx);
+	if (c->req_copy) {
+		OPENSSL_cleanse(c->req_copy, c->req_len);
+		free(c->req_copy);
+		c->req_copy = NULL;
+	}
+}
+
+/*
+ * begin_tls starts the tls exchange of a call: the request as is (tls service) or
+ * with the bootstrap prefix (sealed service: an association is wanted unless
+ * another call is already fetching one; `renew` fetches only an association).
+ */
+static int begin_tls(struct worker *w, struct call *call, const struct cfg_call *cc,
+		     const uint8_t *req, size_t len, bool renew, struct eng_call_args *args)
+{
+	struct wtls_client *svc = call->svc;
+	int ret;
+
+	call->mode = MODE_TLS;
+	if (cc->security == CFG_SEC_SEALED) {
+		bool want = renew || !svc->bootstrapping;
+		ret = renew ? sealed_boot_renew_encode(&w->sealed_buf)
+			    : sealed_boot_req_encode(want, req, len, &w->sealed_buf);
+		if (ret < 0)
+			return ret;
+		req = w->sealed_buf.data;
+		len = w->sealed_buf.len;
+		call->mode = renew ? MODE_RENEW : want ? MODE_TLS_BOOT : MODE_TLS_SEALED_SVC;
+		if (want)
+			svc->bootstrapping = true;
+	}
+	ret = tls_call_begin(svc->c, cc->name, req, len, call->replay_safe, &call->tls,
+			     &w->tls_flight);
+	if (ret < 0) {
+		if (call->mode == MODE_TLS_BOOT || call->mode == MODE_RENEW)
+			svc->bootstrapping = false;
+		return ret;
+	}
+	args->payload = w->tls_flight.data;
+	args->len = w->tls_flight.len;
+	args->flags = R2P2_F_TLS;
+	return 0;
+}
+
+/*
+ * protect_request turns an app request into the payload of the call's first R2P2
+ * request: a tls exchange, or for a sealed service with a live association (and a
+ * replay-safe request) one AEAD message. Sealed requests keep a copy of the
+ * plaintext so that a server's "re-bootstrap" answer can be handled transparently.
+ */
+static int protect_request(struct worker *w, struct call *call, const struct cfg_call *cc,
+			   const uint8_t *req, size_t len, struct eng_call_args *args)
+{
+	struct wtls_client *svc = call->svc;
+	uint64_t now_ms = unix_ms();
+
+	if (cc->security == CFG_SEC_SEALED && svc->assoc_ready && call->replay_safe &&
+	    now_ms < svc->assoc.expiry_ms) {
+		const uint8_t hdr[SEALED_HDR_AD_LEN] = {
+			R2P2_MAGIC, R2P2_HDR_LEN, (uint8_t)((R2P2_REQUEST << 4) | args->policy),
+			R2P2_F_SEALED};
+		int ret = sealed_seal_request(&svc->assoc, hdr, req, len, now_ms, &w->sealed_buf,
+					      &call->sctx);
+		if (ret == 0) {
+			call->req_copy = malloc(len ? len : 1);
+			if (!call->req_copy) {
+				sealed_ctx_cleanup(&call->sctx);
+				return -ENOMEM;
+			}
+			memcpy(call->req_copy, req, len);
+			call->req_len = len;
+			call->mode = MODE_SEALED;
+			args->payload = w->sealed_buf.data;
+			args->len = w->sealed_buf.len;
+			args->flags = R2P2_F_SEALED;
+			return 0;
+		}
+		svc->assoc_ready = false; /* expired or exhausted: bootstrap again */
+	}
+	return begin_tls(w, call, cc, req, len, false, args);
+}
+
+/* renew_associations starts a background renewal for associations near their expiry. */
+static void renew_associations(struct worker *w, uint64_t now)
+{
+	const struct cfg *c = &w->cfg->cfg;
+	uint64_t now_ms = unix_ms();
+
+	for (size_t k = 0; k < c->num_calls; k++) {
+		const struct cfg_call *cc = &c->calls[k];
+		struct wtls_client *svc;
+		struct eng_call_args args = {0};
+
+		if (cc->security != CFG_SEC_SEALED || w->call_free == UINT32_MAX || w->draining)
+			continue;
+		svc = tls_client_for(w, cc);
+		if (!svc || !svc->assoc_ready || svc->bootstrapping ||
+		    now_ms + SEALED_LIFETIME_DEFAULT_MS / SEALED_RENEW_FRACTION < svc->assoc.expiry_ms)
+			continue;
+		uint32_t idx = w->call_free;
+		struct call *call = &w->calls[idx];
+		call->gen++;
+		call->tls = NULL;
+		call->req_copy = NULL;
+		call->svc = svc;
+		call->internal = true;
+		call->replay_safe = true;
+		args.dst = cc->has_router ? cc->router : cc->servers[w->call_rr[k]++ % cc->num_servers];
+		args.policy = cc->policy;
+		args.max_retries = cc->retries;
+		args.timeout_ns = (uint64_t)cc->timeout_ms * 1000000ull / (cc->retries + 1);
+		args.cookie = ((uint64_t)call->gen << 32) | idx;
+		if (begin_tls(w, call, cc, NULL, 0, true, &args) < 0)
+			continue;
+		call->args = args;
+		call->args.payload = NULL;
+		if (eng_call(w->eng, &args, now) < 0) {
+			svc->bootstrapping = false;
+			call_release_crypto(call);
+			call->mode = MODE_PLAIN;
+			call->internal = false;
+			continue;
+		}
+		w->call_free = call->next_free;
+		call->wapp = MAX_WAPPS; /* in use, but no app waits */
+		w->calls_inflight++;
+	}
+}
+
+/*
+ * call_complete runs the client side of a protected call on its R2P2 response.
+ * Returns true when the call goes on (a tls continuation, or a re-bootstrap after
+ * the server refused a sealed request); otherwise sets the outcome for the app.
+ */
+static bool call_complete(struct worker *w, struct call *c, int *status,
+			  const uint8_t **payload, size_t *len)
+{
+	struct wtls_client *svc = c->svc;
+	const char *why = NULL;
 	int r;
 
 	if (*status < 0)
-		return false;
-	r = tls_call_input(c->tls, *payload, *len, &w->tls_flight, &w->tls_plain);
-	if (r == TLS_CALL_DONE) {
-		*payload = w->tls_plain.data;
-		*len = w->tls_plain.len;
+		goto fail;
+	if (c->mode == MODE_SEALED) {
+		const uint8_t hdr[SEALED_HDR_AD_LEN] = {R2P2_MAGIC, R2P2_HDR_LEN,
+							(R2P2_RESPONSE << 4) | R2P2_FIXED_ROUTE,
+							R2P2_F_SEALED};
+		enum sealed_reason reason;
+
+		if (sealed_reject_decode(*payload, *len, &reason) == 0) {
+			if (sealed_reason_rebootstrap(reason) && c->req_copy) {
+				/* e.g. a token under a retired STEK key: fetch a new association
+				 * and send the same request through it, once. */
+				const struct cfg_call *cc = cfg_find_call(&w->cfg->cfg, svc->name);
+				struct eng_call_args a = c->args;
+				svc->assoc_ready = false;
+				svc->rebootstraps++;
+				sealed_ctx_cleanup(&c->sctx);
+				if (cc && begin_tls(w, c, cc, c->req_copy, c->req_len, false, &a) == 0) {
+					OPENSSL_cleanse(c->req_copy, c->req_len);
+					free(c->req_copy);
+					c->req_copy = NULL;
+					if (eng_call(w->eng, &a, now_ns()) == 0)
+						return true;
+				}
+			}
+			why = sealed_reason_name(reason);
+			r = -ECONNREFUSED;
+			goto fail_r;
+		}
+		r = sealed_open_response(&c->sctx, hdr, *payload, *len, &w->sealed_buf);
+		if (r < 0) {
+			why = "sealed response does not authenticate";
+			r = -EBADMSG;
+			goto fail_r;
+		}
+		*payload = w->sealed_buf.data;
+		*len = w->sealed_buf.len;
 		return false;
 	}
-	*payload = NULL;
-	*len = 0;
+
+	r = tls_call_input(c->tls, *payload, *len, &w->tls_flight, &w->tls_plain);
 	if (r == TLS_CALL_CONTINUE) {
 		/* The second flight goes to the server that answered the first. */
 		struct eng_call_args a = c->args;
@@ -726,14 +1029,43 @@ static bool tls_complete(struct worker *w, struct call *c, int *status, const ui
 		r = eng_call(w->eng, &a, now_ns());
 		if (r == 0)
 			return true;
-	} else {
+		goto fail_r;
+	}
+	if (r != TLS_CALL_DONE) {
+		why = tls_call_error(c->tls);
+		goto fail_r;
+	}
+	*payload = w->tls_plain.data;
+	*len = w->tls_plain.len;
+	if (c->mode == MODE_TLS_BOOT || c->mode == MODE_RENEW || c->mode == MODE_TLS_SEALED_SVC) {
+		const uint8_t *blob;
+		if (sealed_boot_resp_decode(*payload, *len, &blob, payload, len) < 0) {
+			r = -EBADMSG;
+			why = "bad sealed bootstrap response";
+			goto fail_r;
+		}
+		if (blob && sealed_assoc_init(&svc->assoc, blob, unix_ms()) == 0)
+			svc->assoc_ready = true;
+		if (c->mode != MODE_TLS_SEALED_SVC)
+			svc->bootstrapping = false;
+	}
+	return false;
+
+fail_r:
+	*status = r;
+fail:
+	*payload = NULL;
+	*len = 0;
+	if (svc && (c->mode == MODE_TLS_BOOT || c->mode == MODE_RENEW))
+		svc->bootstrapping = false;
+	if (why) {
 		uint64_t now = now_ns();
 		if (now - w->last_tls_log >= 1000000000ull) {
 			w->last_tls_log = now;
-			log_warn("worker %u: tls call failed: %s", w->id, tls_call_error(c->tls));
+			log_warn("worker %u: call to %s failed: %s", w->id, svc ? svc->name : "?",
+				 why);
 		}
 	}
-	*status = r;
 	return false;
 }
 
@@ -750,19 +1082,20 @@ static void on_complete(void *ctx, uint64_t cookie, int status, const uint8_t *p
 	c = &w->calls[idx];
 	if (c->wapp == UINT32_MAX || c->gen != gen)
 		return;
-	wa = &w->wapps[c->wapp];
-	if (c->tls) {
-		if (tls_complete(w, c, &status, &payload, &len))
-			return; /* the exchange continues with a second flight */
-		tls_call_free(c->tls);
-		c->tls = NULL;
+	if (c->mode != MODE_PLAIN) {
+		if (call_complete(w, c, &status, &payload, &len))
+			return; /* the exchange goes on */
+		call_release_crypto(c);
 	}
-	if (wa->app && wa->gen == c->wapp_gen && !wa->removing) {
+	wa = c->internal ? NULL : &w->wapps[c->wapp];
+	if (wa && wa->app && wa->gen == c->wapp_gen && !wa->removing) {
 		wa->calls_inflight--;
 		if (lane_post(&wa->lane, R2P2_CQ_RESPONSE, status, c->user_data, 0, payload, len) < 0)
 			w->cq_overflow_drops++;
 	}
 	c->wapp = UINT32_MAX;
+	c->mode = MODE_PLAIN;
+	c->internal = false;
 	c->next_free = w->call_free;
 	w->call_free = idx;
 	w->calls_inflight--;
@@ -782,7 +1115,7 @@ static void fail_call(struct wapp *wa, uint64_t user_data, int err)
 }
 
 /* tls_client_for returns the worker's tls client for a called service, made on first use. */
-static struct tls_client *tls_client_for(struct worker *w, const struct cfg_call *cc)
+static struct wtls_client *tls_client_for(struct worker *w, const struct cfg_call *cc)
 {
 	struct wtls_client *free_slot = NULL;
 	char err[256];
@@ -797,9 +1130,11 @@ static struct tls_client *tls_client_for(struct worker *w, const struct cfg_call
 		if (strcmp(t->name, cc->name) != 0)
 			continue;
 		if (strcmp(t->ca, cc->ca) == 0)
-			return t->c;
+			return t;
 		tls_client_free(t->c); /* the CA changed with a reload */
 		t->c = NULL;
+		sealed_assoc_cleanup(&t->assoc);
+		t->assoc_ready = false;
 		free_slot = t;
 		break;
 	}
@@ -812,7 +1147,9 @@ static struct tls_client *tls_client_for(struct worker *w, const struct cfg_call
 	}
 	snprintf(free_slot->name, sizeof(free_slot->name), "%s", cc->name);
 	snprintf(free_slot->ca, sizeof(free_slot->ca), "%s", cc->ca);
-	return free_slot->c;
+	free_slot->assoc_ready = false;
+	free_slot->bootstrapping = false;
+	return free_slot;
 }
 
 static void start_call(struct worker *w, uint32_t slot, const struct r2p2_sqe *sqe,
@@ -859,30 +1196,30 @@ static void start_call(struct worker *w, uint32_t slot, const struct r2p2_sqe *s
 	call->gen++;
 	args.cookie = ((uint64_t)call->gen << 32) | idx;
 	call->tls = NULL;
-	if (cc->security == CFG_SEC_TLS) {
-		struct tls_client *tc = tls_client_for(w, cc);
-		if (!tc) {
+	call->req_copy = NULL;
+	call->internal = false;
+	call->mode = MODE_PLAIN;
+	call->svc = NULL;
+	call->replay_safe = !(sqe->flags & R2P2_SQE_NOT_REPLAY_SAFE);
+	if (cc->security != CFG_SEC_PLAIN) {
+		call->svc = tls_client_for(w, cc);
+		if (!call->svc) {
 			fail_call(wa, sqe->user_data, -EACCES);
 			return;
 		}
-		ret = tls_call_begin(tc, cc->name, payload, sqe->len,
-				     !(sqe->flags & R2P2_SQE_NOT_REPLAY_SAFE), &call->tls,
-				     &w->tls_flight);
+		ret = protect_request(w, call, cc, payload, sqe->len, &args);
 		if (ret < 0) {
 			fail_call(wa, sqe->user_data, ret);
 			return;
 		}
-		args.payload = w->tls_flight.data;
-		args.len = w->tls_flight.len;
-		args.flags = R2P2_F_TLS;
 	}
 	call->args = args;
 	call->args.payload = NULL;
 	call->args.via_router = false;
 	ret = eng_call(w->eng, &args, now);
 	if (ret < 0) {
-		tls_call_free(call->tls);
-		call->tls = NULL;
+		call_release_crypto(call);
+		call->mode = MODE_PLAIN;
 		fail_call(wa, sqe->user_data, ret);
 		return;
 	}
@@ -907,24 +1244,34 @@ static void respond(struct worker *w, uint32_t slot, const struct r2p2_sqe *sqe,
 		lane_post(&wa->lane, R2P2_CQ_ERROR, -ENOENT, sqe->user_data, 0, NULL, 0);
 		return;
 	}
-	struct tls_conn *conn = e->conn;
-	struct wsock *s = &w->socks[e->sock];
+	struct exec_req x = *e;
+	struct wsock *s = &w->socks[x.sock];
 	exec_remove(w, e);
-	if (conn) {
+	if (x.conn) {
 		/* The response leaves sealed in the exchange that carried its request. */
-		ret = s->tls ? tls_server_respond(s->tls, conn, payload, sqe->len, &w->tls_flight)
-			     : -ENOENT;
-		if (!s->tls)
-			tls_conn_free(conn);
-		if (ret < 0) {
-			eng_reject(w->eng, sqe->user_data, now);
-			lane_post(&wa->lane, R2P2_CQ_ERROR, ret, sqe->user_data, 0, NULL, 0);
-			return;
+		if (!s->tls) {
+			tls_conn_free(x.conn);
+			ret = -ENOENT;
+		} else {
+			ret = answer_tls(w, s, sqe->user_data, x.conn, x.mode == MODE_TLS_BOOT,
+					 payload, len, now);
 		}
-		payload = w->tls_flight.data;
-		len = w->tls_flight.len;
+	} else if (x.mode == MODE_SEALED) {
+		const uint8_t hdr[SEALED_HDR_AD_LEN] = {
+			R2P2_MAGIC, R2P2_HDR_LEN, (R2P2_RESPONSE << 4) | R2P2_FIXED_ROUTE,
+			R2P2_F_SEALED};
+		ret = s->sealed ? sealed_seal_response(s->sealed, &x.sctx, hdr, payload, len,
+						       &w->sealed_buf)
+				: -ENOENT;
+		sealed_ctx_cleanup(&x.sctx);
+		if (ret == 0)
+			ret = eng_respond(w->eng, sqe->user_data, w->sealed_buf.data,
+					  w->sealed_buf.len, now);
+		else
+			eng_reject(w->eng, sqe->user_data, now);
+	} else {
+		ret = eng_respond(w->eng, sqe->user_data, payload, len, now);
 	}
-	ret = eng_respond(w->eng, sqe->user_data, payload, len, now);
 	if (ret < 0)
 		lane_post(&wa->lane, R2P2_CQ_ERROR, ret, sqe->user_data, 0, NULL, 0);
 }
@@ -1234,10 +1581,23 @@ static void publish_snapshot(struct worker *w)
 		s.tls_server.bad_messages += t.bad_messages;
 		s.tls_server.pending_handshakes += t.pending_handshakes;
 	}
+	for (int i = 1; i < MAX_SOCKS; i++) {
+		struct sealed_stats ss;
+		if (!w->socks[i].sealed)
+			continue;
+		sealed_server_stats(w->socks[i].sealed, &ss);
+		s.sealed.opened += ss.opened;
+		s.sealed.responses += ss.responses;
+		s.sealed.minted += ss.minted;
+		for (unsigned r = 0; r <= SEALED_REASON_MAX; r++)
+			s.sealed.rejected[r] += ss.rejected[r];
+	}
 	for (size_t i = 0; i < CFG_MAX_SERVICES; i++) {
 		struct tls_stats t;
 		if (!w->tls_clients[i].c)
 			continue;
+		s.sealed_assocs += w->tls_clients[i].assoc_ready;
+		s.sealed_rebootstraps += w->tls_clients[i].rebootstraps;
 		tls_client_stats(w->tls_clients[i].c, &t);
 		s.tls_client.handshakes_full += t.handshakes_full;
 		s.tls_client.resumed += t.resumed;
@@ -1301,6 +1661,8 @@ static void *worker_main(void *arg)
 			for (int i = 1; i < MAX_SOCKS; i++)
 				if (w->socks[i].tls)
 					tls_server_expire(w->socks[i].tls, now, TLS_PENDING_AGE_NS);
+			renew_associations(w, now);
+			renew_associations(w, now);
 			publish_snapshot(w);
 		}
 
@@ -1365,10 +1727,10 @@ static void *worker_main(void *arg)
 static bool uses_tls(const struct cfg *c)
 {
 	for (size_t i = 0; i < c->num_serves; i++)
-		if (c->serves[i].security == CFG_SEC_TLS)
+		if (c->serves[i].security != CFG_SEC_PLAIN)
 			return true;
 	for (size_t i = 0; i < c->num_calls; i++)
-		if (c->calls[i].security == CFG_SEC_TLS)
+		if (c->calls[i].security != CFG_SEC_PLAIN)
 			return true;
 	return false;
 }
@@ -1445,7 +1807,8 @@ static void reload_stek(struct worker *w)
 }
 
 struct worker *worker_new(unsigned id, struct cfg_ref *cfg, struct stek_set *stek,
-			  struct replay *replay, int drained_efd, char *err, size_t err_len)
+			  struct replay *replay, struct replay *sealed_replay, int drained_efd,
+			  char *err, size_t err_len)
 {
 	struct worker *w = calloc(1, sizeof(*w));
 	struct io_uring_params p = {0};
@@ -1464,6 +1827,7 @@ struct worker *worker_new(unsigned id, struct cfg_ref *cfg, struct stek_set *ste
 	w->drained_efd = drained_efd;
 	w->stek = stek ? stek_set_get(stek) : NULL;
 	w->replay = replay;
+	w->sealed_replay = sealed_replay;
 	snprintf(w->name, sizeof(w->name), "r2p2d-w%u", id);
 	pthread_mutex_init(&w->inbox_lock, NULL);
 	pthread_mutex_init(&w->snap_lock, NULL);
@@ -1587,11 +1951,15 @@ void worker_free(struct worker *w)
 	for (int i = 0; i < MAX_SOCKS; i++) {
 		if (w->socks[i].tls)
 			tls_server_free(w->socks[i].tls);
+		sealed_server_free(w->socks[i].sealed);
 		if (w->socks[i].fd >= 0)
 			close(w->socks[i].fd);
 	}
-	for (size_t i = 0; i < CFG_MAX_SERVICES; i++)
+	for (size_t i = 0; i < CFG_MAX_SERVICES; i++) {
 		tls_client_free(w->tls_clients[i].c);
+		sealed_assoc_cleanup(&w->tls_clients[i].assoc);
+	}
+	tls_buf_cleanup(&w->sealed_buf);
 	tls_buf_cleanup(&w->tls_flight);
 	tls_buf_cleanup(&w->tls_plain);
 	stek_set_put(w->stek);

@@ -17,7 +17,6 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
-#include <arpa/inet.h>
 #include <linux/if_link.h>
 #include <linux/magic.h>
 
@@ -31,7 +30,7 @@
 
 /* Everything xdp_open pins, in the order it is removed. */
 static const char *const pin_names[] = {
-	R2P2_XDP_PROG_NAME, "r2p2_ports", "r2p2_qconf", "r2p2_xsks", "r2p2_stats",
+    R2P2_XDP_PROG_NAME, "r2p2_ports", "r2p2_qconf", "r2p2_xsks", "r2p2_stats",
 };
 #define NUM_PINS (sizeof(pin_names) / sizeof(pin_names[0]))
 
@@ -40,14 +39,14 @@ struct xdp_prog {
 	char ifname[IF_NAMESIZE];
 	char pin_dir[sizeof(XDP_PIN_ROOT) + IF_NAMESIZE + 1];
 	int ifindex;
-	__u32 mode_flags;  /* XDP_FLAGS_DRV_MODE or XDP_FLAGS_SKB_MODE */
+	__u32 mode_flags; /* XDP_FLAGS_DRV_MODE or XDP_FLAGS_SKB_MODE */
 	bool attached;
 	bool pinned;
-	int lock_fd;       /* flock on the pin directory: one live owner per interface */
+	int lock_fd; /* flock on the pin directory: one live owner per interface */
 };
 
 static void seterr(char *err, size_t len, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static void seterr(char *err, size_t len, const char *fmt, ...)
 {
@@ -105,8 +104,10 @@ static void unpin_all(const struct xdp_prog *p)
 static int pin_all(struct xdp_prog *p)
 {
 	struct bpf_map *maps[] = {
-		p->skel->maps.r2p2_ports, p->skel->maps.r2p2_qconf,
-		p->skel->maps.r2p2_xsks, p->skel->maps.r2p2_stats,
+	    p->skel->maps.r2p2_ports,
+	    p->skel->maps.r2p2_qconf,
+	    p->skel->maps.r2p2_xsks,
+	    p->skel->maps.r2p2_stats,
 	};
 	char path[sizeof(p->pin_dir) + 32];
 	size_t i;
@@ -206,7 +207,8 @@ static int attach(struct xdp_prog *p, char *err, size_t err_len)
 		rc = bpf_xdp_detach(p->ifindex, cur[i].flags | XDP_FLAGS_REPLACE, &aopts);
 		close(fd);
 		if (rc) {
-			seterr(err, err_len, "%s: cannot detach leftover r2p2_xdp (id %u, %s mode): %s",
+			seterr(err, err_len,
+			       "%s: cannot detach leftover r2p2_xdp (id %u, %s mode): %s",
 			       p->ifname, cur[i].id, mode_name(cur[i].flags), strerror(-rc));
 			goto out;
 		}
@@ -236,16 +238,16 @@ out:
 	return rc;
 }
 
-static int fill_maps(struct xdp_prog *p, const uint16_t *ports, size_t n, unsigned socks,
-		     char *err, size_t err_len)
+static int fill_maps(struct xdp_prog *p, const uint16_t *ports, size_t n, unsigned socks, char *err,
+		     size_t err_len)
 {
 	size_t i;
 	unsigned q;
 	int rc;
 
 	for (i = 0; i < n; i++) {
-		struct r2p2_port_key key = { .port = htons(ports[i]) };
-		struct r2p2_port_val val = { .service = (__u32)i };
+		struct r2p2_port_key key = {.port = ports[i]};
+		struct r2p2_port_val val = {.service = (__u32)i};
 
 		rc = bpf_map__update_elem(p->skel->maps.r2p2_ports, &key, sizeof(key), &val,
 					  sizeof(val), BPF_ANY);
@@ -321,7 +323,8 @@ int xdp_open(const char *ifname, int mode, const uint16_t *ports, size_t n,
 	if (rc) {
 		seterr(err, err_len,
 		       "%s: the kernel refused the XDP program: %s (needs root/CAP_BPF; "
-		       "libbpf printed the verifier log above)", ifname, strerror(-rc));
+		       "libbpf printed the verifier log above)",
+		       ifname, strerror(-rc));
 		goto fail;
 	}
 	rc = fill_maps(p, ports, n, socks_per_queue, err, err_len);
@@ -418,19 +421,19 @@ int xdp_xsk_unregister(struct xdp_prog *p, unsigned queue, unsigned slot)
 
 int xdp_qconf_set(struct xdp_prog *p, unsigned queue, unsigned num_socks)
 {
-	struct r2p2_qconf val = { .num_socks = num_socks };
+	struct r2p2_qconf val = {.num_socks = num_socks};
 	__u32 key = queue;
 
 	if (queue >= R2P2_MAX_QUEUES || num_socks > R2P2_XSK_PER_QUEUE)
 		return -EINVAL;
-	return bpf_map__update_elem(p->skel->maps.r2p2_qconf, &key, sizeof(key), &val,
-				    sizeof(val), BPF_ANY);
+	return bpf_map__update_elem(p->skel->maps.r2p2_qconf, &key, sizeof(key), &val, sizeof(val),
+				    BPF_ANY);
 }
 
 int xdp_stats_sum(struct xdp_prog *p, struct r2p2_stats *out)
 {
 	enum { NUM_FIELDS = sizeof(struct r2p2_stats) / sizeof(__u64) };
-	__u64 sum[NUM_FIELDS] = { 0 };
+	__u64 sum[NUM_FIELDS] = {0};
 	struct r2p2_stats *per_cpu;
 	int ncpu = libbpf_num_possible_cpus();
 	__u32 zero = 0;

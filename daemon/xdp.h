@@ -65,7 +65,8 @@ int xdp_xsk_unregister(struct xdp_prog *prog, unsigned queue, unsigned slot);
  */
 int xdp_qconf_set(struct xdp_prog *prog, unsigned queue, unsigned num_socks);
 
-/* xdp_stats_sum writes the counters summed over all CPUs to `out`. Returns 0 or a negative errno. */
+/* xdp_stats_sum writes the counters summed over all CPUs to `out`. Returns 0 or a negative errno.
+ */
 int xdp_stats_sum(struct xdp_prog *prog, struct r2p2_stats *out);
 
 /* xdp_skel returns the loaded skeleton (maps by name: skel->maps.r2p2_xsks). Owned by `prog`. */

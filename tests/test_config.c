@@ -396,8 +396,8 @@ Test(config, security)
 		     "required with security = tls");
 	expect_error("[serve a]\nport = 1\nearly_data = maybe\n", 3, "[serve a] early_data",
 		     "yes|no");
-	expect_error("[call a]\nserver = 1.2.3.4:5\nsecurity = sealed\n", 3, "[call a] security",
-		     "not supported yet");
+	expect_error("[call a]\nserver = 1.2.3.4:5\nsecurity = sealed\n", 1, "[call a] ca",
+		     "required with security = sealed");
 	expect_error("[serve a]\nport = 1\nsecurity = rot13\n", 3, "security", "plain|tls|sealed");
 }
 
