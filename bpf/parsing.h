@@ -12,10 +12,10 @@
 #ifndef R2P2_BPF_PARSING_H
 #define R2P2_BPF_PARSING_H
 
-#include <linux/types.h>
 #include <linux/if_ether.h>
 #include <linux/ip.h>
 #include <linux/ipv6.h>
+#include <linux/types.h>
 #include <linux/udp.h>
 
 #include <r2p2/bpf_abi.h>
@@ -174,10 +174,10 @@ enum r2p2_parse_result {
 /* A UDP datagram as r2p2_parse found it. */
 struct r2p2_pkt {
 	__be32 saddr[4];     /* source address, IPv4 as ::ffff:a.b.c.d (network byte order) */
-	__be16 sport;        /* network byte order */
-	__be16 dport;        /* network byte order */
+	__be16 sport;	     /* network byte order */
+	__be16 dport;	     /* network byte order */
 	__u32 ip_payload;    /* bytes the IP header says follow it (host byte order) */
-	__u32 udp_len;       /* UDP length field (host byte order) */
+	__u32 udp_len;	     /* UDP length field (host byte order) */
 	struct udphdr *udph; /* the UDP header inside the frame */
 };
 
@@ -187,9 +187,9 @@ struct r2p2_pkt {
  * after it is allowed); the UDP length is left for r2p2_check to judge.
  */
 static __always_inline enum r2p2_parse_result r2p2_parse(void *data, void *data_end,
-							   struct r2p2_pkt *out)
+							 struct r2p2_pkt *out)
 {
-	struct hdr_cursor nh = { .pos = data };
+	struct hdr_cursor nh = {.pos = data};
 	struct ethhdr *eth;
 	struct iphdr *iph;
 	struct ipv6hdr *ip6h;
@@ -244,8 +244,7 @@ static __always_inline enum r2p2_parse_result r2p2_parse(void *data, void *data_
  * room for the 8-byte header, which is in the frame and passes r2p2_hdr_valid. Then
  * `out_rid` is its rid (network byte order). Returns 0 for anything malformed.
  */
-static __always_inline int r2p2_check(const struct r2p2_pkt *pkt, void *data_end,
-				      __be16 *out_rid)
+static __always_inline int r2p2_check(const struct r2p2_pkt *pkt, void *data_end, __be16 *out_rid)
 {
 	struct r2p2_hdr *h = (struct r2p2_hdr *)(pkt->udph + 1);
 

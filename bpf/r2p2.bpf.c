@@ -6,7 +6,8 @@
  * picks (include/r2p2/bpf_abi.h), dropping malformed ones. Everything else goes on
  * to the kernel. Every frame bumps exactly one per-CPU counter in r2p2_stats.
  */
-#include <linux/bpf.h>
+#include <linux/bpf.h> /* before bpf_helpers.h, which needs its types */
+
 #include <bpf/bpf_helpers.h>
 
 #include "parsing.h"
@@ -78,7 +79,7 @@ int r2p2_xdp(struct xdp_md *ctx)
 		return XDP_PASS;
 	}
 
-	key.port = pkt.dport;
+	key.port = r2p2_bpf_ntohs(pkt.dport);
 	if (!bpf_map_lookup_elem(&r2p2_ports, &key)) {
 		st->passed_not_r2p2++;
 		return XDP_PASS;
@@ -90,7 +91,8 @@ int r2p2_xdp(struct xdp_md *ctx)
 
 	queue = ctx->rx_queue_index;
 	qc = bpf_map_lookup_elem(&r2p2_qconf, &queue);
-	slot = r2p2_xsk_slot(queue, r2p2_flow_hash(pkt.saddr, pkt.sport, rid), qc ? qc->num_socks : 0);
+	slot =
+	    r2p2_xsk_slot(queue, r2p2_flow_hash(pkt.saddr, pkt.sport, rid), qc ? qc->num_socks : 0);
 	if (slot < 0) {
 		st->no_socket++;
 		return XDP_PASS;

@@ -62,23 +62,23 @@ static void frame_free(__u8 *p)
 /* ---- frames ----------------------------------------------------------------------- */
 
 struct spec {
-	int family;           /* 4 or 6 */
-	__u16 tpid;           /* 0, or a VLAN tag with this TPID */
-	__u16 tpid2;          /* a second tag (QinQ) */
-	__u16 ethertype;      /* override (0: from family) */
-	int ip_opts;          /* IPv4 option bytes, multiple of 4 */
-	int ihl;              /* override (0: computed) */
-	__u16 frag_off;       /* IPv4 frag_off, host byte order */
-	int proto;            /* IPv4 protocol / IPv6 next header (0: UDP; HOPOPTS: 0) */
-	__u16 dport;          /* 0: PORT */
-	__u16 sport;          /* 0: 40000 */
-	int udp_len_delta;    /* added to the true UDP length */
-	int ip_len_delta;     /* added to the true IPv4 tot_len / IPv6 payload_len */
-	size_t pad_to;        /* Ethernet padding up to this frame length */
-	size_t cut_to;        /* frame cut to this length (0: whole) */
-	__u8 src_last;        /* last byte of the source address (0: 1) */
-	const char *payload;  /* UDP payload as hex */
-	size_t fill;          /* then this many filler bytes */
+	int family;	     /* 4 or 6 */
+	__u16 tpid;	     /* 0, or a VLAN tag with this TPID */
+	__u16 tpid2;	     /* a second tag (QinQ) */
+	__u16 ethertype;     /* override (0: from family) */
+	int ip_opts;	     /* IPv4 option bytes, multiple of 4 */
+	int ihl;	     /* override (0: computed) */
+	__u16 frag_off;	     /* IPv4 frag_off, host byte order */
+	int proto;	     /* IPv4 protocol / IPv6 next header (0: UDP; HOPOPTS: 0) */
+	__u16 dport;	     /* 0: PORT */
+	__u16 sport;	     /* 0: 40000 */
+	int udp_len_delta;   /* added to the true UDP length */
+	int ip_len_delta;    /* added to the true IPv4 tot_len / IPv6 payload_len */
+	size_t pad_to;	     /* Ethernet padding up to this frame length */
+	size_t cut_to;	     /* frame cut to this length (0: whole) */
+	__u8 src_last;	     /* last byte of the source address (0: 1) */
+	const char *payload; /* UDP payload as hex */
+	size_t fill;	     /* then this many filler bytes */
 };
 
 static size_t hex_to(const char *hex, __u8 *out)
@@ -193,128 +193,210 @@ struct tcase {
 #define HOPOPTS 0x100 /* spec.proto for next header 0 */
 
 static const struct tcase table[] = {
-	{ "v4 single-packet request", { .family = 4, .payload = PING }, XDP_PASS, C(no_socket) },
-	{ "v4 padded to 60 bytes", { .family = 4, .payload = PING, .pad_to = 60 }, XDP_PASS,
-	  C(no_socket) },
-	{ "v4 DF set", { .family = 4, .frag_off = 0x4000, .payload = PING }, XDP_PASS,
-	  C(no_socket) },
-	{ "v4 multi-packet first", { .family = 4, .payload = "cc 08 00 80 00 42 00 04", .fill = 14 },
-	  XDP_PASS, C(no_socket) },
-	{ "v4 multi-packet middle", { .family = 4, .payload = "cc 08 00 00 00 42 00 02",
-				      .fill = 1464 }, XDP_PASS, C(no_socket) },
-	{ "v4 multi-packet last", { .family = 4, .payload = "cc 08 00 40 00 42 00 03", .fill = 100 },
-	  XDP_PASS, C(no_socket) },
-	{ "v4 response", { .family = 4, .payload = "cc 08 11 c0 12 34 00 01 70 69 6e 67" }, XDP_PASS,
-	  C(no_socket) },
-	{ "v4 ACK", { .family = 4, .payload = "cc 08 31 c0 00 42 00 01 41 43 4b" }, XDP_PASS,
-	  C(no_socket) },
-	{ "v4 DROP, header only", { .family = 4, .payload = "cc 08 40 c0 00 42 00 01" }, XDP_PASS,
-	  C(no_socket) },
-	{ "v4 encrypted-mode flag bits", { .family = 4, .payload = "cc 08 00 c5 12 34 ff ff 00" },
-	  XDP_PASS, C(no_socket) },
-	{ "v6 single-packet request", { .family = 6, .payload = PING }, XDP_PASS, C(no_socket) },
-	{ "v6 multi-packet middle", { .family = 6, .payload = "cc 08 00 00 00 42 00 02",
-				      .fill = 1464 }, XDP_PASS, C(no_socket) },
-	{ "v4 in 802.1Q", { .family = 4, .tpid = ETH_P_8021Q, .payload = PING }, XDP_PASS,
-	  C(no_socket) },
-	{ "v4 in 802.1AD", { .family = 4, .tpid = ETH_P_8021AD, .payload = PING }, XDP_PASS,
-	  C(no_socket) },
-	{ "v6 in 802.1Q", { .family = 6, .tpid = ETH_P_8021Q, .payload = PING }, XDP_PASS,
-	  C(no_socket) },
-	{ "v6 in 802.1AD", { .family = 6, .tpid = ETH_P_8021AD, .payload = PING }, XDP_PASS,
-	  C(no_socket) },
-	{ "v4 IHL 6 (options)", { .family = 4, .ip_opts = 4, .payload = PING }, XDP_PASS,
-	  C(no_socket) },
-	{ "v4 IHL 15 (40 option bytes)", { .family = 4, .ip_opts = 40, .payload = PING }, XDP_PASS,
-	  C(no_socket) },
-	{ "v4 options + 802.1Q", { .family = 4, .tpid = ETH_P_8021Q, .ip_opts = 8, .payload = PING },
-	  XDP_PASS, C(no_socket) },
+    {"v4 single-packet request", {.family = 4, .payload = PING}, XDP_PASS, C(no_socket)},
+    {"v4 padded to 60 bytes", {.family = 4, .payload = PING, .pad_to = 60}, XDP_PASS, C(no_socket)},
+    {"v4 DF set", {.family = 4, .frag_off = 0x4000, .payload = PING}, XDP_PASS, C(no_socket)},
+    {"v4 multi-packet first",
+     {.family = 4, .payload = "cc 08 00 80 00 42 00 04", .fill = 14},
+     XDP_PASS,
+     C(no_socket)},
+    {"v4 multi-packet middle",
+     {.family = 4, .payload = "cc 08 00 00 00 42 00 02", .fill = 1464},
+     XDP_PASS,
+     C(no_socket)},
+    {"v4 multi-packet last",
+     {.family = 4, .payload = "cc 08 00 40 00 42 00 03", .fill = 100},
+     XDP_PASS,
+     C(no_socket)},
+    {"v4 response",
+     {.family = 4, .payload = "cc 08 11 c0 12 34 00 01 70 69 6e 67"},
+     XDP_PASS,
+     C(no_socket)},
+    {"v4 ACK",
+     {.family = 4, .payload = "cc 08 31 c0 00 42 00 01 41 43 4b"},
+     XDP_PASS,
+     C(no_socket)},
+    {"v4 DROP, header only",
+     {.family = 4, .payload = "cc 08 40 c0 00 42 00 01"},
+     XDP_PASS,
+     C(no_socket)},
+    {"v4 encrypted-mode flag bits",
+     {.family = 4, .payload = "cc 08 00 c5 12 34 ff ff 00"},
+     XDP_PASS,
+     C(no_socket)},
+    {"v6 single-packet request", {.family = 6, .payload = PING}, XDP_PASS, C(no_socket)},
+    {"v6 multi-packet middle",
+     {.family = 6, .payload = "cc 08 00 00 00 42 00 02", .fill = 1464},
+     XDP_PASS,
+     C(no_socket)},
+    {"v4 in 802.1Q", {.family = 4, .tpid = ETH_P_8021Q, .payload = PING}, XDP_PASS, C(no_socket)},
+    {"v4 in 802.1AD", {.family = 4, .tpid = ETH_P_8021AD, .payload = PING}, XDP_PASS, C(no_socket)},
+    {"v6 in 802.1Q", {.family = 6, .tpid = ETH_P_8021Q, .payload = PING}, XDP_PASS, C(no_socket)},
+    {"v6 in 802.1AD", {.family = 6, .tpid = ETH_P_8021AD, .payload = PING}, XDP_PASS, C(no_socket)},
+    {"v4 IHL 6 (options)", {.family = 4, .ip_opts = 4, .payload = PING}, XDP_PASS, C(no_socket)},
+    {"v4 IHL 15 (40 option bytes)",
+     {.family = 4, .ip_opts = 40, .payload = PING},
+     XDP_PASS,
+     C(no_socket)},
+    {"v4 options + 802.1Q",
+     {.family = 4, .tpid = ETH_P_8021Q, .ip_opts = 8, .payload = PING},
+     XDP_PASS,
+     C(no_socket)},
 
-	{ "QinQ (two tags)", { .family = 4, .tpid = ETH_P_8021AD, .tpid2 = ETH_P_8021Q,
-			       .payload = PING }, XDP_PASS, C(passed_not_r2p2) },
-	{ "v4 wrong port", { .family = 4, .dport = OTHER_PORT, .payload = PING }, XDP_PASS,
-	  C(passed_not_r2p2) },
-	{ "v6 wrong port", { .family = 6, .dport = OTHER_PORT, .payload = PING }, XDP_PASS,
-	  C(passed_not_r2p2) },
-	{ "wrong port, malformed payload", { .family = 4, .dport = OTHER_PORT, .payload = "00" },
-	  XDP_PASS, C(passed_not_r2p2) },
-	{ "v4 TCP", { .family = 4, .proto = 6, .payload = PING }, XDP_PASS, C(passed_not_r2p2) },
-	{ "v6 TCP", { .family = 6, .proto = 6, .payload = PING }, XDP_PASS, C(passed_not_r2p2) },
-	{ "v6 no next header", { .family = 6, .proto = 59, .payload = PING }, XDP_PASS,
-	  C(passed_not_r2p2) },
-	{ "ARP", { .family = 4, .ethertype = ETH_P_ARP, .payload = PING }, XDP_PASS,
-	  C(passed_not_r2p2) },
+    {"QinQ (two tags)",
+     {.family = 4, .tpid = ETH_P_8021AD, .tpid2 = ETH_P_8021Q, .payload = PING},
+     XDP_PASS,
+     C(passed_not_r2p2)},
+    {"v4 wrong port",
+     {.family = 4, .dport = OTHER_PORT, .payload = PING},
+     XDP_PASS,
+     C(passed_not_r2p2)},
+    {"v6 wrong port",
+     {.family = 6, .dport = OTHER_PORT, .payload = PING},
+     XDP_PASS,
+     C(passed_not_r2p2)},
+    {"wrong port, malformed payload",
+     {.family = 4, .dport = OTHER_PORT, .payload = "00"},
+     XDP_PASS,
+     C(passed_not_r2p2)},
+    {"v4 TCP", {.family = 4, .proto = 6, .payload = PING}, XDP_PASS, C(passed_not_r2p2)},
+    {"v6 TCP", {.family = 6, .proto = 6, .payload = PING}, XDP_PASS, C(passed_not_r2p2)},
+    {"v6 no next header",
+     {.family = 6, .proto = 59, .payload = PING},
+     XDP_PASS,
+     C(passed_not_r2p2)},
+    {"ARP", {.family = 4, .ethertype = ETH_P_ARP, .payload = PING}, XDP_PASS, C(passed_not_r2p2)},
 
-	{ "runt: Ethernet only", { .family = 4, .payload = PING, .cut_to = 14 }, XDP_PASS,
-	  C(passed_runt) },
-	{ "runt: VLAN tag cut", { .family = 4, .tpid = ETH_P_8021Q, .payload = PING, .cut_to = 16 },
-	  XDP_PASS, C(passed_runt) },
-	{ "runt: IPv4 header cut", { .family = 4, .payload = PING, .cut_to = 14 + 19 }, XDP_PASS,
-	  C(passed_runt) },
-	{ "runt: IPv4 options cut", { .family = 4, .ip_opts = 8, .payload = PING, .cut_to = 14 + 24 },
-	  XDP_PASS, C(passed_runt) },
-	{ "runt: IPv4 IHL 4", { .family = 4, .ihl = 4, .payload = PING }, XDP_PASS, C(passed_runt) },
-	{ "runt: IPv6 header cut", { .family = 6, .payload = PING, .cut_to = 14 + 39 }, XDP_PASS,
-	  C(passed_runt) },
-	{ "runt: UDP header cut (v4)", { .family = 4, .payload = "", .cut_to = 14 + 20 + 7,
-					 .ip_len_delta = -1 }, XDP_PASS, C(passed_runt) },
-	{ "runt: UDP header cut (v6)", { .family = 6, .payload = "", .cut_to = 14 + 40 + 4,
-					 .ip_len_delta = -4 }, XDP_PASS, C(passed_runt) },
-	{ "runt: IPv4 tot_len beyond frame", { .family = 4, .payload = PING, .ip_len_delta = 1 },
-	  XDP_PASS, C(passed_runt) },
-	{ "runt: IPv4 tot_len < IHL", { .family = 4, .payload = PING, .ip_len_delta = -21 },
-	  XDP_PASS, C(passed_runt) },
-	{ "runt: IPv6 payload_len beyond frame", { .family = 6, .payload = PING, .ip_len_delta = 1 },
-	  XDP_PASS, C(passed_runt) },
-	{ "runt: frame cut inside R2P2 header", { .family = 4, .payload = PING, .cut_to = 14 + 28 + 4 },
-	  XDP_PASS, C(passed_runt) },
+    {"runt: Ethernet only", {.family = 4, .payload = PING, .cut_to = 14}, XDP_PASS, C(passed_runt)},
+    {"runt: VLAN tag cut",
+     {.family = 4, .tpid = ETH_P_8021Q, .payload = PING, .cut_to = 16},
+     XDP_PASS,
+     C(passed_runt)},
+    {"runt: IPv4 header cut",
+     {.family = 4, .payload = PING, .cut_to = 14 + 19},
+     XDP_PASS,
+     C(passed_runt)},
+    {"runt: IPv4 options cut",
+     {.family = 4, .ip_opts = 8, .payload = PING, .cut_to = 14 + 24},
+     XDP_PASS,
+     C(passed_runt)},
+    {"runt: IPv4 IHL 4", {.family = 4, .ihl = 4, .payload = PING}, XDP_PASS, C(passed_runt)},
+    {"runt: IPv6 header cut",
+     {.family = 6, .payload = PING, .cut_to = 14 + 39},
+     XDP_PASS,
+     C(passed_runt)},
+    {"runt: UDP header cut (v4)",
+     {.family = 4, .payload = "", .cut_to = 14 + 20 + 7, .ip_len_delta = -1},
+     XDP_PASS,
+     C(passed_runt)},
+    {"runt: UDP header cut (v6)",
+     {.family = 6, .payload = "", .cut_to = 14 + 40 + 4, .ip_len_delta = -4},
+     XDP_PASS,
+     C(passed_runt)},
+    {"runt: IPv4 tot_len beyond frame",
+     {.family = 4, .payload = PING, .ip_len_delta = 1},
+     XDP_PASS,
+     C(passed_runt)},
+    {"runt: IPv4 tot_len < IHL",
+     {.family = 4, .payload = PING, .ip_len_delta = -21},
+     XDP_PASS,
+     C(passed_runt)},
+    {"runt: IPv6 payload_len beyond frame",
+     {.family = 6, .payload = PING, .ip_len_delta = 1},
+     XDP_PASS,
+     C(passed_runt)},
+    {"runt: frame cut inside R2P2 header",
+     {.family = 4, .payload = PING, .cut_to = 14 + 28 + 4},
+     XDP_PASS,
+     C(passed_runt)},
 
-	{ "v4 first fragment (MF)", { .family = 4, .frag_off = 0x2000, .payload = PING }, XDP_PASS,
-	  C(passed_fragment) },
-	{ "v4 middle fragment", { .family = 4, .frag_off = 0x2000 | 100, .payload = PING }, XDP_PASS,
-	  C(passed_fragment) },
-	{ "v4 last fragment", { .family = 4, .frag_off = 100, .payload = PING }, XDP_PASS,
-	  C(passed_fragment) },
-	{ "v4 fragment to another port", { .family = 4, .frag_off = 0x2000, .dport = OTHER_PORT,
-					   .payload = PING }, XDP_PASS, C(passed_fragment) },
+    {"v4 first fragment (MF)",
+     {.family = 4, .frag_off = 0x2000, .payload = PING},
+     XDP_PASS,
+     C(passed_fragment)},
+    {"v4 middle fragment",
+     {.family = 4, .frag_off = 0x2000 | 100, .payload = PING},
+     XDP_PASS,
+     C(passed_fragment)},
+    {"v4 last fragment",
+     {.family = 4, .frag_off = 100, .payload = PING},
+     XDP_PASS,
+     C(passed_fragment)},
+    {"v4 fragment to another port",
+     {.family = 4, .frag_off = 0x2000, .dport = OTHER_PORT, .payload = PING},
+     XDP_PASS,
+     C(passed_fragment)},
 
-	{ "v6 fragment header", { .family = 6, .proto = 44, .payload = PING }, XDP_PASS,
-	  C(passed_ipv6_ext) },
-	{ "v6 hop-by-hop", { .family = 6, .proto = HOPOPTS, .payload = PING }, XDP_PASS,
-	  C(passed_ipv6_ext) },
-	{ "v6 routing header", { .family = 6, .proto = 43, .payload = PING }, XDP_PASS,
-	  C(passed_ipv6_ext) },
-	{ "v6 destination options", { .family = 6, .proto = 60, .payload = PING }, XDP_PASS,
-	  C(passed_ipv6_ext) },
+    {"v6 fragment header",
+     {.family = 6, .proto = 44, .payload = PING},
+     XDP_PASS,
+     C(passed_ipv6_ext)},
+    {"v6 hop-by-hop",
+     {.family = 6, .proto = HOPOPTS, .payload = PING},
+     XDP_PASS,
+     C(passed_ipv6_ext)},
+    {"v6 routing header",
+     {.family = 6, .proto = 43, .payload = PING},
+     XDP_PASS,
+     C(passed_ipv6_ext)},
+    {"v6 destination options",
+     {.family = 6, .proto = 60, .payload = PING},
+     XDP_PASS,
+     C(passed_ipv6_ext)},
 
-	{ "empty UDP payload", { .family = 4, .payload = "" }, XDP_DROP, C(dropped_malformed) },
-	{ "truncated R2P2 header (7 bytes)", { .family = 4, .payload = "cc 08 00 c0 12 34 00" },
-	  XDP_DROP, C(dropped_malformed) },
-	{ "truncated R2P2 header (1 byte, v6)", { .family = 6, .payload = "cc" }, XDP_DROP,
-	  C(dropped_malformed) },
-	{ "bad magic", { .family = 4, .payload = "cd 08 00 c0 12 34 00 01 41" }, XDP_DROP,
-	  C(dropped_malformed) },
-	{ "zero header", { .family = 6, .payload = "00 00 00 00 00 00 00 00" }, XDP_DROP,
-	  C(dropped_malformed) },
-	{ "bad header_size 0", { .family = 4, .payload = "cc 00 00 c0 12 34 00 01 41" }, XDP_DROP,
-	  C(dropped_malformed) },
-	{ "bad header_size 9", { .family = 4, .payload = "cc 09 00 c0 12 34 00 01 41 41" }, XDP_DROP,
-	  C(dropped_malformed) },
-	{ "unknown type 5", { .family = 4, .payload = "cc 08 50 c0 12 34 00 01 41" }, XDP_DROP,
-	  C(dropped_malformed) },
-	{ "unknown type 15 (v6, VLAN)", { .family = 6, .tpid = ETH_P_8021Q,
-					  .payload = "cc 08 f0 c0 12 34 00 01 41" }, XDP_DROP,
-	  C(dropped_malformed) },
-	{ "UDP length longer than IP payload", { .family = 4, .payload = PING, .udp_len_delta = 4,
-						 .pad_to = 80 }, XDP_DROP, C(dropped_malformed) },
-	{ "UDP length shorter than IP payload", { .family = 4, .payload = PING, .udp_len_delta = -4 },
-	  XDP_DROP, C(dropped_malformed) },
-	{ "UDP length 8 with a payload", { .family = 6, .payload = PING, .udp_len_delta = -12 },
-	  XDP_DROP, C(dropped_malformed) },
-	{ "UDP length 0", { .family = 4, .payload = PING, .udp_len_delta = -20 }, XDP_DROP,
-	  C(dropped_malformed) },
-	{ "UDP length lies (v6, bigger)", { .family = 6, .payload = PING, .udp_len_delta = 100 },
-	  XDP_DROP, C(dropped_malformed) },
+    {"empty UDP payload", {.family = 4, .payload = ""}, XDP_DROP, C(dropped_malformed)},
+    {"truncated R2P2 header (7 bytes)",
+     {.family = 4, .payload = "cc 08 00 c0 12 34 00"},
+     XDP_DROP,
+     C(dropped_malformed)},
+    {"truncated R2P2 header (1 byte, v6)",
+     {.family = 6, .payload = "cc"},
+     XDP_DROP,
+     C(dropped_malformed)},
+    {"bad magic",
+     {.family = 4, .payload = "cd 08 00 c0 12 34 00 01 41"},
+     XDP_DROP,
+     C(dropped_malformed)},
+    {"zero header",
+     {.family = 6, .payload = "00 00 00 00 00 00 00 00"},
+     XDP_DROP,
+     C(dropped_malformed)},
+    {"bad header_size 0",
+     {.family = 4, .payload = "cc 00 00 c0 12 34 00 01 41"},
+     XDP_DROP,
+     C(dropped_malformed)},
+    {"bad header_size 9",
+     {.family = 4, .payload = "cc 09 00 c0 12 34 00 01 41 41"},
+     XDP_DROP,
+     C(dropped_malformed)},
+    {"unknown type 5",
+     {.family = 4, .payload = "cc 08 50 c0 12 34 00 01 41"},
+     XDP_DROP,
+     C(dropped_malformed)},
+    {"unknown type 15 (v6, VLAN)",
+     {.family = 6, .tpid = ETH_P_8021Q, .payload = "cc 08 f0 c0 12 34 00 01 41"},
+     XDP_DROP,
+     C(dropped_malformed)},
+    {"UDP length longer than IP payload",
+     {.family = 4, .payload = PING, .udp_len_delta = 4, .pad_to = 80},
+     XDP_DROP,
+     C(dropped_malformed)},
+    {"UDP length shorter than IP payload",
+     {.family = 4, .payload = PING, .udp_len_delta = -4},
+     XDP_DROP,
+     C(dropped_malformed)},
+    {"UDP length 8 with a payload",
+     {.family = 6, .payload = PING, .udp_len_delta = -12},
+     XDP_DROP,
+     C(dropped_malformed)},
+    {"UDP length 0",
+     {.family = 4, .payload = PING, .udp_len_delta = -20},
+     XDP_DROP,
+     C(dropped_malformed)},
+    {"UDP length lies (v6, bigger)",
+     {.family = 6, .payload = PING, .udp_len_delta = 100},
+     XDP_DROP,
+     C(dropped_malformed)},
 };
 #define NUM_CASES (sizeof(table) / sizeof(table[0]))
 
@@ -357,19 +439,21 @@ static int quiet_print(enum libbpf_print_level level, const char *fmt, va_list a
 
 static void add_port(__u16 port)
 {
-	struct r2p2_port_key key = { .port = htons(port) };
-	struct r2p2_port_val val = { .service = 1 };
+	struct r2p2_port_key key = {.port = port};
+	struct r2p2_port_val val = {.service = 1};
 
 	cr_assert_eq(bpf_map__update_elem(skel->maps.r2p2_ports, &key, sizeof(key), &val,
-					  sizeof(val), BPF_ANY), 0);
+					  sizeof(val), BPF_ANY),
+		     0);
 }
 
 static void set_socks(__u32 queue, __u32 num)
 {
-	struct r2p2_qconf qc = { .num_socks = num };
+	struct r2p2_qconf qc = {.num_socks = num};
 
 	cr_assert_eq(bpf_map__update_elem(skel->maps.r2p2_qconf, &queue, sizeof(queue), &qc,
-					  sizeof(qc), BPF_ANY), 0);
+					  sizeof(qc), BPF_ANY),
+		     0);
 }
 
 static void setup(void)
@@ -395,7 +479,8 @@ static void stats_sum(struct r2p2_stats *out)
 
 	cr_assert(v);
 	cr_assert_eq(bpf_map__lookup_elem(skel->maps.r2p2_stats, &zero, sizeof(zero), v,
-					  (size_t)ncpu * sizeof(*v), 0), 0);
+					  (size_t)ncpu * sizeof(*v), 0),
+		     0);
 	memset(out, 0, sizeof(*out));
 	for (c = 0; c < ncpu; c++) {
 		out->steered += v[c].steered;
@@ -420,16 +505,16 @@ static __u64 field(const struct r2p2_stats *s, size_t off)
 
 static const char *field_name(size_t off)
 {
-	static const char *names[] = { "steered", "no_socket", "dropped_malformed",
-				       "passed_not_r2p2", "passed_fragment", "passed_ipv6_ext",
-				       "passed_runt", "reserved" };
+	static const char *names[] = {"steered",	 "no_socket",	    "dropped_malformed",
+				      "passed_not_r2p2", "passed_fragment", "passed_ipv6_ext",
+				      "passed_runt",	 "reserved"};
 	return names[off / sizeof(__u64)];
 }
 
 /* run feeds one frame to the program (not live); returns its verdict. */
 static __u32 run(const __u8 *buf, size_t len, __u32 flags)
 {
-	struct xdp_md ctx = { .data_end = (__u32)len, .rx_queue_index = 0 };
+	struct xdp_md ctx = {.data_end = (__u32)len, .rx_queue_index = 0};
 	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = buf, .data_size_in = (__u32)len,
 		    .ctx_in = &ctx, .ctx_size_in = sizeof(ctx), .repeat = 1, .flags = flags);
 	int rc = bpf_prog_test_run_opts(bpf_program__fd(skel->progs.r2p2_xdp), &opts);
@@ -472,7 +557,7 @@ Test(bpf, table, .init = setup, .fini = teardown)
 
 Test(bpf, more_ports_and_queue_without_sockets, .init = setup, .fini = teardown)
 {
-	struct spec s = { .family = 4, .dport = OTHER_PORT, .payload = PING };
+	struct spec s = {.family = 4, .dport = OTHER_PORT, .payload = PING};
 	struct frame fr;
 	__u8 *buf = fr.b;
 	size_t len = build(&s, buf, sizeof(fr.b));
@@ -501,8 +586,8 @@ Test(parsing, host_agrees_with_table)
 
 		cr_assert(copy);
 		off = host_classify(copy, len, &verdict);
-		cr_expect_eq(off, table[i].counter, "%s: host says %s, table says %s", table[i].name,
-			     field_name(off), field_name(table[i].counter));
+		cr_expect_eq(off, table[i].counter, "%s: host says %s, table says %s",
+			     table[i].name, field_name(off), field_name(table[i].counter));
 		cr_expect_eq(verdict, table[i].verdict, "%s: host verdict %u", table[i].name,
 			     verdict);
 		frame_free(copy);
@@ -511,7 +596,7 @@ Test(parsing, host_agrees_with_table)
 
 Test(parsing, runt_ethernet_below_14_bytes)
 {
-	static const __u8 frame[] = { 2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08 };
+	static const __u8 frame[] = {2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08};
 	size_t len;
 	__u32 verdict;
 
@@ -527,8 +612,8 @@ Test(parsing, runt_ethernet_below_14_bytes)
 Test(parsing, every_cut_of_a_valid_frame_is_safe)
 {
 	static const struct spec specs[] = {
-		{ .family = 4, .tpid = ETH_P_8021Q, .ip_opts = 8, .payload = PING },
-		{ .family = 6, .tpid = ETH_P_8021AD, .payload = PING },
+	    {.family = 4, .tpid = ETH_P_8021Q, .ip_opts = 8, .payload = PING},
+	    {.family = 6, .tpid = ETH_P_8021AD, .payload = PING},
 	};
 	struct frame fr;
 	__u8 *buf = fr.b;
@@ -545,7 +630,8 @@ Test(parsing, every_cut_of_a_valid_frame_is_safe)
 			cr_assert(copy);
 			off = host_classify(copy, cut, &verdict);
 			cr_expect_eq(off, cut == len ? C(no_socket) : C(passed_runt),
-				     "spec %zu cut at %zu of %zu: %s", i, cut, len, field_name(off));
+				     "spec %zu cut at %zu of %zu: %s", i, cut, len,
+				     field_name(off));
 			frame_free(copy);
 		}
 	}
@@ -578,7 +664,8 @@ Test(steering, v4_is_hashed_as_v4_mapped_v6)
 
 	v4(a, "192.0.2.7");
 	cr_assert_eq(inet_pton(AF_INET6, "::ffff:192.0.2.7", b), 1);
-	cr_expect_eq(r2p2_flow_hash(a, htons(1234), htons(5)), r2p2_flow_hash(b, htons(1234), htons(5)));
+	cr_expect_eq(r2p2_flow_hash(a, htons(1234), htons(5)),
+		     r2p2_flow_hash(b, htons(1234), htons(5)));
 }
 
 Test(steering, hash_depends_on_every_input)
@@ -596,7 +683,7 @@ Test(steering, hash_depends_on_every_input)
 
 Test(steering, ten_thousand_rids_spread_over_4_sockets)
 {
-	unsigned count[4] = { 0 }, rid, i;
+	unsigned count[4] = {0}, rid, i;
 	__be32 a[4];
 
 	v4(a, "10.77.1.1");
@@ -609,7 +696,7 @@ Test(steering, ten_thousand_rids_spread_over_4_sockets)
 
 Test(steering, ten_thousand_ports_spread_over_4_sockets)
 {
-	unsigned count[4] = { 0 }, port, i;
+	unsigned count[4] = {0}, port, i;
 	__be32 a[4];
 
 	cr_assert_eq(inet_pton(AF_INET6, "fd77:1::1", a), 1);
@@ -648,7 +735,8 @@ static void ring_map(int fd, const struct xdp_ring_offset *off, size_t desc_size
 		     struct ring *r)
 {
 	r->map_len = off->desc + RING_SIZE * desc_size;
-	r->map = mmap(NULL, r->map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, pgoff);
+	r->map =
+	    mmap(NULL, r->map_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, pgoff);
 	cr_assert_neq(r->map, MAP_FAILED, "mmap ring: %s", strerror(errno));
 	r->producer = (__u32 *)((char *)r->map + off->producer);
 	r->consumer = (__u32 *)((char *)r->map + off->consumer);
@@ -666,7 +754,7 @@ static void fill_put(__u64 addr)
 /* xsk_create binds socket `i` to queue 0 of `ifindex`; socket 0 owns the UMEM. */
 static void xsk_create(int i, int ifindex)
 {
-	struct sockaddr_xdp sxdp = { .sxdp_family = AF_XDP, .sxdp_ifindex = (__u32)ifindex };
+	struct sockaddr_xdp sxdp = {.sxdp_family = AF_XDP, .sxdp_ifindex = (__u32)ifindex};
 	struct xdp_mmap_offsets off;
 	socklen_t optlen = sizeof(off);
 	int fd, size = RING_SIZE, f;
@@ -674,9 +762,9 @@ static void xsk_create(int i, int ifindex)
 	fd = socket(AF_XDP, SOCK_RAW | SOCK_CLOEXEC, 0);
 	cr_assert_geq(fd, 0, "socket(AF_XDP): %s", strerror(errno));
 	if (i == 0) {
-		struct xdp_umem_reg mr = { .addr = (__u64)(unsigned long)umem,
-					   .len = NUM_FRAMES * FRAME_SIZE,
-					   .chunk_size = FRAME_SIZE };
+		struct xdp_umem_reg mr = {.addr = (__u64)(unsigned long)umem,
+					  .len = NUM_FRAMES * FRAME_SIZE,
+					  .chunk_size = FRAME_SIZE};
 
 		cr_assert_eq(setsockopt(fd, SOL_XDP, XDP_UMEM_REG, &mr, sizeof(mr)), 0,
 			     "XDP_UMEM_REG: %s", strerror(errno));
@@ -739,8 +827,9 @@ static void xsk_put(int slot, int i)
 {
 	__u32 key = (__u32)slot, fd = (__u32)xsks[i].fd;
 
-	cr_assert_eq(bpf_map__update_elem(skel->maps.r2p2_xsks, &key, sizeof(key), &fd, sizeof(fd),
-					  BPF_ANY), 0, "r2p2_xsks[%d]: %s", slot, strerror(errno));
+	cr_assert_eq(
+	    bpf_map__update_elem(skel->maps.r2p2_xsks, &key, sizeof(key), &fd, sizeof(fd), BPF_ANY),
+	    0, "r2p2_xsks[%d]: %s", slot, strerror(errno));
 }
 
 /* host_slot: the slot the host computes for a frame from `src_last`, `sport`, `rid` (v4). */
@@ -752,12 +841,15 @@ static int host_slot(__u8 src_last, __u16 sport, __u16 rid, __u32 num_socks)
 	return r2p2_xsk_slot(0, r2p2_flow_hash(a, htons(sport), htons(rid)), num_socks);
 }
 
-static size_t build_req(__u8 *buf, size_t cap, int family, __u8 src_last, __u16 sport,
-			__u16 rid, __u8 flags, __u16 p_order, size_t fill_len)
+static size_t build_req(__u8 *buf, size_t cap, int family, __u8 src_last, __u16 sport, __u16 rid,
+			__u8 flags, __u16 p_order, size_t fill_len)
 {
 	char hdr[64];
-	struct spec s = { .family = family, .src_last = src_last, .sport = sport, .payload = hdr,
-			  .fill = fill_len };
+	struct spec s = {.family = family,
+			 .src_last = src_last,
+			 .sport = sport,
+			 .payload = hdr,
+			 .fill = fill_len};
 
 	snprintf(hdr, sizeof(hdr), "cc 08 00 %02x %02x %02x %02x %02x", flags, rid >> 8, rid & 0xff,
 		 p_order >> 8, p_order & 0xff);
@@ -792,14 +884,14 @@ Test(steering, live_redirect_reaches_the_predicted_socket, .init = xsk_setup, .f
 	__u8 *buf = fr.b, got[2048];
 	struct r2p2_stats before, after;
 	int i, k, n, who;
-	unsigned rid, seen[NUM_XSK] = { 0 };
+	unsigned rid, seen[NUM_XSK] = {0};
 
 	for (i = 0; i < NUM_XSK; i++)
 		xsk_put(i, i);
 	for (rid = 0; rid < 64; rid++) {
 		/* one three-packet message: first, middle, last */
-		static const __u8 flags[3] = { 0x80, 0x00, 0x40 };
-		static const __u16 order[3] = { 3, 1, 2 };
+		static const __u8 flags[3] = {0x80, 0x00, 0x40};
+		static const __u16 order[3] = {3, 1, 2};
 		int want = host_slot(5, 41000, (__u16)rid, NUM_XSK);
 
 		for (k = 0; k < 3; k++) {
@@ -816,16 +908,18 @@ Test(steering, live_redirect_reaches_the_predicted_socket, .init = xsk_setup, .f
 				cr_skip_test("this kernel has no live-frame test_run for XDP");
 			cr_assert_eq(rc, 0, "live test_run: %s", strerror(-rc));
 			stats_sum(&after);
-			cr_expect_eq(after.steered - before.steered, 1, "rid %u packet %d not steered",
-				     rid, k);
+			cr_expect_eq(after.steered - before.steered, 1,
+				     "rid %u packet %d not steered", rid, k);
 			who = -1;
 			for (i = 0; i < NUM_XSK; i++) {
 				n = xsk_take(i, got, sizeof(got));
 				if (n < 0)
 					continue;
-				cr_expect_eq(who, -1, "rid %u packet %d reached two sockets", rid, k);
+				cr_expect_eq(who, -1, "rid %u packet %d reached two sockets", rid,
+					     k);
 				who = i;
-				cr_expect_eq((size_t)n, len, "rid %u packet %d: %d bytes", rid, k, n);
+				cr_expect_eq((size_t)n, len, "rid %u packet %d: %d bytes", rid, k,
+					     n);
 				cr_expect(!memcmp(got, buf, len), "rid %u packet %d: bytes differ",
 					  rid, k);
 			}
@@ -853,8 +947,10 @@ int main(int argc, char *argv[])
 		int e = errno;
 
 		if (e == EPERM || e == EACCES || e == ENOSYS || e == EOPNOTSUPP) {
-			printf("SKIPPED: cannot load BPF programs here (%s); needs root and a kernel "
-			       "with BPF\n", strerror(e));
+			printf(
+			    "SKIPPED: cannot load BPF programs here (%s); needs root and a kernel "
+			    "with BPF\n",
+			    strerror(e));
 			return 77;
 		}
 		fprintf(stderr, "test_bpf: loading the XDP program failed: %s\n", strerror(e));

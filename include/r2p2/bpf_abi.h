@@ -11,8 +11,8 @@
  * Maps (all pinned under /sys/fs/bpf/r2p2/<ifname>/ by daemon/xdp.c):
  *   r2p2_ports  HASH           r2p2_port_key -> r2p2_port_val   UDP ports served by R2P2
  *   r2p2_qconf  ARRAY          u32 queue     -> r2p2_qconf      sockets bound to each rx queue
- *   r2p2_xsks   XSKMAP         u32 slot      -> AF_XDP socket   slot = queue * R2P2_XSK_PER_QUEUE + i
- *   r2p2_stats  PERCPU_ARRAY   u32 0         -> r2p2_stats      verdict counters, one set per CPU
+ *   r2p2_xsks   XSKMAP         u32 slot      -> AF_XDP socket   slot = queue * R2P2_XSK_PER_QUEUE +
+ * i r2p2_stats  PERCPU_ARRAY   u32 0         -> r2p2_stats      verdict counters, one set per CPU
  *
  * Steering rule: a valid R2P2 packet that arrived on rx queue q goes to slot
  *   q * R2P2_XSK_PER_QUEUE + r2p2_flow_hash(saddr, sport, rid) % r2p2_qconf[q].num_socks
@@ -38,8 +38,8 @@
 
 /* Key of r2p2_ports: a UDP destination port. */
 struct r2p2_port_key {
-	__be16 port; /* network byte order, as in the UDP header */
-	__u16 pad;   /* zero */
+	__u16 port; /* host byte order (the program converts), so bpftool prints 8000 */
+	__u16 pad;  /* zero */
 };
 _Static_assert(sizeof(struct r2p2_port_key) == 4, "ABI");
 
@@ -53,7 +53,7 @@ _Static_assert(sizeof(struct r2p2_port_val) == 8, "ABI");
 /* Value of r2p2_qconf, indexed by rx queue. */
 struct r2p2_qconf {
 	__u32 num_socks; /* sockets in slots [0, num_socks) of this queue; 0: none */
-	__u32 pad;       /* zero */
+	__u32 pad;	 /* zero */
 };
 _Static_assert(sizeof(struct r2p2_qconf) == 8, "ABI");
 
@@ -62,15 +62,15 @@ _Static_assert(sizeof(struct r2p2_qconf) == 8, "ABI");
  * counter. Sum over CPUs for totals (xdp_stats_sum in daemon/xdp.c).
  */
 struct r2p2_stats {
-	__u64 steered;           /* valid R2P2, redirected to an AF_XDP socket */
-	__u64 no_socket;         /* valid R2P2, but no socket in its slot: XDP_PASS */
+	__u64 steered;		 /* valid R2P2, redirected to an AF_XDP socket */
+	__u64 no_socket;	 /* valid R2P2, but no socket in its slot: XDP_PASS */
 	__u64 dropped_malformed; /* to an R2P2 port, bad R2P2 header or UDP length: XDP_DROP */
-	__u64 passed_not_r2p2;   /* not IP/UDP, or UDP to a port not in r2p2_ports: XDP_PASS */
-	__u64 passed_fragment;   /* IPv4 fragment (MF set or offset != 0): XDP_PASS */
-	__u64 passed_ipv6_ext;   /* IPv6 with extension headers (incl. fragments): XDP_PASS */
-	__u64 passed_runt;       /* Ethernet/VLAN/IP/UDP header cut short or IP lengths
+	__u64 passed_not_r2p2;	 /* not IP/UDP, or UDP to a port not in r2p2_ports: XDP_PASS */
+	__u64 passed_fragment;	 /* IPv4 fragment (MF set or offset != 0): XDP_PASS */
+	__u64 passed_ipv6_ext;	 /* IPv6 with extension headers (incl. fragments): XDP_PASS */
+	__u64 passed_runt;	 /* Ethernet/VLAN/IP/UDP header cut short or IP lengths
 				    inconsistent; the kernel drops these itself: XDP_PASS */
-	__u64 reserved;          /* zero; keeps the struct a multiple of 16 bytes */
+	__u64 reserved;		 /* zero; keeps the struct a multiple of 16 bytes */
 };
 _Static_assert(sizeof(struct r2p2_stats) == 64, "ABI");
 

@@ -27,7 +27,8 @@ static void on_signal(int sig)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: xdp_attach [-m native|skb] [-s SOCKETS_PER_QUEUE] IFNAME PORT...\n");
+	fprintf(stderr,
+		"usage: xdp_attach [-m native|skb] [-s SOCKETS_PER_QUEUE] IFNAME PORT...\n");
 	exit(2);
 }
 
