@@ -281,18 +281,19 @@ int main(int argc, char **argv)
 			break;
 		}
 
-		int wait_ms = ring_full ? 1 : inflight ? 100 : 0;
+		int poll_ms = ring_full ? 1 : inflight ? 100 : 0;
 
 		if (!ring_full && issuing && rate && inflight < conc) {
-			/* Wake up in time for the next due call; spin when it is close. */
+			/* Wake up in time for the next due call (libr2p2 waits in whole ms, which
+			 * can overshoot by one); poll without waiting when it is close. */
 			uint64_t due = due_ns(start, issued, rate), t = now_ns();
 
-			wait_ms = due > t + 2500000 ? (int)((due - t - 1500000) / 1000000) : 0;
+			poll_ms = due > t + 2500000 ? (int)((due - t - 1500000) / 1000000) : 0;
 		}
-		int n = r2p2_poll(ctx, evs, BATCH, wait_ms);
+		int n = r2p2_poll(ctx, evs, BATCH, poll_ms);
 
-		/* A spinning generator shares 2 CPUs with the daemons: let them run first. */
-		if (n == 0 && rate && wait_ms == 0)
+		/* A polling generator shares the CPUs with the daemons: let them run first. */
+		if (n == 0 && rate && poll_ms == 0)
 			sched_yield();
 		if (n == -EINTR)
 			continue;

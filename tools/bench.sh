@@ -12,8 +12,8 @@
 # 10000), ROUNDS rounds (default 3). Then:
 #   - the daemons' CPU per RPC (from /proc; for gRPC the server process),
 #   - bytes and packets on the wire per RPC of each mode (veth counters in namespace A),
-#   - the daemons' VmRSS over a soak of SOAK RPCs per encrypted/plain service at concurrency
-#     16 (default 1000000; -s 0 skips it),
+#   - both daemons' VmRSS over a soak of SOAK RPCs on echo.svc, then SOAK on echo-tls.svc,
+#     at concurrency 16 (default 1000000 each; -s 0 skips it),
 #   - open-loop load: p99 against offered load for plain, tls and grpc-tls at the
 #     comma-separated RATES (requests/s; -L 0 skips it),
 #   - r2p2-tls-bench (BoringSSL's own 0-RTT cost, in-process).
@@ -250,16 +250,12 @@ wire_delta() {
 
 WIRE_SMALL=200
 WIRE_BIG=1200
-echo
-echo "## Bytes on the wire per RPC, 4-byte echo"
-echo
-echo "| mode | bytes A->B per RPC | bytes B->A per RPC | bytes per RPC | packets per RPC | one-time bytes per client run |"
-echo "|---|---|---|---|---|---|"
+wire_rows=()
 for mode in $MODES; do
-	it_log "wire: $mode, $WIRE_SMALL and $WIRE_BIG calls" >&2
+	it_log "wire: $mode, $WIRE_SMALL and $WIRE_BIG calls"
 	s=$(wire_delta "$mode" "$WIRE_SMALL")
 	b=$(wire_delta "$mode" "$WIRE_BIG")
-	echo "$s $b" | awk -v m="$mode" -v n=$((WIRE_BIG - WIRE_SMALL)) -v ns="$WIRE_SMALL" \
+	wire_rows+=("$(echo "$s $b" | awk -v m="$mode" -v n=$((WIRE_BIG - WIRE_SMALL)) -v ns="$WIRE_SMALL" \
 		-v res="$RESULTS" '{
 		tx = ($6 - $1) / n; rx = ($7 - $2) / n; pk = ($8 + $9 - $3 - $4) / n
 		once = $1 + $2 - ns * (tx + rx)
@@ -267,8 +263,14 @@ for mode in $MODES; do
 			($5 + $10) ? sprintf(" (%d errors+timeouts)", $5 + $10) : ""
 		printf "{\"mode\":\"wire\",\"of\":\"%s\",\"tx_bytes_per_rpc\":%.1f,\"rx_bytes_per_rpc\":%.1f," \
 			"\"packets_per_rpc\":%.2f,\"once_bytes\":%.0f}\n", m, tx, rx, pk, once >> res
-	}'
+	}')")
 done
+echo
+echo "## Bytes on the wire per RPC, 4-byte echo"
+echo
+echo "| mode | bytes A->B per RPC | bytes B->A per RPC | bytes per RPC | packets per RPC | one-time bytes per client run |"
+echo "|---|---|---|---|---|---|"
+printf '%s\n' "${wire_rows[@]}"
 echo
 echo "Counters of the veth end in namespace A (A->B: tx, B->A: rx): every byte of every frame,"
 echo "Ethernet (14 B), IP and UDP/TCP headers included (no preamble/FCS on veth), and TCP ACKs"
@@ -280,11 +282,7 @@ echo "Stray traffic on the link (IPv6 neighbour discovery) would show as noise."
 # ---- memory over a soak ---------------------------------------------------------------
 vm_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 if [ "$SOAK" -gt 0 ]; then
-	echo
-	echo "## r2p2d memory over a soak: $SOAK RPCs per service, 4 B, concurrency 16"
-	echo
-	echo "| daemon | service soaked | VmRSS before (kB) | after 1/4 | after 2/4 | after 3/4 | after 4/4 | change (kB) | VmHWM (kB) | soak throughput (RPC/s) | errors+timeouts |"
-	echo "|---|---|---|---|---|---|---|---|---|---|---|"
+	soak_rows=()
 	for mode in plain tls; do
 		declare -A rss=()
 		for side in a b; do rss[$side]=$(vm_kb "${IT_DAEMON_PID[$side]}" VmRSS); done
@@ -297,7 +295,7 @@ if [ "$SOAK" -gt 0 ]; then
 			n=$((left < chunk ? left : chunk))
 			left=$((left - n))
 			if [ "$n" -gt 0 ]; then
-				it_log "soak: $mode, part $q/4, $n RPCs at concurrency 16" >&2
+				it_log "soak: $mode, part $q/4, $n RPCs at concurrency 16"
 				out=$IT_TMP/soak-$mode-$q.txt
 				TMO=7200 client "$mode" -S 4 -c 16 -N "$n" -w 0 -t 1000 -d 7200 --json \
 					>"$out" 2>&1 || true
@@ -316,12 +314,18 @@ if [ "$SOAK" -gt 0 ]; then
 		ms=$(($(it_ms) - t0))
 		for side in a b; do
 			hwm=$(vm_kb "${IT_DAEMON_PID[$side]}" VmHWM)
-			echo "${rss[$side]}" | awk -v d="$side" -v m="$mode" -v h="$hwm" \
+			soak_rows+=("$(echo "${rss[$side]}" | awk -v d="$side" -v m="$mode" -v h="$hwm" \
 				-v tp="$((ok * 1000 / (ms > 0 ? ms : 1)))" -v e="$errs" '{ printf "| %s (%s) | %s | %d | %d | %d | %d | %d | %+d | %d | %d | %d |\n",
-				d, d == "a" ? "client side" : "server side", m, $1, $2, $3, $4, $5, $5 - $1, h, tp, e }'
+				d, d == "a" ? "client side" : "server side", m, $1, $2, $3, $4, $5, $5 - $1, h, tp, e }')")
 		done
 		unset rss
 	done
+	echo
+	echo "## r2p2d memory over a soak: $SOAK RPCs per service, 4 B, concurrency 16"
+	echo
+	echo "| daemon | service soaked | VmRSS before (kB) | after 1/4 | after 2/4 | after 3/4 | after 4/4 | change (kB) | VmHWM (kB) | soak throughput (RPC/s) | errors+timeouts |"
+	echo "|---|---|---|---|---|---|---|---|---|---|---|"
+	printf '%s\n' "${soak_rows[@]}"
 	echo
 	echo "VmRSS from /proc/PID/status, sampled before the soak and after each quarter (a fresh"
 	echo "r2p2-bench per quarter); the daemons have served the latency rounds already."
@@ -331,24 +335,14 @@ fi
 OL_MODES="plain tls"
 has_mode grpc-tls && OL_MODES="$OL_MODES grpc-tls"
 if [ "$RATES" != 0 ] && [ -n "${RATES//,/}" ]; then
-	echo
-	echo "## Open loop: p99 against offered load, 4 B, $COUNT requests per point, at most 64 outstanding"
-	echo
-	hdr="| offered (req/s) |"
-	sep="|---|"
-	for m in $OL_MODES; do
-		hdr="$hdr $m p99 (us) | $m achieved (req/s) | $m errors |"
-		sep="$sep---|---|---|"
-	done
-	echo "$hdr"
-	echo "$sep"
+	ol_rows=()
 	echo "# rate $OL_MODES (p99 us; -1: no successful call)" >"$OUT/openloop.dat"
 	for rate in ${RATES//,/ }; do
 		[ "$rate" -gt 0 ] || continue
 		line="| $rate |"
 		dat="$rate"
 		for m in $OL_MODES; do
-			it_log "open loop: $m at $rate req/s" >&2
+			it_log "open loop: $m at $rate req/s"
 			out=$IT_TMP/ol-$m-$rate.txt
 			client "$m" -S 4 -c 64 --rate "$rate" -N "$COUNT" -w 100 -t 1000 --json >"$out" \
 				2>&1 || true
@@ -362,20 +356,36 @@ if [ "$RATES" != 0 ] && [ -n "${RATES//,/}" ]; then
 			line="$line ${p99:--} | ${tp:--} | $((${e:-0} + ${to:-0})) |"
 			dat="$dat ${p99:--1}"
 		done
-		echo "$line"
+		ol_rows+=("$line")
 		echo "$dat" >>"$OUT/openloop.dat"
 	done
+	echo
+	echo "## Open loop: p99 against offered load, 4 B, $COUNT requests per point, at most 64 outstanding"
+	echo
+	hdr="| offered (req/s) |"
+	sep="|---|"
+	for m in $OL_MODES; do
+		hdr="$hdr $m p99 (us) | $m achieved (req/s) | $m errors |"
+		sep="$sep---|---|---|"
+	done
+	echo "$hdr"
+	echo "$sep"
+	printf '%s\n' "${ol_rows[@]}"
 	echo
 	awk -v modes="$OL_MODES" 'NR > 1 { for (i = 2; i <= NF; i++) if ($i > 0 && $i < 200 && $1 > best[i]) best[i] = $1 }
 		END { n = split(modes, m, " "); printf "Highest offered rate held with p99 under 200 us:"
 		      for (i = 1; i <= n; i++) printf " %s %s;", m[i], best[i + 1] ? best[i + 1] " req/s" : "none"
 		      print "" }' "$OUT/openloop.dat"
-	echo "Latency from each call's due time (no coordinated omission). Both load generators poll"
-	echo "without sleeping when the next call is due in under 2.5 ms, so each keeps one CPU busy"
-	echo "(2 CPUs here: the generator competes with the daemons and the servers)."
+	echo "Latency from each call's due time (no coordinated omission). Both load generators (r2p2-bench"
+	echo "and grpc-echo-client --rate, one thread each) poll and yield instead of sleeping when the next"
+	echo "call is due in under 2.5 ms, so each takes whatever CPU the daemons and servers leave ($(nproc)"
+	echo "CPUs here, shared by all of them)."
 fi
 
 # ---- figures --------------------------------------------------------------------------
+# One colour per mode in every figure.
+declare -A COLOR=([udp]='#777777' [plain]='#1b9e77' [tls]='#d95f02' [grpc]='#7570b3'
+	[grpc-tls]='#e7298a')
 # hist_dat FILE: log-binned histogram (x = bin centre in us, y = fraction of requests).
 hist_dat() {
 	awk '$1 > 0 { b = int(log($1) / log(10) / 0.025); h[b]++; n++ }
@@ -400,8 +410,8 @@ else
 		[ -s "$f" ] || continue
 		hist_dat "$f" >"$OUT/hist-$mode.dat"
 		cdf_dat "$f" >"$OUT/cdf-$mode.dat"
-		plots_h+=("'$OUT/hist-$mode.dat' using 1:2 with steps lw 2 title '$mode'")
-		plots_c+=("'$OUT/cdf-$mode.dat' using 1:2 with lines lw 2 title '$mode'")
+		plots_h+=("'$OUT/hist-$mode.dat' using 1:2 with steps lw 2 lc rgb '${COLOR[$mode]}' title '$mode'")
+		plots_c+=("'$OUT/cdf-$mode.dat' using 1:2 with lines lw 2 lc rgb '${COLOR[$mode]}' title '$mode'")
 	done
 	if ((${#plots_h[@]})); then
 		{
@@ -417,13 +427,17 @@ else
 			echo "plot $(IFS=,; echo "${plots_c[*]}")"
 			echo "unset multiplot"
 		} >"$OUT/latency.gp"
-		gnuplot "$OUT/latency.gp" && echo "- latency histogram and CDF: $OUT/latency.png"
+		if gnuplot "$OUT/latency.gp" 2>"$OUT/gnuplot.log"; then
+			echo "- latency histogram and CDF: $OUT/latency.png"
+		else
+			echo "- latency figure failed: gnuplot $OUT/latency.gp: $(tail -n 2 "$OUT/gnuplot.log")"
+		fi
 	fi
 	if [ -s "$OUT/openloop.dat" ] && [ "$(wc -l <"$OUT/openloop.dat")" -gt 1 ]; then
 		plots=()
 		i=2
 		for m in $OL_MODES; do
-			plots+=("'$OUT/openloop.dat' using 1:(\$$i > 0 ? \$$i : 1/0) with linespoints lw 2 pt 7 title '$m'")
+			plots+=("'$OUT/openloop.dat' using 1:(\$$i > 0 ? \$$i : 1/0) with linespoints lw 2 pt 7 lc rgb '${COLOR[$m]}' title '$m'")
 			i=$((i + 1))
 		done
 		plots+=("200 with lines dt 2 lc rgb 'gray' title 'p99 target 200 us'")
@@ -435,9 +449,13 @@ else
 			echo "set xlabel 'offered load (requests/s)'; set ylabel 'p99 latency (us), from due time'"
 			echo "plot $(IFS=,; echo "${plots[*]}")"
 		} >"$OUT/openloop.gp"
-		gnuplot "$OUT/openloop.gp" && echo "- open-loop p99 against offered load: $OUT/openloop.png"
+		if gnuplot "$OUT/openloop.gp" 2>"$OUT/gnuplot.log"; then
+			echo "- open-loop p99 against offered load: $OUT/openloop.png"
+		else
+			echo "- open-loop figure failed: gnuplot $OUT/openloop.gp: $(tail -n 2 "$OUT/gnuplot.log")"
+		fi
 	fi
-	echo "- data: $OUT/samples-MODE.txt (one latency in us per line), $OUT/openloop.dat"
+	echo "- data: $OUT/samples-MODE.txt (one latency in us per line, last round)$([ -s "$OUT/openloop.dat" ] && echo ", $OUT/openloop.dat")"
 fi
 
 echo

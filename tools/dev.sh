@@ -4,7 +4,8 @@
 #   ./tools/dev.sh build   install missing Debian packages, configure and build
 #   ./tools/dev.sh demo    build, then run two daemons in two namespaces + an echo service
 #   ./tools/dev.sh test    build (sanitized), then run the whole suite through ctest
-#   ./tools/dev.sh bench   build (optimised), then run the benchmarks (docs/BENCHMARKS.md)
+#   ./tools/dev.sh bench   build (optimised, with the gRPC peers), then run the benchmarks
+#                          (tools/bench.sh; arguments are passed on, e.g. -s 0 skips the soak)
 set -euo pipefail
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -13,6 +14,8 @@ JOBS=$(nproc 2>/dev/null || echo 2)
 PKGS=(cmake pkg-config make clang llvm libclang-rt-14-dev liburing-dev libcriterion-dev
 	libinih-dev libsystemd-dev android-libboringssl-dev openssl libssl-dev iproute2 kmod procps
 	libbpf-dev bpftool libelf-dev zlib1g-dev util-linux libxdp-dev libmnl-dev)
+# Only for `bench`: the gRPC peers (tools/grpc, -DR2P2_BENCH_PEERS=ON) and the figures.
+BENCH_PKGS=(libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev g++ gnuplot-nox)
 
 log() { printf '\033[1m[dev.sh]\033[0m %s\n' "$*"; }
 die() { printf '[dev.sh] error: %s\n' "$*" >&2; exit 1; }
@@ -59,8 +62,8 @@ test)
 	ctest --output-on-failure --timeout 600 "${@:2}"
 	;;
 bench)
-	install_deps
-	build "$SRC/build" -DCMAKE_BUILD_TYPE=Release
+	install_deps "${BENCH_PKGS[@]}"
+	build "$SRC/build" -DCMAKE_BUILD_TYPE=Release -DR2P2_BENCH_PEERS=ON
 	exec bash "$SRC/tools/bench.sh" "$SRC/build" "${@:2}"
 	;;
 *)

@@ -4,7 +4,7 @@
  * every response byte for byte.
  *
  *   r2p2-echo-client [-s SOCKET] [-n SERVICE] [-S SIZE] [-c COUNT] [-t TIMEOUT_MS]
- *                    [-i INTERVAL_MS] [-P TEXT] [-v]
+ *                    [-i INTERVAL_MS] [-P TEXT] [-N] [-v]
  *
  * Requests are sequential (r2p2_call_sync), SIZE bytes of pseudo-random
  * content, different for each request; with -P, TEXT repeated to SIZE bytes
@@ -13,6 +13,10 @@
  * next one (after a daemon restart the next call reconnects). -i sleeps
  * between requests, -v prints a line for every request. Exit status 0 only
  * when every response verified.
+ *
+ * -N marks every call not replay-safe (R2P2_CALL_NOT_REPLAY_SAFE: never 0-RTT early
+ * data in tls mode, a tls exchange rather than AEAD-only in sealed mode); the calls
+ * are then made with r2p2_call + r2p2_poll, since r2p2_call_sync takes no flags.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -30,7 +34,7 @@
 static void usage(void)
 {
 	fprintf(stderr, "usage: r2p2-echo-client [-s SOCKET] [-n SERVICE] [-S SIZE] [-c COUNT] "
-			"[-t TIMEOUT_MS] [-i INTERVAL_MS] [-P TEXT] [-v]\n");
+			"[-t TIMEOUT_MS] [-i INTERVAL_MS] [-P TEXT] [-N] [-v]\n");
 	exit(2);
 }
 
@@ -60,6 +64,57 @@ static void fill(uint8_t *p, size_t n, uint64_t seed)
 	}
 }
 
+/* ---- -N: calls with flags (r2p2_call_sync has none) ---- */
+
+/*
+ * call_flags is r2p2_call_sync with `flags` for r2p2_call: submit, then poll until
+ * this call's response (other events are dropped: the client makes one call at a
+ * time). Returns as r2p2_call_sync does.
+ */
+static int call_flags(struct r2p2_ctx *ctx, const char *service, const void *req, size_t len,
+		      void *resp, size_t resp_cap, size_t *out_len, unsigned timeout_ms,
+		      unsigned flags)
+{
+	/* like r2p2_call_sync: the call's own timeout (0: the service's) plus a grace second */
+	uint64_t deadline = now_ns() + ((uint64_t)(timeout_ms ? timeout_ms : 60000) + 1000) * 1000000ull;
+	struct r2p2_event ev;
+	int64_t id;
+	int r;
+
+	*out_len = 0;
+	for (;;) {
+		id = r2p2_call(ctx, service, req, len, timeout_ms, flags);
+		if (id != -EAGAIN)
+			break;
+		if (now_ns() >= deadline)
+			return -ETIMEDOUT;
+		r = r2p2_poll(ctx, &ev, 1, 1);
+		if (r < 0)
+			return r;
+	}
+	if (id < 0)
+		return (int)id;
+	for (;;) {
+		uint64_t now = now_ns();
+
+		if (now >= deadline)
+			return -ETIMEDOUT;
+		r = r2p2_poll(ctx, &ev, 1, (int)((deadline - now) / 1000000ull) + 1);
+		if (r < 0)
+			return r;
+		if (r == 1 && ev.type == R2P2_EV_RESPONSE && ev.id == (uint64_t)id)
+			break;
+	}
+	*out_len = ev.len;
+	if (ev.status)
+		return ev.status;
+	if (ev.len > resp_cap)
+		return -ENOBUFS;
+	if (ev.len)
+		memcpy(resp, ev.data, ev.len);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *sock = NULL, *service = "echo.svc", *pattern = NULL;
@@ -70,8 +125,9 @@ int main(int argc, char **argv)
 	uint8_t *req = NULL, *resp = NULL;
 	uint64_t t0, seed;
 	int opt, verbose = 0, last_err = 0;
+	unsigned call_fl = 0; /* -N */
 
-	while ((opt = getopt(argc, argv, "s:n:S:c:t:i:P:vh")) != -1) {
+	while ((opt = getopt(argc, argv, "s:n:S:c:t:i:P:Nvh")) != -1) {
 		switch (opt) {
 		case 's':
 			sock = optarg;
@@ -99,6 +155,9 @@ int main(int argc, char **argv)
 			break;
 		case 'v':
 			verbose = 1;
+			break;
+		case 'N':
+			call_fl = R2P2_CALL_NOT_REPLAY_SAFE;
 			break;
 		default:
 			usage();
@@ -142,8 +201,12 @@ int main(int argc, char **argv)
 		else
 			fill(req, size, seed + i);
 		t1 = now_ns();
-		r = r2p2_call_sync(ctx, service, req, size, resp, size + 1, &got,
-				   (unsigned)timeout_ms);
+		if (call_fl)
+			r = call_flags(ctx, service, req, size, resp, size + 1, &got,
+				       (unsigned)timeout_ms, call_fl);
+		else
+			r = r2p2_call_sync(ctx, service, req, size, resp, size + 1, &got,
+					   (unsigned)timeout_ms);
 		if (r == -ENOBUFS) {
 			mismatched++;
 			fprintf(

@@ -38,9 +38,10 @@ static void on_signal(int sig)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: udp-pingpong server BIND_ADDR:PORT [-i IDLE_S]\n"
-			"       udp-pingpong client ADDR:PORT [-S SIZE] [-N COUNT] [-w WARMUP]\n"
-			"                    [-t TIMEOUT_MS] [-d DURATION_S] [--samples FILE] [--json]\n");
+	fprintf(stderr,
+		"usage: udp-pingpong server BIND_ADDR:PORT [-i IDLE_S]\n"
+		"       udp-pingpong client ADDR:PORT [-S SIZE] [-N COUNT] [-w WARMUP]\n"
+		"                    [-t TIMEOUT_MS] [-d DURATION_S] [--samples FILE] [--json]\n");
 	exit(2);
 }
 
@@ -151,9 +152,8 @@ static int ping(int fd, uint8_t *req, uint8_t *resp, size_t size, uint32_t seq, 
 
 static int run_client(int argc, char **argv)
 {
-	static const struct option longopts[] = {{"json", no_argument, NULL, 'j'},
-						 {"samples", required_argument, NULL, 'o'},
-						 {0}};
+	static const struct option longopts[] = {
+	    {"json", no_argument, NULL, 'j'}, {"samples", required_argument, NULL, 'o'}, {0}};
 	const char *samples = NULL;
 	unsigned long size = 4, count = 10000, warmup = 100, timeout_ms = 1000, duration_s = 60;
 	struct sockaddr_storage addr;

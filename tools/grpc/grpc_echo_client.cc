@@ -28,8 +28,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
-#include <sched.h>
 #include <memory>
+#include <sched.h>
 #include <sstream>
 #include <string>
 
@@ -38,7 +38,8 @@
 #include "echo.grpc.pb.h"
 #include "stats.h"
 
-namespace {
+namespace
+{
 
 volatile sig_atomic_t g_stop;
 
@@ -49,12 +50,11 @@ void on_signal(int)
 
 [[noreturn]] void usage()
 {
-	std::fprintf(stderr,
-		     "usage: grpc-echo-client ADDR:PORT [-S SIZE] [-N COUNT] [-w WARMUP] "
-		     "[-c CONCURRENCY]\n"
-		     "                        [-t TIMEOUT_MS] [-d DURATION_S] [--rate R] "
-		     "[--tls CA SERVERNAME]\n"
-		     "                        [--samples FILE] [--json]\n");
+	std::fprintf(stderr, "usage: grpc-echo-client ADDR:PORT [-S SIZE] [-N COUNT] [-w WARMUP] "
+			     "[-c CONCURRENCY]\n"
+			     "                        [-t TIMEOUT_MS] [-d DURATION_S] [--rate R] "
+			     "[--tls CA SERVERNAME]\n"
+			     "                        [--samples FILE] [--json]\n");
 	std::exit(2);
 }
 
@@ -247,7 +247,8 @@ struct Run {
 			bool issuing = !g_stop && issued < total && now_ns() < issue_end;
 
 			while (issuing && inflight < o.conc && issued < total) {
-				uint64_t t = now_ns(), due = o.rate ? due_ns(start, issued, o.rate) : t;
+				uint64_t t = now_ns(),
+					 due = o.rate ? due_ns(start, issued, o.rate) : t;
 				Call *c;
 
 				if (due > t)
@@ -295,8 +296,9 @@ struct Run {
 
 			inflight--;
 			if (c->measured)
-				account(ok ? c->status : grpc::Status(grpc::StatusCode::INTERNAL,
-								      "completion not ok"),
+				account(ok ? c->status
+					   : grpc::Status(grpc::StatusCode::INTERNAL,
+							  "completion not ok"),
 					c->resp, c->start_ns, done);
 		}
 		cq.Shutdown();
@@ -409,8 +411,9 @@ int main(int argc, char **argv)
 			    o.servername);
 	std::printf("\n");
 	if (o.rate)
-		std::printf("  open loop: offered %lu req/s, latest send %.1f us after its due time\n",
-			    o.rate, (double)run.max_lag_ns / 1000.0);
+		std::printf(
+		    "  open loop: offered %lu req/s, latest send %.1f us after its due time\n",
+		    o.rate, (double)run.max_lag_ns / 1000.0);
 	stats_cleanup(&run.st);
 	return rc;
 }

@@ -29,12 +29,14 @@
 #include "echo.grpc.pb.h"
 #include "stats.h"
 
-namespace {
+namespace
+{
 
 std::atomic<uint64_t> g_served{0};
 std::atomic<uint64_t> g_last_ns{0};
 
-class EchoService final : public r2p2bench::Echo::Service {
+class EchoService final : public r2p2bench::Echo::Service
+{
 	grpc::Status Echo(grpc::ServerContext *, const r2p2bench::EchoMsg *req,
 			  r2p2bench::EchoMsg *resp) override
 	{
