@@ -56,6 +56,7 @@ enum daemon_key {
 	DK_STEK,
 	DK_REPLAY_WINDOW,
 	DK_REPLAY_MAX,
+	DK_SPIN,
 	DK_COUNT,
 };
 
@@ -76,6 +77,7 @@ static const char *const daemon_keys[DK_COUNT] = {
     [DK_STEK] = "stek",
     [DK_REPLAY_WINDOW] = "replay_window_ms",
     [DK_REPLAY_MAX] = "replay_max_entries",
+    [DK_SPIN] = "spin_us",
 };
 
 enum serve_key { SK_PORT, SK_SECURITY, SK_CERT, SK_KEY, SK_EARLY_DATA, SK_COUNT };
@@ -481,6 +483,10 @@ static void daemon_key(struct parser *p, const char *key, const char *v)
 	case DK_REPLAY_MAX:
 		if (num_value(p, key, v, 1024, 1u << 26, &n))
 			c->replay_max_entries = (uint32_t)n;
+		break;
+	case DK_SPIN:
+		if (num_value(p, key, v, 0, 1000, &n))
+			c->spin_us = (uint32_t)n;
 		break;
 	case DK_COUNT:
 		break;
@@ -916,6 +922,7 @@ void cfg_defaults(struct cfg *c)
 	c->exec_timeout_ms = 30000;
 	c->drain_timeout_ms = 5000;
 	c->replay_window_ms = 120000;
+	c->spin_us = 0;
 	c->replay_max_entries = 1u << 18;
 	snprintf(c->log_level, sizeof(c->log_level), "info");
 }

@@ -58,6 +58,7 @@ struct cfg {
 	uint64_t reassembly_timeout_ms;
 	uint64_t exec_timeout_ms;
 	uint64_t drain_timeout_ms; /* SIGTERM waits this long for in-flight RPCs */
+	uint32_t spin_us;          /* a worker waiting for an app's answer polls this long first */
 	bool has_router;           /* [daemon] router = addr:port: FEEDBACK target */
 	struct r2p2_addr router;
 	char log_level[16];
