@@ -46,7 +46,11 @@
 _Static_assert((TLS_PENDING_MAX & (TLS_PENDING_MAX - 1)) == 0, "a power of two");
 _Static_assert(TLS_MSG_PREFIX_LEN == 4, "PROTOCOL.md");
 
-#define TLS_TICKETS_PER_SERVICE 4 /* tickets cached per service (concurrent calls) */
+/* Tickets cached per service and worker: each is single-use, so concurrent calls
+ * each need one; a call without one pays a full handshake. */
+#define TLS_TICKETS_PER_SERVICE 64
+/* Free slots the strike register must keep for the workers racing to insert. */
+#define TLS_REPLAY_MARGIN 64
 #define TLS_ERR_LEN 200
 
 /* ---- buffers and framing -------------------------------------------------------- */
@@ -782,9 +786,10 @@ static enum ssl_select_cert_result_t srv_select_cert(const SSL_CLIENT_HELLO *ch)
 		s->st.replays_refused++;
 	} else {
 		/* fail closed before BoringSSL commits to 0-RTT: a full register could not
-		 * take this random after acceptance (the insert below is at the same `now`) */
+		 * take this random after acceptance. Other workers share the register and
+		 * may insert between this check and ours, so keep a margin of slots. */
 		replay_stats(s->replay, &rs);
-		if (rs.entries >= rs.capacity)
+		if (rs.entries + TLS_REPLAY_MARGIN >= rs.capacity)
 			conn->early_refused = true;
 		memcpy(conn->random, ch->random, REPLAY_KEY_LEN);
 	}

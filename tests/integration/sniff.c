@@ -192,25 +192,26 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
-	fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, htons(ETH_P_ALL));
+	/* Protocol 0 receives nothing until the bind: no packet of another interface
+	 * slips in before the capture is narrowed to -i. */
+	fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		fprintf(stderr, "sniff: AF_PACKET socket: %s (needs CAP_NET_RAW)\n",
 			strerror(errno));
 		return 1;
 	}
-	if (ifname) {
-		struct sockaddr_ll sll = {.sll_family = AF_PACKET,
-					  .sll_protocol = htons(ETH_P_ALL)};
+	struct sockaddr_ll sll = {.sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL)};
 
+	if (ifname) {
 		sll.sll_ifindex = (int)if_nametoindex(ifname);
 		if (!sll.sll_ifindex) {
 			fprintf(stderr, "sniff: no interface %s\n", ifname);
 			return 1;
 		}
-		if (bind(fd, (struct sockaddr *)&sll, sizeof(sll)) < 0) {
-			fprintf(stderr, "sniff: bind %s: %s\n", ifname, strerror(errno));
-			return 1;
-		}
+	}
+	if (bind(fd, (struct sockaddr *)&sll, sizeof(sll)) < 0) {
+		fprintf(stderr, "sniff: bind %s: %s\n", ifname ? ifname : "(all)", strerror(errno));
+		return 1;
 	}
 	fprintf(stderr, "sniff ready\n");
 	fflush(stderr);

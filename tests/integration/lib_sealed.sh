@@ -1,0 +1,131 @@
+# shellcheck shell=bash
+# SPDX-License-Identifier: MIT
+# Helpers of the sealed-mode integration tests (tests/integration/it_sealed_*.sh), on top of
+# lib.sh and its tls helpers. Source it after lib.sh.
+#
+# Wire facts they rely on (docs/PROTOCOL.md, "sealed mode"): a sealed REQUEST has flag 0x10
+# (single packet: header cc 08 0P d0 RR RR 00 01), payload = version 1 (1) | token (72: key id
+# 4 | nonce 12 | ciphertext 40 | tag 16) | N (12) | timestamp (8, be64 unix ms) | ciphertext |
+# tag (16); a response is version | N (copied) | R | ciphertext | tag; a refusal is the 3-byte
+# REJECT 01 ff REASON (1 malformed, 2 unknown_key, 3 bad_token, 4 wrong_service, 5 expired,
+# 6 stale, 7 replay, 8 full, 9 bad_aead, 10 internal) in a RESPONSE with flag 0x10.
+
+# Offsets, in bytes from the start of the UDP payload (8-byte R2P2 header first).
+IT_SEALED_HDR=8
+IT_SEALED_TOKEN=$((IT_SEALED_HDR + 1))      # 9: key id (4), then the token nonce (12) ...
+IT_SEALED_NONCE=$((IT_SEALED_TOKEN + 72))   # 81: N (12)
+IT_SEALED_TS=$((IT_SEALED_NONCE + 12))      # 93: timestamp (8)
+IT_SEALED_CT=$((IT_SEALED_TS + 8))          # 101: ciphertext of the app request, then the tag
+IT_SEALED_REASONS=(ok malformed unknown_key bad_token wrong_service expired stale replay full
+	bad_aead internal)
+
+# it_sealed_init: it_tls_init, then skip unless this r2p2d accepts security = sealed.
+it_sealed_init() {
+	local out
+	it_tls_init
+	{
+		printf '[daemon]\nstek = %s/stek.keys\n\n' "$IT_TMP"
+		printf '[serve probe.svc]\nport = 9\nsecurity = sealed\ncert = %s/p.crt\nkey = %s/p.key\n\n' \
+			"$IT_TMP" "$IT_TMP"
+		printf '[call probe.svc]\nsecurity = sealed\nca = %s/ca.crt\nserver = 127.0.0.1:9\n' "$IT_TMP"
+	} >"$IT_TMP/probe-sealed.conf"
+	if ! out=$("$(it_bin r2p2d)" --config "$IT_TMP/probe-sealed.conf" --check 2>&1); then
+		it_skip "this r2p2d has no sealed mode: $out"
+	fi
+	command -v od >/dev/null || it_skip "od (coreutils) is missing"
+}
+
+# it_conf_serve_sealed SERVICE PORT CERT KEY
+it_conf_serve_sealed() {
+	printf '[serve %s]\nport = %s\nsecurity = sealed\ncert = %s\nkey = %s\n\n' "$1" "$2" "$3" "$4"
+}
+# it_conf_call_sealed SERVICE TIMEOUT_MS RETRIES CA SERVER...
+it_conf_call_sealed() {
+	local svc=$1 tmo=$2 retries=$3 ca=$4 s
+	shift 4
+	printf '[call %s]\nsecurity = sealed\nca = %s\n' "$svc" "$ca"
+	for s in "$@"; do
+		printf 'server = %s\n' "$s"
+	done
+	printf 'timeout_ms = %s\nretries = %s\n\n' "$tmo" "$retries"
+}
+
+# it_sealed_counter STATUS server|client FIELD: a counter of the "sealed server:" line (opened,
+# responses, minted, and the rejection reasons malformed .. internal) or of the "sealed client:"
+# line (associations, rebootstraps) of an `r2p2ctl status` text (empty if absent).
+it_sealed_counter() {
+	awk -v side="$2" -v f="$3" '$1 == "sealed" && $2 == side ":" {
+		for (i = 3; i < NF; i++) if ($i == f) print $(i + 1) }' <<<"$1"
+}
+
+# it_sealed_get SIDE server|client FIELD: it_sealed_counter on a fresh status (it_tls_status
+# waits 250 ms for the 100 ms snapshot).
+it_sealed_get() {
+	local s v
+	s=$(it_tls_status "$1") || it_fail "r2p2ctl status of daemon $1 failed" >&2
+	v=$(it_sealed_counter "$s" "$2" "$3")
+	[ -n "$v" ] || it_fail "daemon $1 status has no 'sealed $2: ... $3 N' counter" >&2
+	printf '%s\n' "$v"
+}
+
+# it_sealed_rejections STATUS: "reason N ..." of every non-zero rejection counter (for logs).
+it_sealed_rejections() {
+	local r v out=""
+	for r in "${IT_SEALED_REASONS[@]:1}"; do
+		v=$(it_sealed_counter "$1" server "$r")
+		[ "${v:-0}" = 0 ] || out="$out $r $v"
+	done
+	printf '%s\n' "${out:- none}"
+}
+
+# it_sealed_delta STATUS0 STATUS1 FIELD: how much a "sealed server:" counter rose.
+it_sealed_delta() {
+	echo $(($(it_sealed_counter "$2" server "$3") - $(it_sealed_counter "$1" server "$3")))
+}
+
+# it_sealed_requests CAPTURE DST: the sealed single-packet REQUEST datagrams (flags F|L|0x10)
+# sent to DST (ADDR:PORT) in a sniff capture, one hex string per line, in order.
+it_sealed_requests() {
+	awk -v d="$2" '$2 == d && substr($3, 1, 6) == "cc0800" && substr($3, 7, 2) == "d0" &&
+		substr($3, 13, 4) == "0001" { print $3 }' "$1"
+}
+
+# it_hex_flip HEX BYTE MASK: HEX (a datagram) with byte BYTE (from 0) xor MASK (2 hex digits).
+it_hex_flip() {
+	local h=$1 pos=$2 b
+	b=${h:$((2 * pos)):2}
+	printf '%s%02x%s\n' "${h:0:$((2 * pos))}" $((16#$b ^ 16#$3)) "${h:$((2 * pos + 2))}"
+}
+
+# it_rawsend NS OUT DST HEX [RAWSEND_ARGS...]: one datagram from a fresh UDP socket in namespace
+# NS (r2p2-rawsend); the first reply (hex, no spaces) goes to OUT, empty if none came within 1 s.
+it_rawsend() {
+	local ns=$1 out=$2 dst=$3 hex=$4
+	shift 4
+	it_in "$ns" timeout 10 "$(it_bin r2p2-rawsend)" -w 1000 -r 1 "$@" "$dst" "$hex" 2>/dev/null |
+		head -n 1 | tr -d ' ' >"$out" || true
+}
+
+# it_sealed_reply_kind HEX: what a reply to a sealed request is: "reject:REASON" (REJECT),
+# "sealed" (a sealed RESPONSE, version 1), "drop" (R2P2 DROP), "none" (no reply) or "other:HEX".
+it_sealed_reply_kind() {
+	local h=$1 f
+	if [ -z "$h" ]; then
+		echo none
+		return
+	fi
+	f=${h:6:2}
+	if [ "${h:0:6}" = cc0841 ]; then
+		echo drop
+	elif [ "${h:0:6}" = cc0811 ] && [ "$((16#$f & 16#3f))" -eq 16 ]; then
+		if [ "${#h}" -eq 22 ] && [ "${h:16:4}" = 01ff ]; then
+			echo "reject:${IT_SEALED_REASONS[$((16#${h:20:2}))]:-?}"
+		elif [ "${h:16:2}" = 01 ]; then
+			echo sealed
+		else
+			echo "other:${h:0:40}"
+		fi
+	else
+		echo "other:${h:0:40}"
+	fi
+}
