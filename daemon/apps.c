@@ -23,6 +23,9 @@
 #include "lane.h"
 #include "log.h"
 #include "replay.h"
+#include "xdpath.h"
+
+#include <r2p2/bpf_abi.h>
 
 struct cfg_ref *cfg_ref_get(struct cfg_ref *r)
 {
@@ -326,6 +329,18 @@ static void status(struct daemon *d, struct conn *c)
 		apps += k->app != NULL;
 	OUT("r2p2d %s  pid %d  workers %u  apps %u%s\n", R2P2D_VERSION, (int)getpid(),
 	    d->num_workers, apps, d->draining ? "  (draining)" : "");
+	OUT("backend: %s\n", d->backend);
+	if (d->xdp) {
+		struct r2p2_stats xs;
+		if (xdpath_stats(d->xdp, &xs) == 0)
+			OUT("xdp: steered %llu no_socket %llu dropped_malformed %llu passed_not_r2p2 %llu "
+			    "passed_fragment %llu passed_ipv6_ext %llu passed_runt %llu\n",
+			    (unsigned long long)xs.steered, (unsigned long long)xs.no_socket,
+			    (unsigned long long)xs.dropped_malformed,
+			    (unsigned long long)xs.passed_not_r2p2,
+			    (unsigned long long)xs.passed_fragment,
+			    (unsigned long long)xs.passed_ipv6_ext, (unsigned long long)xs.passed_runt);
+	}
 	OUT("\napps:\n");
 	for (struct conn *k = d->conns; k; k = k->next) {
 		if (!k->app)
@@ -359,6 +374,10 @@ static void status(struct daemon *d, struct conn *c)
 		    (unsigned long long)s.eng.rx_duplicate, (unsigned long long)s.eng.rx_unmatched,
 		    (unsigned long long)s.eng.rx_too_big, (unsigned long long)s.eng.rx_no_state,
 		    (unsigned long long)s.app_errors);
+		if (d->xdp)
+			OUT("    af_xdp: rx %llu rx_bad %llu tx %llu tx_via_kernel %llu\n",
+			    (unsigned long long)s.xsk_rx, (unsigned long long)s.xsk_rx_bad,
+			    (unsigned long long)s.xsk_tx, (unsigned long long)s.xsk_tx_fallback);
 		for (unsigned k = 0; k < s.num_svc; k++) {
 			for (size_t j = 0; j < cfg->num_serves; j++) {
 				if (cfg->serves[j].port == s.svc[k].port) {

@@ -28,6 +28,8 @@ struct daemon {
 	uint64_t next_conn_id;
 	bool draining;
 	int drained_efd;        /* workers write 1 each when drained */
+	struct xdpath *xdp;     /* the xdp backend, or NULL for udp */
+	char backend[256];      /* what the backend is, for status */
 	struct stek_set *stek;  /* tls: as loaded at start (workers reload on change) */
 	struct replay *replay;  /* tls: the strike register shared by every worker */
 	struct replay *sealed_replay; /* sealed: (association, nonce) strike register */

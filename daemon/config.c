@@ -57,6 +57,9 @@ enum daemon_key {
 	DK_REPLAY_WINDOW,
 	DK_REPLAY_MAX,
 	DK_SPIN,
+	DK_BACKEND,
+	DK_XDP_MODE,
+	DK_INTERFACE,
 	DK_COUNT,
 };
 
@@ -78,6 +81,9 @@ static const char *const daemon_keys[DK_COUNT] = {
     [DK_REPLAY_WINDOW] = "replay_window_ms",
     [DK_REPLAY_MAX] = "replay_max_entries",
     [DK_SPIN] = "spin_us",
+    [DK_BACKEND] = "backend",
+    [DK_XDP_MODE] = "xdp_mode",
+    [DK_INTERFACE] = "interface",
 };
 
 enum serve_key { SK_PORT, SK_SECURITY, SK_CERT, SK_KEY, SK_EARLY_DATA, SK_COUNT };
@@ -483,6 +489,29 @@ static void daemon_key(struct parser *p, const char *key, const char *v)
 	case DK_REPLAY_MAX:
 		if (num_value(p, key, v, 1024, 1u << 26, &n))
 			c->replay_max_entries = (uint32_t)n;
+		break;
+	case DK_BACKEND:
+		if (strcmp(v, "auto") == 0)
+			c->backend = CFG_BACKEND_AUTO;
+		else if (strcmp(v, "xdp") == 0)
+			c->backend = CFG_BACKEND_XDP;
+		else if (strcmp(v, "udp") == 0)
+			c->backend = CFG_BACKEND_UDP;
+		else
+			failx(p, p->lineno, p->label, key, "bad value '%s' (expected auto|xdp|udp)",
+			      v);
+		break;
+	case DK_XDP_MODE:
+		if (strcmp(v, "native") == 0 || strcmp(v, "skb") == 0)
+			c->xdp_skb = strcmp(v, "skb") == 0;
+		else
+			failx(p, p->lineno, p->label, key, "bad value '%s' (expected native|skb)", v);
+		break;
+	case DK_INTERFACE:
+		if (strlen(v) >= sizeof(c->interface) || strlen(v) >= 16)
+			failx(p, p->lineno, p->label, key, "interface name too long: '%s'", v);
+		else
+			snprintf(c->interface, sizeof(c->interface), "%s", v);
 		break;
 	case DK_SPIN:
 		if (num_value(p, key, v, 0, 1000, &n))

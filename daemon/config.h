@@ -59,6 +59,9 @@ struct cfg {
 	uint64_t exec_timeout_ms;
 	uint64_t drain_timeout_ms; /* SIGTERM waits this long for in-flight RPCs */
 	uint32_t spin_us;          /* a worker waiting for an app's answer polls this long first */
+	enum cfg_backend { CFG_BACKEND_AUTO = 0, CFG_BACKEND_XDP, CFG_BACKEND_UDP } backend;
+	bool xdp_skb;              /* xdp_mode = skb (generic XDP) instead of native */
+	char interface[32];        /* interface for the xdp backend; "" = the one holding `listen` */
 	bool has_router;           /* [daemon] router = addr:port: FEEDBACK target */
 	struct r2p2_addr router;
 	char log_level[16];

@@ -80,6 +80,7 @@ struct worker_snap {
 	uint64_t calls_inflight;
 	uint64_t requests_executing;
 	uint64_t tx_fallback;      /* sends done with a direct syscall (tx pool empty) */
+	uint64_t xsk_rx, xsk_rx_bad, xsk_tx, xsk_tx_fallback; /* xdp backend */
 	uint64_t app_errors;       /* ABI violations seen from apps */
 	uint64_t cq_overflow_drops;
 	struct tls_stats tls_server; /* summed over the worker's tls services */
@@ -120,6 +121,15 @@ int port_probe(const struct cfg *c, uint16_t port, char *err, size_t err_len);
 int worker_start(struct worker *w);
 void worker_post(struct worker *w, struct cmd *c); /* takes ownership of `c` */
 void worker_join(struct worker *w);
+
+struct xsk_port;
+/*
+ * worker_use_xdp gives the worker its AF_XDP sockets (one per rx queue of
+ * `ifname`) before it starts; service sockets then receive and send through them
+ * (the kernel's UDP sockets stay as the fallback). Returns 0 or -1 with `err`.
+ */
+int worker_use_xdp(struct worker *w, struct xsk_port **ports, unsigned n, const char *ifname,
+		   char *err, size_t err_len);
 void worker_free(struct worker *w);
 void worker_snapshot(struct worker *w, struct worker_snap *out);
 

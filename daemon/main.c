@@ -23,6 +23,7 @@
 #include "replay.h"
 #include "sealed.h"
 #include "stek.h"
+#include "xdpath.h"
 
 static void usage(FILE *f)
 {
@@ -237,6 +238,29 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
+	/* The backend: AF_XDP sockets steered by the XDP program, or the kernel's UDP. */
+	char backend[256];
+	if (xdpath_setup(&d.cfg->cfg, d.num_workers, &d.xdp, err, sizeof(err)) < 0) {
+		log_err("backend = xdp: %s", err);
+		goto out;
+	}
+	if (d.xdp) {
+		xdpath_describe(d.xdp, backend, sizeof(backend));
+		for (unsigned i = 0; i < d.num_workers; i++) {
+			unsigned n;
+			struct xsk_port **p = xdpath_ports(d.xdp, i, &n);
+			if (worker_use_xdp(d.workers[i], p, n, xdpath_ifname(d.xdp), err,
+					   sizeof(err)) < 0) {
+				log_err("backend = xdp: %s", err);
+				goto out;
+			}
+		}
+	} else if (d.cfg->cfg.backend == CFG_BACKEND_UDP) {
+		snprintf(backend, sizeof(backend), "udp (backend = udp)");
+	} else {
+		snprintf(backend, sizeof(backend), "udp: xdp not used because %s", err);
+		log_warn("backend = auto picked the udp backend: xdp not used because %s", err);
+	}
 	d.ctl_fd = ctl_listen(&d.cfg->cfg, err, sizeof(err));
 	if (d.ctl_fd < 0) {
 		log_err("%s", err);
@@ -260,10 +284,11 @@ int main(int argc, char **argv)
 	ev.data.u64 = 3;
 	epoll_ctl(ep, EPOLL_CTL_ADD, d.drained_efd, &ev);
 
+	snprintf(d.backend, sizeof(d.backend), "%s", backend);
 	log_info("r2p2d %s ready: %u workers, listen %s, %zu services served, %zu called, control "
-		 "socket %s (udp backend)",
+		 "socket %s, backend %s",
 		 R2P2D_VERSION, d.num_workers, d.cfg->cfg.listen, d.cfg->cfg.num_serves,
-		 d.cfg->cfg.num_calls, d.cfg->cfg.socket_path);
+		 d.cfg->cfg.num_calls, d.cfg->cfg.socket_path, backend);
 	sd_notify(0, "READY=1");
 
 	/* The loop goes on while draining: status keeps answering, new attaches get a
@@ -332,6 +357,7 @@ out:
 			worker_free(d.workers[i]);
 		free(d.workers);
 	}
+	xdpath_free(d.xdp); /* after the workers: detaches the program */
 	if (d.ctl_fd >= 0) {
 		close(d.ctl_fd);
 		unlink(d.cfg->cfg.socket_path);

@@ -31,17 +31,17 @@
 enum entry_state { E_EMPTY = 0, E_OK, E_PENDING, E_FAILED, E_NOROUTE };
 
 struct entry {
-	uint8_t state;     /* enum entry_state */
-	bool stale;        /* E_OK from a NUD_STALE neighbour */
-	uint16_t family;   /* of `dst` */
+	uint8_t state;	 /* enum entry_state */
+	bool stale;	 /* E_OK from a NUD_STALE neighbour */
+	uint16_t family; /* of `dst` */
 	uint16_t nh_family;
 	uint8_t dst[16];
-	uint8_t nh[16];    /* next hop: gateway or dst */
-	uint8_t src[16];   /* preferred source, family `family` */
+	uint8_t nh[16];	 /* next hop: gateway or dst */
+	uint8_t src[16]; /* preferred source, family `family` */
 	uint8_t mac[6];
-	uint64_t stamp_ns; /* when stored or last changed */
+	uint64_t stamp_ns;   /* when stored or last changed */
 	uint64_t trigger_ns; /* last trigger */
-	uint64_t age;      /* insertion order, for replacement */
+	uint64_t age;	     /* insertion order, for replacement */
 };
 
 struct neigh {
@@ -60,7 +60,7 @@ struct neigh {
 };
 
 static void set_err(char *err, size_t err_len, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static void set_err(char *err, size_t err_len, const char *fmt, ...)
 {
@@ -122,7 +122,8 @@ int neigh_parse_route(const struct nlmsghdr *nlh, size_t len, struct neigh_route
 	out->family = rtm->rtm_family;
 	out->type = rtm->rtm_type;
 	const struct nlattr *a;
-	mnl_attr_for_each(a, nlh, sizeof(*rtm)) {
+	mnl_attr_for_each(a, nlh, sizeof(*rtm))
+	{
 		switch (mnl_attr_get_type(a)) {
 		case RTA_OIF:
 			if (mnl_attr_validate(a, MNL_TYPE_U32) < 0)
@@ -182,7 +183,8 @@ int neigh_parse_neigh(const struct nlmsghdr *nlh, size_t len, struct neigh_msg *
 	out->flags = ndm->ndm_flags;
 	bool has_dst = false;
 	const struct nlattr *a;
-	mnl_attr_for_each(a, nlh, sizeof(*ndm)) {
+	mnl_attr_for_each(a, nlh, sizeof(*ndm))
+	{
 		switch (mnl_attr_get_type(a)) {
 		case NDA_DST:
 			if (copy_addr(a, out->family, out->dst))
@@ -281,8 +283,7 @@ int neigh_learn(struct neigh *n, const struct r2p2_addr *dst, const struct neigh
 		return -EAFNOSUPPORT;
 	struct entry *e = slot(n, dst);
 	e->stamp_ns = now_ns;
-	if (!rt || rt->family != dst->family || rt->type != RTN_UNICAST ||
-	    rt->oif != n->ifindex) {
+	if (!rt || rt->family != dst->family || rt->type != RTN_UNICAST || rt->oif != n->ifindex) {
 		e->state = E_NOROUTE;
 		return -ENETUNREACH;
 	}
@@ -384,8 +385,8 @@ static int transact(struct neigh *n, struct nlmsghdr *req, struct query *q)
 		ssize_t r = mnl_socket_recvfrom(n->q, n->buf, sizeof(n->buf));
 		if (r < 0)
 			return errno == EAGAIN ? -ETIMEDOUT : -errno;
-		int ret = mnl_cb_run(n->buf, (size_t)r, n->seq, n->q_portid,
-				     q ? query_cb : NULL, q);
+		int ret =
+		    mnl_cb_run(n->buf, (size_t)r, n->seq, n->q_portid, q ? query_cb : NULL, q);
 		if (ret < 0) {
 			if (errno == EPROTO) /* the late answer to a query that timed out */
 				continue;
@@ -413,8 +414,7 @@ static int query_route(struct neigh *n, const struct r2p2_addr *dst, struct neig
 	return transact(n, nlh, &q);
 }
 
-static int query_neigh(struct neigh *n, uint16_t family, const uint8_t *addr,
-		       struct neigh_msg *out)
+static int query_neigh(struct neigh *n, uint16_t family, const uint8_t *addr, struct neigh_msg *out)
 {
 	uint8_t buf[256];
 	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
@@ -505,7 +505,8 @@ static int query_link(struct neigh *n)
 			    m->nlmsg_len < mnl_nlmsg_size(sizeof(struct ifinfomsg)))
 				continue;
 			const struct nlattr *a;
-			mnl_attr_for_each(a, m, sizeof(struct ifinfomsg)) {
+			mnl_attr_for_each(a, m, sizeof(struct ifinfomsg))
+			{
 				if (mnl_attr_get_type(a) == IFLA_ADDRESS &&
 				    mnl_attr_get_payload_len(a) == 6) {
 					memcpy(n->mac, mnl_attr_get_payload(a), 6);

@@ -14,6 +14,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <poll.h>
 #include <liburing.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -33,6 +34,8 @@
 
 #include "lane.h"
 #include "log.h"
+#include "neigh.h"
+#include "xsk.h"
 #include "replay.h"
 #include "sealed.h"
 #include "stek.h"
@@ -61,6 +64,8 @@ enum ud_kind {
 	UD_INBOX,
 	UD_CANCEL,
 	UD_STEK, /* the STEK file's directory changed (inotify) */
+	UD_XSK,  /* an AF_XDP socket has rx descriptors (multishot poll) */
+	UD_NEIGH, /* the kernel's route or neighbour tables changed (multishot poll) */
 };
 
 static inline uint64_t ud_make(enum ud_kind k, uint32_t idx, uint32_t gen)
@@ -212,6 +217,14 @@ struct worker {
 	uint8_t stek_ev[4096] __attribute__((aligned(8)));
 	struct tls_stats tls_retired; /* counters of tls servers already freed */
 	uint64_t last_tls_log;
+
+	/* xdp backend: one AF_XDP socket per rx queue, steered to us by the XDP program */
+	struct xsk_port *xports[64];
+	unsigned num_xports;
+	struct neigh *neigh;
+	bool xsk_dirty;       /* frames queued since the last flush */
+	uint64_t rx_now;      /* `now` for the AF_XDP rx callback */
+	uint64_t xsk_tx, xsk_tx_fallback;
 
 	bool draining, stop;
 	bool drained_reported;
@@ -549,6 +562,33 @@ static int sync_service_socks(struct worker *w, char *err, size_t err_len)
 
 /* ---- engine callbacks -------------------------------------------------------- */
 
+/*
+ * xsk_try_send sends a service socket's datagram over AF_XDP, with the next hop's
+ * MAC from the kernel's tables. Returns false when it cannot (next hop not resolved
+ * yet, tx ring full): the caller sends through the kernel instead, so nothing is lost.
+ */
+static bool xsk_try_send(struct worker *w, const struct wsock *s, const struct r2p2_addr *dst,
+			 const struct iovec *iov, int iovcnt)
+{
+	struct r2p2_addr src = w->cfg->cfg.listen_addr, via;
+	uint8_t mac[6];
+	static const uint8_t any[16];
+
+	if (neigh_lookup(w->neigh, dst, mac, &via) < 0)
+		goto fallback;
+	if (memcmp(src.addr, any, 16) == 0 || src.family != dst->family)
+		src = via;
+	src.port = htons(s->port);
+	if (xsk_port_send(w->xports[0], &src, dst, mac, iov, iovcnt) < 0)
+		goto fallback;
+	w->xsk_dirty = true;
+	w->xsk_tx++;
+	return true;
+fallback:
+	w->xsk_tx_fallback++;
+	return false;
+}
+
 static void tx_direct(struct worker *w, int fd, struct msghdr *m)
 {
 	w->tx_fallback++;
@@ -568,6 +608,8 @@ static void on_send(void *ctx, unsigned sock, const struct r2p2_addr *dst,
 	if (sock >= MAX_SOCKS || w->socks[sock].fd < 0)
 		return;
 	s = &w->socks[sock];
+	if (sock != 0 && w->num_xports && xsk_try_send(w, s, dst, iov, iovcnt))
+		return;
 	for (int i = 0; i < iovcnt; i++)
 		len += iov[i].iov_len;
 	if (len > TX_BUF_SIZE)
@@ -1451,6 +1493,57 @@ void worker_post(struct worker *w, struct cmd *c)
 
 /* ---- completions ---------------------------------------------------------------------- */
 
+static void xsk_rx(void *ctx, const struct r2p2_addr *src, const struct r2p2_addr *dst,
+		   const uint8_t *payload, size_t len)
+{
+	struct worker *w = ctx;
+	uint16_t port = ntohs(dst->port);
+
+	/* The program steers only service ports; find the socket slot of this one. */
+	for (unsigned i = 1; i < MAX_SOCKS; i++) {
+		if (w->socks[i].fd >= 0 && !w->socks[i].closing && w->socks[i].port == port) {
+			eng_input(w->eng, i, src, payload, len, w->rx_now);
+			return;
+		}
+	}
+}
+
+static void arm_poll(struct worker *w, int fd, enum ud_kind kind, uint32_t idx)
+{
+	struct io_uring_sqe *sqe = get_sqe(w);
+	if (!sqe)
+		return;
+	io_uring_prep_poll_multishot(sqe, fd, POLLIN);
+	io_uring_sqe_set_data64(sqe, ud_make(kind, idx, 0));
+}
+
+static void handle_xsk(struct worker *w, struct io_uring_cqe *cqe, uint64_t now)
+{
+	uint32_t i = ud_idx(cqe->user_data);
+
+	if (i >= w->num_xports)
+		return;
+	w->rx_now = now;
+	/* Drain the rx ring; the poll is level-triggered and fires again if we stop early. */
+	for (int n = 0; n < 16 && xsk_port_rx(w->xports[i], xsk_rx, w, 256) == 256; n++)
+		;
+	if (!(cqe->flags & IORING_CQE_F_MORE))
+		arm_poll(w, xsk_port_fd(w->xports[i]), UD_XSK, i);
+}
+
+int worker_use_xdp(struct worker *w, struct xsk_port **ports, unsigned n, const char *ifname,
+		   char *err, size_t err_len)
+{
+	if (n > sizeof(w->xports) / sizeof(w->xports[0]))
+		n = sizeof(w->xports) / sizeof(w->xports[0]);
+	w->neigh = neigh_new(ifname, err, err_len);
+	if (!w->neigh)
+		return -1;
+	memcpy(w->xports, ports, n * sizeof(*ports));
+	w->num_xports = n;
+	return 0;
+}
+
 static void handle_recv(struct worker *w, struct io_uring_cqe *cqe, uint64_t now)
 {
 	static const struct msghdr recv_msg = {.msg_namelen = sizeof(struct sockaddr_in6)};
@@ -1538,6 +1631,14 @@ static void handle_cqe(struct worker *w, struct io_uring_cqe *cqe, uint64_t now)
 	case UD_INBOX:
 		handle_inbox(w);
 		break;
+	case UD_XSK:
+		handle_xsk(w, cqe, now);
+		break;
+	case UD_NEIGH:
+		neigh_process(w->neigh);
+		if (!(cqe->flags & IORING_CQE_F_MORE))
+			arm_poll(w, neigh_fd(w->neigh), UD_NEIGH, 0);
+		break;
 	case UD_STEK:
 		if (cqe->res > 0) {
 			reload_stek(w);
@@ -1565,6 +1666,14 @@ static void publish_snapshot(struct worker *w)
 	s.calls_inflight = w->calls_inflight;
 	s.requests_executing = w->exec_count;
 	s.tx_fallback = w->tx_fallback;
+	s.xsk_tx = w->xsk_tx;
+	s.xsk_tx_fallback = w->xsk_tx_fallback;
+	for (unsigned i = 0; i < w->num_xports; i++) {
+		struct xsk_port_stats xs;
+		xsk_port_get_stats(w->xports[i], &xs);
+		s.xsk_rx += xs.rx;
+		s.xsk_rx_bad += xs.rx_dropped_parse;
+	}
 	s.app_errors = w->app_errors;
 	s.cq_overflow_drops = w->cq_overflow_drops;
 	s.tls_server = w->tls_retired;
@@ -1673,6 +1782,10 @@ static void *worker_main(void *arg)
 	pthread_setname_np(pthread_self(), w->name);
 	arm_inbox(w);
 	arm_stek_watch(w);
+	for (unsigned i = 0; i < w->num_xports; i++)
+		arm_poll(w, xsk_port_fd(w->xports[i]), UD_XSK, i);
+	if (w->neigh)
+		arm_poll(w, neigh_fd(w->neigh), UD_NEIGH, 0);
 	for (int i = 0; i < MAX_SOCKS; i++)
 		if (w->socks[i].fd >= 0)
 			arm_recv(w, (uint32_t)i);
@@ -1718,6 +1831,16 @@ static void *worker_main(void *arg)
 		for (int i = 0; i < MAX_SOCKS; i++)
 			if (w->socks[i].fd >= 0 && !w->socks[i].recv_armed && !w->socks[i].closing)
 				arm_recv(w, (uint32_t)i);
+
+		/* AF_XDP: hand this iteration's frames to the kernel (kicking only when it
+		 * asks) and take back the frames it finished sending. */
+		for (unsigned i = 0; i < w->num_xports; i++) {
+			if (w->xsk_dirty)
+				xsk_port_flush(w->xports[i]);
+			if (xsk_port_pending(w->xports[i]))
+				xsk_port_complete(w->xports[i]);
+		}
+		w->xsk_dirty = false;
 
 		/* Drained: tell the main thread, then keep answering (DROP, ESHUTDOWN) until
 		 * every worker is drained and the main thread says stop. */
@@ -1996,6 +2119,7 @@ void worker_free(struct worker *w)
 		sealed_assoc_cleanup(&w->tls_clients[i].assoc);
 	}
 	tls_buf_cleanup(&w->sealed_buf);
+	neigh_free(w->neigh);
 	tls_buf_cleanup(&w->tls_flight);
 	tls_buf_cleanup(&w->tls_plain);
 	stek_set_put(w->stek);

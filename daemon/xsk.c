@@ -24,7 +24,7 @@
 #include <xdp/xsk.h>
 
 #define RX_BATCH 64
-#define TX_REFILL 32     /* tx frames a port takes from the shared stack at once */
+#define TX_REFILL 32	  /* tx frames a port takes from the shared stack at once */
 #define COPY_MAX_KICKS 64 /* a copy-mode kick sends a bounded batch; bound the retries */
 
 struct xsk_queue {
@@ -68,7 +68,7 @@ struct xsk_port {
 };
 
 static void set_err(char *err, size_t err_len, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static void set_err(char *err, size_t err_len, const char *fmt, ...)
 {
@@ -404,11 +404,11 @@ out:
 static int umem_setup(struct xsk_queue *q)
 {
 	struct xsk_umem_config uc = {
-		.fill_size = q->num_rx_frames,
-		.comp_size = q->num_frames - q->num_rx_frames,
-		.frame_size = q->frame_size,
-		.frame_headroom = 0,
-		.flags = 0,
+	    .fill_size = q->num_rx_frames,
+	    .comp_size = q->num_frames - q->num_rx_frames,
+	    .frame_size = q->frame_size,
+	    .frame_headroom = 0,
+	    .flags = 0,
 	};
 	return xsk_umem__create(&q->umem, q->area, q->area_len, &q->fill, &q->comp, &uc);
 }
@@ -530,7 +530,7 @@ static bool fill_push_locked(struct xsk_queue *q, const uint64_t *addrs, uint32_
 		if (xsk_ring_prod__reserve(&q->fill, want, &idx) == want) {
 			for (uint32_t i = 0; i < want; i++)
 				*xsk_ring_prod__fill_addr(&q->fill, idx + i) =
-					q->fill_backlog[--q->num_fill_backlog];
+				    q->fill_backlog[--q->num_fill_backlog];
 			xsk_ring_prod__submit(&q->fill, want);
 		}
 	}
@@ -558,18 +558,54 @@ static int bind_port(struct xsk_port *p, enum xsk_mode mode, bool first)
 {
 	struct xsk_queue *q = p->q;
 	struct xsk_socket_config sc = {
-		.rx_size = q->cfg.ring_size,
-		.tx_size = q->cfg.ring_size,
-		.libxdp_flags = XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD,
-		.xdp_flags = 0,
-		.bind_flags = XDP_USE_NEED_WAKEUP |
-			      (mode == XSK_MODE_ZEROCOPY ? XDP_ZEROCOPY : XDP_COPY),
+	    .rx_size = q->cfg.ring_size,
+	    .tx_size = q->cfg.ring_size,
+	    .libxdp_flags = XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD,
+	    .xdp_flags = 0,
+	    .bind_flags =
+		XDP_USE_NEED_WAKEUP | (mode == XSK_MODE_ZEROCOPY ? XDP_ZEROCOPY : XDP_COPY),
 	};
 	/* The first socket of the UMEM owns the fill and completion rings (libxdp takes
 	 * the ones xsk_umem__create made); later ones bind with XDP_SHARED_UMEM and
 	 * libxdp ignores the ring arguments for an already known (ifindex, queue). */
 	return xsk_socket__create_shared(&p->xsk, q->ifname, q->queue, q->umem, &p->rx, &p->tx,
 					 first ? &q->fill : NULL, first ? &q->comp : NULL, &sc);
+}
+
+/*
+ * first_bind binds the UMEM's first socket in `mode`. A failed bind leaves libxdp's
+ * UMEM half set up (its fill and completion rings already handed to the failed
+ * context), so the UMEM is registered afresh after each failure. -EBUSY is retried
+ * for up to a second: the kernel releases the queue of a closed socket from a work
+ * queue, so a socket closed just before (a restart, a reconfiguration) still holds it.
+ */
+static int first_bind(struct xsk_port *p, enum xsk_mode mode)
+{
+	struct xsk_queue *q = p->q;
+	int ret = -EBUSY;
+	for (int tries = 0; tries < 100; tries++) {
+		if (!q->umem) {
+			ret = umem_setup(q);
+			if (ret) {
+				q->umem = NULL;
+				return ret;
+			}
+		}
+		ret = bind_port(p, mode, true);
+		if (!ret)
+			return 0;
+		p->xsk = NULL;
+		xsk_umem__delete(q->umem);
+		q->umem = NULL;
+		if (ret != -EBUSY)
+			break;
+		usleep(10000);
+	}
+	/* leave a registered UMEM behind for the next attempt or xsk_queue_free */
+	int r2 = umem_setup(q);
+	if (r2)
+		q->umem = NULL;
+	return ret;
 }
 
 struct xsk_port *xsk_queue_add_port(struct xsk_queue *q, char *err, size_t err_len)
@@ -589,38 +625,30 @@ struct xsk_port *xsk_queue_add_port(struct xsk_queue *q, char *err, size_t err_l
 		ret = bind_port(p, q->zerocopy ? XSK_MODE_ZEROCOPY : XSK_MODE_COPY, false);
 		if (ret) {
 			set_err(err, err_len, "xsk: %s queue %u: shared-UMEM socket %u (%s): %s",
-				q->ifname, q->queue, q->num_ports, q->zerocopy ? "zero-copy" : "copy",
-				strerror(-ret));
+				q->ifname, q->queue, q->num_ports,
+				q->zerocopy ? "zero-copy" : "copy", strerror(-ret));
 			goto fail;
 		}
 	} else {
 		enum xsk_mode m = q->cfg.mode == XSK_MODE_AUTO ? XSK_MODE_ZEROCOPY : q->cfg.mode;
-		ret = bind_port(p, m, true);
+		int zc_ret = 0;
+		ret = first_bind(p, m);
 		if (ret && q->cfg.mode == XSK_MODE_AUTO) {
-			/* A failed bind leaves libxdp's UMEM half set up (its fill ring
-			 * already handed over): start again from a fresh registration. */
-			int zc_ret = ret;
-			p->xsk = NULL;
-			xsk_umem__delete(q->umem);
-			q->umem = NULL;
-			ret = umem_setup(q);
-			if (ret) {
-				set_err(err, err_len, "xsk: %s queue %u: UMEM re-registration: %s",
-					q->ifname, q->queue, strerror(-ret));
-				goto fail;
-			}
+			zc_ret = ret;
 			m = XSK_MODE_COPY;
-			ret = bind_port(p, m, true);
-			if (ret) {
-				set_err(err, err_len,
-					"xsk: cannot bind AF_XDP socket to %s queue %u: zero-copy: "
-					"%s; copy: %s",
-					q->ifname, q->queue, strerror(-zc_ret), strerror(-ret));
-				goto fail;
-			}
-		} else if (ret) {
-			set_err(err, err_len, "xsk: cannot bind AF_XDP socket to %s queue %u (%s): %s",
-				q->ifname, q->queue, mode_name(q->cfg.mode), strerror(-ret));
+			ret = first_bind(p, m);
+		}
+		if (ret && zc_ret) {
+			set_err(err, err_len,
+				"xsk: cannot bind AF_XDP socket to %s queue %u: zero-copy: %s; "
+				"copy: %s",
+				q->ifname, q->queue, strerror(-zc_ret), strerror(-ret));
+			goto fail;
+		}
+		if (ret) {
+			set_err(err, err_len,
+				"xsk: cannot bind AF_XDP socket to %s queue %u (%s): %s", q->ifname,
+				q->queue, mode_name(q->cfg.mode), strerror(-ret));
 			goto fail;
 		}
 		q->zerocopy = m == XSK_MODE_ZEROCOPY;
@@ -645,8 +673,8 @@ fail:
 	return NULL;
 }
 
-struct xsk_port *xsk_port_new(const char *ifname, unsigned queue,
-			      const struct xsk_port_config *cfg, char *err, size_t err_len)
+struct xsk_port *xsk_port_new(const char *ifname, unsigned queue, const struct xsk_port_config *cfg,
+			      char *err, size_t err_len)
 {
 	struct xsk_queue *q = xsk_queue_new(ifname, queue, cfg, err, err_len);
 	if (!q)
@@ -790,8 +818,8 @@ int xsk_port_send(struct xsk_port *p, const struct r2p2_addr *src, const struct 
 	size_t cap = q->frame_size;
 	if (cap > (size_t)q->mtu + ETH_HLEN)
 		cap = (size_t)q->mtu + ETH_HLEN;
-	int len = xsk_build_udp(q->area + addr, cap, q->mac, dst_mac, src, dst, iov, iovcnt,
-				p->ip_id);
+	int len =
+	    xsk_build_udp(q->area + addr, cap, q->mac, dst_mac, src, dst, iov, iovcnt, p->ip_id);
 	if (len < 0)
 		return len;
 	uint32_t idx;

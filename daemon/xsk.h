@@ -51,11 +51,12 @@ enum xsk_mode {
 #define XSK_TX_CACHE 64
 
 struct xsk_port_config {
-	uint32_t num_frames;  /* UMEM frames, a power of two >= 64; 0: 4096 */
-	uint32_t frame_size;  /* 2048 or 4096; 0: 2048 */
-	uint32_t ring_size;   /* rx and tx ring entries of each socket, a power of two; 0: num_frames / 2 */
-	enum xsk_mode mode;   /* XDP_USE_NEED_WAKEUP is always set */
-	bool verify_rx_csum;  /* drop received UDP datagrams whose checksum is wrong (see below) */
+	uint32_t num_frames; /* UMEM frames, a power of two >= 64; 0: 4096 */
+	uint32_t frame_size; /* 2048 or 4096; 0: 2048 */
+	uint32_t ring_size;  /* rx and tx ring entries of each socket, a power of two; 0: num_frames
+				/ 2 */
+	enum xsk_mode mode;  /* XDP_USE_NEED_WAKEUP is always set */
+	bool verify_rx_csum; /* drop received UDP datagrams whose checksum is wrong (see below) */
 };
 
 /*
@@ -68,20 +69,20 @@ void xsk_port_config_default(struct xsk_port_config *cfg);
 
 /* Counters of one port. Only the port's thread writes them. */
 struct xsk_port_stats {
-	uint64_t rx;               /* UDP datagrams handed to the rx callback */
-	uint64_t tx;               /* datagrams put on the tx ring */
+	uint64_t rx;		   /* UDP datagrams handed to the rx callback */
+	uint64_t tx;		   /* datagrams put on the tx ring */
 	uint64_t rx_dropped_parse; /* rx frames that were not a well-formed UDP datagram */
-	uint64_t rx_bad_csum;      /* dropped for a wrong UDP checksum (verify_rx_csum) */
-	uint64_t tx_no_frame;      /* xsk_port_send found no free tx frame */
-	uint64_t tx_ring_full;     /* xsk_port_send found the tx ring full */
-	uint64_t kicks;            /* sendto/recvfrom wakeups issued */
+	uint64_t rx_bad_csum;	   /* dropped for a wrong UDP checksum (verify_rx_csum) */
+	uint64_t tx_no_frame;	   /* xsk_port_send found no free tx frame */
+	uint64_t tx_ring_full;	   /* xsk_port_send found the tx ring full */
+	uint64_t kicks;		   /* sendto/recvfrom wakeups issued */
 	/* the kernel's XDP_STATISTICS of the socket, read by xsk_port_get_stats */
-	uint64_t k_rx_dropped;           /* dropped for other reasons */
-	uint64_t k_rx_invalid_descs;     /* invalid fill descriptors */
-	uint64_t k_tx_invalid_descs;     /* invalid tx descriptors */
-	uint64_t k_rx_ring_full;         /* dropped because the rx ring was full */
-	uint64_t k_rx_fill_ring_empty;   /* the fill ring was empty when a packet came */
-	uint64_t k_tx_ring_empty;        /* the kernel found the tx ring empty */
+	uint64_t k_rx_dropped;	       /* dropped for other reasons */
+	uint64_t k_rx_invalid_descs;   /* invalid fill descriptors */
+	uint64_t k_tx_invalid_descs;   /* invalid tx descriptors */
+	uint64_t k_rx_ring_full;       /* dropped because the rx ring was full */
+	uint64_t k_rx_fill_ring_empty; /* the fill ring was empty when a packet came */
+	uint64_t k_tx_ring_empty;      /* the kernel found the tx ring empty */
 };
 
 struct xsk_queue; /* private: one UMEM, its fill and completion rings, the tx free stack */
@@ -120,8 +121,8 @@ int xsk_queue_free(struct xsk_queue *q);
  * and one port on it, freed together by xsk_port_free. Returns the port, or NULL
  * with errno set and a message naming interface, queue and mode in `err`.
  */
-struct xsk_port *xsk_port_new(const char *ifname, unsigned queue,
-			      const struct xsk_port_config *cfg, char *err, size_t err_len);
+struct xsk_port *xsk_port_new(const char *ifname, unsigned queue, const struct xsk_port_config *cfg,
+			      char *err, size_t err_len);
 
 /*
  * xsk_port_free closes the socket of `p` (which removes it from any XSKMAP) and, for
@@ -199,11 +200,11 @@ void xsk_port_get_stats(const struct xsk_port *p, struct xsk_port_stats *out);
 struct xsk_pkt {
 	struct r2p2_addr src, dst;
 	const uint8_t *payload; /* points into the frame */
-	size_t len;             /* payload bytes (UDP length - 8) */
-	uint16_t vlan_tci;      /* host order; 0 when untagged */
+	size_t len;		/* payload bytes (UDP length - 8) */
+	uint16_t vlan_tci;	/* host order; 0 when untagged */
 	bool has_vlan;
-	uint16_t udp_csum;      /* the checksum field as received, network order */
-	const uint8_t *l4;      /* the UDP header, for xsk_udp_csum_ok */
+	uint16_t udp_csum; /* the checksum field as received, network order */
+	const uint8_t *l4; /* the UDP header, for xsk_udp_csum_ok */
 };
 
 /*

@@ -1,0 +1,211 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Setting up the xdp backend (see xdpath.h). Everything that can fail happens
+ * here, before the workers start, so `backend = xdp` fails loudly at start-up and
+ * `backend = auto` falls back to udp with one log line saying why.
+ */
+#include "xdpath.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <r2p2/bpf_abi.h>
+
+#include "xdp.h"
+#include "xsk.h"
+
+#define XDPATH_MAX_QUEUES 64
+
+struct xdpath {
+	char ifname[IF_NAMESIZE];
+	bool skb;
+	unsigned num_queues, num_workers;
+	struct xdp_prog *prog;
+	struct xsk_queue *queues[XDPATH_MAX_QUEUES];
+	struct xsk_port **ports; /* [worker * num_queues + queue] */
+};
+
+/* The interface that holds `a` (the listen address), or -ENOENT. */
+static int iface_of(const struct r2p2_addr *a, char *out, size_t out_len)
+{
+	struct ifaddrs *ifs, *i;
+	int ret = -ENOENT;
+
+	if (getifaddrs(&ifs) < 0)
+		return -errno;
+	for (i = ifs; i; i = i->ifa_next) {
+		struct r2p2_addr x;
+		if (!i->ifa_addr || i->ifa_addr->sa_family != a->family)
+			continue;
+		memset(&x, 0, sizeof(x));
+		if (a->family == AF_INET)
+			memcpy(x.addr, &((struct sockaddr_in *)i->ifa_addr)->sin_addr, 4);
+		else
+			memcpy(x.addr, &((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr, 16);
+		if (memcmp(x.addr, a->addr, 16) == 0) {
+			snprintf(out, out_len, "%s", i->ifa_name);
+			ret = 0;
+			break;
+		}
+	}
+	freeifaddrs(ifs);
+	return ret;
+}
+
+/* Rx queues of the interface, from /sys/class/net/IF/queues/rx-N. */
+static unsigned rx_queues(const char *ifname)
+{
+	char path[128];
+	struct dirent *e;
+	unsigned n = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/sys/class/net/%s/queues", ifname);
+	d = opendir(path);
+	if (!d)
+		return 1;
+	while ((e = readdir(d)))
+		n += strncmp(e->d_name, "rx-", 3) == 0;
+	closedir(d);
+	return n ? n : 1;
+}
+
+static bool is_any(const struct r2p2_addr *a)
+{
+	static const uint8_t zero[16];
+	return memcmp(a->addr, zero, 16) == 0;
+}
+
+void xdpath_free(struct xdpath *x)
+{
+	if (!x)
+		return;
+	for (unsigned i = 0; x->ports && i < x->num_workers * x->num_queues; i++)
+		xsk_port_free(x->ports[i]);
+	for (unsigned q = 0; q < x->num_queues; q++)
+		xsk_queue_free(x->queues[q]);
+	free(x->ports);
+	xdp_close(x->prog);
+	free(x);
+}
+
+int xdpath_setup(const struct cfg *c, unsigned num_workers, struct xdpath **out, char *why,
+		 size_t why_len)
+{
+	uint16_t ports[CFG_MAX_SERVICES];
+	struct xdpath *x = NULL;
+	char err[512];
+	int ret;
+
+	*out = NULL;
+	if (c->backend == CFG_BACKEND_UDP)
+		return 0;
+	if (c->num_serves == 0) {
+		snprintf(why, why_len, "no service is served here, nothing to steer");
+		goto no_xdp;
+	}
+	if (num_workers > R2P2_XSK_PER_QUEUE) {
+		snprintf(why, why_len, "%u workers, but at most %u AF_XDP sockets per queue",
+			 num_workers, R2P2_XSK_PER_QUEUE);
+		goto no_xdp;
+	}
+	x = calloc(1, sizeof(*x));
+	if (!x) {
+		snprintf(why, why_len, "out of memory");
+		goto no_xdp;
+	}
+	if (c->interface[0]) {
+		snprintf(x->ifname, sizeof(x->ifname), "%s", c->interface);
+	} else if (is_any(&c->listen_addr)) {
+		snprintf(why, why_len,
+			 "listen = %s names no interface; set [daemon] interface or a listen address",
+			 c->listen);
+		goto no_xdp;
+	} else if ((ret = iface_of(&c->listen_addr, x->ifname, sizeof(x->ifname))) < 0) {
+		snprintf(why, why_len, "no interface holds the listen address %s", c->listen);
+		goto no_xdp;
+	}
+	x->skb = c->xdp_skb;
+	x->num_workers = num_workers;
+	x->num_queues = rx_queues(x->ifname);
+	if (x->num_queues > XDPATH_MAX_QUEUES)
+		x->num_queues = XDPATH_MAX_QUEUES;
+	for (size_t i = 0; i < c->num_serves; i++)
+		ports[i] = c->serves[i].port;
+
+	/* Sockets first, program after: steering starts only once every slot has one. */
+	ret = xdp_open(x->ifname, x->skb ? XDP_ATTACH_SKB : XDP_ATTACH_NATIVE, ports,
+		       c->num_serves, 0, &x->prog, err, sizeof(err));
+	if (ret < 0) {
+		snprintf(why, why_len, "%s", err);
+		goto no_xdp;
+	}
+	x->ports = calloc((size_t)num_workers * x->num_queues, sizeof(*x->ports));
+	if (!x->ports) {
+		snprintf(why, why_len, "out of memory");
+		goto no_xdp;
+	}
+	for (unsigned q = 0; q < x->num_queues; q++) {
+		struct xsk_port_config pc;
+		xsk_port_config_default(&pc);
+		x->queues[q] = xsk_queue_new(x->ifname, q, &pc, err, sizeof(err));
+		if (!x->queues[q]) {
+			snprintf(why, why_len, "%s", err);
+			goto no_xdp;
+		}
+		for (unsigned w = 0; w < num_workers; w++) {
+			struct xsk_port *p = xsk_queue_add_port(x->queues[q], err, sizeof(err));
+			if (!p) {
+				snprintf(why, why_len, "%s", err);
+				goto no_xdp;
+			}
+			x->ports[w * x->num_queues + q] = p;
+			ret = xdp_xsk_register(x->prog, q, w, xsk_port_fd(p));
+			if (ret < 0) {
+				snprintf(why, why_len, "%s queue %u: XSKMAP: %s", x->ifname, q,
+					 strerror(-ret));
+				goto no_xdp;
+			}
+		}
+		ret = xdp_qconf_set(x->prog, q, num_workers);
+		if (ret < 0) {
+			snprintf(why, why_len, "%s queue %u: %s", x->ifname, q, strerror(-ret));
+			goto no_xdp;
+		}
+	}
+	*out = x;
+	return 0;
+no_xdp:
+	xdpath_free(x);
+	return c->backend == CFG_BACKEND_XDP ? -1 : 0;
+}
+
+struct xsk_port **xdpath_ports(struct xdpath *x, unsigned w, unsigned *out_num)
+{
+	*out_num = x->num_queues;
+	return &x->ports[w * x->num_queues];
+}
+
+const char *xdpath_ifname(const struct xdpath *x)
+{
+	return x->ifname;
+}
+
+void xdpath_describe(const struct xdpath *x, char *buf, size_t len)
+{
+	snprintf(buf, len, "xdp on %s (%s, %s, %u rx queue%s, %u socket%s per queue)", x->ifname,
+		 x->skb ? "skb mode" : "native", xsk_port_zerocopy(x->ports[0]) ? "zero-copy" : "copy",
+		 x->num_queues, x->num_queues == 1 ? "" : "s", x->num_workers,
+		 x->num_workers == 1 ? "" : "s");
+}
+
+int xdpath_stats(struct xdpath *x, struct r2p2_stats *out)
+{
+	return xdp_stats_sum(x->prog, out);
+}
