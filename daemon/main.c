@@ -255,6 +255,9 @@ int main(int argc, char **argv)
 				goto out;
 			}
 		}
+	} else if (d.cfg->cfg.backend == CFG_BACKEND_XDP) {
+		snprintf(backend, sizeof(backend), "udp: %s", err);
+		log_warn("backend = xdp: %s; using the udp backend", err);
 	} else if (d.cfg->cfg.backend == CFG_BACKEND_UDP) {
 		snprintf(backend, sizeof(backend), "udp (backend = udp)");
 	} else {

@@ -14,6 +14,8 @@
  * the calling worker two rtnetlink round trips, about 25 us here; a hit is a hash
  * probe. A STALE entry is used (the kernel keeps no traffic of its own on it) but
  * re-verified through NTF_USE at most every 5 s, which makes the kernel probe it.
+ * (IPv6: the kernel solicits a triggered next hop from the link-local address, so
+ * resolution waits for that address's duplicate address detection right after link up.)
  *
  * A second NETLINK_ROUTE socket, neigh_fd(), is subscribed to RTMGRP_NEIGH,
  * RTMGRP_IPV4_ROUTE and RTMGRP_IPV6_ROUTE: neigh events for our interface update

@@ -107,8 +107,10 @@ int xdpath_setup(const struct cfg *c, unsigned num_workers, struct xdpath **out,
 	if (c->backend == CFG_BACKEND_UDP)
 		return 0;
 	if (c->num_serves == 0) {
+		/* Not a failure even with backend = xdp: calls go out and come back through
+		 * the kernel's UDP sockets; only served ports are steered. */
 		snprintf(why, why_len, "no service is served here, nothing to steer");
-		goto no_xdp;
+		return 0;
 	}
 	if (num_workers > R2P2_XSK_PER_QUEUE) {
 		snprintf(why, why_len, "%u workers, but at most %u AF_XDP sockets per queue",

@@ -26,6 +26,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <dirent.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <r2p2/bpf_abi.h>
 #include <r2p2/shm.h>
 
 #include "stek.h"
@@ -297,7 +302,78 @@ static int cmd_stek_status(struct ctl *ctl, int argc, char **argv)
 	return rc;
 }
 
+/*
+ * cmd_maps prints the XDP program's verdict counters of each interface (or of
+ * IFNAME), summed over CPUs, from the maps pinned under /sys/fs/bpf/r2p2/: the same
+ * numbers `bpftool map dump pinned .../r2p2_stats` shows per CPU.
+ */
+static int cmd_maps(struct ctl *ctl, int argc, char **argv)
+{
+	const char *root = "/sys/fs/bpf/r2p2";
+	struct dirent *e;
+	int found = 0, ncpu = libbpf_num_possible_cpus();
+	DIR *d;
+
+	(void)ctl;
+	d = opendir(root);
+	if (!d || ncpu <= 0) {
+		fprintf(stderr, "r2p2ctl: no XDP program pinned under %s: %s (is r2p2d running with "
+				"backend = xdp?)\n",
+			root, d ? "cannot count CPUs" : strerror(errno));
+		if (d)
+			closedir(d);
+		return 1;
+	}
+	while ((e = readdir(d))) {
+		char path[512];
+		struct r2p2_stats *v, sum = {0};
+		__u32 key = 0;
+		int fd;
+
+		if (e->d_name[0] == '.' || (argc == 1 && strcmp(argv[0], e->d_name) != 0))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s/r2p2_stats", root, e->d_name);
+		fd = bpf_obj_get(path);
+		if (fd < 0)
+			continue;
+		v = calloc((size_t)ncpu, sizeof(*v));
+		if (v && bpf_map_lookup_elem(fd, &key, v) == 0) {
+			for (int c = 0; c < ncpu; c++) {
+				sum.steered += v[c].steered;
+				sum.no_socket += v[c].no_socket;
+				sum.dropped_malformed += v[c].dropped_malformed;
+				sum.passed_not_r2p2 += v[c].passed_not_r2p2;
+				sum.passed_fragment += v[c].passed_fragment;
+				sum.passed_ipv6_ext += v[c].passed_ipv6_ext;
+				sum.passed_runt += v[c].passed_runt;
+			}
+			printf("%s:\n  steered %llu\n  no_socket %llu\n  dropped_malformed %llu\n"
+			       "  passed_not_r2p2 %llu\n  passed_fragment %llu\n  passed_ipv6_ext %llu\n"
+			       "  passed_runt %llu\n",
+			       e->d_name, (unsigned long long)sum.steered,
+			       (unsigned long long)sum.no_socket,
+			       (unsigned long long)sum.dropped_malformed,
+			       (unsigned long long)sum.passed_not_r2p2,
+			       (unsigned long long)sum.passed_fragment,
+			       (unsigned long long)sum.passed_ipv6_ext,
+			       (unsigned long long)sum.passed_runt);
+			found++;
+		}
+		free(v);
+		close(fd);
+	}
+	closedir(d);
+	if (!found) {
+		fprintf(stderr, "r2p2ctl: no r2p2_stats map pinned under %s%s%s\n", root,
+			argc ? " for " : "", argc ? argv[0] : "");
+		return 1;
+	}
+	return 0;
+}
+
 static const struct command commands[] = {
+    {"maps", "[IFNAME]", "XDP verdict counters summed over CPUs (pinned maps, no r2p2d needed)",
+     0, 1, cmd_maps, true},
     {"status", "", "show workers, attached apps and per-service counters", 0, 0, cmd_status, false},
     {"stek generate", "PATH", "create a new STEK file (one random current key, mode 0600)", 1, 1,
      cmd_stek_generate, true},

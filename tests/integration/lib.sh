@@ -251,7 +251,10 @@ it_sock() { printf '%s/r2p2d-%s.sock\n' "$IT_TMP" "$1"; }
 # Config writers: print INI sections; callers concatenate them into a file.
 # it_conf_daemon SIDE LISTEN [WORKERS]
 it_conf_daemon() {
-	printf '[daemon]\nlisten = %s\nworkers = %s\nsocket = %s\n\n' "$2" "${3:-2}" "$(it_sock "$1")"
+	printf '[daemon]\nlisten = %s\nworkers = %s\nsocket = %s\n' "$2" "${3:-2}" "$(it_sock "$1")"
+	# R2P2_IT_BACKEND=xdp runs the same test over the XDP/AF_XDP data path.
+	[ -z "${R2P2_IT_BACKEND:-}" ] || printf 'backend = %s\n' "$R2P2_IT_BACKEND"
+	printf '\n'
 }
 # it_conf_serve SERVICE PORT
 it_conf_serve() { printf '[serve %s]\nport = %s\n\n' "$1" "$2"; }
