@@ -63,6 +63,7 @@ enum cmd_type {
 	CMD_NEW_CFG,      /* cfg: switch to it (open/close service sockets) */
 	CMD_DRAIN,        /* stop taking new work; report when idle or at the deadline */
 	CMD_STOP,         /* every worker has drained: leave the loop */
+	CMD_PACKET,       /* a datagram another worker received for this one (xdp backend) */
 };
 
 struct cmd {
@@ -70,7 +71,10 @@ struct cmd {
 	struct app *app;     /* holds a reference for the worker */
 	struct cfg_ref *cfg; /* holds a reference for the worker */
 	uint16_t port;
+	struct r2p2_addr src; /* CMD_PACKET */
+	size_t len;           /* CMD_PACKET: bytes in `data` */
 	struct cmd *next;
+	uint8_t data[];       /* CMD_PACKET */
 };
 
 /* Per-worker counters published for `r2p2ctl status` (copied under snap_lock). */
@@ -129,7 +133,7 @@ struct xsk_port;
  * (the kernel's UDP sockets stay as the fallback). Returns 0 or -1 with `err`.
  */
 int worker_use_xdp(struct worker *w, struct xsk_port **ports, unsigned n, const char *ifname,
-		   char *err, size_t err_len);
+		   struct worker **all, unsigned num_workers, char *err, size_t err_len);
 void worker_free(struct worker *w);
 void worker_snapshot(struct worker *w, struct worker_snap *out);
 

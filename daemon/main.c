@@ -249,8 +249,8 @@ int main(int argc, char **argv)
 		for (unsigned i = 0; i < d.num_workers; i++) {
 			unsigned n;
 			struct xsk_port **p = xdpath_ports(d.xdp, i, &n);
-			if (worker_use_xdp(d.workers[i], p, n, xdpath_ifname(d.xdp), err,
-					   sizeof(err)) < 0) {
+			if (worker_use_xdp(d.workers[i], p, n, xdpath_ifname(d.xdp), d.workers,
+					   d.num_workers, err, sizeof(err)) < 0) {
 				log_err("backend = xdp: %s", err);
 				goto out;
 			}

@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <r2p2/bpf_abi.h>
 #include <r2p2/shm.h>
 #include <r2p2/wire.h>
 
@@ -224,7 +225,9 @@ struct worker {
 	struct neigh *neigh;
 	bool xsk_dirty;       /* frames queued since the last flush */
 	uint64_t rx_now;      /* `now` for the AF_XDP rx callback */
-	uint64_t xsk_tx, xsk_tx_fallback;
+	uint64_t xsk_tx, xsk_tx_fallback, xsk_forwarded;
+	struct worker **peers; /* every worker, to hand over datagrams steered to another */
+	unsigned num_peers;
 
 	bool draining, stop;
 	bool drained_reported;
@@ -1040,6 +1043,7 @@ static bool call_complete(struct worker *w, struct call *c, int *status,
 				svc->rebootstraps++;
 				sealed_ctx_cleanup(&c->sctx);
 				if (cc && begin_tls(w, c, cc, c->req_copy, c->req_len, false, &a) == 0) {
+					c->args.flags = a.flags; /* a CLIENT_SECOND goes as tls too */
 					OPENSSL_cleanse(c->req_copy, c->req_len);
 					free(c->req_copy);
 					c->req_copy = NULL;
@@ -1447,6 +1451,12 @@ static void handle_cmd(struct worker *w, struct cmd *c)
 	case CMD_STOP:
 		w->stop = true;
 		break;
+	case CMD_PACKET: {
+		int slot = sock_slot_by_port(w, c->port);
+		if (slot >= 0)
+			eng_input(w->eng, (unsigned)slot, &c->src, c->data, c->len, now_ns());
+		break;
+	}
 	case CMD_DRAIN:
 		w->draining = true;
 		w->drain_deadline = now_ns() + w->cfg->cfg.drain_timeout_ms * 1000000ull;
@@ -1532,8 +1542,10 @@ static void handle_xsk(struct worker *w, struct io_uring_cqe *cqe, uint64_t now)
 }
 
 int worker_use_xdp(struct worker *w, struct xsk_port **ports, unsigned n, const char *ifname,
-		   char *err, size_t err_len)
+		   struct worker **all, unsigned num_workers, char *err, size_t err_len)
 {
+	w->peers = all;
+	w->num_peers = num_workers;
 	if (n > sizeof(w->xports) / sizeof(w->xports[0]))
 		n = sizeof(w->xports) / sizeof(w->xports[0]);
 	w->neigh = neigh_new(ifname, err, err_len);
@@ -1542,6 +1554,47 @@ int worker_use_xdp(struct worker *w, struct xsk_port **ports, unsigned n, const 
 	memcpy(w->xports, ports, n * sizeof(*ports));
 	w->num_xports = n;
 	return 0;
+}
+
+/*
+ * steer_elsewhere: with the xdp backend, every packet of a request must reach the
+ * worker the XDP program picks by (source, port, rid). Packets it passes to the
+ * kernel instead (IPv6 fragments of a full-size packet, an extension header, no
+ * socket in the slot) arrive on some worker's UDP socket by reuseport's own hash;
+ * hand them to the worker the program would have chosen. Returns true when forwarded.
+ */
+static bool steer_elsewhere(struct worker *w, uint32_t slot, const struct r2p2_addr *src,
+			    const uint8_t *pkt, size_t len)
+{
+	__be32 saddr[4];
+	const struct r2p2_hdr *h = (const struct r2p2_hdr *)pkt;
+	unsigned target;
+	struct cmd *c;
+
+	if (!w->num_xports || w->num_peers < 2 || slot == 0 || !r2p2_hdr_valid(h, len))
+		return false;
+	if (src->family == AF_INET) {
+		__be32 v4;
+		memcpy(&v4, src->addr, 4);
+		r2p2_v4mapped(saddr, v4);
+	} else {
+		memcpy(saddr, src->addr, 16);
+	}
+	target = r2p2_flow_hash(saddr, src->port, h->rid) % w->num_peers;
+	if (target == w->id)
+		return false;
+	c = malloc(sizeof(*c) + len);
+	if (!c)
+		return false;
+	memset(c, 0, sizeof(*c));
+	c->type = CMD_PACKET;
+	c->port = w->socks[slot].port;
+	c->src = *src;
+	c->len = len;
+	memcpy(c->data, pkt, len);
+	w->xsk_forwarded++;
+	worker_post(w->peers[target], c);
+	return true;
 }
 
 static void handle_recv(struct worker *w, struct io_uring_cqe *cqe, uint64_t now)
@@ -1559,10 +1612,12 @@ static void handle_recv(struct worker *w, struct io_uring_cqe *cqe, uint64_t now
 				io_uring_recvmsg_validate(buf, cqe->res, (struct msghdr *)&recv_msg);
 			if (o && !(o->flags & MSG_TRUNC) && o->namelen > 0) {
 				struct r2p2_addr src;
+				const uint8_t *pl = io_uring_recvmsg_payload(o, (struct msghdr *)&recv_msg);
+				size_t pl_len = io_uring_recvmsg_payload_length(
+					o, cqe->res, (struct msghdr *)&recv_msg);
 				addr_from_sockaddr(io_uring_recvmsg_name(o), &src);
-				eng_input(w->eng, slot, &src, io_uring_recvmsg_payload(o, (struct msghdr *)&recv_msg),
-					  io_uring_recvmsg_payload_length(o, cqe->res, (struct msghdr *)&recv_msg),
-					  now);
+				if (!steer_elsewhere(w, slot, &src, pl, pl_len))
+					eng_input(w->eng, slot, &src, pl, pl_len, now);
 			}
 		}
 		io_uring_buf_ring_add(w->br, buf, RX_BUF_SIZE, bid, io_uring_buf_ring_mask(RX_BUFS), 0);
