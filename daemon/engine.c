@@ -152,6 +152,7 @@ struct eng {
 	struct call *calls_head;
 	size_t num_calls;
 	uint16_t next_rid;
+	uint16_t completing_rid; /* rid of the call in ops.complete */
 	bool freeing;
 
 	struct htab servers;
@@ -1049,6 +1050,7 @@ static void call_complete(struct eng *e, struct call *c, int status, const uint8
 	}
 	if (status != 0 && c->rasm.num_recv)
 		e->stats.partial_gc++;
+	e->completing_rid = c->rid;
 	e->ops->complete(e->ctx, c->cookie, status, payload, len);
 	rasm_cleanup(&c->rasm);
 	free(c->req);
@@ -1300,6 +1302,11 @@ void eng_input(struct eng *e, unsigned sock, const struct r2p2_addr *src_in, con
 	}
 }
 
+uint16_t eng_completing_rid(const struct eng *e)
+{
+	return e->completing_rid;
+}
+
 void eng_set_next_rid(struct eng *e, uint16_t rid)
 {
 	e->next_rid = rid;
@@ -1330,10 +1337,16 @@ int eng_call(struct eng *e, const struct eng_call_args *args, uint64_t now)
 	 * reused as late as possible, so late packets of an old call are not
 	 * taken for a new one. max_client_calls <= 32768 leaves a free rid.
 	 */
-	for (uint32_t i = 0; i <= 0xFFFF; i++) {
-		rid = e->next_rid++;
-		if (!call_lookup(e, args->sock, rid))
-			break;
+	if (args->use_rid) {
+		rid = args->rid;
+		if (call_lookup(e, args->sock, rid))
+			return -EBUSY;
+	} else {
+		for (uint32_t i = 0; i <= 0xFFFF; i++) {
+			rid = e->next_rid++;
+			if (!call_lookup(e, args->sock, rid))
+				break;
+		}
 	}
 
 	c = calloc(1, sizeof(*c));

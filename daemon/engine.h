@@ -115,6 +115,8 @@ struct eng_call_args {
 	uint64_t timeout_ns;         /* per attempt */
 	uint32_t max_retries;        /* retransmissions after the first attempt */
 	uint8_t flags;               /* free flag bits for every request packet (allow_flags) */
+	bool use_rid;                /* send with `rid` (must be free on `sock`: else -EBUSY) */
+	uint16_t rid;                /* e.g. the rid of the exchange this call continues */
 };
 
 /* Counters; every dropped packet lands in exactly one rx_* counter. */
@@ -175,6 +177,12 @@ int eng_call(struct eng *e, const struct eng_call_args *args, uint64_t now);
  * random rid after a restart.
  */
 void eng_set_next_rid(struct eng *e, uint16_t rid);
+
+/*
+ * eng_completing_rid returns the rid of the call whose ops.complete is running (for
+ * a continuation that must keep its exchange's identity, see eng_call_args.use_rid).
+ */
+uint16_t eng_completing_rid(const struct eng *e);
 
 /* eng_cancel completes every call whose cookie is `cookie` with -ECANCELED now. Returns how many. */
 int eng_cancel(struct eng *e, uint64_t cookie);

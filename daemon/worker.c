@@ -1068,10 +1068,15 @@ static bool call_complete(struct worker *w, struct call *c, int *status,
 
 	r = tls_call_input(c->tls, *payload, *len, &w->tls_flight, &w->tls_plain);
 	if (r == TLS_CALL_CONTINUE) {
-		/* The second flight goes to the server that answered the first. */
+		/* The second flight goes to the server that answered the first, under the
+		 * same rid: XDP steering (source, port, rid) then brings it to the worker
+		 * that holds the handshake. The server's dedup entry for the first flight
+		 * gives way, as for any rid reused with different bytes. */
 		struct eng_call_args a = c->args;
 		a.payload = w->tls_flight.data;
 		a.len = w->tls_flight.len;
+		a.use_rid = true;
+		a.rid = eng_completing_rid(w->eng);
 		r = eng_call(w->eng, &a, now_ns());
 		if (r == 0)
 			return true;

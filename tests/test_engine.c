@@ -1220,6 +1220,33 @@ Test(client, rid_wraparound)
 	pair_cleanup(&p);
 }
 
+/* A call may keep the rid of an exchange it continues (tls mode's second flight); a
+ * rid still in flight is refused. */
+Test(client, chosen_rid)
+{
+	struct pair p;
+	struct r2p2_addr hole = mkaddr("10.9.9.9", 9);
+	struct eng_call_args a = {.policy = R2P2_LB_ROUTE, .payload = "x",
+				  .len = 1, .cookie = 7, .timeout_ns = SEC, .use_rid = true,
+				  .rid = 0x4242};
+
+	pair_init(&p, NULL, NULL);
+	a.dst = p.srv.addr;
+	cr_assert_eq(eng_call(p.cli.e, &a, net.now), 0);
+	cr_assert_eq(pkt_rid(&p.cli.sent[0]), 0x4242);
+	while (net_pump())
+		;
+	cr_assert_eq(p.cli.num_dones, 1);
+	cr_assert_eq(p.cli.dones[0].status, 0);
+	/* in flight: the same rid is refused, nothing is sent */
+	a.dst = hole;
+	cr_assert_eq(eng_call(p.cli.e, &a, net.now), 0);
+	size_t sent = p.cli.num_sent;
+	cr_assert_eq(eng_call(p.cli.e, &a, net.now), -EBUSY);
+	cr_assert_eq(p.cli.num_sent, sent);
+	pair_cleanup(&p);
+}
+
 Test(client, many_concurrent_calls)
 {
 	struct pair p;
