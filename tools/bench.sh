@@ -5,6 +5,7 @@
 #   udp       raw UDP ping-pong (udp-pingpong), the floor
 #   plain     r2p2-bench against echo.svc (plain R2P2 through two daemons)
 #   tls       r2p2-bench against echo-tls.svc (one TLS 1.3 exchange per RPC, 0-RTT)
+#   sealed    r2p2-bench against echo-sealed.svc (AEAD per RPC under a bootstrapped association)
 #   grpc      grpc-echo-client against grpc-echo-server, insecure (the peer)
 #   grpc-tls  the same over TLS (grpc::SslCredentials, one persistent channel)
 # The gRPC modes need the peers built (-DR2P2_BENCH_PEERS=ON; ./tools/dev.sh bench does it);
@@ -12,7 +13,7 @@
 # 10000), ROUNDS rounds (default 3). Then:
 #   - the daemons' CPU per RPC (from /proc; for gRPC the server process),
 #   - bytes and packets on the wire per RPC of each mode (veth counters in namespace A),
-#   - both daemons' VmRSS over a soak of SOAK RPCs on echo.svc, then SOAK on echo-tls.svc,
+#   - both daemons' VmRSS over a soak of SOAK RPCs on echo.svc, then SOAK on echo-sealed.svc,
 #     at concurrency 16 (default 1000000 each; -s 0 skips it),
 #   - open-loop load: p99 against offered load for plain, tls and grpc-tls at the
 #     comma-separated RATES (requests/s; -L 0 skips it),
@@ -64,7 +65,7 @@ NOTES=()
 
 GRPC_SRV=$(it_bin grpc-echo-server 2>/dev/null) || GRPC_SRV=
 GRPC_CLI=$(it_bin grpc-echo-client 2>/dev/null) || GRPC_CLI=
-MODES="udp plain tls"
+MODES="udp plain tls sealed"
 if [ -n "$GRPC_SRV" ] && [ -n "$GRPC_CLI" ]; then
 	MODES="$MODES grpc grpc-tls"
 else
@@ -74,7 +75,8 @@ fi
 has_mode() { [[ " $MODES " == *" $1 "* ]]; }
 
 # Certificates and STEK for echo-tls.svc; a certificate for the gRPC TLS server (same CA).
-R2P2CTL=$(it_bin r2p2ctl) bash "$SRC/tools/gen-certs.sh" "$IT_TMP/pki" echo-tls.svc "$GRPC_NAME" \
+SEALED_PORT=$((TLS_PORT + 1))
+R2P2CTL=$(it_bin r2p2ctl) bash "$SRC/tools/gen-certs.sh" "$IT_TMP/pki" echo-tls.svc echo-sealed.svc "$GRPC_NAME" \
 	>/dev/null
 it_setup_pair
 IF_A=r2a$IT_ID
@@ -84,17 +86,22 @@ IF_A=r2a$IT_ID
 	it_conf_serve echo.svc "$IT_ECHO_PORT"
 	printf '[serve echo-tls.svc]\nport = %s\nsecurity = tls\ncert = %s\nkey = %s\n\n' \
 		"$TLS_PORT" "$IT_TMP/pki/echo-tls.svc.crt" "$IT_TMP/pki/echo-tls.svc.key"
+	printf '[serve echo-sealed.svc]\nport = %s\nsecurity = sealed\ncert = %s\nkey = %s\n\n' \
+		"$SEALED_PORT" "$IT_TMP/pki/echo-sealed.svc.crt" "$IT_TMP/pki/echo-sealed.svc.key"
 } >"$IT_TMP/b.conf"
 {
 	it_conf_daemon a "$IT_A4"
 	it_conf_call echo.svc 1000 3 "$IT_B4:$IT_ECHO_PORT"
 	it_conf_call echo-tls.svc 1000 3 "$IT_B4:$TLS_PORT"
 	printf 'security = tls\nca = %s\n\n' "$IT_TMP/pki/ca.crt"
+	it_conf_call echo-sealed.svc 1000 3 "$IT_B4:$SEALED_PORT"
+	printf 'security = sealed\nca = %s\n\n' "$IT_TMP/pki/ca.crt"
 } >"$IT_TMP/a.conf"
 it_start_daemon b "$IT_NS_B" "$IT_TMP/b.conf"
 it_start_daemon a "$IT_NS_A" "$IT_TMP/a.conf"
 it_start_echo -n echo.svc
 it_start_echo -n echo-tls.svc
+it_start_echo -n echo-sealed.svc
 it_bg "$IT_NS_B" "$IT_TMP/udp-server.log" "$pp" server "$IT_B4:7000" -i 600
 it_wait_for 5 "udp-pingpong server" grep -q ready "$IT_TMP/udp-server.log"
 GRPC_PID=
@@ -117,9 +124,10 @@ client() {
 	shift
 	case $mode in
 	udp) it_in "$IT_NS_A" timeout "${TMO:-300}" "$pp" client "$IT_B4:7000" "$@" ;;
-	plain | tls)
+	plain | tls | sealed)
 		local svc=echo.svc
 		[ "$mode" = tls ] && svc=echo-tls.svc
+		[ "$mode" = sealed ] && svc=echo-sealed.svc
 		it_in "$IT_NS_A" timeout "${TMO:-300}" "$benchbin" -s "$(it_sock a)" -n "$svc" "$@"
 		;;
 	grpc) it_in "$IT_NS_A" timeout "${TMO:-300}" "$GRPC_CLI" "$IT_B4:$GRPC_PORT" "$@" ;;
@@ -157,7 +165,7 @@ run_mode() {
 	local mode=$1 r=$2 out=$IT_TMP/$1-$2.txt pa="" pb="" a0 b0 a1 b1 extra=()
 	[ "$r" -eq "$ROUNDS" ] && extra=(--samples "$OUT/samples-$mode.txt")
 	case $mode in
-	plain | tls) pa=${IT_DAEMON_PID[a]} pb=${IT_DAEMON_PID[b]} ;;
+	plain | tls | sealed) pa=${IT_DAEMON_PID[a]} pb=${IT_DAEMON_PID[b]} ;;
 	grpc) pb=$GRPC_PID ;;
 	grpc-tls) pb=$GRPC_TLS_PID ;;
 	esac
@@ -186,7 +194,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 
 it_log "tls counters on the server daemon after the run:"
-it_ctl b status | grep -E '^tls|^strike' | sed 's/^/    /'
+it_ctl b status | grep -E '^tls|^strike|^sealed' | sed 's/^/    /'
 
 echo
 echo "## Latency, 4-byte echo, sequential, $COUNT requests per mode and round"
@@ -283,7 +291,7 @@ echo "Stray traffic on the link (IPv6 neighbour discovery) would show as noise."
 vm_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 if [ "$SOAK" -gt 0 ]; then
 	soak_rows=()
-	for mode in plain tls; do
+	for mode in plain sealed; do
 		declare -A rss=()
 		for side in a b; do rss[$side]=$(vm_kb "${IT_DAEMON_PID[$side]}" VmRSS); done
 		chunk=$(((SOAK + 3) / 4))
@@ -332,7 +340,7 @@ if [ "$SOAK" -gt 0 ]; then
 fi
 
 # ---- open loop ------------------------------------------------------------------------
-OL_MODES="plain tls"
+OL_MODES="plain tls sealed"
 has_mode grpc-tls && OL_MODES="$OL_MODES grpc-tls"
 if [ "$RATES" != 0 ] && [ -n "${RATES//,/}" ]; then
 	ol_rows=()
@@ -384,7 +392,7 @@ fi
 
 # ---- figures --------------------------------------------------------------------------
 # One colour per mode in every figure.
-declare -A COLOR=([udp]='#777777' [plain]='#1b9e77' [tls]='#d95f02' [grpc]='#7570b3'
+declare -A COLOR=([udp]='#777777' [plain]='#1b9e77' [tls]='#d95f02' [sealed]='#66a61e' [grpc]='#7570b3'
 	[grpc-tls]='#e7298a')
 # hist_dat FILE: log-binned histogram (x = bin centre in us, y = fraction of requests).
 hist_dat() {
@@ -463,5 +471,12 @@ echo "## BoringSSL's own 0-RTT cost in one process, against tls mode's framing (
 echo
 "$tlsbench" -N "$COUNT" | tee "$IT_TMP/tls-bench.txt"
 "$tlsbench" -N "$COUNT" --json 2>/dev/null | grep '^{' | sed 's/^{/{"mode":"tls-bench",/' >>"$RESULTS" || true
+echo
+echo "## sealed mode: per-RPC crypto work of each side in one process (r2p2-sealed-bench)"
+echo
+sealedbench=$(it_bin r2p2-sealed-bench)
+"$sealedbench" -N "$((COUNT * 20))" | tee "$IT_TMP/sealed-bench.txt"
+"$sealedbench" -N "$((COUNT * 20))" --json 2>/dev/null | grep '^{' |
+	sed 's/^{/{"mode":"sealed-bench",/' >>"$RESULTS" || true
 echo
 it_log "raw results: $RESULTS"
