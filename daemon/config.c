@@ -57,6 +57,7 @@ enum daemon_key {
 	DK_REPLAY_WINDOW,
 	DK_REPLAY_MAX,
 	DK_SPIN,
+	DK_SEALED_WINDOW,
 	DK_BACKEND,
 	DK_XDP_MODE,
 	DK_INTERFACE,
@@ -81,6 +82,7 @@ static const char *const daemon_keys[DK_COUNT] = {
     [DK_REPLAY_WINDOW] = "replay_window_ms",
     [DK_REPLAY_MAX] = "replay_max_entries",
     [DK_SPIN] = "spin_us",
+    [DK_SEALED_WINDOW] = "sealed_window_ms",
     [DK_BACKEND] = "backend",
     [DK_XDP_MODE] = "xdp_mode",
     [DK_INTERFACE] = "interface",
@@ -512,6 +514,10 @@ static void daemon_key(struct parser *p, const char *key, const char *v)
 			failx(p, p->lineno, p->label, key, "interface name too long: '%s'", v);
 		else
 			snprintf(c->interface, sizeof(c->interface), "%s", v);
+		break;
+	case DK_SEALED_WINDOW:
+		if (num_value(p, key, v, 100, 600000, &n))
+			c->sealed_window_ms = (uint32_t)n;
 		break;
 	case DK_SPIN:
 		if (num_value(p, key, v, 0, 1000, &n))
@@ -952,6 +958,9 @@ void cfg_defaults(struct cfg *c)
 	c->drain_timeout_ms = 5000;
 	c->replay_window_ms = 120000;
 	c->spin_us = 0;
+	/* Datacenter clocks agree within milliseconds (NTP/PTP); the strike register must
+	 * hold every (association, nonce) for twice this, so it sets the memory per RPC/s. */
+	c->sealed_window_ms = 1000;
 	c->replay_max_entries = 1u << 18;
 	snprintf(c->log_level, sizeof(c->log_level), "info");
 }

@@ -67,7 +67,8 @@ struct cfg {
 	char log_level[16];
 	char stek_path[CFG_PATH_MAX]; /* tls: session-ticket encryption keys shared by the fleet */
 	uint64_t replay_window_ms;    /* tls: 0-RTT strike register freshness window */
-	uint32_t replay_max_entries;  /* tls: strike register bound */
+	uint32_t replay_max_entries;  /* tls and sealed: strike register bound */
+	uint32_t sealed_window_ms;    /* sealed: |server clock - request timestamp| allowed */
 
 	struct cfg_serve serves[CFG_MAX_SERVICES];
 	size_t num_serves;

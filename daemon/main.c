@@ -204,7 +204,7 @@ int main(int argc, char **argv)
 		if (d.cfg->cfg.serves[i].security == CFG_SEC_SEALED && !d.sealed_replay) {
 			/* fed unix time; entries must outlive twice the timestamp window */
 			d.sealed_replay = replay_new(d.cfg->cfg.replay_max_entries,
-						     2ull * SEALED_WINDOW_DEFAULT_MS * 1000000ull);
+						     2ull * d.cfg->cfg.sealed_window_ms * 1000000ull);
 			if (!d.sealed_replay) {
 				log_err("strike register: %s", strerror(errno));
 				goto out;

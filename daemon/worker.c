@@ -784,7 +784,7 @@ static void sealed_request(struct worker *w, unsigned sock, uint64_t handle, uns
 	enum sealed_reason why;
 
 	if (sealed_open_request(s->sealed, w->stek, s->name, w->sealed_replay, unix_ms(),
-				SEALED_WINDOW_DEFAULT_MS, hdr, payload, len, &w->sealed_buf, &t.sctx,
+				w->cfg->cfg.sealed_window_ms, hdr, payload, len, &w->sealed_buf, &t.sctx,
 				&why) < 0) {
 		/* An unauthenticated hint: the client re-bootstraps on the reasons that call for it. */
 		uint8_t rej[SEALED_REJECT_LEN];
@@ -904,7 +904,8 @@ static int begin_tls(struct worker *w, struct call *call, const struct cfg_call 
 
 	call->mode = MODE_TLS;
 	if (cc->security == CFG_SEC_SEALED) {
-		bool want = renew || !svc->bootstrapping;
+		/* Ask for an association unless one is held or being fetched. */
+		bool want = renew || (!svc->bootstrapping && !svc->assoc_ready);
 		ret = renew ? sealed_boot_renew_encode(&w->sealed_buf)
 			    : sealed_boot_req_encode(want, req, len, &w->sealed_buf);
 		if (ret < 0)
@@ -1868,7 +1869,6 @@ static void *worker_main(void *arg)
 			for (int i = 1; i < MAX_SOCKS; i++)
 				if (w->socks[i].tls)
 					tls_server_expire(w->socks[i].tls, now, TLS_PENDING_AGE_NS);
-			renew_associations(w, now);
 			renew_associations(w, now);
 			publish_snapshot(w);
 		}

@@ -252,8 +252,9 @@ it_sock() { printf '%s/r2p2d-%s.sock\n' "$IT_TMP" "$1"; }
 # it_conf_daemon SIDE LISTEN [WORKERS]
 it_conf_daemon() {
 	printf '[daemon]\nlisten = %s\nworkers = %s\nsocket = %s\n' "$2" "${3:-2}" "$(it_sock "$1")"
-	# R2P2_IT_BACKEND=xdp runs the same test over the XDP/AF_XDP data path.
-	[ -z "${R2P2_IT_BACKEND:-}" ] || printf 'backend = %s\n' "$R2P2_IT_BACKEND"
+	# The udp data path unless R2P2_IT_BACKEND says otherwise (xdp: the same test over
+	# XDP steering and AF_XDP); captures on the server's interface need udp.
+	printf 'backend = %s\n' "${R2P2_IT_BACKEND:-udp}"
 	printf '\n'
 }
 # it_conf_serve SERVICE PORT
@@ -506,8 +507,8 @@ it_tls_certs() {
 it_conf_daemon_tls() {
 	local side=$1 listen=$2 stek=$3 workers=${4:-2}
 	shift $(($# < 4 ? $# : 4))
-	printf '[daemon]\nlisten = %s\nworkers = %s\nsocket = %s\nstek = %s\n' "$listen" "$workers" \
-		"$(it_sock "$side")" "$stek"
+	printf '[daemon]\nlisten = %s\nworkers = %s\nsocket = %s\nstek = %s\nbackend = %s\n' "$listen" \
+		"$workers" "$(it_sock "$side")" "$stek" "${R2P2_IT_BACKEND:-udp}"
 	[ $# -eq 0 ] || printf '%s\n' "$@"
 	printf '\n'
 }

@@ -11,6 +11,7 @@
 # 6 stale, 7 replay, 8 full, 9 bad_aead, 10 internal) in a RESPONSE with flag 0x10.
 
 # Offsets, in bytes from the start of the UDP payload (8-byte R2P2 header first).
+# shellcheck disable=SC2034 # used by the it_sealed_*.sh scripts
 IT_SEALED_HDR=8
 IT_SEALED_TOKEN=$((IT_SEALED_HDR + 1))      # 9: key id (4), then the token nonce (12) ...
 IT_SEALED_NONCE=$((IT_SEALED_TOKEN + 72))   # 81: N (12)
@@ -33,6 +34,26 @@ it_sealed_init() {
 		it_skip "this r2p2d has no sealed mode: $out"
 	fi
 	command -v od >/dev/null || it_skip "od (coreutils) is missing"
+}
+
+# it_conf_daemon_sealed SIDE LISTEN STEK|- [WORKERS [EXTRA_LINE...]]: it_conf_daemon_tls (no stek
+# line with "-") with an explicit backend: $R2P2_IT_BACKEND, else udp. The default (auto) picks
+# xdp on these veth pairs, whose steering hashes the rid and so may hand a tls continuation
+# (CLIENT_SECOND, a new rid) to a worker that does not hold the handshake; run the sealed tests
+# with R2P2_IT_BACKEND=xdp (or auto) to exercise that path.
+it_conf_daemon_sealed() {
+	local side=$1 listen=$2 stek=$3 workers=${4:-2}
+	shift $(($# < 4 ? $# : 4))
+	if [ "$stek" = - ]; then
+		printf '[daemon]\nlisten = %s\nworkers = %s\nsocket = %s\n' "$listen" "$workers" \
+			"$(it_sock "$side")"
+	else
+		printf '[daemon]\nlisten = %s\nworkers = %s\nsocket = %s\nstek = %s\n' "$listen" "$workers" \
+			"$(it_sock "$side")" "$stek"
+	fi
+	printf 'backend = %s\n' "${R2P2_IT_BACKEND:-udp}"
+	[ $# -eq 0 ] || printf '%s\n' "$@"
+	printf '\n'
 }
 
 # it_conf_serve_sealed SERVICE PORT CERT KEY
@@ -128,4 +149,15 @@ it_sealed_reply_kind() {
 	else
 		echo "other:${h:0:40}"
 	fi
+}
+
+# it_sealed_sniff OUT MS [SNIFF_ARGS...]: capture the A-B link for MS ms into OUT, on A's end
+# (interface r2a$IT_ID in namespace A). Not on B's end: with the xdp backend (backend = auto
+# picks it on a veth) B's XDP program steers R2P2 packets to AF_XDP sockets before AF_PACKET
+# taps see them, and B's AF_XDP transmissions bypass the taps too. A serves nothing, so it
+# runs no XDP program and its end of the wire sees every datagram both ways. Pid in IT_LAST_PID.
+it_sealed_sniff() {
+	local out=$1 ms=$2
+	shift 2
+	it_sniff_start "$IT_NS_A" "$out" "$ms" -i "r2a$IT_ID" "$@"
 }
