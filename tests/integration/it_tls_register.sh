@@ -49,13 +49,15 @@ it_check "r2p2-bench: 1200 sequential tls calls, all verified" \
 	it_bench -S 16 -c 1 -N 1200 -w 0 -t 3000
 read -r f1 r1 e1 j1 n1 < <(snap)
 it_log "  B: full $f1 resumed $r1 early_accepted $e1 early_rejected $j1, register entries $n1"
-it_check "the register filled up (entries $n1 = 1024)" test "$n1" -eq 1024
-it_check "B accepted early data until it was full (early_accepted $e1 = 1024)" test "$e1" -eq 1024
+# The server refuses early data once fewer than 64 slots are free (workers race to insert).
+it_check "the register filled up (entries $n1 >= 1024 - 64)" test "$n1" -ge 960 -a "$n1" -le 1024
+it_check "B accepted early data until it was full (early_accepted $e1 = entries $n1)" \
+	test "$e1" -eq "$n1"
 # The other calls went as 1-RTT resumptions. Some offered early data and were refused; a
 # ticket issued on such a connection carries no early-data permission (BoringSSL: early
 # data was off for that SSL), so the call after it does not even offer 0-RTT.
 it_check "then refused it, failing closed (early_rejected +$((j1 - j0)))" \
-	test $((j1 - j0)) -ge 1 -a $((j1 - j0)) -le $((1200 + e0 - 1024))
+	test $((j1 - j0)) -ge 1 -a $((j1 - j0)) -le $((1200 + e0 - e1))
 it_check "every call resumed its session (resumed +$((r1 - r0)) = 1200, no full handshake)" \
 	test $((r1 - r0)) -eq 1200 -a "$f1" -eq "$f0"
 it_log "  A: $(it_ctl a status | grep '^tls client')"

@@ -38,9 +38,7 @@ it_sealed_init() {
 
 # it_conf_daemon_sealed SIDE LISTEN STEK|- [WORKERS [EXTRA_LINE...]]: it_conf_daemon_tls (no stek
 # line with "-") with an explicit backend: $R2P2_IT_BACKEND, else udp. The default (auto) picks
-# xdp on these veth pairs, whose steering hashes the rid and so may hand a tls continuation
-# (CLIENT_SECOND, a new rid) to a worker that does not hold the handshake; run the sealed tests
-# with R2P2_IT_BACKEND=xdp (or auto) to exercise that path.
+# xdp on these veth pairs, and captures on B see nothing of what XDP redirects.
 it_conf_daemon_sealed() {
 	local side=$1 listen=$2 stek=$3 workers=${4:-2}
 	shift $(($# < 4 ? $# : 4))
@@ -52,6 +50,9 @@ it_conf_daemon_sealed() {
 			"$(it_sock "$side")" "$stek"
 	fi
 	printf 'backend = %s\n' "${R2P2_IT_BACKEND:-udp}"
+	# Requests are captured and replayed seconds later: a 10 s timestamp window keeps
+	# them fresh, so each tampered field meets the check that names it, not "stale".
+	printf 'sealed_window_ms = 10000\n'
 	[ $# -eq 0 ] || printf '%s\n' "$@"
 	printf '\n'
 }
