@@ -5,7 +5,8 @@
 #   ./tools/dev.sh demo    build, then run two daemons in two namespaces + an echo service
 #   ./tools/dev.sh test    build (sanitized), then run the whole suite through ctest
 #   ./tools/dev.sh bench   build (optimised, with the gRPC peers), then run the benchmarks
-#                          (tools/bench.sh; arguments are passed on, e.g. -s 0 skips the soak)
+#                          (tools/bench.sh; arguments are passed on, e.g. -s 0 skips the soak;
+#                          then tools/bench-backends.sh: the xdp and udp data paths compared)
 set -euo pipefail
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -64,7 +65,8 @@ test)
 bench)
 	install_deps "${BENCH_PKGS[@]}"
 	build "$SRC/build" -DCMAKE_BUILD_TYPE=Release -DR2P2_BENCH_PEERS=ON
-	exec bash "$SRC/tools/bench.sh" "$SRC/build" "${@:2}"
+	bash "$SRC/tools/bench.sh" "$SRC/build" "${@:2}"
+	exec bash "$SRC/tools/bench-backends.sh" "$SRC/build"
 	;;
 *)
 	echo "usage: $0 build|demo|test|bench" >&2
