@@ -49,7 +49,8 @@ _Static_assert(TLS_MSG_PREFIX_LEN == 4, "PROTOCOL.md");
 /* Tickets cached per service and worker: each is single-use, so concurrent calls
  * each need one; a call without one pays a full handshake. */
 #define TLS_TICKETS_PER_SERVICE 64
-/* Free slots the strike register must keep for the workers racing to insert. */
+/* Free slots the strike register keeps for the workers racing to insert (at most a
+ * sixteenth of a small register). */
 #define TLS_REPLAY_MARGIN 64
 #define TLS_ERR_LEN 200
 
@@ -789,7 +790,9 @@ static enum ssl_select_cert_result_t srv_select_cert(const SSL_CLIENT_HELLO *ch)
 		 * take this random after acceptance. Other workers share the register and
 		 * may insert between this check and ours, so keep a margin of slots. */
 		replay_stats(s->replay, &rs);
-		if (rs.entries + TLS_REPLAY_MARGIN >= rs.capacity)
+		size_t margin = rs.capacity / 16 < TLS_REPLAY_MARGIN ? rs.capacity / 16
+								     : TLS_REPLAY_MARGIN;
+		if (rs.entries + margin >= rs.capacity)
 			conn->early_refused = true;
 		memcpy(conn->random, ch->random, REPLAY_KEY_LEN);
 	}

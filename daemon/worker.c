@@ -159,6 +159,7 @@ struct exec_req {
 	struct tls_conn *conn; /* tls mode: the exchange the response completes */
 	enum rpc_mode mode;
 	struct sealed_ctx sctx; /* sealed: response key */
+	uint64_t since;         /* when it was handed to the app */
 };
 
 struct tx_slot {
@@ -729,6 +730,7 @@ static bool deliver(struct worker *w, unsigned sock, uint64_t handle, const uint
 		if (e->handle == UINT64_MAX)
 			w->exec_tombs--;
 		*e = *tmpl;
+		e->since = now_ns();
 		e->handle = handle;
 		e->wapp = i;
 		e->wapp_gen = wa->gen;
@@ -1799,6 +1801,25 @@ void worker_snapshot(struct worker *w, struct worker_snap *out)
 	pthread_mutex_unlock(&w->snap_lock);
 }
 
+/*
+ * expire_requests forgets requests an app has held past exec_timeout_ms: the engine
+ * has freed their state by then, so an answer could not be sent anyway, and a tls
+ * exchange waiting on one would hold its SSL forever.
+ */
+static void expire_requests(struct worker *w, uint64_t now)
+{
+	uint64_t limit = w->cfg->cfg.exec_timeout_ms * 1000000ull;
+
+	for (uint32_t i = 0; i < w->exec_cap && w->exec_count; i++) {
+		struct exec_req *e = &w->exec[i];
+		if (!e->handle || e->handle == UINT64_MAX || now - e->since < limit)
+			continue;
+		tls_conn_free(e->conn);
+		sealed_ctx_cleanup(&e->sctx);
+		exec_remove(w, e);
+	}
+}
+
 /* ---- the loop ------------------------------------------------------------------------------ */
 
 /*
@@ -1870,6 +1891,7 @@ static void *worker_main(void *arg)
 				if (w->socks[i].tls)
 					tls_server_expire(w->socks[i].tls, now, TLS_PENDING_AGE_NS);
 			renew_associations(w, now);
+			expire_requests(w, now);
 			publish_snapshot(w);
 		}
 
