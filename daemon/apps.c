@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lane.h"
@@ -440,6 +441,16 @@ static void status(struct daemon *d, struct conn *c)
 		OUT(" %s %llu", sealed_reason_name(r), (unsigned long long)ss.rejected[r]);
 	OUT("\nsealed client: associations %llu rebootstraps %llu\n", (unsigned long long)assocs,
 	    (unsigned long long)reboots);
+	for (unsigned i = 0; i < d->num_workers; i++) {
+		struct timespec now;
+		clock_gettime(CLOCK_REALTIME, &now);
+		uint64_t now_ms = (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
+		worker_snapshot(d->workers[i], &s);
+		for (unsigned k = 0; k < s.num_assoc; k++)
+			OUT("  worker %u association for %s: token key id %08x, expires in %lld s\n", i,
+			    s.assoc[k].service, s.assoc[k].key_id,
+			    (long long)((int64_t)(s.assoc[k].expiry_ms - now_ms) / 1000));
+	}
 	if (d->sealed_replay) {
 		struct replay_stats rs;
 		replay_stats(d->sealed_replay, &rs);

@@ -93,6 +93,12 @@ struct worker_snap {
 	uint64_t sealed_assocs;      /* client: associations held */
 	uint64_t sealed_rebootstraps; /* client: re-bootstraps after a server's refusal */
 	struct {
+		char service[CFG_NAME_MAX];
+		uint32_t key_id;   /* STEK key id the token is sealed under */
+		uint64_t expiry_ms; /* unix ms */
+	} assoc[8];                  /* client: the associations held (first 8) */
+	unsigned num_assoc;
+	struct {
 		uint16_t port;
 		uint64_t requests;
 		uint64_t dropped_no_app;

@@ -1769,6 +1769,15 @@ static void publish_snapshot(struct worker *w)
 		if (!w->tls_clients[i].c)
 			continue;
 		s.sealed_assocs += w->tls_clients[i].assoc_ready;
+		if (w->tls_clients[i].assoc_ready && s.num_assoc < 8) {
+			const uint8_t *t = w->tls_clients[i].assoc.token; /* key id, big-endian */
+			snprintf(s.assoc[s.num_assoc].service, CFG_NAME_MAX, "%s",
+				 w->tls_clients[i].name);
+			s.assoc[s.num_assoc].key_id = (uint32_t)t[0] << 24 | (uint32_t)t[1] << 16 |
+						      (uint32_t)t[2] << 8 | t[3];
+			s.assoc[s.num_assoc].expiry_ms = w->tls_clients[i].assoc.expiry_ms;
+			s.num_assoc++;
+		}
 		s.sealed_rebootstraps += w->tls_clients[i].rebootstraps;
 		tls_client_stats(w->tls_clients[i].c, &t);
 		s.tls_client.handshakes_full += t.handshakes_full;
