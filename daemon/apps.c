@@ -391,20 +391,8 @@ static void status(struct daemon *d, struct conn *c)
 	struct tls_stats ts = {0}, tc = {0};
 	for (unsigned i = 0; i < d->num_workers; i++) {
 		worker_snapshot(d->workers[i], &s);
-		ts.handshakes_full += s.tls_server.handshakes_full;
-		ts.resumed += s.tls_server.resumed;
-		ts.early_accepted += s.tls_server.early_accepted;
-		ts.early_rejected += s.tls_server.early_rejected;
-		ts.replays_refused += s.tls_server.replays_refused;
-		ts.bad_messages += s.tls_server.bad_messages;
-		ts.pending_handshakes += s.tls_server.pending_handshakes;
-		tc.handshakes_full += s.tls_client.handshakes_full;
-		tc.resumed += s.tls_client.resumed;
-		tc.early_accepted += s.tls_client.early_accepted;
-		tc.early_rejected += s.tls_client.early_rejected;
-		tc.bad_messages += s.tls_client.bad_messages;
-		tc.verify_failures += s.tls_client.verify_failures;
-		tc.tickets_received += s.tls_client.tickets_received;
+		tls_stats_add(&ts, &s.tls_server);
+		tls_stats_add(&tc, &s.tls_client);
 		for (unsigned k = 0; k < s.num_svc; k++)
 			for (size_t j = 0; j < cfg->num_serves; j++)
 				if (cfg->serves[j].port == s.svc[k].port)

@@ -76,6 +76,20 @@ struct tls_stats {
 	uint64_t pending_handshakes;  /* server: 1-RTT handshakes waiting for CLIENT_SECOND */
 };
 
+/* tls_stats_add adds every counter of `src` to `dst`. */
+static inline void tls_stats_add(struct tls_stats *dst, const struct tls_stats *src)
+{
+	dst->handshakes_full += src->handshakes_full;
+	dst->resumed += src->resumed;
+	dst->early_accepted += src->early_accepted;
+	dst->early_rejected += src->early_rejected;
+	dst->replays_refused += src->replays_refused;
+	dst->bad_messages += src->bad_messages;
+	dst->verify_failures += src->verify_failures;
+	dst->tickets_received += src->tickets_received;
+	dst->pending_handshakes += src->pending_handshakes;
+}
+
 /* ---- client ---------------------------------------------------------------- */
 
 struct tls_client;

@@ -471,12 +471,8 @@ static void free_sock_tls(struct worker *w, uint32_t slot)
 		}
 	}
 	tls_server_stats(s->tls, &st);
-	w->tls_retired.handshakes_full += st.handshakes_full;
-	w->tls_retired.resumed += st.resumed;
-	w->tls_retired.early_accepted += st.early_accepted;
-	w->tls_retired.early_rejected += st.early_rejected;
-	w->tls_retired.replays_refused += st.replays_refused;
-	w->tls_retired.bad_messages += st.bad_messages;
+	st.pending_handshakes = 0; /* freed with it */
+	tls_stats_add(&w->tls_retired, &st);
 	tls_server_free(s->tls);
 	s->tls = NULL;
 	sealed_server_free(s->sealed);
@@ -1745,13 +1741,7 @@ static void publish_snapshot(struct worker *w)
 		if (!w->socks[i].tls)
 			continue;
 		tls_server_stats(w->socks[i].tls, &t);
-		s.tls_server.handshakes_full += t.handshakes_full;
-		s.tls_server.resumed += t.resumed;
-		s.tls_server.early_accepted += t.early_accepted;
-		s.tls_server.early_rejected += t.early_rejected;
-		s.tls_server.replays_refused += t.replays_refused;
-		s.tls_server.bad_messages += t.bad_messages;
-		s.tls_server.pending_handshakes += t.pending_handshakes;
+		tls_stats_add(&s.tls_server, &t);
 	}
 	for (int i = 1; i < MAX_SOCKS; i++) {
 		struct sealed_stats ss;
@@ -1780,13 +1770,7 @@ static void publish_snapshot(struct worker *w)
 		}
 		s.sealed_rebootstraps += w->tls_clients[i].rebootstraps;
 		tls_client_stats(w->tls_clients[i].c, &t);
-		s.tls_client.handshakes_full += t.handshakes_full;
-		s.tls_client.resumed += t.resumed;
-		s.tls_client.early_accepted += t.early_accepted;
-		s.tls_client.early_rejected += t.early_rejected;
-		s.tls_client.bad_messages += t.bad_messages;
-		s.tls_client.verify_failures += t.verify_failures;
-		s.tls_client.tickets_received += t.tickets_received;
+		tls_stats_add(&s.tls_client, &t);
 	}
 	for (int i = 1; i < MAX_SOCKS && n < CFG_MAX_SERVICES; i++) {
 		if (w->socks[i].fd < 0 || w->socks[i].closing)

@@ -116,16 +116,7 @@ static void usage(void)
 
 static unsigned long parse_num(const char *s, const char *what, unsigned long max)
 {
-	char *end;
-	unsigned long v;
-
-	errno = 0;
-	v = strtoul(s, &end, 0);
-	if (errno || end == s || *end || v > max) {
-		fprintf(stderr, "r2p2-bench: bad %s '%s'\n", what, s);
-		exit(2);
-	}
-	return v;
+	return tool_parse_num("r2p2-bench", s, what, max);
 }
 
 int main(int argc, char **argv)

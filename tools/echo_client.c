@@ -40,16 +40,7 @@ static void usage(void)
 
 static unsigned long parse_num(const char *s, const char *what)
 {
-	char *end;
-	unsigned long v;
-
-	errno = 0;
-	v = strtoul(s, &end, 0);
-	if (errno || end == s || *end || v > 0xFFFFFFFFul) {
-		fprintf(stderr, "r2p2-echo-client: bad %s '%s'\n", what, s);
-		exit(2);
-	}
-	return v;
+	return tool_parse_num("r2p2-echo-client", s, what, 0xFFFFFFFFul);
 }
 
 static void fill(uint8_t *p, size_t n, uint64_t seed)

@@ -164,4 +164,23 @@ static inline void stats_report(struct lat_stats *s, FILE *out, const char *tool
 	fflush(out);
 }
 
+/*
+ * tool_parse_num parses `s` as an unsigned number (decimal, or 0x hex) no larger than
+ * `max`; on anything else it prints "PROG: bad WHAT 'S'" and exits with status 2.
+ */
+static inline unsigned long tool_parse_num(const char *prog, const char *s, const char *what,
+					   unsigned long max)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 0);
+	if (errno || end == s || *end || v > max) {
+		fprintf(stderr, "%s: bad %s '%s'\n", prog, what, s);
+		exit(2);
+	}
+	return v;
+}
+
 #endif /* R2P2_TOOLS_STATS_H */

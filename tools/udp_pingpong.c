@@ -47,16 +47,7 @@ static void usage(void)
 
 static unsigned long parse_num(const char *s, const char *what, unsigned long max)
 {
-	char *end;
-	unsigned long v;
-
-	errno = 0;
-	v = strtoul(s, &end, 0);
-	if (errno || end == s || *end || v > max) {
-		fprintf(stderr, "udp-pingpong: bad %s '%s'\n", what, s);
-		exit(2);
-	}
-	return v;
+	return tool_parse_num("udp-pingpong", s, what, max);
 }
 
 static int run_server(const char *bind_s, unsigned idle_s)
