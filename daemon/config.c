@@ -960,7 +960,7 @@ void cfg_defaults(struct cfg *c)
 	c->spin_us = 0;
 	/* Datacenter clocks agree within milliseconds (NTP/PTP); the strike register must
 	 * hold every (association, nonce) for twice this, so it sets the memory per RPC/s. */
-	c->sealed_window_ms = 1000;
+	c->sealed_window_ms = 250;
 	c->replay_max_entries = 1u << 18;
 	snprintf(c->log_level, sizeof(c->log_level), "info");
 }
