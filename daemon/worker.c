@@ -145,6 +145,7 @@ struct call {
 	struct wtls_client *svc;   /* tls/sealed: the called service's state */
 	struct sealed_ctx sctx;    /* sealed: response key of this request */
 	uint8_t *req_copy;         /* sealed: the request, to resend through a re-bootstrap */
+	uint8_t req_inline[64];    /* req_copy's storage for small requests (no malloc per RPC) */
 	size_t req_len;
 	bool internal;             /* a renewal: no app waits for it */
 	bool replay_safe;
@@ -877,16 +878,23 @@ static struct wtls_client *tls_client_for(struct worker *w, const struct cfg_cal
 
 #define SEALED_RENEW_FRACTION 5 /* renew when a fifth of the association's life is left */
 
+/* call_drop_copy wipes and forgets a sealed call's copy of its request. */
+static void call_drop_copy(struct call *c)
+{
+	if (!c->req_copy)
+		return;
+	OPENSSL_cleanse(c->req_copy, c->req_len);
+	if (c->req_copy != c->req_inline)
+		free(c->req_copy);
+	c->req_copy = NULL;
+}
+
 static void call_release_crypto(struct call *c)
 {
 	tls_call_free(c->tls);
 	c->tls = NULL;
 	sealed_ctx_cleanup(&c->sctx);
-	if (c->req_copy) {
-		OPENSSL_cleanse(c->req_copy, c->req_len);
-		free(c->req_copy);
-		c->req_copy = NULL;
-	}
+	call_drop_copy(c);
 }
 
 /*
@@ -947,7 +955,8 @@ static int protect_request(struct worker *w, struct call *call, const struct cfg
 		int ret = sealed_seal_request(&svc->assoc, hdr, req, len, now_ms, &w->sealed_buf,
 					      &call->sctx);
 		if (ret == 0) {
-			call->req_copy = malloc(len ? len : 1);
+			call->req_copy = len <= sizeof(call->req_inline) ? call->req_inline
+									 : malloc(len);
 			if (!call->req_copy) {
 				sealed_ctx_cleanup(&call->sctx);
 				return -ENOMEM;
@@ -1043,9 +1052,7 @@ static bool call_complete(struct worker *w, struct call *c, int *status,
 				sealed_ctx_cleanup(&c->sctx);
 				if (cc && begin_tls(w, c, cc, c->req_copy, c->req_len, false, &a) == 0) {
 					c->args.flags = a.flags; /* a CLIENT_SECOND goes as tls too */
-					OPENSSL_cleanse(c->req_copy, c->req_len);
-					free(c->req_copy);
-					c->req_copy = NULL;
+					call_drop_copy(c);
 					if (eng_call(w->eng, &a, now_ns()) == 0)
 						return true;
 				}
@@ -1300,7 +1307,9 @@ static void respond(struct worker *w, uint32_t slot, const struct r2p2_sqe *sqe,
 	if (x.conn) {
 		/* The response leaves sealed in the exchange that carried its request. */
 		if (!s->tls) {
+			/* the service stopped being tls (reload): the exchange cannot be answered */
 			tls_conn_free(x.conn);
+			eng_reject(w->eng, sqe->user_data, now);
 			ret = -ENOENT;
 		} else {
 			ret = answer_tls(w, s, sqe->user_data, x.conn, x.mode == MODE_TLS_BOOT,
