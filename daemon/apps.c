@@ -28,37 +28,6 @@
 
 #include <r2p2/bpf_abi.h>
 
-struct cfg_ref *cfg_ref_get(struct cfg_ref *r)
-{
-	atomic_fetch_add(&r->refs, 1);
-	return r;
-}
-
-void cfg_ref_put(struct cfg_ref *r)
-{
-	if (r && atomic_fetch_sub(&r->refs, 1) == 1)
-		free(r);
-}
-
-void app_put(struct app *a)
-{
-	if (!a || atomic_fetch_sub(&a->refs, 1) != 1)
-		return;
-	if (a->map)
-		munmap(a->map, a->map_len);
-	for (unsigned i = 0; i < a->num_lanes; i++) {
-		if (a->sq_efd && a->sq_efd[i] >= 0)
-			close(a->sq_efd[i]);
-		if (a->cq_efd && a->cq_efd[i] >= 0)
-			close(a->cq_efd[i]);
-	}
-	if (a->conn_fd >= 0)
-		close(a->conn_fd);
-	free(a->sq_efd);
-	free(a->cq_efd);
-	free(a);
-}
-
 int ctl_listen(const struct cfg *c, char *err, size_t err_len)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};

@@ -3,7 +3,7 @@
 #ifndef R2P2D_APPS_H
 #define R2P2D_APPS_H
 
-#include "daemon.h"
+#include "worker.h"
 
 #define R2P2D_VERSION "0.1.0"
 

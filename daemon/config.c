@@ -1101,3 +1101,31 @@ const struct cfg_call *cfg_find_call(const struct cfg *c, const char *name)
 			return &c->calls[i];
 	return NULL;
 }
+
+struct cfg_ref *cfg_ref_load(const char *path, char *err, size_t err_len)
+{
+	struct cfg_ref *r = calloc(1, sizeof(*r));
+
+	if (!r) {
+		snprintf(err, err_len, "out of memory");
+		return NULL;
+	}
+	atomic_init(&r->refs, 1);
+	if (cfg_load(&r->cfg, path, err, err_len) < 0) {
+		free(r);
+		return NULL;
+	}
+	return r;
+}
+
+struct cfg_ref *cfg_ref_get(struct cfg_ref *r)
+{
+	atomic_fetch_add(&r->refs, 1);
+	return r;
+}
+
+void cfg_ref_put(struct cfg_ref *r)
+{
+	if (r && atomic_fetch_sub(&r->refs, 1) == 1)
+		free(r);
+}

@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <stdatomic.h>
+
 #include "engine.h"
 
 #define CFG_MAX_SERVICES 64
@@ -99,5 +101,20 @@ const char *cfg_format_addr(const struct r2p2_addr *a, char *buf, size_t len);
 const struct cfg_serve *cfg_find_serve(const struct cfg *c, const char *name);
 const struct cfg_serve *cfg_find_serve_port(const struct cfg *c, uint16_t port);
 const struct cfg_call *cfg_find_call(const struct cfg *c, const char *name);
+
+/*
+ * A loaded config, shared read-only by every thread that holds a reference.
+ * cfg_ref_load reads `path` (NULL and a message in `err` on failure); the
+ * reference it returns is the caller's. cfg_ref_get takes one more, cfg_ref_put
+ * drops one (NULL is fine); the last frees the config. Any thread may call them.
+ */
+struct cfg_ref {
+	atomic_int refs;
+	struct cfg cfg;
+};
+
+struct cfg_ref *cfg_ref_load(const char *path, char *err, size_t err_len);
+struct cfg_ref *cfg_ref_get(struct cfg_ref *r);
+void cfg_ref_put(struct cfg_ref *r);
 
 #endif /* R2P2D_CONFIG_H */

@@ -35,19 +35,11 @@ static void usage(FILE *f)
 
 static struct cfg_ref *load_cfg(const char *path)
 {
-	struct cfg_ref *r = calloc(1, sizeof(*r));
 	char err[512];
+	struct cfg_ref *r = cfg_ref_load(path, err, sizeof(err));
 
-	if (!r) {
-		log_err("out of memory");
-		return NULL;
-	}
-	atomic_init(&r->refs, 1);
-	if (cfg_load(&r->cfg, path, err, sizeof(err)) < 0) {
+	if (!r)
 		log_err("%s", err);
-		free(r);
-		return NULL;
-	}
 	return r;
 }
 

@@ -3,6 +3,8 @@
  * Next-hop resolution over rtnetlink with libmnl (see neigh.h).
  */
 #include "neigh.h"
+#include "err.h"
+#include "clock.h"
 
 #include <errno.h>
 #include <net/if.h>
@@ -58,26 +60,6 @@ struct neigh {
 	struct entry cache[NEIGH_CACHE_SETS][NEIGH_CACHE_WAYS];
 	uint8_t buf[32768];
 };
-
-static void set_err(char *err, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t err_len, const char *fmt, ...)
-{
-	va_list ap;
-	if (!err || !err_len)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, err_len, fmt, ap);
-	va_end(ap);
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static size_t alen(uint16_t family)
 {

@@ -37,8 +37,6 @@ struct stek_set;
 struct stek_key;
 struct replay;
 
-/* The R2P2 header flag bit that marks a sealed-mode message (a free bit upstream never sets). */
-#define R2P2_F_SEALED 0x10
 
 #define SEALED_VERSION 1
 #define SEALED_KEY_LEN 16     /* association key K, k_req, k_resp (AES-128) */
@@ -182,6 +180,19 @@ struct sealed_ctx {
 
 /* sealed_ctx_cleanup wipes `ctx`. NULL is ignored. */
 void sealed_ctx_cleanup(struct sealed_ctx *ctx);
+
+/*
+ * sealed_hdr_ad fills `out` with the first 4 bytes of the R2P2 header of a sealed
+ * message of `type` (R2P2_REQUEST or R2P2_RESPONSE) and `policy`: the bytes bound
+ * as associated data. A response is always FIXED_ROUTE.
+ */
+static inline void sealed_hdr_ad(uint8_t out[SEALED_HDR_AD_LEN], unsigned type, unsigned policy)
+{
+	out[0] = R2P2_MAGIC;
+	out[1] = R2P2_HDR_LEN;
+	out[2] = (uint8_t)((type << 4) | (policy & 0x0F));
+	out[3] = R2P2_F_SEALED;
+}
 
 /*
  * sealed_seal_request seals `len` bytes of `req` as a sealed request under `a`

@@ -8,6 +8,7 @@
 #include "boringssl.h"
 
 #include "stek.h"
+#include "err.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -50,18 +51,6 @@ static const char *const role_names[] = {
     [STEK_PREVIOUS] = "previous",
     [STEK_NEXT] = "next",
 };
-
-__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t err_len,
-							  const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !err_len)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, err_len, fmt, ap);
-	va_end(ap);
-}
 
 const char *stek_role_name(enum stek_role role)
 {

@@ -22,6 +22,7 @@
 #include "boringssl.h"
 
 #include "tls.h"
+#include "err.h"
 
 #include "replay.h"
 #include "stek.h"
@@ -270,18 +271,6 @@ static SSL_CTX *tls13_ctx(void)
 		return NULL;
 	}
 	return ctx;
-}
-
-__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t err_len,
-							  const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !err_len)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, err_len, fmt, ap);
-	va_end(ap);
 }
 
 /* ---- client --------------------------------------------------------------------- */

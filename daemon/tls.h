@@ -25,10 +25,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <r2p2/wire.h>
+
 #include "engine.h"
 
-/* The R2P2 header flag bit that marks a tls-mode message (a free bit upstream never sets). */
-#define R2P2_F_TLS 0x20
 
 /* Framing version and kinds: the first two bytes of every tls-mode R2P2 payload. */
 #define TLS_FRAME_VERSION 1

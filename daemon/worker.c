@@ -10,7 +10,7 @@
  * The kind of each operation is encoded in user_data, and each kind has one
  * handle_* function.
  */
-#include "daemon.h"
+#include "worker.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -33,6 +33,8 @@
 #include <r2p2/shm.h>
 #include <r2p2/wire.h>
 
+#include "addr.h"
+#include "clock.h"
 #include "lane.h"
 #include "log.h"
 #include "neigh.h"
@@ -243,21 +245,7 @@ struct worker {
 
 static void reload_stek(struct worker *w);
 
-/* Unix time in ms: sealed tokens and timestamps are checked against the servers' clocks. */
-static uint64_t unix_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 static void arm_stek_watch(struct worker *w);
-
-uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 int port_probe(const struct cfg *c, uint16_t port, char *err, size_t err_len)
 {
@@ -280,53 +268,6 @@ int port_probe(const struct cfg *c, uint16_t port, char *err, size_t err_len)
 	if (fd >= 0)
 		close(fd);
 	return ret;
-}
-
-socklen_t addr_to_sockaddr(const struct r2p2_addr *a, int family, void *out_sa)
-{
-	if (family == AF_INET) {
-		struct sockaddr_in *s = out_sa;
-		memset(s, 0, sizeof(*s));
-		s->sin_family = AF_INET;
-		s->sin_port = a->port;
-		memcpy(&s->sin_addr, a->addr, 4);
-		return sizeof(*s);
-	}
-	struct sockaddr_in6 *s6 = out_sa;
-	memset(s6, 0, sizeof(*s6));
-	s6->sin6_family = AF_INET6;
-	s6->sin6_port = a->port;
-	if (a->family == AF_INET) {
-		/* An IPv6 socket reaches IPv4 peers through v4-mapped addresses. */
-		s6->sin6_addr.s6_addr[10] = 0xff;
-		s6->sin6_addr.s6_addr[11] = 0xff;
-		memcpy(&s6->sin6_addr.s6_addr[12], a->addr, 4);
-	} else {
-		memcpy(&s6->sin6_addr, a->addr, 16);
-	}
-	return sizeof(*s6);
-}
-
-void addr_from_sockaddr(const void *sa, struct r2p2_addr *out)
-{
-	const struct sockaddr *s = sa;
-	memset(out, 0, sizeof(*out));
-	if (s->sa_family == AF_INET) {
-		const struct sockaddr_in *s4 = sa;
-		out->family = AF_INET;
-		out->port = s4->sin_port;
-		memcpy(out->addr, &s4->sin_addr, 4);
-	} else if (s->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *s6 = sa;
-		out->port = s6->sin6_port;
-		if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
-			out->family = AF_INET;
-			memcpy(out->addr, &s6->sin6_addr.s6_addr[12], 4);
-		} else {
-			out->family = AF_INET6;
-			memcpy(out->addr, &s6->sin6_addr, 16);
-		}
-	}
 }
 
 /* ---- io_uring helpers ---------------------------------------------------- */

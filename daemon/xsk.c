@@ -3,6 +3,7 @@
  * AF_XDP ports over libxdp's ring helpers (see xsk.h for the frame and locking model).
  */
 #include "xsk.h"
+#include "err.h"
 
 #include <errno.h>
 #include <net/if.h>
@@ -66,19 +67,6 @@ struct xsk_port {
 	uint16_t ip_id;
 	struct xsk_port_stats stats;
 };
-
-static void set_err(char *err, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t err_len, const char *fmt, ...)
-{
-	va_list ap;
-	if (!err || !err_len)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, err_len, fmt, ap);
-	va_end(ap);
-}
 
 static const char *mode_name(enum xsk_mode m)
 {

@@ -28,6 +28,13 @@
 #define R2P2_F_LAST 0x40
 /* Bits of `flags` upstream never sets; encrypted modes claim them. */
 #define R2P2_F_FREE_MASK 0x3F
+/* A tls-mode message: the payload is a TLS 1.3 exchange (docs/PROTOCOL.md). */
+#define R2P2_F_TLS 0x20
+/* A sealed-mode message: the payload is AEAD under an association (docs/PROTOCOL.md). */
+#define R2P2_F_SEALED 0x10
+_Static_assert((R2P2_F_TLS & ~R2P2_F_FREE_MASK) == 0, "R2P2_F_TLS must be a free bit");
+_Static_assert((R2P2_F_SEALED & ~R2P2_F_FREE_MASK) == 0, "R2P2_F_SEALED must be a free bit");
+_Static_assert((R2P2_F_TLS & R2P2_F_SEALED) == 0, "mode flags must differ");
 
 enum r2p2_type {
 	R2P2_REQUEST = 0,

@@ -1,60 +1,24 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * r2p2d internals shared by the main thread (control socket, signals, config)
- * and the workers (one thread, one io_uring, one engine each).
- *
- * Ownership: the main thread owns the app registry and the current config; a
- * worker owns everything it reaches from struct worker. They talk only through
- * each worker's inbox (a locked list plus an eventfd the worker's ring reads),
- * so no lock is ever taken on a per-packet or per-RPC path.
+ * The workers' API for the control plane (main thread). A worker is one thread,
+ * one io_uring, one protocol engine; it owns everything it reaches from struct
+ * worker. The control plane talks to it only through its inbox (a locked list
+ * plus an eventfd the worker's ring reads) and reads its published snapshot, so
+ * no lock is ever taken on a per-packet or per-RPC path. Workers never call the
+ * control plane.
  */
-#ifndef R2P2D_DAEMON_H
-#define R2P2D_DAEMON_H
+#ifndef R2P2D_WORKER_H
+#define R2P2D_WORKER_H
 
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <sys/socket.h>
-#include <sys/types.h>
 
-#include <r2p2/shm.h>
-
+#include "app.h"
 #include "config.h"
 #include "engine.h"
 #include "sealed.h"
 #include "tls.h"
-
-/* A loaded config, shared read-only by every thread that holds a reference. */
-struct cfg_ref {
-	atomic_int refs;
-	struct cfg cfg;
-};
-
-struct cfg_ref *cfg_ref_get(struct cfg_ref *r);
-void cfg_ref_put(struct cfg_ref *r);
-
-/* One attached application, as the main thread sees it. */
-struct app {
-	atomic_int refs;         /* main thread + each worker holding a lane */
-	uint64_t id;
-	int conn_fd;             /* control connection; EOF means the app is gone */
-	pid_t pid;
-	uid_t uid;
-	gid_t gid;
-	void *map;               /* the shared memory */
-	size_t map_len;
-	struct r2p2_shm_hdr hdr; /* the daemon's private copy of the layout */
-	int *sq_efd;             /* per lane */
-	int *cq_efd;             /* per lane */
-	unsigned num_lanes;
-	uint16_t serves[CFG_MAX_SERVICES]; /* ports of registered services */
-	unsigned num_serves;
-	struct app *next;        /* main thread's list */
-};
-
-/* app_put drops a reference; the last one unmaps and closes everything. */
-void app_put(struct app *a);
 
 enum cmd_type {
 	CMD_ADD_APP,      /* app: give it a lane on this worker */
@@ -143,11 +107,4 @@ int worker_use_xdp(struct worker *w, struct xsk_port **ports, unsigned n, const 
 void worker_free(struct worker *w);
 void worker_snapshot(struct worker *w, struct worker_snap *out);
 
-/* Monotonic time in nanoseconds. */
-uint64_t now_ns(void);
-
-/* struct r2p2_addr <-> sockaddr conversions; `family` is the socket's family. */
-socklen_t addr_to_sockaddr(const struct r2p2_addr *a, int family, void *out_sa);
-void addr_from_sockaddr(const void *sa, struct r2p2_addr *out);
-
-#endif /* R2P2D_DAEMON_H */
+#endif /* R2P2D_WORKER_H */
