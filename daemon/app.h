@@ -8,6 +8,7 @@
 #define R2P2D_APP_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -33,6 +34,16 @@ struct app {
 	unsigned num_serves;
 	struct app *next;        /* main thread's list */
 };
+
+/*
+ * app_add_serve records that the app serves `port` (main thread only). Returns
+ * 0, or -ENOSPC when it already serves CFG_MAX_SERVICES services. Workers may
+ * read concurrently: the port is written before the count is published.
+ */
+int app_add_serve(struct app *a, uint16_t port);
+
+/* app_serves_port says whether the app serves `port` (any thread). */
+bool app_serves_port(const struct app *a, uint16_t port);
 
 /* app_put drops a reference; the last one unmaps and closes everything. */
 void app_put(struct app *a);

@@ -261,20 +261,14 @@ static void register_service(struct daemon *d, struct conn *c, const char *name)
 			  name, name);
 		return;
 	}
-	for (unsigned i = 0; i < a->num_serves; i++) {
-		if (a->serves[i] == s->port) {
-			ctl_send(c->fd, R2P2_CTL_REGISTER_OK, s->port, name, NULL, 0, NULL, 0);
-			return;
-		}
+	if (app_serves_port(a, s->port)) {
+		ctl_send(c->fd, R2P2_CTL_REGISTER_OK, s->port, name, NULL, 0, NULL, 0);
+		return;
 	}
-	if (a->num_serves >= CFG_MAX_SERVICES) {
+	if (app_add_serve(a, s->port) < 0) {
 		ctl_error(c->fd, ENOSPC, "too many services");
 		return;
 	}
-	/* Workers read serves[] when they deliver; publishing the count last is enough
-	 * because a port is only ever appended. */
-	a->serves[a->num_serves] = s->port;
-	__atomic_store_n(&a->num_serves, a->num_serves + 1, __ATOMIC_RELEASE);
 	log_info("app %llu (pid %d) serves %s on port %u", (unsigned long long)a->id, (int)a->pid,
 		 name, s->port);
 	ctl_send(c->fd, R2P2_CTL_REGISTER_OK, s->port, name, NULL, 0, NULL, 0);

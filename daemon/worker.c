@@ -651,12 +651,7 @@ static bool deliver(struct worker *w, unsigned sock, uint64_t handle, const uint
 	for (uint32_t n = 0; n < MAX_WAPPS; n++) {
 		uint32_t i = (w->rr_app + n) % MAX_WAPPS;
 		struct wapp *wa = &w->wapps[i];
-		bool serves = false;
-		if (!wa->app || wa->removing || wa->lane.broken)
-			continue;
-		for (unsigned k = 0; k < wa->app->num_serves; k++)
-			serves |= wa->app->serves[k] == s->port;
-		if (!serves)
+		if (!wa->app || wa->removing || wa->lane.broken || !app_serves_port(wa->app, s->port))
 			continue;
 		if ((w->exec_count + w->exec_tombs + 1) * 2 > w->exec_cap && !exec_rehash(w))
 			break;
