@@ -228,6 +228,16 @@ struct sealed_stats {
 	uint64_t rejected[SEALED_REASON_MAX + 1]; /* by enum sealed_reason; [0] unused */
 };
 
+/* sealed_stats_add adds every counter of `src` to `dst`. */
+static inline void sealed_stats_add(struct sealed_stats *dst, const struct sealed_stats *src)
+{
+	dst->opened += src->opened;
+	dst->responses += src->responses;
+	dst->minted += src->minted;
+	for (unsigned r = 0; r <= SEALED_REASON_MAX; r++)
+		dst->rejected[r] += src->rejected[r];
+}
+
 /* One server worker's sealed state: counters and a cache of token keys. */
 struct sealed_server;
 

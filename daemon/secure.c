@@ -1,0 +1,660 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The security modes (secure.h): plain passes bytes through; tls runs one TLS
+ * 1.3 exchange per RPC (tls.c); sealed bootstraps an association through a tls
+ * exchange and then seals each RPC with AEAD only (sealed.c).
+ */
+#include "boringssl.h"
+
+#include "secure.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/mem.h>
+#include <r2p2/wire.h>
+
+#include "clock.h"
+#include "err.h"
+
+#define SEALED_RENEW_FRACTION 5 /* renew when a fifth of the association's life is left */
+
+static uint64_t real_wall_ms(void)
+{
+	return unix_ms();
+}
+
+void sec_env_init(struct sec_env *env, struct stek_set *stek, struct replay *replay,
+		  struct replay *sealed_replay, uint64_t sealed_window_ms)
+{
+	memset(env, 0, sizeof(*env));
+	env->stek = stek;
+	env->replay = replay;
+	env->sealed_replay = sealed_replay;
+	env->sealed_window_ms = sealed_window_ms;
+	env->wall_ms = real_wall_ms;
+}
+
+void sec_env_cleanup(struct sec_env *env)
+{
+	tls_buf_cleanup(&env->flight);
+	tls_buf_cleanup(&env->plain);
+	tls_buf_cleanup(&env->sealed);
+}
+
+static void msg_set(struct sec_msg *m, const uint8_t *data, size_t len, uint8_t flags)
+{
+	m->data = data;
+	m->len = len;
+	m->flags = flags;
+}
+
+/* ---- peers (client side) -------------------------------------------------------- */
+
+void sec_peer_cleanup(struct sec_peer *p)
+{
+	tls_client_free(p->tls);
+	p->tls = NULL;
+	sealed_assoc_cleanup(&p->assoc);
+	p->assoc_ready = false;
+	p->bootstrapping = false;
+}
+
+struct sec_peer *sec_peer_for(struct sec_peer *peers, size_t num, const struct cfg_call *cc,
+			      char *err, size_t err_len)
+{
+	struct sec_peer *slot = NULL;
+
+	for (size_t i = 0; i < num; i++) {
+		struct sec_peer *p = &peers[i];
+		if (!p->tls) {
+			if (!slot)
+				slot = p;
+			continue;
+		}
+		if (strcmp(p->name, cc->name) != 0)
+			continue;
+		if (strcmp(p->ca, cc->ca) == 0)
+			return p;
+		sec_peer_cleanup(p); /* the CA changed with a reload */
+		slot = p;
+		break;
+	}
+	if (!slot) {
+		set_err(err, err_len, "no room for another called service");
+		return NULL;
+	}
+	slot->tls = tls_client_new(cc->ca, err, err_len);
+	if (!slot->tls)
+		return NULL;
+	snprintf(slot->name, sizeof(slot->name), "%s", cc->name);
+	snprintf(slot->ca, sizeof(slot->ca), "%s", cc->ca);
+	slot->assoc_ready = false;
+	slot->bootstrapping = false;
+	return slot;
+}
+
+bool sec_peer_wants_renewal(const struct sec_peer *p, uint64_t now_ms)
+{
+	return p->tls && p->assoc_ready && !p->bootstrapping &&
+	       now_ms + SEALED_LIFETIME_DEFAULT_MS / SEALED_RENEW_FRACTION >= p->assoc.expiry_ms;
+}
+
+uint32_t sec_peer_key_id(const struct sec_peer *p)
+{
+	const uint8_t *t = p->assoc.token; /* starts with the key id, big-endian */
+	return (uint32_t)t[0] << 24 | (uint32_t)t[1] << 16 | (uint32_t)t[2] << 8 | t[3];
+}
+
+/* ---- calls (client side) ---------------------------------------------------------- */
+
+void sec_call_init(struct sec_call *c, const struct sec_ops *ops, struct sec_peer *peer,
+		   bool replay_safe)
+{
+	c->ops = ops;
+	c->peer = peer;
+	c->step = SEC_STEP_PLAIN;
+	c->replay_safe = replay_safe;
+	c->tls = NULL;
+	c->req_copy = NULL;
+	c->req_len = 0;
+	memset(&c->sctx, 0, sizeof(c->sctx));
+}
+
+/* call_drop_copy wipes and forgets a sealed call's copy of its request. */
+static void call_drop_copy(struct sec_call *c)
+{
+	if (!c->req_copy)
+		return;
+	OPENSSL_cleanse(c->req_copy, c->req_len);
+	if (c->req_copy != c->req_inline)
+		free(c->req_copy);
+	c->req_copy = NULL;
+}
+
+void sec_call_release(struct sec_call *c)
+{
+	tls_call_free(c->tls);
+	c->tls = NULL;
+	sealed_ctx_cleanup(&c->sctx);
+	call_drop_copy(c);
+	/* A call that fetches an association is the only one doing so (see tls_begin). */
+	if (c->peer && (c->step == SEC_STEP_TLS_BOOT || c->step == SEC_STEP_RENEW))
+		c->peer->bootstrapping = false;
+	c->step = SEC_STEP_PLAIN;
+}
+
+/*
+ * tls_begin starts the tls exchange of a call: the request as is (tls service) or
+ * with the bootstrap prefix (sealed service: an association is wanted unless
+ * another call is already fetching one; `renew` fetches only an association).
+ */
+static int tls_begin(struct sec_env *env, struct sec_call *c, const uint8_t *req, size_t len,
+		     bool renew, struct sec_msg *out)
+{
+	struct sec_peer *p = c->peer;
+	int ret;
+
+	c->step = SEC_STEP_TLS;
+	if (c->ops->security == CFG_SEC_SEALED) {
+		/* Ask for an association unless one is held or being fetched. */
+		bool want = renew || (!p->bootstrapping && !p->assoc_ready);
+		ret = renew ? sealed_boot_renew_encode(&env->sealed)
+			    : sealed_boot_req_encode(want, req, len, &env->sealed);
+		if (ret < 0)
+			return ret;
+		req = env->sealed.data;
+		len = env->sealed.len;
+		c->step = renew ? SEC_STEP_RENEW : want ? SEC_STEP_TLS_BOOT : SEC_STEP_TLS_SVC;
+		if (want)
+			p->bootstrapping = true;
+	}
+	ret = tls_call_begin(p->tls, p->name, req, len, c->replay_safe, &c->tls, &env->flight);
+	if (ret < 0) {
+		if (c->step == SEC_STEP_TLS_BOOT || c->step == SEC_STEP_RENEW)
+			p->bootstrapping = false;
+		c->step = SEC_STEP_PLAIN;
+		return ret;
+	}
+	msg_set(out, env->flight.data, env->flight.len, R2P2_F_TLS);
+	return 0;
+}
+
+/* reply_fail ends a call with `status`; `why` goes to the log. */
+static enum sec_next reply_fail(struct sec_reply *out, int status, const char *why)
+{
+	out->status = status;
+	out->why = why;
+	msg_set(&out->out, NULL, 0, 0);
+	return SEC_DONE;
+}
+
+static enum sec_next reply_done(struct sec_reply *out, const uint8_t *data, size_t len)
+{
+	out->status = 0;
+	out->why = NULL;
+	msg_set(&out->out, data, len, 0);
+	return SEC_DONE;
+}
+
+/*
+ * tls_finish runs a call's tls exchange on its R2P2 response: the final flight
+ * (DONE, the plaintext in env->plain) or the server's handshake flight (SEND the
+ * second flight under the same rid).
+ */
+static enum sec_next tls_finish(struct sec_env *env, struct sec_call *c, const uint8_t *payload,
+				size_t len, struct sec_reply *out)
+{
+	int r = tls_call_input(c->tls, payload, len, &env->flight, &env->plain);
+
+	if (r == TLS_CALL_CONTINUE) {
+		/* The second flight goes to the server that answered the first, under the
+		 * same rid: XDP steering (source, port, rid) then brings it to the worker
+		 * that holds the handshake. The server's dedup entry for the first flight
+		 * gives way, as for any rid reused with different bytes. */
+		out->status = 0;
+		out->why = NULL;
+		out->same_rid = true;
+		msg_set(&out->out, env->flight.data, env->flight.len, R2P2_F_TLS);
+		return SEC_SEND;
+	}
+	if (r != TLS_CALL_DONE)
+		return reply_fail(out, r, tls_call_error(c->tls));
+	return reply_done(out, env->plain.data, env->plain.len);
+}
+
+/* ---- plain ------------------------------------------------------------------------- */
+
+static int plain_protect(struct sec_env *env, struct sec_call *c, unsigned policy,
+			 const uint8_t *req, size_t len, bool renew, struct sec_msg *out)
+{
+	(void)env, (void)policy;
+	if (renew)
+		return -EINVAL;
+	c->step = SEC_STEP_PLAIN;
+	msg_set(out, req, len, 0);
+	return 0;
+}
+
+static enum sec_next plain_finish(struct sec_env *env, struct sec_call *c, int status,
+				  const uint8_t *payload, size_t len, struct sec_reply *out)
+{
+	(void)env, (void)c;
+	if (status < 0)
+		return reply_fail(out, status, NULL);
+	return reply_done(out, payload, len);
+}
+
+static enum sec_verdict plain_open(struct sec_env *env, struct sec_service *svc,
+				   const struct sec_request *rq, struct sec_exec *x,
+				   struct sec_msg *out)
+{
+	(void)env, (void)svc;
+	if (rq->flags != 0)
+		return SEC_WRONG_MODE;
+	memset(x, 0, sizeof(*x));
+	msg_set(out, rq->payload, rq->len, 0);
+	return SEC_DELIVER;
+}
+
+static int plain_seal(struct sec_env *env, struct sec_service *svc, struct sec_exec *x,
+		      const uint8_t *resp, size_t len, struct sec_msg *out)
+{
+	(void)env, (void)svc, (void)x;
+	msg_set(out, resp, len, 0);
+	return 0;
+}
+
+static const struct sec_ops plain_ops = {
+	.name = "plain",
+	.security = CFG_SEC_PLAIN,
+	.protect = plain_protect,
+	.finish = plain_finish,
+	.open = plain_open,
+	.seal = plain_seal,
+};
+
+/* ---- tls ----------------------------------------------------------------------------- */
+
+static int tls_protect(struct sec_env *env, struct sec_call *c, unsigned policy,
+		       const uint8_t *req, size_t len, bool renew, struct sec_msg *out)
+{
+	(void)policy;
+	if (renew || !c->peer)
+		return -EINVAL;
+	return tls_begin(env, c, req, len, false, out);
+}
+
+static enum sec_next tls_mode_finish(struct sec_env *env, struct sec_call *c, int status,
+				     const uint8_t *payload, size_t len, struct sec_reply *out)
+{
+	if (status < 0)
+		return reply_fail(out, status, NULL);
+	return tls_finish(env, c, payload, len, out);
+}
+
+/*
+ * tls_answer seals `resp` (or none, for a renewal) into the tls exchange of `x`;
+ * for a sealed service with a bootstrap prefix, with a fresh association when the
+ * client asked for one.
+ */
+static int tls_answer(struct sec_env *env, struct sec_service *svc, struct sec_exec *x,
+		      const uint8_t *resp, size_t len, struct sec_msg *out)
+{
+	uint8_t blob[SEALED_ASSOC_BLOB_LEN];
+	struct tls_conn *conn = x->conn;
+	int ret = 0;
+
+	x->conn = NULL;
+	if (!svc->tls) {
+		/* the service stopped being tls (reload): the exchange cannot be answered */
+		tls_conn_free(conn);
+		return -ENOENT;
+	}
+	if (svc->ops->security == CFG_SEC_SEALED) {
+		bool want = x->step == SEC_STEP_TLS_BOOT;
+		if (want && sealed_assoc_mint(svc->sealed, env->stek, svc->name, env->wall_ms(),
+					      SEALED_LIFETIME_DEFAULT_MS, blob) < 0)
+			want = false; /* no STEK: answer without an association */
+		ret = sealed_boot_resp_encode(want ? blob : NULL, resp, len, &env->sealed);
+		OPENSSL_cleanse(blob, sizeof(blob));
+		resp = env->sealed.data;
+		len = env->sealed.len;
+	}
+	if (ret < 0) {
+		tls_conn_free(conn);
+		return ret;
+	}
+	ret = tls_server_respond(svc->tls, conn, resp, len, &env->flight);
+	if (ret < 0)
+		return ret;
+	msg_set(out, env->flight.data, env->flight.len, R2P2_F_TLS);
+	return 0;
+}
+
+/*
+ * tls_open runs one step of a tls exchange: a request for an app, a
+ * handshake-only flight or an ERROR frame to answer with, or nothing.
+ */
+static enum sec_verdict tls_open(struct sec_env *env, struct sec_service *svc,
+				 const struct sec_request *rq, struct sec_exec *x, struct sec_msg *out)
+{
+	struct tls_conn *conn = NULL;
+	int r;
+
+	memset(x, 0, sizeof(*x));
+	r = tls_server_input(svc->tls, svc->name, rq->src, rq->payload, rq->len, rq->now, &conn,
+			     &env->plain, &env->flight);
+	if (r != TLS_SRV_REQUEST) {
+		if (r != TLS_SRV_REPLY && !env->flight.len)
+			return SEC_REJECT;
+		/* handshake-only flight, or an ERROR frame for the client */
+		msg_set(out, env->flight.data, env->flight.len, R2P2_F_TLS);
+		return SEC_ANSWER;
+	}
+	x->ops = svc->ops;
+	x->conn = conn;
+	x->step = SEC_STEP_TLS;
+	msg_set(out, env->plain.data, env->plain.len, 0);
+	if (svc->ops->security != CFG_SEC_SEALED)
+		return SEC_DELIVER;
+
+	/* A sealed service's tls exchange: the bootstrap prefix says whether the client
+	 * wants an association; a renewal involves no app. */
+	bool want = false;
+	if (sealed_boot_req_decode(env->plain.data, env->plain.len, &want, &out->data,
+				   &out->len) < 0) {
+		sec_exec_release(x);
+		return SEC_REJECT;
+	}
+	x->step = want ? SEC_STEP_TLS_BOOT : SEC_STEP_TLS;
+	if (out->data)
+		return SEC_DELIVER;
+	x->step = SEC_STEP_TLS_BOOT;
+	return tls_answer(env, svc, x, NULL, 0, out) < 0 ? SEC_REJECT : SEC_ANSWER;
+}
+
+static enum sec_verdict tls_mode_open(struct sec_env *env, struct sec_service *svc,
+				      const struct sec_request *rq, struct sec_exec *x,
+				      struct sec_msg *out)
+{
+	if (rq->flags != R2P2_F_TLS || !svc->tls)
+		return SEC_WRONG_MODE;
+	return tls_open(env, svc, rq, x, out);
+}
+
+static int tls_seal(struct sec_env *env, struct sec_service *svc, struct sec_exec *x,
+		    const uint8_t *resp, size_t len, struct sec_msg *out)
+{
+	return tls_answer(env, svc, x, resp, len, out);
+}
+
+static const struct sec_ops tls_ops = {
+	.name = "tls",
+	.security = CFG_SEC_TLS,
+	.protect = tls_protect,
+	.finish = tls_mode_finish,
+	.open = tls_mode_open,
+	.seal = tls_seal,
+};
+
+/* ---- sealed ---------------------------------------------------------------------------- */
+
+/*
+ * sealed_protect turns an app request into one AEAD message under the peer's
+ * association when it holds a live one and the request is replay-safe, and into
+ * a tls exchange (bootstrap) otherwise. A sealed request keeps a copy of the
+ * plaintext so that a server's "re-bootstrap" answer can be handled transparently.
+ */
+static int sealed_protect(struct sec_env *env, struct sec_call *c, unsigned policy,
+			  const uint8_t *req, size_t len, bool renew, struct sec_msg *out)
+{
+	struct sec_peer *p = c->peer;
+	uint64_t now_ms = env->wall_ms();
+	uint8_t hdr[SEALED_HDR_AD_LEN];
+
+	if (!p)
+		return -EINVAL;
+	if (p->assoc_ready && now_ms >= p->assoc.expiry_ms)
+		p->assoc_ready = false; /* expired: the server would refuse it */
+	if (renew || !p->assoc_ready || !c->replay_safe)
+		return tls_begin(env, c, req, len, renew, out);
+	sealed_hdr_ad(hdr, R2P2_REQUEST, policy);
+	if (sealed_seal_request(&p->assoc, hdr, req, len, now_ms, &env->sealed, &c->sctx) < 0) {
+		p->assoc_ready = false; /* expired or exhausted: bootstrap again */
+		return tls_begin(env, c, req, len, false, out);
+	}
+	c->req_copy = len <= sizeof(c->req_inline) ? c->req_inline : malloc(len);
+	if (!c->req_copy) {
+		sealed_ctx_cleanup(&c->sctx);
+		return -ENOMEM;
+	}
+	memcpy(c->req_copy, req, len);
+	c->req_len = len;
+	c->step = SEC_STEP_SEALED;
+	msg_set(out, env->sealed.data, env->sealed.len, R2P2_F_SEALED);
+	return 0;
+}
+
+/*
+ * sealed_rebootstrap: the server refused the association (e.g. a token under a
+ * retired STEK key). Fetch a new one and send the same request through it, once.
+ */
+static enum sec_next sealed_rebootstrap(struct sec_env *env, struct sec_call *c,
+					enum sealed_reason reason, struct sec_reply *out)
+{
+	struct sec_peer *p = c->peer;
+
+	if (!sealed_reason_rebootstrap(reason) || !c->req_copy)
+		return reply_fail(out, -ECONNREFUSED, sealed_reason_name(reason));
+	p->assoc_ready = false;
+	p->rebootstraps++;
+	sealed_ctx_cleanup(&c->sctx);
+	if (tls_begin(env, c, c->req_copy, c->req_len, false, &out->out) < 0)
+		return reply_fail(out, -ECONNREFUSED, sealed_reason_name(reason));
+	call_drop_copy(c);
+	out->status = 0;
+	out->why = NULL;
+	out->same_rid = false;
+	return SEC_SEND;
+}
+
+/* sealed_finish_aead opens the response to an AEAD request, or handles a REJECT. */
+static enum sec_next sealed_finish_aead(struct sec_env *env, struct sec_call *c,
+					const uint8_t *payload, size_t len, struct sec_reply *out)
+{
+	uint8_t hdr[SEALED_HDR_AD_LEN];
+	enum sealed_reason reason;
+
+	if (sealed_reject_decode(payload, len, &reason) == 0)
+		return sealed_rebootstrap(env, c, reason, out);
+	sealed_hdr_ad(hdr, R2P2_RESPONSE, R2P2_FIXED_ROUTE);
+	if (sealed_open_response(&c->sctx, hdr, payload, len, &env->sealed) < 0)
+		return reply_fail(out, -EBADMSG, "sealed response does not authenticate");
+	return reply_done(out, env->sealed.data, env->sealed.len);
+}
+
+/* sealed_finish_boot takes the association out of a bootstrap response, if any. */
+static enum sec_next sealed_finish_boot(struct sec_env *env, struct sec_call *c,
+					struct sec_reply *out)
+{
+	struct sec_peer *p = c->peer;
+	const uint8_t *blob;
+
+	if (sealed_boot_resp_decode(out->out.data, out->out.len, &blob, &out->out.data,
+				    &out->out.len) < 0)
+		return reply_fail(out, -EBADMSG, "bad sealed bootstrap response");
+	if (blob && sealed_assoc_init(&p->assoc, blob, env->wall_ms()) == 0)
+		p->assoc_ready = true;
+	if (c->step != SEC_STEP_TLS_SVC)
+		p->bootstrapping = false;
+	return SEC_DONE;
+}
+
+static enum sec_next sealed_finish(struct sec_env *env, struct sec_call *c, int status,
+				   const uint8_t *payload, size_t len, struct sec_reply *out)
+{
+	enum sec_next next;
+
+	if (status < 0)
+		return reply_fail(out, status, NULL);
+	if (c->step == SEC_STEP_SEALED)
+		return sealed_finish_aead(env, c, payload, len, out);
+	next = tls_finish(env, c, payload, len, out);
+	if (next != SEC_DONE || out->status < 0)
+		return next;
+	return sealed_finish_boot(env, c, out);
+}
+
+/* sealed_open_aead opens a sealed request (token, window, strike register, AEAD)
+ * before any app sees it; a refusal is answered with an (unauthenticated) REJECT. */
+static enum sec_verdict sealed_open_aead(struct sec_env *env, struct sec_service *svc,
+					 const struct sec_request *rq, struct sec_exec *x,
+					 struct sec_msg *out)
+{
+	uint8_t hdr[SEALED_HDR_AD_LEN];
+	enum sealed_reason why;
+
+	memset(x, 0, sizeof(*x));
+	sealed_hdr_ad(hdr, R2P2_REQUEST, rq->policy);
+	if (sealed_open_request(svc->sealed, env->stek, svc->name, env->sealed_replay,
+				env->wall_ms(), env->sealed_window_ms, hdr, rq->payload, rq->len,
+				&env->sealed, &x->sctx, &why) < 0) {
+		sealed_reject_encode(why, env->reject);
+		msg_set(out, env->reject, sizeof(env->reject), R2P2_F_SEALED);
+		return SEC_ANSWER;
+	}
+	x->ops = svc->ops;
+	x->step = SEC_STEP_SEALED;
+	msg_set(out, env->sealed.data, env->sealed.len, 0);
+	return SEC_DELIVER;
+}
+
+static enum sec_verdict sealed_open(struct sec_env *env, struct sec_service *svc,
+				    const struct sec_request *rq, struct sec_exec *x,
+				    struct sec_msg *out)
+{
+	/* A sealed service takes tls exchanges (the bootstrap) and sealed requests. */
+	if (!svc->tls || !svc->sealed)
+		return SEC_WRONG_MODE;
+	if (rq->flags == R2P2_F_TLS)
+		return tls_open(env, svc, rq, x, out);
+	if (rq->flags == R2P2_F_SEALED)
+		return sealed_open_aead(env, svc, rq, x, out);
+	return SEC_WRONG_MODE;
+}
+
+static int sealed_seal(struct sec_env *env, struct sec_service *svc, struct sec_exec *x,
+		       const uint8_t *resp, size_t len, struct sec_msg *out)
+{
+	uint8_t hdr[SEALED_HDR_AD_LEN];
+	int ret;
+
+	if (x->step != SEC_STEP_SEALED)
+		return tls_answer(env, svc, x, resp, len, out);
+	if (!svc->sealed) {
+		sealed_ctx_cleanup(&x->sctx);
+		return -ENOENT;
+	}
+	sealed_hdr_ad(hdr, R2P2_RESPONSE, R2P2_FIXED_ROUTE);
+	ret = sealed_seal_response(svc->sealed, &x->sctx, hdr, resp, len, &env->sealed);
+	sealed_ctx_cleanup(&x->sctx);
+	if (ret < 0)
+		return ret;
+	msg_set(out, env->sealed.data, env->sealed.len, R2P2_F_SEALED);
+	return 0;
+}
+
+static const struct sec_ops sealed_ops = {
+	.name = "sealed",
+	.security = CFG_SEC_SEALED,
+	.protect = sealed_protect,
+	.finish = sealed_finish,
+	.open = sealed_open,
+	.seal = sealed_seal,
+};
+
+const struct sec_ops *sec_ops_for(enum cfg_security s)
+{
+	switch (s) {
+	case CFG_SEC_TLS:
+		return &tls_ops;
+	case CFG_SEC_SEALED:
+		return &sealed_ops;
+	case CFG_SEC_PLAIN:
+	default:
+		return &plain_ops;
+	}
+}
+
+/* ---- services (server side) ------------------------------------------------------------ */
+
+int sec_service_configure(struct sec_env *env, struct sec_service *svc,
+			  const struct cfg_serve *sv, char *err, size_t err_len)
+{
+	snprintf(svc->name, sizeof(svc->name), "%s", sv->name);
+	svc->ops = sec_ops_for(sv->security);
+	if (sv->security == CFG_SEC_SEALED && !svc->sealed) {
+		svc->sealed = sealed_server_new();
+		if (!svc->sealed) {
+			set_err(err, err_len, "[serve %s]: out of memory", sv->name);
+			return -ENOMEM;
+		}
+	}
+	if (sv->security == CFG_SEC_PLAIN || svc->tls)
+		return 0;
+	struct tls_service_keys keys = {.name = sv->name, .cert_path = sv->cert,
+					.key_path = sv->key};
+	svc->tls = tls_server_new(&keys, 1, sv->early_data, err, err_len);
+	if (!svc->tls)
+		return -EINVAL;
+	tls_server_set_stek(svc->tls, env->stek);
+	tls_server_set_replay(svc->tls, env->replay);
+	return 0;
+}
+
+void sec_service_retire(struct sec_service *svc, struct tls_stats *retired)
+{
+	if (svc->tls && retired) {
+		struct tls_stats st;
+		tls_server_stats(svc->tls, &st);
+		st.pending_handshakes = 0; /* freed with it */
+		tls_stats_add(retired, &st);
+	}
+	tls_server_free(svc->tls);
+	svc->tls = NULL;
+	sealed_server_free(svc->sealed);
+	svc->sealed = NULL;
+}
+
+void sec_service_set_stek(struct sec_service *svc, struct stek_set *stek)
+{
+	if (svc->tls)
+		tls_server_set_stek(svc->tls, stek);
+}
+
+void sec_service_expire(struct sec_service *svc, uint64_t now, uint64_t max_age_ns)
+{
+	if (svc->tls)
+		tls_server_expire(svc->tls, now, max_age_ns);
+}
+
+bool sec_exec_uses_service(const struct sec_exec *x)
+{
+	return x->conn != NULL;
+}
+
+void sec_exec_release(struct sec_exec *x)
+{
+	tls_conn_free(x->conn);
+	x->conn = NULL;
+	sealed_ctx_cleanup(&x->sctx);
+}
+
+int sec_seal(struct sec_env *env, struct sec_service *svc, struct sec_exec *x,
+	     const uint8_t *resp, size_t len, struct sec_msg *out)
+{
+	const struct sec_ops *ops = x->ops ? x->ops : &plain_ops;
+	return ops->seal(env, svc, x, resp, len, out);
+}

@@ -1,0 +1,654 @@
+// SPDX-License-Identifier: MIT
+/* test_secure: every decision the worker leaves to the security modes (daemon/
+ * secure.c), driven without io_uring or sockets: what each mode puts on the wire,
+ * what a served service accepts, tls full handshake then 0-RTT, sealed bootstrap,
+ * association use, refusal, re-bootstrap and renewal, and that a request is
+ * handed to the app exactly once. A client env and a server env stand for two
+ * workers on two hosts; the test carries the bytes between them.
+ * BoringSSL only: minitest.h, not Criterion (see there why). */
+#include "boringssl.h"
+
+#include "minitest.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <r2p2/wire.h>
+
+#include "replay.h"
+#include "secure.h"
+#include "stek.h"
+
+#define SVC "echo.svc"
+#define WINDOW_MS 10000ull
+#define WINDOW_NS (WINDOW_MS * 1000000ull)
+#define K1 "1111111111111111111111111111111111111111111111111111111111111111"
+#define K3 "3333333333333333333333333333333333333333333333333333333333333333"
+
+static char dir[256], ca[320], crt[320], key[320], stek1[320], stek3[320];
+static uint64_t wall = 1700000000000ull; /* unix ms, both hosts */
+static uint64_t mono = 1000000000ull;
+static const struct r2p2_addr client_addr = {.family = AF_INET, .addr = {10, 0, 0, 1}};
+
+static uint64_t test_wall_ms(void)
+{
+	return wall;
+}
+
+static uint64_t tick(void)
+{
+	return mono += 1000;
+}
+
+static void write_stek(const char *path, const char *lines)
+{
+	FILE *f = fopen(path, "w");
+
+	if (!f || fputs(lines, f) < 0 || fclose(f) != 0 || chmod(path, 0600) != 0) {
+		perror(path);
+		exit(2);
+	}
+}
+
+static void setup(void)
+{
+	char cmd[1024];
+
+	if (system("command -v openssl >/dev/null 2>&1") != 0)
+		mt_skip_all("the openssl CLI is missing (tools/gen-certs.sh needs it)");
+	snprintf(dir, sizeof(dir), "%s/r2p2-test-secure.XXXXXX",
+		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	if (!mkdtemp(dir)) {
+		perror("mkdtemp");
+		exit(2);
+	}
+	snprintf(cmd, sizeof(cmd), "bash '%s/tools/gen-certs.sh' '%s' " SVC " >/dev/null",
+		 R2P2_SOURCE_DIR, dir);
+	if (system(cmd) != 0) {
+		fprintf(stderr, "gen-certs.sh failed: %s\n", cmd);
+		exit(2);
+	}
+	snprintf(ca, sizeof(ca), "%s/ca.crt", dir);
+	snprintf(crt, sizeof(crt), "%s/" SVC ".crt", dir);
+	snprintf(key, sizeof(key), "%s/" SVC ".key", dir);
+	snprintf(stek1, sizeof(stek1), "%s/stek1.keys", dir);
+	snprintf(stek3, sizeof(stek3), "%s/stek3.keys", dir);
+	write_stek(stek1, "00000001   current   " K1 "\n");
+	write_stek(stek3, "00000003   current   " K3 "\n"); /* shares no key with stek1 */
+}
+
+static void teardown(void)
+{
+	char cmd[400];
+
+	if (!dir[0])
+		return;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", dir);
+}
+
+/* ---- two hosts ------------------------------------------------------------------ */
+
+struct host_srv {
+	struct sec_env env;
+	struct sec_service svc;
+	struct stek_set *stek;
+	struct replay *replay, *sealed_replay;
+	unsigned executions; /* requests handed to the app */
+};
+
+struct host_cli {
+	struct sec_env env;
+	struct sec_peer peers[4];
+	struct cfg_call cc;
+};
+
+static void srv_open(struct host_srv *h, enum cfg_security sec, const char *stek_path)
+{
+	struct cfg_serve sv = {.port = 8000, .security = sec, .early_data = true};
+	char err[256] = "";
+
+	memset(h, 0, sizeof(*h));
+	snprintf(sv.name, sizeof(sv.name), SVC);
+	snprintf(sv.cert, sizeof(sv.cert), "%s", crt);
+	snprintf(sv.key, sizeof(sv.key), "%s", key);
+	CHECK_MSG(stek_load(stek_path, &h->stek, err, sizeof(err)) == 0, "%s", err);
+	h->replay = replay_new(1024, WINDOW_NS);
+	h->sealed_replay = replay_new(1024, 2 * WINDOW_NS);
+	CHECK(h->replay && h->sealed_replay);
+	sec_env_init(&h->env, h->stek, h->replay, h->sealed_replay, WINDOW_MS);
+	h->env.wall_ms = test_wall_ms;
+	CHECK_MSG(sec_service_configure(&h->env, &h->svc, &sv, err, sizeof(err)) == 0, "%s", err);
+}
+
+static void srv_switch_stek(struct host_srv *h, const char *stek_path)
+{
+	struct stek_set *set;
+	char err[256] = "";
+
+	CHECK_MSG(stek_load(stek_path, &set, err, sizeof(err)) == 0, "%s", err);
+	sec_service_set_stek(&h->svc, set);
+	stek_set_put(h->stek);
+	h->stek = set;
+	h->env.stek = set;
+}
+
+static void srv_close(struct host_srv *h)
+{
+	sec_service_retire(&h->svc, NULL);
+	sec_env_cleanup(&h->env);
+	stek_set_put(h->stek);
+	replay_free(h->replay);
+	replay_free(h->sealed_replay);
+}
+
+static void cli_open(struct host_cli *h, enum cfg_security sec)
+{
+	memset(h, 0, sizeof(*h));
+	sec_env_init(&h->env, NULL, NULL, NULL, 0);
+	h->env.wall_ms = test_wall_ms;
+	snprintf(h->cc.name, sizeof(h->cc.name), SVC);
+	snprintf(h->cc.ca, sizeof(h->cc.ca), "%s", ca);
+	h->cc.security = sec;
+}
+
+static void cli_close(struct host_cli *h)
+{
+	for (size_t i = 0; i < 4; i++)
+		sec_peer_cleanup(&h->peers[i]);
+	sec_env_cleanup(&h->env);
+}
+
+static struct sec_peer *cli_peer(struct host_cli *h)
+{
+	char err[256] = "";
+	struct sec_peer *p;
+
+	if (h->cc.security == CFG_SEC_PLAIN)
+		return NULL;
+	p = sec_peer_for(h->peers, 4, &h->cc, err, sizeof(err));
+	CHECK_MSG(p, "sec_peer_for: %s", err);
+	return p;
+}
+
+/* What one RPC did. */
+struct rpc {
+	int status;
+	uint8_t reply[256];
+	size_t reply_len;
+	unsigned rounds;         /* R2P2 request/response exchanges */
+	uint8_t first_flags;     /* mode flags of the first request */
+	enum sec_step first_step;
+	unsigned executions;     /* requests the server handed to its app */
+	uint8_t wire[2048];      /* the first request's payload, for replays */
+	size_t wire_len;
+};
+
+/*
+ * serve runs the server side on one request payload: open, then (as an echo
+ * app that prepends "re:") seal. Returns the verdict; `out` is what goes back.
+ */
+static enum sec_verdict serve(struct host_srv *s, uint8_t flags, const uint8_t *p, size_t len,
+			      uint8_t *out, size_t *out_len)
+{
+	struct sec_request rq = {.src = &client_addr, .policy = 0, .flags = flags,
+				 .payload = p, .len = len, .now = tick()};
+	struct sec_exec x;
+	struct sec_msg m;
+	enum sec_verdict v = s->svc.ops->open(&s->env, &s->svc, &rq, &x, &m);
+
+	*out_len = 0;
+	if (v == SEC_ANSWER) {
+		memcpy(out, m.data, m.len);
+		*out_len = m.len;
+	} else if (v == SEC_DELIVER) {
+		uint8_t resp[300] = "re:";
+		s->executions++;
+		CHECK(m.len + 3 <= sizeof(resp));
+		memcpy(resp + 3, m.data, m.len);
+		CHECK(sec_seal(&s->env, &s->svc, &x, resp, m.len + 3, &m) == 0);
+		sec_exec_release(&x);
+		memcpy(out, m.data, m.len);
+		*out_len = m.len;
+	}
+	return v;
+}
+
+/* rpc_run calls through `c` to `s` until the call is over. */
+static struct rpc rpc_run(struct host_cli *c, struct host_srv *s, const char *req, bool safe,
+			  bool renew)
+{
+	struct rpc r = {0};
+	struct sec_call call = {0};
+	struct sec_msg m;
+	struct sec_reply rep = {0};
+	uint8_t wire[4096], back[4096];
+	size_t wire_len, back_len;
+	unsigned before = s->executions;
+	uint8_t flags;
+	int ret;
+
+	sec_call_init(&call, sec_ops_for(c->cc.security), cli_peer(c), safe);
+	ret = call.ops->protect(&c->env, &call, 0, (const uint8_t *)req, req ? strlen(req) : 0,
+				renew, &m);
+	CHECK_MSG(ret == 0, "protect: %d", ret);
+	r.first_flags = m.flags;
+	r.first_step = call.step;
+	memcpy(wire, m.data, m.len);
+	wire_len = m.len;
+	flags = m.flags;
+	memcpy(r.wire, wire, wire_len < sizeof(r.wire) ? wire_len : sizeof(r.wire));
+	r.wire_len = wire_len;
+	for (;;) {
+		enum sec_verdict v = serve(s, flags, wire, wire_len, back, &back_len);
+		r.rounds++;
+		CHECK(r.rounds < 5);
+		enum sec_next next = v == SEC_REJECT || v == SEC_WRONG_MODE
+					     ? call.ops->finish(&c->env, &call, -ECONNRESET, NULL,
+								0, &rep)
+					     : call.ops->finish(&c->env, &call, 0, back, back_len,
+								&rep);
+		if (next == SEC_DONE)
+			break;
+		memcpy(wire, rep.out.data, rep.out.len);
+		wire_len = rep.out.len;
+		flags = rep.out.flags;
+	}
+	r.status = rep.status;
+	if (rep.status == 0 && rep.out.len) {
+		CHECK(rep.out.len <= sizeof(r.reply));
+		memcpy(r.reply, rep.out.data, rep.out.len);
+		r.reply_len = rep.out.len;
+	}
+	sec_call_release(&call);
+	r.executions = s->executions - before;
+	return r;
+}
+
+static bool reply_is(const struct rpc *r, const char *s)
+{
+	return r->status == 0 && r->reply_len == strlen(s) && memcmp(r->reply, s, r->reply_len) == 0;
+}
+
+/* ---- plain -------------------------------------------------------------------------- */
+
+TEST(plain_passes_bytes_through)
+{
+	struct host_cli c;
+	struct host_srv s;
+
+	cli_open(&c, CFG_SEC_PLAIN);
+	srv_open(&s, CFG_SEC_PLAIN, stek1);
+	struct rpc r = rpc_run(&c, &s, "ping", true, false);
+	CHECK(reply_is(&r, "re:ping"));
+	CHECK(r.rounds == 1 && r.first_flags == 0 && r.executions == 1);
+	CHECK(r.wire_len == 4 && memcmp(r.wire, "ping", 4) == 0);
+	srv_close(&s);
+	cli_close(&c);
+}
+
+TEST(each_service_takes_only_its_own_mode)
+{
+	static const uint8_t p[] = "ping";
+	struct host_srv plain, tls, sealed;
+	uint8_t out[64];
+	size_t n;
+
+	srv_open(&plain, CFG_SEC_PLAIN, stek1);
+	srv_open(&tls, CFG_SEC_TLS, stek1);
+	srv_open(&sealed, CFG_SEC_SEALED, stek1);
+	CHECK(serve(&plain, R2P2_F_TLS, p, 4, out, &n) == SEC_WRONG_MODE);
+	CHECK(serve(&plain, R2P2_F_SEALED, p, 4, out, &n) == SEC_WRONG_MODE);
+	CHECK(serve(&tls, 0, p, 4, out, &n) == SEC_WRONG_MODE);
+	CHECK(serve(&tls, R2P2_F_SEALED, p, 4, out, &n) == SEC_WRONG_MODE);
+	CHECK(serve(&sealed, 0, p, 4, out, &n) == SEC_WRONG_MODE);
+	CHECK(serve(&sealed, R2P2_F_TLS | R2P2_F_SEALED, p, 4, out, &n) == SEC_WRONG_MODE);
+	CHECK(plain.executions + tls.executions + sealed.executions == 0);
+	srv_close(&plain);
+	srv_close(&tls);
+	srv_close(&sealed);
+}
+
+/* ---- tls -------------------------------------------------------------------------- */
+
+TEST(tls_full_handshake_then_0rtt)
+{
+	struct host_cli c;
+	struct host_srv s;
+
+	cli_open(&c, CFG_SEC_TLS);
+	srv_open(&s, CFG_SEC_TLS, stek1);
+	struct rpc r = rpc_run(&c, &s, "one", true, false);
+	CHECK(reply_is(&r, "re:one"));
+	CHECK(r.first_flags == R2P2_F_TLS && r.first_step == SEC_STEP_TLS);
+	CHECK_MSG(r.rounds == 2, "no ticket yet: a full handshake, %u rounds", r.rounds);
+	CHECK(r.executions == 1);
+	r = rpc_run(&c, &s, "two", true, false);
+	CHECK(reply_is(&r, "re:two"));
+	CHECK_MSG(r.rounds == 1, "a ticket: 0-RTT, %u rounds", r.rounds);
+	CHECK(r.executions == 1);
+	srv_close(&s);
+	cli_close(&c);
+}
+
+TEST(tls_not_replay_safe_waits_for_the_handshake)
+{
+	struct host_cli c;
+	struct host_srv s;
+
+	cli_open(&c, CFG_SEC_TLS);
+	srv_open(&s, CFG_SEC_TLS, stek1);
+	CHECK(rpc_run(&c, &s, "one", true, false).executions == 1); /* gets a ticket */
+	struct rpc r = rpc_run(&c, &s, "two", false, false);
+	CHECK(reply_is(&r, "re:two"));
+	CHECK_MSG(r.rounds == 2, "no early data: %u rounds", r.rounds);
+	srv_close(&s);
+	cli_close(&c);
+}
+
+TEST(tls_replayed_first_flight_is_not_executed_again)
+{
+	struct host_cli c;
+	struct host_srv s;
+	uint8_t out[4096];
+	size_t n;
+
+	cli_open(&c, CFG_SEC_TLS);
+	srv_open(&s, CFG_SEC_TLS, stek1);
+	rpc_run(&c, &s, "one", true, false);
+	struct rpc r = rpc_run(&c, &s, "pay 100", true, false);
+	CHECK(r.rounds == 1 && r.executions == 1);
+	unsigned before = s.executions;
+	CHECK(serve(&s, R2P2_F_TLS, r.wire, r.wire_len, out, &n) != SEC_DELIVER);
+	CHECK(s.executions == before);
+	srv_close(&s);
+	cli_close(&c);
+}
+
+TEST(tls_garbage_reply_fails_the_call)
+{
+	struct host_cli c;
+	struct host_srv s;
+	struct sec_call call = {0};
+	struct sec_reply rep;
+	static const uint8_t junk[] = "not a tls frame";
+
+	cli_open(&c, CFG_SEC_TLS);
+	srv_open(&s, CFG_SEC_TLS, stek1);
+	struct sec_msg m;
+	sec_call_init(&call, sec_ops_for(CFG_SEC_TLS), cli_peer(&c), true);
+	CHECK(call.ops->protect(&c.env, &call, 0, (const uint8_t *)"x", 1, false, &m) == 0);
+	CHECK(call.ops->finish(&c.env, &call, 0, junk, sizeof(junk), &rep) == SEC_DONE);
+	CHECK(rep.status < 0 && rep.why);
+	sec_call_release(&call);
+	CHECK(call.ops->protect(&c.env, &call, 0, NULL, 0, true, &m) == -EINVAL); /* no renewal */
+	srv_close(&s);
+	cli_close(&c);
+}
+
+TEST(tls_answer_after_the_service_lost_its_keys)
+{
+	struct host_cli c;
+	struct host_srv s;
+	struct sec_call call = {0};
+	struct sec_exec x;
+	struct sec_msg m, out;
+
+	cli_open(&c, CFG_SEC_TLS);
+	srv_open(&s, CFG_SEC_TLS, stek1);
+	rpc_run(&c, &s, "one", true, false);
+	sec_call_init(&call, sec_ops_for(CFG_SEC_TLS), cli_peer(&c), true);
+	CHECK(call.ops->protect(&c.env, &call, 0, (const uint8_t *)"two", 3, false, &m) == 0);
+	struct sec_request rq = {.src = &client_addr, .flags = m.flags, .payload = m.data,
+				 .len = m.len, .now = tick()};
+	CHECK(s.svc.ops->open(&s.env, &s.svc, &rq, &x, &out) == SEC_DELIVER);
+	CHECK(sec_exec_uses_service(&x));
+	sec_service_retire(&s.svc, NULL); /* a reload made it plain */
+	CHECK(sec_seal(&s.env, &s.svc, &x, (const uint8_t *)"r", 1, &out) == -ENOENT);
+	CHECK(!sec_exec_uses_service(&x));
+	sec_exec_release(&x);
+	sec_call_release(&call);
+	srv_close(&s);
+	cli_close(&c);
+}
+
+/* ---- sealed ------------------------------------------------------------------------ */
+
+TEST(sealed_bootstraps_then_seals)
+{
+	struct host_cli c;
+	struct host_srv s;
+
+	cli_open(&c, CFG_SEC_SEALED);
+	srv_open(&s, CFG_SEC_SEALED, stek1);
+	struct rpc r = rpc_run(&c, &s, "one", true, false);
+	CHECK(reply_is(&r, "re:one"));
+	CHECK(r.first_flags == R2P2_F_TLS && r.first_step == SEC_STEP_TLS_BOOT);
+	struct sec_peer *p = cli_peer(&c);
+	CHECK(p->assoc_ready && !p->bootstrapping);
+	CHECK(r.executions == 1);
+
+	r = rpc_run(&c, &s, "two", true, false);
+	CHECK(reply_is(&r, "re:two"));
+	CHECK(r.first_flags == R2P2_F_SEALED && r.first_step == SEC_STEP_SEALED);
+	CHECK(r.rounds == 1 && r.executions == 1);
+	srv_close(&s);
+	cli_close(&c);
+}
+
+TEST(sealed_not_replay_safe_goes_through_tls)
+{
+	struct host_cli c;
+	struct host_srv s;
+
+	cli_open(&c, CFG_SEC_SEALED);
+	srv_open(&s, CFG_SEC_SEALED, stek1);
+	rpc_run(&c, &s, "one", true, false);
+	CHECK(cli_peer(&c)->assoc_ready);
+	struct rpc r = rpc_run(&c, &s, "two", false, false);
+	CHECK(reply_is(&r, "re:two"));
+	CHECK(r.first_flags == R2P2_F_TLS && r.first_step == SEC_STEP_TLS_SVC);
+	CHECK(r.executions == 1);
+	srv_close(&s);
+	cli_close(&c);
+}
+
+TEST(sealed_one_bootstrap_at_a_time)
+{
+	struct host_cli c;
+	struct host_srv s;
+	struct sec_call a = {0}, b = {0};
+	struct sec_msg m;
+
+	cli_open(&c, CFG_SEC_SEALED);
+	srv_open(&s, CFG_SEC_SEALED, stek1);
+	struct sec_peer *p = cli_peer(&c);
+	sec_call_init(&a, sec_ops_for(CFG_SEC_SEALED), p, true);
+	sec_call_init(&b, sec_ops_for(CFG_SEC_SEALED), p, true);
+	CHECK(a.ops->protect(&c.env, &a, 0, (const uint8_t *)"a", 1, false, &m) == 0);
+	CHECK(a.step == SEC_STEP_TLS_BOOT && p->bootstrapping);
+	CHECK(b.ops->protect(&c.env, &b, 0, (const uint8_t *)"b", 1, false, &m) == 0);
+	CHECK_MSG(b.step == SEC_STEP_TLS_SVC, "a second call asks for no association");
+	sec_call_release(&b);
+	CHECK(p->bootstrapping);
+	sec_call_release(&a); /* e.g. the engine refused the call, or it timed out */
+	CHECK(!p->bootstrapping);
+	srv_close(&s);
+	cli_close(&c);
+}
+
+TEST(sealed_replay_is_refused_with_a_reason)
+{
+	struct host_cli c;
+	struct host_srv s;
+	uint8_t out[64];
+	size_t n;
+
+	cli_open(&c, CFG_SEC_SEALED);
+	srv_open(&s, CFG_SEC_SEALED, stek1);
+	rpc_run(&c, &s, "one", true, false);
+	struct rpc r = rpc_run(&c, &s, "pay 100", true, false);
+	CHECK(r.first_flags == R2P2_F_SEALED && r.executions == 1);
+	CHECK(serve(&s, R2P2_F_SEALED, r.wire, r.wire_len, out, &n) == SEC_ANSWER);
+	enum sealed_reason why;
+	CHECK(sealed_reject_decode(out, n, &why) == 0 && why == SEALED_REJ_REPLAY);
+	CHECK(s.executions == 2);
+	srv_close(&s);
+	cli_close(&c);
+}
+
+TEST(sealed_refusal_without_rebootstrap_fails_the_call)
+{
+	struct host_cli c;
+	struct host_srv s;
+	struct sec_call call = {0};
+	struct sec_reply rep;
+	struct sec_msg m;
+	uint8_t rej[SEALED_REJECT_LEN];
+
+	cli_open(&c, CFG_SEC_SEALED);
+	srv_open(&s, CFG_SEC_SEALED, stek1);
+	rpc_run(&c, &s, "one", true, false);
+	sec_call_init(&call, sec_ops_for(CFG_SEC_SEALED), cli_peer(&c), true);
+	CHECK(call.ops->protect(&c.env, &call, 0, (const uint8_t *)"x", 1, false, &m) == 0);
+	CHECK(call.step == SEC_STEP_SEALED);
+	sealed_reject_encode(SEALED_REJ_STALE, rej);
+	CHECK(call.ops->finish(&c.env, &call, 0, rej, sizeof(rej), &rep) == SEC_DONE);
+	CHECK(rep.status == -ECONNREFUSED && rep.why && strcmp(rep.why, "stale") == 0);
+	CHECK(cli_peer(&c)->assoc_ready && cli_peer(&c)->rebootstraps == 0);
+	sec_call_release(&call);
+	srv_close(&s);
+	cli_close(&c);
+}
+
+TEST(sealed_forged_response_does_not_authenticate)
+{
+	struct host_cli c;
+	struct host_srv s;
+	struct sec_call call = {0};
+	struct sec_reply rep;
+	struct sec_msg m;
+	uint8_t forged[64] = {1};
+
+	cli_open(&c, CFG_SEC_SEALED);
+	srv_open(&s, CFG_SEC_SEALED, stek1);
+	rpc_run(&c, &s, "one", true, false);
+	sec_call_init(&call, sec_ops_for(CFG_SEC_SEALED), cli_peer(&c), true);
+	CHECK(call.ops->protect(&c.env, &call, 0, (const uint8_t *)"x", 1, false, &m) == 0);
+	CHECK(call.ops->finish(&c.env, &call, 0, forged, sizeof(forged), &rep) == SEC_DONE);
+	CHECK(rep.status == -EBADMSG && rep.out.len == 0);
+	sec_call_release(&call);
+	srv_close(&s);
+	cli_close(&c);
+}
+
+TEST(sealed_unknown_key_rebootstraps_once)
+{
+	struct host_cli c;
+	struct host_srv s;
+
+	cli_open(&c, CFG_SEC_SEALED);
+	srv_open(&s, CFG_SEC_SEALED, stek1);
+	rpc_run(&c, &s, "one", true, false);
+	CHECK(cli_peer(&c)->assoc_ready);
+	srv_switch_stek(&s, stek3); /* the fleet moved to keys the token is not under */
+	struct rpc r = rpc_run(&c, &s, "two", true, false);
+	CHECK(reply_is(&r, "re:two"));
+	CHECK(r.first_flags == R2P2_F_SEALED);
+	CHECK_MSG(r.rounds >= 2, "refused, then bootstrapped: %u rounds", r.rounds);
+	CHECK(r.executions == 1);
+	struct sec_peer *p = cli_peer(&c);
+	CHECK(p->rebootstraps == 1 && p->assoc_ready && !p->bootstrapping);
+	CHECK(sec_peer_key_id(p) == 3);
+	r = rpc_run(&c, &s, "three", true, false);
+	CHECK(reply_is(&r, "re:three") && r.first_flags == R2P2_F_SEALED && r.rounds == 1);
+	srv_close(&s);
+	cli_close(&c);
+}
+
+TEST(sealed_renewal_involves_no_app)
+{
+	struct host_cli c;
+	struct host_srv s;
+
+	cli_open(&c, CFG_SEC_SEALED);
+	srv_open(&s, CFG_SEC_SEALED, stek1);
+	rpc_run(&c, &s, "one", true, false);
+	struct sec_peer *p = cli_peer(&c);
+	uint64_t expiry = p->assoc.expiry_ms;
+	CHECK(!sec_peer_wants_renewal(p, wall));
+	wall = expiry - SEALED_LIFETIME_DEFAULT_MS / 10; /* in the last fifth of its life */
+	CHECK(sec_peer_wants_renewal(p, wall));
+	struct rpc r = rpc_run(&c, &s, NULL, true, true);
+	CHECK(r.status == 0 && r.reply_len == 0);
+	CHECK(r.first_step == SEC_STEP_RENEW && r.executions == 0);
+	CHECK(p->assoc_ready && !p->bootstrapping && p->assoc.expiry_ms > expiry);
+	CHECK(!sec_peer_wants_renewal(p, wall));
+	srv_close(&s);
+	cli_close(&c);
+}
+
+TEST(sealed_expired_association_bootstraps_again)
+{
+	struct host_cli c;
+	struct host_srv s;
+
+	cli_open(&c, CFG_SEC_SEALED);
+	srv_open(&s, CFG_SEC_SEALED, stek1);
+	rpc_run(&c, &s, "one", true, false);
+	wall = cli_peer(&c)->assoc.expiry_ms + 1;
+	struct rpc r = rpc_run(&c, &s, "two", true, false);
+	CHECK(reply_is(&r, "re:two"));
+	CHECK(r.first_flags == R2P2_F_TLS && r.first_step == SEC_STEP_TLS_BOOT);
+	CHECK(cli_peer(&c)->assoc.expiry_ms > wall);
+	srv_close(&s);
+	cli_close(&c);
+}
+
+TEST(timeout_releases_a_bootstrap)
+{
+	struct host_cli c;
+	struct sec_call call = {0};
+	struct sec_reply rep;
+	struct sec_msg m;
+
+	cli_open(&c, CFG_SEC_SEALED);
+	struct sec_peer *p = cli_peer(&c);
+	sec_call_init(&call, sec_ops_for(CFG_SEC_SEALED), p, true);
+	CHECK(call.ops->protect(&c.env, &call, 0, (const uint8_t *)"x", 1, false, &m) == 0);
+	CHECK(p->bootstrapping);
+	CHECK(call.ops->finish(&c.env, &call, -ETIMEDOUT, NULL, 0, &rep) == SEC_DONE);
+	CHECK(rep.status == -ETIMEDOUT);
+	sec_call_release(&call);
+	CHECK(!p->bootstrapping && !p->assoc_ready);
+	cli_close(&c);
+}
+
+TEST(peers_are_made_once_and_remade_when_the_ca_changes)
+{
+	struct host_cli c;
+	char err[256];
+
+	cli_open(&c, CFG_SEC_TLS);
+	struct sec_peer *a = cli_peer(&c), *b = cli_peer(&c);
+	CHECK(a == b && a->tls);
+	snprintf(c.cc.ca, sizeof(c.cc.ca), "%s/missing.crt", dir);
+	CHECK(sec_peer_for(c.peers, 4, &c.cc, err, sizeof(err)) == NULL);
+	CHECK(strlen(err) > 0);
+	cli_close(&c);
+}
+
+int main(int argc, char **argv)
+{
+	int rc;
+
+	setup();
+	rc = mt_run(argc, argv);
+	teardown();
+	return rc;
+}
