@@ -18,12 +18,13 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "lane.h"
 #include "log.h"
 #include "replay.h"
+#include "status.h"
 #include "xdpath.h"
 
 #include <r2p2/bpf_abi.h>
@@ -274,169 +275,67 @@ static void register_service(struct daemon *d, struct conn *c, const char *name)
 	ctl_send(c->fd, R2P2_CTL_REGISTER_OK, s->port, name, NULL, 0, NULL, 0);
 }
 
-static void status(struct daemon *d, struct conn *c)
+/* attached_apps returns the apps of `d`'s connections (newest first), or NULL. */
+static const struct app **attached_apps(const struct daemon *d, size_t *out_num)
 {
-	const struct cfg *cfg = &d->cfg->cfg;
-	static char text[R2P2_CTL_MAX_MSG - sizeof(struct r2p2_ctl_msg)];
-	struct worker_snap s;
+	const struct app **apps;
 	size_t n = 0;
-	unsigned apps = 0;
 
-#define OUT(...)                                                                                   \
-	do {                                                                                       \
-		int k_ = snprintf(text + n, sizeof(text) - n, __VA_ARGS__);                        \
-		if (k_ > 0)                                                                        \
-			n = n + (size_t)k_ < sizeof(text) ? n + (size_t)k_ : sizeof(text) - 1;     \
-	} while (0)
+	for (const struct conn *k = d->conns; k; k = k->next)
+		n += k->app != NULL;
+	apps = malloc((n ? n : 1) * sizeof(*apps));
+	if (!apps)
+		return NULL;
+	n = 0;
+	for (const struct conn *k = d->conns; k; k = k->next)
+		if (k->app)
+			apps[n++] = k->app;
+	*out_num = n;
+	return apps;
+}
 
-	for (struct conn *k = d->conns; k; k = k->next)
-		apps += k->app != NULL;
-	OUT("r2p2d %s  pid %d  workers %u  apps %u%s\n", R2P2D_VERSION, (int)getpid(),
-	    d->num_workers, apps, d->draining ? "  (draining)" : "");
-	OUT("backend: %s\n", d->backend);
-	if (d->xdp) {
-		struct r2p2_stats xs;
-		if (xdpath_stats(d->xdp, &xs) == 0)
-			OUT("xdp: steered %llu no_socket %llu dropped_malformed %llu passed_not_r2p2 %llu "
-			    "passed_fragment %llu passed_ipv6_ext %llu passed_runt %llu\n",
-			    (unsigned long long)xs.steered, (unsigned long long)xs.no_socket,
-			    (unsigned long long)xs.dropped_malformed,
-			    (unsigned long long)xs.passed_not_r2p2,
-			    (unsigned long long)xs.passed_fragment,
-			    (unsigned long long)xs.passed_ipv6_ext, (unsigned long long)xs.passed_runt);
+/*
+ * status answers STATUS: one snapshot of every worker, the daemon's own
+ * counters, formatted by status_format. Negative errno (out of memory) closes.
+ */
+static int status(struct daemon *d, struct conn *c)
+{
+	static char text[R2P2_CTL_MAX_MSG - sizeof(struct r2p2_ctl_msg)];
+	struct status_facts f = {.version = R2P2D_VERSION,
+				 .pid = (int)getpid(),
+				 .draining = d->draining,
+				 .backend = d->backend,
+				 .xdp = d->xdp != NULL};
+	struct worker_snap *snaps = calloc(d->num_workers, sizeof(*snaps));
+	const struct app **apps = attached_apps(d, &f.num_apps);
+	struct replay_stats rs, srs;
+	struct r2p2_stats xs;
+	size_t n;
+
+	if (!snaps || !apps) {
+		free(snaps);
+		free(apps);
+		return -ENOMEM;
 	}
-	OUT("\napps:\n");
-	for (struct conn *k = d->conns; k; k = k->next) {
-		if (!k->app)
-			continue;
-		OUT("  app %llu  pid %d  uid %u  serves:", (unsigned long long)k->app->id,
-		    (int)k->pid, (unsigned)k->uid);
-		for (unsigned i = 0; i < k->app->num_serves; i++) {
-			const struct cfg_serve *sv = cfg_find_serve_port(cfg, k->app->serves[i]);
-			OUT(" %s", sv ? sv->name : "?");
-		}
-		OUT("\n");
-	}
-	OUT("\nworkers:\n");
-	uint64_t svc_req[CFG_MAX_SERVICES] = {0}, svc_drop[CFG_MAX_SERVICES] = {0};
-	uint64_t svc_wrong[CFG_MAX_SERVICES] = {0};
-	for (unsigned i = 0; i < d->num_workers; i++) {
-		worker_snapshot(d->workers[i], &s);
-		OUT("  worker %u  rx %llu  tx %llu  calls %llu ok %llu timeout %llu dropped %llu  "
-		    "requests %llu resent %llu  inflight %llu executing %llu  bad %llu\n",
-		    i, (unsigned long long)s.eng.rx_packets, (unsigned long long)s.eng.tx_packets,
-		    (unsigned long long)s.eng.calls_started, (unsigned long long)s.eng.calls_ok,
-		    (unsigned long long)s.eng.calls_timeout, (unsigned long long)s.eng.calls_dropped,
-		    (unsigned long long)s.eng.req_received, (unsigned long long)s.eng.req_retransmit,
-		    (unsigned long long)s.calls_inflight, (unsigned long long)s.requests_executing,
-		    (unsigned long long)(s.eng.rx_runt + s.eng.rx_bad_header + s.eng.rx_bad_type +
-					 s.eng.rx_bad_order));
-		OUT("    drops: runt %llu bad_header %llu bad_type %llu bad_order %llu duplicate %llu "
-		    "unmatched %llu too_big %llu no_state %llu  app_errors %llu\n",
-		    (unsigned long long)s.eng.rx_runt, (unsigned long long)s.eng.rx_bad_header,
-		    (unsigned long long)s.eng.rx_bad_type, (unsigned long long)s.eng.rx_bad_order,
-		    (unsigned long long)s.eng.rx_duplicate, (unsigned long long)s.eng.rx_unmatched,
-		    (unsigned long long)s.eng.rx_too_big, (unsigned long long)s.eng.rx_no_state,
-		    (unsigned long long)s.app_errors);
-		if (d->xdp)
-			OUT("    af_xdp: rx %llu rx_bad %llu tx %llu tx_via_kernel %llu\n",
-			    (unsigned long long)s.xsk_rx, (unsigned long long)s.xsk_rx_bad,
-			    (unsigned long long)s.xsk_tx, (unsigned long long)s.xsk_tx_fallback);
-		for (unsigned k = 0; k < s.num_svc; k++) {
-			for (size_t j = 0; j < cfg->num_serves; j++) {
-				if (cfg->serves[j].port == s.svc[k].port) {
-					svc_req[j] += s.svc[k].requests;
-					svc_drop[j] += s.svc[k].dropped_no_app;
-				}
-			}
-		}
-	}
-	struct tls_stats ts = {0}, tc = {0};
-	for (unsigned i = 0; i < d->num_workers; i++) {
-		worker_snapshot(d->workers[i], &s);
-		tls_stats_add(&ts, &s.tls_server);
-		tls_stats_add(&tc, &s.tls_client);
-		for (unsigned k = 0; k < s.num_svc; k++)
-			for (size_t j = 0; j < cfg->num_serves; j++)
-				if (cfg->serves[j].port == s.svc[k].port)
-					svc_wrong[j] += s.svc[k].dropped_wrong_mode;
-	}
-	OUT("\ntls server: full_handshakes %llu resumed %llu early_accepted %llu early_rejected %llu "
-	    "replays_refused %llu bad_messages %llu pending_handshakes %llu\n",
-	    (unsigned long long)ts.handshakes_full, (unsigned long long)ts.resumed,
-	    (unsigned long long)ts.early_accepted, (unsigned long long)ts.early_rejected,
-	    (unsigned long long)ts.replays_refused, (unsigned long long)ts.bad_messages,
-	    (unsigned long long)ts.pending_handshakes);
-	OUT("tls client: full_handshakes %llu resumed %llu early_accepted %llu early_rejected %llu "
-	    "verify_failures %llu bad_messages %llu tickets_received %llu\n",
-	    (unsigned long long)tc.handshakes_full, (unsigned long long)tc.resumed,
-	    (unsigned long long)tc.early_accepted, (unsigned long long)tc.early_rejected,
-	    (unsigned long long)tc.verify_failures, (unsigned long long)tc.bad_messages,
-	    (unsigned long long)tc.tickets_received);
-	struct sealed_stats ss = {0};
-	uint64_t assocs = 0, reboots = 0;
-	for (unsigned i = 0; i < d->num_workers; i++) {
-		worker_snapshot(d->workers[i], &s);
-		ss.opened += s.sealed.opened;
-		ss.responses += s.sealed.responses;
-		ss.minted += s.sealed.minted;
-		for (unsigned r = 0; r <= SEALED_REASON_MAX; r++)
-			ss.rejected[r] += s.sealed.rejected[r];
-		assocs += s.sealed_assocs;
-		reboots += s.sealed_rebootstraps;
-	}
-	OUT("sealed server: opened %llu responses %llu minted %llu  rejected:",
-	    (unsigned long long)ss.opened, (unsigned long long)ss.responses,
-	    (unsigned long long)ss.minted);
-	for (unsigned r = 1; r <= SEALED_REASON_MAX; r++)
-		OUT(" %s %llu", sealed_reason_name(r), (unsigned long long)ss.rejected[r]);
-	OUT("\nsealed client: associations %llu rebootstraps %llu\n", (unsigned long long)assocs,
-	    (unsigned long long)reboots);
-	for (unsigned i = 0; i < d->num_workers; i++) {
-		struct timespec now;
-		clock_gettime(CLOCK_REALTIME, &now);
-		uint64_t now_ms = (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u;
-		worker_snapshot(d->workers[i], &s);
-		for (unsigned k = 0; k < s.num_assoc; k++)
-			OUT("  worker %u association for %s: token key id %08x, expires in %lld s\n", i,
-			    s.assoc[k].service, s.assoc[k].key_id,
-			    (long long)((int64_t)(s.assoc[k].expiry_ms - now_ms) / 1000));
-	}
+	f.apps = apps;
+	if (d->xdp && xdpath_stats(d->xdp, &xs) == 0)
+		f.xdp_stats = &xs;
+	for (unsigned i = 0; i < d->num_workers; i++)
+		worker_snapshot(d->workers[i], &snaps[i]);
+	f.now_ms = unix_ms();
 	if (d->sealed_replay) {
-		struct replay_stats rs;
-		replay_stats(d->sealed_replay, &rs);
-		OUT("sealed strike register: entries %llu / %llu  inserts %llu hits %llu full_rejects "
-		    "%llu\n",
-		    (unsigned long long)rs.entries, (unsigned long long)rs.capacity,
-		    (unsigned long long)rs.inserts, (unsigned long long)rs.hits,
-		    (unsigned long long)rs.full_rejects);
+		replay_stats(d->sealed_replay, &srs);
+		f.sealed_replay = &srs;
 	}
 	if (d->replay) {
-		struct replay_stats rs;
 		replay_stats(d->replay, &rs);
-		OUT("strike register: entries %llu / %llu  inserts %llu hits %llu full_rejects %llu\n",
-		    (unsigned long long)rs.entries, (unsigned long long)rs.capacity,
-		    (unsigned long long)rs.inserts, (unsigned long long)rs.hits,
-		    (unsigned long long)rs.full_rejects);
+		f.replay = &rs;
 	}
-	OUT("\nservices served:\n");
-	for (size_t j = 0; j < cfg->num_serves; j++)
-		OUT("  %-24s port %-5u %-6s requests %llu  dropped_no_app %llu  wrong_mode %llu\n",
-		    cfg->serves[j].name, cfg->serves[j].port,
-		    cfg->serves[j].security == CFG_SEC_TLS      ? "tls"
-		    : cfg->serves[j].security == CFG_SEC_SEALED ? "sealed"
-								: "plain",
-		    (unsigned long long)svc_req[j], (unsigned long long)svc_drop[j],
-		    (unsigned long long)svc_wrong[j]);
-	OUT("\nservices called:\n");
-	for (size_t j = 0; j < cfg->num_calls; j++) {
-		char buf[64];
-		const struct cfg_call *cc = &cfg->calls[j];
-		OUT("  %-24s %s %s\n", cc->name, cc->has_router ? "router" : "servers",
-		    cfg_format_addr(cc->has_router ? &cc->router : &cc->servers[0], buf, sizeof(buf)));
-	}
-#undef OUT
+	n = status_format(&d->cfg->cfg, &f, snaps, d->num_workers, text, sizeof(text));
 	ctl_send(c->fd, R2P2_CTL_STATUS_OK, 0, NULL, text, n, NULL, 0);
+	free(snaps);
+	free(apps);
+	return 0;
 }
 
 int conn_input(struct daemon *d, struct conn *c)
@@ -467,8 +366,7 @@ int conn_input(struct daemon *d, struct conn *c)
 		register_service(d, c, m.name);
 		return 0;
 	case R2P2_CTL_STATUS:
-		status(d, c);
-		return 0;
+		return status(d, c);
 	default:
 		ctl_error(c->fd, EOPNOTSUPP, "unknown control message type %u", m.type);
 		return 0;
