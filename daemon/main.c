@@ -18,7 +18,7 @@
 
 #include <systemd/sd-daemon.h>
 
-#include "apps.h"
+#include "ctl.h"
 #include "log.h"
 #include "replay.h"
 #include "sealed.h"
