@@ -109,7 +109,8 @@ static int ctl_bind(int fd, const struct cfg *c, const struct sockaddr_un *sa, c
 	return 0;
 }
 
-int ctl_listen(const struct cfg *c, char *err, size_t err_len)
+/* ctl_listen returns the listening control socket of `c`, or a negative errno. */
+static int ctl_listen(const struct cfg *c, char *err, size_t err_len)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	char dir[sizeof(sa.sun_path)];
@@ -329,7 +330,8 @@ static int conn_status(struct daemon *d, struct conn *c)
 	return 0;
 }
 
-int conn_input(struct daemon *d, struct conn *c)
+/* conn_input reads and answers one request. A negative errno closes the connection. */
+static int conn_input(struct daemon *d, struct conn *c)
 {
 	char buf[sizeof(struct r2p2_ctl_msg) + 256];
 	struct r2p2_ctl_msg m;
@@ -366,7 +368,8 @@ int conn_input(struct daemon *d, struct conn *c)
 
 /* ---- connections --------------------------------------------------------------- */
 
-void conn_close(struct daemon *d, struct conn *c)
+/* conn_close forgets `c`; an attached app is taken off every worker. */
+static void conn_close(struct daemon *d, struct conn *c)
 {
 	struct conn **pp = &d->conns;
 
@@ -374,13 +377,28 @@ void conn_close(struct daemon *d, struct conn *c)
 		pp = &(*pp)->next;
 	if (*pp)
 		*pp = c->next;
+	/* The app holds a duplicate of the fd: closing ours would not end the watch. */
+	daemon_unwatch(d, c->fd);
 	if (c->app)
 		apps_remove(d, c->app);
 	close(c->fd);
 	free(c);
 }
 
-struct conn *conn_new(struct daemon *d, int fd)
+/* conn_handle is a connection's handler in the main loop. */
+static void conn_handle(struct daemon *d, struct ep_source *src, uint32_t events)
+{
+	struct conn *c = (struct conn *)((char *)src - offsetof(struct conn, src));
+	int ret = 0;
+
+	if (events & EPOLLIN)
+		ret = conn_input(d, c);
+	if (ret < 0 || (events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP)))
+		conn_close(d, c);
+}
+
+/* conn_new records a new connection and its peer's credentials (SO_PEERCRED). */
+static struct conn *conn_new(struct daemon *d, int fd)
 {
 	struct conn *c = calloc(1, sizeof(*c));
 	struct ucred cred;
@@ -388,6 +406,7 @@ struct conn *conn_new(struct daemon *d, int fd)
 
 	if (!c)
 		return NULL;
+	c->src.handle = conn_handle;
 	c->fd = fd;
 	c->id = ++d->next_conn_id;
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
@@ -398,4 +417,47 @@ struct conn *conn_new(struct daemon *d, int fd)
 	c->next = d->conns;
 	d->conns = c;
 	return c;
+}
+
+/* ctl_accept is the listening socket's handler: it takes every pending connection. */
+static void ctl_accept(struct daemon *d, struct ep_source *src, uint32_t events)
+{
+	int fd;
+
+	(void)src;
+	(void)events;
+	while ((fd = accept4(d->ctl_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0) {
+		struct conn *c = conn_new(d, fd);
+		if (!c) {
+			close(fd);
+			continue;
+		}
+		if (daemon_watch(d, fd, EPOLLIN | EPOLLRDHUP, &c->src) < 0)
+			conn_close(d, c);
+	}
+}
+
+int ctl_open(struct daemon *d, char *err, size_t err_len)
+{
+	int ret = ctl_listen(&d->cfg->cfg, err, err_len);
+
+	if (ret < 0)
+		return ret;
+	d->ctl_fd = ret;
+	d->ctl_src.handle = ctl_accept;
+	ret = daemon_watch(d, d->ctl_fd, EPOLLIN, &d->ctl_src);
+	if (ret < 0)
+		set_err(err, err_len, "epoll: %s", strerror(-ret));
+	return ret;
+}
+
+void ctl_close(struct daemon *d)
+{
+	while (d->conns)
+		conn_close(d, d->conns);
+	if (d->ctl_fd >= 0) {
+		close(d->ctl_fd);
+		unlink(d->cfg->cfg.socket_path);
+		d->ctl_fd = -1;
+	}
 }

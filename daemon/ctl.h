@@ -2,7 +2,8 @@
 /*
  * The control socket (main thread only): a SOCK_SEQPACKET unix socket on which
  * apps attach and register services (r2p2/shm.h, struct r2p2_ctl_msg) and tools
- * such as r2p2ctl ask for the status. An app lives as long as its connection.
+ * such as r2p2ctl ask for the status. Each connection is one source of the main
+ * loop; an app lives as long as its connection.
  */
 #ifndef R2P2D_CTL_H
 #define R2P2D_CTL_H
@@ -15,6 +16,7 @@
 
 /* One control connection: an app (after ATTACH) or a tool such as r2p2ctl. */
 struct conn {
+	struct ep_source src; /* readable, hung up or failed */
 	int fd;
 	uint64_t id;
 	pid_t pid;
@@ -25,20 +27,18 @@ struct conn {
 };
 
 /*
- * ctl_listen creates the control socket of `c` (mode 0660, group socket_group,
- * its directory created if missing). It refuses a socket file that still answers
- * (another r2p2d) and replaces a stale one. Returns the fd, or a negative errno
- * with a message in `err`.
+ * ctl_open creates the control socket of `d->cfg` (mode 0660, group
+ * socket_group, its directory created if missing) in `d->ctl_fd` and adds it to
+ * the main loop, which then accepts connections. It refuses a socket file that
+ * still answers (another r2p2d) and replaces a stale one. Returns 0, or a
+ * negative errno with a message in `err`.
  */
-int ctl_listen(const struct cfg *c, char *err, size_t err_len);
+int ctl_open(struct daemon *d, char *err, size_t err_len);
 
-/* conn_new records a new connection and its peer's credentials (SO_PEERCRED). */
-struct conn *conn_new(struct daemon *d, int fd);
-
-/* conn_input reads and answers one request. A negative errno closes the connection. */
-int conn_input(struct daemon *d, struct conn *c);
-
-/* conn_close forgets `c`; an attached app is taken off every worker. */
-void conn_close(struct daemon *d, struct conn *c);
+/*
+ * ctl_close closes every connection (their apps are taken off the workers), then
+ * the control socket, and removes its file. Safe when ctl_open failed or never ran.
+ */
+void ctl_close(struct daemon *d);
 
 #endif /* R2P2D_CTL_H */
