@@ -1,50 +1,57 @@
 /* SPDX-License-Identifier: MIT */
-/* The main thread's state: control socket connections, apps, workers, config. */
+/*
+ * The app registry (main thread only): an app is created on ATTACH with its
+ * shared memory and doorbells, handed to every worker, given services on
+ * REGISTER and removed from every worker when its connection closes. The
+ * workers hold their own references (app.h); this file only posts commands.
+ */
 #ifndef R2P2D_APPS_H
 #define R2P2D_APPS_H
 
-#include "worker.h"
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
 
-#define R2P2D_VERSION "0.1.0"
+#include "daemon.h"
 
-/* One control connection: an app (after ATTACH) or a tool such as r2p2ctl. */
-struct conn {
-	int fd;
-	uint64_t id;
-	pid_t pid;
-	uid_t uid;
-	gid_t gid;
-	struct app *app; /* NULL until ATTACH */
-	struct conn *next;
-};
+/* The most fds an ATTACH_OK carries: the memfd, then two doorbells per lane. */
+#define APPS_MAX_FDS (1 + 2 * 64)
 
-struct daemon {
-	struct cfg_ref *cfg;
-	char cfg_path[4096];
-	unsigned num_workers;
-	struct worker **workers;
-	int ctl_fd;
-	struct conn *conns;
-	uint64_t next_conn_id;
-	bool draining;
-	int drained_efd;        /* workers write 1 each when drained */
-	struct xdpath *xdp;     /* the xdp backend, or NULL for udp */
-	char backend[256];      /* what the backend is, for status */
-	struct stek_set *stek;  /* tls: as loaded at start (workers reload on change) */
-	struct replay *replay;  /* tls: the strike register shared by every worker */
-	struct replay *sealed_replay; /* sealed: (association, nonce) strike register */
-};
+/*
+ * apps_new returns a new app (one reference, the caller's) for the peer `pid`,
+ * `uid`, `gid` on control connection `conn_fd` with id `id`, to get `num_lanes`
+ * lanes. It keeps a duplicate of `conn_fd`, so that a worker may shut the
+ * connection down to detach a broken app. Returns NULL (errno ENOMEM) on failure.
+ */
+struct app *apps_new(uint64_t id, int conn_fd, pid_t pid, uid_t uid, gid_t gid, unsigned num_lanes);
 
-/* ctl_listen creates the control socket (mode 0660, group socket_group). Returns the fd or -1. */
-int ctl_listen(const struct cfg *c, char *err, size_t err_len);
+/*
+ * apps_map creates the shared memory of `a` for `cfg` and one pair of doorbells
+ * per lane. On success it returns 0 and fills `out_fds` (room for APPS_MAX_FDS)
+ * with what the app receives: the memfd, which the caller closes once sent, then
+ * each lane's submission and completion eventfds, which `a` keeps;
+ * `*out_num_fds` is their count. Otherwise it returns a negative errno with a
+ * message in `err`; `a` is then left for app_put.
+ */
+int apps_map(struct app *a, const struct cfg *cfg, int *out_fds, size_t *out_num_fds, char *err,
+	     size_t err_len);
 
-/* conn_new records a new connection and its peer credentials (SO_PEERCRED). */
-struct conn *conn_new(struct daemon *d, int fd);
+/* apps_add gives `a` a lane on every worker of `d` (each takes its own reference). */
+void apps_add(struct daemon *d, struct app *a);
 
-/* conn_input handles one control message. Returns 0, or -1 when the connection must close. */
-int conn_input(struct daemon *d, struct conn *c);
+/*
+ * apps_register records that `a` serves `name` under `cfg` and sets `*out_port` to
+ * the service's port; registering a service twice is fine. Returns 0, or a
+ * negative errno with a message in `err` for the app: -ENOENT when `cfg` does not
+ * serve `name`, -ENOSPC when `a` already serves CFG_MAX_SERVICES services.
+ */
+int apps_register(struct app *a, const struct cfg *cfg, const char *name, uint16_t *out_port,
+		  char *err, size_t err_len);
 
-/* conn_close forgets the connection; an attached app is removed from every worker. */
-void conn_close(struct daemon *d, struct conn *c);
+/*
+ * apps_remove takes `a` off every worker of `d` (they reject its requests and
+ * forget its calls) and drops the caller's reference.
+ */
+void apps_remove(struct daemon *d, struct app *a);
 
 #endif /* R2P2D_APPS_H */

@@ -3,6 +3,10 @@
  * r2p2d: the main thread. It loads the config, starts the workers, serves the
  * control socket (app attach, registration, status) and handles signals:
  * SIGTERM/SIGINT drain in-flight RPCs then exit, SIGHUP reloads the config.
+ *
+ * main is start, run, stop. start takes the steps in the order their failures
+ * are cheapest to undo; run is an epoll loop whose every source carries its own
+ * handler; stop undoes whatever start got to, in reverse.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -13,15 +17,15 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <systemd/sd-daemon.h>
 
-#include "apps.h"
+#include "ctl.h"
+#include "daemon.h"
+#include "err.h"
 #include "log.h"
 #include "replay.h"
-#include "sealed.h"
 #include "stek.h"
 #include "xdpath.h"
 
@@ -31,6 +35,41 @@ static void usage(FILE *f)
 		   "  -c, --config PATH  configuration file (see docs/OPERATIONS.md)\n"
 		   "  -k, --check        parse the configuration, report errors, and exit\n"
 		   "  -h, --help         this text\n");
+}
+
+/*
+ * parse_args sets `*out_path` and `*out_check` from the command line. Returns -1
+ * when the daemon should go on, or the exit status: 0 after --help, 2 on misuse.
+ */
+static int parse_args(int argc, char **argv, const char **out_path, bool *out_check)
+{
+	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+					     {"check", no_argument, NULL, 'k'},
+					     {"help", no_argument, NULL, 'h'},
+					     {NULL, 0, NULL, 0}};
+	int opt;
+
+	while ((opt = getopt_long(argc, argv, "c:kh", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			*out_path = optarg;
+			break;
+		case 'k':
+			*out_check = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (!*out_path || optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	return -1;
 }
 
 static struct cfg_ref *load_cfg(const char *path)
@@ -43,6 +82,7 @@ static struct cfg_ref *load_cfg(const char *path)
 	return r;
 }
 
+/* post_all posts `type` to every worker, each with its own reference to `cfg` (may be NULL). */
 static void post_all(struct daemon *d, enum cmd_type type, struct cfg_ref *cfg)
 {
 	for (unsigned i = 0; i < d->num_workers; i++) {
@@ -58,24 +98,69 @@ static void post_all(struct daemon *d, enum cmd_type type, struct cfg_ref *cfg)
 	}
 }
 
-/* stop_workers stops and joins the first `n` workers (those started). */
-static void stop_workers(struct daemon *d, unsigned n)
+/* stop_workers stops and joins the workers that were started. */
+static void stop_workers(struct daemon *d)
 {
-	for (unsigned i = 0; i < n; i++) {
+	for (unsigned i = 0; i < d->num_started; i++) {
 		struct cmd *c = calloc(1, sizeof(*c));
 		if (!c)
 			abort(); /* a worker that never stops would hang the exit */
 		c->type = CMD_STOP;
 		worker_post(d->workers[i], c);
 	}
-	for (unsigned i = 0; i < n; i++)
+	for (unsigned i = 0; i < d->num_started; i++)
 		worker_join(d->workers[i]);
+	d->num_started = 0;
+}
+
+/* ---- SIGHUP: reload -------------------------------------------------------------- */
+
+/* restart_only_changed says whether `n` changes a setting that only a restart applies. */
+static bool restart_only_changed(const struct cfg *o, const struct cfg *n)
+{
+	return n->workers != o->workers ||
+	       memcmp(&n->listen_addr, &o->listen_addr, sizeof(o->listen_addr)) != 0 ||
+	       strcmp(n->socket_path, o->socket_path) != 0 || n->max_msg_len != o->max_msg_len ||
+	       n->ring_entries != o->ring_entries || n->arena_size != o->arena_size ||
+	       strcmp(n->socket_group, o->socket_group) != 0;
+}
+
+/* probe_new_ports checks that the ports `n` serves and `o` does not are free. */
+static int probe_new_ports(const struct cfg *o, const struct cfg *n)
+{
+	char err[256];
+	int ret;
+
+	for (size_t i = 0; i < n->num_serves; i++) {
+		if (cfg_find_serve_port(o, n->serves[i].port))
+			continue;
+		ret = port_probe(o, n->serves[i].port, err, sizeof(err));
+		if (ret < 0) {
+			log_err("reload: [serve %s] %s; keeping the running configuration",
+				n->serves[i].name, err);
+			return ret;
+		}
+	}
+	return 0;
+}
+
+/* keep_running_settings copies into `n` what the running workers and apps were built for. */
+static void keep_running_settings(struct cfg *n, const struct cfg *o)
+{
+	n->workers = o->workers;
+	n->listen_addr = o->listen_addr;
+	memcpy(n->listen, o->listen, sizeof(o->listen));
+	memcpy(n->socket_path, o->socket_path, sizeof(o->socket_path));
+	memcpy(n->socket_group, o->socket_group, sizeof(o->socket_group));
+	n->max_msg_len = o->max_msg_len;
+	n->ring_entries = o->ring_entries;
+	n->arena_size = o->arena_size;
 }
 
 static void reload(struct daemon *d)
 {
-	struct cfg_ref *n;
 	const struct cfg *o = &d->cfg->cfg;
+	struct cfg_ref *n;
 
 	sd_notify(0, "RELOADING=1");
 	log_info("SIGHUP: reloading %s", d->cfg_path);
@@ -85,35 +170,16 @@ static void reload(struct daemon *d)
 		sd_notify(0, "READY=1");
 		return;
 	}
-	if (n->cfg.workers != o->workers || memcmp(&n->cfg.listen_addr, &o->listen_addr,
-						   sizeof(o->listen_addr)) != 0 ||
-	    strcmp(n->cfg.socket_path, o->socket_path) != 0 || n->cfg.max_msg_len != o->max_msg_len ||
-	    n->cfg.ring_entries != o->ring_entries || n->cfg.arena_size != o->arena_size ||
-	    strcmp(n->cfg.socket_group, o->socket_group) != 0)
+	if (restart_only_changed(o, &n->cfg))
 		log_warn("reload: workers, listen, socket, socket_group, max_message, ring_entries "
 			 "and arena_size take effect at the next restart; the rest applies now");
 	/* New service ports must be free before any worker binds them. */
-	for (size_t i = 0; i < n->cfg.num_serves; i++) {
-		char err[256];
-		if (cfg_find_serve_port(o, n->cfg.serves[i].port))
-			continue;
-		if (port_probe(o, n->cfg.serves[i].port, err, sizeof(err)) < 0) {
-			log_err("reload: [serve %s] %s; keeping the running configuration",
-				n->cfg.serves[i].name, err);
-			cfg_ref_put(n);
-			sd_notify(0, "READY=1");
-			return;
-		}
+	if (probe_new_ports(o, &n->cfg) < 0) {
+		cfg_ref_put(n);
+		sd_notify(0, "READY=1");
+		return;
 	}
-	/* Keep what the running workers and apps were built for. */
-	n->cfg.workers = o->workers;
-	n->cfg.listen_addr = o->listen_addr;
-	memcpy(n->cfg.listen, o->listen, sizeof(o->listen));
-	memcpy(n->cfg.socket_path, o->socket_path, sizeof(o->socket_path));
-	memcpy(n->cfg.socket_group, o->socket_group, sizeof(o->socket_group));
-	n->cfg.max_msg_len = o->max_msg_len;
-	n->cfg.ring_entries = o->ring_entries;
-	n->cfg.arena_size = o->arena_size;
+	keep_running_settings(&n->cfg, o);
 	log_set_level(n->cfg.log_level);
 	post_all(d, CMD_NEW_CFG, n);
 	cfg_ref_put(d->cfg);
@@ -123,39 +189,305 @@ static void reload(struct daemon *d)
 	sd_notify(0, "READY=1");
 }
 
-int main(int argc, char **argv)
-{
-	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
-					     {"check", no_argument, NULL, 'k'},
-					     {"help", no_argument, NULL, 'h'},
-					     {NULL, 0, NULL, 0}};
-	struct daemon d = {.ctl_fd = -1, .drained_efd = -1};
-	const char *path = NULL;
-	bool check = false;
-	char err[512];
-	int opt, ep = -1, sfd = -1, ret = 1;
-	sigset_t mask;
+/* ---- the main loop's own sources ------------------------------------------------- */
 
-	while ((opt = getopt_long(argc, argv, "c:kh", opts, NULL)) != -1) {
-		switch (opt) {
-		case 'c':
-			path = optarg;
-			break;
-		case 'k':
-			check = true;
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		default:
-			usage(stderr);
-			return 2;
+/* on_signal handles the signalfd: SIGHUP reloads, SIGTERM and SIGINT start the drain. */
+static void on_signal(struct daemon *d, struct ep_source *src, uint32_t events)
+{
+	struct signalfd_siginfo si;
+
+	(void)src;
+	(void)events;
+	while (read(d->sig_fd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo == SIGHUP) {
+			reload(d);
+		} else if (!d->draining) {
+			log_info("signal %u: draining in-flight RPCs (up to %llu ms)", si.ssi_signo,
+				 (unsigned long long)d->cfg->cfg.drain_timeout_ms);
+			d->draining = true;
+			sd_notify(0, "STOPPING=1");
+			post_all(d, CMD_DRAIN, NULL);
 		}
 	}
-	if (!path || optind != argc) {
-		usage(stderr);
-		return 2;
+}
+
+/* on_drained counts the workers that reported their drain done. */
+static void on_drained(struct daemon *d, struct ep_source *src, uint32_t events)
+{
+	uint64_t v;
+
+	(void)src;
+	(void)events;
+	if (read(d->drained_efd, &v, sizeof(v)) == sizeof(v))
+		d->num_drained += (unsigned)v;
+}
+
+/* ---- start ------------------------------------------------------------------------ */
+
+/*
+ * open_loop creates the epoll set and watches the signals on it. Signals arrive on
+ * a signalfd in the main loop; workers (which inherit the mask) never see them.
+ */
+static int open_loop(struct daemon *d, char *err, size_t err_len)
+{
+	sigset_t mask;
+	int ret;
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	d->sig_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (d->sig_fd < 0)
+		goto fail;
+	d->ep_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (d->ep_fd < 0)
+		goto fail;
+	d->sig_src.handle = on_signal;
+	ret = daemon_watch(d, d->sig_fd, EPOLLIN, &d->sig_src);
+	if (ret < 0) {
+		errno = -ret;
+		goto fail;
 	}
+	return 0;
+fail:
+	ret = -errno;
+	set_err(err, err_len, "startup: %s", strerror(errno));
+	return ret;
+}
+
+/* open_tls_state loads the fleet's ticket keys and one strike register per mode. */
+static int open_tls_state(struct daemon *d, char *err, size_t err_len)
+{
+	const struct cfg *c = &d->cfg->cfg;
+	bool sealed = false, tls = false;
+	char text[512];
+	int ret;
+
+	if (c->stek_path[0]) {
+		ret = stek_load(c->stek_path, &d->stek, err, err_len);
+		if (ret < 0)
+			return ret;
+		stek_describe(d->stek, text, sizeof(text));
+		log_info("STEK %s:\n%s", c->stek_path, text);
+	}
+	for (size_t i = 0; i < c->num_serves; i++) {
+		sealed = sealed || c->serves[i].security == CFG_SEC_SEALED;
+		tls = tls || c->serves[i].security != CFG_SEC_PLAIN;
+	}
+	/* fed unix time; entries must outlive twice the timestamp window */
+	if (sealed) {
+		d->sealed_replay =
+		    replay_new(c->replay_max_entries, 2ull * c->sealed_window_ms * 1000000ull);
+		if (!d->sealed_replay)
+			goto fail;
+	}
+	if (tls) {
+		d->replay = replay_new(c->replay_max_entries, c->replay_window_ms * 1000000ull);
+		if (!d->replay)
+			goto fail;
+	}
+	return 0;
+fail:
+	ret = -errno;
+	set_err(err, err_len, "strike register: %s", strerror(errno));
+	return ret;
+}
+
+/* probe_ports checks that no other process holds a port to serve. */
+static int probe_ports(struct daemon *d, char *err, size_t err_len)
+{
+	const struct cfg *c = &d->cfg->cfg;
+	char why[512];
+	int ret;
+
+	for (size_t i = 0; i < c->num_serves; i++) {
+		ret = port_probe(c, c->serves[i].port, why, sizeof(why));
+		if (ret < 0) {
+			set_err(err, err_len, "[serve %s] %s", c->serves[i].name, why);
+			return ret;
+		}
+	}
+	return 0;
+}
+
+/* new_workers creates the workers (not started yet) and the eventfd they report drains on. */
+static int new_workers(struct daemon *d, char *err, size_t err_len)
+{
+	int ret;
+
+	d->drained_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (d->drained_efd < 0) {
+		ret = -errno;
+		set_err(err, err_len, "eventfd: %s", strerror(errno));
+		return ret;
+	}
+	d->drained_src.handle = on_drained;
+	ret = daemon_watch(d, d->drained_efd, EPOLLIN, &d->drained_src);
+	if (ret < 0) {
+		set_err(err, err_len, "eventfd: %s", strerror(-ret));
+		return ret;
+	}
+	for (unsigned i = 0; i < d->num_workers; i++) {
+		d->workers[i] = worker_new(i, d->cfg, d->stek, d->replay, d->sealed_replay,
+					   d->drained_efd, err, err_len);
+		if (!d->workers[i])
+			return -EIO;
+	}
+	return 0;
+}
+
+/*
+ * setup_backend picks the backend: AF_XDP sockets steered by the XDP program, or
+ * the kernel's UDP. `d->backend` says which, and why not xdp.
+ */
+static int setup_backend(struct daemon *d, char *err, size_t err_len)
+{
+	const struct cfg *c = &d->cfg->cfg;
+	char why[512] = "";
+
+	if (xdpath_setup(c, d->num_workers, &d->xdp, why, sizeof(why)) < 0) {
+		set_err(err, err_len, "backend = xdp: %s", why);
+		return -EOPNOTSUPP;
+	}
+	if (d->xdp) {
+		xdpath_describe(d->xdp, d->backend, sizeof(d->backend));
+		for (unsigned i = 0; i < d->num_workers; i++) {
+			unsigned n;
+			struct xsk_port **p = xdpath_ports(d->xdp, i, &n);
+			if (worker_use_xdp(d->workers[i], p, n, xdpath_ifname(d->xdp), d->workers,
+					   d->num_workers, why, sizeof(why)) < 0) {
+				set_err(err, err_len, "backend = xdp: %s", why);
+				return -EIO;
+			}
+		}
+	} else if (c->backend == CFG_BACKEND_XDP) {
+		snprintf(d->backend, sizeof(d->backend), "udp: %s", why);
+		log_warn("backend = xdp: %s; using the udp backend", why);
+	} else if (c->backend == CFG_BACKEND_UDP) {
+		snprintf(d->backend, sizeof(d->backend), "udp (backend = udp)");
+	} else {
+		snprintf(d->backend, sizeof(d->backend), "udp: xdp not used because %s", why);
+		log_warn("backend = auto picked the udp backend: xdp not used because %s", why);
+	}
+	return 0;
+}
+
+/* start_workers starts every worker's thread; `d->num_started` counts those running. */
+static int start_workers(struct daemon *d, char *err, size_t err_len)
+{
+	for (unsigned i = 0; i < d->num_workers; i++) {
+		int ret = worker_start(d->workers[i]);
+		if (ret < 0) {
+			set_err(err, err_len, "worker %u: %s", i, strerror(-ret));
+			return ret;
+		}
+		d->num_started++;
+	}
+	return 0;
+}
+
+/* alloc_workers makes room for the workers of d->cfg. */
+static int alloc_workers(struct daemon *d, char *err, size_t err_len)
+{
+	d->num_workers = d->cfg->cfg.workers;
+	d->workers = calloc(d->num_workers, sizeof(*d->workers));
+	if (!d->workers) {
+		set_err(err, err_len, "startup: %s", strerror(ENOMEM));
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/*
+ * daemon_start brings `d`, loaded from d->cfg, up to serving, one step after the
+ * other. Returns 0, or a negative errno with a message in `err`; daemon_stop then
+ * undoes what was done.
+ */
+static int daemon_start(struct daemon *d, char *err, size_t err_len)
+{
+	static int (*const steps[])(struct daemon * d, char *err, size_t err_len) = {
+	    open_loop,	 alloc_workers, open_tls_state, probe_ports,
+	    new_workers, setup_backend, ctl_open,	start_workers,
+	};
+	const struct cfg *c = &d->cfg->cfg;
+
+	log_set_level(c->log_level);
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+		int ret = steps[i](d, err, err_len);
+		if (ret < 0)
+			return ret;
+	}
+	d->ready = true;
+	log_info("r2p2d %s ready: %u workers, listen %s, %zu services served, %zu called, control "
+		 "socket %s, backend %s",
+		 R2P2D_VERSION, d->num_workers, c->listen, c->num_serves, c->num_calls,
+		 c->socket_path, d->backend);
+	sd_notify(0, "READY=1");
+	return 0;
+}
+
+/* ---- run and stop ---------------------------------------------------------------- */
+
+/*
+ * daemon_run serves until every worker has drained. The loop goes on while
+ * draining: status keeps answering, new attaches get a clear ESHUTDOWN, and apps
+ * that leave are forgotten.
+ */
+static void daemon_run(struct daemon *d)
+{
+	while (d->num_drained < d->num_workers) {
+		struct epoll_event evs[32];
+		int n = epoll_wait(d->ep_fd, evs, 32, -1);
+		if (n < 0 && errno != EINTR) {
+			log_err("epoll_wait: %s", strerror(errno));
+			return;
+		}
+		for (int i = 0; i < n; i++) {
+			struct ep_source *src = evs[i].data.ptr;
+			src->handle(d, src, evs[i].events);
+		}
+	}
+}
+
+/* daemon_stop stops the workers, then frees whatever daemon_start set up. */
+static void daemon_stop(struct daemon *d)
+{
+	stop_workers(d);
+	if (d->ready)
+		log_info("r2p2d stopped");
+	ctl_close(d);
+	if (d->workers) {
+		for (unsigned i = 0; i < d->num_workers; i++)
+			worker_free(d->workers[i]);
+		free(d->workers);
+	}
+	xdpath_free(d->xdp); /* after the workers: detaches the program */
+	if (d->ep_fd >= 0)
+		close(d->ep_fd);
+	if (d->sig_fd >= 0)
+		close(d->sig_fd);
+	if (d->drained_efd >= 0)
+		close(d->drained_efd);
+	stek_set_put(d->stek);
+	replay_free(d->replay);
+	replay_free(d->sealed_replay);
+	cfg_ref_put(d->cfg);
+}
+
+int main(int argc, char **argv)
+{
+	struct daemon d = {.ep_fd = -1, .sig_fd = -1, .ctl_fd = -1, .drained_efd = -1};
+	const char *path = NULL;
+	bool check = false;
+	char err[1024];
+	int ret;
+
+	ret = parse_args(argc, argv, &path, &check);
+	if (ret >= 0)
+		return ret;
 	snprintf(d.cfg_path, sizeof(d.cfg_path), "%s", path);
 	d.cfg = load_cfg(path);
 	if (!d.cfg)
@@ -166,206 +498,11 @@ int main(int argc, char **argv)
 		cfg_ref_put(d.cfg);
 		return 0;
 	}
-	log_set_level(d.cfg->cfg.log_level);
-
-	/* Signals arrive on a signalfd in the main loop; workers never see them. */
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &mask, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-
-	d.num_workers = d.cfg->cfg.workers;
-	d.workers = calloc(d.num_workers, sizeof(*d.workers));
-	if (sfd < 0 || !d.workers) {
-		log_err("startup: %s", strerror(errno));
-		goto out;
-	}
-	/* tls: the fleet's ticket keys, and one strike register for all workers. */
-	if (d.cfg->cfg.stek_path[0]) {
-		if (stek_load(d.cfg->cfg.stek_path, &d.stek, err, sizeof(err)) < 0) {
-			log_err("%s", err);
-			goto out;
-		}
-		stek_describe(d.stek, err, sizeof(err));
-		log_info("STEK %s:\n%s", d.cfg->cfg.stek_path, err);
-	}
-	for (size_t i = 0; i < d.cfg->cfg.num_serves; i++) {
-		if (d.cfg->cfg.serves[i].security == CFG_SEC_SEALED && !d.sealed_replay) {
-			/* fed unix time; entries must outlive twice the timestamp window */
-			d.sealed_replay = replay_new(d.cfg->cfg.replay_max_entries,
-						     2ull * d.cfg->cfg.sealed_window_ms * 1000000ull);
-			if (!d.sealed_replay) {
-				log_err("strike register: %s", strerror(errno));
-				goto out;
-			}
-		}
-		if (d.cfg->cfg.serves[i].security != CFG_SEC_PLAIN && !d.replay) {
-			d.replay = replay_new(d.cfg->cfg.replay_max_entries,
-					      d.cfg->cfg.replay_window_ms * 1000000ull);
-			if (!d.replay) {
-				log_err("strike register: %s", strerror(errno));
-				goto out;
-			}
-		}
-	}
-	for (size_t i = 0; i < d.cfg->cfg.num_serves; i++) {
-		if (port_probe(&d.cfg->cfg, d.cfg->cfg.serves[i].port, err, sizeof(err)) < 0) {
-			log_err("[serve %s] %s", d.cfg->cfg.serves[i].name, err);
-			goto out;
-		}
-	}
-	d.drained_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (d.drained_efd < 0) {
-		log_err("eventfd: %s", strerror(errno));
-		goto out;
-	}
-	for (unsigned i = 0; i < d.num_workers; i++) {
-		d.workers[i] = worker_new(i, d.cfg, d.stek, d.replay, d.sealed_replay,
-					  d.drained_efd, err, sizeof(err));
-		if (!d.workers[i]) {
-			log_err("%s", err);
-			goto out;
-		}
-	}
-	/* The backend: AF_XDP sockets steered by the XDP program, or the kernel's UDP. */
-	char backend[256];
-	if (xdpath_setup(&d.cfg->cfg, d.num_workers, &d.xdp, err, sizeof(err)) < 0) {
-		log_err("backend = xdp: %s", err);
-		goto out;
-	}
-	if (d.xdp) {
-		xdpath_describe(d.xdp, backend, sizeof(backend));
-		for (unsigned i = 0; i < d.num_workers; i++) {
-			unsigned n;
-			struct xsk_port **p = xdpath_ports(d.xdp, i, &n);
-			if (worker_use_xdp(d.workers[i], p, n, xdpath_ifname(d.xdp), d.workers,
-					   d.num_workers, err, sizeof(err)) < 0) {
-				log_err("backend = xdp: %s", err);
-				goto out;
-			}
-		}
-	} else if (d.cfg->cfg.backend == CFG_BACKEND_XDP) {
-		snprintf(backend, sizeof(backend), "udp: %s", err);
-		log_warn("backend = xdp: %s; using the udp backend", err);
-	} else if (d.cfg->cfg.backend == CFG_BACKEND_UDP) {
-		snprintf(backend, sizeof(backend), "udp (backend = udp)");
-	} else {
-		snprintf(backend, sizeof(backend), "udp: xdp not used because %s", err);
-		log_warn("backend = auto picked the udp backend: xdp not used because %s", err);
-	}
-	d.ctl_fd = ctl_listen(&d.cfg->cfg, err, sizeof(err));
-	if (d.ctl_fd < 0) {
+	ret = daemon_start(&d, err, sizeof(err));
+	if (ret < 0)
 		log_err("%s", err);
-		goto out;
-	}
-	for (unsigned i = 0; i < d.num_workers; i++) {
-		int r = worker_start(d.workers[i]);
-		if (r < 0) {
-			log_err("worker %u: %s", i, strerror(-r));
-			stop_workers(&d, i);
-			goto out;
-		}
-	}
-
-	ep = epoll_create1(EPOLL_CLOEXEC);
-	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
-	ev.data.u64 = 1;
-	epoll_ctl(ep, EPOLL_CTL_ADD, sfd, &ev);
-	ev.data.u64 = 2;
-	epoll_ctl(ep, EPOLL_CTL_ADD, d.ctl_fd, &ev);
-	ev.data.u64 = 3;
-	epoll_ctl(ep, EPOLL_CTL_ADD, d.drained_efd, &ev);
-
-	snprintf(d.backend, sizeof(d.backend), "%s", backend);
-	log_info("r2p2d %s ready: %u workers, listen %s, %zu services served, %zu called, control "
-		 "socket %s, backend %s",
-		 R2P2D_VERSION, d.num_workers, d.cfg->cfg.listen, d.cfg->cfg.num_serves,
-		 d.cfg->cfg.num_calls, d.cfg->cfg.socket_path, backend);
-	sd_notify(0, "READY=1");
-
-	/* The loop goes on while draining: status keeps answering, new attaches get a
-	 * clear ESHUTDOWN, and apps that leave are forgotten. */
-	unsigned drained = 0;
-	while (drained < d.num_workers) {
-		struct epoll_event evs[32];
-		int n = epoll_wait(ep, evs, 32, -1);
-		if (n < 0 && errno != EINTR) {
-			log_err("epoll_wait: %s", strerror(errno));
-			break;
-		}
-		for (int i = 0; i < n; i++) {
-			if (evs[i].data.u64 == 1) {
-				struct signalfd_siginfo si;
-				while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
-					if (si.ssi_signo == SIGHUP) {
-						reload(&d);
-					} else if (!d.draining) {
-						log_info("signal %u: draining in-flight RPCs (up to %llu ms)",
-							 si.ssi_signo,
-							 (unsigned long long)d.cfg->cfg.drain_timeout_ms);
-						d.draining = true;
-						sd_notify(0, "STOPPING=1");
-						post_all(&d, CMD_DRAIN, NULL);
-					}
-				}
-			} else if (evs[i].data.u64 == 3) {
-				uint64_t v;
-				if (read(d.drained_efd, &v, sizeof(v)) == sizeof(v))
-					drained += (unsigned)v;
-			} else if (evs[i].data.u64 == 2) {
-				int fd;
-				while ((fd = accept4(d.ctl_fd, NULL, NULL,
-						     SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0) {
-					struct conn *c = conn_new(&d, fd);
-					if (!c) {
-						close(fd);
-						continue;
-					}
-					struct epoll_event cev = {.events = EPOLLIN | EPOLLRDHUP,
-								  .data.ptr = c};
-					epoll_ctl(ep, EPOLL_CTL_ADD, fd, &cev);
-				}
-			} else {
-				struct conn *c = evs[i].data.ptr;
-				int r = 0;
-				if (evs[i].events & EPOLLIN)
-					r = conn_input(&d, c);
-				if (r < 0 || (evs[i].events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP))) {
-					epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
-					conn_close(&d, c);
-				}
-			}
-		}
-	}
-
-	stop_workers(&d, d.num_workers);
-	ret = 0;
-	log_info("r2p2d stopped");
-out:
-	while (d.conns)
-		conn_close(&d, d.conns);
-	if (d.workers) {
-		for (unsigned i = 0; i < d.num_workers; i++)
-			worker_free(d.workers[i]);
-		free(d.workers);
-	}
-	xdpath_free(d.xdp); /* after the workers: detaches the program */
-	if (d.ctl_fd >= 0) {
-		close(d.ctl_fd);
-		unlink(d.cfg->cfg.socket_path);
-	}
-	if (ep >= 0)
-		close(ep);
-	if (sfd >= 0)
-		close(sfd);
-	if (d.drained_efd >= 0)
-		close(d.drained_efd);
-	stek_set_put(d.stek);
-	replay_free(d.replay);
-	replay_free(d.sealed_replay);
-	cfg_ref_put(d.cfg);
-	return ret;
+	else
+		daemon_run(&d);
+	daemon_stop(&d);
+	return ret < 0 ? 1 : 0;
 }

@@ -1,0 +1,463 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The control socket and its connections (main thread only): the listening
+ * socket, the protocol of struct r2p2_ctl_msg, and one handler per request. The
+ * app registry (apps.c) and the status text (status.c) do the work; this file
+ * reads requests and sends replies.
+ */
+#include "ctl.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "apps.h"
+#include "clock.h"
+#include "err.h"
+#include "replay.h"
+#include "status.h"
+#include "xdpath.h"
+
+#include <r2p2/shm.h>
+
+/* ---- the listening socket ------------------------------------------------------ */
+
+/* ctl_make_dir creates `dir`, the directory of the socket, if it is missing. */
+static int ctl_make_dir(const char *dir, char *err, size_t err_len)
+{
+	if (mkdir(dir, 0750) < 0 && errno != EEXIST) {
+		int ret = -errno;
+		set_err(err, err_len, "cannot create %s: %s", dir, strerror(errno));
+		return ret;
+	}
+	return 0;
+}
+
+/*
+ * ctl_claim_path makes `sa` free to bind. A socket file that still answers belongs
+ * to a running daemon: never steal it. A stale one from a crashed daemon would make
+ * bind fail; it is ours to replace.
+ */
+static int ctl_claim_path(const struct sockaddr_un *sa, char *err, size_t err_len)
+{
+	int probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+
+	if (probe >= 0 && connect(probe, (const struct sockaddr *)sa, sizeof(*sa)) == 0) {
+		close(probe);
+		set_err(err, err_len, "another r2p2d is running on %s", sa->sun_path);
+		return -EADDRINUSE;
+	}
+	if (probe >= 0)
+		close(probe);
+	unlink(sa->sun_path);
+	return 0;
+}
+
+/*
+ * ctl_set_group gives the socket at `path` to `group`; members of the group must
+ * also be able to enter `dir` (NULL when the socket has no directory of its own).
+ */
+static int ctl_set_group(const char *group, const char *dir, const char *path, char *err,
+			 size_t err_len)
+{
+	struct group *g = getgrnam(group);
+	int ret;
+
+	if (dir && g && chown(dir, (uid_t)-1, g->gr_gid) == 0)
+		chmod(dir, 0750);
+	if (!g) {
+		set_err(err, err_len, "control socket group '%s': %s", group, "no such group");
+		return -ENOENT;
+	}
+	if (chown(path, (uid_t)-1, g->gr_gid) < 0) {
+		ret = -errno;
+		set_err(err, err_len, "control socket group '%s': %s", group, strerror(-ret));
+		return ret;
+	}
+	return 0;
+}
+
+/* ctl_bind binds and listens on `sa`, then sets the owner and mode of its file. */
+static int ctl_bind(int fd, const struct cfg *c, const struct sockaddr_un *sa, const char *dir,
+		    char *err, size_t err_len)
+{
+	int ret;
+
+	if (bind(fd, (const struct sockaddr *)sa, sizeof(*sa)) < 0 || listen(fd, 64) < 0) {
+		ret = -errno;
+		set_err(err, err_len, "control socket %s: %s", sa->sun_path, strerror(-ret));
+		return ret;
+	}
+	if (c->socket_group[0]) {
+		ret = ctl_set_group(c->socket_group, dir, sa->sun_path, err, err_len);
+		if (ret < 0)
+			return ret;
+	}
+	if (chmod(sa->sun_path, 0660) < 0) {
+		ret = -errno;
+		set_err(err, err_len, "chmod %s: %s", sa->sun_path, strerror(-ret));
+		return ret;
+	}
+	return 0;
+}
+
+/* ctl_listen returns the listening control socket of `c`, or a negative errno. */
+static int ctl_listen(const struct cfg *c, char *err, size_t err_len)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	char dir[sizeof(sa.sun_path)];
+	char *slash;
+	int fd, ret;
+
+	if (strlen(c->socket_path) >= sizeof(sa.sun_path)) {
+		set_err(err, err_len, "control socket path too long: %s", c->socket_path);
+		return -ENAMETOOLONG;
+	}
+	strcpy(sa.sun_path, c->socket_path);
+	strcpy(dir, c->socket_path);
+	slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = '\0';
+		ret = ctl_make_dir(dir, err, err_len);
+		if (ret < 0)
+			return ret;
+	}
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		ret = -errno;
+		set_err(err, err_len, "control socket: %s", strerror(-ret));
+		return ret;
+	}
+	ret = ctl_claim_path(&sa, err, err_len);
+	if (ret == 0)
+		ret = ctl_bind(fd, c, &sa, slash && slash != dir ? dir : NULL, err, err_len);
+	if (ret < 0) {
+		close(fd);
+		return ret;
+	}
+	return fd;
+}
+
+/* ---- replies ------------------------------------------------------------------- */
+
+/* ctl_send sends one reply, with `num_fds` fds from `fds` attached (SCM_RIGHTS). */
+static int ctl_send(int fd, uint16_t type, int32_t value, const char *name, const char *text,
+		    size_t text_len, const int *fds, size_t num_fds)
+{
+	char buf[R2P2_CTL_MAX_MSG];
+	struct r2p2_ctl_msg *m = (struct r2p2_ctl_msg *)buf;
+	struct iovec iov;
+	struct msghdr msg = {0};
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * APPS_MAX_FDS)];
+		struct cmsghdr align;
+	} cbuf;
+
+	if (text_len > sizeof(buf) - sizeof(*m))
+		text_len = sizeof(buf) - sizeof(*m);
+	memset(m, 0, sizeof(*m));
+	m->magic = R2P2_CTL_MAGIC;
+	m->version = R2P2_CTL_VERSION;
+	m->type = type;
+	m->value = value;
+	m->text_len = (uint32_t)text_len;
+	if (name)
+		snprintf(m->name, sizeof(m->name), "%s", name);
+	if (text_len)
+		memcpy(buf + sizeof(*m), text, text_len);
+	iov.iov_base = buf;
+	iov.iov_len = sizeof(*m) + text_len;
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	if (num_fds) {
+		if (num_fds > APPS_MAX_FDS)
+			return -EINVAL;
+		memset(&cbuf, 0, sizeof(cbuf));
+		msg.msg_control = cbuf.buf;
+		msg.msg_controllen = CMSG_SPACE(sizeof(int) * num_fds);
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int) * num_fds);
+		memcpy(CMSG_DATA(cm), fds, sizeof(int) * num_fds);
+	}
+	return sendmsg(fd, &msg, MSG_NOSIGNAL) < 0 ? -errno : 0;
+}
+
+/* ctl_error sends an ERROR reply: `err` (a positive errno) and a sentence. */
+__attribute__((format(printf, 3, 4))) static void ctl_error(int fd, int err, const char *fmt, ...)
+{
+	char text[256];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	ctl_send(fd, R2P2_CTL_ERROR, err, NULL, text, n < 0 ? 0 : (size_t)n, NULL, 0);
+}
+
+/* ---- requests ------------------------------------------------------------------ */
+
+/*
+ * conn_attach answers ATTACH: a new app, its shared memory and doorbells sent to
+ * the peer, then a lane on every worker. Refusals are replies; only running out of
+ * memory before anything can be said closes the connection (negative errno).
+ */
+static int conn_attach(struct daemon *d, struct conn *c)
+{
+	char err[256];
+	int fds[APPS_MAX_FDS];
+	size_t num_fds;
+	struct app *a;
+	int ret;
+
+	if (c->app) {
+		ctl_error(c->fd, EALREADY, "already attached");
+		return 0;
+	}
+	if (d->draining) {
+		ctl_error(c->fd, ESHUTDOWN, "r2p2d is shutting down");
+		return 0;
+	}
+	a = apps_new(c->id, c->fd, c->pid, c->uid, c->gid, d->num_workers);
+	if (!a)
+		return -ENOMEM;
+	ret = apps_map(a, &d->cfg->cfg, fds, &num_fds, err, sizeof(err));
+	if (ret == 0) {
+		ret = ctl_send(c->fd, R2P2_CTL_ATTACH_OK, 0, NULL, NULL, 0, fds, num_fds);
+		close(fds[0]); /* the memfd: the app has its copy, `a` its mapping */
+		if (ret < 0)
+			set_err(err, sizeof(err), "attach failed: %s", strerror(-ret));
+	}
+	if (ret < 0) {
+		app_put(a);
+		ctl_error(c->fd, -ret, "%s", err);
+		return 0;
+	}
+	c->app = a;
+	apps_add(d, a);
+	return 0;
+}
+
+/* conn_register answers REGISTER `name`: the attached app serves that service. */
+static void conn_register(struct daemon *d, struct conn *c, const char *name)
+{
+	char err[256];
+	uint16_t port;
+	int ret;
+
+	if (!c->app) {
+		ctl_error(c->fd, ENOTCONN, "attach before registering");
+		return;
+	}
+	ret = apps_register(c->app, &d->cfg->cfg, name, &port, err, sizeof(err));
+	if (ret < 0) {
+		ctl_error(c->fd, -ret, "%s", err);
+		return;
+	}
+	ctl_send(c->fd, R2P2_CTL_REGISTER_OK, port, name, NULL, 0, NULL, 0);
+}
+
+/* attached_apps returns the apps of `d`'s connections (newest first), or NULL. */
+static const struct app **attached_apps(const struct daemon *d, size_t *out_num)
+{
+	const struct app **apps;
+	size_t n = 0;
+
+	for (const struct conn *k = d->conns; k; k = k->next)
+		n += k->app != NULL;
+	apps = malloc((n ? n : 1) * sizeof(*apps));
+	if (!apps)
+		return NULL;
+	n = 0;
+	for (const struct conn *k = d->conns; k; k = k->next)
+		if (k->app)
+			apps[n++] = k->app;
+	*out_num = n;
+	return apps;
+}
+
+/*
+ * conn_status answers STATUS: one snapshot of every worker, the daemon's own
+ * counters, formatted by status_format. Negative errno (out of memory) closes.
+ */
+static int conn_status(struct daemon *d, struct conn *c)
+{
+	static char text[R2P2_CTL_MAX_MSG - sizeof(struct r2p2_ctl_msg)];
+	struct status_facts f = {.version = R2P2D_VERSION,
+				 .pid = (int)getpid(),
+				 .draining = d->draining,
+				 .backend = d->backend,
+				 .xdp = d->xdp != NULL};
+	struct worker_snap *snaps = calloc(d->num_workers, sizeof(*snaps));
+	const struct app **apps = attached_apps(d, &f.num_apps);
+	struct replay_stats rs, srs;
+	struct r2p2_stats xs;
+	size_t n;
+
+	if (!snaps || !apps) {
+		free(snaps);
+		free(apps);
+		return -ENOMEM;
+	}
+	f.apps = apps;
+	if (d->xdp && xdpath_stats(d->xdp, &xs) == 0)
+		f.xdp_stats = &xs;
+	for (unsigned i = 0; i < d->num_workers; i++)
+		worker_snapshot(d->workers[i], &snaps[i]);
+	f.now_ms = unix_ms();
+	if (d->sealed_replay) {
+		replay_stats(d->sealed_replay, &srs);
+		f.sealed_replay = &srs;
+	}
+	if (d->replay) {
+		replay_stats(d->replay, &rs);
+		f.replay = &rs;
+	}
+	n = status_format(&d->cfg->cfg, &f, snaps, d->num_workers, text, sizeof(text));
+	ctl_send(c->fd, R2P2_CTL_STATUS_OK, 0, NULL, text, n, NULL, 0);
+	free(snaps);
+	free(apps);
+	return 0;
+}
+
+/* conn_input reads and answers one request. A negative errno closes the connection. */
+static int conn_input(struct daemon *d, struct conn *c)
+{
+	char buf[sizeof(struct r2p2_ctl_msg) + 256];
+	struct r2p2_ctl_msg m;
+	ssize_t n = recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);
+
+	if (n == 0)
+		return -ECONNRESET;
+	if (n < 0)
+		return errno == EAGAIN || errno == EINTR ? 0 : -errno;
+	if ((size_t)n < sizeof(m)) {
+		ctl_error(c->fd, EPROTO, "short control message (%zd bytes)", n);
+		return -EPROTO;
+	}
+	memcpy(&m, buf, sizeof(m));
+	if (m.magic != R2P2_CTL_MAGIC || m.version != R2P2_CTL_VERSION) {
+		ctl_error(c->fd, EPROTO, "control protocol mismatch: r2p2d speaks version %u",
+			  R2P2_CTL_VERSION);
+		return -EPROTO;
+	}
+	m.name[sizeof(m.name) - 1] = '\0';
+	switch (m.type) {
+	case R2P2_CTL_ATTACH:
+		return conn_attach(d, c);
+	case R2P2_CTL_REGISTER:
+		conn_register(d, c, m.name);
+		return 0;
+	case R2P2_CTL_STATUS:
+		return conn_status(d, c);
+	default:
+		ctl_error(c->fd, EOPNOTSUPP, "unknown control message type %u", m.type);
+		return 0;
+	}
+}
+
+/* ---- connections --------------------------------------------------------------- */
+
+/* conn_close forgets `c`; an attached app is taken off every worker. */
+static void conn_close(struct daemon *d, struct conn *c)
+{
+	struct conn **pp = &d->conns;
+
+	while (*pp && *pp != c)
+		pp = &(*pp)->next;
+	if (*pp)
+		*pp = c->next;
+	/* The app holds a duplicate of the fd: closing ours would not end the watch. */
+	daemon_unwatch(d, c->fd);
+	if (c->app)
+		apps_remove(d, c->app);
+	close(c->fd);
+	free(c);
+}
+
+/* conn_handle is a connection's handler in the main loop. */
+static void conn_handle(struct daemon *d, struct ep_source *src, uint32_t events)
+{
+	struct conn *c = (struct conn *)((char *)src - offsetof(struct conn, src));
+	int ret = 0;
+
+	if (events & EPOLLIN)
+		ret = conn_input(d, c);
+	if (ret < 0 || (events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP)))
+		conn_close(d, c);
+}
+
+/* conn_new records a new connection and its peer's credentials (SO_PEERCRED). */
+static struct conn *conn_new(struct daemon *d, int fd)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	if (!c)
+		return NULL;
+	c->src.handle = conn_handle;
+	c->fd = fd;
+	c->id = ++d->next_conn_id;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+		c->pid = cred.pid;
+		c->uid = cred.uid;
+		c->gid = cred.gid;
+	}
+	c->next = d->conns;
+	d->conns = c;
+	return c;
+}
+
+/* ctl_accept is the listening socket's handler: it takes every pending connection. */
+static void ctl_accept(struct daemon *d, struct ep_source *src, uint32_t events)
+{
+	int fd;
+
+	(void)src;
+	(void)events;
+	while ((fd = accept4(d->ctl_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0) {
+		struct conn *c = conn_new(d, fd);
+		if (!c) {
+			close(fd);
+			continue;
+		}
+		if (daemon_watch(d, fd, EPOLLIN | EPOLLRDHUP, &c->src) < 0)
+			conn_close(d, c);
+	}
+}
+
+int ctl_open(struct daemon *d, char *err, size_t err_len)
+{
+	int ret = ctl_listen(&d->cfg->cfg, err, err_len);
+
+	if (ret < 0)
+		return ret;
+	d->ctl_fd = ret;
+	d->ctl_src.handle = ctl_accept;
+	ret = daemon_watch(d, d->ctl_fd, EPOLLIN, &d->ctl_src);
+	if (ret < 0)
+		set_err(err, err_len, "epoll: %s", strerror(-ret));
+	return ret;
+}
+
+void ctl_close(struct daemon *d)
+{
+	while (d->conns)
+		conn_close(d, d->conns);
+	if (d->ctl_fd >= 0) {
+		close(d->ctl_fd);
+		unlink(d->cfg->cfg.socket_path);
+		d->ctl_fd = -1;
+	}
+}

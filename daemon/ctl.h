@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The control socket (main thread only): a SOCK_SEQPACKET unix socket on which
+ * apps attach and register services (r2p2/shm.h, struct r2p2_ctl_msg) and tools
+ * such as r2p2ctl ask for the status. Each connection is one source of the main
+ * loop; an app lives as long as its connection.
+ */
+#ifndef R2P2D_CTL_H
+#define R2P2D_CTL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "daemon.h"
+
+/* One control connection: an app (after ATTACH) or a tool such as r2p2ctl. */
+struct conn {
+	struct ep_source src; /* readable, hung up or failed */
+	int fd;
+	uint64_t id;
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+	struct app *app; /* NULL until ATTACH */
+	struct conn *next;
+};
+
+/*
+ * ctl_open creates the control socket of `d->cfg` (mode 0660, group
+ * socket_group, its directory created if missing) in `d->ctl_fd` and adds it to
+ * the main loop, which then accepts connections. It refuses a socket file that
+ * still answers (another r2p2d) and replaces a stale one. Returns 0, or a
+ * negative errno with a message in `err`.
+ */
+int ctl_open(struct daemon *d, char *err, size_t err_len);
+
+/*
+ * ctl_close closes every connection (their apps are taken off the workers), then
+ * the control socket, and removes its file. Safe when ctl_open failed or never ran.
+ */
+void ctl_close(struct daemon *d);
+
+#endif /* R2P2D_CTL_H */

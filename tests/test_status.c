@@ -1,0 +1,153 @@
+// SPDX-License-Identifier: MIT
+/* test_status: the `r2p2ctl status` text, from given snapshots: exact lines, totals that
+ * are the sum of the workers' lines, optional sections, and a cut that stays a prefix. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "status.h"
+
+/* The real table lives in sealed.c, which links BoringSSL; a Criterion test must not. */
+const char *sealed_reason_name(unsigned reason)
+{
+	static const char *const names[] = {
+	    "ok",    "malformed", "unknown_key", "bad_token", "wrong_service", "expired",
+	    "stale", "replay",	  "full",	 "bad_aead",  "internal"};
+	return reason <= SEALED_REASON_MAX ? names[reason] : "?";
+}
+
+static struct cfg cfg;
+static struct worker_snap snaps[2];
+static struct app app;
+static const struct app *apps[] = {&app};
+static char text[8192];
+
+static void setup(void)
+{
+	char err[256];
+
+	cr_assert_eq(cfg_parse_string(&cfg, "t.conf",
+				      "[daemon]\nworkers = 2\n"
+				      "[serve \"echo.svc\"]\nport = 8000\n"
+				      "[serve \"kv.svc\"]\nport = 8001\n"
+				      "[call \"up.svc\"]\nserver = 10.0.0.9:9000\n",
+				      err, sizeof(err)),
+		     0, "%s", err);
+	cfg.serves[1].security = CFG_SEC_SEALED; /* sealed needs keys on disk to parse */
+	memset(snaps, 0, sizeof(snaps));
+	for (unsigned i = 0; i < 2; i++) {
+		snaps[i].eng.rx_packets = 10 + i;
+		snaps[i].eng.tx_packets = 20 + i;
+		snaps[i].eng.rx_runt = 1;
+		snaps[i].eng.rx_bad_order = 2;
+		snaps[i].tls_server.resumed = 3;
+		snaps[i].sealed.opened = 4;
+		snaps[i].sealed.rejected[SEALED_REJ_STALE] = 5;
+		snaps[i].num_svc = 2;
+		snaps[i].svc[0].port = 8001;
+		snaps[i].svc[0].requests = 100 * (i + 1);
+		snaps[i].svc[0].dropped_wrong_mode = 1;
+		snaps[i].svc[1].port = 8000;
+		snaps[i].svc[1].requests = 7;
+		snaps[i].svc[1].dropped_no_app = i;
+	}
+	snaps[1].num_assoc = 1;
+	snprintf(snaps[1].assoc[0].service, sizeof(snaps[1].assoc[0].service), "up.svc");
+	snaps[1].assoc[0].key_id = 0xab;
+	snaps[1].assoc[0].expiry_ms = 1000000 + 90500;
+	memset(&app, 0, sizeof(app));
+	app.id = 3;
+	app.pid = 4242;
+	app.uid = 1000;
+	app.serves[0] = 8001;
+	app.serves[1] = 8000;
+	app.num_serves = 2;
+}
+
+static size_t format(const struct status_facts *f, char *buf, size_t len)
+{
+	return status_format(&cfg, f, snaps, 2, buf, len);
+}
+
+static struct status_facts facts(void)
+{
+	return (struct status_facts){.version = "9.9",
+				     .pid = 77,
+				     .backend = "udp (backend = udp)",
+				     .apps = apps,
+				     .num_apps = 1,
+				     .now_ms = 1000000};
+}
+
+static void expect_line(const char *line)
+{
+	char needle[512];
+
+	snprintf(needle, sizeof(needle), "\n%s\n", line);
+	cr_expect(strstr(text, needle) || strncmp(text, needle + 1, strlen(needle + 1)) == 0,
+		  "missing line \"%s\" in:\n%s", line, text);
+}
+
+TestSuite(status, .init = setup);
+
+Test(status, lines_and_totals)
+{
+	struct status_facts f = facts();
+	size_t n = format(&f, text, sizeof(text));
+
+	cr_assert_eq(n, strlen(text));
+	expect_line("r2p2d 9.9  pid 77  workers 2  apps 1");
+	expect_line("backend: udp (backend = udp)");
+	expect_line("  app 3  pid 4242  uid 1000  serves: kv.svc echo.svc");
+	expect_line(
+	    "  worker 1  rx 11  tx 21  calls 0 ok 0 timeout 0 dropped 0  requests 0 resent 0"
+	    "  inflight 0 executing 0  bad 3");
+	expect_line("tls server: full_handshakes 0 resumed 6 early_accepted 0 early_rejected 0 "
+		    "replays_refused 0 bad_messages 0 pending_handshakes 0");
+	expect_line(
+	    "sealed server: opened 8 responses 0 minted 0  rejected: malformed 0 unknown_key 0 "
+	    "bad_token 0 wrong_service 0 expired 0 stale 10 replay 0 full 0 bad_aead 0 "
+	    "internal 0");
+	expect_line("  worker 1 association for up.svc: token key id 000000ab, expires in 90 s");
+	expect_line("  echo.svc                 port 8000  plain  requests 14  dropped_no_app 1  "
+		    "wrong_mode 0");
+	expect_line("  kv.svc                   port 8001  sealed requests 300  dropped_no_app 0  "
+		    "wrong_mode 2");
+	expect_line("  up.svc                   servers 10.0.0.9:9000");
+	cr_expect_null(strstr(text, "xdp"), "no xdp counters on the udp backend:\n%s", text);
+	cr_expect_null(strstr(text, "strike register"), "no strike register given:\n%s", text);
+}
+
+Test(status, optional_sections)
+{
+	struct r2p2_stats xs = {.steered = 5, .passed_runt = 6};
+	struct replay_stats rs = {.entries = 1, .capacity = 2, .inserts = 3, .hits = 4};
+	struct status_facts f = facts();
+
+	f.draining = true;
+	f.xdp = true;
+	f.xdp_stats = &xs;
+	f.replay = &rs;
+	f.num_apps = 0;
+	format(&f, text, sizeof(text));
+	expect_line("r2p2d 9.9  pid 77  workers 2  apps 0  (draining)");
+	expect_line("xdp: steered 5 no_socket 0 dropped_malformed 0 passed_not_r2p2 0 "
+		    "passed_fragment 0 passed_ipv6_ext 0 passed_runt 6");
+	expect_line("    af_xdp: rx 0 rx_bad 0 tx 0 tx_via_kernel 0");
+	expect_line("strike register: entries 1 / 2  inserts 3 hits 4 full_rejects 0");
+	cr_expect_null(strstr(text, "sealed strike register"), "%s", text);
+	cr_expect_null(strstr(text, "  app "), "%s", text);
+}
+
+Test(status, cut_is_a_prefix)
+{
+	static char small[100];
+	struct status_facts f = facts();
+	size_t full = format(&f, text, sizeof(text));
+	size_t n = format(&f, small, sizeof(small));
+
+	cr_assert_gt(full, sizeof(small));
+	cr_assert_eq(n, sizeof(small) - 1);
+	cr_assert_eq(small[n], '\0');
+	cr_assert_eq(memcmp(small, text, n), 0);
+}
