@@ -115,14 +115,19 @@ int lane_init(struct lane *l, void *map, const struct r2p2_shm_hdr *hdr, unsigne
 	l->sq_efd = sq_efd;
 	l->cq_efd = cq_efd;
 
+	/* Each resource is usable (the list initialised) as soon as it exists, so
+	 * lane_cleanup can unwind from any failure below. */
 	l->cq_end = calloc(l->cq_entries, sizeof(*l->cq_end));
+	if (!l->cq_end)
+		goto out;
 	l->ovf = malloc(sizeof(*l->ovf));
-	if (!l->cq_end || !l->ovf) {
-		lane_cleanup(l);
-		return -ENOMEM;
-	}
+	if (!l->ovf)
+		goto out;
 	STAILQ_INIT(&l->ovf->q);
 	return 0;
+out:
+	lane_cleanup(l);
+	return -ENOMEM;
 }
 
 void lane_cleanup(struct lane *l)
