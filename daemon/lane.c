@@ -343,11 +343,16 @@ int lane_notify(struct lane *l)
 	return 0;
 }
 
+bool lane_sq_pending(const struct lane *l)
+{
+	return r2p2_load_acquire(&l->ctrl->sq_tail) != l->sq_head;
+}
+
 bool lane_arm_wakeup(struct lane *l)
 {
 	r2p2_store_release(&l->ctrl->sq_need_wakeup, 1);
 	r2p2_smp_mb();
-	return r2p2_load_acquire(&l->ctrl->sq_tail) != l->sq_head;
+	return lane_sq_pending(l);
 }
 
 void lane_disarm_wakeup(struct lane *l)

@@ -635,7 +635,7 @@ static void raw_lane_cleanup(struct raw_lane *r)
 /* raw_submit writes an SQE the way a hostile app might, then publishes it. */
 static void raw_submit(struct raw_lane *r, const struct r2p2_sqe *sqe)
 {
-	uint32_t tail = r->l.ctrl->sq_tail;
+	uint32_t tail = r2p2_load_acquire(&r->l.ctrl->sq_tail);
 
 	r->l.sq[tail & (r->hdr.sq_entries - 1)] = *sqe;
 	r2p2_store_release(&r->l.ctrl->sq_tail, tail + 1);
@@ -711,7 +711,7 @@ Test(lane, hostile_sqe_bad_fields)
 	}
 	cr_assert_not(r.l.broken);
 	lane_consume(&r.l);
-	cr_assert_eq(r.l.ctrl->sq_head, 5);
+	cr_assert_eq(r2p2_load_acquire(&r.l.ctrl->sq_head), 5);
 
 	memcpy(r.l.sq_arena + 100, "ping", 4);
 	sqe = (struct r2p2_sqe){.op = R2P2_SQ_RESPOND, .off = 100, .len = 4, .user_data = 6};
@@ -837,12 +837,14 @@ Test(lane, sq_arm_wakeup_rechecks)
 	struct r2p2_sqe sqe = {.op = R2P2_SQ_RESPOND, .user_data = 1};
 
 	raw_lane_init(&r, 8, 8, 4096, 1024);
+	cr_assert_not(lane_sq_pending(&r.l));
 	cr_assert_not(lane_arm_wakeup(&r.l));
-	cr_assert_eq(r.l.ctrl->sq_need_wakeup, 1);
+	cr_assert_eq(r2p2_load_acquire(&r.l.ctrl->sq_need_wakeup), 1);
 	raw_submit(&r, &sqe);
+	cr_assert(lane_sq_pending(&r.l));
 	cr_assert(lane_arm_wakeup(&r.l), "a submission slipped in: do not sleep");
 	lane_disarm_wakeup(&r.l);
-	cr_assert_eq(r.l.ctrl->sq_need_wakeup, 0);
+	cr_assert_eq(r2p2_load_acquire(&r.l.ctrl->sq_need_wakeup), 0);
 	raw_lane_cleanup(&r);
 }
 
@@ -869,7 +871,7 @@ Test(lane, sq_doorbell_only_when_asked)
 	cr_assert_eq(r2p2_poll(ctx, &ev, 1, 50), 0);
 	cr_assert_geq(now_ms() - t0, 45);
 	for (int i = 0; i < 2; i++)
-		cr_assert_eq(F->lanes[i].ctrl->cq_need_wakeup, 0);
+		cr_assert_eq(r2p2_load_acquire(&F->lanes[i].ctrl->cq_need_wakeup), 0);
 	r2p2_detach(ctx);
 }
 
