@@ -20,14 +20,12 @@
 #include "xdp.h"
 #include "xsk.h"
 
-#define XDPATH_MAX_QUEUES 64
-
 struct xdpath {
 	char ifname[IF_NAMESIZE];
 	bool skb;
 	unsigned num_queues, num_workers;
 	struct xdp_prog *prog;
-	struct xsk_queue *queues[XDPATH_MAX_QUEUES];
+	struct xsk_queue *queues[R2P2_MAX_QUEUES];
 	struct xsk_port **ports; /* [worker * num_queues + queue] */
 };
 
@@ -136,8 +134,8 @@ int xdpath_setup(const struct cfg *c, unsigned num_workers, struct xdpath **out,
 	x->skb = c->xdp_skb;
 	x->num_workers = num_workers;
 	x->num_queues = rx_queues(x->ifname);
-	if (x->num_queues > XDPATH_MAX_QUEUES)
-		x->num_queues = XDPATH_MAX_QUEUES;
+	if (x->num_queues > R2P2_MAX_QUEUES)
+		x->num_queues = R2P2_MAX_QUEUES;
 	for (size_t i = 0; i < c->num_serves; i++)
 		ports[i] = c->serves[i].port;
 
