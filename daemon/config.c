@@ -13,6 +13,7 @@
  * and is reported as "file:line: [section] key: what is wrong".
  */
 #include "config.h"
+#include "err.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -90,8 +91,8 @@ static const char *const daemon_keys[DK_COUNT] = {
 
 enum serve_key { SK_PORT, SK_SECURITY, SK_CERT, SK_KEY, SK_EARLY_DATA, SK_COUNT };
 static const char *const serve_keys[SK_COUNT] = {
-    [SK_PORT] = "port",	    [SK_SECURITY] = "security",	     [SK_CERT] = "cert",
-    [SK_KEY] = "key",	    [SK_EARLY_DATA] = "early_data",
+    [SK_PORT] = "port", [SK_SECURITY] = "security",	[SK_CERT] = "cert",
+    [SK_KEY] = "key",	[SK_EARLY_DATA] = "early_data",
 };
 
 enum call_key {
@@ -106,8 +107,9 @@ enum call_key {
 };
 _Static_assert(CK_COUNT <= 8 && SK_COUNT <= 8, "key_line bound");
 static const char *const call_keys[CK_COUNT] = {
-    [CK_SERVER] = "server",	 [CK_ROUTER] = "router",   [CK_POLICY] = "policy",
-    [CK_TIMEOUT] = "timeout_ms", [CK_RETRIES] = "retries", [CK_SECURITY] = "security",
+    [CK_SERVER] = "server",   [CK_ROUTER] = "router",
+    [CK_POLICY] = "policy",   [CK_TIMEOUT] = "timeout_ms",
+    [CK_RETRIES] = "retries", [CK_SECURITY] = "security",
     [CK_CA] = "ca",
 };
 
@@ -165,11 +167,11 @@ failx(struct parser *p, int line, const char *label, const char *key, const char
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	if (label && key)
-		snprintf(p->err, p->err_len, "%s:%d: [%s] %s: %s", p->name, line, label, key, msg);
+		set_err(p->err, p->err_len, "%s:%d: [%s] %s: %s", p->name, line, label, key, msg);
 	else if (label)
-		snprintf(p->err, p->err_len, "%s:%d: [%s]: %s", p->name, line, label, msg);
+		set_err(p->err, p->err_len, "%s:%d: [%s]: %s", p->name, line, label, msg);
 	else
-		snprintf(p->err, p->err_len, "%s:%d: %s", p->name, line, msg);
+		set_err(p->err, p->err_len, "%s:%d: %s", p->name, line, msg);
 }
 
 /* ---- values ---------------------------------------------------------------- */
@@ -507,7 +509,8 @@ static void daemon_key(struct parser *p, const char *key, const char *v)
 		if (strcmp(v, "native") == 0 || strcmp(v, "skb") == 0)
 			c->xdp_skb = strcmp(v, "skb") == 0;
 		else
-			failx(p, p->lineno, p->label, key, "bad value '%s' (expected native|skb)", v);
+			failx(p, p->lineno, p->label, key, "bad value '%s' (expected native|skb)",
+			      v);
 		break;
 	case DK_INTERFACE:
 		if (strlen(v) >= sizeof(c->interface) || strlen(v) >= 16)
@@ -994,29 +997,30 @@ static void check_whole(struct parser *p)
 	}
 }
 
+/* parse runs inih over `p`'s input. Returns 0, -EINVAL (a bad config), -EIO or -ENOMEM. */
 static int parse(struct parser *p)
 {
 	int rc;
 
 	cfg_defaults(p->c);
 	rc = ini_parse_stream(reader, p, on_key, p);
-	if (!p->failed) {
-		if (p->f && ferror(p->f)) {
-			if (p->err && p->err_len)
-				snprintf(p->err, p->err_len, "%s: read error after line %d",
-					 p->name, p->lineno);
-			return -1;
-		}
-		if (rc > 0)
-			failx(p, rc, NULL, NULL, "syntax error");
-		else if (rc < 0)
-			failx(p, p->lineno, NULL, NULL, "out of memory");
+	if (p->failed)
+		return -EINVAL;
+	if (p->f && ferror(p->f)) {
+		set_err(p->err, p->err_len, "%s: read error after line %d", p->name, p->lineno);
+		return -EIO;
 	}
+	if (rc < 0) {
+		failx(p, p->lineno, NULL, NULL, "out of memory");
+		return -ENOMEM;
+	}
+	if (rc > 0)
+		failx(p, rc, NULL, NULL, "syntax error");
 	if (!p->failed)
 		end_section(p);
 	if (!p->failed)
 		check_whole(p);
-	return p->failed ? -1 : 0;
+	return p->failed ? -EINVAL : 0;
 }
 
 int cfg_parse_string(struct cfg *c, const char *name, const char *text, char *err, size_t err_len)
@@ -1029,9 +1033,8 @@ int cfg_parse_string(struct cfg *c, const char *name, const char *text, char *er
 	/* the parser holds a line buffer and per-service lines: keep it off the stack */
 	p = calloc(1, sizeof(*p));
 	if (!p) {
-		if (err && err_len)
-			snprintf(err, err_len, "%s: out of memory", name ? name : "config");
-		return -1;
+		set_err(err, err_len, "%s: out of memory", name ? name : "config");
+		return -ENOMEM;
 	}
 	p->c = c;
 	p->name = name ? name : "config";
@@ -1056,16 +1059,14 @@ int cfg_load(struct cfg *c, const char *path, char *err, size_t err_len)
 		int e = errno;
 
 		cfg_defaults(c);
-		if (err && err_len)
-			snprintf(err, err_len, "%s: cannot open: %s", path, strerror(e));
-		return -1;
+		set_err(err, err_len, "%s: cannot open: %s", path, strerror(e));
+		return -e;
 	}
 	p = calloc(1, sizeof(*p));
 	if (!p) {
 		fclose(f);
-		if (err && err_len)
-			snprintf(err, err_len, "%s: out of memory", path);
-		return -1;
+		set_err(err, err_len, "%s: out of memory", path);
+		return -ENOMEM;
 	}
 	p->c = c;
 	p->name = path;
@@ -1105,14 +1106,18 @@ const struct cfg_call *cfg_find_call(const struct cfg *c, const char *name)
 struct cfg_ref *cfg_ref_load(const char *path, char *err, size_t err_len)
 {
 	struct cfg_ref *r = calloc(1, sizeof(*r));
+	int rc;
 
 	if (!r) {
-		snprintf(err, err_len, "out of memory");
+		set_err(err, err_len, "out of memory");
+		errno = ENOMEM;
 		return NULL;
 	}
 	atomic_init(&r->refs, 1);
-	if (cfg_load(&r->cfg, path, err, err_len) < 0) {
+	rc = cfg_load(&r->cfg, path, err, err_len);
+	if (rc < 0) {
 		free(r);
+		errno = -rc;
 		return NULL;
 	}
 	return r;
