@@ -7,8 +7,8 @@
  */
 #include "boringssl.h"
 
-#include "stek.h"
 #include "err.h"
+#include "stek.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include <openssl/aead.h>
+#include <openssl/bytestring.h>
 #include <openssl/digest.h>
 #include <openssl/err.h>
 #include <openssl/hkdf.h>
@@ -170,6 +171,18 @@ static struct stek_set *set_alloc(void)
 
 /* ---- parsing -------------------------------------------------------------------- */
 
+/* key_id reads a key id from its 4 big-endian bytes (a key file's ID, a ticket's). */
+static uint32_t key_id(const uint8_t b[STEK_TICKET_ID_LEN])
+{
+	uint32_t id = 0;
+	CBS cbs;
+
+	CBS_init(&cbs, b, STEK_TICKET_ID_LEN);
+	if (!CBS_get_u32(&cbs, &id))
+		return 0; /* not reached: the 4 bytes are there */
+	return id;
+}
+
 static int hexval(char c)
 {
 	if (c >= '0' && c <= '9')
@@ -256,8 +269,7 @@ static int parse_text(const char *path, const char *buf, size_t n, struct stek_s
 			return -EINVAL;
 		}
 		k = &set->keys[set->num_keys].k;
-		k->id = (uint32_t)idb[0] << 24 | (uint32_t)idb[1] << 16 | (uint32_t)idb[2] << 8 |
-			idb[3];
+		k->id = key_id(idb);
 		for (r = 0; r < 3; r++)
 			if (tok_len[1] == strlen(role_names[r]) &&
 			    memcmp(tok[1], role_names[r], tok_len[1]) == 0)
@@ -543,9 +555,7 @@ int stek_generate_file(const char *path, char *err, size_t err_len)
 		rc = -EIO;
 		goto out;
 	}
-	set->keys[0].k.id =
-	    ((uint32_t)idb[0] << 24 | (uint32_t)idb[1] << 16 | (uint32_t)idb[2] << 8 | idb[3]) &
-	    0x7fffffffu;
+	set->keys[0].k.id = key_id(idb) & 0x7fffffffu;
 	if (set->keys[0].k.id == 0)
 		set->keys[0].k.id = 1;
 	rc = write_temp(path, set, 0600, tmp, sizeof(tmp), err, err_len);
@@ -749,6 +759,7 @@ static int tkt_seal(SSL *ssl, uint8_t *out, size_t *out_len, size_t max_out_len,
 	struct stek_set *set = hook_set(ssl, &h);
 	uint8_t *nonce = out + STEK_TICKET_ID_LEN;
 	size_t ct_len;
+	CBB cbb;
 
 	if (!set || max_out_len < STEK_TICKET_OVERHEAD ||
 	    in_len > max_out_len - STEK_TICKET_OVERHEAD)
@@ -756,10 +767,11 @@ static int tkt_seal(SSL *ssl, uint8_t *out, size_t *out_len, size_t max_out_len,
 	e = &set->keys[set->current];
 	/* `in` may equal `out`: move the plaintext behind the header, then seal in place */
 	memmove(out + hdr, in, in_len);
-	out[0] = (uint8_t)(e->k.id >> 24);
-	out[1] = (uint8_t)(e->k.id >> 16);
-	out[2] = (uint8_t)(e->k.id >> 8);
-	out[3] = (uint8_t)e->k.id;
+	if (!CBB_init_fixed(&cbb, out, STEK_TICKET_ID_LEN) || !CBB_add_u32(&cbb, e->k.id) ||
+	    !CBB_finish(&cbb, NULL, NULL)) {
+		CBB_cleanup(&cbb);
+		goto fail;
+	}
 	if (RAND_bytes(nonce, STEK_TICKET_NONCE_LEN) != 1)
 		goto fail;
 	/* the key id is associated data: a ticket cannot be moved to another key's id */
@@ -793,8 +805,7 @@ static enum ssl_ticket_aead_result_t tkt_open(SSL *ssl, uint8_t *out, size_t *ou
 	}
 	memcpy(id_be, in, sizeof(id_be));
 	memcpy(nonce, in + STEK_TICKET_ID_LEN, sizeof(nonce));
-	id = (uint32_t)id_be[0] << 24 | (uint32_t)id_be[1] << 16 | (uint32_t)id_be[2] << 8 |
-	     id_be[3];
+	id = key_id(id_be);
 	k = stek_find(set, id);
 	if (!k) {
 		count(&h->unknown_id);
