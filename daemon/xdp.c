@@ -136,6 +136,16 @@ static int prog_name_by_id(__u32 id, char *name, size_t len)
 	return fd;
 }
 
+/* attach_hint says what an attach failure `rc` in mode `mode_flags` likely means. */
+static const char *attach_hint(int rc, __u32 mode_flags)
+{
+	if (rc == -EOPNOTSUPP && mode_flags == XDP_FLAGS_DRV_MODE)
+		return " (the driver has no native XDP; use skb mode)";
+	if (rc == -EBUSY || rc == -EEXIST)
+		return " (another XDP program was attached meanwhile)";
+	return "";
+}
+
 /*
  * attach puts our program on the interface. A leftover r2p2_xdp (a run that crashed
  * without detaching) is replaced atomically when it sits in the same mode and detached
@@ -208,14 +218,8 @@ static int attach(struct xdp_prog *p, char *err, size_t err_len)
 	}
 	rc = bpf_xdp_attach(p->ifindex, prog_fd, flags, old_fd >= 0 ? &aopts : NULL);
 	if (rc) {
-		const char *hint = "";
-
-		if (rc == -EOPNOTSUPP && p->mode_flags == XDP_FLAGS_DRV_MODE)
-			hint = " (the driver has no native XDP; use skb mode)";
-		else if (rc == -EBUSY || rc == -EEXIST)
-			hint = " (another XDP program was attached meanwhile)";
 		set_err(err, err_len, "%s: cannot attach r2p2_xdp in %s mode: %s%s", p->ifname,
-			mode_name(p->mode_flags), strerror(-rc), hint);
+			mode_name(p->mode_flags), strerror(-rc), attach_hint(rc, p->mode_flags));
 		goto out;
 	}
 	p->attached = true;
