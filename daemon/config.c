@@ -13,6 +13,7 @@
  * and is reported as "file:line: [section] key: what is wrong".
  */
 #include "config.h"
+#include "err.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -20,6 +21,7 @@
 #include <ini.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,8 +92,8 @@ static const char *const daemon_keys[DK_COUNT] = {
 
 enum serve_key { SK_PORT, SK_SECURITY, SK_CERT, SK_KEY, SK_EARLY_DATA, SK_COUNT };
 static const char *const serve_keys[SK_COUNT] = {
-    [SK_PORT] = "port",	    [SK_SECURITY] = "security",	     [SK_CERT] = "cert",
-    [SK_KEY] = "key",	    [SK_EARLY_DATA] = "early_data",
+    [SK_PORT] = "port", [SK_SECURITY] = "security",	[SK_CERT] = "cert",
+    [SK_KEY] = "key",	[SK_EARLY_DATA] = "early_data",
 };
 
 enum call_key {
@@ -106,8 +108,9 @@ enum call_key {
 };
 _Static_assert(CK_COUNT <= 8 && SK_COUNT <= 8, "key_line bound");
 static const char *const call_keys[CK_COUNT] = {
-    [CK_SERVER] = "server",	 [CK_ROUTER] = "router",   [CK_POLICY] = "policy",
-    [CK_TIMEOUT] = "timeout_ms", [CK_RETRIES] = "retries", [CK_SECURITY] = "security",
+    [CK_SERVER] = "server",   [CK_ROUTER] = "router",
+    [CK_POLICY] = "policy",   [CK_TIMEOUT] = "timeout_ms",
+    [CK_RETRIES] = "retries", [CK_SECURITY] = "security",
     [CK_CA] = "ca",
 };
 
@@ -165,11 +168,11 @@ failx(struct parser *p, int line, const char *label, const char *key, const char
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	if (label && key)
-		snprintf(p->err, p->err_len, "%s:%d: [%s] %s: %s", p->name, line, label, key, msg);
+		set_err(p->err, p->err_len, "%s:%d: [%s] %s: %s", p->name, line, label, key, msg);
 	else if (label)
-		snprintf(p->err, p->err_len, "%s:%d: [%s]: %s", p->name, line, label, msg);
+		set_err(p->err, p->err_len, "%s:%d: [%s]: %s", p->name, line, label, msg);
 	else
-		snprintf(p->err, p->err_len, "%s:%d: %s", p->name, line, msg);
+		set_err(p->err, p->err_len, "%s:%d: %s", p->name, line, msg);
 }
 
 /* ---- values ---------------------------------------------------------------- */
@@ -271,13 +274,50 @@ static bool security_value(struct parser *p, const char *key, const char *v, enu
 }
 
 /*
+ * split_host_port cuts `buf` (a writable copy) into its host and, if any, port text,
+ * and says the family the host must be. Returns 0 or -EINVAL.
+ */
+static int split_host_port(char *buf, char **out_host, char **out_port, int *out_family)
+{
+	char *colon;
+
+	*out_port = NULL;
+	if (buf[0] == '[') {
+		char *close = strchr(buf, ']');
+
+		if (!close)
+			return -EINVAL;
+		*close = '\0';
+		*out_host = buf + 1;
+		*out_family = AF_INET6;
+		if (close[1] == ':')
+			*out_port = close + 2;
+		else if (close[1] != '\0')
+			return -EINVAL;
+		return 0;
+	}
+	*out_host = buf;
+	colon = strchr(buf, ':');
+	if (colon && strchr(colon + 1, ':')) {
+		*out_family = AF_INET6; /* a bare IPv6 address */
+		return 0;
+	}
+	*out_family = AF_INET;
+	if (colon) {
+		*colon = '\0';
+		*out_port = colon + 1;
+	}
+	return 0;
+}
+
+/*
  * parse_addr parses "1.2.3.4:5" or "[::1]:5", and when `need_port` is false
  * also a bare "1.2.3.4" or "::1". `out_has_port` says which form it was.
  */
 static int parse_addr(const char *s, bool need_port, struct r2p2_addr *out, bool *out_has_port)
 {
 	char buf[64];
-	char *host, *port_str = NULL, *colon;
+	char *host, *port_str;
 	int family;
 	size_t len;
 
@@ -291,31 +331,8 @@ static int parse_addr(const char *s, bool need_port, struct r2p2_addr *out, bool
 		return -EINVAL;
 	memcpy(buf, s, len + 1);
 
-	if (buf[0] == '[') {
-		char *close = strchr(buf, ']');
-
-		if (!close)
-			return -EINVAL;
-		*close = '\0';
-		host = buf + 1;
-		family = AF_INET6;
-		if (close[1] == ':')
-			port_str = close + 2;
-		else if (close[1] != '\0')
-			return -EINVAL;
-	} else {
-		host = buf;
-		colon = strchr(buf, ':');
-		if (colon && strchr(colon + 1, ':')) {
-			family = AF_INET6; /* a bare IPv6 address */
-		} else {
-			family = AF_INET;
-			if (colon) {
-				*colon = '\0';
-				port_str = colon + 1;
-			}
-		}
-	}
+	if (split_host_port(buf, &host, &port_str, &family) != 0)
+		return -EINVAL;
 
 	if (port_str) {
 		uint64_t port;
@@ -367,112 +384,152 @@ const char *cfg_format_addr(const struct r2p2_addr *a, char *buf, size_t len)
 
 /* ---- keys ------------------------------------------------------------------- */
 
-static void daemon_key(struct parser *p, const char *key, const char *v)
+/* A numeric [daemon] key: its bounds and the cfg field (4 or 8 bytes) it sets. */
+struct num_key {
+	uint64_t min, max;
+	size_t off, size;
+	bool pow2; /* the value must be a power of two */
+};
+
+#define NUM_KEY(field, lo, hi)                                                                     \
+	{                                                                                          \
+		.min = (lo), .max = (hi), .off = offsetof(struct cfg, field),                      \
+		.size = sizeof(((struct cfg *)0)->field)                                           \
+	}
+
+static const struct num_key daemon_nums[DK_COUNT] = {
+    [DK_WORKERS] = NUM_KEY(workers, 1, 64),
+    [DK_MAX_MESSAGE] = NUM_KEY(max_msg_len, 1, R2P2_PROTO_MAX_MSG),
+    [DK_RING_ENTRIES] = {.min = 8,
+			 .max = 65536,
+			 .off = offsetof(struct cfg, ring_entries),
+			 .size = sizeof(uint32_t),
+			 .pow2 = true},
+    [DK_ARENA_SIZE] = NUM_KEY(arena_size, 4096, 1u << 30),
+    [DK_DEDUP_WINDOW] = NUM_KEY(dedup_window_ms, 1, 3600000),
+    [DK_REASSEMBLY_TIMEOUT] = NUM_KEY(reassembly_timeout_ms, 1, 3600000),
+    [DK_EXEC_TIMEOUT] = NUM_KEY(exec_timeout_ms, 1, 86400000),
+    [DK_DRAIN_TIMEOUT] = NUM_KEY(drain_timeout_ms, 0, 3600000),
+    [DK_REPLAY_WINDOW] = NUM_KEY(replay_window_ms, 1000, 86400000),
+    [DK_REPLAY_MAX] = NUM_KEY(replay_max_entries, 1024, 1u << 26),
+    [DK_SEALED_WINDOW] = NUM_KEY(sealed_window_ms, 100, 600000),
+    [DK_SPIN] = NUM_KEY(spin_us, 0, 1000),
+};
+_Static_assert(sizeof(unsigned) == sizeof(uint32_t), "workers is stored as a uint32_t");
+
+static void num_key_value(struct parser *p, const struct num_key *nk, const char *key,
+			  const char *v)
 {
-	struct cfg *c = p->c;
-	int k = lookup(daemon_keys, ARRAY_SIZE(daemon_keys), key);
+	uint8_t *field = (uint8_t *)p->c + nk->off;
 	uint64_t n;
 
-	if (k < 0) {
-		failx(p, p->lineno, p->label, key, "unknown key");
+	if (!num_value(p, key, v, nk->min, nk->max, &n))
+		return;
+	if (nk->pow2 && (n & (n - 1))) {
+		failx(p, p->lineno, p->label, key, "%s is not a power of two", v);
 		return;
 	}
-	if (p->daemon_line[k]) {
-		failx(p, p->lineno, p->label, key, "set twice (first at line %d)",
-		      p->daemon_line[k]);
-		return;
-	}
-	p->daemon_line[k] = p->lineno;
+	if (nk->size == sizeof(uint64_t)) {
+		memcpy(field, &n, sizeof(n));
+	} else {
+		uint32_t n32 = (uint32_t)n; /* max keeps it in range */
 
-	switch ((enum daemon_key)k) {
-	case DK_LISTEN: {
-		bool has_port;
-
-		if (parse_addr(v, false, &c->listen_addr, &has_port) != 0) {
-			failx(p, p->lineno, p->label, key,
-			      "bad address '%s' (expected an IPv4 or IPv6 address, e.g. 0.0.0.0 or "
-			      "::)",
-			      v);
-		} else if (has_port) {
-			failx(p, p->lineno, p->label, key,
-			      "'%s' has a port; listen takes an address only (ports are per "
-			      "[serve] section)",
-			      v);
-		} else {
-			snprintf(c->listen, sizeof(c->listen), "%s", v);
-		}
-		break;
+		memcpy(field, &n32, sizeof(n32));
 	}
-	case DK_WORKERS:
-		if (num_value(p, key, v, 1, 64, &n))
-			c->workers = (unsigned)n;
+}
+
+static void listen_value(struct parser *p, const char *key, const char *v)
+{
+	struct cfg *c = p->c;
+	bool has_port;
+
+	if (parse_addr(v, false, &c->listen_addr, &has_port) != 0)
+		failx(p, p->lineno, p->label, key,
+		      "bad address '%s' (expected an IPv4 or IPv6 address, e.g. 0.0.0.0 or ::)", v);
+	else if (has_port)
+		failx(p, p->lineno, p->label, key,
+		      "'%s' has a port; listen takes an address only (ports are per [serve] "
+		      "section)",
+		      v);
+	else
+		snprintf(c->listen, sizeof(c->listen), "%s", v);
+}
+
+static void socket_value(struct parser *p, const char *key, const char *v)
+{
+	struct cfg *c = p->c;
+
+	if (v[0] != '/')
+		failx(p, p->lineno, p->label, key, "'%s' is not an absolute path", v);
+	else if (strlen(v) >= sizeof(c->socket_path))
+		failx(p, p->lineno, p->label, key, "path too long (at most %zu bytes)",
+		      sizeof(c->socket_path) - 1);
+	else
+		snprintf(c->socket_path, sizeof(c->socket_path), "%s", v);
+}
+
+static void socket_group_value(struct parser *p, const char *key, const char *v)
+{
+	struct cfg *c = p->c;
+	size_t len = strlen(v);
+	bool ok = len < sizeof(c->socket_group);
+
+	for (size_t i = 0; ok && i < len; i++) {
+		unsigned char ch = (unsigned char)v[i];
+
+		ok = isalnum(ch) || ch == '_' || ch == '-' || ch == '.';
+	}
+	if (!ok)
+		failx(p, p->lineno, p->label, key,
+		      "bad group name '%s' (at most %zu characters of A-Z a-z 0-9 _ - .)", v,
+		      sizeof(c->socket_group) - 1);
+	else
+		snprintf(c->socket_group, sizeof(c->socket_group), "%s", v);
+}
+
+static void router_value(struct parser *p, const char *key, const char *v)
+{
+	struct cfg *c = p->c;
+
+	if (v[0] == '\0')
+		c->has_router = false;
+	else if (cfg_parse_addr(v, true, &c->router) != 0)
+		failx(p, p->lineno, p->label, key, "bad address '%s' " ADDR_PORT_HINT, v);
+	else
+		c->has_router = true;
+}
+
+static void backend_value(struct parser *p, const char *key, const char *v)
+{
+	struct cfg *c = p->c;
+
+	if (strcmp(v, "auto") == 0)
+		c->backend = CFG_BACKEND_AUTO;
+	else if (strcmp(v, "xdp") == 0)
+		c->backend = CFG_BACKEND_XDP;
+	else if (strcmp(v, "udp") == 0)
+		c->backend = CFG_BACKEND_UDP;
+	else
+		failx(p, p->lineno, p->label, key, "bad value '%s' (expected auto|xdp|udp)", v);
+}
+
+/* text_key sets the [daemon] key `k` that is not a number. */
+static void text_key(struct parser *p, enum daemon_key k, const char *key, const char *v)
+{
+	struct cfg *c = p->c;
+
+	switch (k) {
+	case DK_LISTEN:
+		listen_value(p, key, v);
 		break;
 	case DK_SOCKET:
-		if (v[0] != '/')
-			failx(p, p->lineno, p->label, key, "'%s' is not an absolute path", v);
-		else if (strlen(v) >= sizeof(c->socket_path))
-			failx(p, p->lineno, p->label, key, "path too long (at most %zu bytes)",
-			      sizeof(c->socket_path) - 1);
-		else
-			snprintf(c->socket_path, sizeof(c->socket_path), "%s", v);
+		socket_value(p, key, v);
 		break;
-	case DK_SOCKET_GROUP: {
-		size_t len = strlen(v);
-		bool ok = len < sizeof(c->socket_group);
-
-		for (size_t i = 0; ok && i < len; i++) {
-			unsigned char ch = (unsigned char)v[i];
-
-			ok = isalnum(ch) || ch == '_' || ch == '-' || ch == '.';
-		}
-		if (!ok)
-			failx(p, p->lineno, p->label, key,
-			      "bad group name '%s' (at most %zu characters of A-Z a-z 0-9 _ - .)",
-			      v, sizeof(c->socket_group) - 1);
-		else
-			snprintf(c->socket_group, sizeof(c->socket_group), "%s", v);
-		break;
-	}
-	case DK_MAX_MESSAGE:
-		if (num_value(p, key, v, 1, R2P2_PROTO_MAX_MSG, &n))
-			c->max_msg_len = (uint32_t)n;
-		break;
-	case DK_RING_ENTRIES:
-		if (num_value(p, key, v, 8, 65536, &n)) {
-			if (n & (n - 1))
-				failx(p, p->lineno, p->label, key, "%s is not a power of two", v);
-			else
-				c->ring_entries = (uint32_t)n;
-		}
-		break;
-	case DK_ARENA_SIZE:
-		if (num_value(p, key, v, 4096, 1u << 30, &n))
-			c->arena_size = (uint32_t)n;
-		break;
-	case DK_DEDUP_WINDOW:
-		if (num_value(p, key, v, 1, 3600000, &n))
-			c->dedup_window_ms = n;
-		break;
-	case DK_REASSEMBLY_TIMEOUT:
-		if (num_value(p, key, v, 1, 3600000, &n))
-			c->reassembly_timeout_ms = n;
-		break;
-	case DK_EXEC_TIMEOUT:
-		if (num_value(p, key, v, 1, 86400000, &n))
-			c->exec_timeout_ms = n;
-		break;
-	case DK_DRAIN_TIMEOUT:
-		if (num_value(p, key, v, 0, 3600000, &n))
-			c->drain_timeout_ms = n;
+	case DK_SOCKET_GROUP:
+		socket_group_value(p, key, v);
 		break;
 	case DK_ROUTER:
-		if (v[0] == '\0') {
-			c->has_router = false;
-		} else if (cfg_parse_addr(v, true, &c->router) != 0) {
-			failx(p, p->lineno, p->label, key, "bad address '%s' " ADDR_PORT_HINT, v);
-		} else {
-			c->has_router = true;
-		}
+		router_value(p, key, v);
 		break;
 	case DK_LOG_LEVEL:
 		if (lookup(log_levels, ARRAY_SIZE(log_levels), v) < 0)
@@ -484,30 +541,15 @@ static void daemon_key(struct parser *p, const char *key, const char *v)
 	case DK_STEK:
 		path_value(p, key, v, c->stek_path, sizeof(c->stek_path));
 		break;
-	case DK_REPLAY_WINDOW:
-		if (num_value(p, key, v, 1000, 86400000, &n))
-			c->replay_window_ms = n;
-		break;
-	case DK_REPLAY_MAX:
-		if (num_value(p, key, v, 1024, 1u << 26, &n))
-			c->replay_max_entries = (uint32_t)n;
-		break;
 	case DK_BACKEND:
-		if (strcmp(v, "auto") == 0)
-			c->backend = CFG_BACKEND_AUTO;
-		else if (strcmp(v, "xdp") == 0)
-			c->backend = CFG_BACKEND_XDP;
-		else if (strcmp(v, "udp") == 0)
-			c->backend = CFG_BACKEND_UDP;
-		else
-			failx(p, p->lineno, p->label, key, "bad value '%s' (expected auto|xdp|udp)",
-			      v);
+		backend_value(p, key, v);
 		break;
 	case DK_XDP_MODE:
 		if (strcmp(v, "native") == 0 || strcmp(v, "skb") == 0)
 			c->xdp_skb = strcmp(v, "skb") == 0;
 		else
-			failx(p, p->lineno, p->label, key, "bad value '%s' (expected native|skb)", v);
+			failx(p, p->lineno, p->label, key, "bad value '%s' (expected native|skb)",
+			      v);
 		break;
 	case DK_INTERFACE:
 		if (strlen(v) >= sizeof(c->interface) || strlen(v) >= 16)
@@ -515,17 +557,29 @@ static void daemon_key(struct parser *p, const char *key, const char *v)
 		else
 			snprintf(c->interface, sizeof(c->interface), "%s", v);
 		break;
-	case DK_SEALED_WINDOW:
-		if (num_value(p, key, v, 100, 600000, &n))
-			c->sealed_window_ms = (uint32_t)n;
-		break;
-	case DK_SPIN:
-		if (num_value(p, key, v, 0, 1000, &n))
-			c->spin_us = (uint32_t)n;
-		break;
-	case DK_COUNT:
+	default: /* the numeric keys (daemon_nums) */
 		break;
 	}
+}
+
+static void daemon_key(struct parser *p, const char *key, const char *v)
+{
+	int k = lookup(daemon_keys, ARRAY_SIZE(daemon_keys), key);
+
+	if (k < 0) {
+		failx(p, p->lineno, p->label, key, "unknown key");
+		return;
+	}
+	if (p->daemon_line[k]) {
+		failx(p, p->lineno, p->label, key, "set twice (first at line %d)",
+		      p->daemon_line[k]);
+		return;
+	}
+	p->daemon_line[k] = p->lineno;
+	if (daemon_nums[k].max)
+		num_key_value(p, &daemon_nums[k], key, v);
+	else
+		text_key(p, (enum daemon_key)k, key, v);
 }
 
 static void serve_key(struct parser *p, const char *key, const char *v)
@@ -715,10 +769,98 @@ static void end_section(struct parser *p)
 		      "required: give at least one server= (or one router=)");
 }
 
+/* open_serve starts [serve NAME] (`name_len` bytes of `name`). */
+static void open_serve(struct parser *p, const char *name, size_t name_len)
+{
+	struct cfg *c = p->c;
+
+	for (size_t i = 0; i < c->num_serves; i++) {
+		if (strlen(c->serves[i].name) == name_len &&
+		    memcmp(c->serves[i].name, name, name_len) == 0) {
+			failx(p, p->lineno, p->label, NULL,
+			      "service served twice (first at line %d)", p->serve_line[i]);
+			return;
+		}
+	}
+	if (c->num_serves == CFG_MAX_SERVICES) {
+		failx(p, p->lineno, p->label, NULL, "too many [serve] sections (at most %d)",
+		      CFG_MAX_SERVICES);
+		return;
+	}
+	p->serve = &c->serves[c->num_serves];
+	memset(p->serve, 0, sizeof(*p->serve));
+	memcpy(p->serve->name, name, name_len);
+	p->serve->security = CFG_SEC_PLAIN;
+	p->serve->early_data = true;
+	p->serve_line[c->num_serves] = p->lineno;
+	c->num_serves++;
+	p->kind = SEC_SERVE;
+}
+
+/* open_call starts [call NAME] (`name_len` bytes of `name`). */
+static void open_call(struct parser *p, const char *name, size_t name_len)
+{
+	struct cfg *c = p->c;
+
+	for (size_t i = 0; i < c->num_calls; i++) {
+		if (strlen(c->calls[i].name) == name_len &&
+		    memcmp(c->calls[i].name, name, name_len) == 0) {
+			failx(p, p->lineno, p->label, NULL,
+			      "service called twice (first at line %d)", p->call_line[i]);
+			return;
+		}
+	}
+	if (c->num_calls == CFG_MAX_SERVICES) {
+		failx(p, p->lineno, p->label, NULL, "too many [call] sections (at most %d)",
+		      CFG_MAX_SERVICES);
+		return;
+	}
+	p->call = &c->calls[c->num_calls];
+	memset(p->call, 0, sizeof(*p->call));
+	memcpy(p->call->name, name, name_len);
+	p->call->policy = R2P2_LB_ROUTE;
+	p->call->timeout_ms = 1000;
+	p->call->retries = 3;
+	p->call->security = CFG_SEC_PLAIN;
+	p->call_line[c->num_calls] = p->lineno;
+	c->num_calls++;
+	p->kind = SEC_CALL;
+}
+
+/*
+ * section_name finds the service name after the first `word_len` bytes of the header
+ * `s` (quotes allowed) and checks it. Returns it with `*out_len`, or NULL (recorded).
+ */
+static const char *section_name(struct parser *p, const char *s, size_t word_len, size_t *out_len)
+{
+	const char *name = s + word_len;
+	size_t name_len;
+
+	name += strspn(name, " \t");
+	name_len = strlen(name);
+	if (name_len >= 2 && name[0] == '"' && name[name_len - 1] == '"') {
+		name++;
+		name_len -= 2;
+	}
+	if (name_len == 0) {
+		failx(p, p->lineno, NULL, NULL,
+		      "[%.*s]: missing service name (e.g. [%.*s echo.svc])", (int)word_len, s,
+		      (int)word_len, s);
+		return NULL;
+	}
+	if (!valid_service_name(name, name_len)) {
+		failx(p, p->lineno, NULL, NULL,
+		      "[%.60s]: bad service name '%.*s' (1..%d characters of A-Z a-z 0-9 . _ -)", s,
+		      (int)(name_len > 60 ? 60 : name_len), name, CFG_NAME_MAX - 1);
+		return NULL;
+	}
+	*out_len = name_len;
+	return name;
+}
+
 /* begin_section opens the section whose header text, without brackets, is `s`. */
 static void begin_section(struct parser *p, const char *s)
 {
-	struct cfg *c = p->c;
 	const char *name;
 	size_t word_len, name_len;
 	enum sec_kind kind;
@@ -739,84 +881,24 @@ static void begin_section(struct parser *p, const char *s)
 		snprintf(p->label, sizeof(p->label), "daemon");
 		return;
 	}
-	if (word_len == 5 && strncmp(s, "serve", 5) == 0)
+	if (word_len == 5 && strncmp(s, "serve", 5) == 0) {
 		kind = SEC_SERVE;
-	else if (word_len == 4 && strncmp(s, "call", 4) == 0)
+	} else if (word_len == 4 && strncmp(s, "call", 4) == 0) {
 		kind = SEC_CALL;
-	else {
+	} else {
 		failx(p, p->lineno, NULL, NULL,
 		      "unknown section [%.60s] (expected [daemon], [serve NAME] or [call NAME])",
 		      s);
 		return;
 	}
-
-	name = s + word_len;
-	name += strspn(name, " \t");
-	name_len = strlen(name);
-	if (name_len >= 2 && name[0] == '"' && name[name_len - 1] == '"') {
-		name++;
-		name_len -= 2;
-	}
-	if (name_len == 0) {
-		failx(p, p->lineno, NULL, NULL,
-		      "[%.*s]: missing service name (e.g. [%.*s echo.svc])", (int)word_len, s,
-		      (int)word_len, s);
+	name = section_name(p, s, word_len, &name_len);
+	if (!name)
 		return;
-	}
-	if (!valid_service_name(name, name_len)) {
-		failx(p, p->lineno, NULL, NULL,
-		      "[%.60s]: bad service name '%.*s' (1..%d characters of A-Z a-z 0-9 . _ -)", s,
-		      (int)(name_len > 60 ? 60 : name_len), name, CFG_NAME_MAX - 1);
-		return;
-	}
 	snprintf(p->label, sizeof(p->label), "%.*s %.*s", (int)word_len, s, (int)name_len, name);
-
-	if (kind == SEC_SERVE) {
-		for (size_t i = 0; i < c->num_serves; i++) {
-			if (strlen(c->serves[i].name) == name_len &&
-			    memcmp(c->serves[i].name, name, name_len) == 0) {
-				failx(p, p->lineno, p->label, NULL,
-				      "service served twice (first at line %d)", p->serve_line[i]);
-				return;
-			}
-		}
-		if (c->num_serves == CFG_MAX_SERVICES) {
-			failx(p, p->lineno, p->label, NULL,
-			      "too many [serve] sections (at most %d)", CFG_MAX_SERVICES);
-			return;
-		}
-		p->serve = &c->serves[c->num_serves];
-		memset(p->serve, 0, sizeof(*p->serve));
-		memcpy(p->serve->name, name, name_len);
-		p->serve->security = CFG_SEC_PLAIN;
-		p->serve->early_data = true;
-		p->serve_line[c->num_serves] = p->lineno;
-		c->num_serves++;
-	} else {
-		for (size_t i = 0; i < c->num_calls; i++) {
-			if (strlen(c->calls[i].name) == name_len &&
-			    memcmp(c->calls[i].name, name, name_len) == 0) {
-				failx(p, p->lineno, p->label, NULL,
-				      "service called twice (first at line %d)", p->call_line[i]);
-				return;
-			}
-		}
-		if (c->num_calls == CFG_MAX_SERVICES) {
-			failx(p, p->lineno, p->label, NULL, "too many [call] sections (at most %d)",
-			      CFG_MAX_SERVICES);
-			return;
-		}
-		p->call = &c->calls[c->num_calls];
-		memset(p->call, 0, sizeof(*p->call));
-		memcpy(p->call->name, name, name_len);
-		p->call->policy = R2P2_LB_ROUTE;
-		p->call->timeout_ms = 1000;
-		p->call->retries = 3;
-		p->call->security = CFG_SEC_PLAIN;
-		p->call_line[c->num_calls] = p->lineno;
-		c->num_calls++;
-	}
-	p->kind = kind;
+	if (kind == SEC_SERVE)
+		open_serve(p, name, name_len);
+	else
+		open_call(p, name, name_len);
 }
 
 /* ---- the line reader inih pulls from ------------------------------------------ */
@@ -857,6 +939,48 @@ static long next_line(struct parser *p, bool *out_too_long, bool *out_nul)
 	return (long)n;
 }
 
+/* section_line handles the header line `t`: inih gets "[s]" in `str`, we the name. */
+static char *section_line(struct parser *p, char *t, char *str, int num)
+{
+	char *close = strchr(t, ']');
+	char *rest, *in, *end;
+
+	if (!close) {
+		failx(p, p->lineno, NULL, NULL, "malformed section header '%.60s' (missing ']')",
+		      t);
+		return NULL;
+	}
+	rest = close + 1 + strspn(close + 1, " \t");
+	if (*rest != '\0' && *rest != ';' && *rest != '#') {
+		failx(p, p->lineno, NULL, NULL, "unexpected text after section header: '%.60s'",
+		      rest);
+		return NULL;
+	}
+	*close = '\0';
+	in = t + 1 + strspn(t + 1, " \t");
+	end = close;
+	while (end > in && (end[-1] == ' ' || end[-1] == '\t'))
+		*--end = '\0';
+	begin_section(p, in);
+	if (p->failed)
+		return NULL;
+	snprintf(str, (size_t)num, "[s]");
+	return str;
+}
+
+/*
+ * is_key_line checks the "name = value" shape: inih would also split at ':' and
+ * accept odd names, so insist on the one shape we document.
+ */
+static bool is_key_line(const char *t)
+{
+	size_t key_len = strspn(t, "abcdefghijklmnopqrstuvwxyz"
+				   "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_");
+	size_t after = key_len + strspn(t + key_len, " \t");
+
+	return key_len != 0 && t[after] == '=';
+}
+
 static char *reader(char *str, int num, void *stream)
 {
 	struct parser *p = stream;
@@ -894,47 +1018,12 @@ static char *reader(char *str, int num, void *stream)
 		return NULL;
 	}
 
-	if (t[0] == '[') {
-		char *close = strchr(t, ']');
-		char *rest, *in;
-
-		if (!close) {
-			failx(p, p->lineno, NULL, NULL,
-			      "malformed section header '%.60s' (missing ']')", t);
-			return NULL;
-		}
-		rest = close + 1 + strspn(close + 1, " \t");
-		if (*rest != '\0' && *rest != ';' && *rest != '#') {
-			failx(p, p->lineno, NULL, NULL,
-			      "unexpected text after section header: '%.60s'", rest);
-			return NULL;
-		}
-		*close = '\0';
-		in = t + 1 + strspn(t + 1, " \t");
-		end = close;
-		while (end > in && (end[-1] == ' ' || end[-1] == '\t'))
-			*--end = '\0';
-		begin_section(p, in);
-		if (p->failed)
-			return NULL;
-		snprintf(str, (size_t)num, "[s]");
-		return str;
-	}
-
-	/*
-	 * A key line: "name = value". inih would also split at ':' and accept
-	 * odd names, so insist on the one shape we document.
-	 */
-	{
-		size_t key_len = strspn(t, "abcdefghijklmnopqrstuvwxyz"
-					   "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_");
-		size_t after = key_len + strspn(t + key_len, " \t");
-
-		if (key_len == 0 || t[after] != '=') {
-			failx(p, p->lineno, NULL, NULL,
-			      "expected 'key = value', '[section]' or a comment, got '%.60s'", t);
-			return NULL;
-		}
+	if (t[0] == '[')
+		return section_line(p, t, str, num);
+	if (!is_key_line(t)) {
+		failx(p, p->lineno, NULL, NULL,
+		      "expected 'key = value', '[section]' or a comment, got '%.60s'", t);
+		return NULL;
 	}
 	memcpy(str, t, len + 1);
 	return str;
@@ -994,29 +1083,30 @@ static void check_whole(struct parser *p)
 	}
 }
 
+/* parse runs inih over `p`'s input. Returns 0, -EINVAL (a bad config), -EIO or -ENOMEM. */
 static int parse(struct parser *p)
 {
 	int rc;
 
 	cfg_defaults(p->c);
 	rc = ini_parse_stream(reader, p, on_key, p);
-	if (!p->failed) {
-		if (p->f && ferror(p->f)) {
-			if (p->err && p->err_len)
-				snprintf(p->err, p->err_len, "%s: read error after line %d",
-					 p->name, p->lineno);
-			return -1;
-		}
-		if (rc > 0)
-			failx(p, rc, NULL, NULL, "syntax error");
-		else if (rc < 0)
-			failx(p, p->lineno, NULL, NULL, "out of memory");
+	if (p->failed)
+		return -EINVAL;
+	if (p->f && ferror(p->f)) {
+		set_err(p->err, p->err_len, "%s: read error after line %d", p->name, p->lineno);
+		return -EIO;
 	}
+	if (rc < 0) {
+		failx(p, p->lineno, NULL, NULL, "out of memory");
+		return -ENOMEM;
+	}
+	if (rc > 0)
+		failx(p, rc, NULL, NULL, "syntax error");
 	if (!p->failed)
 		end_section(p);
 	if (!p->failed)
 		check_whole(p);
-	return p->failed ? -1 : 0;
+	return p->failed ? -EINVAL : 0;
 }
 
 int cfg_parse_string(struct cfg *c, const char *name, const char *text, char *err, size_t err_len)
@@ -1029,9 +1119,8 @@ int cfg_parse_string(struct cfg *c, const char *name, const char *text, char *er
 	/* the parser holds a line buffer and per-service lines: keep it off the stack */
 	p = calloc(1, sizeof(*p));
 	if (!p) {
-		if (err && err_len)
-			snprintf(err, err_len, "%s: out of memory", name ? name : "config");
-		return -1;
+		set_err(err, err_len, "%s: out of memory", name ? name : "config");
+		return -ENOMEM;
 	}
 	p->c = c;
 	p->name = name ? name : "config";
@@ -1056,16 +1145,14 @@ int cfg_load(struct cfg *c, const char *path, char *err, size_t err_len)
 		int e = errno;
 
 		cfg_defaults(c);
-		if (err && err_len)
-			snprintf(err, err_len, "%s: cannot open: %s", path, strerror(e));
-		return -1;
+		set_err(err, err_len, "%s: cannot open: %s", path, strerror(e));
+		return -e;
 	}
 	p = calloc(1, sizeof(*p));
 	if (!p) {
 		fclose(f);
-		if (err && err_len)
-			snprintf(err, err_len, "%s: out of memory", path);
-		return -1;
+		set_err(err, err_len, "%s: out of memory", path);
+		return -ENOMEM;
 	}
 	p->c = c;
 	p->name = path;
@@ -1105,14 +1192,18 @@ const struct cfg_call *cfg_find_call(const struct cfg *c, const char *name)
 struct cfg_ref *cfg_ref_load(const char *path, char *err, size_t err_len)
 {
 	struct cfg_ref *r = calloc(1, sizeof(*r));
+	int rc;
 
 	if (!r) {
-		snprintf(err, err_len, "out of memory");
+		set_err(err, err_len, "out of memory");
+		errno = ENOMEM;
 		return NULL;
 	}
 	atomic_init(&r->refs, 1);
-	if (cfg_load(&r->cfg, path, err, err_len) < 0) {
+	rc = cfg_load(&r->cfg, path, err, err_len);
+	if (rc < 0) {
 		free(r);
+		errno = -rc;
 		return NULL;
 	}
 	return r;

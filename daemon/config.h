@@ -83,8 +83,9 @@ void cfg_defaults(struct cfg *c);
 
 /*
  * cfg_load parses the file at `path` into `c` (which it first resets to the
- * defaults). Returns 0, or -1 with a message such as
- * "r2p2d.conf:12: [call \"echo.svc\"] server: bad address 'x'" in `err`.
+ * defaults). Returns 0, or a negative errno with a message in `err`: -EINVAL for a
+ * bad config, e.g. "r2p2d.conf:12: [call \"echo.svc\"] server: bad address 'x'",
+ * the errno of fopen(3) when the file cannot be opened, -EIO or -ENOMEM.
  */
 int cfg_load(struct cfg *c, const char *path, char *err, size_t err_len);
 
@@ -104,7 +105,7 @@ const struct cfg_call *cfg_find_call(const struct cfg *c, const char *name);
 
 /*
  * A loaded config, shared read-only by every thread that holds a reference.
- * cfg_ref_load reads `path` (NULL and a message in `err` on failure); the
+ * cfg_ref_load reads `path` (NULL, errno and a message in `err` on failure); the
  * reference it returns is the caller's. cfg_ref_get takes one more, cfg_ref_put
  * drops one (NULL is fine); the last frees the config. Any thread may call them.
  */

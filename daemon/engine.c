@@ -539,7 +539,10 @@ static enum rasm_res rasm_add(struct rasm *r, const struct r2p2_hdr *h, const ui
 		size_t limit = max_len, cap = r->cap ? r->cap * 2 : end;
 		if (r->cap && cap < 4 * R2P2_MAX_PAYLOAD)
 			cap = 4 * R2P2_MAX_PAYLOAD;
-		uint32_t known = r->num_pkts ? r->num_pkts : last ? idx + 1 : first && !r->enc ? p : 0;
+		uint32_t known = r->num_pkts	    ? r->num_pkts
+				 : last		    ? idx + 1
+				 : first && !r->enc ? p
+						    : 0;
 		if (known && pkt_off(known - 1, r->head_len) + R2P2_MAX_PAYLOAD < limit)
 			limit = pkt_off(known - 1, r->head_len) + R2P2_MAX_PAYLOAD;
 		if (last)
@@ -633,15 +636,15 @@ static void send_msg_pkt(struct eng *e, unsigned sock, const struct r2p2_addr *d
 static void send_drop(struct eng *e, unsigned sock, const struct r2p2_addr *dst, uint16_t rid,
 		      uint8_t free_flags)
 {
-	send_pkt(e, sock, dst, R2P2_DROP, R2P2_FIXED_ROUTE,
-		 R2P2_F_FIRST | R2P2_F_LAST | free_flags, rid, 1, "DROP", 4);
+	send_pkt(e, sock, dst, R2P2_DROP, R2P2_FIXED_ROUTE, R2P2_F_FIRST | R2P2_F_LAST | free_flags,
+		 rid, 1, "DROP", 4);
 }
 
 static void send_ack(struct eng *e, unsigned sock, const struct r2p2_addr *dst, uint16_t rid,
 		     uint8_t free_flags)
 {
-	send_pkt(e, sock, dst, R2P2_ACK, R2P2_FIXED_ROUTE,
-		 R2P2_F_FIRST | R2P2_F_LAST | free_flags, rid, 1, "ACK", 3);
+	send_pkt(e, sock, dst, R2P2_ACK, R2P2_FIXED_ROUTE, R2P2_F_FIRST | R2P2_F_LAST | free_flags,
+		 rid, 1, "ACK", 3);
 }
 
 /*
@@ -844,8 +847,8 @@ static void srv_deliver(struct eng *e, struct sstate *st, const uint8_t *payload
 	tmr_arm(e, &st->tmr, now + e->cfg.exec_timeout_ns);
 	e->stats.req_received++;
 	if (e->ops->request_ex)
-		e->ops->request_ex(e->ctx, st->sock, srv_handle(e, st), &src, st->policy,
-				   st->flags, payload, len);
+		e->ops->request_ex(e->ctx, st->sock, srv_handle(e, st), &src, st->policy, st->flags,
+				   payload, len);
 	else
 		e->ops->request(e->ctx, st->sock, srv_handle(e, st), &src, st->policy, payload,
 				len);
@@ -871,6 +874,93 @@ static void srv_dup_first(struct eng *e, struct sstate *st)
 	}
 }
 
+/* srv_rest_input takes a packet after the first of a multi-packet request (sent after our ACK). */
+static void srv_rest_input(struct eng *e, const struct r2p2_addr *src, const struct r2p2_hdr *h,
+			   const uint8_t *payload, size_t n, uint64_t now)
+{
+	struct sstate *st = srv_lookup(e, src, ntohs(h->rid));
+
+	if (!st) {
+		e->stats.rx_unmatched++;
+		return;
+	}
+	if ((h->flags & R2P2_F_FREE_MASK) != st->flags) {
+		/* All packets of a message carry the same free bits. */
+		e->stats.rx_bad_order++;
+		return;
+	}
+	if (st->phase != SP_REASSEMBLING) {
+		e->stats.rx_duplicate++;
+		return;
+	}
+	switch (rasm_add(&st->rasm, h, payload, n, e->cfg.max_msg_len)) {
+	case RASM_MORE:
+		tmr_arm(e, &st->tmr, now + e->cfg.reassembly_timeout_ns);
+		return;
+	case RASM_DONE:
+		srv_deliver(e, st, st->rasm.buf, st->rasm.len, now);
+		return;
+	case RASM_DUP:
+		e->stats.rx_duplicate++;
+		return;
+	case RASM_BAD:
+		e->stats.rx_bad_order++;
+		return;
+	case RASM_TOO_BIG:
+		e->stats.rx_too_big++;
+		srv_answer(e, st, R2P2_DROP, now);
+		return;
+	case RASM_NOMEM:
+		e->stats.rx_no_state++;
+		srv_answer(e, st, R2P2_DROP, now);
+		return;
+	}
+}
+
+/*
+ * srv_first_ok checks a first packet (`n` payload bytes) on its own, before it may
+ * touch any state. Returns false when it was dropped or refused; `*out_enc` says it
+ * starts an encrypted multi-packet request.
+ */
+static bool srv_first_ok(struct eng *e, unsigned sock, const struct r2p2_addr *src,
+			 const struct r2p2_hdr *h, size_t n, bool *out_enc)
+{
+	uint16_t rid = ntohs(h->rid), p = ntohs(h->p_order);
+	bool single = (h->flags & (R2P2_F_FIRST | R2P2_F_LAST)) == (R2P2_F_FIRST | R2P2_F_LAST);
+	uint8_t free_flags = h->flags & R2P2_F_FREE_MASK;
+	bool enc = false;
+
+	*out_enc = false;
+	if (single) {
+		if (p != 1 || n > R2P2_MAX_PAYLOAD) {
+			e->stats.rx_bad_order++;
+			return false;
+		}
+		if (n > e->cfg.max_msg_len) {
+			e->stats.rx_too_big++;
+			srv_refuse(e, sock, src, rid, free_flags);
+			return false;
+		}
+		return true;
+	}
+	/*
+	 * Encrypted (free bits set) multi-packet requests, and only they,
+	 * start with p_order 0xFFFF: the count comes later.
+	 */
+	enc = p == ENC_UNKNOWN;
+	if (enc != (free_flags != 0) || p < 2 || n != R2P2_MIN_PAYLOAD) {
+		e->stats.rx_bad_order++;
+		return false;
+	}
+	if (pkt_off(enc ? 1 : p - 1, R2P2_MIN_PAYLOAD) + 1 > e->cfg.max_msg_len) {
+		e->stats.rx_too_big++;
+		srv_refuse(e, sock, src, rid, free_flags);
+		return false;
+	}
+	*out_enc = enc;
+	return true;
+}
+
 static void srv_input(struct eng *e, unsigned sock, const struct r2p2_addr *src,
 		      const struct r2p2_hdr *h, const uint8_t *pkt, size_t len, uint64_t now)
 {
@@ -879,78 +969,16 @@ static void srv_input(struct eng *e, unsigned sock, const struct r2p2_addr *src,
 	uint16_t rid = ntohs(h->rid), p = ntohs(h->p_order);
 	bool single = (h->flags & (R2P2_F_FIRST | R2P2_F_LAST)) == (R2P2_F_FIRST | R2P2_F_LAST);
 	uint8_t free_flags = h->flags & R2P2_F_FREE_MASK;
-	bool enc = false;
 	struct sstate *st;
 	uint64_t hash;
+	bool enc;
 
 	if (!(h->flags & R2P2_F_FIRST)) {
-		/* The rest of a multi-packet request, sent after our ACK. */
-		st = srv_lookup(e, src, rid);
-		if (!st) {
-			e->stats.rx_unmatched++;
-			return;
-		}
-		if (free_flags != st->flags) {
-			/* All packets of a message carry the same free bits. */
-			e->stats.rx_bad_order++;
-			return;
-		}
-		if (st->phase != SP_REASSEMBLING) {
-			e->stats.rx_duplicate++;
-			return;
-		}
-		switch (rasm_add(&st->rasm, h, payload, n, e->cfg.max_msg_len)) {
-		case RASM_MORE:
-			tmr_arm(e, &st->tmr, now + e->cfg.reassembly_timeout_ns);
-			return;
-		case RASM_DONE:
-			srv_deliver(e, st, st->rasm.buf, st->rasm.len, now);
-			return;
-		case RASM_DUP:
-			e->stats.rx_duplicate++;
-			return;
-		case RASM_BAD:
-			e->stats.rx_bad_order++;
-			return;
-		case RASM_TOO_BIG:
-			e->stats.rx_too_big++;
-			srv_answer(e, st, R2P2_DROP, now);
-			return;
-		case RASM_NOMEM:
-			e->stats.rx_no_state++;
-			srv_answer(e, st, R2P2_DROP, now);
-			return;
-		}
+		srv_rest_input(e, src, h, payload, n, now);
 		return;
 	}
-
-	/* A first packet: check it on its own before it may touch any state. */
-	if (single) {
-		if (p != 1 || n > R2P2_MAX_PAYLOAD) {
-			e->stats.rx_bad_order++;
-			return;
-		}
-		if (n > e->cfg.max_msg_len) {
-			e->stats.rx_too_big++;
-			srv_refuse(e, sock, src, rid, free_flags);
-			return;
-		}
-	} else {
-		/*
-		 * Encrypted (free bits set) multi-packet requests, and only they,
-		 * start with p_order 0xFFFF: the count comes later.
-		 */
-		enc = p == ENC_UNKNOWN;
-		if (enc != (free_flags != 0) || p < 2 || n != R2P2_MIN_PAYLOAD) {
-			e->stats.rx_bad_order++;
-			return;
-		}
-		if (pkt_off(enc ? 1 : p - 1, R2P2_MIN_PAYLOAD) + 1 > e->cfg.max_msg_len) {
-			e->stats.rx_too_big++;
-			srv_refuse(e, sock, src, rid, free_flags);
-			return;
-		}
-	}
+	if (!srv_first_ok(e, sock, src, h, n, &enc))
+		return;
 
 	hash = fnv1a(FNV_BASIS ^ e->hkey[0], pkt, len);
 	st = srv_lookup(e, src, rid);
@@ -1106,8 +1134,9 @@ static void call_response(struct eng *e, struct call *c, const struct r2p2_addr 
 		call_finish(e, c, 0, payload, n);
 		return;
 	}
-	if (!c->rasm.bits && rasm_init(&c->rasm, R2P2_MAX_PAYLOAD,
-				       rasm_max_pkts(e->cfg.max_msg_len, R2P2_MAX_PAYLOAD), false) < 0) {
+	if (!c->rasm.bits &&
+	    rasm_init(&c->rasm, R2P2_MAX_PAYLOAD,
+		      rasm_max_pkts(e->cfg.max_msg_len, R2P2_MAX_PAYLOAD), false) < 0) {
 		call_finish(e, c, -ENOMEM, NULL, 0);
 		return;
 	}

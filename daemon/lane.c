@@ -115,14 +115,19 @@ int lane_init(struct lane *l, void *map, const struct r2p2_shm_hdr *hdr, unsigne
 	l->sq_efd = sq_efd;
 	l->cq_efd = cq_efd;
 
+	/* Each resource is usable (the list initialised) as soon as it exists, so
+	 * lane_cleanup can unwind from any failure below. */
 	l->cq_end = calloc(l->cq_entries, sizeof(*l->cq_end));
+	if (!l->cq_end)
+		goto out;
 	l->ovf = malloc(sizeof(*l->ovf));
-	if (!l->cq_end || !l->ovf) {
-		lane_cleanup(l);
-		return -ENOMEM;
-	}
+	if (!l->ovf)
+		goto out;
 	STAILQ_INIT(&l->ovf->q);
 	return 0;
+out:
+	lane_cleanup(l);
+	return -ENOMEM;
 }
 
 void lane_cleanup(struct lane *l)
@@ -338,11 +343,16 @@ int lane_notify(struct lane *l)
 	return 0;
 }
 
+bool lane_sq_pending(const struct lane *l)
+{
+	return r2p2_load_acquire(&l->ctrl->sq_tail) != l->sq_head;
+}
+
 bool lane_arm_wakeup(struct lane *l)
 {
 	r2p2_store_release(&l->ctrl->sq_need_wakeup, 1);
 	r2p2_smp_mb();
-	return r2p2_load_acquire(&l->ctrl->sq_tail) != l->sq_head;
+	return lane_sq_pending(l);
 }
 
 void lane_disarm_wakeup(struct lane *l)

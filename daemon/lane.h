@@ -93,6 +93,12 @@ void lane_flush(struct lane *l);
 int lane_notify(struct lane *l);
 
 /*
+ * lane_sq_pending returns true when the app has submitted entries the daemon
+ * has not consumed (an acquire load of sq_tail). Owner thread only.
+ */
+bool lane_sq_pending(const struct lane *l);
+
+/*
  * lane_arm_wakeup asks the app to ring the SQ doorbell on its next submission,
  * then re-checks the ring. Returns true when submissions are already waiting
  * (the caller must process them instead of sleeping).

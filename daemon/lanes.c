@@ -202,7 +202,7 @@ void lanes_disarm_all(struct worker *w)
 static bool any_submitted(struct worker *w)
 {
 	for (uint32_t i = 0; i < MAX_WAPPS; i++)
-		if (wapp_live(&w->wapps[i]) && r2p2_load_acquire(&w->wapps[i].lane.ctrl->sq_tail) != w->wapps[i].lane.sq_head)
+		if (wapp_live(&w->wapps[i]) && lane_sq_pending(&w->wapps[i].lane))
 			return true;
 	return false;
 }

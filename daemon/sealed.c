@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include <openssl/aead.h>
+#include <openssl/bytestring.h>
 #include <openssl/crypto.h>
 #include <openssl/digest.h>
 #include <openssl/hkdf.h>
@@ -60,32 +61,59 @@ struct sealed_server {
 
 /* ---- small helpers ------------------------------------------------------------- */
 
-static void put_be32(uint8_t *p, uint32_t v)
+/* The clear part of a sealed request, pointing into the message (PROTOCOL.md). */
+struct req_view {
+	const uint8_t *token; /* SEALED_TOKEN_LEN bytes: key id | nonce | ciphertext */
+	uint32_t key_id;      /* the STEK key that sealed the token */
+	const uint8_t *nonce; /* N, SEALED_NONCE_LEN bytes */
+	uint64_t ts_ms;	      /* the client's clock when it sealed */
+	const uint8_t *ct;    /* the request's ciphertext and tag */
+	size_t ct_len;
+};
+
+/* An opened token, pointing into its plaintext: K | id | expiry | service hash. */
+struct token_view {
+	const uint8_t *key; /* K, SEALED_KEY_LEN bytes */
+	const uint8_t *id;  /* association id, SEALED_ID_LEN bytes */
+	uint64_t expiry_ms;
+	const uint8_t *svc_hash; /* SEALED_SVC_HASH_LEN bytes */
+};
+
+/* req_parse reads version | token | N | timestamp | ciphertext (at least a tag). */
+static bool req_parse(const uint8_t *msg, size_t len, struct req_view *out)
 {
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
+	CBS cbs, token, nonce, key_id;
+	uint8_t version;
+
+	CBS_init(&cbs, msg, len);
+	if (!CBS_get_u8(&cbs, &version) || version != SEALED_VERSION ||
+	    !CBS_get_bytes(&cbs, &token, SEALED_TOKEN_LEN) ||
+	    !CBS_get_bytes(&cbs, &nonce, SEALED_NONCE_LEN) || !CBS_get_u64(&cbs, &out->ts_ms) ||
+	    CBS_len(&cbs) < SEALED_TAG_LEN)
+		return false;
+	key_id = token;
+	if (!CBS_get_u32(&key_id, &out->key_id))
+		return false;
+	out->token = CBS_data(&token);
+	out->nonce = CBS_data(&nonce);
+	out->ct = CBS_data(&cbs);
+	out->ct_len = CBS_len(&cbs);
+	return true;
 }
 
-static uint32_t get_be32(const uint8_t *p)
+static bool token_plain_parse(const uint8_t plain[SEALED_TOKEN_PLAIN_LEN], struct token_view *out)
 {
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
+	CBS cbs, key, id, hash;
 
-static void put_be64(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--, v >>= 8)
-		p[i] = (uint8_t)v;
-}
-
-static uint64_t get_be64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | p[i];
-	return v;
+	CBS_init(&cbs, plain, SEALED_TOKEN_PLAIN_LEN);
+	if (!CBS_get_bytes(&cbs, &key, SEALED_KEY_LEN) ||
+	    !CBS_get_bytes(&cbs, &id, SEALED_ID_LEN) || !CBS_get_u64(&cbs, &out->expiry_ms) ||
+	    !CBS_get_bytes(&cbs, &hash, SEALED_SVC_HASH_LEN) || CBS_len(&cbs) != 0)
+		return false;
+	out->key = CBS_data(&key);
+	out->id = CBS_data(&id);
+	out->svc_hash = CBS_data(&hash);
+	return true;
 }
 
 /* buf_size makes `b` hold `n` bytes (contents undefined) and at least one byte of room. */
@@ -123,6 +151,25 @@ static void svc_hash(const char *service, uint8_t out[SEALED_SVC_HASH_LEN])
 
 	SHA256((const uint8_t *)service, strlen(service), h);
 	memcpy(out, h, SEALED_SVC_HASH_LEN);
+}
+
+/* token_plain_write writes a token's plaintext: K | id | expiry | service hash. */
+static int token_plain_write(uint8_t plain[SEALED_TOKEN_PLAIN_LEN],
+			     const uint8_t key[SEALED_KEY_LEN], const uint8_t id[SEALED_ID_LEN],
+			     uint64_t expiry_ms, const char *service)
+{
+	uint8_t *hash;
+	CBB cbb;
+
+	if (!CBB_init_fixed(&cbb, plain, SEALED_TOKEN_PLAIN_LEN) ||
+	    !CBB_add_bytes(&cbb, key, SEALED_KEY_LEN) || !CBB_add_bytes(&cbb, id, SEALED_ID_LEN) ||
+	    !CBB_add_u64(&cbb, expiry_ms) || !CBB_add_space(&cbb, &hash, SEALED_SVC_HASH_LEN) ||
+	    !CBB_finish(&cbb, NULL, NULL)) {
+		CBB_cleanup(&cbb);
+		return -ENOMEM;
+	}
+	svc_hash(service, hash);
+	return 0;
 }
 
 /* derive writes HKDF-Expand(prk, label | N) to `out` (16 bytes). */
@@ -314,16 +361,17 @@ int sealed_boot_resp_decode(const uint8_t *msg, size_t len, const uint8_t **out_
 int sealed_assoc_init(struct sealed_assoc *a, const uint8_t blob[SEALED_ASSOC_BLOB_LEN],
 		      uint64_t now_ms)
 {
-	const uint8_t *p = blob;
+	CBS cbs;
 
 	memset(a, 0, sizeof(*a));
-	memcpy(a->key, p, SEALED_KEY_LEN);
-	p += SEALED_KEY_LEN;
-	memcpy(a->id, p, SEALED_ID_LEN);
-	p += SEALED_ID_LEN;
-	a->expiry_ms = get_be64(p);
-	p += 8;
-	memcpy(a->token, p, SEALED_TOKEN_LEN);
+	/* K | id | expiry | token: the sizes add up to the blob's, so no read can fail */
+	CBS_init(&cbs, blob, SEALED_ASSOC_BLOB_LEN);
+	if (!CBS_copy_bytes(&cbs, a->key, SEALED_KEY_LEN) ||
+	    !CBS_copy_bytes(&cbs, a->id, SEALED_ID_LEN) || !CBS_get_u64(&cbs, &a->expiry_ms) ||
+	    !CBS_copy_bytes(&cbs, a->token, SEALED_TOKEN_LEN)) {
+		sealed_assoc_cleanup(a);
+		return -EINVAL;
+	}
 	if (now_ms >= a->expiry_ms || extract(a->key, a->id, a->prk) != 0 ||
 	    !RAND_bytes(a->prefix, sizeof(a->prefix))) {
 		int rc = now_ms >= a->expiry_ms ? -ESTALE : -EIO;
@@ -351,8 +399,9 @@ int sealed_seal_request(struct sealed_assoc *a, const uint8_t hdr[SEALED_HDR_AD_
 			const uint8_t *req, size_t len, uint64_t now_ms, struct tls_buf *out,
 			struct sealed_ctx *out_ctx)
 {
-	uint8_t ad[REQ_AD_LEN], k_req[SEALED_KEY_LEN], *p;
+	uint8_t ad[REQ_AD_LEN], k_req[SEALED_KEY_LEN];
 	size_t n = 0;
+	CBB cbb;
 	int rc;
 
 	out_ctx->armed = false;
@@ -366,16 +415,19 @@ int sealed_seal_request(struct sealed_assoc *a, const uint8_t hdr[SEALED_HDR_AD_
 	if (rc)
 		return rc;
 
-	/* N = prefix | counter: the counter is consumed even if sealing fails below */
-	p = out->data;
-	*p++ = SEALED_VERSION;
-	memcpy(p, a->token, SEALED_TOKEN_LEN);
-	p += SEALED_TOKEN_LEN;
-	memcpy(p, a->prefix, SEALED_PREFIX_LEN);
-	put_be64(p + SEALED_PREFIX_LEN, a->counter++);
-	memcpy(out_ctx->nonce, p, SEALED_NONCE_LEN);
-	p += SEALED_NONCE_LEN;
-	put_be64(p, now_ms);
+	/* version | token | N | timestamp, with N = prefix | counter: the counter is
+	 * consumed even if sealing fails below */
+	memset(k_req, 0, sizeof(k_req));
+	if (!CBB_init_fixed(&cbb, out->data, SEALED_REQ_HDR_LEN) ||
+	    !CBB_add_u8(&cbb, SEALED_VERSION) || !CBB_add_bytes(&cbb, a->token, SEALED_TOKEN_LEN) ||
+	    !CBB_add_bytes(&cbb, a->prefix, SEALED_PREFIX_LEN) ||
+	    !CBB_add_u64(&cbb, a->counter++) || !CBB_add_u64(&cbb, now_ms) ||
+	    !CBB_finish(&cbb, NULL, NULL)) {
+		CBB_cleanup(&cbb);
+		rc = -ENOMEM;
+		goto out;
+	}
+	memcpy(out_ctx->nonce, out->data + 1 + SEALED_TOKEN_LEN, SEALED_NONCE_LEN);
 
 	hdr_ad(ad, hdr);
 	memcpy(ad + SEALED_HDR_AD_LEN, out->data, SEALED_REQ_HDR_LEN);
@@ -498,20 +550,27 @@ int sealed_token_seal(const struct stek_key *k, const uint8_t key[SEALED_KEY_LEN
 		      const uint8_t id[SEALED_ID_LEN], uint64_t expiry_ms, const char *service,
 		      const uint8_t *nonce, uint8_t out[SEALED_TOKEN_LEN])
 {
-	uint8_t plain[SEALED_TOKEN_PLAIN_LEN], ad[TOKEN_AD_LEN];
+	uint8_t plain[SEALED_TOKEN_PLAIN_LEN], ad[TOKEN_AD_LEN], *out_nonce;
 	EVP_AEAD_CTX ctx;
 	size_t n = 0;
+	CBB cbb;
 	int rc = -EIO;
 
-	put_be32(out, k->id);
+	/* key id | nonce, then the ciphertext of the plaintext */
+	if (!CBB_init_fixed(&cbb, out, TOKEN_CT_OFF) || !CBB_add_u32(&cbb, k->id) ||
+	    !CBB_add_space(&cbb, &out_nonce, 12) || !CBB_finish(&cbb, NULL, NULL)) {
+		CBB_cleanup(&cbb);
+		return -ENOMEM;
+	}
 	if (nonce)
-		memcpy(out + TOKEN_NONCE_OFF, nonce, 12);
-	else if (!RAND_bytes(out + TOKEN_NONCE_OFF, 12))
+		memcpy(out_nonce, nonce, 12);
+	else if (!RAND_bytes(out_nonce, 12))
 		return -EIO;
-	memcpy(plain, key, SEALED_KEY_LEN);
-	memcpy(plain + SEALED_KEY_LEN, id, SEALED_ID_LEN);
-	put_be64(plain + SEALED_KEY_LEN + SEALED_ID_LEN, expiry_ms);
-	svc_hash(service, plain + SEALED_KEY_LEN + SEALED_ID_LEN + 8);
+	memset(plain, 0, sizeof(plain));
+	if (token_plain_write(plain, key, id, expiry_ms, service) != 0) {
+		rc = -ENOMEM;
+		goto out;
+	}
 	token_ad(ad, out);
 	if (token_key_ctx(k, &ctx) != 0)
 		goto out;
@@ -529,8 +588,9 @@ int sealed_assoc_mint(struct sealed_server *s, const struct stek_set *stek, cons
 		      uint64_t now_ms, uint64_t lifetime_ms,
 		      uint8_t out_blob[SEALED_ASSOC_BLOB_LEN])
 {
-	uint8_t *key = out_blob, *id = out_blob + SEALED_KEY_LEN;
+	uint8_t *key, *token;
 	uint64_t expiry;
+	CBB cbb;
 	int rc;
 
 	if (!stek)
@@ -538,11 +598,18 @@ int sealed_assoc_mint(struct sealed_server *s, const struct stek_set *stek, cons
 	if (!lifetime_ms)
 		lifetime_ms = SEALED_LIFETIME_DEFAULT_MS;
 	expiry = now_ms > UINT64_MAX - lifetime_ms ? UINT64_MAX : now_ms + lifetime_ms;
-	if (!RAND_bytes(out_blob, SEALED_KEY_LEN + SEALED_ID_LEN))
+	/* K | id | expiry | token */
+	if (!CBB_init_fixed(&cbb, out_blob, SEALED_ASSOC_BLOB_LEN) ||
+	    !CBB_add_space(&cbb, &key, SEALED_KEY_LEN + SEALED_ID_LEN) ||
+	    !CBB_add_u64(&cbb, expiry) || !CBB_add_space(&cbb, &token, SEALED_TOKEN_LEN) ||
+	    !CBB_finish(&cbb, NULL, NULL)) {
+		CBB_cleanup(&cbb);
+		return -ENOMEM;
+	}
+	if (!RAND_bytes(key, SEALED_KEY_LEN + SEALED_ID_LEN))
 		return -EIO;
-	put_be64(out_blob + SEALED_KEY_LEN + SEALED_ID_LEN, expiry);
-	rc = sealed_token_seal(stek_current(stek), key, id, expiry, service, NULL,
-			       out_blob + SEALED_KEY_LEN + SEALED_ID_LEN + 8);
+	rc = sealed_token_seal(stek_current(stek), key, key + SEALED_KEY_LEN, expiry, service, NULL,
+			       token);
 	if (rc) {
 		OPENSSL_cleanse(out_blob, SEALED_ASSOC_BLOB_LEN);
 		return rc;
@@ -557,123 +624,177 @@ static bool hdr_is_sealed_request(const uint8_t hdr[SEALED_HDR_AD_LEN])
 	       (hdr[3] & R2P2_F_FREE_MASK) == R2P2_F_SEALED;
 }
 
+/*
+ * open_token opens the token of `v` and checks it was minted for `service` and has
+ * not expired at `now_ms`. `plain` receives the plaintext `out` points into.
+ * Returns 0, or -EBADMSG / -EIO with the reason in `*why`.
+ */
+static int open_token(struct sealed_server *s, const struct stek_set *stek, const char *service,
+		      uint64_t now_ms, const struct req_view *v,
+		      uint8_t plain[SEALED_TOKEN_PLAIN_LEN], struct token_view *out,
+		      enum sealed_reason *why)
+{
+	uint8_t tad[TOKEN_AD_LEN], hash[SEALED_SVC_HASH_LEN];
+	const struct stek_key *k;
+	const EVP_AEAD_CTX *tctx;
+	size_t n = 0;
+
+	*why = SEALED_REJ_UNKNOWN_KEY;
+	k = stek_find(stek, v->key_id);
+	if (!k)
+		return -EBADMSG;
+	*why = SEALED_REJ_INTERNAL;
+	tctx = token_key(s, k);
+	if (!tctx)
+		return -EIO;
+	*why = SEALED_REJ_BAD_TOKEN;
+	token_ad(tad, v->token);
+	if (!EVP_AEAD_CTX_open(tctx, plain, &n, SEALED_TOKEN_PLAIN_LEN, v->token + TOKEN_NONCE_OFF,
+			       12, v->token + TOKEN_CT_OFF, SEALED_TOKEN_LEN - TOKEN_CT_OFF, tad,
+			       sizeof(tad)) ||
+	    n != SEALED_TOKEN_PLAIN_LEN || !token_plain_parse(plain, out))
+		return -EBADMSG;
+	*why = SEALED_REJ_WRONG_SERVICE;
+	svc_hash(service, hash);
+	if (CRYPTO_memcmp(hash, out->svc_hash, sizeof(hash)) != 0)
+		return -EBADMSG;
+	*why = SEALED_REJ_EXPIRED;
+	if (now_ms >= out->expiry_ms)
+		return -EBADMSG;
+	return 0;
+}
+
+/* in_window says whether the client's `ts_ms` is within `window_ms` of `now_ms`. */
+static bool in_window(uint64_t ts_ms, uint64_t now_ms, uint64_t window_ms)
+{
+	return !((ts_ms > now_ms && ts_ms - now_ms > window_ms) ||
+		 (now_ms > ts_ms && now_ms - ts_ms > window_ms));
+}
+
+/* strike_key_of names a request in the strike register: SHA-256(id | N). */
+static void strike_key_of(const uint8_t id[SEALED_ID_LEN], const uint8_t nonce[SEALED_NONCE_LEN],
+			  uint8_t out[REPLAY_KEY_LEN])
+{
+	uint8_t in[SEALED_ID_LEN + SEALED_NONCE_LEN];
+
+	memcpy(in, id, SEALED_ID_LEN);
+	memcpy(in + SEALED_ID_LEN, nonce, SEALED_NONCE_LEN);
+	SHA256(in, sizeof(in), out);
+}
+
+/*
+ * open_body derives the association's `prk` from the token and opens the request's
+ * ciphertext into `out`, with the header `hdr` and the clear part of `msg` as
+ * associated data. Returns 0, or -EIO / -ENOMEM / -EBADMSG with the reason in `*why`.
+ */
+static int open_body(const struct token_view *t, const struct req_view *v,
+		     const uint8_t hdr[SEALED_HDR_AD_LEN], const uint8_t *msg, uint8_t prk[32],
+		     struct tls_buf *out, enum sealed_reason *why)
+{
+	uint8_t ad[REQ_AD_LEN], k_req[SEALED_KEY_LEN];
+	size_t n = 0;
+	int rc;
+
+	memset(k_req, 0, sizeof(k_req));
+	*why = SEALED_REJ_INTERNAL;
+	rc = -EIO;
+	if (extract(t->key, t->id, prk) != 0 ||
+	    derive(prk, REQ_LABEL, sizeof(REQ_LABEL) - 1, v->nonce, k_req) != 0)
+		goto out;
+	rc = -ENOMEM;
+	if (buf_size(out, v->ct_len - SEALED_TAG_LEN) != 0)
+		goto out;
+	*why = SEALED_REJ_BAD_AEAD;
+	rc = -EBADMSG;
+	hdr_ad(ad, hdr);
+	memcpy(ad + SEALED_HDR_AD_LEN, msg, SEALED_REQ_HDR_LEN);
+	if (!gcm128_open(k_req, zero_nonce, out->data, &n, out->cap, v->ct, v->ct_len, ad,
+			 sizeof(ad)) ||
+	    n != v->ct_len - SEALED_TAG_LEN)
+		goto out;
+	out->len = n;
+	rc = 0;
+out:
+	OPENSSL_cleanse(k_req, sizeof(k_req));
+	return rc;
+}
+
+/* strike_insert records the request as seen; -EBADMSG when it cannot be (`*why`). */
+static int strike_insert(struct replay *strike, const uint8_t key[REPLAY_KEY_LEN], uint64_t now_ns,
+			 enum sealed_reason *why)
+{
+	int ins = replay_insert(strike, key, now_ns);
+
+	if (ins == -EEXIST) { /* another worker took the same request meanwhile */
+		*why = SEALED_REJ_REPLAY;
+		return -EBADMSG;
+	}
+	if (ins != 0) { /* -ENOSPC: full of unexpired keys, fail closed */
+		*why = SEALED_REJ_FULL;
+		return -EBADMSG;
+	}
+	return 0;
+}
+
 int sealed_open_request(struct sealed_server *s, const struct stek_set *stek, const char *service,
 			struct replay *strike, uint64_t now_ms, uint64_t window_ms,
 			const uint8_t hdr[SEALED_HDR_AD_LEN], const uint8_t *msg, size_t len,
 			struct tls_buf *out, struct sealed_ctx *out_ctx,
 			enum sealed_reason *out_reason)
 {
-	const uint8_t *token = msg + 1, *nonce = msg + 1 + SEALED_TOKEN_LEN;
-	uint8_t plain[SEALED_TOKEN_PLAIN_LEN], tad[TOKEN_AD_LEN], ad[REQ_AD_LEN];
-	uint8_t hash[SEALED_SVC_HASH_LEN], strike_in[SEALED_ID_LEN + SEALED_NONCE_LEN];
-	uint8_t strike_key[REPLAY_KEY_LEN], prk[32], k_req[SEALED_KEY_LEN];
-	const uint8_t *k_assoc = plain, *id = plain + SEALED_KEY_LEN;
-	const struct stek_key *k;
-	const EVP_AEAD_CTX *tctx;
-	enum sealed_reason why;
-	uint64_t ts, expiry, now_ns;
-	size_t n = 0, ct_len;
-	int rc = -EBADMSG, ins;
+	uint8_t plain[SEALED_TOKEN_PLAIN_LEN], strike_key[REPLAY_KEY_LEN], prk[32];
+	enum sealed_reason why = SEALED_REJ_INTERNAL;
+	struct token_view t;
+	struct req_view v;
+	uint64_t now_ns;
+	int rc = -EINVAL;
 
 	out->len = 0;
 	out_ctx->armed = false;
 	memset(plain, 0, sizeof(plain));
 	memset(prk, 0, sizeof(prk));
-	memset(k_req, 0, sizeof(k_req));
 	if (!window_ms)
 		window_ms = SEALED_WINDOW_DEFAULT_MS;
 	/* the register's clock is now_ms in ns, saturating rather than wrapping */
 	now_ns = now_ms > UINT64_MAX / 1000000 ? UINT64_MAX : now_ms * 1000000;
 
-	why = SEALED_REJ_INTERNAL;
-	rc = -EINVAL;
 	if (!stek || !strike || !service)
 		goto out;
 	why = SEALED_REJ_MALFORMED;
 	rc = -EBADMSG;
-	if (len < SEALED_REQ_OVERHEAD || msg[0] != SEALED_VERSION || !hdr_is_sealed_request(hdr))
+	if (!hdr_is_sealed_request(hdr) || !req_parse(msg, len, &v))
 		goto out;
-	ct_len = len - SEALED_REQ_HDR_LEN;
-
-	why = SEALED_REJ_UNKNOWN_KEY;
-	k = stek_find(stek, get_be32(token));
-	if (!k)
-		goto out;
-	why = SEALED_REJ_INTERNAL;
-	rc = -EIO;
-	tctx = token_key(s, k);
-	if (!tctx)
-		goto out;
-	why = SEALED_REJ_BAD_TOKEN;
-	rc = -EBADMSG;
-	token_ad(tad, token);
-	if (!EVP_AEAD_CTX_open(tctx, plain, &n, sizeof(plain), token + TOKEN_NONCE_OFF, 12,
-			       token + TOKEN_CT_OFF, SEALED_TOKEN_LEN - TOKEN_CT_OFF, tad,
-			       sizeof(tad)) ||
-	    n != sizeof(plain))
-		goto out;
-
-	why = SEALED_REJ_WRONG_SERVICE;
-	svc_hash(service, hash);
-	if (CRYPTO_memcmp(hash, plain + SEALED_KEY_LEN + SEALED_ID_LEN + 8, sizeof(hash)) != 0)
-		goto out;
-	why = SEALED_REJ_EXPIRED;
-	expiry = get_be64(plain + SEALED_KEY_LEN + SEALED_ID_LEN);
-	if (now_ms >= expiry)
+	rc = open_token(s, stek, service, now_ms, &v, plain, &t, &why);
+	if (rc)
 		goto out;
 	why = SEALED_REJ_STALE;
-	ts = get_be64(nonce + SEALED_NONCE_LEN);
-	if ((ts > now_ms && ts - now_ms > window_ms) || (now_ms > ts && now_ms - ts > window_ms))
+	rc = -EBADMSG;
+	if (!in_window(v.ts_ms, now_ms, window_ms))
 		goto out;
 
 	/* look up first (cheap refusal of a replay), insert only after the AEAD verified */
 	why = SEALED_REJ_REPLAY;
-	memcpy(strike_in, id, SEALED_ID_LEN);
-	memcpy(strike_in + SEALED_ID_LEN, nonce, SEALED_NONCE_LEN);
-	SHA256(strike_in, sizeof(strike_in), strike_key);
+	strike_key_of(t.id, v.nonce, strike_key);
 	if (replay_check(strike, strike_key, now_ns) != 0)
 		goto out;
+	rc = open_body(&t, &v, hdr, msg, prk, out, &why);
+	if (rc)
+		goto out;
+	rc = strike_insert(strike, strike_key, now_ns, &why);
+	if (rc)
+		goto out;
 
 	why = SEALED_REJ_INTERNAL;
 	rc = -EIO;
-	if (extract(k_assoc, id, prk) != 0 ||
-	    derive(prk, REQ_LABEL, sizeof(REQ_LABEL) - 1, nonce, k_req) != 0)
+	if (derive(prk, RESP_LABEL, sizeof(RESP_LABEL) - 1, v.nonce, out_ctx->k_resp) != 0)
 		goto out;
-	rc = -ENOMEM;
-	if (buf_size(out, ct_len - SEALED_TAG_LEN) != 0)
-		goto out;
-	why = SEALED_REJ_BAD_AEAD;
-	rc = -EBADMSG;
-	hdr_ad(ad, hdr);
-	memcpy(ad + SEALED_HDR_AD_LEN, msg, SEALED_REQ_HDR_LEN);
-	if (!gcm128_open(k_req, zero_nonce, out->data, &n, out->cap, msg + SEALED_REQ_HDR_LEN,
-			 ct_len, ad, sizeof(ad)) ||
-	    n != ct_len - SEALED_TAG_LEN)
-		goto out;
-	out->len = n;
-
-	ins = replay_insert(strike, strike_key, now_ns);
-	if (ins == -EEXIST) { /* another worker took the same request meanwhile */
-		why = SEALED_REJ_REPLAY;
-		goto out;
-	}
-	if (ins != 0) { /* -ENOSPC: full of unexpired keys, fail closed */
-		why = SEALED_REJ_FULL;
-		goto out;
-	}
-
-	why = SEALED_REJ_INTERNAL;
-	rc = -EIO;
-	if (derive(prk, RESP_LABEL, sizeof(RESP_LABEL) - 1, nonce, out_ctx->k_resp) != 0)
-		goto out;
-	memcpy(out_ctx->nonce, nonce, SEALED_NONCE_LEN);
+	memcpy(out_ctx->nonce, v.nonce, SEALED_NONCE_LEN);
 	out_ctx->armed = true;
 	why = SEALED_OK;
 	rc = 0;
 out:
 	OPENSSL_cleanse(plain, sizeof(plain));
 	OPENSSL_cleanse(prk, sizeof(prk));
-	OPENSSL_cleanse(k_req, sizeof(k_req));
 	*out_reason = why;
 	if (rc) {
 		if (out->len)

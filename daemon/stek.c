@@ -7,8 +7,8 @@
  */
 #include "boringssl.h"
 
-#include "stek.h"
 #include "err.h"
+#include "stek.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include <openssl/aead.h>
+#include <openssl/bytestring.h>
 #include <openssl/digest.h>
 #include <openssl/err.h>
 #include <openssl/hkdf.h>
@@ -170,6 +171,18 @@ static struct stek_set *set_alloc(void)
 
 /* ---- parsing -------------------------------------------------------------------- */
 
+/* key_id reads a key id from its 4 big-endian bytes (a key file's ID, a ticket's). */
+static uint32_t key_id(const uint8_t b[STEK_TICKET_ID_LEN])
+{
+	uint32_t id = 0;
+	CBS cbs;
+
+	CBS_init(&cbs, b, STEK_TICKET_ID_LEN);
+	if (!CBS_get_u32(&cbs, &id))
+		return 0; /* not reached: the 4 bytes are there */
+	return id;
+}
+
 static int hexval(char c)
 {
 	if (c >= '0' && c <= '9')
@@ -201,40 +214,104 @@ static bool is_blank(char c)
 	return c == ' ' || c == '\t' || c == '\r';
 }
 
+/* split_line cuts `p`..`eol` into blank-separated fields before any '#'; keeps the first 4. */
+static size_t split_line(const char *p, const char *eol, const char *tok[4], size_t tok_len[4])
+{
+	size_t ntok = 0;
+
+	for (const char *q = p; q < eol;) {
+		const char *s;
+
+		while (q < eol && is_blank(*q))
+			q++;
+		if (q == eol || *q == '#')
+			break;
+		s = q;
+		while (q < eol && !is_blank(*q))
+			q++;
+		if (ntok < 4) {
+			tok[ntok] = s;
+			tok_len[ntok] = (size_t)(q - s);
+		}
+		ntok++;
+	}
+	return ntok;
+}
+
+/* role_of returns the role named by `len` bytes of `s`, or -1. */
+static int role_of(const char *s, size_t len)
+{
+	for (int r = 0; r < 3; r++)
+		if (len == strlen(role_names[r]) && memcmp(s, role_names[r], len) == 0)
+			return r;
+	return -1;
+}
+
+/* add_key parses line `line` of `path`, the fields ID ROLE KEY, into the next key of `set`. */
+static int add_key(const char *path, int line, const char *const tok[3], const size_t tok_len[3],
+		   struct stek_set *set, char *err, size_t err_len)
+{
+	uint8_t idb[STEK_TICKET_ID_LEN];
+	struct stek_key *k;
+	int r;
+
+	if (!parse_hex(tok[0], tok_len[0], idb, sizeof(idb))) {
+		set_err(err, err_len, "stek: %s:%d: key id must be 8 hex digits", path, line);
+		return -EINVAL;
+	}
+	if (set->num_keys == STEK_MAX_KEYS) {
+		set_err(err, err_len,
+			"stek: %s:%d: too many keys (at most %d: current, previous, next)", path,
+			line, STEK_MAX_KEYS);
+		return -EINVAL;
+	}
+	k = &set->keys[set->num_keys].k;
+	k->id = key_id(idb);
+	r = role_of(tok[1], tok_len[1]);
+	if (r < 0) {
+		set_err(err, err_len,
+			"stek: %s:%d: unknown role '%.*s' (expected current, previous or next)",
+			path, line, (int)(tok_len[1] > 16 ? 16 : tok_len[1]), tok[1]);
+		return -EINVAL;
+	}
+	k->role = (enum stek_role)r;
+	if (!parse_hex(tok[2], tok_len[2], k->key, sizeof(k->key))) {
+		set_err(err, err_len, "stek: %s:%d: key must be %d hex digits (%d bytes)", path,
+			line, 2 * STEK_KEY_LEN, STEK_KEY_LEN);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < set->num_keys; i++) {
+		if (set->keys[i].k.id == k->id) {
+			set_err(err, err_len, "stek: %s:%d: duplicate key id %08x", path, line,
+				k->id);
+			return -EINVAL;
+		}
+		if (set->keys[i].k.role == k->role) {
+			set_err(err, err_len, "stek: %s:%d: second %s key", path, line,
+				role_names[r]);
+			return -EINVAL;
+		}
+	}
+	set->num_keys++;
+	return 0;
+}
+
 /* parse_text parses the NUL-free text `buf` (`n` bytes) into `set`. */
 static int parse_text(const char *path, const char *buf, size_t n, struct stek_set *set, char *err,
 		      size_t err_len)
 {
 	const char *p = buf, *end = buf + n;
-	int line = 0;
+	int line = 0, rc;
 
 	while (p < end) {
 		const char *eol = memchr(p, '\n', (size_t)(end - p));
 		const char *tok[4];
-		size_t tok_len[4], ntok = 0;
-		uint8_t idb[4];
-		struct stek_key *k;
-		size_t r;
+		size_t tok_len[4], ntok;
 
 		if (!eol)
 			eol = end;
 		line++;
-		for (const char *q = p; q < eol;) {
-			const char *s;
-
-			while (q < eol && is_blank(*q))
-				q++;
-			if (q == eol || *q == '#')
-				break;
-			s = q;
-			while (q < eol && !is_blank(*q))
-				q++;
-			if (ntok < 4) {
-				tok[ntok] = s;
-				tok_len[ntok] = (size_t)(q - s);
-			}
-			ntok++;
-		}
+		ntok = split_line(p, eol, tok, tok_len);
 		p = eol + 1;
 		if (ntok == 0)
 			continue;
@@ -244,61 +321,82 @@ static int parse_text(const char *path, const char *buf, size_t n, struct stek_s
 				line, ntok);
 			return -EINVAL;
 		}
-		if (!parse_hex(tok[0], tok_len[0], idb, sizeof(idb))) {
-			set_err(err, err_len, "stek: %s:%d: key id must be 8 hex digits", path,
-				line);
-			return -EINVAL;
-		}
-		if (set->num_keys == STEK_MAX_KEYS) {
-			set_err(err, err_len,
-				"stek: %s:%d: too many keys (at most %d: current, previous, next)",
-				path, line, STEK_MAX_KEYS);
-			return -EINVAL;
-		}
-		k = &set->keys[set->num_keys].k;
-		k->id = (uint32_t)idb[0] << 24 | (uint32_t)idb[1] << 16 | (uint32_t)idb[2] << 8 |
-			idb[3];
-		for (r = 0; r < 3; r++)
-			if (tok_len[1] == strlen(role_names[r]) &&
-			    memcmp(tok[1], role_names[r], tok_len[1]) == 0)
-				break;
-		if (r == 3) {
-			set_err(
-			    err, err_len,
-			    "stek: %s:%d: unknown role '%.*s' (expected current, previous or next)",
-			    path, line, (int)(tok_len[1] > 16 ? 16 : tok_len[1]), tok[1]);
-			return -EINVAL;
-		}
-		k->role = (enum stek_role)r;
-		if (!parse_hex(tok[2], tok_len[2], k->key, sizeof(k->key))) {
-			set_err(err, err_len, "stek: %s:%d: key must be %d hex digits (%d bytes)",
-				path, line, 2 * STEK_KEY_LEN, STEK_KEY_LEN);
-			return -EINVAL;
-		}
-		for (size_t i = 0; i < set->num_keys; i++) {
-			if (set->keys[i].k.id == k->id) {
-				set_err(err, err_len, "stek: %s:%d: duplicate key id %08x", path,
-					line, k->id);
-				return -EINVAL;
-			}
-			if (set->keys[i].k.role == k->role) {
-				set_err(err, err_len, "stek: %s:%d: second %s key", path, line,
-					role_names[r]);
-				return -EINVAL;
-			}
-		}
-		set->num_keys++;
+		rc = add_key(path, line, tok, tok_len, set, err, err_len);
+		if (rc)
+			return rc;
 	}
 	return 0;
 }
 
 /* ---- loading -------------------------------------------------------------------- */
 
+/* check_file refuses what `fd` (opened from `path`) must not be: see stek_load_ex. */
+static int check_file(int fd, const char *path, unsigned flags, char *err, size_t err_len)
+{
+	struct stat st;
+	int rc;
+
+	if (fstat(fd, &st) != 0) {
+		rc = -errno;
+		set_err(err, err_len, "stek: %s: %s", path, strerror(errno));
+		return rc;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		set_err(err, err_len, "stek: %s is not a regular file", path);
+		return -EINVAL;
+	}
+	if ((st.st_mode & 077) && !(flags & STEK_LOAD_ANY_MODE)) {
+		set_err(err, err_len,
+			"stek: %s is mode %04o; it must not be readable or writable by group or "
+			"others (chmod 600)",
+			path, (unsigned)(st.st_mode & 07777));
+		return -EPERM;
+	}
+	if (st.st_size > STEK_FILE_MAX) {
+		set_err(err, err_len, "stek: %s is %lld bytes; a STEK file is under %d", path,
+			(long long)st.st_size, STEK_FILE_MAX);
+		return -EFBIG;
+	}
+	return 0;
+}
+
+/* read_text reads all of `fd` into `buf` (STEK_FILE_MAX + 1 bytes); NUL-free text only. */
+static int read_text(int fd, const char *path, char *buf, size_t *out_n, char *err, size_t err_len)
+{
+	size_t n = 0;
+
+	for (;;) {
+		ssize_t r = read(fd, buf + n, STEK_FILE_MAX + 1 - n);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			int rc = -errno;
+
+			set_err(err, err_len, "stek: %s: read: %s", path, strerror(errno));
+			return rc;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+		if (n > STEK_FILE_MAX) {
+			set_err(err, err_len, "stek: %s: larger than %d bytes", path,
+				STEK_FILE_MAX);
+			return -EFBIG;
+		}
+	}
+	if (memchr(buf, '\0', n)) {
+		set_err(err, err_len, "stek: %s: binary data (NUL byte) in a text file", path);
+		return -EINVAL;
+	}
+	*out_n = n;
+	return 0;
+}
+
 int stek_load_ex(const char *path, unsigned flags, struct stek_set **out, char *err, size_t err_len)
 {
 	struct stek_set *set = NULL;
 	char *buf = NULL;
-	struct stat st;
 	size_t n = 0;
 	int fd, rc;
 
@@ -310,30 +408,9 @@ int stek_load_ex(const char *path, unsigned flags, struct stek_set **out, char *
 		set_err(err, err_len, "stek: %s: cannot open: %s", path, strerror(errno));
 		return rc;
 	}
-	if (fstat(fd, &st) != 0) {
-		rc = -errno;
-		set_err(err, err_len, "stek: %s: %s", path, strerror(errno));
+	rc = check_file(fd, path, flags, err, err_len);
+	if (rc)
 		goto out;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		set_err(err, err_len, "stek: %s is not a regular file", path);
-		rc = -EINVAL;
-		goto out;
-	}
-	if ((st.st_mode & 077) && !(flags & STEK_LOAD_ANY_MODE)) {
-		set_err(err, err_len,
-			"stek: %s is mode %04o; it must not be readable or writable by group or "
-			"others (chmod 600)",
-			path, (unsigned)(st.st_mode & 07777));
-		rc = -EPERM;
-		goto out;
-	}
-	if (st.st_size > STEK_FILE_MAX) {
-		set_err(err, err_len, "stek: %s is %lld bytes; a STEK file is under %d", path,
-			(long long)st.st_size, STEK_FILE_MAX);
-		rc = -EFBIG;
-		goto out;
-	}
 	/* read(2) into our own buffer (not stdio's) so every copy of the keys is wiped */
 	buf = malloc(STEK_FILE_MAX + 1);
 	if (!buf) {
@@ -341,31 +418,9 @@ int stek_load_ex(const char *path, unsigned flags, struct stek_set **out, char *
 		set_err(err, err_len, "stek: %s: out of memory", path);
 		goto out;
 	}
-	for (;;) {
-		ssize_t r = read(fd, buf + n, STEK_FILE_MAX + 1 - n);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			rc = -errno;
-			set_err(err, err_len, "stek: %s: read: %s", path, strerror(errno));
-			goto out;
-		}
-		if (r == 0)
-			break;
-		n += (size_t)r;
-		if (n > STEK_FILE_MAX) {
-			set_err(err, err_len, "stek: %s: larger than %d bytes", path,
-				STEK_FILE_MAX);
-			rc = -EFBIG;
-			goto out;
-		}
-	}
-	if (memchr(buf, '\0', n)) {
-		set_err(err, err_len, "stek: %s: binary data (NUL byte) in a text file", path);
-		rc = -EINVAL;
+	rc = read_text(fd, path, buf, &n, err, err_len);
+	if (rc)
 		goto out;
-	}
 	set = set_alloc();
 	if (!set) {
 		rc = -ENOMEM;
@@ -543,9 +598,7 @@ int stek_generate_file(const char *path, char *err, size_t err_len)
 		rc = -EIO;
 		goto out;
 	}
-	set->keys[0].k.id =
-	    ((uint32_t)idb[0] << 24 | (uint32_t)idb[1] << 16 | (uint32_t)idb[2] << 8 | idb[3]) &
-	    0x7fffffffu;
+	set->keys[0].k.id = key_id(idb) & 0x7fffffffu;
 	if (set->keys[0].k.id == 0)
 		set->keys[0].k.id = 1;
 	rc = write_temp(path, set, 0600, tmp, sizeof(tmp), err, err_len);
@@ -569,14 +622,83 @@ out:
 	return rc;
 }
 
+/*
+ * rotate_keys fills the empty `set` with `old` rotated: previous := current,
+ * current := next (or a fresh key), next := a fresh key. Returns 0 or -errno.
+ */
+static int rotate_keys(const struct stek_set *old, struct stek_set *set, const char *path,
+		       char *err, size_t err_len)
+{
+	const struct stek_key *cur = NULL;
+	struct stek_key *prev = &set->keys[0].k, *now = &set->keys[1].k, *next = &set->keys[2].k;
+	uint32_t max_id = 0;
+
+	for (size_t i = 0; i < old->num_keys; i++) {
+		if (old->keys[i].k.id > max_id)
+			max_id = old->keys[i].k.id;
+		if (old->keys[i].k.role == STEK_NEXT)
+			cur = &old->keys[i].k;
+	}
+	*prev = old->keys[old->current].k;
+	prev->role = STEK_PREVIOUS;
+	set->num_keys = 1;
+	if (cur) {
+		*now = *cur;
+	} else {
+		now->id = ++max_id;
+		if (random_key(now) != 0)
+			goto no_rand;
+	}
+	now->role = STEK_CURRENT;
+	next->id = ++max_id;
+	next->role = STEK_NEXT;
+	if (random_key(next) != 0)
+		goto no_rand;
+	set->num_keys = 3;
+	if (now->id == prev->id || next->id == prev->id || next->id == now->id) {
+		set_err(
+		    err, err_len,
+		    "stek: %s: key id collision after wrapping past ffffffff; generate a new file",
+		    path);
+		return -EOVERFLOW;
+	}
+	return 0;
+no_rand:
+	set_err(err, err_len, "stek: no randomness");
+	return -EIO;
+}
+
+/* replace_file writes `set` over `path` atomically, keeping the mode and owner of `st`. */
+static int replace_file(const char *path, const struct stek_set *set, const struct stat *st,
+			char *err, size_t err_len)
+{
+	char tmp[4096];
+	int rc;
+
+	rc = write_temp(path, set, st->st_mode & 0700, tmp, sizeof(tmp), err, err_len);
+	if (rc != 0)
+		return rc;
+	/* keep the owner (e.g. root:r2p2 0400); only root may change it, so best effort */
+	if (chown(tmp, st->st_uid, st->st_gid) != 0 && errno != EPERM) {
+		rc = -errno;
+		set_err(err, err_len, "stek: %s: chown: %s", tmp, strerror(errno));
+		unlink(tmp);
+		return rc;
+	}
+	if (rename(tmp, path) != 0) {
+		rc = -errno;
+		set_err(err, err_len, "stek: cannot replace %s: %s", path, strerror(errno));
+		unlink(tmp);
+		return rc;
+	}
+	fsync_dir_of(path);
+	return 0;
+}
+
 int stek_rotate_file(const char *path, struct stek_set **out_set, char *err, size_t err_len)
 {
 	struct stek_set *old = NULL, *set = NULL;
-	struct stek_key *cur = NULL;
-	struct stek_key nk = {0};
-	char tmp[4096];
 	struct stat st;
-	uint32_t max_id = 0;
 	int rc;
 
 	if (out_set)
@@ -602,73 +724,16 @@ int stek_rotate_file(const char *path, struct stek_set **out_set, char *err, siz
 		set_err(err, err_len, "stek: out of memory");
 		goto out;
 	}
-	for (size_t i = 0; i < old->num_keys; i++)
-		if (old->keys[i].k.id > max_id)
-			max_id = old->keys[i].k.id;
-
-	/* previous := current */
-	set->keys[0].k = old->keys[old->current].k;
-	set->keys[0].k.role = STEK_PREVIOUS;
-	set->num_keys = 1;
-	/* current := next, or a fresh key */
-	for (size_t i = 0; i < old->num_keys; i++)
-		if (old->keys[i].k.role == STEK_NEXT)
-			cur = &old->keys[i].k;
-	if (cur) {
-		set->keys[1].k = *cur;
-	} else {
-		set->keys[1].k.id = ++max_id;
-		if (random_key(&set->keys[1].k) != 0)
-			goto no_rand;
-	}
-	set->keys[1].k.role = STEK_CURRENT;
-	/* next := fresh key */
-	nk.id = ++max_id;
-	nk.role = STEK_NEXT;
-	if (random_key(&nk) != 0)
-		goto no_rand;
-	set->keys[2].k = nk;
-	OPENSSL_cleanse(&nk, sizeof(nk));
-	set->num_keys = 3;
-	if (set->keys[1].k.id == set->keys[0].k.id || set->keys[2].k.id == set->keys[0].k.id ||
-	    set->keys[2].k.id == set->keys[1].k.id) {
-		set_err(
-		    err, err_len,
-		    "stek: %s: key id collision after wrapping past ffffffff; generate a new file",
-		    path);
-		rc = -EOVERFLOW;
-		goto out;
-	}
-	rc = set_finish(set, path, err, err_len);
-	if (rc != 0)
-		goto out;
-	rc = write_temp(path, set, st.st_mode & 0700, tmp, sizeof(tmp), err, err_len);
-	if (rc != 0)
-		goto out;
-	/* keep the owner (e.g. root:r2p2 0400); only root may change it, so best effort */
-	if (chown(tmp, st.st_uid, st.st_gid) != 0 && errno != EPERM) {
-		rc = -errno;
-		set_err(err, err_len, "stek: %s: chown: %s", tmp, strerror(errno));
-		unlink(tmp);
-		goto out;
-	}
-	if (rename(tmp, path) != 0) {
-		rc = -errno;
-		set_err(err, err_len, "stek: cannot replace %s: %s", path, strerror(errno));
-		unlink(tmp);
-		goto out;
-	}
-	fsync_dir_of(path);
-	if (out_set) {
+	rc = rotate_keys(old, set, path, err, err_len);
+	if (rc == 0)
+		rc = set_finish(set, path, err, err_len);
+	if (rc == 0)
+		rc = replace_file(path, set, &st, err, err_len);
+	if (rc == 0 && out_set) {
 		*out_set = set;
 		set = NULL;
 	}
-	goto out;
-no_rand:
-	set_err(err, err_len, "stek: no randomness");
-	rc = -EIO;
 out:
-	OPENSSL_cleanse(&nk, sizeof(nk));
 	if (set)
 		set_free(set);
 	stek_set_put(old);
@@ -749,6 +814,7 @@ static int tkt_seal(SSL *ssl, uint8_t *out, size_t *out_len, size_t max_out_len,
 	struct stek_set *set = hook_set(ssl, &h);
 	uint8_t *nonce = out + STEK_TICKET_ID_LEN;
 	size_t ct_len;
+	CBB cbb;
 
 	if (!set || max_out_len < STEK_TICKET_OVERHEAD ||
 	    in_len > max_out_len - STEK_TICKET_OVERHEAD)
@@ -756,10 +822,11 @@ static int tkt_seal(SSL *ssl, uint8_t *out, size_t *out_len, size_t max_out_len,
 	e = &set->keys[set->current];
 	/* `in` may equal `out`: move the plaintext behind the header, then seal in place */
 	memmove(out + hdr, in, in_len);
-	out[0] = (uint8_t)(e->k.id >> 24);
-	out[1] = (uint8_t)(e->k.id >> 16);
-	out[2] = (uint8_t)(e->k.id >> 8);
-	out[3] = (uint8_t)e->k.id;
+	if (!CBB_init_fixed(&cbb, out, STEK_TICKET_ID_LEN) || !CBB_add_u32(&cbb, e->k.id) ||
+	    !CBB_finish(&cbb, NULL, NULL)) {
+		CBB_cleanup(&cbb);
+		goto fail;
+	}
 	if (RAND_bytes(nonce, STEK_TICKET_NONCE_LEN) != 1)
 		goto fail;
 	/* the key id is associated data: a ticket cannot be moved to another key's id */
@@ -793,8 +860,7 @@ static enum ssl_ticket_aead_result_t tkt_open(SSL *ssl, uint8_t *out, size_t *ou
 	}
 	memcpy(id_be, in, sizeof(id_be));
 	memcpy(nonce, in + STEK_TICKET_ID_LEN, sizeof(nonce));
-	id = (uint32_t)id_be[0] << 24 | (uint32_t)id_be[1] << 16 | (uint32_t)id_be[2] << 8 |
-	     id_be[3];
+	id = key_id(id_be);
 	k = stek_find(set, id);
 	if (!k) {
 		count(&h->unknown_id);

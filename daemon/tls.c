@@ -21,8 +21,8 @@
  */
 #include "boringssl.h"
 
-#include "tls.h"
 #include "err.h"
+#include "tls.h"
 
 #include "replay.h"
 #include "stek.h"
@@ -98,31 +98,21 @@ static int buf_append(struct tls_buf *b, const void *p, size_t n)
 	return 0;
 }
 
-static void put_be64(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--, v >>= 8)
-		p[i] = (uint8_t)v;
-}
-
-static uint64_t get_be64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | p[i];
-	return v;
-}
-
 /* frame_start empties `b` and writes the 10-byte frame header. */
 static int frame_start(struct tls_buf *b, enum tls_kind kind, uint64_t id)
 {
 	uint8_t hdr[TLS_FRAME_HDR_LEN];
+	size_t n;
+	CBB cbb;
 
-	hdr[0] = TLS_FRAME_VERSION;
-	hdr[1] = (uint8_t)kind;
-	put_be64(hdr + 2, id);
+	if (!CBB_init_fixed(&cbb, hdr, sizeof(hdr)) || !CBB_add_u8(&cbb, TLS_FRAME_VERSION) ||
+	    !CBB_add_u8(&cbb, (uint8_t)kind) || !CBB_add_u64(&cbb, id) ||
+	    !CBB_finish(&cbb, NULL, &n)) {
+		CBB_cleanup(&cbb);
+		return -ENOMEM;
+	}
 	b->len = 0;
-	return buf_append(b, hdr, sizeof(hdr));
+	return buf_append(b, hdr, n);
 }
 
 struct frame {
@@ -138,19 +128,23 @@ struct frame {
  */
 static int frame_parse(const uint8_t *msg, size_t len, struct frame *f)
 {
+	uint8_t version, kind;
 	bool needs_id;
+	CBS cbs;
 
-	if (!msg || len < TLS_FRAME_HDR_LEN || msg[0] != TLS_FRAME_VERSION)
+	if (!msg)
 		return -EBADMSG;
-	if (msg[1] < TLS_KIND_CLIENT_FIRST || msg[1] > TLS_KIND_ERROR)
+	CBS_init(&cbs, msg, len);
+	if (!CBS_get_u8(&cbs, &version) || !CBS_get_u8(&cbs, &kind) || !CBS_get_u64(&cbs, &f->id))
 		return -EBADMSG;
-	f->kind = (enum tls_kind)msg[1];
-	f->id = get_be64(msg + 2);
+	if (version != TLS_FRAME_VERSION || kind < TLS_KIND_CLIENT_FIRST || kind > TLS_KIND_ERROR)
+		return -EBADMSG;
+	f->kind = (enum tls_kind)kind;
 	needs_id = f->kind == TLS_KIND_SERVER_HANDSHAKE || f->kind == TLS_KIND_CLIENT_SECOND;
 	if (needs_id != (f->id != 0))
 		return -EBADMSG;
-	f->tls = msg + TLS_FRAME_HDR_LEN;
-	f->tls_len = len - TLS_FRAME_HDR_LEN;
+	f->tls = CBS_data(&cbs);
+	f->tls_len = CBS_len(&cbs);
 	return 0;
 }
 
@@ -185,13 +179,22 @@ static int drain(BIO *wbio, struct tls_buf *b)
 	return 0;
 }
 
-/* message_prefix writes the in-TLS length prefix of a `len`-byte message. */
-static void message_prefix(uint8_t out[TLS_MSG_PREFIX_LEN], size_t len)
+/*
+ * message_write writes the in-TLS form of the `len`-byte message `msg` (its length
+ * prefix, then the bytes) to `out`, which holds exactly TLS_MSG_PREFIX_LEN + `len`
+ * bytes; `len` is at most TLS_MSG_MAX. Returns 0 or -ENOMEM.
+ */
+static int message_write(uint8_t *out, const uint8_t *msg, size_t len)
 {
-	out[0] = (uint8_t)(len >> 24);
-	out[1] = (uint8_t)(len >> 16);
-	out[2] = (uint8_t)(len >> 8);
-	out[3] = (uint8_t)len;
+	CBB cbb;
+
+	if (!CBB_init_fixed(&cbb, out, TLS_MSG_PREFIX_LEN + len) ||
+	    !CBB_add_u32(&cbb, (uint32_t)len) || !CBB_add_bytes(&cbb, msg, len) ||
+	    !CBB_finish(&cbb, NULL, NULL)) {
+		CBB_cleanup(&cbb);
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 /*
@@ -204,6 +207,8 @@ static int read_message(SSL *ssl, struct tls_buf *out)
 {
 	uint8_t pfx[TLS_MSG_PREFIX_LEN];
 	size_t got = 0, n;
+	uint32_t n32;
+	CBS cbs;
 
 	out->len = 0;
 	while (got < sizeof(pfx)) {
@@ -213,7 +218,10 @@ static int read_message(SSL *ssl, struct tls_buf *out)
 			return -EBADMSG;
 		got += (size_t)r;
 	}
-	n = (size_t)pfx[0] << 24 | (size_t)pfx[1] << 16 | (size_t)pfx[2] << 8 | pfx[3];
+	CBS_init(&cbs, pfx, sizeof(pfx));
+	if (!CBS_get_u32(&cbs, &n32))
+		return -EBADMSG;
+	n = n32;
 	if (n > TLS_MSG_MAX || buf_reserve(out, n) != 0)
 		return -EBADMSG;
 	while (out->len < n) {
@@ -480,11 +488,8 @@ int tls_call_begin(struct tls_client *c, const char *service, const uint8_t *req
 	call->service = strdup(service);
 	call->msg_len = TLS_MSG_PREFIX_LEN + len;
 	call->msg = malloc(call->msg_len);
-	if (!call->service || !call->msg)
+	if (!call->service || !call->msg || message_write(call->msg, req, len) != 0)
 		goto fail;
-	message_prefix(call->msg, len);
-	if (len)
-		memcpy(call->msg + TLS_MSG_PREFIX_LEN, req, len);
 	call->ssl = new_ssl(c->ctx, call, &call->rbio, &call->wbio);
 	if (!call->ssl)
 		goto fail;
@@ -779,8 +784,8 @@ static enum ssl_select_cert_result_t srv_select_cert(const SSL_CLIENT_HELLO *ch)
 		 * take this random after acceptance. Other workers share the register and
 		 * may insert between this check and ours, so keep a margin of slots. */
 		replay_stats(s->replay, &rs);
-		size_t margin = rs.capacity / 16 < TLS_REPLAY_MARGIN ? rs.capacity / 16
-								     : TLS_REPLAY_MARGIN;
+		size_t margin =
+		    rs.capacity / 16 < TLS_REPLAY_MARGIN ? rs.capacity / 16 : TLS_REPLAY_MARGIN;
 		if (rs.entries + margin >= rs.capacity)
 			conn->early_refused = true;
 		memcpy(conn->random, ch->random, REPLAY_KEY_LEN);
@@ -1115,13 +1120,10 @@ int tls_server_respond(struct tls_server *s, struct tls_conn *conn, const uint8_
 	ERR_clear_error();
 	n = TLS_MSG_PREFIX_LEN + len;
 	s->scratch.len = 0;
-	if (buf_reserve(&s->scratch, n) != 0) {
+	if (buf_reserve(&s->scratch, n) != 0 || message_write(s->scratch.data, resp, len) != 0) {
 		rc = -ENOMEM;
 		goto out;
 	}
-	message_prefix(s->scratch.data, len);
-	if (len)
-		memcpy(s->scratch.data + TLS_MSG_PREFIX_LEN, resp, len);
 	/* after 0-RTT this is half-RTT data: the client's Finished never comes */
 	if (SSL_write(conn->ssl, s->scratch.data, (int)n) != (int)n)
 		goto out;

@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <net/if.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +22,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "err.h"
 #include "r2p2.skel.h"
 #include "xdp.h"
 
@@ -44,20 +44,6 @@ struct xdp_prog {
 	bool pinned;
 	int lock_fd; /* flock on the pin directory: one live owner per interface */
 };
-
-static void seterr(char *err, size_t len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void seterr(char *err, size_t len, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !len)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, len, fmt, ap);
-	va_end(ap);
-}
 
 static const char *mode_name(__u32 flags)
 {
@@ -150,6 +136,16 @@ static int prog_name_by_id(__u32 id, char *name, size_t len)
 	return fd;
 }
 
+/* attach_hint says what an attach failure `rc` in mode `mode_flags` likely means. */
+static const char *attach_hint(int rc, __u32 mode_flags)
+{
+	if (rc == -EOPNOTSUPP && mode_flags == XDP_FLAGS_DRV_MODE)
+		return " (the driver has no native XDP; use skb mode)";
+	if (rc == -EBUSY || rc == -EEXIST)
+		return " (another XDP program was attached meanwhile)";
+	return "";
+}
+
 /*
  * attach puts our program on the interface. A leftover r2p2_xdp (a run that crashed
  * without detaching) is replaced atomically when it sits in the same mode and detached
@@ -170,8 +166,8 @@ static int attach(struct xdp_prog *p, char *err, size_t err_len)
 
 	rc = bpf_xdp_query(p->ifindex, 0, &q);
 	if (rc) {
-		seterr(err, err_len, "%s: cannot query its XDP programs: %s", p->ifname,
-		       strerror(-rc));
+		set_err(err, err_len, "%s: cannot query its XDP programs: %s", p->ifname,
+			strerror(-rc));
 		return rc;
 	}
 	cur[0].id = q.drv_prog_id, cur[0].flags = XDP_FLAGS_DRV_MODE;
@@ -184,17 +180,18 @@ static int attach(struct xdp_prog *p, char *err, size_t err_len)
 			continue;
 		fd = prog_name_by_id(cur[i].id, name, sizeof(name));
 		if (fd < 0) {
-			seterr(err, err_len, "%s: cannot inspect XDP program id %u (%s mode): %s",
-			       p->ifname, cur[i].id, mode_name(cur[i].flags), strerror(-fd));
+			set_err(err, err_len, "%s: cannot inspect XDP program id %u (%s mode): %s",
+				p->ifname, cur[i].id, mode_name(cur[i].flags), strerror(-fd));
 			rc = fd;
 			goto out;
 		}
 		if (strcmp(name, R2P2_XDP_PROG_NAME) != 0) {
 			close(fd);
-			seterr(err, err_len,
-			       "%s: XDP program '%s' (id %u) is attached in %s mode; not replacing "
-			       "it (detach it with: ip link set dev %s xdp off)",
-			       p->ifname, name, cur[i].id, mode_name(cur[i].flags), p->ifname);
+			set_err(
+			    err, err_len,
+			    "%s: XDP program '%s' (id %u) is attached in %s mode; not replacing "
+			    "it (detach it with: ip link set dev %s xdp off)",
+			    p->ifname, name, cur[i].id, mode_name(cur[i].flags), p->ifname);
 			rc = -EBUSY;
 			goto out;
 		}
@@ -207,9 +204,9 @@ static int attach(struct xdp_prog *p, char *err, size_t err_len)
 		rc = bpf_xdp_detach(p->ifindex, cur[i].flags | XDP_FLAGS_REPLACE, &aopts);
 		close(fd);
 		if (rc) {
-			seterr(err, err_len,
-			       "%s: cannot detach leftover r2p2_xdp (id %u, %s mode): %s",
-			       p->ifname, cur[i].id, mode_name(cur[i].flags), strerror(-rc));
+			set_err(err, err_len,
+				"%s: cannot detach leftover r2p2_xdp (id %u, %s mode): %s",
+				p->ifname, cur[i].id, mode_name(cur[i].flags), strerror(-rc));
 			goto out;
 		}
 	}
@@ -221,14 +218,8 @@ static int attach(struct xdp_prog *p, char *err, size_t err_len)
 	}
 	rc = bpf_xdp_attach(p->ifindex, prog_fd, flags, old_fd >= 0 ? &aopts : NULL);
 	if (rc) {
-		const char *hint = "";
-
-		if (rc == -EOPNOTSUPP && p->mode_flags == XDP_FLAGS_DRV_MODE)
-			hint = " (the driver has no native XDP; use skb mode)";
-		else if (rc == -EBUSY || rc == -EEXIST)
-			hint = " (another XDP program was attached meanwhile)";
-		seterr(err, err_len, "%s: cannot attach r2p2_xdp in %s mode: %s%s", p->ifname,
-		       mode_name(p->mode_flags), strerror(-rc), hint);
+		set_err(err, err_len, "%s: cannot attach r2p2_xdp in %s mode: %s%s", p->ifname,
+			mode_name(p->mode_flags), strerror(-rc), attach_hint(rc, p->mode_flags));
 		goto out;
 	}
 	p->attached = true;
@@ -252,19 +243,109 @@ static int fill_maps(struct xdp_prog *p, const uint16_t *ports, size_t n, unsign
 		rc = bpf_map__update_elem(p->skel->maps.r2p2_ports, &key, sizeof(key), &val,
 					  sizeof(val), BPF_ANY);
 		if (rc) {
-			seterr(err, err_len, "%s: cannot add port %u to r2p2_ports: %s", p->ifname,
-			       ports[i], strerror(-rc));
+			set_err(err, err_len, "%s: cannot add port %u to r2p2_ports: %s", p->ifname,
+				ports[i], strerror(-rc));
 			return rc;
 		}
 	}
 	for (q = 0; q < R2P2_MAX_QUEUES; q++) {
 		rc = xdp_qconf_set(p, q, socks);
 		if (rc) {
-			seterr(err, err_len, "%s: cannot set r2p2_qconf[%u]: %s", p->ifname, q,
-			       strerror(-rc));
+			set_err(err, err_len, "%s: cannot set r2p2_qconf[%u]: %s", p->ifname, q,
+				strerror(-rc));
 			return rc;
 		}
 	}
+	return 0;
+}
+
+/* check_args refuses what xdp_open cannot work with (see xdp.h). */
+static int check_args(const char *ifname, int mode, const uint16_t *ports, size_t n,
+		      unsigned socks_per_queue, char *err, size_t err_len)
+{
+	if (!ifname || !*ifname || strlen(ifname) >= IF_NAMESIZE || strchr(ifname, '/') ||
+	    !strcmp(ifname, ".") || !strcmp(ifname, "..")) {
+		set_err(err, err_len, "'%s': not an interface name", ifname ? ifname : "");
+		return -EINVAL;
+	}
+	if (mode != XDP_ATTACH_NATIVE && mode != XDP_ATTACH_SKB) {
+		set_err(err, err_len, "%s: unknown XDP mode %d", ifname, mode);
+		return -EINVAL;
+	}
+	if (n > R2P2_MAX_PORTS || (n && !ports) || socks_per_queue > R2P2_XSK_PER_QUEUE) {
+		set_err(err, err_len, "%s: %zu ports (max %d), %u sockets per queue (max %d)",
+			ifname, n, R2P2_MAX_PORTS, socks_per_queue, R2P2_XSK_PER_QUEUE);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!ports[i]) {
+			set_err(err, err_len, "%s: port 0 cannot be served", ifname);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+/* load opens and loads the program through its skeleton, then fills its maps. */
+static int load(struct xdp_prog *p, const uint16_t *ports, size_t n, unsigned socks_per_queue,
+		char *err, size_t err_len)
+{
+	int rc;
+
+	p->skel = r2p2_bpf__open();
+	if (!p->skel) {
+		rc = -errno;
+		set_err(err, err_len, "%s: cannot open the XDP program: %s", p->ifname,
+			strerror(-rc));
+		return rc;
+	}
+	rc = r2p2_bpf__load(p->skel);
+	if (rc) {
+		set_err(err, err_len,
+			"%s: the kernel refused the XDP program: %s (needs root/CAP_BPF; "
+			"libbpf printed the verifier log above)",
+			p->ifname, strerror(-rc));
+		return rc;
+	}
+	return fill_maps(p, ports, n, socks_per_queue, err, err_len);
+}
+
+/* pin takes the interface's pin directory (locked) and pins program and maps there. */
+static int pin(struct xdp_prog *p, char *err, size_t err_len)
+{
+	int rc = ensure_bpffs();
+
+	if (rc) {
+		set_err(err, err_len, "%s: %s is not a bpf filesystem and mounting one failed: %s",
+			p->ifname, BPFFS_DIR, strerror(-rc));
+		return rc;
+	}
+	rc = mkdir_p(XDP_PIN_ROOT);
+	if (!rc)
+		rc = mkdir_p(p->pin_dir);
+	if (rc) {
+		set_err(err, err_len, "%s: cannot create %s: %s", p->ifname, p->pin_dir,
+			strerror(-rc));
+		return rc;
+	}
+	/* A live owner holds the lock; a crashed one released it with its last fd. */
+	p->lock_fd = open(p->pin_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (p->lock_fd < 0 || flock(p->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		rc = -errno;
+		if (rc == -EWOULDBLOCK)
+			rc = -EBUSY;
+		set_err(err, err_len, "%s: %s is in use by another running process: %s", p->ifname,
+			p->pin_dir, strerror(-rc));
+		return rc;
+	}
+	unpin_all(p); /* stale pins of a crashed run */
+	rc = pin_all(p);
+	if (rc) {
+		set_err(err, err_len, "%s: cannot pin under %s: %s", p->ifname, p->pin_dir,
+			strerror(-rc));
+		return rc;
+	}
+	p->pinned = true;
 	return 0;
 }
 
@@ -272,34 +353,15 @@ int xdp_open(const char *ifname, int mode, const uint16_t *ports, size_t n,
 	     unsigned socks_per_queue, struct xdp_prog **out, char *err, size_t err_len)
 {
 	struct xdp_prog *p = NULL;
-	size_t i;
 	int rc;
 
 	*out = NULL;
-	if (!ifname || !*ifname || strlen(ifname) >= IF_NAMESIZE || strchr(ifname, '/') ||
-	    !strcmp(ifname, ".") || !strcmp(ifname, "..")) {
-		seterr(err, err_len, "'%s': not an interface name", ifname ? ifname : "");
-		return -EINVAL;
-	}
-	if (mode != XDP_ATTACH_NATIVE && mode != XDP_ATTACH_SKB) {
-		seterr(err, err_len, "%s: unknown XDP mode %d", ifname, mode);
-		return -EINVAL;
-	}
-	if (n > R2P2_MAX_PORTS || (n && !ports) || socks_per_queue > R2P2_XSK_PER_QUEUE) {
-		seterr(err, err_len, "%s: %zu ports (max %d), %u sockets per queue (max %d)",
-		       ifname, n, R2P2_MAX_PORTS, socks_per_queue, R2P2_XSK_PER_QUEUE);
-		return -EINVAL;
-	}
-	for (i = 0; i < n; i++) {
-		if (!ports[i]) {
-			seterr(err, err_len, "%s: port 0 cannot be served", ifname);
-			return -EINVAL;
-		}
-	}
-
+	rc = check_args(ifname, mode, ports, n, socks_per_queue, err, err_len);
+	if (rc)
+		return rc;
 	p = calloc(1, sizeof(*p));
 	if (!p) {
-		seterr(err, err_len, "%s: out of memory", ifname);
+		set_err(err, err_len, "%s: out of memory", ifname);
 		return -ENOMEM;
 	}
 	p->lock_fd = -1;
@@ -309,60 +371,15 @@ int xdp_open(const char *ifname, int mode, const uint16_t *ports, size_t n,
 	p->ifindex = (int)if_nametoindex(ifname);
 	if (!p->ifindex) {
 		rc = -errno;
-		seterr(err, err_len, "%s: no such interface: %s", ifname, strerror(-rc));
+		set_err(err, err_len, "%s: no such interface: %s", ifname, strerror(-rc));
 		goto fail;
 	}
-
-	p->skel = r2p2_bpf__open();
-	if (!p->skel) {
-		rc = -errno;
-		seterr(err, err_len, "%s: cannot open the XDP program: %s", ifname, strerror(-rc));
-		goto fail;
-	}
-	rc = r2p2_bpf__load(p->skel);
-	if (rc) {
-		seterr(err, err_len,
-		       "%s: the kernel refused the XDP program: %s (needs root/CAP_BPF; "
-		       "libbpf printed the verifier log above)",
-		       ifname, strerror(-rc));
-		goto fail;
-	}
-	rc = fill_maps(p, ports, n, socks_per_queue, err, err_len);
+	rc = load(p, ports, n, socks_per_queue, err, err_len);
 	if (rc)
 		goto fail;
-
-	rc = ensure_bpffs();
-	if (rc) {
-		seterr(err, err_len, "%s: %s is not a bpf filesystem and mounting one failed: %s",
-		       ifname, BPFFS_DIR, strerror(-rc));
+	rc = pin(p, err, err_len);
+	if (rc)
 		goto fail;
-	}
-	rc = mkdir_p(XDP_PIN_ROOT);
-	if (!rc)
-		rc = mkdir_p(p->pin_dir);
-	if (rc) {
-		seterr(err, err_len, "%s: cannot create %s: %s", ifname, p->pin_dir, strerror(-rc));
-		goto fail;
-	}
-	/* A live owner holds the lock; a crashed one released it with its last fd. */
-	p->lock_fd = open(p->pin_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (p->lock_fd < 0 || flock(p->lock_fd, LOCK_EX | LOCK_NB) < 0) {
-		rc = -errno;
-		if (rc == -EWOULDBLOCK)
-			rc = -EBUSY;
-		seterr(err, err_len, "%s: %s is in use by another running process: %s", ifname,
-		       p->pin_dir, strerror(-rc));
-		goto fail;
-	}
-	unpin_all(p); /* stale pins of a crashed run */
-	rc = pin_all(p);
-	if (rc) {
-		seterr(err, err_len, "%s: cannot pin under %s: %s", ifname, p->pin_dir,
-		       strerror(-rc));
-		goto fail;
-	}
-	p->pinned = true;
-
 	rc = attach(p, err, err_len);
 	if (rc)
 		goto fail;

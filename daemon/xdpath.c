@@ -17,17 +17,16 @@
 
 #include <r2p2/bpf_abi.h>
 
+#include "err.h"
 #include "xdp.h"
 #include "xsk.h"
-
-#define XDPATH_MAX_QUEUES 64
 
 struct xdpath {
 	char ifname[IF_NAMESIZE];
 	bool skb;
 	unsigned num_queues, num_workers;
 	struct xdp_prog *prog;
-	struct xsk_queue *queues[XDPATH_MAX_QUEUES];
+	struct xsk_queue *queues[R2P2_MAX_QUEUES];
 	struct xsk_port **ports; /* [worker * num_queues + queue] */
 };
 
@@ -95,12 +94,86 @@ void xdpath_free(struct xdpath *x)
 	free(x);
 }
 
+/* pick_iface names the interface the listen address lives on, unless configured. */
+static int pick_iface(const struct cfg *c, struct xdpath *x, char *why, size_t why_len)
+{
+	if (c->interface[0]) {
+		snprintf(x->ifname, sizeof(x->ifname), "%s", c->interface);
+		return 0;
+	}
+	if (is_any(&c->listen_addr)) {
+		set_err(
+		    why, why_len,
+		    "listen = %s names no interface; set [daemon] interface or a listen address",
+		    c->listen);
+		return -EINVAL;
+	}
+	if (iface_of(&c->listen_addr, x->ifname, sizeof(x->ifname)) < 0) {
+		set_err(why, why_len, "no interface holds the listen address %s", c->listen);
+		return -ENODEV;
+	}
+	return 0;
+}
+
+/* open_queue binds one socket per worker to rx queue `q` and lets the program steer it. */
+static int open_queue(struct xdpath *x, unsigned q, char *why, size_t why_len)
+{
+	struct xsk_port_config pc;
+	int ret;
+
+	xsk_port_config_default(&pc);
+	x->queues[q] = xsk_queue_new(x->ifname, q, &pc, why, why_len);
+	if (!x->queues[q])
+		return errno ? -errno : -EIO;
+	for (unsigned w = 0; w < x->num_workers; w++) {
+		struct xsk_port *p = xsk_queue_add_port(x->queues[q], why, why_len);
+
+		if (!p)
+			return errno ? -errno : -EIO;
+		x->ports[w * x->num_queues + q] = p;
+		ret = xdp_xsk_register(x->prog, q, w, xsk_port_fd(p));
+		if (ret < 0) {
+			set_err(why, why_len, "%s queue %u: XSKMAP: %s", x->ifname, q,
+				strerror(-ret));
+			return ret;
+		}
+	}
+	ret = xdp_qconf_set(x->prog, q, x->num_workers);
+	if (ret < 0)
+		set_err(why, why_len, "%s queue %u: %s", x->ifname, q, strerror(-ret));
+	return ret;
+}
+
+/* open_all attaches the program to `x`'s interface, then opens every rx queue. */
+static int open_all(const struct cfg *c, struct xdpath *x, char *why, size_t why_len)
+{
+	uint16_t ports[CFG_MAX_SERVICES];
+	int ret;
+
+	for (size_t i = 0; i < c->num_serves; i++)
+		ports[i] = c->serves[i].port;
+	/* Sockets first, program after: steering starts only once every slot has one. */
+	ret = xdp_open(x->ifname, x->skb ? XDP_ATTACH_SKB : XDP_ATTACH_NATIVE, ports, c->num_serves,
+		       0, &x->prog, why, why_len);
+	if (ret < 0)
+		return ret;
+	x->ports = calloc((size_t)x->num_workers * x->num_queues, sizeof(*x->ports));
+	if (!x->ports) {
+		set_err(why, why_len, "out of memory");
+		return -ENOMEM;
+	}
+	for (unsigned q = 0; q < x->num_queues; q++) {
+		ret = open_queue(x, q, why, why_len);
+		if (ret < 0)
+			return ret;
+	}
+	return 0;
+}
+
 int xdpath_setup(const struct cfg *c, unsigned num_workers, struct xdpath **out, char *why,
 		 size_t why_len)
 {
-	uint16_t ports[CFG_MAX_SERVICES];
 	struct xdpath *x = NULL;
-	char err[512];
 	int ret;
 
 	*out = NULL;
@@ -109,83 +182,37 @@ int xdpath_setup(const struct cfg *c, unsigned num_workers, struct xdpath **out,
 	if (c->num_serves == 0) {
 		/* Not a failure even with backend = xdp: calls go out and come back through
 		 * the kernel's UDP sockets; only served ports are steered. */
-		snprintf(why, why_len, "no service is served here, nothing to steer");
+		set_err(why, why_len, "no service is served here, nothing to steer");
 		return 0;
 	}
 	if (num_workers > R2P2_XSK_PER_QUEUE) {
-		snprintf(why, why_len, "%u workers, but at most %u AF_XDP sockets per queue",
-			 num_workers, R2P2_XSK_PER_QUEUE);
+		set_err(why, why_len, "%u workers, but at most %u AF_XDP sockets per queue",
+			num_workers, R2P2_XSK_PER_QUEUE);
+		ret = -EINVAL;
 		goto no_xdp;
 	}
 	x = calloc(1, sizeof(*x));
 	if (!x) {
-		snprintf(why, why_len, "out of memory");
+		set_err(why, why_len, "out of memory");
+		ret = -ENOMEM;
 		goto no_xdp;
 	}
-	if (c->interface[0]) {
-		snprintf(x->ifname, sizeof(x->ifname), "%s", c->interface);
-	} else if (is_any(&c->listen_addr)) {
-		snprintf(why, why_len,
-			 "listen = %s names no interface; set [daemon] interface or a listen address",
-			 c->listen);
+	ret = pick_iface(c, x, why, why_len);
+	if (ret < 0)
 		goto no_xdp;
-	} else if ((ret = iface_of(&c->listen_addr, x->ifname, sizeof(x->ifname))) < 0) {
-		snprintf(why, why_len, "no interface holds the listen address %s", c->listen);
-		goto no_xdp;
-	}
 	x->skb = c->xdp_skb;
 	x->num_workers = num_workers;
 	x->num_queues = rx_queues(x->ifname);
-	if (x->num_queues > XDPATH_MAX_QUEUES)
-		x->num_queues = XDPATH_MAX_QUEUES;
-	for (size_t i = 0; i < c->num_serves; i++)
-		ports[i] = c->serves[i].port;
-
-	/* Sockets first, program after: steering starts only once every slot has one. */
-	ret = xdp_open(x->ifname, x->skb ? XDP_ATTACH_SKB : XDP_ATTACH_NATIVE, ports,
-		       c->num_serves, 0, &x->prog, err, sizeof(err));
-	if (ret < 0) {
-		snprintf(why, why_len, "%s", err);
+	if (x->num_queues > R2P2_MAX_QUEUES)
+		x->num_queues = R2P2_MAX_QUEUES;
+	ret = open_all(c, x, why, why_len);
+	if (ret < 0)
 		goto no_xdp;
-	}
-	x->ports = calloc((size_t)num_workers * x->num_queues, sizeof(*x->ports));
-	if (!x->ports) {
-		snprintf(why, why_len, "out of memory");
-		goto no_xdp;
-	}
-	for (unsigned q = 0; q < x->num_queues; q++) {
-		struct xsk_port_config pc;
-		xsk_port_config_default(&pc);
-		x->queues[q] = xsk_queue_new(x->ifname, q, &pc, err, sizeof(err));
-		if (!x->queues[q]) {
-			snprintf(why, why_len, "%s", err);
-			goto no_xdp;
-		}
-		for (unsigned w = 0; w < num_workers; w++) {
-			struct xsk_port *p = xsk_queue_add_port(x->queues[q], err, sizeof(err));
-			if (!p) {
-				snprintf(why, why_len, "%s", err);
-				goto no_xdp;
-			}
-			x->ports[w * x->num_queues + q] = p;
-			ret = xdp_xsk_register(x->prog, q, w, xsk_port_fd(p));
-			if (ret < 0) {
-				snprintf(why, why_len, "%s queue %u: XSKMAP: %s", x->ifname, q,
-					 strerror(-ret));
-				goto no_xdp;
-			}
-		}
-		ret = xdp_qconf_set(x->prog, q, num_workers);
-		if (ret < 0) {
-			snprintf(why, why_len, "%s queue %u: %s", x->ifname, q, strerror(-ret));
-			goto no_xdp;
-		}
-	}
 	*out = x;
 	return 0;
 no_xdp:
 	xdpath_free(x);
-	return c->backend == CFG_BACKEND_XDP ? -1 : 0;
+	return c->backend == CFG_BACKEND_XDP ? ret : 0;
 }
 
 struct xsk_port **xdpath_ports(struct xdpath *x, unsigned w, unsigned *out_num)
@@ -202,9 +229,9 @@ const char *xdpath_ifname(const struct xdpath *x)
 void xdpath_describe(const struct xdpath *x, char *buf, size_t len)
 {
 	snprintf(buf, len, "xdp on %s (%s, %s, %u rx queue%s, %u socket%s per queue)", x->ifname,
-		 x->skb ? "skb mode" : "native", xsk_port_zerocopy(x->ports[0]) ? "zero-copy" : "copy",
-		 x->num_queues, x->num_queues == 1 ? "" : "s", x->num_workers,
-		 x->num_workers == 1 ? "" : "s");
+		 x->skb ? "skb mode" : "native",
+		 xsk_port_zerocopy(x->ports[0]) ? "zero-copy" : "copy", x->num_queues,
+		 x->num_queues == 1 ? "" : "s", x->num_workers, x->num_workers == 1 ? "" : "s");
 }
 
 int xdpath_stats(struct xdpath *x, struct r2p2_stats *out)

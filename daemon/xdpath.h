@@ -19,7 +19,8 @@ struct r2p2_stats;
 /*
  * xdpath_setup decides the backend for `c` with `num_workers` workers. Returns 0
  * with `*out` set (xdp in use), 0 with `*out` NULL (the udp backend; `why` says why
- * when backend = auto), or -1 when backend = xdp cannot work (`why` says why).
+ * when backend = auto), or a negative errno when backend = xdp cannot work (`why`
+ * says why).
  */
 int xdpath_setup(const struct cfg *c, unsigned num_workers, struct xdpath **out, char *why,
 		 size_t why_len);

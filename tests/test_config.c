@@ -2,6 +2,7 @@
 /* test_config: r2p2d's INI config: defaults, a full config, addresses, and every error class. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +27,7 @@ static void expect_error(const char *text, int line, const char *key, const char
 {
 	char prefix[32];
 
-	cr_assert_eq(parse(text), -1, "accepted:\n%s", text);
+	cr_assert_eq(parse(text), -EINVAL, "accepted:\n%s", text);
 	snprintf(prefix, sizeof(prefix), "t.conf:%d: ", line);
 	cr_assert(strncmp(err, prefix, strlen(prefix)) == 0, "want prefix '%s', got '%s'", prefix,
 		  err);
@@ -405,11 +406,12 @@ Test(config, tls_keys)
 {
 	struct cfg c;
 	char err[256];
-	const char *text = "[daemon]\nstek = /etc/r2p2/stek.keys\nreplay_window_ms = 60000\n"
-			   "replay_max_entries = 4096\n"
-			   "[serve echo.svc]\nport = 8000\nsecurity = tls\ncert = /c.pem\n"
-			   "key = /k.pem\nearly_data = no\n"
-			   "[call echo.svc]\nserver = 10.0.0.2:8000\nsecurity = tls\nca = /ca.pem\n";
+	const char *text =
+	    "[daemon]\nstek = /etc/r2p2/stek.keys\nreplay_window_ms = 60000\n"
+	    "replay_max_entries = 4096\n"
+	    "[serve echo.svc]\nport = 8000\nsecurity = tls\ncert = /c.pem\n"
+	    "key = /k.pem\nearly_data = no\n"
+	    "[call echo.svc]\nserver = 10.0.0.2:8000\nsecurity = tls\nca = /ca.pem\n";
 
 	cr_assert_eq(cfg_parse_string(&c, "t.conf", text, err, sizeof(err)), 0, "%s", err);
 	cr_assert_str_eq(c.stek_path, "/etc/r2p2/stek.keys");
@@ -493,9 +495,9 @@ Test(config, small_error_buffer_and_null_name)
 {
 	char small[16];
 
-	cr_assert_eq(cfg_parse_string(&cfg, NULL, "[x]\n", small, sizeof(small)), -1);
+	cr_assert_eq(cfg_parse_string(&cfg, NULL, "[x]\n", small, sizeof(small)), -EINVAL);
 	cr_assert_eq(strlen(small), sizeof(small) - 1);
-	cr_assert_eq(cfg_parse_string(&cfg, "t.conf", "[x]\n", NULL, 0), -1);
+	cr_assert_eq(cfg_parse_string(&cfg, "t.conf", "[x]\n", NULL, 0), -EINVAL);
 }
 
 Test(config, load_file)
@@ -521,7 +523,7 @@ Test(config, load_file)
 	    "[daemon]\nworkers = 2\n\n\n\n\n\n\n\n\n\n[call echo.svc]\nserver = 10.0.0.300:8000\n",
 	    f);
 	fclose(f);
-	cr_assert_eq(cfg_load(&cfg, path, err, sizeof(err)), -1);
+	cr_assert_eq(cfg_load(&cfg, path, err, sizeof(err)), -EINVAL);
 	cr_assert(strncmp(err, path, strlen(path)) == 0, "%s", err);
 	cr_assert(strstr(err, ":13: [call echo.svc] server: bad address '10.0.0.300:8000'"), "%s",
 		  err);
@@ -534,7 +536,7 @@ Test(config, load_file)
 	cr_assert_eq(cfg.workers, 2);
 	unlink(path);
 
-	cr_assert_eq(cfg_load(&cfg, path, err, sizeof(err)), -1);
+	cr_assert_eq(cfg_load(&cfg, path, err, sizeof(err)), -ENOENT);
 	cr_assert(strstr(err, path), "%s", err);
 	cr_assert(strstr(err, "No such file or directory"), "%s", err);
 }
@@ -548,7 +550,7 @@ Test(config, load_file_with_nul)
 	cr_assert(fd >= 0);
 	cr_assert_eq(write(fd, text, sizeof(text) - 1), (ssize_t)(sizeof(text) - 1));
 	close(fd);
-	cr_assert_eq(cfg_load(&cfg, path, err, sizeof(err)), -1);
+	cr_assert_eq(cfg_load(&cfg, path, err, sizeof(err)), -EINVAL);
 	cr_assert(strstr(err, ":2: line contains a NUL byte"), "%s", err);
 	unlink(path);
 }

@@ -591,8 +591,8 @@ struct raw_lane {
 	int sq_efd, cq_efd;
 };
 
-static void raw_lane_init(struct raw_lane *r, uint32_t sq, uint32_t cq, uint32_t arena,
-			  uint32_t max)
+/* raw_lane_map lays out one lane over heap memory; lane_init is the caller's. */
+static void raw_lane_map(struct raw_lane *r, uint32_t sq, uint32_t cq, uint32_t arena, uint32_t max)
 {
 	struct shm_params p = {.num_lanes = 1,
 			       .sq_entries = sq,
@@ -615,6 +615,12 @@ static void raw_lane_init(struct raw_lane *r, uint32_t sq, uint32_t cq, uint32_t
 	memset(r->mem, 0, size);
 	r->sq_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	r->cq_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+}
+
+static void raw_lane_init(struct raw_lane *r, uint32_t sq, uint32_t cq, uint32_t arena,
+			  uint32_t max)
+{
+	raw_lane_map(r, sq, cq, arena, max);
 	cr_assert_eq(lane_init(&r->l, r->mem, &r->hdr, 0, r->sq_efd, r->cq_efd, 4), 0);
 }
 
@@ -629,7 +635,7 @@ static void raw_lane_cleanup(struct raw_lane *r)
 /* raw_submit writes an SQE the way a hostile app might, then publishes it. */
 static void raw_submit(struct raw_lane *r, const struct r2p2_sqe *sqe)
 {
-	uint32_t tail = r->l.ctrl->sq_tail;
+	uint32_t tail = r2p2_load_acquire(&r->l.ctrl->sq_tail);
 
 	r->l.sq[tail & (r->hdr.sq_entries - 1)] = *sqe;
 	r2p2_store_release(&r->l.ctrl->sq_tail, tail + 1);
@@ -705,7 +711,7 @@ Test(lane, hostile_sqe_bad_fields)
 	}
 	cr_assert_not(r.l.broken);
 	lane_consume(&r.l);
-	cr_assert_eq(r.l.ctrl->sq_head, 5);
+	cr_assert_eq(r2p2_load_acquire(&r.l.ctrl->sq_head), 5);
 
 	memcpy(r.l.sq_arena + 100, "ping", 4);
 	sqe = (struct r2p2_sqe){.op = R2P2_SQ_RESPOND, .off = 100, .len = 4, .user_data = 6};
@@ -744,6 +750,59 @@ Test(lane, hostile_cq_head_while_overflowing)
 	raw_lane_cleanup(&r); /* frees the queued completion (LeakSanitizer checks) */
 }
 
+/* ---- allocation failures -------------------------------------------------- */
+
+/*
+ * test_lane is linked with -Wl,--wrap=malloc,--wrap=calloc (tests/CMakeLists.txt):
+ * every malloc and calloc of its own objects, daemon/lane.c included, comes here,
+ * and while `alloc_countdown` is armed the call that brings it to zero fails.
+ */
+void *__real_malloc(size_t size);
+void *__real_calloc(size_t num, size_t size);
+void *__wrap_malloc(size_t size);
+void *__wrap_calloc(size_t num, size_t size);
+
+static unsigned alloc_countdown; /* 0: off */
+
+static bool alloc_fails(void)
+{
+	return alloc_countdown && --alloc_countdown == 0;
+}
+
+void *__wrap_malloc(size_t size)
+{
+	return alloc_fails() ? NULL : __real_malloc(size);
+}
+
+void *__wrap_calloc(size_t num, size_t size)
+{
+	return alloc_fails() ? NULL : __real_calloc(num, size);
+}
+
+/* Whichever allocation of lane_init fails, it returns -ENOMEM with nothing held. */
+Test(lane, init_unwinds_failed_allocations)
+{
+	struct raw_lane r;
+	unsigned n;
+	int rc;
+
+	raw_lane_map(&r, 8, 8, 4096, 1024);
+	for (n = 1;; n++) {
+		alloc_countdown = n;
+		rc = lane_init(&r.l, r.mem, &r.hdr, 0, r.sq_efd, r.cq_efd, 4);
+		alloc_countdown = 0;
+		if (rc == 0)
+			break;
+		cr_assert_eq(rc, -ENOMEM, "allocation %u failed: %d", n, rc);
+		cr_assert_null(r.l.cq_end);
+		cr_assert_null(r.l.ovf);
+		lane_cleanup(&r.l); /* still safe after the failed init */
+	}
+	cr_assert_gt(n, 2, "both allocations were made to fail");
+	cr_assert_eq(lane_post(&r.l, R2P2_CQ_RESPONSE, 0, 1, 0, "abc", 3), 0);
+	raw_lane_cleanup(&r);
+}
+
 /* ---- doorbells ------------------------------------------------------------ */
 
 static uint64_t efd_count(int efd)
@@ -778,12 +837,14 @@ Test(lane, sq_arm_wakeup_rechecks)
 	struct r2p2_sqe sqe = {.op = R2P2_SQ_RESPOND, .user_data = 1};
 
 	raw_lane_init(&r, 8, 8, 4096, 1024);
+	cr_assert_not(lane_sq_pending(&r.l));
 	cr_assert_not(lane_arm_wakeup(&r.l));
-	cr_assert_eq(r.l.ctrl->sq_need_wakeup, 1);
+	cr_assert_eq(r2p2_load_acquire(&r.l.ctrl->sq_need_wakeup), 1);
 	raw_submit(&r, &sqe);
+	cr_assert(lane_sq_pending(&r.l));
 	cr_assert(lane_arm_wakeup(&r.l), "a submission slipped in: do not sleep");
 	lane_disarm_wakeup(&r.l);
-	cr_assert_eq(r.l.ctrl->sq_need_wakeup, 0);
+	cr_assert_eq(r2p2_load_acquire(&r.l.ctrl->sq_need_wakeup), 0);
 	raw_lane_cleanup(&r);
 }
 
@@ -810,7 +871,7 @@ Test(lane, sq_doorbell_only_when_asked)
 	cr_assert_eq(r2p2_poll(ctx, &ev, 1, 50), 0);
 	cr_assert_geq(now_ms() - t0, 45);
 	for (int i = 0; i < 2; i++)
-		cr_assert_eq(F->lanes[i].ctrl->cq_need_wakeup, 0);
+		cr_assert_eq(r2p2_load_acquire(&F->lanes[i].ctrl->cq_need_wakeup), 0);
 	r2p2_detach(ctx);
 }
 

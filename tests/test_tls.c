@@ -492,6 +492,47 @@ TEST(stek_rotation)
 	srv_close(&cc);
 }
 
+/* The frame header is version, kind, then the handshake id in big-endian order. */
+TEST(frame_header_bytes)
+{
+	static const uint8_t first_hdr[TLS_FRAME_HDR_LEN] = {1, TLS_KIND_CLIENT_FIRST};
+	static const uint8_t final_hdr[TLS_FRAME_HDR_LEN] = {1, TLS_KIND_SERVER_FINAL};
+	struct tls_client *c = client_open(ca);
+	struct tls_buf to_cli = {0}, to_srv = {0}, got_req = {0}, got_resp = {0};
+	struct tls_call *call = NULL;
+	struct tls_conn *conn = NULL;
+	struct srv a;
+
+	srv_open(&a, true, stek1);
+	CHECK_EQ(tls_call_begin(c, SVC, ping, 4, true, &call, &to_srv), 0);
+	CHECK(to_srv.len > TLS_FRAME_HDR_LEN);
+	CHECK(memcmp(to_srv.data, first_hdr, TLS_FRAME_HDR_LEN) == 0);
+	CHECK_EQ(tls_server_input(a.s, SVC, &peer, to_srv.data, to_srv.len, tick(), &conn, &got_req,
+				  &to_cli),
+		 TLS_SRV_REPLY);
+	CHECK_EQ(to_cli.data[0], TLS_FRAME_VERSION);
+	CHECK_EQ(to_cli.data[1], TLS_KIND_SERVER_HANDSHAKE);
+	CHECK_EQ(tls_call_input(call, to_cli.data, to_cli.len, &to_srv, &got_resp),
+		 TLS_CALL_CONTINUE);
+	CHECK_EQ(to_srv.data[0], TLS_FRAME_VERSION);
+	CHECK_EQ(to_srv.data[1], TLS_KIND_CLIENT_SECOND);
+	CHECK(memcmp(to_srv.data + 2, to_cli.data + 2, 8) == 0); /* the id comes back as sent */
+	CHECK_EQ(tls_server_input(a.s, SVC, &peer, to_srv.data, to_srv.len, tick(), &conn, &got_req,
+				  &to_cli),
+		 TLS_SRV_REQUEST);
+	CHECK_EQ(tls_server_respond(a.s, conn, pong, 4, &to_cli), 0);
+	CHECK(memcmp(to_cli.data, final_hdr, TLS_FRAME_HDR_LEN) == 0);
+	CHECK_EQ(tls_call_input(call, to_cli.data, to_cli.len, &to_srv, &got_resp), TLS_CALL_DONE);
+	CHECK(got_resp.len == 4 && memcmp(got_resp.data, pong, 4) == 0);
+	tls_call_free(call);
+	tls_buf_cleanup(&to_cli);
+	tls_buf_cleanup(&to_srv);
+	tls_buf_cleanup(&got_req);
+	tls_buf_cleanup(&got_resp);
+	tls_client_free(c);
+	srv_close(&a);
+}
+
 TEST(replayed_first_flight_is_not_executed_twice)
 {
 	struct tls_client *c = client_open(ca);

@@ -26,7 +26,8 @@
 
 /* AF_XDP sockets one rx queue can be spread over (slots per queue in r2p2_xsks). */
 #define R2P2_XSK_PER_QUEUE 16
-/* rx queues the program steers; packets on higher queues count as no_socket. */
+/* rx queues the program steers (entries of r2p2_qconf) and the daemon opens AF_XDP
+ * sockets on; packets on higher queues count as no_socket. */
 #define R2P2_MAX_QUEUES 64
 /* entries of r2p2_xsks */
 #define R2P2_XSK_SLOTS (R2P2_XSK_PER_QUEUE * R2P2_MAX_QUEUES)
