@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * interop_openssl: an OpenSSL 3 client, written from docs/PROTOCOL.md ("tls mode"),
- * against our BoringSSL server (daemon/tls.c). Proves a full handshake as two
+ * against our BoringSSL server (daemon/security/tls.c). Proves a full handshake as two
  * exchanges (CLIENT_FIRST, SERVER_HANDSHAKE, CLIENT_SECOND, SERVER_FINAL) with
  * chain and name verification, that the ticket allows early data, a resumed 0-RTT
  * exchange in one round trip with the request accepted as early data, a resumed
@@ -46,7 +46,7 @@
 #error "R2P2_SOURCE_DIR must name the source tree (tests/CMakeLists.txt)"
 #endif
 
-/* docs/PROTOCOL.md, "tls mode": deliberately not taken from daemon/tls.h */
+/* docs/PROTOCOL.md, "tls mode": deliberately not taken from daemon/security/tls.h */
 #define FRAME_VERSION 1
 #define FRAME_HDR_LEN 10
 enum {

@@ -1872,7 +1872,7 @@ Test(engine, new_rejects_bad_config)
 
 /* ---- encrypted modes: free flag bits and the 0xFFFF framing ------------------------- */
 
-#define TLS_BIT 0x20 /* R2P2_F_TLS (daemon/tls.h); any free bit behaves the same */
+#define TLS_BIT 0x20 /* R2P2_F_TLS (daemon/security/tls.h); any free bit behaves the same */
 
 /* check_all_flags checks that every R2P2 packet `n` sent carries exactly the free bits `flags`. */
 static void check_all_flags(const struct node *n, uint8_t flags)

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * test_lane: the shared-memory transport end to end in one process: the daemon
- * side (daemon/lane.c) driven by the test, libr2p2 talking to a fake daemon
+ * side (daemon/ipc/lane.c) driven by the test, libr2p2 talking to a fake daemon
  * thread on a real SEQPACKET socket in a temporary directory.
  */
 #include <criterion/criterion.h>
@@ -754,7 +754,7 @@ Test(lane, hostile_cq_head_while_overflowing)
 
 /*
  * test_lane is linked with -Wl,--wrap=malloc,--wrap=calloc (tests/CMakeLists.txt):
- * every malloc and calloc of its own objects, daemon/lane.c included, comes here,
+ * every malloc and calloc of its own objects, daemon/ipc/lane.c included, comes here,
  * and while `alloc_countdown` is armed the call that brings it to zero fails.
  */
 void *__real_malloc(size_t size);

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * test_tls: tls mode end to end in one process (daemon/tls.c): client and server
+ * test_tls: tls mode end to end in one process (daemon/security/tls.c): client and server
  * objects exchange flights directly. Proves full handshake then 0-RTT, exactly-once
  * execution on every path (1-RTT fallback, replay, large messages), tickets across
  * servers and STEK rotation, certificate and name checks, and that corrupted or

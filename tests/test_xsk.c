@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
- * test_xsk: the AF_XDP framing of daemon/xsk.c (build/parse round trips for IPv4,
+ * test_xsk: the AF_XDP framing of daemon/net/xsk.c (build/parse round trips for IPv4,
  * IPv6 and VLAN, checksums against a byte-wise RFC 1071 reference, runts and lying
- * lengths refused) and the rtnetlink parsing and cache of daemon/neigh.c from canned
+ * lengths refused) and the rtnetlink parsing and cache of daemon/net/neigh.c from canned
  * messages.
  *
  * test_xsk --veth: the real thing, as root. Two namespaces joined by a veth pair,

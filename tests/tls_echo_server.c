@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * tls_echo_server: our tls-mode server (daemon/tls.c, BoringSSL) behind two pipes,
+ * tls_echo_server: our tls-mode server (daemon/security/tls.c, BoringSSL) behind two pipes,
  * for tests/interop_openssl.c, which must not load BoringSSL into its own process.
  *
  * Usage: tls_echo_server CERT KEY STEK [SERVICE]   (SERVICE defaults to echo.svc)

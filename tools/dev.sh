@@ -4,6 +4,7 @@
 #   ./tools/dev.sh build   install missing Debian packages, configure and build
 #   ./tools/dev.sh demo    build, then run two daemons in two namespaces + an echo service
 #   ./tools/dev.sh test    build (sanitized), then run the whole suite through ctest
+#   ./tools/dev.sh lint    check the formatting and the daemon's function size and complexity
 #   ./tools/dev.sh bench   build (optimised, with the gRPC peers), then run the benchmarks
 #                          (tools/bench.sh; arguments are passed on, e.g. -s 0 skips the soak;
 #                          then tools/bench-backends.sh: the xdp and udp data paths compared)
@@ -14,7 +15,8 @@ JOBS=$(nproc 2>/dev/null || echo 2)
 
 PKGS=(cmake pkg-config make clang llvm libclang-rt-14-dev liburing-dev libcriterion-dev
 	libinih-dev libsystemd-dev android-libboringssl-dev openssl libssl-dev iproute2 kmod procps
-	libbpf-dev bpftool libelf-dev zlib1g-dev util-linux libxdp-dev libmnl-dev)
+	libbpf-dev bpftool libelf-dev zlib1g-dev util-linux libxdp-dev libmnl-dev clang-format
+	clang-tidy)
 # Only for `bench`: the gRPC peers (tools/grpc, -DR2P2_BENCH_PEERS=ON) and the figures.
 BENCH_PKGS=(libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev g++ gnuplot-nox)
 
@@ -62,6 +64,12 @@ test)
 	cd "$SRC/build-test"
 	ctest --output-on-failure --timeout 600 "${@:2}"
 	;;
+lint)
+	install_deps
+	bash "$SRC/tools/lint.sh"
+	build "$SRC/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_EXPORT_COMPILE_COMMANDS=ON
+	exec bash "$SRC/tools/lint.sh" --complexity "$SRC/build"
+	;;
 bench)
 	install_deps "${BENCH_PKGS[@]}"
 	build "$SRC/build" -DCMAKE_BUILD_TYPE=Release -DR2P2_BENCH_PEERS=ON
@@ -69,7 +77,7 @@ bench)
 	exec bash "$SRC/tools/bench-backends.sh" "$SRC/build"
 	;;
 *)
-	echo "usage: $0 build|demo|test|bench" >&2
+	echo "usage: $0 build|demo|test|lint|bench" >&2
 	exit 2
 	;;
 esac

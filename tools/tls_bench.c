@@ -4,7 +4,7 @@
  *
  * Loop A (r2p2 tls): tls_call_begin -> tls_server_input -> tls_server_respond ->
  * tls_call_input with a 4-byte request and response, every RPC resuming the
- * ticket of the previous one with the request as 0-RTT data (daemon/tls.c: our
+ * ticket of the previous one with the request as 0-RTT data (daemon/security/tls.c: our
  * framing, STEK ticket AEAD, strike register, SNI check, per-service ticket cache).
  * Loop B (bare BoringSSL): the same exchange with plain SSL objects and memory BIOs:
  * resumption + 0-RTT + half-RTT response and ticket, BoringSSL's own ticket keys,

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The ABI between the XDP program (bpf/r2p2.bpf.c) and user space (daemon/xdp.c,
+ * The ABI between the XDP program (bpf/r2p2.bpf.c) and user space (daemon/net/xdp.c,
  * the tests, bpftool): map keys and values, per-CPU counters, limits, and the
  * steering hash. Defined once here; both sides include this header.
  *
@@ -8,7 +8,7 @@
  * __u* fields in host byte order. Padding is written out and must be zero.
  * This header must stay free of libc so that BPF programs can include it.
  *
- * Maps (all pinned under /sys/fs/bpf/r2p2/<ifname>/ by daemon/xdp.c):
+ * Maps (all pinned under /sys/fs/bpf/r2p2/<ifname>/ by daemon/net/xdp.c):
  *   r2p2_ports  HASH           r2p2_port_key -> r2p2_port_val   UDP ports served by R2P2
  *   r2p2_qconf  ARRAY          u32 queue     -> r2p2_qconf      sockets bound to each rx queue
  *   r2p2_xsks   XSKMAP         u32 slot      -> AF_XDP socket   slot = queue * R2P2_XSK_PER_QUEUE +
@@ -60,7 +60,7 @@ _Static_assert(sizeof(struct r2p2_qconf) == 8, "ABI");
 
 /*
  * Value of r2p2_stats (one per CPU): every packet the program sees bumps exactly one
- * counter. Sum over CPUs for totals (xdp_stats_sum in daemon/xdp.c).
+ * counter. Sum over CPUs for totals (xdp_stats_sum in daemon/net/xdp.c).
  */
 struct r2p2_stats {
 	__u64 steered;		 /* valid R2P2, redirected to an AF_XDP socket */

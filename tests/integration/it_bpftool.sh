@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# it_bpftool: the XDP program attached by daemon/xdp.c (through tests/integration/xdp_attach)
+# it_bpftool: the XDP program attached by daemon/net/xdp.c (through tests/integration/xdp_attach)
 # to the veth in namespace B is visible to bpftool under /sys/fs/bpf/r2p2/<ifname>/ with
 # counters by field name; R2P2 packets from A move no_socket (no AF_XDP socket is bound),
 # malformed ones move dropped_malformed, other ports passed_not_r2p2; SIGTERM detaches and

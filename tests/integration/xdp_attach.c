@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * xdp_attach: attaches the XDP program to one interface through daemon/xdp.c, prints
+ * xdp_attach: attaches the XDP program to one interface through daemon/net/xdp.c, prints
  * "attached IFNAME MODE PIN_DIR", waits for SIGTERM or SIGINT, prints the summed
  * counters and detaches (unpinning everything). Used by it_bpftool.sh.
  *

@@ -7,7 +7,7 @@
  * are parsed and built here, so callers see r2p2_addr endpoints and payloads only.
  *
  * This module never loads an XDP program (libxdp's default program is inhibited):
- * the caller puts xsk_port_fd() into the program's XSKMAP (daemon/xdp.c,
+ * the caller puts xsk_port_fd() into the program's XSKMAP (daemon/net/xdp.c,
  * xdp_xsk_register).
  *
  * Frames. The UMEM's frames are split in two fixed pools: rx frames circulate

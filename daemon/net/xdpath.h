@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The xdp backend, as the main thread sets it up: pick the interface, load and
- * attach the steering program (daemon/xdp.c), and bind one AF_XDP socket per
- * (worker, rx queue) over one shared UMEM per queue (daemon/xsk.c). The workers
+ * attach the steering program (daemon/net/xdp.c), and bind one AF_XDP socket per
+ * (worker, rx queue) over one shared UMEM per queue (daemon/net/xsk.c). The workers
  * then drive their sockets from their own io_uring.
  */
 #ifndef R2P2D_XDPATH_H

@@ -20,7 +20,7 @@
  *
  * Threads: a struct sealed_assoc and the sealed_ctx made from it belong to one
  * client worker; a struct sealed_server to one server worker. The strike register
- * (daemon/replay.h) is shared by the workers of a server and is thread-safe.
+ * (daemon/security/replay.h) is shared by the workers of a server and is thread-safe.
  */
 #ifndef R2P2D_SEALED_H
 #define R2P2D_SEALED_H
