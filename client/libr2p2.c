@@ -990,6 +990,11 @@ R2P2_API const char *r2p2_strerror(int err)
 		return "malformed or unauthentic reply (tls)";
 	case ESHUTDOWN:
 		return "r2p2d is shutting down";
+	case EALREADY:
+		return "the server had already run this request (an earlier copy); not run again";
+	case ENOTRECOVERABLE:
+		return "the request may have run: the server could not tell (it restarted, or the "
+		       "attempt was too old for its replay record)";
 	}
 	s = strerrordesc_np(err);
 	return s ? s : "unknown error";

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -40,6 +41,17 @@ static const uint8_t req_hdr[4] = {R2P2_MAGIC, R2P2_HDR_LEN, R2P2_REQUEST << 4,
 				   R2P2_F_FIRST | R2P2_F_LAST | R2P2_F_SEALED};
 static const uint8_t resp_hdr[4] = {R2P2_MAGIC, R2P2_HDR_LEN, R2P2_RESPONSE << 4,
 				    R2P2_F_FIRST | R2P2_F_LAST | R2P2_F_SEALED};
+
+/* The server every request of these tests is sent to (and bound to): 10.0.0.2:8000. */
+static const struct r2p2_addr self_addr = {.family = AF_INET, .port = 0x401f /* 8000, be */,
+					   .addr = {10, 0, 0, 2}};
+
+/* checks_at returns the server checks at unix ms `now` (the register on the same clock). */
+static struct sealed_checks checks_at(uint64_t now)
+{
+	return (struct sealed_checks){.now_ms = now, .now_ns = now * 1000000ull, .window_ms = W,
+				      .self = &self_addr, .num_self = 1};
+}
 
 /* ---- fixtures ------------------------------------------------------------------ */
 
@@ -153,8 +165,9 @@ static enum sealed_reason open_req(struct server *sv, const struct stek_set *set
 				   struct sealed_ctx *ctx)
 {
 	enum sealed_reason why = (enum sealed_reason)99;
-	int rc = sealed_open_request(sv->s, set, service, sv->strike, now, W, hdr, msg, len, out,
-				     ctx, &why);
+	struct sealed_checks chk = checks_at(now);
+	int rc = sealed_open_request(sv->s, set, service, sv->strike, &chk, hdr, msg, len, out, ctx,
+				     &why);
 
 	CHECK_EQ(rc, why == SEALED_OK ? 0 : -EBADMSG);
 	if (why != SEALED_OK) {
@@ -186,9 +199,10 @@ static uint64_t rejected(struct server *sv, enum sealed_reason why)
  *   token = id | tn | AESGCM(tk).encrypt(tn, K|aid|be64(expiry)|sha256(svc)[:8],
  *                                        id | "r2p2 sealed token v1")
  *   prk   = HMAC-SHA256(aid, K); k_req = HKDF-Expand(prk, "r2p2 sealed request"|N, 16)
- *   head  = 01 | token | N | be64(ts); request = head | AESGCM(k_req).encrypt(0^12,
- *           "ping", cc 08 00 10 | head)
- *   rhead = 01 | N | R; response = rhead | AESGCM(k_resp).encrypt(R, "pong",
+ *   bind  = ::ffff:10.0.0.2 (16) | be16(8000), the server the request is sent to
+ *   head  = 02 | token | N | be64(ts) | bind; request = head | AESGCM(k_req).encrypt(
+ *           0^12, "ping", cc 08 00 10 | head)
+ *   rhead = 02 | N | R; response = rhead | AESGCM(k_resp).encrypt(R, "pong",
  *           cc 08 10 10 | rhead)
  * and pasted here; BoringSSL must reproduce them byte for byte.
  */
@@ -202,13 +216,14 @@ static uint64_t rejected(struct server *sv, enum sealed_reason why)
 	"1e48647961b10accff4fa9b786acb7bc256bd525f4e7319d64f1cdfcc3ea82b0"                         \
 	"605e7a93b179609f"
 #define V_REQUEST                                                                                  \
-	"010000000a202122232425262728292a2bb1e07010818e91810c04e6f0c59c66"                         \
+	"020000000a202122232425262728292a2bb1e07010818e91810c04e6f0c59c66"                         \
 	"701e48647961b10accff4fa9b786acb7bc256bd525f4e7319d64f1cdfcc3ea82"                         \
-	"b0605e7a93b179609fdeadbeef00000000000000050000018bcfe56800075dec"                         \
-	"6398aa58f601763d5bb911773cc402af6a"
+	"b0605e7a93b179609fdeadbeef00000000000000050000018bcfe56800000000"                         \
+	"00000000000000ffff0a0000021f40075dec63579356db8471c0ed5f81249364"                         \
+	"40863f"
 #define V_RESPONSE                                                                                 \
-	"01deadbeef0000000000000005303132333435363738393a3bfc5ee051ed3988"                         \
-	"e0fecc3a43fafe3db74bd0ba19"
+	"02deadbeef0000000000000005303132333435363738393a3bfc5ee051f274e5"                         \
+	"7e3f321260e9c05d8e08cf1c91"
 #define V_EXPIRY 1700000600000ull
 
 static const uint8_t v_id[8] = {0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88};
@@ -282,11 +297,11 @@ TEST(vector_token_request_response)
 	unhex(V_TOKEN, want, SEALED_TOKEN_LEN);
 	CHECK_MEM(a.token, want, SEALED_TOKEN_LEN);
 
-	CHECK_EQ(sealed_seal_request(&a, req_hdr, (const uint8_t *)"ping", 4, NOW, &wire, &cctx),
+	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"ping", 4, NOW, &wire, &cctx),
 		 0);
-	CHECK_EQ(wire.len, 113);
-	unhex(V_REQUEST, want, 113);
-	CHECK_MEM(wire.data, want, 113);
+	CHECK_EQ(wire.len, 131);
+	unhex(V_REQUEST, want, 131);
+	CHECK_MEM(wire.data, want, 131);
 	CHECK_EQ(a.counter, 6);
 	unhex(V_K_RESP, want, 16);
 	CHECK_MEM(cctx.k_resp, want, 16);
@@ -333,7 +348,7 @@ TEST(round_trip_sizes)
 		size_t len = sizes[i];
 		struct sealed_ctx cctx, sctx;
 
-		CHECK_EQ(sealed_seal_request(&a, req_hdr, req, len, NOW, &wire, &cctx), 0);
+		CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, req, len, NOW, &wire, &cctx), 0);
 		CHECK_EQ(wire.len, SEALED_REQ_OVERHEAD + len);
 		CHECK_EQ(
 		    open_req(&sv, set, SVC, NOW + 3, req_hdr, wire.data, wire.len, &plain, &sctx),
@@ -382,7 +397,7 @@ TEST(nonces_never_repeat)
 	CHECK_EQ(sealed_assoc_init(&b, blob, NOW), 0);
 	CHECK(memcmp(a.prefix, b.prefix, 4) != 0); /* 2^-32 to fail by chance */
 	for (int i = 0; i < 1000; i++) {
-		CHECK_EQ(sealed_seal_request(&a, req_hdr, NULL, 0, NOW, &wire, &ctx), 0);
+		CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, NULL, 0, NOW, &wire, &ctx), 0);
 		memcpy(seen[i], wire.data + 1 + SEALED_TOKEN_LEN, 12);
 		CHECK_MEM(seen[i], a.prefix, 4);
 		CHECK_EQ(seen[i][11] | seen[i][10] << 8, i);
@@ -390,7 +405,7 @@ TEST(nonces_never_repeat)
 			CHECK(memcmp(seen[i], seen[j], 12) != 0);
 	}
 	a.counter = UINT64_MAX;
-	CHECK_EQ(sealed_seal_request(&a, req_hdr, NULL, 0, NOW, &wire, &ctx), -EOVERFLOW);
+	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, NULL, 0, NOW, &wire, &ctx), -EOVERFLOW);
 	sealed_ctx_cleanup(&ctx);
 	sealed_assoc_cleanup(&a);
 	sealed_assoc_cleanup(&b);
@@ -408,7 +423,8 @@ enum {
 	OFF_TOKEN_REST = 5,
 	OFF_N = 1 + SEALED_TOKEN_LEN,
 	OFF_TS = OFF_N + 12,
-	OFF_CT = OFF_TS + 8,
+	OFF_BIND = OFF_TS + 8,
+	OFF_CT = OFF_BIND + SEALED_BIND_LEN,
 	OFF_TAG = OFF_CT + 4,
 	REQ_LEN = OFF_TAG + 16,
 };
@@ -430,7 +446,9 @@ static enum sealed_reason expect_for_flip(const struct stek_set *set, const uint
 	}
 	if (byte < OFF_N)
 		return SEALED_REJ_BAD_TOKEN;
-	if (byte >= OFF_TS && byte < OFF_CT) {
+	if (byte >= OFF_BIND && byte < OFF_CT)
+		return SEALED_REJ_WRONG_SERVER; /* checked first: another server's address */
+	if (byte >= OFF_TS && byte < OFF_BIND) {
 		uint64_t ts = 0;
 
 		for (int i = 0; i < 8; i++)
@@ -453,7 +471,7 @@ TEST(flipped_bits_rejected_with_reason)
 	const char *field;
 
 	bootstrap(&sv, set, SVC, NOW, 0, &a);
-	CHECK_EQ(sealed_seal_request(&a, req_hdr, (const uint8_t *)"ping", 4, NOW, &wire, &cctx),
+	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"ping", 4, NOW, &wire, &cctx),
 		 0);
 	CHECK_EQ(wire.len, REQ_LEN);
 
@@ -462,7 +480,8 @@ TEST(flipped_bits_rejected_with_reason)
 		field = byte == 0	 ? "version"
 			: byte < OFF_N	 ? "token"
 			: byte < OFF_TS	 ? "nonce"
-			: byte < OFF_CT	 ? "timestamp"
+			: byte < OFF_BIND ? "timestamp"
+			: byte < OFF_CT	 ? "binding"
 			: byte < OFF_TAG ? "ciphertext"
 					 : "tag";
 		for (int bit = 0; bit < 8; bit++) {
@@ -506,6 +525,7 @@ TEST(flipped_bits_rejected_with_reason)
 		CHECK_MSG(rejected(&sv, r) == tally[r], "%s: counted %ju, want %ju",
 			  sealed_reason_name(r), (uintmax_t)rejected(&sv, r), (uintmax_t)tally[r]);
 	CHECK(tally[SEALED_REJ_UNKNOWN_KEY] && tally[SEALED_REJ_BAD_TOKEN] &&
+	      tally[SEALED_REJ_WRONG_SERVER] &&
 	      tally[SEALED_REJ_STALE] && tally[SEALED_REJ_BAD_AEAD] && tally[SEALED_REJ_MALFORMED]);
 
 	/* nothing forged reached the register: the genuine request still opens, with F/L flipped */
@@ -560,7 +580,7 @@ TEST(replay_refused_never_second_plaintext)
 	struct tls_buf wire = {0}, plain = {0};
 
 	bootstrap(&sv, set, SVC, NOW, 0, &a);
-	CHECK_EQ(sealed_seal_request(&a, req_hdr, (const uint8_t *)"once", 4, NOW, &wire, &cctx),
+	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"once", 4, NOW, &wire, &cctx),
 		 0);
 	CHECK_EQ(open_req(&sv, set, SVC, NOW, req_hdr, wire.data, wire.len, &plain, &sctx),
 		 SEALED_OK);
@@ -601,12 +621,12 @@ TEST(retired_key_unknown)
 	bootstrap(&sv, s0, SVC, NOW, 0, &a);
 
 	CHECK_MSG(stek_rotate_file(p, &s1, err, sizeof(err)) == 0, "%s", err);
-	CHECK_EQ(sealed_seal_request(&a, req_hdr, (const uint8_t *)"x", 1, NOW, &wire, &cctx), 0);
+	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"x", 1, NOW, &wire, &cctx), 0);
 	CHECK_EQ(open_req(&sv, s1, SVC, NOW, req_hdr, wire.data, wire.len, &plain, &sctx),
 		 SEALED_OK); /* the minting key is `previous` now */
 
 	CHECK_MSG(stek_rotate_file(p, &s2, err, sizeof(err)) == 0, "%s", err);
-	CHECK_EQ(sealed_seal_request(&a, req_hdr, (const uint8_t *)"x", 1, NOW, &wire, &cctx), 0);
+	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"x", 1, NOW, &wire, &cctx), 0);
 	why = open_req(&sv, s2, SVC, NOW, req_hdr, wire.data, wire.len, &plain, &sctx);
 	CHECK_EQ(why, SEALED_REJ_UNKNOWN_KEY);
 	CHECK_EQ(rejected(&sv, SEALED_REJ_UNKNOWN_KEY), 1);
@@ -638,10 +658,10 @@ TEST(reused_key_id_not_cached)
 	struct tls_buf wire = {0}, plain = {0};
 
 	bootstrap(&sv, s1, SVC, NOW, 0, &a);
-	CHECK_EQ(sealed_seal_request(&a, req_hdr, NULL, 0, NOW, &wire, &cctx), 0);
+	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, NULL, 0, NOW, &wire, &cctx), 0);
 	CHECK_EQ(open_req(&sv, s1, SVC, NOW, req_hdr, wire.data, wire.len, &plain, &sctx),
 		 SEALED_OK);
-	CHECK_EQ(sealed_seal_request(&a, req_hdr, NULL, 0, NOW, &wire, &cctx), 0);
+	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, NULL, 0, NOW, &wire, &cctx), 0);
 	CHECK_EQ(open_req(&sv, s2, SVC, NOW, req_hdr, wire.data, wire.len, &plain, &sctx),
 		 SEALED_REJ_BAD_TOKEN);
 	CHECK_EQ(open_req(&sv, s1, SVC, NOW, req_hdr, wire.data, wire.len, &plain, &sctx),
@@ -665,7 +685,7 @@ TEST(token_for_other_service)
 	struct tls_buf wire = {0}, plain = {0};
 
 	bootstrap(&sv, set, "a.svc", NOW, 0, &a);
-	CHECK_EQ(sealed_seal_request(&a, req_hdr, (const uint8_t *)"hi", 2, NOW, &wire, &cctx), 0);
+	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"hi", 2, NOW, &wire, &cctx), 0);
 	CHECK_EQ(open_req(&sv, set, "b.svc", NOW, req_hdr, wire.data, wire.len, &plain, &sctx),
 		 SEALED_REJ_WRONG_SERVICE);
 	CHECK_EQ(rejected(&sv, SEALED_REJ_WRONG_SERVICE), 1);
@@ -693,17 +713,17 @@ TEST(expired_association)
 
 	bootstrap(&sv, set, SVC, NOW, 1000, &a);
 	CHECK_EQ(a.expiry_ms, NOW + 1000);
-	CHECK_EQ(sealed_seal_request(&a, req_hdr, NULL, 0, NOW + 999, &wire, &cctx), 0);
+	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, NULL, 0, NOW + 999, &wire, &cctx), 0);
 	CHECK_EQ(open_req(&sv, set, SVC, NOW + 999, req_hdr, wire.data, wire.len, &plain, &sctx),
 		 SEALED_OK);
 	/* the client's clock is behind: it still sends; the server refuses at expiry */
-	CHECK_EQ(sealed_seal_request(&a, req_hdr, NULL, 0, NOW + 500, &wire, &cctx), 0);
+	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, NULL, 0, NOW + 500, &wire, &cctx), 0);
 	CHECK_EQ(open_req(&sv, set, SVC, NOW + 1000, req_hdr, wire.data, wire.len, &plain, &sctx),
 		 SEALED_REJ_EXPIRED);
 	CHECK_EQ(rejected(&sv, SEALED_REJ_EXPIRED), 1);
 	CHECK(sealed_reason_rebootstrap(SEALED_REJ_EXPIRED));
 	/* the client refuses to use an association it knows has expired */
-	CHECK_EQ(sealed_seal_request(&a, req_hdr, NULL, 0, NOW + 1000, &wire, &cctx), -ESTALE);
+	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, NULL, 0, NOW + 1000, &wire, &cctx), -ESTALE);
 	CHECK(!cctx.armed);
 	CHECK_EQ(sealed_assoc_mint(sv.s, set, SVC, NOW, 1000, blob), 0);
 	CHECK_EQ(sealed_assoc_init(&b, blob, NOW + 1000), -ESTALE);
@@ -736,7 +756,7 @@ TEST(stale_timestamp)
 	bootstrap(&sv, set, SVC, NOW - 2 * W, 0, &a);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		CHECK_EQ(
-		    sealed_seal_request(&a, req_hdr, NULL, 0, NOW + cases[i].skew, &wire, &cctx),
+		    sealed_seal_request(&a, req_hdr, &self_addr, NULL, 0, NOW + cases[i].skew, &wire, &cctx),
 		    0);
 		CHECK_EQ(open_req(&sv, set, SVC, NOW, req_hdr, wire.data, wire.len, &plain, &sctx),
 			 cases[i].want);
@@ -767,7 +787,7 @@ TEST(two_servers_one_association)
 		struct stek_set *set = i % 2 ? set2 : set1;
 
 		CHECK_EQ(
-		    sealed_seal_request(&a, req_hdr, (const uint8_t *)"abcd", 4, NOW, &wire, &cctx),
+		    sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"abcd", 4, NOW, &wire, &cctx),
 		    0);
 		CHECK_EQ(open_req(sv, set, SVC, NOW, req_hdr, wire.data, wire.len, &plain, &sctx),
 			 SEALED_OK);
@@ -783,7 +803,7 @@ TEST(two_servers_one_association)
 	 */
 	struct tls_buf r1 = {0}, r2 = {0};
 	struct sealed_ctx c1, c2;
-	CHECK_EQ(sealed_seal_request(&a, req_hdr, (const uint8_t *)"dup", 3, NOW, &wire, &cctx), 0);
+	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"dup", 3, NOW, &wire, &cctx), 0);
 	CHECK_EQ(open_req(&sv1, set1, SVC, NOW, req_hdr, wire.data, wire.len, &plain, &c1),
 		 SEALED_OK);
 	CHECK_EQ(open_req(&sv2, set2, SVC, NOW, req_hdr, wire.data, wire.len, &plain, &c2),
@@ -823,7 +843,7 @@ TEST(strike_register_bounded_fails_closed)
 		enum sealed_reason why;
 
 		CHECK_EQ(
-		    sealed_seal_request(&a, req_hdr, (const uint8_t *)"f", 1, NOW, &wire, &cctx),
+		    sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"f", 1, NOW, &wire, &cctx),
 		    0);
 		why = open_req(&sv, set, SVC, NOW, req_hdr, wire.data, wire.len, &plain, &sctx);
 		CHECK_MSG(why == SEALED_OK || why == SEALED_REJ_FULL, "%s",
@@ -842,7 +862,7 @@ TEST(strike_register_bounded_fails_closed)
 	CHECK(!sealed_reason_rebootstrap(SEALED_REJ_FULL));
 	/* time frees room: two windows later a fresh request is accepted again */
 	uint64_t later = NOW + 2 * 2 * W + 1;
-	CHECK_EQ(sealed_seal_request(&a, req_hdr, (const uint8_t *)"f", 1, later, &wire, &cctx), 0);
+	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"f", 1, later, &wire, &cctx), 0);
 	CHECK_EQ(open_req(&sv, set, SVC, later, req_hdr, wire.data, wire.len, &plain, &sctx),
 		 SEALED_OK);
 	sealed_ctx_cleanup(&cctx);
@@ -919,7 +939,7 @@ TEST(bootstrap_encode_decode_strict)
 	CHECK_EQ(sealed_boot_resp_encode(blob, NULL, 0, &b), 0);
 	CHECK_EQ(sealed_boot_resp_decode(b.data, b.len, &gblob, &app, &app_len), 0);
 	CHECK_EQ(sealed_assoc_init(&a, gblob, NOW), 0);
-	CHECK_EQ(sealed_seal_request(&a, req_hdr, (const uint8_t *)"go", 2, NOW, &wire, &cctx), 0);
+	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"go", 2, NOW, &wire, &cctx), 0);
 	CHECK_EQ(open_req(&sv, set, SVC, NOW, req_hdr, wire.data, wire.len, &plain, &sctx),
 		 SEALED_OK);
 	CHECK_MEM(plain.data, "go", 2);
@@ -955,15 +975,236 @@ TEST(reject_encode_decode)
 	m[3] = 0;
 	CHECK_EQ(sealed_reject_decode(m, 2, &why), -EBADMSG);
 	CHECK_EQ(sealed_reject_decode(m, 4, &why), -EBADMSG);
-	m[0] = 2;
+	m[0] = 1; /* the version before requests were bound */
 	CHECK_EQ(sealed_reject_decode(m, 3, &why), -EBADMSG);
-	m[0] = 1, m[1] = 0xFE;
+	m[0] = SEALED_VERSION, m[1] = 0xFE;
 	CHECK_EQ(sealed_reject_decode(m, 3, &why), -EBADMSG);
 	m[1] = 0xFF, m[2] = 0;
 	CHECK_EQ(sealed_reject_decode(m, 3, &why), -EBADMSG);
 	m[2] = SEALED_REASON_MAX + 1;
 	CHECK_EQ(sealed_reject_decode(m, 3, &why), -EBADMSG);
 	CHECK_STR(sealed_reason_name(200), "?");
+}
+
+/* ---- the guarantees around the crypto: binding, restart, clock, retry -------------- */
+
+/* A request bound to one server is refused by another server of the fleet (same STEK). */
+TEST(copy_to_another_server_refused)
+{
+	static const struct r2p2_addr other = {.family = AF_INET, .port = 0x401f,
+					       .addr = {10, 0, 0, 3}};
+	static const struct r2p2_addr other_port = {.family = AF_INET, .port = 0x411f,
+						    .addr = {10, 0, 0, 2}};
+	struct stek_set *set = std_set();
+	struct server a_sv = server_new(64), b_sv = server_new(64);
+	struct sealed_assoc a;
+	struct sealed_ctx cctx, sctx;
+	struct tls_buf wire = {0}, plain = {0};
+	struct sealed_checks chk_b = checks_at(NOW);
+	enum sealed_reason why;
+
+	bootstrap(&a_sv, set, SVC, NOW, 0, &a);
+	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"pay", 3, NOW, &wire,
+				     &cctx),
+		 0);
+	chk_b.self = &other; /* server B: 10.0.0.3:8000 */
+	CHECK_EQ(sealed_open_request(b_sv.s, set, SVC, b_sv.strike, &chk_b, req_hdr, wire.data,
+				     wire.len, &plain, &sctx, &why),
+		 -EBADMSG);
+	CHECK_EQ(why, SEALED_REJ_WRONG_SERVER);
+	chk_b.self = &other_port; /* the right address, another port */
+	CHECK_EQ(sealed_open_request(b_sv.s, set, SVC, b_sv.strike, &chk_b, req_hdr, wire.data,
+				     wire.len, &plain, &sctx, &why),
+		 -EBADMSG);
+	CHECK_EQ(why, SEALED_REJ_WRONG_SERVER);
+	/* port 0 in a self entry stands for the service's port */
+	struct r2p2_addr any_port = self_addr;
+	any_port.port = 0;
+	chk_b.self = &any_port;
+	chk_b.port = self_addr.port;
+	CHECK_EQ(sealed_open_request(a_sv.s, set, SVC, a_sv.strike, &chk_b, req_hdr, wire.data,
+				     wire.len, &plain, &sctx, &why),
+		 0);
+	CHECK_MEM(plain.data, "pay", 3);
+	sealed_ctx_cleanup(&cctx);
+	sealed_ctx_cleanup(&sctx);
+	sealed_assoc_cleanup(&a);
+	tls_buf_cleanup(&wire);
+	tls_buf_cleanup(&plain);
+	server_free(&a_sv);
+	server_free(&b_sv);
+	stek_set_put(set);
+}
+
+/* After a start, a request stamped before it is refused: it could have run before. */
+TEST(restart_refuses_what_could_predate_it)
+{
+	struct stek_set *set = std_set();
+	struct server sv = server_new(64);
+	struct sealed_assoc a;
+	struct sealed_ctx cctx, sctx;
+	struct tls_buf wire = {0}, plain = {0};
+	struct sealed_checks chk = checks_at(NOW);
+	enum sealed_reason why;
+
+	bootstrap(&sv, set, SVC, NOW, 0, &a);
+	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"x", 1, NOW, &wire,
+				     &cctx),
+		 0);
+	chk.start_ms = NOW + 1; /* the server started after the request was stamped */
+	CHECK_EQ(sealed_open_request(sv.s, set, SVC, sv.strike, &chk, req_hdr, wire.data, wire.len,
+				     &plain, &sctx, &why),
+		 -EBADMSG);
+	CHECK_EQ(why, SEALED_REJ_RESTARTED);
+	chk.start_ms = NOW; /* stamped at or after the start: the register covers it */
+	CHECK_EQ(sealed_open_request(sv.s, set, SVC, sv.strike, &chk, req_hdr, wire.data, wire.len,
+				     &plain, &sctx, &why),
+		 0);
+	sealed_ctx_cleanup(&cctx);
+	sealed_ctx_cleanup(&sctx);
+	sealed_assoc_cleanup(&a);
+	tls_buf_cleanup(&wire);
+	tls_buf_cleanup(&plain);
+	server_free(&sv);
+	stek_set_put(set);
+}
+
+/* A step of the wall clock against the monotonic one refuses requests for two windows. */
+TEST(clock_step_refuses_instead_of_reopening_the_window)
+{
+	struct stek_set *set = std_set();
+	struct server sv = server_new(64);
+	struct sealed_assoc a;
+	struct sealed_ctx cctx, sctx;
+	struct tls_buf wire = {0}, plain = {0};
+	struct sealed_checks chk = checks_at(NOW);
+	uint64_t mono = 5000000000ull;
+	enum sealed_reason why;
+
+	bootstrap(&sv, set, SVC, NOW - 2 * W, 0, &a);
+	/* the server sees its clocks in step: now_ms - mono/1e6 constant */
+	chk.now_ms = NOW - W;
+	chk.now_ns = mono;
+	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"a", 1, NOW - W,
+				     &wire, &cctx),
+		 0);
+	CHECK_EQ(sealed_open_request(sv.s, set, SVC, sv.strike, &chk, req_hdr, wire.data, wire.len,
+				     &plain, &sctx, &why),
+		 0);
+	sealed_ctx_cleanup(&sctx);
+	/* one window of real time later, the wall clock jumped back by a whole window */
+	chk.now_ns = mono + W * 1000000ull;
+	chk.now_ms = NOW - W;
+	CHECK_EQ(sealed_open_request(sv.s, set, SVC, sv.strike, &chk, req_hdr, wire.data, wire.len,
+				     &plain, &sctx, &why),
+		 -EBADMSG);
+	CHECK_EQ(why, SEALED_REJ_RESTARTED);
+	/* two windows of real time after the step, the register covers the window again */
+	chk.now_ns = mono + 3 * W * 1000000ull + 1;
+	chk.now_ms = NOW + W + 1;
+	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"b", 1, chk.now_ms,
+				     &wire, &cctx),
+		 0);
+	CHECK_EQ(sealed_open_request(sv.s, set, SVC, sv.strike, &chk, req_hdr, wire.data, wire.len,
+				     &plain, &sctx, &why),
+		 0);
+	sealed_ctx_cleanup(&cctx);
+	sealed_ctx_cleanup(&sctx);
+	sealed_assoc_cleanup(&a);
+	tls_buf_cleanup(&wire);
+	tls_buf_cleanup(&plain);
+	server_free(&sv);
+	stek_set_put(set);
+}
+
+/* What a server says about a request sent again after a REJECT. */
+TEST(retry_check_verdicts)
+{
+	struct stek_set *set = std_set();
+	struct server sv = server_new(64);
+	struct sealed_assoc a;
+	struct sealed_ctx cctx, sctx;
+	struct tls_buf wire = {0}, plain = {0};
+	struct sealed_checks chk = checks_at(NOW);
+	struct sealed_prior ran, never, old;
+	enum sealed_reason why;
+
+	bootstrap(&sv, set, SVC, NOW, 0, &a);
+	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"r", 1, NOW, &wire,
+				     &cctx),
+		 0);
+	ran = cctx.prior;
+	CHECK_MEM(ran.id, a.id, SEALED_ID_LEN);
+	CHECK_EQ(ran.ts_ms, NOW);
+	CHECK_EQ(sealed_open_request(sv.s, set, SVC, sv.strike, &chk, req_hdr, wire.data, wire.len,
+				     &plain, &sctx, &why),
+		 0);
+	CHECK_EQ(sealed_retry_check(sv.s, sv.strike, &ran, &chk), SEALED_RETRY_DONE);
+
+	/* a request that never arrived: runs once; its original is refused from then on */
+	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"n", 1, NOW, &wire,
+				     &cctx),
+		 0);
+	never = cctx.prior;
+	CHECK_EQ(sealed_retry_check(sv.s, sv.strike, &never, &chk), SEALED_RETRY_NEW);
+	CHECK_EQ(sealed_retry_check(sv.s, sv.strike, &never, &chk), SEALED_RETRY_DONE);
+	CHECK_EQ(sealed_open_request(sv.s, set, SVC, sv.strike, &chk, req_hdr, wire.data, wire.len,
+				     &plain, &sctx, &why),
+		 -EBADMSG);
+	CHECK_EQ(why, SEALED_REJ_REPLAY);
+
+	/* too old for the register to vouch, or predating the start: unknown */
+	old = never;
+	old.nonce[11] ^= 0x80; /* a counter value never used */
+	old.ts_ms = NOW - W - 1;
+	CHECK_EQ(sealed_retry_check(sv.s, sv.strike, &old, &chk), SEALED_RETRY_UNKNOWN);
+	old.ts_ms = NOW;
+	chk.start_ms = NOW + 1;
+	CHECK_EQ(sealed_retry_check(sv.s, sv.strike, &old, &chk), SEALED_RETRY_UNKNOWN);
+	CHECK_EQ(sealed_retry_check(sv.s, NULL, &old, &chk), SEALED_RETRY_UNKNOWN);
+	sealed_ctx_cleanup(&cctx);
+	sealed_ctx_cleanup(&sctx);
+	sealed_assoc_cleanup(&a);
+	tls_buf_cleanup(&wire);
+	tls_buf_cleanup(&plain);
+	server_free(&sv);
+	stek_set_put(set);
+}
+
+TEST(retry_and_status_encode_decode)
+{
+	struct sealed_prior p = {.id = {1, 2, 3, 4, 5, 6, 7, 8}, .ts_ms = NOW};
+	struct tls_buf b = {0};
+	struct sealed_boot_req r;
+
+	p.nonce[0] = 0xde, p.nonce[11] = 5;
+	CHECK_EQ(sealed_boot_retry_encode(true, &p, (const uint8_t *)"again", 5, &b), 0);
+	CHECK_EQ(b.len, 2 + SEALED_PRIOR_LEN + 5);
+	CHECK_EQ(b.data[0], SEALED_BOOT_RETRY);
+	CHECK_EQ(sealed_boot_req_parse(b.data, b.len, &r), 0);
+	CHECK(r.retry && r.want && r.req_len == 5 && memcmp(r.req, "again", 5) == 0);
+	CHECK_MEM(&r.prior.id, p.id, SEALED_ID_LEN);
+	CHECK_MEM(&r.prior.nonce, p.nonce, SEALED_NONCE_LEN);
+	CHECK_EQ(r.prior.ts_ms, NOW);
+	for (size_t n = 0; n < 2 + SEALED_PRIOR_LEN; n++)
+		CHECK_EQ(sealed_boot_req_parse(b.data, n, &r), -EBADMSG);
+	b.data[1] = 2; /* want is 0 or 1 */
+	CHECK_EQ(sealed_boot_req_parse(b.data, b.len, &r), -EBADMSG);
+	/* the older decoder takes no retry */
+	bool want;
+	const uint8_t *req;
+	size_t len;
+	CHECK_EQ(sealed_boot_req_decode(b.data, b.len, &want, &req, &len), -EBADMSG);
+
+	CHECK_EQ(sealed_boot_status_encode(SEALED_RETRY_DONE, &b), 0);
+	CHECK_EQ(sealed_boot_resp_status(b.data, b.len), SEALED_RETRY_DONE);
+	CHECK_EQ(sealed_boot_status_encode(SEALED_RETRY_UNKNOWN, &b), 0);
+	CHECK_EQ(sealed_boot_resp_status(b.data, b.len), SEALED_RETRY_UNKNOWN);
+	CHECK_EQ(sealed_boot_resp_status(b.data, 1), -EBADMSG);
+	b.data[1] = 0;
+	CHECK_EQ(sealed_boot_resp_status(b.data, 2), -EBADMSG);
+	CHECK_EQ(sealed_boot_resp_status((const uint8_t *)"\x00pong", 5), 0);
+	tls_buf_cleanup(&b);
 }
 
 /* Misuse by the caller: no set or register is an internal error, not a client fault. */
@@ -978,12 +1219,13 @@ TEST(server_misuse)
 	uint8_t blob[SEALED_ASSOC_BLOB_LEN];
 
 	bootstrap(&sv, set, SVC, NOW, 0, &a);
-	CHECK_EQ(sealed_seal_request(&a, req_hdr, NULL, 0, NOW, &wire, &cctx), 0);
-	CHECK_EQ(sealed_open_request(sv.s, NULL, SVC, sv.strike, NOW, W, req_hdr, wire.data,
+	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, NULL, 0, NOW, &wire, &cctx), 0);
+	struct sealed_checks chk = checks_at(NOW);
+	CHECK_EQ(sealed_open_request(sv.s, NULL, SVC, sv.strike, &chk, req_hdr, wire.data,
 				     wire.len, &plain, &sctx, &why),
 		 -EINVAL);
 	CHECK_EQ(why, SEALED_REJ_INTERNAL);
-	CHECK_EQ(sealed_open_request(sv.s, set, SVC, NULL, NOW, W, req_hdr, wire.data, wire.len,
+	CHECK_EQ(sealed_open_request(sv.s, set, SVC, NULL, &chk, req_hdr, wire.data, wire.len,
 				     &plain, &sctx, &why),
 		 -EINVAL);
 	CHECK_EQ(sealed_assoc_mint(sv.s, NULL, SVC, NOW, 0, blob), -EINVAL);

@@ -33,6 +33,10 @@ static char dir[256], ca[320], crt[320], key[320], stek1[320], stek3[320];
 static uint64_t wall = 1700000000000ull; /* unix ms, both hosts */
 static uint64_t mono = 1000000000ull;
 static const struct r2p2_addr client_addr = {.family = AF_INET, .addr = {10, 0, 0, 1}};
+/* the server every call goes to, 10.0.0.2:8000, and another of the fleet, 10.0.0.3 */
+static const struct r2p2_addr server_addr = {.family = AF_INET, .port = 0x401f /* 8000 */,
+					     .addr = {10, 0, 0, 2}};
+static const struct r2p2_addr other_addr = {.family = AF_INET, .addr = {10, 0, 0, 3}};
 
 static uint64_t test_wall_ms(void)
 {
@@ -123,6 +127,9 @@ static void srv_open(struct host_srv *h, enum cfg_security sec, const char *stek
 	CHECK(h->replay && h->sealed_replay);
 	sec_env_init(&h->env, h->stek, h->replay, h->sealed_replay, WINDOW_MS);
 	h->env.wall_ms = test_wall_ms;
+	h->env.self[0] = server_addr;
+	h->env.self[0].port = 0; /* the service's port */
+	h->env.num_self = 1;
 	CHECK_MSG(sec_service_configure(&h->env, &h->svc, &sv, err, sizeof(err)) == 0, "%s", err);
 }
 
@@ -233,7 +240,7 @@ static struct rpc rpc_run(struct host_cli *c, struct host_srv *s, const char *re
 	uint8_t flags;
 	int ret;
 
-	sec_call_init(&call, sec_ops_for(c->cc.security), cli_peer(c), safe);
+	sec_call_init(&call, sec_ops_for(c->cc.security), cli_peer(c), safe, &server_addr);
 	ret = call.ops->protect(&c->env, &call, 0, (const uint8_t *)req, req ? strlen(req) : 0,
 				renew, &m);
 	CHECK_MSG(ret == 0, "protect: %d", ret);
@@ -381,7 +388,7 @@ TEST(tls_garbage_reply_fails_the_call)
 	cli_open(&c, CFG_SEC_TLS);
 	srv_open(&s, CFG_SEC_TLS, stek1);
 	struct sec_msg m;
-	sec_call_init(&call, sec_ops_for(CFG_SEC_TLS), cli_peer(&c), true);
+	sec_call_init(&call, sec_ops_for(CFG_SEC_TLS), cli_peer(&c), true, &server_addr);
 	CHECK(call.ops->protect(&c.env, &call, 0, (const uint8_t *)"x", 1, false, &m) == 0);
 	CHECK(call.ops->finish(&c.env, &call, 0, junk, sizeof(junk), &rep) == SEC_DONE);
 	CHECK(rep.status < 0 && rep.why);
@@ -402,7 +409,7 @@ TEST(tls_answer_after_the_service_lost_its_keys)
 	cli_open(&c, CFG_SEC_TLS);
 	srv_open(&s, CFG_SEC_TLS, stek1);
 	rpc_run(&c, &s, "one", true, false);
-	sec_call_init(&call, sec_ops_for(CFG_SEC_TLS), cli_peer(&c), true);
+	sec_call_init(&call, sec_ops_for(CFG_SEC_TLS), cli_peer(&c), true, &server_addr);
 	CHECK(call.ops->protect(&c.env, &call, 0, (const uint8_t *)"two", 3, false, &m) == 0);
 	struct sec_request rq = {.src = &client_addr, .flags = m.flags, .payload = m.data,
 				 .len = m.len, .now = tick()};
@@ -468,8 +475,8 @@ TEST(sealed_one_bootstrap_at_a_time)
 	cli_open(&c, CFG_SEC_SEALED);
 	srv_open(&s, CFG_SEC_SEALED, stek1);
 	struct sec_peer *p = cli_peer(&c);
-	sec_call_init(&a, sec_ops_for(CFG_SEC_SEALED), p, true);
-	sec_call_init(&b, sec_ops_for(CFG_SEC_SEALED), p, true);
+	sec_call_init(&a, sec_ops_for(CFG_SEC_SEALED), p, true, &server_addr);
+	sec_call_init(&b, sec_ops_for(CFG_SEC_SEALED), p, true, &server_addr);
 	CHECK(a.ops->protect(&c.env, &a, 0, (const uint8_t *)"a", 1, false, &m) == 0);
 	CHECK(a.step == SEC_STEP_TLS_BOOT && p->bootstrapping);
 	CHECK(b.ops->protect(&c.env, &b, 0, (const uint8_t *)"b", 1, false, &m) == 0);
@@ -502,7 +509,7 @@ TEST(sealed_replay_is_refused_with_a_reason)
 	cli_close(&c);
 }
 
-TEST(sealed_refusal_without_rebootstrap_fails_the_call)
+TEST(sealed_reject_is_retried_once_through_tls)
 {
 	struct host_cli c;
 	struct host_srv s;
@@ -514,12 +521,13 @@ TEST(sealed_refusal_without_rebootstrap_fails_the_call)
 	cli_open(&c, CFG_SEC_SEALED);
 	srv_open(&s, CFG_SEC_SEALED, stek1);
 	rpc_run(&c, &s, "one", true, false);
-	sec_call_init(&call, sec_ops_for(CFG_SEC_SEALED), cli_peer(&c), true);
+	sec_call_init(&call, sec_ops_for(CFG_SEC_SEALED), cli_peer(&c), true, &server_addr);
 	CHECK(call.ops->protect(&c.env, &call, 0, (const uint8_t *)"x", 1, false, &m) == 0);
 	CHECK(call.step == SEC_STEP_SEALED);
 	sealed_reject_encode(SEALED_REJ_STALE, rej);
-	CHECK(call.ops->finish(&c.env, &call, 0, rej, sizeof(rej), &rep) == SEC_DONE);
-	CHECK(rep.status == -ECONNREFUSED && rep.why && strcmp(rep.why, "stale") == 0);
+	CHECK(call.ops->finish(&c.env, &call, 0, rej, sizeof(rej), &rep) == SEC_SEND);
+	CHECK(rep.out.flags == R2P2_F_TLS && !rep.same_rid && call.retried);
+	CHECK_MSG(call.step == SEC_STEP_TLS_SVC, "the association is kept: no new one asked");
 	CHECK(cli_peer(&c)->assoc_ready && cli_peer(&c)->rebootstraps == 0);
 	sec_call_release(&call);
 	srv_close(&s);
@@ -538,7 +546,7 @@ TEST(sealed_forged_response_does_not_authenticate)
 	cli_open(&c, CFG_SEC_SEALED);
 	srv_open(&s, CFG_SEC_SEALED, stek1);
 	rpc_run(&c, &s, "one", true, false);
-	sec_call_init(&call, sec_ops_for(CFG_SEC_SEALED), cli_peer(&c), true);
+	sec_call_init(&call, sec_ops_for(CFG_SEC_SEALED), cli_peer(&c), true, &server_addr);
 	CHECK(call.ops->protect(&c.env, &call, 0, (const uint8_t *)"x", 1, false, &m) == 0);
 	CHECK(call.ops->finish(&c.env, &call, 0, forged, sizeof(forged), &rep) == SEC_DONE);
 	CHECK(rep.status == -EBADMSG && rep.out.len == 0);
@@ -610,6 +618,143 @@ TEST(sealed_expired_association_bootstraps_again)
 	cli_close(&c);
 }
 
+/* protect_sealed makes an AEAD request of `c` (an association must be held). */
+static void protect_sealed(struct host_cli *c, struct sec_call *call, const char *req,
+			   uint8_t *wire, size_t *wire_len)
+{
+	struct sec_msg m;
+
+	sec_call_init(call, sec_ops_for(CFG_SEC_SEALED), cli_peer(c), true, &server_addr);
+	CHECK(call->ops->protect(&c->env, call, 0, (const uint8_t *)req, strlen(req), false,
+				 &m) == 0);
+	CHECK(call->step == SEC_STEP_SEALED);
+	memcpy(wire, m.data, m.len);
+	*wire_len = m.len;
+}
+
+/*
+ * finish_and_serve hands `reply` to the call and, while it sends more, carries
+ * each message to `s` and its answer back. Returns the call's final status.
+ */
+static int finish_and_serve(struct host_cli *c, struct host_srv *s, struct sec_call *call,
+			    const uint8_t *reply, size_t len)
+{
+	uint8_t wire[4096], back[4096];
+	size_t n = len;
+	struct sec_reply rep = {0};
+
+	memcpy(back, reply, len);
+	while (call->ops->finish(&c->env, call, 0, back, n, &rep) == SEC_SEND) {
+		size_t wire_len = rep.out.len;
+		memcpy(wire, rep.out.data, wire_len);
+		CHECK(serve(s, rep.out.flags, wire, wire_len, back, &n) == SEC_ANSWER ||
+		      n > 0);
+	}
+	return rep.status;
+}
+
+TEST(sealed_forged_reject_after_execution_is_not_run_twice)
+{
+	struct host_cli c;
+	struct host_srv s;
+	struct sec_call call = {0};
+	uint8_t wire[512], back[512], rej[SEALED_REJECT_LEN];
+	size_t wire_len, n;
+
+	cli_open(&c, CFG_SEC_SEALED);
+	srv_open(&s, CFG_SEC_SEALED, stek1);
+	rpc_run(&c, &s, "one", true, false);
+	protect_sealed(&c, &call, "pay 100", wire, &wire_len);
+	CHECK(serve(&s, R2P2_F_SEALED, wire, wire_len, back, &n) == SEC_DELIVER);
+	CHECK(s.executions == 2);
+	/* an attacker drops the response and answers with a REJECT of its own */
+	sealed_reject_encode(SEALED_REJ_STALE, rej);
+	CHECK(finish_and_serve(&c, &s, &call, rej, sizeof(rej)) == -EALREADY);
+	CHECK_MSG(s.executions == 2, "run again: %u", s.executions);
+	sec_call_release(&call);
+	srv_close(&s);
+	cli_close(&c);
+}
+
+TEST(sealed_forged_reject_before_arrival_runs_once)
+{
+	struct host_cli c;
+	struct host_srv s;
+	struct sec_call call = {0};
+	uint8_t wire[512], back[512], rej[SEALED_REJECT_LEN];
+	size_t wire_len, n;
+
+	cli_open(&c, CFG_SEC_SEALED);
+	srv_open(&s, CFG_SEC_SEALED, stek1);
+	rpc_run(&c, &s, "one", true, false);
+	protect_sealed(&c, &call, "pay 100", wire, &wire_len);
+	/* the request is held back; a forged REJECT reaches the client first */
+	sealed_reject_encode(SEALED_REJ_BAD_TOKEN, rej);
+	CHECK(finish_and_serve(&c, &s, &call, rej, sizeof(rej)) == 0);
+	CHECK(s.executions == 2);
+	CHECK(cli_peer(&c)->rebootstraps == 1);
+	/* the original, released late, is refused as a replay */
+	CHECK(serve(&s, R2P2_F_SEALED, wire, wire_len, back, &n) == SEC_ANSWER);
+	enum sealed_reason why;
+	CHECK(sealed_reject_decode(back, n, &why) == 0 && why == SEALED_REJ_REPLAY);
+	CHECK(s.executions == 2);
+	sec_call_release(&call);
+	srv_close(&s);
+	cli_close(&c);
+}
+
+TEST(sealed_after_a_restart_fails_distinctly_rather_than_twice)
+{
+	struct host_cli c;
+	struct host_srv s, restarted;
+	struct sec_call call = {0};
+	uint8_t wire[512], back[512];
+	size_t wire_len, n;
+
+	cli_open(&c, CFG_SEC_SEALED);
+	srv_open(&s, CFG_SEC_SEALED, stek1);
+	rpc_run(&c, &s, "one", true, false);
+	protect_sealed(&c, &call, "pay 100", wire, &wire_len);
+	CHECK(serve(&s, R2P2_F_SEALED, wire, wire_len, back, &n) == SEC_DELIVER);
+	/* the server dies before answering; a new one starts with an empty register */
+	srv_open(&restarted, CFG_SEC_SEALED, stek1);
+	restarted.env.start_ms = ++wall; /* it started after the request was stamped */
+	CHECK(serve(&restarted, R2P2_F_SEALED, wire, wire_len, back, &n) == SEC_ANSWER);
+	enum sealed_reason why;
+	CHECK(sealed_reject_decode(back, n, &why) == 0 && why == SEALED_REJ_RESTARTED);
+	CHECK(finish_and_serve(&c, &restarted, &call, back, n) == -ENOTRECOVERABLE);
+	CHECK(restarted.executions == 0);
+	sec_call_release(&call);
+	srv_close(&restarted);
+	srv_close(&s);
+	cli_close(&c);
+}
+
+TEST(sealed_copy_to_another_server_is_refused)
+{
+	struct host_cli c;
+	struct host_srv s, other;
+	struct sec_call call = {0};
+	uint8_t wire[512], back[512];
+	size_t wire_len, n;
+
+	cli_open(&c, CFG_SEC_SEALED);
+	srv_open(&s, CFG_SEC_SEALED, stek1);
+	srv_open(&other, CFG_SEC_SEALED, stek1); /* same STEK: it opens the token */
+	other.env.self[0] = other_addr;
+	rpc_run(&c, &s, "one", true, false);
+	protect_sealed(&c, &call, "pay 100", wire, &wire_len);
+	CHECK(serve(&other, R2P2_F_SEALED, wire, wire_len, back, &n) == SEC_ANSWER);
+	enum sealed_reason why;
+	CHECK(sealed_reject_decode(back, n, &why) == 0 && why == SEALED_REJ_WRONG_SERVER);
+	CHECK(other.executions == 0);
+	CHECK(serve(&s, R2P2_F_SEALED, wire, wire_len, back, &n) == SEC_DELIVER);
+	sec_call_release(&call);
+	srv_close(&other);
+	srv_close(&s);
+	cli_close(&c);
+}
+
 TEST(timeout_releases_a_bootstrap)
 {
 	struct host_cli c;
@@ -619,7 +764,7 @@ TEST(timeout_releases_a_bootstrap)
 
 	cli_open(&c, CFG_SEC_SEALED);
 	struct sec_peer *p = cli_peer(&c);
-	sec_call_init(&call, sec_ops_for(CFG_SEC_SEALED), p, true);
+	sec_call_init(&call, sec_ops_for(CFG_SEC_SEALED), p, true, &server_addr);
 	CHECK(call.ops->protect(&c.env, &call, 0, (const uint8_t *)"x", 1, false, &m) == 0);
 	CHECK(p->bootstrapping);
 	CHECK(call.ops->finish(&c.env, &call, -ETIMEDOUT, NULL, 0, &rep) == SEC_DONE);

@@ -23,6 +23,7 @@
 #include "sealed.h"
 #include "stek.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdbool.h>
@@ -31,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <r2p2/wire.h>
@@ -120,6 +122,10 @@ int main(int argc, char **argv)
 	struct tls_buf wire_req = {0}, wire_resp = {0}, plain_req = {0}, plain_resp = {0};
 	struct sealed_ctx cctx, sctx;
 	enum sealed_reason why;
+	/* the server 10.0.0.2:8000, as the client binds its requests to it */
+	const struct r2p2_addr server = {.family = AF_INET, .port = htons(8000),
+					 .addr = {10, 0, 0, 2}};
+	struct sealed_checks chk = {.now_ms = now, .self = &server, .num_self = 1};
 	uint64_t cli_total = 0, srv_total = 0, cli_best = UINT64_MAX, srv_best = UINT64_MAX;
 
 	for (int b = 0; b < BLOCKS; b++) {
@@ -129,12 +135,13 @@ int main(int argc, char **argv)
 			uint64_t t0, t1, t2, t3, t4;
 
 			t0 = mono_ns();
-			rc = sealed_seal_request(&assoc, req_hdr, ping, sizeof(ping), now,
-						 &wire_req, &cctx);
+			rc = sealed_seal_request(&assoc, req_hdr, &server, ping, sizeof(ping),
+						 now, &wire_req, &cctx);
 			t1 = mono_ns();
 			if (rc)
 				die("sealed_seal_request", rc);
-			rc = sealed_open_request(srv, stek, SVC, strike, now, 0, req_hdr,
+			chk.now_ns = mono_ns();
+			rc = sealed_open_request(srv, stek, SVC, strike, &chk, req_hdr,
 						 wire_req.data, wire_req.len, &plain_req, &sctx,
 						 &why);
 			if (rc == 0)

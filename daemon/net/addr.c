@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
 #include "addr.h"
 
+#include <ifaddrs.h>
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <string.h>
 
 socklen_t addr_to_sockaddr(const struct r2p2_addr *a, int family, void *out_sa)
@@ -49,4 +51,38 @@ void addr_from_sockaddr(const void *sa, struct r2p2_addr *out)
 			memcpy(out->addr, &s6->sin6_addr, 16);
 		}
 	}
+}
+
+static bool addr_is_any(const struct r2p2_addr *a)
+{
+	static const uint8_t zero[16];
+	return memcmp(a->addr, zero, a->family == AF_INET ? 4 : 16) == 0;
+}
+
+size_t addr_local_list(const struct r2p2_addr *listen, struct r2p2_addr *out, size_t max)
+{
+	struct ifaddrs *ifa, *i;
+	size_t n = 0;
+
+	if (!max)
+		return 0;
+	if (!addr_is_any(listen)) {
+		out[0] = *listen;
+		out[0].port = 0;
+		return 1;
+	}
+	if (getifaddrs(&ifa) < 0)
+		return 0;
+	for (i = ifa; i && n < max; i = i->ifa_next) {
+		if (!i->ifa_addr || (i->ifa_addr->sa_family != AF_INET &&
+				     i->ifa_addr->sa_family != AF_INET6))
+			continue;
+		/* an IPv4 listen address takes IPv4 only; an IPv6 one both (v4-mapped) */
+		if (listen->family == AF_INET && i->ifa_addr->sa_family != AF_INET)
+			continue;
+		addr_from_sockaddr(i->ifa_addr, &out[n]);
+		out[n++].port = 0;
+	}
+	freeifaddrs(ifa);
+	return n;
 }

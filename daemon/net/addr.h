@@ -17,4 +17,11 @@ socklen_t addr_to_sockaddr(const struct r2p2_addr *a, int family, void *out_sa);
 /* addr_from_sockaddr is the reverse; a v4-mapped address becomes AF_INET. */
 void addr_from_sockaddr(const void *sa, struct r2p2_addr *out);
 
+/*
+ * addr_local_list writes the addresses a socket bound to `listen` receives on
+ * (port 0): `listen` itself, or, for the any address, every address of the host's
+ * interfaces (getifaddrs), at most `max`. Returns how many it wrote.
+ */
+size_t addr_local_list(const struct r2p2_addr *listen, struct r2p2_addr *out, size_t max);
+
 #endif /* R2P2D_ADDR_H */

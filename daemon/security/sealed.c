@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <openssl/aead.h>
 #include <openssl/bytestring.h>
@@ -39,7 +40,8 @@
 
 _Static_assert(SEALED_TOKEN_LEN == 72, "token size is part of the wire format");
 _Static_assert(SEALED_ASSOC_BLOB_LEN == 104, "blob size is part of the wire format");
-_Static_assert(SEALED_REQ_OVERHEAD == 109 && SEALED_RESP_OVERHEAD == 41, "wire format");
+_Static_assert(SEALED_REQ_OVERHEAD == 127 && SEALED_RESP_OVERHEAD == 41, "wire format");
+_Static_assert(SEALED_PRIOR_LEN == 28, "wire format");
 _Static_assert((R2P2_F_SEALED & R2P2_F_FREE_MASK) == R2P2_F_SEALED && R2P2_F_SEALED != R2P2_F_TLS,
 	       "a free flag bit of its own");
 
@@ -57,6 +59,11 @@ struct sealed_server {
 	struct sealed_stats stats;
 	struct token_key keys[TOKEN_CACHE];
 	unsigned next_evict;
+	/* the wall clock as seen against the monotonic one: a step of it means timestamps
+	 * no longer match what the strike register covers */
+	bool clock_seen;
+	int64_t clock_offset_ms;  /* unix ms - monotonic ms at the last request */
+	uint64_t unsure_until_ns; /* monotonic: refuse until then after a step */
 };
 
 /* ---- small helpers ------------------------------------------------------------- */
@@ -67,6 +74,7 @@ struct req_view {
 	uint32_t key_id;      /* the STEK key that sealed the token */
 	const uint8_t *nonce; /* N, SEALED_NONCE_LEN bytes */
 	uint64_t ts_ms;	      /* the client's clock when it sealed */
+	const uint8_t *bind;  /* the server it was sent to, SEALED_BIND_LEN bytes */
 	const uint8_t *ct;    /* the request's ciphertext and tag */
 	size_t ct_len;
 };
@@ -79,23 +87,24 @@ struct token_view {
 	const uint8_t *svc_hash; /* SEALED_SVC_HASH_LEN bytes */
 };
 
-/* req_parse reads version | token | N | timestamp | ciphertext (at least a tag). */
+/* req_parse reads version | token | N | timestamp | binding | ciphertext (at least a tag). */
 static bool req_parse(const uint8_t *msg, size_t len, struct req_view *out)
 {
-	CBS cbs, token, nonce, key_id;
+	CBS cbs, token, nonce, key_id, bind;
 	uint8_t version;
 
 	CBS_init(&cbs, msg, len);
 	if (!CBS_get_u8(&cbs, &version) || version != SEALED_VERSION ||
 	    !CBS_get_bytes(&cbs, &token, SEALED_TOKEN_LEN) ||
 	    !CBS_get_bytes(&cbs, &nonce, SEALED_NONCE_LEN) || !CBS_get_u64(&cbs, &out->ts_ms) ||
-	    CBS_len(&cbs) < SEALED_TAG_LEN)
+	    !CBS_get_bytes(&cbs, &bind, SEALED_BIND_LEN) || CBS_len(&cbs) < SEALED_TAG_LEN)
 		return false;
 	key_id = token;
 	if (!CBS_get_u32(&key_id, &out->key_id))
 		return false;
 	out->token = CBS_data(&token);
 	out->nonce = CBS_data(&nonce);
+	out->bind = CBS_data(&bind);
 	out->ct = CBS_data(&cbs);
 	out->ct_len = CBS_len(&cbs);
 	return true;
@@ -250,6 +259,8 @@ static const char *const reason_names[SEALED_REASON_MAX + 1] = {
     [SEALED_REJ_FULL] = "full",
     [SEALED_REJ_BAD_AEAD] = "bad_aead",
     [SEALED_REJ_INTERNAL] = "internal",
+    [SEALED_REJ_WRONG_SERVER] = "wrong_server",
+    [SEALED_REJ_RESTARTED] = "restarted",
 };
 
 const char *sealed_reason_name(unsigned reason)
@@ -318,6 +329,67 @@ int sealed_boot_req_decode(const uint8_t *msg, size_t len, bool *out_want, const
 	*out_req = msg + 1;
 	*out_req_len = len - 1;
 	return 0;
+}
+
+int sealed_boot_retry_encode(bool want_assoc, const struct sealed_prior *prior,
+			     const uint8_t *req, size_t len, struct tls_buf *out)
+{
+	size_t head = 2 + SEALED_PRIOR_LEN;
+	CBB cbb;
+
+	if (len > SIZE_MAX - head || buf_size(out, head + len) != 0)
+		return -ENOMEM;
+	if (!CBB_init_fixed(&cbb, out->data, head) || !CBB_add_u8(&cbb, SEALED_BOOT_RETRY) ||
+	    !CBB_add_u8(&cbb, want_assoc ? 1 : 0) ||
+	    !CBB_add_bytes(&cbb, prior->id, SEALED_ID_LEN) ||
+	    !CBB_add_bytes(&cbb, prior->nonce, SEALED_NONCE_LEN) ||
+	    !CBB_add_u64(&cbb, prior->ts_ms) || !CBB_finish(&cbb, NULL, NULL)) {
+		CBB_cleanup(&cbb);
+		return -ENOMEM;
+	}
+	if (len)
+		memcpy(out->data + head, req, len);
+	return 0;
+}
+
+int sealed_boot_req_parse(const uint8_t *msg, size_t len, struct sealed_boot_req *out)
+{
+	CBS cbs, id, nonce;
+	uint8_t want;
+
+	memset(out, 0, sizeof(*out));
+	if (len >= 1 && msg[0] != SEALED_BOOT_RETRY)
+		return sealed_boot_req_decode(msg, len, &out->want, &out->req, &out->req_len);
+	CBS_init(&cbs, msg, len);
+	if (!CBS_skip(&cbs, 1) || !CBS_get_u8(&cbs, &want) || want > 1 ||
+	    !CBS_get_bytes(&cbs, &id, SEALED_ID_LEN) ||
+	    !CBS_get_bytes(&cbs, &nonce, SEALED_NONCE_LEN) || !CBS_get_u64(&cbs, &out->prior.ts_ms))
+		return -EBADMSG;
+	out->want = want;
+	out->retry = true;
+	memcpy(out->prior.id, CBS_data(&id), SEALED_ID_LEN);
+	memcpy(out->prior.nonce, CBS_data(&nonce), SEALED_NONCE_LEN);
+	out->req = CBS_data(&cbs);
+	out->req_len = CBS_len(&cbs);
+	return 0;
+}
+
+int sealed_boot_status_encode(enum sealed_retry_status status, struct tls_buf *out)
+{
+	if (buf_size(out, 2) != 0)
+		return -ENOMEM;
+	out->data[0] = SEALED_BOOT_STATUS;
+	out->data[1] = (uint8_t)status;
+	return 0;
+}
+
+int sealed_boot_resp_status(const uint8_t *msg, size_t len)
+{
+	if (len < 1 || msg[0] != SEALED_BOOT_STATUS)
+		return 0;
+	if (len != 2 || (msg[1] != SEALED_RETRY_DONE && msg[1] != SEALED_RETRY_UNKNOWN))
+		return -EBADMSG;
+	return msg[1];
 }
 
 int sealed_boot_resp_encode(const uint8_t *blob, const uint8_t *resp, size_t len,
@@ -395,11 +467,24 @@ void sealed_ctx_cleanup(struct sealed_ctx *ctx)
 		OPENSSL_cleanse(ctx, sizeof(*ctx));
 }
 
-int sealed_seal_request(struct sealed_assoc *a, const uint8_t hdr[SEALED_HDR_AD_LEN],
-			const uint8_t *req, size_t len, uint64_t now_ms, struct tls_buf *out,
-			struct sealed_ctx *out_ctx)
+void sealed_bind_encode(const struct r2p2_addr *a, uint8_t out[SEALED_BIND_LEN])
 {
-	uint8_t ad[REQ_AD_LEN], k_req[SEALED_KEY_LEN];
+	memset(out, 0, 16);
+	if (a->family == AF_INET) {
+		out[10] = 0xff;
+		out[11] = 0xff;
+		memcpy(out + 12, a->addr, 4);
+	} else {
+		memcpy(out, a->addr, 16);
+	}
+	memcpy(out + 16, &a->port, 2); /* network order already */
+}
+
+int sealed_seal_request(struct sealed_assoc *a, const uint8_t hdr[SEALED_HDR_AD_LEN],
+			const struct r2p2_addr *dst, const uint8_t *req, size_t len,
+			uint64_t now_ms, struct tls_buf *out, struct sealed_ctx *out_ctx)
+{
+	uint8_t ad[REQ_AD_LEN], k_req[SEALED_KEY_LEN], bind[SEALED_BIND_LEN];
 	size_t n = 0;
 	CBB cbb;
 	int rc;
@@ -415,19 +500,23 @@ int sealed_seal_request(struct sealed_assoc *a, const uint8_t hdr[SEALED_HDR_AD_
 	if (rc)
 		return rc;
 
-	/* version | token | N | timestamp, with N = prefix | counter: the counter is
-	 * consumed even if sealing fails below */
+	/* version | token | N | timestamp | binding, with N = prefix | counter: the
+	 * counter is consumed even if sealing fails below */
 	memset(k_req, 0, sizeof(k_req));
+	sealed_bind_encode(dst, bind);
 	if (!CBB_init_fixed(&cbb, out->data, SEALED_REQ_HDR_LEN) ||
 	    !CBB_add_u8(&cbb, SEALED_VERSION) || !CBB_add_bytes(&cbb, a->token, SEALED_TOKEN_LEN) ||
 	    !CBB_add_bytes(&cbb, a->prefix, SEALED_PREFIX_LEN) ||
 	    !CBB_add_u64(&cbb, a->counter++) || !CBB_add_u64(&cbb, now_ms) ||
-	    !CBB_finish(&cbb, NULL, NULL)) {
+	    !CBB_add_bytes(&cbb, bind, SEALED_BIND_LEN) || !CBB_finish(&cbb, NULL, NULL)) {
 		CBB_cleanup(&cbb);
 		rc = -ENOMEM;
 		goto out;
 	}
 	memcpy(out_ctx->nonce, out->data + 1 + SEALED_TOKEN_LEN, SEALED_NONCE_LEN);
+	memcpy(out_ctx->prior.id, a->id, SEALED_ID_LEN);
+	memcpy(out_ctx->prior.nonce, out_ctx->nonce, SEALED_NONCE_LEN);
+	out_ctx->prior.ts_ms = now_ms;
 
 	hdr_ad(ad, hdr);
 	memcpy(ad + SEALED_HDR_AD_LEN, out->data, SEALED_REQ_HDR_LEN);
@@ -736,51 +825,110 @@ static int strike_insert(struct replay *strike, const uint8_t key[REPLAY_KEY_LEN
 	return 0;
 }
 
+/* bound_to_self says whether the request's binding names one of `chk`'s addresses. */
+static bool bound_to_self(const struct req_view *v, const struct sealed_checks *chk)
+{
+	uint8_t b[SEALED_BIND_LEN];
+
+	for (size_t i = 0; i < chk->num_self; i++) {
+		struct r2p2_addr a = chk->self[i];
+		if (!a.port)
+			a.port = chk->port;
+		sealed_bind_encode(&a, b);
+		if (memcmp(b, v->bind, SEALED_BIND_LEN) == 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * clock_unsure watches the wall clock against the monotonic one: after a step of
+ * more than half a window, timestamps no longer say what the strike register
+ * covers, so the server vouches for nothing until two windows have passed.
+ */
+static bool clock_unsure(struct sealed_server *s, const struct sealed_checks *chk,
+			 uint64_t window_ms)
+{
+	int64_t offset = (int64_t)chk->now_ms - (int64_t)(chk->now_ns / 1000000u);
+	int64_t drift = offset - s->clock_offset_ms;
+
+	if (s->clock_seen && (drift > (int64_t)window_ms / 2 || -drift > (int64_t)window_ms / 2))
+		s->unsure_until_ns = chk->now_ns + 2 * window_ms * 1000000u;
+	s->clock_seen = true;
+	s->clock_offset_ms = offset;
+	return chk->now_ns < s->unsure_until_ns;
+}
+
+/*
+ * may_predate_start says whether a request stamped `ts_ms` could predate the
+ * server's start, when its strike register was empty. The previous process had
+ * stopped before this one started (it held the ports), so this holds as long as
+ * the fleet's clocks agree to within the time a restart takes.
+ */
+static bool may_predate_start(uint64_t ts_ms, const struct sealed_checks *chk)
+{
+	return chk->start_ms && ts_ms < chk->start_ms;
+}
+
+/* open_checks runs the checks before the AEAD: binding, token, clocks, window, register. */
+static int open_checks(struct sealed_server *s, const struct stek_set *stek, const char *service,
+		       struct replay *strike, const struct sealed_checks *chk, uint64_t window_ms,
+		       const struct req_view *v, uint8_t plain[SEALED_TOKEN_PLAIN_LEN],
+		       struct token_view *t, uint8_t strike_key[REPLAY_KEY_LEN],
+		       enum sealed_reason *why)
+{
+	int rc;
+
+	*why = SEALED_REJ_WRONG_SERVER;
+	if (!bound_to_self(v, chk))
+		return -EBADMSG;
+	rc = open_token(s, stek, service, chk->now_ms, v, plain, t, why);
+	if (rc)
+		return rc;
+	*why = SEALED_REJ_RESTARTED;
+	if (clock_unsure(s, chk, window_ms) || may_predate_start(v->ts_ms, chk))
+		return -EBADMSG;
+	*why = SEALED_REJ_STALE;
+	if (!in_window(v->ts_ms, chk->now_ms, window_ms))
+		return -EBADMSG;
+	/* look up first (cheap refusal of a replay), insert only after the AEAD verified */
+	*why = SEALED_REJ_REPLAY;
+	strike_key_of(t->id, v->nonce, strike_key);
+	if (replay_check(strike, strike_key, chk->now_ns) != 0)
+		return -EBADMSG;
+	return 0;
+}
+
 int sealed_open_request(struct sealed_server *s, const struct stek_set *stek, const char *service,
-			struct replay *strike, uint64_t now_ms, uint64_t window_ms,
+			struct replay *strike, const struct sealed_checks *chk,
 			const uint8_t hdr[SEALED_HDR_AD_LEN], const uint8_t *msg, size_t len,
 			struct tls_buf *out, struct sealed_ctx *out_ctx,
 			enum sealed_reason *out_reason)
 {
 	uint8_t plain[SEALED_TOKEN_PLAIN_LEN], strike_key[REPLAY_KEY_LEN], prk[32];
 	enum sealed_reason why = SEALED_REJ_INTERNAL;
+	uint64_t window_ms = chk->window_ms ? chk->window_ms : SEALED_WINDOW_DEFAULT_MS;
 	struct token_view t;
 	struct req_view v;
-	uint64_t now_ns;
 	int rc = -EINVAL;
 
 	out->len = 0;
 	out_ctx->armed = false;
 	memset(plain, 0, sizeof(plain));
 	memset(prk, 0, sizeof(prk));
-	if (!window_ms)
-		window_ms = SEALED_WINDOW_DEFAULT_MS;
-	/* the register's clock is now_ms in ns, saturating rather than wrapping */
-	now_ns = now_ms > UINT64_MAX / 1000000 ? UINT64_MAX : now_ms * 1000000;
-
 	if (!stek || !strike || !service)
 		goto out;
 	why = SEALED_REJ_MALFORMED;
 	rc = -EBADMSG;
 	if (!hdr_is_sealed_request(hdr) || !req_parse(msg, len, &v))
 		goto out;
-	rc = open_token(s, stek, service, now_ms, &v, plain, &t, &why);
+	rc = open_checks(s, stek, service, strike, chk, window_ms, &v, plain, &t, strike_key, &why);
 	if (rc)
-		goto out;
-	why = SEALED_REJ_STALE;
-	rc = -EBADMSG;
-	if (!in_window(v.ts_ms, now_ms, window_ms))
-		goto out;
-
-	/* look up first (cheap refusal of a replay), insert only after the AEAD verified */
-	why = SEALED_REJ_REPLAY;
-	strike_key_of(t.id, v.nonce, strike_key);
-	if (replay_check(strike, strike_key, now_ns) != 0)
 		goto out;
 	rc = open_body(&t, &v, hdr, msg, prk, out, &why);
 	if (rc)
 		goto out;
-	rc = strike_insert(strike, strike_key, now_ns, &why);
+	rc = strike_insert(strike, strike_key, chk->now_ns, &why);
 	if (rc)
 		goto out;
 
@@ -806,6 +954,34 @@ out:
 		s->stats.opened++;
 	}
 	return rc;
+}
+
+enum sealed_retry_status sealed_retry_check(struct sealed_server *s, struct replay *strike,
+					    const struct sealed_prior *prior,
+					    const struct sealed_checks *chk)
+{
+	uint64_t window_ms = chk->window_ms ? chk->window_ms : SEALED_WINDOW_DEFAULT_MS;
+	uint8_t key[REPLAY_KEY_LEN];
+
+	strike_key_of(prior->id, prior->nonce, key);
+	if (strike && replay_check(strike, key, chk->now_ns) != 0)
+		return SEALED_RETRY_DONE;
+	/* The register holds every request accepted in the last two windows: a request
+	 * stamped ts could be accepted until ts + window, so its absence proves it never
+	 * ran only while now < ts + window (and never before the register existed). */
+	if (!strike || clock_unsure(s, chk, window_ms) ||
+	    may_predate_start(prior->ts_ms, chk) ||
+	    !in_window(prior->ts_ms, chk->now_ms, window_ms))
+		return SEALED_RETRY_UNKNOWN;
+	/* From now on the original can never run here. */
+	switch (replay_insert(strike, key, chk->now_ns)) {
+	case 0:
+		return SEALED_RETRY_NEW;
+	case -EEXIST: /* it ran on another worker meanwhile */
+		return SEALED_RETRY_DONE;
+	default: /* full: fail closed */
+		return SEALED_RETRY_UNKNOWN;
+	}
 }
 
 int sealed_seal_response(struct sealed_server *s, struct sealed_ctx *ctx,

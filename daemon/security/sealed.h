@@ -38,7 +38,7 @@ struct stek_key;
 struct replay;
 
 
-#define SEALED_VERSION 1
+#define SEALED_VERSION 2 /* 2: requests bound to the server they were sent to */
 #define SEALED_KEY_LEN 16     /* association key K, k_req, k_resp (AES-128) */
 #define SEALED_ID_LEN 8	      /* association id */
 #define SEALED_NONCE_LEN 12   /* request nonce N = prefix (4) | counter (8, big-endian) */
@@ -46,6 +46,7 @@ struct replay;
 #define SEALED_TAG_LEN 16     /* AES-GCM tag */
 #define SEALED_HDR_AD_LEN 4   /* R2P2 header bytes bound as associated data */
 #define SEALED_SVC_HASH_LEN 8 /* SHA-256(service name)[0..8] inside the token */
+#define SEALED_BIND_LEN 18    /* the server's address (16; IPv4 as ::ffff:a.b.c.d) | port (2) */
 
 /* Token: key_id (4, be) | nonce (12) | AES-256-GCM(K | id | expiry | svc hash) | tag (16). */
 #define SEALED_TOKEN_PLAIN_LEN (SEALED_KEY_LEN + SEALED_ID_LEN + 8 + SEALED_SVC_HASH_LEN) /* 40 */
@@ -60,10 +61,14 @@ struct replay;
 #define SEALED_BOOT_NONE 0x00  /* request: no association wanted; response: none follows */
 #define SEALED_BOOT_ASSOC 0x01 /* request: association wanted; response: blob follows */
 #define SEALED_BOOT_RENEW 0x02 /* request: only a new association, no app request (renewal) */
+#define SEALED_BOOT_RETRY 0x03 /* request: want (1) | prior (28) | app request: a sealed
+				* request the server refused, sent again through tls */
+#define SEALED_BOOT_STATUS 0x02 /* response: status (1) instead of an app response */
+#define SEALED_PRIOR_LEN (SEALED_ID_LEN + SEALED_NONCE_LEN + 8) /* id | N | timestamp */
 
 /* Fixed sizes of the sealed messages (payload = overhead + app bytes). */
-#define SEALED_REQ_HDR_LEN (1 + SEALED_TOKEN_LEN + SEALED_NONCE_LEN + 8) /* 93 */
-#define SEALED_REQ_OVERHEAD (SEALED_REQ_HDR_LEN + SEALED_TAG_LEN)	 /* 109 */
+#define SEALED_REQ_HDR_LEN (1 + SEALED_TOKEN_LEN + SEALED_NONCE_LEN + 8 + SEALED_BIND_LEN) /* 111 */
+#define SEALED_REQ_OVERHEAD (SEALED_REQ_HDR_LEN + SEALED_TAG_LEN) /* 127 */
 #define SEALED_RESP_HDR_LEN (1 + SEALED_NONCE_LEN + SEALED_NONCE_LEN)	 /* 25 */
 #define SEALED_RESP_OVERHEAD (SEALED_RESP_HDR_LEN + SEALED_TAG_LEN)	 /* 41 */
 #define SEALED_REJECT_LEN 3
@@ -85,7 +90,27 @@ enum sealed_reason {
 	SEALED_REJ_FULL = 8,	      /* strike register full: refused (fail closed) */
 	SEALED_REJ_BAD_AEAD = 9,      /* request ciphertext, tag or associated data forged */
 	SEALED_REJ_INTERNAL = 10,     /* out of memory or crypto failure at the server */
-	SEALED_REASON_MAX = SEALED_REJ_INTERNAL,
+	SEALED_REJ_WRONG_SERVER = 11, /* bound to another server's address (a forwarded copy) */
+	SEALED_REJ_RESTARTED = 12,    /* could predate the server's start or a step of its clock */
+	SEALED_REASON_MAX = SEALED_REJ_RESTARTED,
+};
+
+/*
+ * The outcome a server reports, authenticated inside tls, for a request sent again
+ * after a REJECT (SEALED_BOOT_RETRY) when it does not execute it.
+ */
+enum sealed_retry_status {
+	SEALED_RETRY_NEW = 0,     /* the first attempt never ran here: the request runs now */
+	SEALED_RETRY_DONE = 1,    /* the first attempt ran here: not run again */
+	SEALED_RETRY_UNKNOWN = 2, /* the server cannot tell (it restarted, or the attempt is too
+				   * old for its strike register): not run */
+};
+
+/* A sealed request as its retry names it: association id, N and timestamp. */
+struct sealed_prior {
+	uint8_t id[SEALED_ID_LEN];
+	uint8_t nonce[SEALED_NONCE_LEN];
+	uint64_t ts_ms;
 };
 
 /* sealed_reason_name returns a short lowercase name ("unknown_key"), "?" if out of range. */
@@ -122,6 +147,34 @@ int sealed_boot_renew_encode(struct tls_buf *out);
 
 int sealed_boot_req_decode(const uint8_t *msg, size_t len, bool *out_want, const uint8_t **out_req,
 			   size_t *out_req_len);
+
+/*
+ * sealed_boot_retry_encode writes SEALED_BOOT_RETRY | `want_assoc` | `prior` | `req`
+ * into `out` (replacing its contents). Returns 0 or -ENOMEM.
+ */
+int sealed_boot_retry_encode(bool want_assoc, const struct sealed_prior *prior,
+			     const uint8_t *req, size_t len, struct tls_buf *out);
+
+/* A parsed bootstrap request. */
+struct sealed_boot_req {
+	bool want;            /* an association is wanted */
+	bool retry;           /* SEALED_BOOT_RETRY: `prior` names the refused request */
+	struct sealed_prior prior;
+	const uint8_t *req;   /* the app request (into the message); NULL for a renewal */
+	size_t req_len;
+};
+
+/* sealed_boot_req_parse parses any bootstrap request. Returns 0 or -EBADMSG. */
+int sealed_boot_req_parse(const uint8_t *msg, size_t len, struct sealed_boot_req *out);
+
+/* sealed_boot_status_encode writes SEALED_BOOT_STATUS | `status` into `out`. */
+int sealed_boot_status_encode(enum sealed_retry_status status, struct tls_buf *out);
+
+/*
+ * sealed_boot_resp_status returns the status of a SEALED_BOOT_STATUS response (1 or
+ * 2), 0 for any other response, or -EBADMSG for a malformed status.
+ */
+int sealed_boot_resp_status(const uint8_t *msg, size_t len);
 
 /*
  * sealed_boot_resp_encode writes SEALED_BOOT_ASSOC | `blob` (SEALED_ASSOC_BLOB_LEN
@@ -176,6 +229,7 @@ struct sealed_ctx {
 	uint8_t nonce[SEALED_NONCE_LEN];
 	uint8_t k_resp[SEALED_KEY_LEN];
 	bool armed; /* set by seal_request/open_request; cleared once a response is sealed/opened */
+	struct sealed_prior prior; /* client: the request's identity, for a retry */
 };
 
 /* sealed_ctx_cleanup wipes `ctx`. NULL is ignored. */
@@ -200,13 +254,18 @@ static inline void sealed_hdr_ad(uint8_t out[SEALED_HDR_AD_LEN], unsigned type, 
  * `out_ctx` for the response. `hdr` is the first 4 bytes of the request's R2P2
  * header (magic, header_size, type_policy, flags); the F and L bits of flags are
  * ignored (they differ between packets), all other bits are authenticated.
+ * `dst` is the address and port the request is sent to: it is bound to it, so a
+ * copy delivered to another server is refused there (SEALED_REJ_WRONG_SERVER).
  * `now_ms` is the client's unix time in ms. Consumes one counter value of `a`.
  * Returns 0, -ESTALE if `a` expired at `now_ms` (bootstrap again), -EOVERFLOW if
  * the counter is exhausted, -EMSGSIZE for `len` > TLS_MSG_MAX, -ENOMEM.
  */
 int sealed_seal_request(struct sealed_assoc *a, const uint8_t hdr[SEALED_HDR_AD_LEN],
-			const uint8_t *req, size_t len, uint64_t now_ms, struct tls_buf *out,
-			struct sealed_ctx *out_ctx);
+			const struct r2p2_addr *dst, const uint8_t *req, size_t len,
+			uint64_t now_ms, struct tls_buf *out, struct sealed_ctx *out_ctx);
+
+/* sealed_bind_encode writes the 18 binding bytes of `a` (sealed_seal_request's `dst`). */
+void sealed_bind_encode(const struct r2p2_addr *a, uint8_t out[SEALED_BIND_LEN]);
 
 /*
  * sealed_open_response authenticates and decrypts a sealed response of the
@@ -271,25 +330,56 @@ int sealed_assoc_mint(struct sealed_server *s, const struct stek_set *stek, cons
 		      uint8_t out_blob[SEALED_ASSOC_BLOB_LEN]);
 
 /*
+ * What a server checks of a request besides its cryptography: its clocks, its
+ * timestamp window, when it started and where it may be reached.
+ */
+struct sealed_checks {
+	uint64_t now_ms;    /* unix ms: tokens and timestamps */
+	uint64_t now_ns;    /* monotonic ns: the strike register's clock */
+	uint64_t window_ms; /* |now - timestamp| allowed (0: SEALED_WINDOW_DEFAULT_MS) */
+	uint64_t start_ms;  /* unix ms when this server started (0: no restart guard) */
+	/* The addresses a request may be bound to, with their ports (network order; 0:
+	 * `port`, the port of the service the request came to). */
+	const struct r2p2_addr *self;
+	size_t num_self;
+	uint16_t port;
+};
+
+/*
  * sealed_open_request checks and decrypts one sealed request payload for
  * `service` into `out` (replacing its contents) and fills `out_ctx` for the
  * response. `hdr` is the first 4 bytes of the request's R2P2 header (F and L bits
- * ignored); it must be a REQUEST carrying R2P2_F_SEALED. `now_ms` is the server's
- * unix time in ms; a timestamp more than `window_ms` (0: SEALED_WINDOW_DEFAULT_MS)
- * from it is STALE. `strike` is this server's sealed strike register, fed the same
- * unix clock (now_ms * 10^6 as its `now`), so its window must be at least
- * 2 * `window_ms` (a dedicated register: the tls one runs on a monotonic clock).
- * Order: parse, key id, token, service, expiry, timestamp, replay_check, AEAD,
- * replay_insert; the plaintext is handed up only after all passed.
+ * ignored); it must be a REQUEST carrying R2P2_F_SEALED. A timestamp more than
+ * `chk->window_ms` from `chk->now_ms` is STALE; one that could predate the
+ * server's start (stamped before `start_ms`) is RESTARTED, as is every request
+ * for two windows after `s` saw the wall clock step against the monotonic one;
+ * a request bound to an address not in `chk->self` is WRONG_SERVER. `strike` is
+ * this server's sealed strike register, on the monotonic clock (`chk->now_ns`);
+ * its window must be at least 2 * the timestamp window.
+ * Order: parse, binding, key id, token, service, expiry, clock step, start,
+ * timestamp, replay_check, AEAD, replay_insert; the plaintext is handed up only
+ * after all passed.
  * Returns 0 (`*out_reason` = SEALED_OK), or -EBADMSG with `*out_reason` saying
  * why (counted; answer with sealed_reject_encode), or -ENOMEM/-EIO with
  * SEALED_REJ_INTERNAL. On failure `out` is empty and `out_ctx` disarmed.
  */
 int sealed_open_request(struct sealed_server *s, const struct stek_set *stek, const char *service,
-			struct replay *strike, uint64_t now_ms, uint64_t window_ms,
+			struct replay *strike, const struct sealed_checks *chk,
 			const uint8_t hdr[SEALED_HDR_AD_LEN], const uint8_t *msg, size_t len,
 			struct tls_buf *out, struct sealed_ctx *out_ctx,
 			enum sealed_reason *out_reason);
+
+/*
+ * sealed_retry_check decides what to do with a request sent again through tls
+ * after a REJECT: DONE when the strike register holds `prior` (it ran here),
+ * UNKNOWN when the register cannot vouch for it (it could predate the server's
+ * start or a clock step, or is older than what the register covers), else NEW:
+ * `prior` is then inserted, so the refused original can never run later.
+ * A full register gives UNKNOWN (fail closed).
+ */
+enum sealed_retry_status sealed_retry_check(struct sealed_server *s, struct replay *strike,
+					    const struct sealed_prior *prior,
+					    const struct sealed_checks *chk);
 
 /*
  * sealed_seal_response seals `len` bytes of `resp` as the response to the request

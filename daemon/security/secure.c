@@ -8,6 +8,7 @@
 
 #include "secure.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,12 +111,14 @@ uint32_t sec_peer_key_id(const struct sec_peer *p)
 /* ---- calls (client side) ---------------------------------------------------------- */
 
 void sec_call_init(struct sec_call *c, const struct sec_ops *ops, struct sec_peer *peer,
-		   bool replay_safe)
+		   bool replay_safe, const struct r2p2_addr *dst)
 {
 	c->ops = ops;
 	c->peer = peer;
 	c->step = SEC_STEP_PLAIN;
 	c->replay_safe = replay_safe;
+	c->retried = false;
+	c->dst = *dst;
 	c->tls = NULL;
 	c->req_copy = NULL;
 	c->req_len = 0;
@@ -145,32 +148,13 @@ void sec_call_release(struct sec_call *c)
 	c->step = SEC_STEP_PLAIN;
 }
 
-/*
- * tls_begin starts the tls exchange of a call: the request as is (tls service) or
- * with the bootstrap prefix (sealed service: an association is wanted unless
- * another call is already fetching one; `renew` fetches only an association).
- */
-static int tls_begin(struct sec_env *env, struct sec_call *c, const uint8_t *req, size_t len,
-		     bool renew, struct sec_msg *out)
+/* tls_send starts the call's tls exchange carrying `msg` (`len` bytes). */
+static int tls_send(struct sec_env *env, struct sec_call *c, const uint8_t *msg, size_t len,
+		    struct sec_msg *out)
 {
 	struct sec_peer *p = c->peer;
-	int ret;
+	int ret = tls_call_begin(p->tls, p->name, msg, len, c->replay_safe, &c->tls, &env->flight);
 
-	c->step = SEC_STEP_TLS;
-	if (c->ops->security == CFG_SEC_SEALED) {
-		/* Ask for an association unless one is held or being fetched. */
-		bool want = renew || (!p->bootstrapping && !p->assoc_ready);
-		ret = renew ? sealed_boot_renew_encode(&env->sealed)
-			    : sealed_boot_req_encode(want, req, len, &env->sealed);
-		if (ret < 0)
-			return ret;
-		req = env->sealed.data;
-		len = env->sealed.len;
-		c->step = renew ? SEC_STEP_RENEW : want ? SEC_STEP_TLS_BOOT : SEC_STEP_TLS_SVC;
-		if (want)
-			p->bootstrapping = true;
-	}
-	ret = tls_call_begin(p->tls, p->name, req, len, c->replay_safe, &c->tls, &env->flight);
 	if (ret < 0) {
 		if (c->step == SEC_STEP_TLS_BOOT || c->step == SEC_STEP_RENEW)
 			p->bootstrapping = false;
@@ -179,6 +163,44 @@ static int tls_begin(struct sec_env *env, struct sec_call *c, const uint8_t *req
 	}
 	msg_set(out, env->flight.data, env->flight.len, R2P2_F_TLS);
 	return 0;
+}
+
+/*
+ * boot_want decides whether a sealed call's tls exchange fetches an association:
+ * unless one is held or another call is fetching one (`renew` always does).
+ */
+static bool boot_want(struct sec_call *c, bool renew)
+{
+	struct sec_peer *p = c->peer;
+	bool want = renew || (!p->bootstrapping && !p->assoc_ready);
+
+	c->step = renew ? SEC_STEP_RENEW : want ? SEC_STEP_TLS_BOOT : SEC_STEP_TLS_SVC;
+	if (want)
+		p->bootstrapping = true;
+	return want;
+}
+
+/*
+ * tls_begin starts the tls exchange of a call: the request as is (tls service) or
+ * with the bootstrap prefix (sealed service; `renew` fetches only an association).
+ */
+static int tls_begin(struct sec_env *env, struct sec_call *c, const uint8_t *req, size_t len,
+		     bool renew, struct sec_msg *out)
+{
+	int ret;
+
+	c->step = SEC_STEP_TLS;
+	if (c->ops->security != CFG_SEC_SEALED)
+		return tls_send(env, c, req, len, out);
+	bool want = boot_want(c, renew);
+	ret = renew ? sealed_boot_renew_encode(&env->sealed)
+		    : sealed_boot_req_encode(want, req, len, &env->sealed);
+	if (ret < 0) {
+		if (want)
+			c->peer->bootstrapping = false;
+		return ret;
+	}
+	return tls_send(env, c, env->sealed.data, env->sealed.len, out);
 }
 
 /* reply_fail ends a call with `status`; `why` goes to the log. */
@@ -312,7 +334,11 @@ static int tls_answer(struct sec_env *env, struct sec_service *svc, struct sec_e
 		tls_conn_free(conn);
 		return -ENOENT;
 	}
-	if (svc->ops->security == CFG_SEC_SEALED) {
+	if (svc->ops->security == CFG_SEC_SEALED && x->status != SEALED_RETRY_NEW) {
+		ret = sealed_boot_status_encode(x->status, &env->sealed);
+		resp = env->sealed.data;
+		len = env->sealed.len;
+	} else if (svc->ops->security == CFG_SEC_SEALED) {
 		bool want = x->step == SEC_STEP_TLS_BOOT;
 		if (want && sealed_assoc_mint(svc->sealed, env->stek, svc->name, env->wall_ms(),
 					      SEALED_LIFETIME_DEFAULT_MS, blob) < 0)
@@ -331,6 +357,47 @@ static int tls_answer(struct sec_env *env, struct sec_service *svc, struct sec_e
 		return ret;
 	msg_set(out, env->flight.data, env->flight.len, R2P2_F_TLS);
 	return 0;
+}
+
+/* sealed_checks_of fills what sealed.c checks besides cryptography, for a request at `now`. */
+static void sealed_checks_of(const struct sec_env *env, const struct sec_service *svc,
+			     uint64_t now, struct sealed_checks *chk)
+{
+	chk->port = svc->port;
+	chk->now_ms = env->wall_ms();
+	chk->now_ns = now;
+	chk->window_ms = env->sealed_window_ms;
+	chk->start_ms = env->start_ms;
+	chk->self = env->self;
+	chk->num_self = env->num_self;
+}
+
+/*
+ * boot_open reads a sealed service's bootstrap prefix: whether the client wants an
+ * association, and for a request sent again after a REJECT, whether it may run
+ * (sealed_retry_check). A renewal or a retry that must not run is answered at once.
+ */
+static enum sec_verdict boot_open(struct sec_env *env, struct sec_service *svc,
+				  const struct sec_request *rq, struct sec_exec *x,
+				  struct sec_msg *out)
+{
+	struct sealed_boot_req b;
+	struct sealed_checks chk;
+
+	if (sealed_boot_req_parse(env->plain.data, env->plain.len, &b) < 0) {
+		sec_exec_release(x);
+		return SEC_REJECT;
+	}
+	x->step = b.want ? SEC_STEP_TLS_BOOT : SEC_STEP_TLS;
+	if (b.retry) {
+		sealed_checks_of(env, svc, rq->now, &chk);
+		x->status = sealed_retry_check(svc->sealed, env->sealed_replay, &b.prior, &chk);
+	}
+	msg_set(out, b.req, b.req_len, 0);
+	if (b.req && x->status == SEALED_RETRY_NEW)
+		return SEC_DELIVER;
+	x->step = b.req ? x->step : SEC_STEP_TLS_BOOT; /* a renewal always gets one */
+	return tls_answer(env, svc, x, NULL, 0, out) < 0 ? SEC_REJECT : SEC_ANSWER;
 }
 
 /*
@@ -359,20 +426,7 @@ static enum sec_verdict tls_open(struct sec_env *env, struct sec_service *svc,
 	msg_set(out, env->plain.data, env->plain.len, 0);
 	if (svc->ops->security != CFG_SEC_SEALED)
 		return SEC_DELIVER;
-
-	/* A sealed service's tls exchange: the bootstrap prefix says whether the client
-	 * wants an association; a renewal involves no app. */
-	bool want = false;
-	if (sealed_boot_req_decode(env->plain.data, env->plain.len, &want, &out->data,
-				   &out->len) < 0) {
-		sec_exec_release(x);
-		return SEC_REJECT;
-	}
-	x->step = want ? SEC_STEP_TLS_BOOT : SEC_STEP_TLS;
-	if (out->data)
-		return SEC_DELIVER;
-	x->step = SEC_STEP_TLS_BOOT;
-	return tls_answer(env, svc, x, NULL, 0, out) < 0 ? SEC_REJECT : SEC_ANSWER;
+	return boot_open(env, svc, rq, x, out);
 }
 
 static enum sec_verdict tls_mode_open(struct sec_env *env, struct sec_service *svc,
@@ -421,7 +475,8 @@ static int sealed_protect(struct sec_env *env, struct sec_call *c, unsigned poli
 	if (renew || !p->assoc_ready || !c->replay_safe)
 		return tls_begin(env, c, req, len, renew, out);
 	sealed_hdr_ad(hdr, R2P2_REQUEST, policy);
-	if (sealed_seal_request(&p->assoc, hdr, req, len, now_ms, &env->sealed, &c->sctx) < 0) {
+	if (sealed_seal_request(&p->assoc, hdr, &c->dst, req, len, now_ms, &env->sealed,
+				&c->sctx) < 0) {
 		p->assoc_ready = false; /* expired or exhausted: bootstrap again */
 		return tls_begin(env, c, req, len, false, out);
 	}
@@ -438,20 +493,37 @@ static int sealed_protect(struct sec_env *env, struct sec_call *c, unsigned poli
 }
 
 /*
- * sealed_rebootstrap: the server refused the association (e.g. a token under a
- * retired STEK key). Fetch a new one and send the same request through it, once.
+ * sealed_retry: the server refused the request with a REJECT, which nothing
+ * authenticates: it may be forged, and the request may have run. So the request
+ * goes again once, through a tls exchange with the same server, naming the refused
+ * attempt (SEALED_BOOT_RETRY): the server runs it only if it can tell the attempt
+ * never ran, and says so inside tls otherwise. On the reasons that say the
+ * association is no good (unknown key, bad token, wrong service, expired), a new
+ * one is fetched on the way.
  */
-static enum sec_next sealed_rebootstrap(struct sec_env *env, struct sec_call *c,
-					enum sealed_reason reason, struct sec_reply *out)
+static enum sec_next sealed_retry(struct sec_env *env, struct sec_call *c,
+				  enum sealed_reason reason, struct sec_reply *out)
 {
 	struct sec_peer *p = c->peer;
+	struct sealed_prior prior = c->sctx.prior;
+	bool want;
+	int ret;
 
-	if (!sealed_reason_rebootstrap(reason) || !c->req_copy)
+	if (!c->req_copy || c->retried)
 		return reply_fail(out, -ECONNREFUSED, sealed_reason_name(reason));
-	p->assoc_ready = false;
-	p->rebootstraps++;
+	if (sealed_reason_rebootstrap(reason)) {
+		p->assoc_ready = false;
+		p->rebootstraps++;
+	}
 	sealed_ctx_cleanup(&c->sctx);
-	if (tls_begin(env, c, c->req_copy, c->req_len, false, &out->out) < 0)
+	c->retried = true;
+	want = boot_want(c, false);
+	ret = sealed_boot_retry_encode(want, &prior, c->req_copy, c->req_len, &env->sealed);
+	if (ret == 0)
+		ret = tls_send(env, c, env->sealed.data, env->sealed.len, &out->out);
+	else if (want)
+		p->bootstrapping = false;
+	if (ret < 0)
 		return reply_fail(out, -ECONNREFUSED, sealed_reason_name(reason));
 	call_drop_copy(c);
 	out->status = 0;
@@ -468,7 +540,7 @@ static enum sec_next sealed_finish_aead(struct sec_env *env, struct sec_call *c,
 	enum sealed_reason reason;
 
 	if (sealed_reject_decode(payload, len, &reason) == 0)
-		return sealed_rebootstrap(env, c, reason, out);
+		return sealed_retry(env, c, reason, out);
 	sealed_hdr_ad(hdr, R2P2_RESPONSE, R2P2_FIXED_ROUTE);
 	if (sealed_open_response(&c->sctx, hdr, payload, len, &env->sealed) < 0)
 		return reply_fail(out, -EBADMSG, "sealed response does not authenticate");
@@ -482,6 +554,17 @@ static enum sec_next sealed_finish_boot(struct sec_env *env, struct sec_call *c,
 	struct sec_peer *p = c->peer;
 	const uint8_t *blob;
 
+	switch (sealed_boot_resp_status(out->out.data, out->out.len)) {
+	case 0:
+		break;
+	case SEALED_RETRY_DONE:
+		return reply_fail(out, -EALREADY, "the server had already run the request");
+	case SEALED_RETRY_UNKNOWN:
+		return reply_fail(out, -ENOTRECOVERABLE,
+				  "the server cannot tell whether the request ran");
+	default:
+		return reply_fail(out, -EBADMSG, "bad sealed bootstrap response");
+	}
 	if (sealed_boot_resp_decode(out->out.data, out->out.len, &blob, &out->out.data,
 				    &out->out.len) < 0)
 		return reply_fail(out, -EBADMSG, "bad sealed bootstrap response");
@@ -517,10 +600,12 @@ static enum sec_verdict sealed_open_aead(struct sec_env *env, struct sec_service
 	enum sealed_reason why;
 
 	memset(x, 0, sizeof(*x));
+	struct sealed_checks chk;
+
 	sealed_hdr_ad(hdr, R2P2_REQUEST, rq->policy);
-	if (sealed_open_request(svc->sealed, env->stek, svc->name, env->sealed_replay,
-				env->wall_ms(), env->sealed_window_ms, hdr, rq->payload, rq->len,
-				&env->sealed, &x->sctx, &why) < 0) {
+	sealed_checks_of(env, svc, rq->now, &chk);
+	if (sealed_open_request(svc->sealed, env->stek, svc->name, env->sealed_replay, &chk, hdr,
+				rq->payload, rq->len, &env->sealed, &x->sctx, &why) < 0) {
 		sealed_reject_encode(why, env->reject);
 		msg_set(out, env->reject, sizeof(env->reject), R2P2_F_SEALED);
 		return SEC_ANSWER;
@@ -594,6 +679,7 @@ int sec_service_configure(struct sec_env *env, struct sec_service *svc,
 			  const struct cfg_serve *sv, char *err, size_t err_len)
 {
 	snprintf(svc->name, sizeof(svc->name), "%s", sv->name);
+	svc->port = htons(sv->port);
 	svc->ops = sec_ops_for(sv->security);
 	if (sv->security == CFG_SEC_SEALED && !svc->sealed) {
 		svc->sealed = sealed_server_new();

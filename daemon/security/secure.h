@@ -34,6 +34,8 @@
 struct stek_set;
 struct replay;
 
+#define SEC_MAX_SELF 16 /* addresses a server may be reached at (sec_env.self) */
+
 /* A worker's shared security context: keys, strike registers, scratch buffers, clock. */
 struct sec_env {
 	struct stek_set *stek;        /* the service STEK (NULL: none configured) */
@@ -41,6 +43,12 @@ struct sec_env {
 	struct replay *sealed_replay; /* sealed strike register (unix-time clock), shared */
 	uint64_t sealed_window_ms;    /* sealed timestamp window (config sealed_window_ms) */
 	uint64_t (*wall_ms)(void);    /* unix time in ms; tests fix it */
+	uint64_t start_ms;            /* unix ms when this server started (restart guard) */
+	/* The addresses a sealed request may be bound to: the listen address (or every
+	 * local address when listening on all) with port 0, meaning the port of the
+	 * service, and the router that fronts this server with its port. */
+	struct r2p2_addr self[SEC_MAX_SELF];
+	size_t num_self;
 	/* Scratch: what an operation returns in a struct sec_msg points into one of
 	 * these and stays valid until the next operation on this env. */
 	struct tls_buf flight, plain, sealed;
@@ -114,6 +122,8 @@ struct sec_call {
 	struct sec_peer *peer; /* NULL in plain mode */
 	enum sec_step step;
 	bool replay_safe;
+	bool retried;           /* sealed: sent again through tls after a REJECT */
+	struct r2p2_addr dst;   /* where the request goes: sealed requests are bound to it */
 	struct tls_call *tls;   /* the tls exchange in progress */
 	struct sealed_ctx sctx; /* sealed: the response key of this request */
 	uint8_t *req_copy;      /* sealed: the request, to resend through a re-bootstrap */
@@ -190,11 +200,12 @@ struct sec_ops {
 const struct sec_ops *sec_ops_for(enum cfg_security s);
 
 /*
- * sec_call_init starts `c` in the mode of `ops` for `peer` (NULL in plain mode);
+ * sec_call_init starts `c` in the mode of `ops` for `peer` (NULL in plain mode),
+ * sent to `dst`;
  * sec_call_release frees and wipes what the call holds (idempotent).
  */
 void sec_call_init(struct sec_call *c, const struct sec_ops *ops, struct sec_peer *peer,
-		   bool replay_safe);
+		   bool replay_safe, const struct r2p2_addr *dst);
 void sec_call_release(struct sec_call *c);
 
 /* ---- server ------------------------------------------------------------------ */
@@ -203,6 +214,7 @@ void sec_call_release(struct sec_call *c);
 struct sec_service {
 	const struct sec_ops *ops;
 	char name[CFG_NAME_MAX];
+	uint16_t port; /* network order */
 	struct tls_server *tls;       /* tls and sealed services: certificate and keys */
 	struct sealed_server *sealed; /* sealed services: token contexts and counters */
 };
@@ -213,6 +225,7 @@ struct sec_exec {
 	enum sec_step step;
 	struct tls_conn *conn;  /* a tls exchange the response completes */
 	struct sealed_ctx sctx; /* sealed: the response key */
+	enum sealed_retry_status status; /* sealed retry: NEW (it runs), or what to answer */
 };
 
 /*

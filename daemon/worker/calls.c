@@ -40,7 +40,7 @@ void call_fail(struct wapp *wa, uint64_t user_data, int err)
 
 /* call_alloc takes a free slot for a call of `ops` to `peer`; NULL when none is left. */
 static struct call *call_alloc(struct worker *w, const struct sec_ops *ops, struct sec_peer *peer,
-			       bool replay_safe)
+			       bool replay_safe, const struct r2p2_addr *dst)
 {
 	struct call *c;
 
@@ -48,7 +48,7 @@ static struct call *call_alloc(struct worker *w, const struct sec_ops *ops, stru
 		return NULL;
 	c = &w->calls[w->call_free];
 	c->gen++;
-	sec_call_init(&c->sec, ops, peer, replay_safe);
+	sec_call_init(&c->sec, ops, peer, replay_safe, dst);
 	return c;
 }
 
@@ -161,9 +161,9 @@ void call_start(struct worker *w, uint32_t slot, const struct r2p2_sqe *sqe,
 		call_fail(wa, sqe->user_data, ret);
 		return;
 	}
-	c = call_alloc(w, sec_ops_for(cc->security), peer,
-		       !(sqe->flags & R2P2_SQE_NOT_REPLAY_SAFE));
 	call_args(w, cc, sqe, &args);
+	c = call_alloc(w, sec_ops_for(cc->security), peer,
+		       !(sqe->flags & R2P2_SQE_NOT_REPLAY_SAFE), &args.dst);
 	ret = call_send(w, c, payload, sqe->len, false, &args, now);
 	if (ret < 0) {
 		call_fail(wa, sqe->user_data, ret);
@@ -190,11 +190,11 @@ void calls_renew(struct worker *w, uint64_t now)
 		if (cc->security != CFG_SEC_SEALED || call_peer(w, cc, &peer) < 0 ||
 		    !sec_peer_wants_renewal(peer, now_ms))
 			continue;
-		c = call_alloc(w, sec_ops_for(cc->security), peer, true);
-		if (!c)
-			return;
 		args.dst = cc->has_router ? cc->router
 					  : cc->servers[w->call_rr[k]++ % cc->num_servers];
+		c = call_alloc(w, sec_ops_for(cc->security), peer, true, &args.dst);
+		if (!c)
+			return;
 		args.policy = cc->policy;
 		args.max_retries = cc->retries;
 		args.timeout_ns = (uint64_t)cc->timeout_ms * NS_PER_MS / (cc->retries + 1);

@@ -27,6 +27,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "clock.h"
 #include "err.h"
 #include "log.h"
@@ -165,6 +166,18 @@ static void reload_stek(struct worker *w)
 
 /* ---- the inbox ------------------------------------------------------------------------ */
 
+/* sec_from_cfg gives the security modes what the config says of this server. */
+static void sec_from_cfg(struct worker *w)
+{
+	const struct cfg *c = &w->cfg->cfg;
+	struct sec_env *env = &w->sec;
+
+	env->sealed_window_ms = c->sealed_window_ms;
+	env->num_self = addr_local_list(&c->listen_addr, env->self, SEC_MAX_SELF - 1);
+	if (c->has_router)
+		env->self[env->num_self++] = c->router;
+}
+
 static void new_cfg(struct worker *w, struct cmd *c)
 {
 	struct cfg_ref *old = w->cfg;
@@ -172,7 +185,7 @@ static void new_cfg(struct worker *w, struct cmd *c)
 
 	w->cfg = c->cfg;
 	c->cfg = NULL;
-	w->sec.sealed_window_ms = w->cfg->cfg.sealed_window_ms;
+	sec_from_cfg(w);
 	if (udp_sync_services(w, err, sizeof(err)) < 0)
 		log_err("%s", err);
 	cfg_ref_put(old);
@@ -531,6 +544,9 @@ struct worker *worker_new(unsigned id, struct cfg_ref *cfg, struct stek_set *ste
 	w->drained_efd = drained_efd;
 	sec_env_init(&w->sec, stek ? stek_set_get(stek) : NULL, replay, sealed_replay,
 		     cfg->cfg.sealed_window_ms);
+	/* the strike registers are empty: what could predate this cannot be vouched for */
+	w->sec.start_ms = unix_ms();
+	sec_from_cfg(w);
 	snprintf(w->name, sizeof(w->name), "r2p2d-w%u", id);
 	pthread_mutex_init(&w->inbox_lock, NULL);
 	pthread_mutex_init(&w->snap_lock, NULL);

@@ -37,7 +37,10 @@ struct r2p2_event {
 			      * -ENOENT (unknown service), -ECONNRESET (daemon restarted),
 			      * -EMSGSIZE, -EHOSTUNREACH, -ESHUTDOWN (daemon draining);
 			      * tls services: -EACCES (certificate not trusted for the
-			      * service name), -EBADMSG (unauthentic reply) */
+			      * service name), -EBADMSG (unauthentic reply); sealed
+			      * services: -EALREADY (the server had already run this
+			      * request: not run twice), -ENOTRECOVERABLE (it may have run;
+			      * the server could not tell) */
 	uint64_t id;         /* R2P2_EV_RESPONSE: the call id r2p2_call returned;
 			      * R2P2_EV_REQUEST: the request handle for r2p2_respond */
 	const void *data;    /* payload; valid until the next r2p2_poll on this context */

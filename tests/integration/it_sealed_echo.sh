@@ -139,14 +139,14 @@ it_check "the capture sees the marker in the plain control" \
 it_check "the marker never appears in a datagram of the sealed port" \
 	test "$(grep ":$IT_ECHO_PORT " "$CAP" | grep -c "$HEX" || true)" -eq 0
 mapfile -t REQS < <(it_sealed_requests "$CAP" "$SEALED")
-it_check "5 single-packet sealed requests (cc 08 00 d0 .. 00 01) of 8 + 109 + 64 bytes" \
-	test "${#REQS[@]}" -eq 5 -a "$(printf '%s\n' "${REQS[@]}" | awk '{ print length($0) / 2 }' | sort -u)" = 181
+it_check "5 single-packet sealed requests (cc 08 00 d0 .. 00 01) of 8 + 127 + 64 bytes" \
+	test "${#REQS[@]}" -eq 5 -a "$(printf '%s\n' "${REQS[@]}" | awk '{ print length($0) / 2 }' | sort -u)" = 199
 it_log "  first one: ${REQS[0]:0:16} | ${REQS[0]:16:2} | token ${REQS[0]:18:8}.. | N ${REQS[0]:162:24} | ts ${REQS[0]:186:16} | ..."
 it_check "they share one token (one association)" \
 	test "$(printf '%s\n' "${REQS[@]}" | cut -c19-162 | sort -u | wc -l)" -eq 1
 it_check "equal plaintexts, 5 different nonces and ciphertexts" \
 	test "$(printf '%s\n' "${REQS[@]}" | cut -c163-186 | sort -u | wc -l)" -eq 5 -a \
-	"$(printf '%s\n' "${REQS[@]}" | cut -c203- | sort -u | wc -l)" -eq 5
+	"$(printf '%s\n' "${REQS[@]}" | cut -c239- | sort -u | wc -l)" -eq 5
 it_check "the multi-packet requests start with cc 08 00 90 .. ff ff (F|0x10, count unknown)" \
 	test "$(awk -v d="$SEALED" '$2 == d && substr($3, 1, 8) == "cc080090" && substr($3, 13, 4) == "ffff"' "$CAP" | wc -l)" -eq 3
 KEEP=${REQS[0]} # a genuine sealed request, for (i)

@@ -4,7 +4,8 @@
 # (port 8000) and b.svc (port 8001), with certificates from one demo CA and the same STEK, so a
 # token minted for one opens at the other's port too; only the service hash inside it differs.
 # A calls both (one association each). Captured sealed requests of each service, sent to the
-# other's port from a raw socket in A: REJECT wrong_service, the wrong_service counter rises,
+# other's port from a raw socket in A: REJECT wrong_server (each is bound to its own port); with
+# the binding's port switched, REJECT wrong_service; the counters rise by exactly those,
 # neither echo server runs them; both services keep serving. Control: the same datagrams sent
 # to their own port are refused as replays (the token is fine there), not as wrong_service.
 set -euo pipefail
@@ -66,21 +67,31 @@ it_check "each echo server ran its 8 calls (a $served_a, b $served_b)" \
 	test "$served_a" -eq 8 -a "$served_b" -eq 8
 
 it_log "--- (f) a request of a.svc sent to b.svc's port, and the reverse"
+# As captured, each is bound to its own service's port (8000 or 8001): wrong_server. With the
+# binding's port switched to the other one (bit 0 of its last byte: 1f40 <-> 1f41), the
+# token opens there too and its service hash refuses it: wrong_service.
 s0=$(it_tls_status b)
+PORT_BIT=$((IT_SEALED_BIND + 17))
 for i in 0 1; do
 	it_rawsend "$IT_NS_A" "$IT_TMP/ab-$i.txt" "$DST_B" "${REQ_A[$i]}"
 	got=$(it_sealed_reply_kind "$(cat "$IT_TMP/ab-$i.txt")")
-	it_check "a.svc request $i at b.svc's port: $got" test "$got" = reject:wrong_service
+	it_check "a.svc request $i at b.svc's port: $got" test "$got" = reject:wrong_server
+	it_rawsend "$IT_NS_A" "$IT_TMP/abx-$i.txt" "$DST_B" "$(it_hex_flip "${REQ_A[$i]}" "$PORT_BIT" 01)"
+	got=$(it_sealed_reply_kind "$(cat "$IT_TMP/abx-$i.txt")")
+	it_check "a.svc request $i bound to b.svc's port: $got" test "$got" = reject:wrong_service
 	it_rawsend "$IT_NS_A" "$IT_TMP/ba-$i.txt" "$DST_A" "${REQ_B[$i]}"
 	got=$(it_sealed_reply_kind "$(cat "$IT_TMP/ba-$i.txt")")
-	it_check "b.svc request $i at a.svc's port: $got" test "$got" = reject:wrong_service
+	it_check "b.svc request $i at a.svc's port: $got" test "$got" = reject:wrong_server
+	it_rawsend "$IT_NS_A" "$IT_TMP/bax-$i.txt" "$DST_A" "$(it_hex_flip "${REQ_B[$i]}" "$PORT_BIT" 01)"
+	got=$(it_sealed_reply_kind "$(cat "$IT_TMP/bax-$i.txt")")
+	it_check "b.svc request $i bound to a.svc's port: $got" test "$got" = reject:wrong_service
 done
 s1=$(it_tls_status b)
 it_log "  B: $(grep '^sealed server' <<<"$s1")"
-it_check "wrong_service rose by 4 ($(it_sealed_delta "$s0" "$s1" wrong_service))" \
-	test "$(it_sealed_delta "$s0" "$s1" wrong_service)" -eq 4
+it_check "wrong_service and wrong_server rose by 4 each ($(it_sealed_delta "$s0" "$s1" wrong_service), $(it_sealed_delta "$s0" "$s1" wrong_server))" \
+	test "$(it_sealed_delta "$s0" "$s1" wrong_service)" -eq 4 -a "$(it_sealed_delta "$s0" "$s1" wrong_server)" -eq 4
 it_check "no other rejection, nothing opened" \
-	test "$(it_sealed_rejections "$s1")" = " wrong_service 4" -a "$(it_sealed_delta "$s0" "$s1" opened)" -eq 0
+	test "$(it_sealed_rejections "$s1")" = " wrong_service 4 wrong_server 4" -a "$(it_sealed_delta "$s0" "$s1" opened)" -eq 0
 it_check "neither echo server ran them (a $(it_echo_served "$ECHO_A"), b $(it_echo_served "$ECHO_B"))" \
 	test "$(it_echo_served "$ECHO_A")" -eq "$served_a" -a "$(it_echo_served "$ECHO_B")" -eq "$served_b"
 

@@ -3,9 +3,9 @@
 # it_sealed_tamper: captured sealed requests (tests/integration/sniff.c on the A-B link), sent
 # again, modified or not, from raw sockets in namespace A (r2p2-rawsend).
 #
-# Daemon A calls echo.svc on two "servers": B:8000 (the real one) and B:8009, where nothing
-# listens. Calls alternate between them (round-robin, one client worker), so the capture holds
-# sealed requests B executed and, just as genuine, requests B never saw ("unseen"): only those
+# Daemon A calls echo.svc on B:8000. Half of the calls go while an nftables rule in B's
+# namespace drops them before B's sockets, so the captures (on A's end) hold sealed requests B
+# executed and, just as genuine and bound to B:8000, requests B never saw ("unseen"): only those
 # can show every check of the server (the strike register is looked up before the AEAD, so a
 # copy of an executed request is refused as a replay whatever else is wrong with it).
 #  (c) copies of an unseen request with one bit flipped in the header flags (-> wrong_mode,
@@ -29,13 +29,13 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # shellcheck source=SCRIPTDIR/lib_sealed.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib_sealed.sh"
 
-DEAD_PORT=8009
 DEDUP_MS=3000 # B's dedup_window_ms (default 2000): margin for stopping daemon A in (d)
 A4_ALT=10.77.$IT_NET.11
 MARKER="R2P2-TAMPER-$IT_ID-"
 SZ=48
 
 it_sealed_init
+command -v nft >/dev/null || it_skip "nft (Debian nftables) is missing: it hides requests from B"
 it_setup_pair
 ip -n "$IT_NS_A" addr add "$A4_ALT/24" dev "r2a$IT_ID"
 it_tls_certs "$IT_TLS" echo.svc
@@ -46,7 +46,7 @@ DST=$IT_B4:$IT_ECHO_PORT
 } >"$IT_TMP/b.conf"
 {
 	it_conf_daemon_sealed a "$IT_A4" - 1
-	it_conf_call_sealed echo.svc 400 1 "$IT_TLS/ca.crt" "$DST" "$IT_B4:$DEAD_PORT"
+	it_conf_call_sealed echo.svc 400 1 "$IT_TLS/ca.crt" "$DST"
 } >"$IT_TMP/a.conf"
 it_start_daemon b "$IT_NS_B" "$IT_TMP/b.conf"
 it_start_daemon a "$IT_NS_A" "$IT_TMP/a.conf"
@@ -54,21 +54,32 @@ it_start_echo_on b "$IT_NS_B" -n echo.svc -c
 ECHO=$IT_LAST_PID
 SERVED=0
 
-# capture NAME COUNT: COUNT calls (alternating between B:8000 and the dead port), captured on
-# the A-B link; sets EXEC (sealed requests to B:8000), UNSEEN (to the dead port,
-# retransmissions folded) and CAP (the capture file).
-capture() {
-	local cap=$IT_TMP/sniff-$1.txt sniff ok
-	it_sealed_sniff "$cap" 20000
+# sniff_calls OUT COUNT: COUNT calls captured on A's end of the link into OUT.
+sniff_calls() {
+	local sniff
+	it_sealed_sniff "$1" 20000
 	sniff=$IT_LAST_PID
-	it_client -P "$MARKER" -S "$SZ" -c "$2" >"$IT_TMP/client-$1.out" 2>&1 || true
+	it_client -P "$MARKER" -S "$SZ" -c "$2" >>"$1.client" 2>&1 || true
 	sleep 0.1
 	it_sniff_stop "$sniff"
-	ok=$(grep -o '[0-9]* verified' "$IT_TMP/client-$1.out" | cut -d' ' -f1)
+}
+
+# capture NAME COUNT: COUNT calls to B, then COUNT calls that B's namespace drops on input
+# (after A's capture saw them); sets EXEC (sealed requests B ran), UNSEEN (those it never
+# saw, retransmissions folded) and CAP (the capture of the first half).
+capture() {
+	local cap=$IT_TMP/sniff-$1.txt hid=$IT_TMP/sniff-$1-unseen.txt ok
+	sniff_calls "$cap" "$2"
+	ip netns exec "$IT_NS_B" nft add table inet r2p2hide
+	ip netns exec "$IT_NS_B" nft add chain inet r2p2hide in '{ type filter hook input priority 0; }'
+	ip netns exec "$IT_NS_B" nft add rule inet r2p2hide in udp dport "$IT_ECHO_PORT" drop
+	sniff_calls "$hid" "$2"
+	ip netns exec "$IT_NS_B" nft delete table inet r2p2hide
+	ok=$(grep -o '[0-9]* verified' "$cap.client" | cut -d' ' -f1)
 	SERVED=$((SERVED + ok))
 	mapfile -t EXEC < <(it_sealed_requests "$cap" "$DST")
-	mapfile -t UNSEEN < <(it_sealed_requests "$cap" "$IT_B4:$DEAD_PORT" | awk '!seen[$0]++')
-	it_log "  $2 calls: $ok verified (the others went to the dead port); captured ${#EXEC[@]} executed and ${#UNSEEN[@]} unseen sealed requests"
+	mapfile -t UNSEEN < <(it_sealed_requests "$hid" "$DST" | awk '!seen[$0]++')
+	it_log "  2 x $2 calls: $ok verified (the others were hidden from B); captured ${#EXEC[@]} executed and ${#UNSEEN[@]} unseen sealed requests"
 	CAP=$cap
 }
 
@@ -110,6 +121,8 @@ FLIPS=(
 	"timestamp-top $IT_SEALED_TS 01 reject:stale"
 	"timestamp-2^23ms $((IT_SEALED_TS + 5)) 80 reject:stale"
 	"timestamp-1ms $((IT_SEALED_TS + 7)) 01 reject:bad_aead"
+	"binding-address $((IT_SEALED_BIND + 15)) 01 reject:wrong_server"
+	"binding-port $((IT_SEALED_BIND + 17)) 01 reject:wrong_server"
 	"ciphertext-first $IT_SEALED_CT 01 reject:bad_aead"
 	"ciphertext-last $((LEN - 17)) 40 reject:bad_aead"
 	"tag-first $((LEN - 16)) 01 reject:bad_aead"
@@ -145,7 +158,7 @@ it_check "every tampered copy got the answer of its reason ($bad wrong)" test "$
 s1=$(it_tls_status b)
 it_log "  B: $(grep '^sealed server' <<<"$s1")"
 it_check "the rejection counters rose by exactly those (:$(reasons "$s0" "$s1"))" \
-	test "$(reasons "$s0" "$s1")" = " malformed+2 unknown_key+2 bad_token+3 stale+2 bad_aead+9"
+	test "$(reasons "$s0" "$s1")" = " malformed+2 unknown_key+2 bad_token+3 stale+2 bad_aead+9 wrong_server+2"
 it_check "wrong_mode rose by 2 (the flag flips)" \
 	test "$(it_served_field "$s1" echo.svc wrong_mode)" -eq $((wm0 + 2))
 it_check "nothing was opened" test "$(it_sealed_delta "$s0" "$s1" opened)" -eq 0
@@ -176,10 +189,10 @@ it_check "counted as replay+1 bad_token+1 (:$(reasons "$s0" "$s1"))" \
 	test "$(reasons "$s0" "$s1")" = " bad_token+1 replay+1"
 it_check "daemon B alive" it_alive "${IT_DAEMON_PID[b]}"
 it_client -S 16 -c 10 >"$IT_TMP/after-c.out" 2>&1 || true
-it_check "10 sealed calls after all that: 5 verified, the 5 to the dead port failed" \
-	grep -q ': 5 verified, 5 failed, 0 mismatched' "$IT_TMP/after-c.out"
-SERVED=$((SERVED + 5))
-it_check "the echo server ran exactly those 5 ($SERVED)" test "$(it_echo_served "$ECHO")" -eq "$SERVED"
+it_check "10 sealed calls after all that, all verified" \
+	grep -q ': 10 verified, 0 failed, 0 mismatched' "$IT_TMP/after-c.out"
+SERVED=$((SERVED + 10))
+it_check "the echo server ran exactly those 10 ($SERVED)" test "$(it_echo_served "$ECHO")" -eq "$SERVED"
 
 it_log "--- (d) replays"
 capture d 4

@@ -4,11 +4,12 @@
 # lib.sh and its tls helpers. Source it after lib.sh.
 #
 # Wire facts they rely on (docs/PROTOCOL.md, "sealed mode"): a sealed REQUEST has flag 0x10
-# (single packet: header cc 08 0P d0 RR RR 00 01), payload = version 1 (1) | token (72: key id
-# 4 | nonce 12 | ciphertext 40 | tag 16) | N (12) | timestamp (8, be64 unix ms) | ciphertext |
-# tag (16); a response is version | N (copied) | R | ciphertext | tag; a refusal is the 3-byte
-# REJECT 01 ff REASON (1 malformed, 2 unknown_key, 3 bad_token, 4 wrong_service, 5 expired,
-# 6 stale, 7 replay, 8 full, 9 bad_aead, 10 internal) in a RESPONSE with flag 0x10.
+# (single packet: header cc 08 0P d0 RR RR 00 01), payload = version 2 (1) | token (72: key id
+# 4 | nonce 12 | ciphertext 40 | tag 16) | N (12) | timestamp (8, be64 unix ms) | binding
+# (18: the server's address, IPv4 as ::ffff:a.b.c.d, and port) | ciphertext | tag (16); a response is version | N (copied) | R | ciphertext | tag; a refusal is the 3-byte
+# REJECT 02 ff REASON (1 malformed, 2 unknown_key, 3 bad_token, 4 wrong_service, 5 expired,
+# 6 stale, 7 replay, 8 full, 9 bad_aead, 10 internal, 11 wrong_server, 12 restarted) in a
+# RESPONSE with flag 0x10.
 
 # Offsets, in bytes from the start of the UDP payload (8-byte R2P2 header first).
 # shellcheck disable=SC2034 # used by the it_sealed_*.sh scripts
@@ -16,9 +17,10 @@ IT_SEALED_HDR=8
 IT_SEALED_TOKEN=$((IT_SEALED_HDR + 1))      # 9: key id (4), then the token nonce (12) ...
 IT_SEALED_NONCE=$((IT_SEALED_TOKEN + 72))   # 81: N (12)
 IT_SEALED_TS=$((IT_SEALED_NONCE + 12))      # 93: timestamp (8)
-IT_SEALED_CT=$((IT_SEALED_TS + 8))          # 101: ciphertext of the app request, then the tag
+IT_SEALED_BIND=$((IT_SEALED_TS + 8))        # 101: the server's address (16) and port (2)
+IT_SEALED_CT=$((IT_SEALED_BIND + 18))       # 119: ciphertext of the app request, then the tag
 IT_SEALED_REASONS=(ok malformed unknown_key bad_token wrong_service expired stale replay full
-	bad_aead internal)
+	bad_aead internal wrong_server restarted)
 
 # it_sealed_init: it_tls_init, then skip unless this r2p2d accepts security = sealed.
 it_sealed_init() {
@@ -129,7 +131,7 @@ it_rawsend() {
 }
 
 # it_sealed_reply_kind HEX: what a reply to a sealed request is: "reject:REASON" (REJECT),
-# "sealed" (a sealed RESPONSE, version 1), "drop" (R2P2 DROP), "none" (no reply) or "other:HEX".
+# "sealed" (a sealed RESPONSE, version 2), "drop" (R2P2 DROP), "none" (no reply) or "other:HEX".
 it_sealed_reply_kind() {
 	local h=$1 f
 	if [ -z "$h" ]; then
@@ -140,9 +142,9 @@ it_sealed_reply_kind() {
 	if [ "${h:0:6}" = cc0841 ]; then
 		echo drop
 	elif [ "${h:0:6}" = cc0811 ] && [ "$((16#$f & 16#3f))" -eq 16 ]; then
-		if [ "${#h}" -eq 22 ] && [ "${h:16:4}" = 01ff ]; then
+		if [ "${#h}" -eq 22 ] && [ "${h:16:4}" = 02ff ]; then
 			echo "reject:${IT_SEALED_REASONS[$((16#${h:20:2}))]:-?}"
-		elif [ "${h:16:2}" = 01 ]; then
+		elif [ "${h:16:2}" = 02 ]; then
 			echo sealed
 		else
 			echo "other:${h:0:40}"
