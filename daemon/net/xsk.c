@@ -220,6 +220,55 @@ static int parse_udp_hdr(struct cursor *c, size_t l4_len, struct xsk_pkt *out)
 	return 0;
 }
 
+/* parse_ipv4 reads an IPv4 header (options allowed, never a fragment) and the UDP
+ * header after it; the cursor ends at the IP payload's end, before any padding. */
+static int parse_ipv4(struct cursor *c, struct xsk_pkt *out)
+{
+	const uint8_t *ip = c->pos;
+	if (!cur_take(c, 20))
+		return -EBADMSG;
+	if (ip[0] >> 4 != 4)
+		return -EBADMSG;
+	size_t ihl = (size_t)(ip[0] & 0xf) * 4;
+	size_t tot = rd16(ip + 2);
+	size_t avail = (size_t)(c->end - ip);
+	if (ihl < 20 || tot < ihl || tot > avail)
+		return -EBADMSG;
+	if (xsk_csum_fold(xsk_csum_partial(ip, ihl, 0)) != 0)
+		return -EBADMSG;
+	if (rd16(ip + 6) & 0x3fff) /* MF or a fragment offset */
+		return -EPROTONOSUPPORT;
+	if (ip[9] != IPPROTO_UDP)
+		return -EPROTONOSUPPORT;
+	c->pos = ip + ihl;
+	c->end = ip + tot; /* drop Ethernet padding */
+	out->src.family = out->dst.family = AF_INET;
+	memcpy(out->src.addr, ip + 12, 4);
+	memcpy(out->dst.addr, ip + 16, 4);
+	return parse_udp_hdr(c, tot - ihl, out);
+}
+
+/* parse_ipv6 reads an IPv6 header without extension headers and the UDP header
+ * after it; the cursor ends at the IP payload's end, before any padding. */
+static int parse_ipv6(struct cursor *c, struct xsk_pkt *out)
+{
+	const uint8_t *ip6 = cur_take(c, 40);
+	if (!ip6)
+		return -EBADMSG;
+	if (ip6[0] >> 4 != 6)
+		return -EBADMSG;
+	size_t plen = rd16(ip6 + 4);
+	if (plen == 0 || plen > (size_t)(c->end - c->pos)) /* jumbogram or truncated */
+		return -EBADMSG;
+	if (ip6[6] != IPPROTO_UDP)
+		return -EPROTONOSUPPORT;
+	c->end = c->pos + plen;
+	out->src.family = out->dst.family = AF_INET6;
+	memcpy(out->src.addr, ip6 + 8, 16);
+	memcpy(out->dst.addr, ip6 + 24, 16);
+	return parse_udp_hdr(c, plen, out);
+}
+
 int xsk_parse_udp(const uint8_t *frame, size_t len, struct xsk_pkt *out)
 {
 	memset(out, 0, sizeof(*out));
@@ -231,48 +280,10 @@ int xsk_parse_udp(const uint8_t *frame, size_t len, struct xsk_pkt *out)
 		return -EBADMSG;
 	if (type == ETH_P_8021Q || type == ETH_P_8021AD)
 		return -EPROTONOSUPPORT; /* a second tag */
-
-	if (type == ETH_P_IP) {
-		const uint8_t *ip = c.pos;
-		if (!cur_take(&c, 20))
-			return -EBADMSG;
-		if (ip[0] >> 4 != 4)
-			return -EBADMSG;
-		size_t ihl = (size_t)(ip[0] & 0xf) * 4;
-		size_t tot = rd16(ip + 2);
-		size_t avail = (size_t)(c.end - ip);
-		if (ihl < 20 || tot < ihl || tot > avail)
-			return -EBADMSG;
-		if (xsk_csum_fold(xsk_csum_partial(ip, ihl, 0)) != 0)
-			return -EBADMSG;
-		if (rd16(ip + 6) & 0x3fff) /* MF or a fragment offset */
-			return -EPROTONOSUPPORT;
-		if (ip[9] != IPPROTO_UDP)
-			return -EPROTONOSUPPORT;
-		c.pos = ip + ihl;
-		c.end = ip + tot; /* drop Ethernet padding */
-		out->src.family = out->dst.family = AF_INET;
-		memcpy(out->src.addr, ip + 12, 4);
-		memcpy(out->dst.addr, ip + 16, 4);
-		return parse_udp_hdr(&c, tot - ihl, out);
-	}
-	if (type == ETH_P_IPV6) {
-		const uint8_t *ip6 = cur_take(&c, 40);
-		if (!ip6)
-			return -EBADMSG;
-		if (ip6[0] >> 4 != 6)
-			return -EBADMSG;
-		size_t plen = rd16(ip6 + 4);
-		if (plen == 0 || plen > (size_t)(c.end - c.pos)) /* jumbogram or truncated */
-			return -EBADMSG;
-		if (ip6[6] != IPPROTO_UDP)
-			return -EPROTONOSUPPORT;
-		c.end = c.pos + plen;
-		out->src.family = out->dst.family = AF_INET6;
-		memcpy(out->src.addr, ip6 + 8, 16);
-		memcpy(out->dst.addr, ip6 + 24, 16);
-		return parse_udp_hdr(&c, plen, out);
-	}
+	if (type == ETH_P_IP)
+		return parse_ipv4(&c, out);
+	if (type == ETH_P_IPV6)
+		return parse_ipv6(&c, out);
 	return -EPROTONOSUPPORT;
 }
 
@@ -288,12 +299,10 @@ bool xsk_udp_csum_ok(const struct xsk_pkt *pkt)
 	return xsk_csum_fold(sum) == 0;
 }
 
-int xsk_build_udp(uint8_t *frame, size_t cap, const uint8_t src_mac[6], const uint8_t dst_mac[6],
-		  const struct r2p2_addr *src, const struct r2p2_addr *dst, const struct iovec *iov,
-		  int iovcnt, uint16_t ip_id)
+/* iov_total sums the lengths of `iov` into *out_len: 0, -EINVAL for a bad vector, or
+ * -EMSGSIZE when one part or the sum exceeds 65535 bytes. */
+static int iov_total(const struct iovec *iov, int iovcnt, size_t *out_len)
 {
-	if (src->family != dst->family || (src->family != AF_INET && src->family != AF_INET6))
-		return -EAFNOSUPPORT;
 	if (iovcnt < 0 || (iovcnt > 0 && !iov))
 		return -EINVAL;
 	size_t plen = 0;
@@ -304,44 +313,56 @@ int xsk_build_udp(uint8_t *frame, size_t cap, const uint8_t src_mac[6], const ui
 		if (plen > 65535)
 			return -EMSGSIZE;
 	}
-	bool v4 = src->family == AF_INET;
-	size_t ip_hlen = v4 ? 20 : 40;
-	size_t hdr = ETH_HLEN + ip_hlen + 8;
-	size_t ulen = 8 + plen;
-	/* IPv4 total length and the UDP length are 16-bit; IPv6 payload length too */
-	if (ulen + (v4 ? ip_hlen : 0) > 65535 || hdr + plen > cap)
-		return -EMSGSIZE;
+	*out_len = plen;
+	return 0;
+}
 
-	uint8_t *eth = frame;
+/* build_eth writes the Ethernet header for an IPv4 (`v4`) or IPv6 packet. */
+static void build_eth(uint8_t *eth, const uint8_t src_mac[6], const uint8_t dst_mac[6], bool v4)
+{
 	memcpy(eth, dst_mac, 6);
 	memcpy(eth + 6, src_mac, 6);
 	wr16(eth + 12, v4 ? ETH_P_IP : ETH_P_IPV6);
+}
 
-	uint8_t *ip = frame + ETH_HLEN;
-	if (v4) {
-		ip[0] = 0x45;
-		ip[1] = 0;
-		wr16(ip + 2, (uint16_t)(20 + ulen));
-		wr16(ip + 4, ip_id);
-		wr16(ip + 6, 0x4000); /* DF */
-		ip[8] = 64;
-		ip[9] = IPPROTO_UDP;
-		ip[10] = ip[11] = 0;
-		memcpy(ip + 12, src->addr, 4);
-		memcpy(ip + 16, dst->addr, 4);
-		uint16_t c = xsk_csum_fold(xsk_csum_partial(ip, 20, 0));
-		memcpy(ip + 10, &c, 2);
-	} else {
-		ip[0] = 0x60;
-		ip[1] = ip[2] = ip[3] = 0;
-		wr16(ip + 4, (uint16_t)ulen);
-		ip[6] = IPPROTO_UDP;
-		ip[7] = 64;
-		memcpy(ip + 8, src->addr, 16);
-		memcpy(ip + 24, dst->addr, 16);
-	}
+/* build_ipv4 writes a 20-byte IPv4 header (DF, TTL 64, checksummed) for a UDP datagram
+ * of `ulen` bytes. */
+static void build_ipv4(uint8_t *ip, const struct r2p2_addr *src, const struct r2p2_addr *dst,
+		       size_t ulen, uint16_t ip_id)
+{
+	ip[0] = 0x45;
+	ip[1] = 0;
+	wr16(ip + 2, (uint16_t)(20 + ulen));
+	wr16(ip + 4, ip_id);
+	wr16(ip + 6, 0x4000); /* DF */
+	ip[8] = 64;
+	ip[9] = IPPROTO_UDP;
+	ip[10] = ip[11] = 0;
+	memcpy(ip + 12, src->addr, 4);
+	memcpy(ip + 16, dst->addr, 4);
+	uint16_t c = xsk_csum_fold(xsk_csum_partial(ip, 20, 0));
+	memcpy(ip + 10, &c, 2);
+}
 
-	uint8_t *udp = ip + ip_hlen;
+/* build_ipv6 writes a 40-byte IPv6 header (hop limit 64) for a UDP datagram of `ulen`
+ * bytes. */
+static void build_ipv6(uint8_t *ip, const struct r2p2_addr *src, const struct r2p2_addr *dst,
+		       size_t ulen)
+{
+	ip[0] = 0x60;
+	ip[1] = ip[2] = ip[3] = 0;
+	wr16(ip + 4, (uint16_t)ulen);
+	ip[6] = IPPROTO_UDP;
+	ip[7] = 64;
+	memcpy(ip + 8, src->addr, 16);
+	memcpy(ip + 24, dst->addr, 16);
+}
+
+/* build_udp writes the UDP header and the payload gathered from `iov` (`ulen` bytes in
+ * all), then the checksum over both and the pseudo-header. */
+static void build_udp(uint8_t *udp, const struct r2p2_addr *src, const struct r2p2_addr *dst,
+		      const struct iovec *iov, int iovcnt, size_t ulen)
+{
 	memcpy(udp, &src->port, 2);
 	memcpy(udp + 2, &dst->port, 2);
 	wr16(udp + 4, (uint16_t)ulen);
@@ -357,6 +378,33 @@ int xsk_build_udp(uint8_t *frame, size_t cap, const uint8_t src_mac[6], const ui
 	if (c == 0)
 		c = 0xffff; /* 0 means "no checksum" in IPv4 and is invalid in IPv6 */
 	memcpy(udp + 6, &c, 2);
+}
+
+int xsk_build_udp(uint8_t *frame, size_t cap, const uint8_t src_mac[6], const uint8_t dst_mac[6],
+		  const struct r2p2_addr *src, const struct r2p2_addr *dst, const struct iovec *iov,
+		  int iovcnt, uint16_t ip_id)
+{
+	if (src->family != dst->family || (src->family != AF_INET && src->family != AF_INET6))
+		return -EAFNOSUPPORT;
+	size_t plen;
+	int ret = iov_total(iov, iovcnt, &plen);
+	if (ret)
+		return ret;
+	bool v4 = src->family == AF_INET;
+	size_t ip_hlen = v4 ? 20 : 40;
+	size_t hdr = ETH_HLEN + ip_hlen + 8;
+	size_t ulen = 8 + plen;
+	/* IPv4 total length and the UDP length are 16-bit; IPv6 payload length too */
+	if (ulen + (v4 ? ip_hlen : 0) > 65535 || hdr + plen > cap)
+		return -EMSGSIZE;
+
+	build_eth(frame, src_mac, dst_mac, v4);
+	uint8_t *ip = frame + ETH_HLEN;
+	if (v4)
+		build_ipv4(ip, src, dst, ulen, ip_id);
+	else
+		build_ipv6(ip, src, dst, ulen);
+	build_udp(ip + ip_hlen, src, dst, iov, iovcnt, ulen);
 	return (int)(hdr + plen);
 }
 
@@ -596,6 +644,62 @@ static int first_bind(struct xsk_port *p, enum xsk_mode mode)
 	return ret;
 }
 
+/* fill_rx_frames puts every rx frame of the UMEM on the fill ring. */
+static void fill_rx_frames(struct xsk_queue *q)
+{
+	uint64_t addrs[RX_BATCH];
+	for (uint32_t i = 0; i < q->num_rx_frames;) {
+		uint32_t n = 0;
+		while (n < RX_BATCH && i < q->num_rx_frames)
+			addrs[n++] = (uint64_t)i++ * q->frame_size;
+		pthread_mutex_lock(&q->lock);
+		fill_push_locked(q, addrs, n);
+		pthread_mutex_unlock(&q->lock);
+	}
+}
+
+/* bind_later binds a further socket to the queue's UMEM, in the mode of the first. */
+static int bind_later(struct xsk_port *p, char *err, size_t err_len)
+{
+	struct xsk_queue *q = p->q;
+	int ret = bind_port(p, q->zerocopy ? XSK_MODE_ZEROCOPY : XSK_MODE_COPY, false);
+	if (ret)
+		set_err(err, err_len, "xsk: %s queue %u: shared-UMEM socket %u (%s): %s", q->ifname,
+			q->queue, q->num_ports, q->zerocopy ? "zero-copy" : "copy", strerror(-ret));
+	return ret;
+}
+
+/* bind_first binds the queue's first socket in the configured mode (auto: zero-copy,
+ * else copy), then hands the kernel every rx frame. */
+static int bind_first(struct xsk_port *p, char *err, size_t err_len)
+{
+	struct xsk_queue *q = p->q;
+	enum xsk_mode m = q->cfg.mode == XSK_MODE_AUTO ? XSK_MODE_ZEROCOPY : q->cfg.mode;
+	int zc_ret = 0;
+	int ret = first_bind(p, m);
+	if (ret && q->cfg.mode == XSK_MODE_AUTO) {
+		zc_ret = ret;
+		m = XSK_MODE_COPY;
+		ret = first_bind(p, m);
+	}
+	if (ret && zc_ret) {
+		set_err(err, err_len,
+			"xsk: cannot bind AF_XDP socket to %s queue %u: zero-copy: %s; "
+			"copy: %s",
+			q->ifname, q->queue, strerror(-zc_ret), strerror(-ret));
+		return ret;
+	}
+	if (ret) {
+		set_err(err, err_len, "xsk: cannot bind AF_XDP socket to %s queue %u (%s): %s",
+			q->ifname, q->queue, mode_name(q->cfg.mode), strerror(-ret));
+		return ret;
+	}
+	q->zerocopy = m == XSK_MODE_ZEROCOPY;
+	/* Every rx frame starts on the fill ring. */
+	fill_rx_frames(q);
+	return 0;
+}
+
 struct xsk_port *xsk_queue_add_port(struct xsk_queue *q, char *err, size_t err_len)
 {
 	struct xsk_port *p = calloc(1, sizeof(*p));
@@ -607,58 +711,16 @@ struct xsk_port *xsk_queue_add_port(struct xsk_queue *q, char *err, size_t err_l
 	p->q = q;
 	p->fd = -1;
 	p->ip_id = (uint16_t)(q->num_ports * 8191u + q->queue * 257u);
-	bool first = q->num_ports == 0;
-	int ret;
-	if (!first) {
-		ret = bind_port(p, q->zerocopy ? XSK_MODE_ZEROCOPY : XSK_MODE_COPY, false);
-		if (ret) {
-			set_err(err, err_len, "xsk: %s queue %u: shared-UMEM socket %u (%s): %s",
-				q->ifname, q->queue, q->num_ports,
-				q->zerocopy ? "zero-copy" : "copy", strerror(-ret));
-			goto fail;
-		}
-	} else {
-		enum xsk_mode m = q->cfg.mode == XSK_MODE_AUTO ? XSK_MODE_ZEROCOPY : q->cfg.mode;
-		int zc_ret = 0;
-		ret = first_bind(p, m);
-		if (ret && q->cfg.mode == XSK_MODE_AUTO) {
-			zc_ret = ret;
-			m = XSK_MODE_COPY;
-			ret = first_bind(p, m);
-		}
-		if (ret && zc_ret) {
-			set_err(err, err_len,
-				"xsk: cannot bind AF_XDP socket to %s queue %u: zero-copy: %s; "
-				"copy: %s",
-				q->ifname, q->queue, strerror(-zc_ret), strerror(-ret));
-			goto fail;
-		}
-		if (ret) {
-			set_err(err, err_len,
-				"xsk: cannot bind AF_XDP socket to %s queue %u (%s): %s", q->ifname,
-				q->queue, mode_name(q->cfg.mode), strerror(-ret));
-			goto fail;
-		}
-		q->zerocopy = m == XSK_MODE_ZEROCOPY;
-		/* Every rx frame starts on the fill ring. */
-		uint64_t addrs[RX_BATCH];
-		for (uint32_t i = 0; i < q->num_rx_frames;) {
-			uint32_t n = 0;
-			while (n < RX_BATCH && i < q->num_rx_frames)
-				addrs[n++] = (uint64_t)i++ * q->frame_size;
-			pthread_mutex_lock(&q->lock);
-			fill_push_locked(q, addrs, n);
-			pthread_mutex_unlock(&q->lock);
-		}
+	int ret = q->num_ports == 0 ? bind_first(p, err, err_len) : bind_later(p, err, err_len);
+	if (ret) {
+		p->xsk = NULL;
+		free(p);
+		errno = -ret;
+		return NULL;
 	}
 	p->fd = xsk_socket__fd(p->xsk);
 	q->num_ports++;
 	return p;
-fail:
-	p->xsk = NULL;
-	free(p);
-	errno = -ret;
-	return NULL;
 }
 
 struct xsk_port *xsk_port_new(const char *ifname, unsigned queue, const struct xsk_port_config *cfg,
