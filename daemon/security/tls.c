@@ -606,11 +606,68 @@ static int call_finish(struct tls_call *call, struct tls_buf *resp)
 	return TLS_CALL_DONE;
 }
 
+/* call_early_final takes the answer to a 0-RTT request: the server flight, its
+ * half-RTT ticket and the response, all in one SERVER_FINAL frame. */
+static int call_early_final(struct tls_call *call, const struct frame *f, struct tls_buf *resp)
+{
+	int rc;
+
+	if (feed(call->rbio, f->tls, f->tls_len) != 0)
+		return call_fail(call, -ENOMEM, "out of memory");
+	rc = call_handshake(call);
+	if (rc != 0)
+		return rc;
+	if (!call->early_accepted)
+		return call_fail(call, -EBADMSG,
+				 "%s sent a final flight but refused the early data",
+				 call->service);
+	/* our EndOfEarlyData and Finished never go on the wire: the server
+	 * answered already and has forgotten the exchange */
+	drain(call->wbio, NULL);
+	return call_finish(call, resp);
+}
+
+/* call_second takes a SERVER_HANDSHAKE frame and writes the CLIENT_SECOND flight: our
+ * Finished and the request as 1-RTT data. */
+static int call_second(struct tls_call *call, const struct frame *f, struct tls_buf *flight)
+{
+	int rc;
+
+	if (feed(call->rbio, f->tls, f->tls_len) != 0)
+		return call_fail(call, -ENOMEM, "out of memory");
+	rc = call_handshake(call);
+	if (rc != 0)
+		return rc;
+	if (call->early_accepted)
+		return call_fail(call, -EBADMSG, "%s accepted the early data but did not answer",
+				 call->service);
+	/* the chain and name are verified (or the session was): now the request */
+	if (frame_start(flight, TLS_KIND_CLIENT_SECOND, f->id) != 0 ||
+	    drain(call->wbio, flight) != 0)
+		return call_fail(call, -ENOMEM, "out of memory");
+	if (SSL_write(call->ssl, call->msg, (int)call->msg_len) != (int)call->msg_len ||
+	    drain(call->wbio, flight) != 0) {
+		flight->len = 0;
+		return call_fail(call, -EIO, "cannot encrypt the request to %s: %s", call->service,
+				 ssl_reason("unknown error"));
+	}
+	call->state = CALL_SECOND_SENT;
+	ERR_clear_error();
+	return TLS_CALL_CONTINUE;
+}
+
+/* call_second_final takes the SERVER_FINAL frame that answers CLIENT_SECOND. */
+static int call_second_final(struct tls_call *call, const struct frame *f, struct tls_buf *resp)
+{
+	if (feed(call->rbio, f->tls, f->tls_len) != 0)
+		return call_fail(call, -ENOMEM, "out of memory");
+	return call_finish(call, resp);
+}
+
 int tls_call_input(struct tls_call *call, const uint8_t *msg, size_t len, struct tls_buf *flight,
 		   struct tls_buf *resp)
 {
 	struct frame f;
-	int rc;
 
 	if (!call || !flight || !resp)
 		return -EINVAL;
@@ -624,53 +681,13 @@ int tls_call_input(struct tls_call *call, const uint8_t *msg, size_t len, struct
 	if (f.kind == TLS_KIND_ERROR)
 		return call_fail(call, -ECONNREFUSED, "%s refused the TLS exchange: %s",
 				 call->service, alert_text(f.tls, f.tls_len));
-
 	if (call->state == CALL_FIRST_SENT && f.kind == TLS_KIND_SERVER_FINAL &&
-	    call->offered_early) {
-		/* 0-RTT: the server flight, its half-RTT ticket and the response */
-		if (feed(call->rbio, f.tls, f.tls_len) != 0)
-			return call_fail(call, -ENOMEM, "out of memory");
-		rc = call_handshake(call);
-		if (rc != 0)
-			return rc;
-		if (!call->early_accepted)
-			return call_fail(call, -EBADMSG,
-					 "%s sent a final flight but refused the early data",
-					 call->service);
-		/* our EndOfEarlyData and Finished never go on the wire: the server
-		 * answered already and has forgotten the exchange */
-		drain(call->wbio, NULL);
-		return call_finish(call, resp);
-	}
-	if (call->state == CALL_FIRST_SENT && f.kind == TLS_KIND_SERVER_HANDSHAKE) {
-		if (feed(call->rbio, f.tls, f.tls_len) != 0)
-			return call_fail(call, -ENOMEM, "out of memory");
-		rc = call_handshake(call);
-		if (rc != 0)
-			return rc;
-		if (call->early_accepted)
-			return call_fail(call, -EBADMSG,
-					 "%s accepted the early data but did not answer",
-					 call->service);
-		/* the chain and name are verified (or the session was): now the request */
-		if (frame_start(flight, TLS_KIND_CLIENT_SECOND, f.id) != 0 ||
-		    drain(call->wbio, flight) != 0)
-			return call_fail(call, -ENOMEM, "out of memory");
-		if (SSL_write(call->ssl, call->msg, (int)call->msg_len) != (int)call->msg_len ||
-		    drain(call->wbio, flight) != 0) {
-			flight->len = 0;
-			return call_fail(call, -EIO, "cannot encrypt the request to %s: %s",
-					 call->service, ssl_reason("unknown error"));
-		}
-		call->state = CALL_SECOND_SENT;
-		ERR_clear_error();
-		return TLS_CALL_CONTINUE;
-	}
-	if (call->state == CALL_SECOND_SENT && f.kind == TLS_KIND_SERVER_FINAL) {
-		if (feed(call->rbio, f.tls, f.tls_len) != 0)
-			return call_fail(call, -ENOMEM, "out of memory");
-		return call_finish(call, resp);
-	}
+	    call->offered_early)
+		return call_early_final(call, &f, resp);
+	if (call->state == CALL_FIRST_SENT && f.kind == TLS_KIND_SERVER_HANDSHAKE)
+		return call_second(call, &f, flight);
+	if (call->state == CALL_SECOND_SENT && f.kind == TLS_KIND_SERVER_FINAL)
+		return call_second_final(call, &f, resp);
 	return call_fail(call, -EBADMSG, "unexpected tls frame (kind %d) from %s", (int)f.kind,
 			 call->service);
 }
