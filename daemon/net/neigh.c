@@ -3,8 +3,8 @@
  * Next-hop resolution over rtnetlink with libmnl (see neigh.h).
  */
 #include "neigh.h"
-#include "err.h"
 #include "clock.h"
+#include "err.h"
 
 #include <errno.h>
 #include <net/if.h>
@@ -456,6 +456,42 @@ static void trigger(struct neigh *n, uint16_t family, const uint8_t *addr)
 	close(fd);
 }
 
+/* link_mac_attr copies the 6-byte IFLA_ADDRESS of RTM_NEWLINK message `m` to n->mac.
+ * Returns 0, or -EPFNOSUPPORT when the link has no such address. */
+static int link_mac_attr(struct neigh *n, const struct nlmsghdr *m)
+{
+	const struct nlattr *a;
+	mnl_attr_for_each(a, m, sizeof(struct ifinfomsg))
+	{
+		if (mnl_attr_get_type(a) == IFLA_ADDRESS && mnl_attr_get_payload_len(a) == 6) {
+			memcpy(n->mac, mnl_attr_get_payload(a), 6);
+			return 0;
+		}
+	}
+	return -EPFNOSUPPORT; /* not an Ethernet-like interface */
+}
+
+/* link_reply says whether `m` answers our RTM_GETLINK query; if so, *out_ret is the
+ * answer: 0 with n->mac set, or a negative errno. */
+static bool link_reply(struct neigh *n, const struct nlmsghdr *m, int *out_ret)
+{
+	if (m->nlmsg_seq != n->seq)
+		return false;
+	if (m->nlmsg_type == NLMSG_ERROR) {
+		const struct nlmsgerr *e = mnl_nlmsg_get_payload(m);
+		if (m->nlmsg_len < mnl_nlmsg_size(sizeof(*e)))
+			*out_ret = -EBADMSG;
+		else
+			*out_ret = e->error ? e->error : -ENOENT;
+		return true;
+	}
+	if (m->nlmsg_type != RTM_NEWLINK || m->nlmsg_len < mnl_nlmsg_size(sizeof(struct ifinfomsg)))
+		return false;
+	*out_ret = link_mac_attr(n, m);
+	return true;
+}
+
+/* query_link reads our interface's link-layer address into n->mac: 0 or a negative errno. */
 static int query_link(struct neigh *n)
 {
 	uint8_t buf[256];
@@ -475,27 +511,9 @@ static int query_link(struct neigh *n)
 		const struct nlmsghdr *m = (const struct nlmsghdr *)n->buf;
 		int left = (int)r;
 		for (; mnl_nlmsg_ok(m, left); m = mnl_nlmsg_next(m, &left)) {
-			if (m->nlmsg_seq != n->seq)
-				continue;
-			if (m->nlmsg_type == NLMSG_ERROR) {
-				const struct nlmsgerr *e = mnl_nlmsg_get_payload(m);
-				if (m->nlmsg_len < mnl_nlmsg_size(sizeof(*e)))
-					return -EBADMSG;
-				return e->error ? e->error : -ENOENT;
-			}
-			if (m->nlmsg_type != RTM_NEWLINK ||
-			    m->nlmsg_len < mnl_nlmsg_size(sizeof(struct ifinfomsg)))
-				continue;
-			const struct nlattr *a;
-			mnl_attr_for_each(a, m, sizeof(struct ifinfomsg))
-			{
-				if (mnl_attr_get_type(a) == IFLA_ADDRESS &&
-				    mnl_attr_get_payload_len(a) == 6) {
-					memcpy(n->mac, mnl_attr_get_payload(a), 6);
-					return 0;
-				}
-			}
-			return -EPFNOSUPPORT; /* not an Ethernet-like interface */
+			int ret;
+			if (link_reply(n, m, &ret))
+				return ret;
 		}
 	}
 }
@@ -604,73 +622,117 @@ static void out_src_set(struct r2p2_addr *out_src, const struct entry *e)
 	memcpy(out_src->addr, e->src, alen(e->family));
 }
 
-int neigh_lookup(struct neigh *n, const struct r2p2_addr *dst, uint8_t out_mac[6],
-		 struct r2p2_addr *out_src)
+/* lookup_hit answers from resolved entry `e`; a stale one is re-verified with the
+ * kernel at most every STALE_RECHECK_NS, and used meanwhile. */
+static int lookup_hit(struct neigh *n, struct entry *e, uint8_t out_mac[6],
+		      struct r2p2_addr *out_src)
 {
-	if (dst->family != AF_INET && dst->family != AF_INET6)
-		return -EAFNOSUPPORT;
-	struct entry *e = find(n, dst);
-	uint64_t now = 0;
-	if (e && e->state == E_OK) {
-		if (e->stale && !n->offline) {
-			now = now_ns();
-			if (now - e->trigger_ns >= STALE_RECHECK_NS) {
-				e->trigger_ns = now;
-				trigger(n, e->nh_family, e->nh);
-			}
+	if (e->stale && !n->offline) {
+		uint64_t now = now_ns();
+		if (now - e->trigger_ns >= STALE_RECHECK_NS) {
+			e->trigger_ns = now;
+			trigger(n, e->nh_family, e->nh);
 		}
+	}
+	memcpy(out_mac, e->mac, 6);
+	out_src_set(out_src, e);
+	n->stats.hits++;
+	return 0;
+}
+
+/* lookup_unresolved returns the answer of pending or negative entry `e` while it holds
+ * (always when offline: nothing would refresh it), or 0 to ask the kernel again. */
+static int lookup_unresolved(const struct neigh *n, const struct entry *e, uint64_t now)
+{
+	uint64_t age = now - e->stamp_ns;
+	if (e->state == E_PENDING && (age < PENDING_REQUERY_NS || n->offline))
+		return -EAGAIN;
+	if (e->state == E_FAILED && (age < NEGATIVE_TTL_NS || n->offline))
+		return -EHOSTUNREACH;
+	if (e->state == E_NOROUTE && (age < NEGATIVE_TTL_NS || n->offline))
+		return -ENETUNREACH;
+	return 0;
+}
+
+/* query_next_hop reads the neighbour entry of route `rt`'s next hop when the route
+ * leaves through our interface. Returns 0, with *out_have saying whether the kernel has
+ * an entry, or a negative errno. */
+static int query_next_hop(struct neigh *n, const struct r2p2_addr *dst,
+			  const struct neigh_route *rt, struct neigh_msg *out_nm, bool *out_have)
+{
+	*out_have = false;
+	if (rt->type != RTN_UNICAST || rt->oif != n->ifindex)
+		return 0;
+	uint16_t nh_family = rt->has_gw ? rt->gw_family : dst->family;
+	const uint8_t *nh = rt->has_gw ? rt->gw : dst->addr;
+	int ret = query_neigh(n, nh_family, nh, out_nm);
+	if (ret && ret != -ENOENT)
+		return ret;
+	*out_have = ret == 0;
+	return 0;
+}
+
+/* lookup_learnt answers from entry `e` that neigh_learn just filed with result `ret`,
+ * and makes the kernel resolve a next hop that is stale, pending or failed. */
+static int lookup_learnt(struct neigh *n, struct entry *e, int ret, uint64_t now,
+			 uint8_t out_mac[6], struct r2p2_addr *out_src)
+{
+	if (ret == 0) {
 		memcpy(out_mac, e->mac, 6);
 		out_src_set(out_src, e);
-		n->stats.hits++;
-		return 0;
+		if (!e->stale)
+			return 0;
+	} else if (ret != -EAGAIN && ret != -EHOSTUNREACH) {
+		return ret;
 	}
-	if (e) {
-		now = now_ns();
-		uint64_t age = now - e->stamp_ns;
-		if (e->state == E_PENDING && (age < PENDING_REQUERY_NS || n->offline))
-			return -EAGAIN;
-		if (e->state == E_FAILED && (age < NEGATIVE_TTL_NS || n->offline))
-			return -EHOSTUNREACH;
-		if (e->state == E_NOROUTE && (age < NEGATIVE_TTL_NS || n->offline))
-			return -ENETUNREACH;
-	}
-	if (n->offline)
-		return -ENOTCONN;
-	if (!now)
-		now = now_ns();
+	e->trigger_ns = now;
+	trigger(n, e->nh_family, e->nh);
+	return ret;
+}
 
+/* lookup_query asks the kernel for the route to `dst` and its next hop's MAC, and
+ * files the answer. */
+static int lookup_query(struct neigh *n, const struct r2p2_addr *dst, uint64_t now,
+			uint8_t out_mac[6], struct r2p2_addr *out_src)
+{
 	struct neigh_route rt;
 	int ret = query_route(n, dst, &rt);
 	if (ret == -ENETUNREACH || ret == -EHOSTUNREACH || ret == -EINVAL)
 		return neigh_learn(n, dst, NULL, NULL, now);
 	if (ret)
 		return ret;
-	uint16_t nh_family = rt.has_gw ? rt.gw_family : dst->family;
-	const uint8_t *nh = rt.has_gw ? rt.gw : dst->addr;
 	struct neigh_msg nm;
-	bool have_nm = false;
-	if (rt.type == RTN_UNICAST && rt.oif == n->ifindex) {
-		ret = query_neigh(n, nh_family, nh, &nm);
-		if (ret && ret != -ENOENT)
-			return ret;
-		have_nm = ret == 0;
-	}
+	bool have_nm;
+	ret = query_next_hop(n, dst, &rt, &nm, &have_nm);
+	if (ret)
+		return ret;
 	ret = neigh_learn(n, dst, &rt, have_nm ? &nm : NULL, now);
-	e = find(n, dst);
+	struct entry *e = find(n, dst);
 	if (!e)
 		return ret;
-	if (ret == 0) {
-		memcpy(out_mac, e->mac, 6);
-		out_src_set(out_src, e);
-		if (e->stale) {
-			e->trigger_ns = now;
-			trigger(n, e->nh_family, e->nh);
-		}
-	} else if (ret == -EAGAIN || ret == -EHOSTUNREACH) {
-		e->trigger_ns = now;
-		trigger(n, e->nh_family, e->nh);
+	return lookup_learnt(n, e, ret, now, out_mac, out_src);
+}
+
+int neigh_lookup(struct neigh *n, const struct r2p2_addr *dst, uint8_t out_mac[6],
+		 struct r2p2_addr *out_src)
+{
+	if (dst->family != AF_INET && dst->family != AF_INET6)
+		return -EAFNOSUPPORT;
+	struct entry *e = find(n, dst);
+	if (e && e->state == E_OK)
+		return lookup_hit(n, e, out_mac, out_src);
+	uint64_t now = 0;
+	if (e) {
+		now = now_ns();
+		int ret = lookup_unresolved(n, e, now);
+		if (ret)
+			return ret;
 	}
-	return ret;
+	if (n->offline)
+		return -ENOTCONN;
+	if (!now)
+		now = now_ns();
+	return lookup_query(n, dst, now, out_mac, out_src);
 }
 
 int neigh_process(struct neigh *n)

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * AF_XDP ports over libxdp's ring helpers (see xsk.h for the frame and locking model).
+ * The Ethernet/IP/UDP framing the ports use is xsk_frame.c.
  */
 #include "xsk.h"
 #include "err.h"
@@ -93,271 +94,6 @@ void xsk_port_config_default(struct xsk_port_config *cfg)
 static bool is_pow2(uint32_t v)
 {
 	return v && !(v & (v - 1));
-}
-
-/* ---- checksums and headers ------------------------------------------------------ */
-
-uint64_t xsk_csum_partial(const void *p, size_t len, uint64_t sum)
-{
-	/* Ones'-complement sums do not depend on byte order as long as the words are
-	 * read and the result stored in the same order: sum native 32-bit words and
-	 * let the caller memcpy the folded result back. */
-	const uint8_t *b = p;
-	while (len >= 4) {
-		uint32_t w;
-		memcpy(&w, b, 4);
-		sum += w;
-		b += 4;
-		len -= 4;
-	}
-	if (len >= 2) {
-		uint16_t w;
-		memcpy(&w, b, 2);
-		sum += w;
-		b += 2;
-		len -= 2;
-	}
-	if (len) {
-		uint8_t t[2] = {b[0], 0};
-		uint16_t w;
-		memcpy(&w, t, 2);
-		sum += w;
-	}
-	return sum;
-}
-
-uint16_t xsk_csum_fold(uint64_t sum)
-{
-	while (sum >> 16)
-		sum = (sum & 0xffff) + (sum >> 16);
-	return (uint16_t)~sum;
-}
-
-static uint64_t pseudo_sum(uint16_t family, const uint8_t *saddr, const uint8_t *daddr,
-			   uint32_t udp_len)
-{
-	uint8_t ph[40];
-	if (family == AF_INET) {
-		memcpy(ph, saddr, 4);
-		memcpy(ph + 4, daddr, 4);
-		ph[8] = 0;
-		ph[9] = IPPROTO_UDP;
-		ph[10] = (uint8_t)(udp_len >> 8);
-		ph[11] = (uint8_t)udp_len;
-		return xsk_csum_partial(ph, 12, 0);
-	}
-	memcpy(ph, saddr, 16);
-	memcpy(ph + 16, daddr, 16);
-	ph[32] = (uint8_t)(udp_len >> 24);
-	ph[33] = (uint8_t)(udp_len >> 16);
-	ph[34] = (uint8_t)(udp_len >> 8);
-	ph[35] = (uint8_t)udp_len;
-	ph[36] = ph[37] = ph[38] = 0;
-	ph[39] = IPPROTO_UDP;
-	return xsk_csum_partial(ph, 40, 0);
-}
-
-static uint16_t rd16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-static void wr16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
-/* A bounds-checked cursor over one frame. */
-struct cursor {
-	const uint8_t *pos;
-	const uint8_t *end;
-};
-
-/* cur_take returns `n` bytes at the cursor and advances it, or NULL when fewer remain. */
-static const uint8_t *cur_take(struct cursor *c, size_t n)
-{
-	if ((size_t)(c->end - c->pos) < n)
-		return NULL;
-	const uint8_t *p = c->pos;
-	c->pos += n;
-	return p;
-}
-
-/* parse_eth returns the ethertype after at most one VLAN tag (host order), or -1. */
-static int parse_eth(struct cursor *c, struct xsk_pkt *out)
-{
-	const uint8_t *eth = cur_take(c, ETH_HLEN);
-	if (!eth)
-		return -1;
-	uint16_t type = rd16(eth + 12);
-	if (type == ETH_P_8021Q || type == ETH_P_8021AD) {
-		const uint8_t *tag = cur_take(c, 4);
-		if (!tag)
-			return -1;
-		out->has_vlan = true;
-		out->vlan_tci = rd16(tag);
-		type = rd16(tag + 2);
-	}
-	return type;
-}
-
-/* parse_udp_hdr reads the UDP header of an IP payload of `l4_len` bytes at the cursor. */
-static int parse_udp_hdr(struct cursor *c, size_t l4_len, struct xsk_pkt *out)
-{
-	const uint8_t *udp = cur_take(c, 8);
-	if (!udp || l4_len < 8)
-		return -EBADMSG;
-	uint16_t ulen = rd16(udp + 4);
-	if (ulen < 8 || ulen > l4_len)
-		return -EBADMSG;
-	out->src.port = htons(rd16(udp));
-	out->dst.port = htons(rd16(udp + 2));
-	memcpy(&out->udp_csum, udp + 6, 2);
-	out->l4 = udp;
-	out->payload = udp + 8;
-	out->len = (size_t)ulen - 8;
-	return 0;
-}
-
-int xsk_parse_udp(const uint8_t *frame, size_t len, struct xsk_pkt *out)
-{
-	memset(out, 0, sizeof(*out));
-	if (!frame)
-		return -EBADMSG;
-	struct cursor c = {frame, frame + len};
-	int type = parse_eth(&c, out);
-	if (type < 0)
-		return -EBADMSG;
-	if (type == ETH_P_8021Q || type == ETH_P_8021AD)
-		return -EPROTONOSUPPORT; /* a second tag */
-
-	if (type == ETH_P_IP) {
-		const uint8_t *ip = c.pos;
-		if (!cur_take(&c, 20))
-			return -EBADMSG;
-		if (ip[0] >> 4 != 4)
-			return -EBADMSG;
-		size_t ihl = (size_t)(ip[0] & 0xf) * 4;
-		size_t tot = rd16(ip + 2);
-		size_t avail = (size_t)(c.end - ip);
-		if (ihl < 20 || tot < ihl || tot > avail)
-			return -EBADMSG;
-		if (xsk_csum_fold(xsk_csum_partial(ip, ihl, 0)) != 0)
-			return -EBADMSG;
-		if (rd16(ip + 6) & 0x3fff) /* MF or a fragment offset */
-			return -EPROTONOSUPPORT;
-		if (ip[9] != IPPROTO_UDP)
-			return -EPROTONOSUPPORT;
-		c.pos = ip + ihl;
-		c.end = ip + tot; /* drop Ethernet padding */
-		out->src.family = out->dst.family = AF_INET;
-		memcpy(out->src.addr, ip + 12, 4);
-		memcpy(out->dst.addr, ip + 16, 4);
-		return parse_udp_hdr(&c, tot - ihl, out);
-	}
-	if (type == ETH_P_IPV6) {
-		const uint8_t *ip6 = cur_take(&c, 40);
-		if (!ip6)
-			return -EBADMSG;
-		if (ip6[0] >> 4 != 6)
-			return -EBADMSG;
-		size_t plen = rd16(ip6 + 4);
-		if (plen == 0 || plen > (size_t)(c.end - c.pos)) /* jumbogram or truncated */
-			return -EBADMSG;
-		if (ip6[6] != IPPROTO_UDP)
-			return -EPROTONOSUPPORT;
-		c.end = c.pos + plen;
-		out->src.family = out->dst.family = AF_INET6;
-		memcpy(out->src.addr, ip6 + 8, 16);
-		memcpy(out->dst.addr, ip6 + 24, 16);
-		return parse_udp_hdr(&c, plen, out);
-	}
-	return -EPROTONOSUPPORT;
-}
-
-bool xsk_udp_csum_ok(const struct xsk_pkt *pkt)
-{
-	if (!pkt->l4)
-		return false;
-	if (pkt->udp_csum == 0)
-		return pkt->src.family == AF_INET;
-	uint32_t ulen = (uint32_t)pkt->len + 8;
-	uint64_t sum = pseudo_sum(pkt->src.family, pkt->src.addr, pkt->dst.addr, ulen);
-	sum = xsk_csum_partial(pkt->l4, ulen, sum);
-	return xsk_csum_fold(sum) == 0;
-}
-
-int xsk_build_udp(uint8_t *frame, size_t cap, const uint8_t src_mac[6], const uint8_t dst_mac[6],
-		  const struct r2p2_addr *src, const struct r2p2_addr *dst, const struct iovec *iov,
-		  int iovcnt, uint16_t ip_id)
-{
-	if (src->family != dst->family || (src->family != AF_INET && src->family != AF_INET6))
-		return -EAFNOSUPPORT;
-	if (iovcnt < 0 || (iovcnt > 0 && !iov))
-		return -EINVAL;
-	size_t plen = 0;
-	for (int i = 0; i < iovcnt; i++) {
-		if (iov[i].iov_len > 65535 || (iov[i].iov_len && !iov[i].iov_base))
-			return iov[i].iov_len > 65535 ? -EMSGSIZE : -EINVAL;
-		plen += iov[i].iov_len;
-		if (plen > 65535)
-			return -EMSGSIZE;
-	}
-	bool v4 = src->family == AF_INET;
-	size_t ip_hlen = v4 ? 20 : 40;
-	size_t hdr = ETH_HLEN + ip_hlen + 8;
-	size_t ulen = 8 + plen;
-	/* IPv4 total length and the UDP length are 16-bit; IPv6 payload length too */
-	if (ulen + (v4 ? ip_hlen : 0) > 65535 || hdr + plen > cap)
-		return -EMSGSIZE;
-
-	uint8_t *eth = frame;
-	memcpy(eth, dst_mac, 6);
-	memcpy(eth + 6, src_mac, 6);
-	wr16(eth + 12, v4 ? ETH_P_IP : ETH_P_IPV6);
-
-	uint8_t *ip = frame + ETH_HLEN;
-	if (v4) {
-		ip[0] = 0x45;
-		ip[1] = 0;
-		wr16(ip + 2, (uint16_t)(20 + ulen));
-		wr16(ip + 4, ip_id);
-		wr16(ip + 6, 0x4000); /* DF */
-		ip[8] = 64;
-		ip[9] = IPPROTO_UDP;
-		ip[10] = ip[11] = 0;
-		memcpy(ip + 12, src->addr, 4);
-		memcpy(ip + 16, dst->addr, 4);
-		uint16_t c = xsk_csum_fold(xsk_csum_partial(ip, 20, 0));
-		memcpy(ip + 10, &c, 2);
-	} else {
-		ip[0] = 0x60;
-		ip[1] = ip[2] = ip[3] = 0;
-		wr16(ip + 4, (uint16_t)ulen);
-		ip[6] = IPPROTO_UDP;
-		ip[7] = 64;
-		memcpy(ip + 8, src->addr, 16);
-		memcpy(ip + 24, dst->addr, 16);
-	}
-
-	uint8_t *udp = ip + ip_hlen;
-	memcpy(udp, &src->port, 2);
-	memcpy(udp + 2, &dst->port, 2);
-	wr16(udp + 4, (uint16_t)ulen);
-	udp[6] = udp[7] = 0;
-	uint8_t *pay = udp + 8;
-	for (int i = 0; i < iovcnt; i++) {
-		if (iov[i].iov_len)
-			memcpy(pay, iov[i].iov_base, iov[i].iov_len);
-		pay += iov[i].iov_len;
-	}
-	uint64_t sum = pseudo_sum(src->family, src->addr, dst->addr, (uint32_t)ulen);
-	uint16_t c = xsk_csum_fold(xsk_csum_partial(udp, ulen, sum));
-	if (c == 0)
-		c = 0xffff; /* 0 means "no checksum" in IPv4 and is invalid in IPv6 */
-	memcpy(udp + 6, &c, 2);
-	return (int)(hdr + plen);
 }
 
 /* ---- queue: UMEM, fill and completion rings --------------------------------------- */
@@ -596,6 +332,62 @@ static int first_bind(struct xsk_port *p, enum xsk_mode mode)
 	return ret;
 }
 
+/* fill_rx_frames puts every rx frame of the UMEM on the fill ring. */
+static void fill_rx_frames(struct xsk_queue *q)
+{
+	uint64_t addrs[RX_BATCH];
+	for (uint32_t i = 0; i < q->num_rx_frames;) {
+		uint32_t n = 0;
+		while (n < RX_BATCH && i < q->num_rx_frames)
+			addrs[n++] = (uint64_t)i++ * q->frame_size;
+		pthread_mutex_lock(&q->lock);
+		fill_push_locked(q, addrs, n);
+		pthread_mutex_unlock(&q->lock);
+	}
+}
+
+/* bind_later binds a further socket to the queue's UMEM, in the mode of the first. */
+static int bind_later(struct xsk_port *p, char *err, size_t err_len)
+{
+	struct xsk_queue *q = p->q;
+	int ret = bind_port(p, q->zerocopy ? XSK_MODE_ZEROCOPY : XSK_MODE_COPY, false);
+	if (ret)
+		set_err(err, err_len, "xsk: %s queue %u: shared-UMEM socket %u (%s): %s", q->ifname,
+			q->queue, q->num_ports, q->zerocopy ? "zero-copy" : "copy", strerror(-ret));
+	return ret;
+}
+
+/* bind_first binds the queue's first socket in the configured mode (auto: zero-copy,
+ * else copy), then hands the kernel every rx frame. */
+static int bind_first(struct xsk_port *p, char *err, size_t err_len)
+{
+	struct xsk_queue *q = p->q;
+	enum xsk_mode m = q->cfg.mode == XSK_MODE_AUTO ? XSK_MODE_ZEROCOPY : q->cfg.mode;
+	int zc_ret = 0;
+	int ret = first_bind(p, m);
+	if (ret && q->cfg.mode == XSK_MODE_AUTO) {
+		zc_ret = ret;
+		m = XSK_MODE_COPY;
+		ret = first_bind(p, m);
+	}
+	if (ret && zc_ret) {
+		set_err(err, err_len,
+			"xsk: cannot bind AF_XDP socket to %s queue %u: zero-copy: %s; "
+			"copy: %s",
+			q->ifname, q->queue, strerror(-zc_ret), strerror(-ret));
+		return ret;
+	}
+	if (ret) {
+		set_err(err, err_len, "xsk: cannot bind AF_XDP socket to %s queue %u (%s): %s",
+			q->ifname, q->queue, mode_name(q->cfg.mode), strerror(-ret));
+		return ret;
+	}
+	q->zerocopy = m == XSK_MODE_ZEROCOPY;
+	/* Every rx frame starts on the fill ring. */
+	fill_rx_frames(q);
+	return 0;
+}
+
 struct xsk_port *xsk_queue_add_port(struct xsk_queue *q, char *err, size_t err_len)
 {
 	struct xsk_port *p = calloc(1, sizeof(*p));
@@ -607,58 +399,16 @@ struct xsk_port *xsk_queue_add_port(struct xsk_queue *q, char *err, size_t err_l
 	p->q = q;
 	p->fd = -1;
 	p->ip_id = (uint16_t)(q->num_ports * 8191u + q->queue * 257u);
-	bool first = q->num_ports == 0;
-	int ret;
-	if (!first) {
-		ret = bind_port(p, q->zerocopy ? XSK_MODE_ZEROCOPY : XSK_MODE_COPY, false);
-		if (ret) {
-			set_err(err, err_len, "xsk: %s queue %u: shared-UMEM socket %u (%s): %s",
-				q->ifname, q->queue, q->num_ports,
-				q->zerocopy ? "zero-copy" : "copy", strerror(-ret));
-			goto fail;
-		}
-	} else {
-		enum xsk_mode m = q->cfg.mode == XSK_MODE_AUTO ? XSK_MODE_ZEROCOPY : q->cfg.mode;
-		int zc_ret = 0;
-		ret = first_bind(p, m);
-		if (ret && q->cfg.mode == XSK_MODE_AUTO) {
-			zc_ret = ret;
-			m = XSK_MODE_COPY;
-			ret = first_bind(p, m);
-		}
-		if (ret && zc_ret) {
-			set_err(err, err_len,
-				"xsk: cannot bind AF_XDP socket to %s queue %u: zero-copy: %s; "
-				"copy: %s",
-				q->ifname, q->queue, strerror(-zc_ret), strerror(-ret));
-			goto fail;
-		}
-		if (ret) {
-			set_err(err, err_len,
-				"xsk: cannot bind AF_XDP socket to %s queue %u (%s): %s", q->ifname,
-				q->queue, mode_name(q->cfg.mode), strerror(-ret));
-			goto fail;
-		}
-		q->zerocopy = m == XSK_MODE_ZEROCOPY;
-		/* Every rx frame starts on the fill ring. */
-		uint64_t addrs[RX_BATCH];
-		for (uint32_t i = 0; i < q->num_rx_frames;) {
-			uint32_t n = 0;
-			while (n < RX_BATCH && i < q->num_rx_frames)
-				addrs[n++] = (uint64_t)i++ * q->frame_size;
-			pthread_mutex_lock(&q->lock);
-			fill_push_locked(q, addrs, n);
-			pthread_mutex_unlock(&q->lock);
-		}
+	int ret = q->num_ports == 0 ? bind_first(p, err, err_len) : bind_later(p, err, err_len);
+	if (ret) {
+		p->xsk = NULL;
+		free(p);
+		errno = -ret;
+		return NULL;
 	}
 	p->fd = xsk_socket__fd(p->xsk);
 	q->num_ports++;
 	return p;
-fail:
-	p->xsk = NULL;
-	free(p);
-	errno = -ret;
-	return NULL;
 }
 
 struct xsk_port *xsk_port_new(const char *ifname, unsigned queue, const struct xsk_port_config *cfg,

@@ -1,20 +1,18 @@
 // SPDX-License-Identifier: MIT
 /*
- * stek.c: STEK files (load, generate, rotate), key derivation, and TLS session
- * ticket sealing through BoringSSL's SSL_TICKET_AEAD_METHOD.
+ * stek.c: STEK sets, key derivation, and reading key files (parse, check, load).
+ * stek_rotate.c writes them (generate, rotate); stek_ticket.c seals TLS session
+ * tickets through BoringSSL's SSL_TICKET_AEAD_METHOD; stek_int.h is what they share.
  *
  * All cryptography is BoringSSL's: HKDF-SHA256, AES-256-GCM (EVP_AEAD), RAND_bytes.
  */
 #include "boringssl.h"
 
 #include "err.h"
-#include "stek.h"
+#include "stek_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
-#include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -26,26 +24,11 @@
 #include <openssl/aead.h>
 #include <openssl/bytestring.h>
 #include <openssl/digest.h>
-#include <openssl/err.h>
 #include <openssl/hkdf.h>
 #include <openssl/mem.h>
-#include <openssl/rand.h>
 
 #define STEK_FILE_MAX (64 * 1024) /* a valid file is under 400 bytes */
 #define STEK_FP_LEN 8
-
-struct stek_entry {
-	struct stek_key k; /* first: stek_find hands out &entry->k */
-	EVP_AEAD_CTX tkt;  /* AES-256-GCM under stek_derive(k, STEK_LABEL_TLS_TICKET) */
-	bool tkt_ready;
-};
-
-struct stek_set {
-	atomic_int refs;
-	size_t num_keys;
-	size_t current; /* index into keys */
-	struct stek_entry keys[STEK_MAX_KEYS];
-};
 
 static const char *const role_names[] = {
     [STEK_CURRENT] = "current",
@@ -62,7 +45,7 @@ const char *stek_role_name(enum stek_role role)
 
 /* ---- sets ----------------------------------------------------------------------- */
 
-static void set_free(struct stek_set *set)
+void set_free(struct stek_set *set)
 {
 	for (size_t i = 0; i < set->num_keys; i++)
 		if (set->keys[i].tkt_ready)
@@ -121,7 +104,7 @@ int stek_derive(const struct stek_key *k, const char *label, uint8_t *out, size_
  * set_check validates roles and ids of the `num_keys` keys already in `set`, then
  * prepares the ticket AEAD of each. `where` names the file for messages.
  */
-static int set_finish(struct stek_set *set, const char *where, char *err, size_t err_len)
+int set_finish(struct stek_set *set, const char *where, char *err, size_t err_len)
 {
 	int seen[3] = {0, 0, 0};
 	uint8_t tk[32];
@@ -160,7 +143,7 @@ static int set_finish(struct stek_set *set, const char *where, char *err, size_t
 	return 0;
 }
 
-static struct stek_set *set_alloc(void)
+struct stek_set *set_alloc(void)
 {
 	struct stek_set *set = calloc(1, sizeof(*set));
 
@@ -172,7 +155,7 @@ static struct stek_set *set_alloc(void)
 /* ---- parsing -------------------------------------------------------------------- */
 
 /* key_id reads a key id from its 4 big-endian bytes (a key file's ID, a ticket's). */
-static uint32_t key_id(const uint8_t b[STEK_TICKET_ID_LEN])
+uint32_t key_id(const uint8_t b[STEK_TICKET_ID_LEN])
 {
 	uint32_t id = 0;
 	CBS cbs;
@@ -472,464 +455,4 @@ int stek_describe(const struct stek_set *set, char *buf, size_t len)
 		used += (size_t)w;
 	}
 	return (int)used;
-}
-
-/* ---- writing -------------------------------------------------------------------- */
-
-/* format_set writes the file text of `set` into `buf` (`len` bytes). Returns its length. */
-static size_t format_set(const struct stek_set *set, char *buf, size_t len)
-{
-	static const enum stek_role order[] = {STEK_CURRENT, STEK_PREVIOUS, STEK_NEXT};
-	size_t used;
-
-	used = (size_t)snprintf(buf, len,
-				"# r2p2d session-ticket encryption keys (keep secret; mode 0600)\n"
-				"# id       role      key (32 bytes, hex)\n");
-	for (size_t o = 0; o < 3; o++) {
-		for (size_t i = 0; i < set->num_keys; i++) {
-			const struct stek_key *k = &set->keys[i].k;
-
-			if (k->role != order[o] || used + 96 > len)
-				continue;
-			used += (size_t)snprintf(buf + used, len - used, "%08x   %-8s  ", k->id,
-						 stek_role_name(k->role));
-			for (size_t j = 0; j < STEK_KEY_LEN; j++)
-				used += (size_t)snprintf(buf + used, len - used, "%02x", k->key[j]);
-			used += (size_t)snprintf(buf + used, len - used, "\n");
-		}
-	}
-	return used;
-}
-
-static int fsync_dir_of(const char *path)
-{
-	char *copy = strdup(path);
-	int fd, rc = 0;
-
-	if (!copy)
-		return -ENOMEM;
-	fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 || fsync(fd) != 0)
-		rc = -errno;
-	if (fd >= 0)
-		close(fd);
-	free(copy);
-	return rc;
-}
-
-/*
- * write_temp writes the file text of `set` to a new temporary file next to `path`
- * with `mode`, fsyncs it and stores its name in `tmp` (PATH_MAX bytes).
- */
-static int write_temp(const char *path, const struct stek_set *set, mode_t mode, char *tmp,
-		      size_t tmp_len, char *err, size_t err_len)
-{
-	char text[512];
-	size_t n, off = 0;
-	int fd, rc = 0;
-
-	if ((size_t)snprintf(tmp, tmp_len, "%s.tmp.XXXXXX", path) >= tmp_len) {
-		set_err(err, err_len, "stek: %s: path too long", path);
-		return -ENAMETOOLONG;
-	}
-	fd = mkostemp(tmp, O_CLOEXEC); /* created 0600 */
-	if (fd < 0) {
-		rc = -errno;
-		set_err(err, err_len, "stek: cannot create a temporary file next to %s: %s", path,
-			strerror(errno));
-		return rc;
-	}
-	if (fchmod(fd, mode) != 0) {
-		rc = -errno;
-		set_err(err, err_len, "stek: %s: chmod: %s", tmp, strerror(errno));
-		goto out;
-	}
-	n = format_set(set, text, sizeof(text));
-	while (off < n) {
-		ssize_t w = write(fd, text + off, n - off);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0) {
-			rc = -errno;
-			set_err(err, err_len, "stek: %s: write: %s", tmp, strerror(errno));
-			goto out;
-		}
-		off += (size_t)w;
-	}
-	if (fsync(fd) != 0) {
-		rc = -errno;
-		set_err(err, err_len, "stek: %s: fsync: %s", tmp, strerror(errno));
-	}
-out:
-	OPENSSL_cleanse(text, sizeof(text));
-	if (close(fd) != 0 && rc == 0) {
-		rc = -errno;
-		set_err(err, err_len, "stek: %s: close: %s", tmp, strerror(errno));
-	}
-	if (rc != 0)
-		unlink(tmp);
-	return rc;
-}
-
-static int random_key(struct stek_key *k)
-{
-	return RAND_bytes(k->key, sizeof(k->key)) == 1 ? 0 : -EIO;
-}
-
-int stek_generate_file(const char *path, char *err, size_t err_len)
-{
-	struct stek_set *set;
-	char tmp[4096];
-	uint8_t idb[4];
-	int rc;
-
-	set = set_alloc();
-	if (!set) {
-		set_err(err, err_len, "stek: out of memory");
-		return -ENOMEM;
-	}
-	/* a random first id (below 2^31, so increments never wrap in practice) keeps
-	 * independently generated files of different services from sharing ids */
-	set->num_keys = 1;
-	set->keys[0].k.role = STEK_CURRENT;
-	if (RAND_bytes(idb, sizeof(idb)) != 1 || random_key(&set->keys[0].k) != 0) {
-		set_err(err, err_len, "stek: no randomness");
-		rc = -EIO;
-		goto out;
-	}
-	set->keys[0].k.id = key_id(idb) & 0x7fffffffu;
-	if (set->keys[0].k.id == 0)
-		set->keys[0].k.id = 1;
-	rc = write_temp(path, set, 0600, tmp, sizeof(tmp), err, err_len);
-	if (rc != 0)
-		goto out;
-	/* link(2), not rename(2): never replace an existing key file */
-	if (link(tmp, path) != 0) {
-		rc = -errno;
-		if (errno == EEXIST)
-			set_err(err, err_len,
-				"stek: %s already exists (use 'r2p2ctl stek rotate' to add keys)",
-				path);
-		else
-			set_err(err, err_len, "stek: cannot create %s: %s", path, strerror(errno));
-	}
-	unlink(tmp);
-	if (rc == 0)
-		fsync_dir_of(path);
-out:
-	set_free(set);
-	return rc;
-}
-
-/*
- * rotate_keys fills the empty `set` with `old` rotated: previous := current,
- * current := next (or a fresh key), next := a fresh key. Returns 0 or -errno.
- */
-static int rotate_keys(const struct stek_set *old, struct stek_set *set, const char *path,
-		       char *err, size_t err_len)
-{
-	const struct stek_key *cur = NULL;
-	struct stek_key *prev = &set->keys[0].k, *now = &set->keys[1].k, *next = &set->keys[2].k;
-	uint32_t max_id = 0;
-
-	for (size_t i = 0; i < old->num_keys; i++) {
-		if (old->keys[i].k.id > max_id)
-			max_id = old->keys[i].k.id;
-		if (old->keys[i].k.role == STEK_NEXT)
-			cur = &old->keys[i].k;
-	}
-	*prev = old->keys[old->current].k;
-	prev->role = STEK_PREVIOUS;
-	set->num_keys = 1;
-	if (cur) {
-		*now = *cur;
-	} else {
-		now->id = ++max_id;
-		if (random_key(now) != 0)
-			goto no_rand;
-	}
-	now->role = STEK_CURRENT;
-	next->id = ++max_id;
-	next->role = STEK_NEXT;
-	if (random_key(next) != 0)
-		goto no_rand;
-	set->num_keys = 3;
-	if (now->id == prev->id || next->id == prev->id || next->id == now->id) {
-		set_err(
-		    err, err_len,
-		    "stek: %s: key id collision after wrapping past ffffffff; generate a new file",
-		    path);
-		return -EOVERFLOW;
-	}
-	return 0;
-no_rand:
-	set_err(err, err_len, "stek: no randomness");
-	return -EIO;
-}
-
-/* replace_file writes `set` over `path` atomically, keeping the mode and owner of `st`. */
-static int replace_file(const char *path, const struct stek_set *set, const struct stat *st,
-			char *err, size_t err_len)
-{
-	char tmp[4096];
-	int rc;
-
-	rc = write_temp(path, set, st->st_mode & 0700, tmp, sizeof(tmp), err, err_len);
-	if (rc != 0)
-		return rc;
-	/* keep the owner (e.g. root:r2p2 0400); only root may change it, so best effort */
-	if (chown(tmp, st->st_uid, st->st_gid) != 0 && errno != EPERM) {
-		rc = -errno;
-		set_err(err, err_len, "stek: %s: chown: %s", tmp, strerror(errno));
-		unlink(tmp);
-		return rc;
-	}
-	if (rename(tmp, path) != 0) {
-		rc = -errno;
-		set_err(err, err_len, "stek: cannot replace %s: %s", path, strerror(errno));
-		unlink(tmp);
-		return rc;
-	}
-	fsync_dir_of(path);
-	return 0;
-}
-
-int stek_rotate_file(const char *path, struct stek_set **out_set, char *err, size_t err_len)
-{
-	struct stek_set *old = NULL, *set = NULL;
-	struct stat st;
-	int rc;
-
-	if (out_set)
-		*out_set = NULL;
-	if (lstat(path, &st) != 0) {
-		rc = -errno;
-		set_err(err, err_len, "stek: %s: %s", path, strerror(errno));
-		return rc;
-	}
-	if (S_ISLNK(st.st_mode)) {
-		set_err(err, err_len,
-			"stek: %s is a symbolic link (a secret store's copy?); rotate the source "
-			"and let the store distribute it",
-			path);
-		return -EINVAL;
-	}
-	rc = stek_load(path, &old, err, err_len);
-	if (rc != 0)
-		return rc;
-	set = set_alloc();
-	if (!set) {
-		rc = -ENOMEM;
-		set_err(err, err_len, "stek: out of memory");
-		goto out;
-	}
-	rc = rotate_keys(old, set, path, err, err_len);
-	if (rc == 0)
-		rc = set_finish(set, path, err, err_len);
-	if (rc == 0)
-		rc = replace_file(path, set, &st, err, err_len);
-	if (rc == 0 && out_set) {
-		*out_set = set;
-		set = NULL;
-	}
-out:
-	if (set)
-		set_free(set);
-	stek_set_put(old);
-	return rc;
-}
-
-/* ---- TLS session tickets -------------------------------------------------------- */
-
-struct stek_hook {
-	stek_get_set_fn get_set;
-	struct stek_set *attached;
-	_Atomic uint64_t sealed, opened, unknown_id, bad, seal_fail;
-};
-
-static pthread_once_t hook_once = PTHREAD_ONCE_INIT;
-static int hook_index = -1;
-
-static void hook_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int index, long argl, void *argp)
-{
-	struct stek_hook *h = ptr;
-
-	(void)parent;
-	(void)ad;
-	(void)index;
-	(void)argl;
-	(void)argp;
-	if (!h)
-		return;
-	stek_set_put(h->attached);
-	free(h);
-}
-
-static void hook_index_init(void)
-{
-	hook_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, hook_free);
-}
-
-static struct stek_hook *hook_of_ctx(const SSL_CTX *ctx)
-{
-	pthread_once(&hook_once, hook_index_init);
-	if (hook_index < 0)
-		return NULL;
-	return SSL_CTX_get_ex_data(ctx, hook_index);
-}
-
-/*
- * BoringSSL calls the method of the SSL's session context; the SSL's current
- * context is the same unless the caller switched it with SSL_set_SSL_CTX, in which
- * case the new context must be installed too.
- */
-static struct stek_set *hook_set(SSL *ssl, struct stek_hook **out_h)
-{
-	struct stek_hook *h = hook_of_ctx(SSL_get_SSL_CTX(ssl));
-
-	*out_h = h;
-	if (!h)
-		return NULL;
-	return h->get_set ? h->get_set(ssl) : h->attached;
-}
-
-static void count(_Atomic uint64_t *c)
-{
-	atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
-}
-
-static size_t tkt_max_overhead(SSL *ssl)
-{
-	(void)ssl;
-	return STEK_TICKET_OVERHEAD;
-}
-
-static int tkt_seal(SSL *ssl, uint8_t *out, size_t *out_len, size_t max_out_len, const uint8_t *in,
-		    size_t in_len)
-{
-	const size_t hdr = STEK_TICKET_ID_LEN + STEK_TICKET_NONCE_LEN;
-	const struct stek_entry *e;
-	struct stek_hook *h;
-	struct stek_set *set = hook_set(ssl, &h);
-	uint8_t *nonce = out + STEK_TICKET_ID_LEN;
-	size_t ct_len;
-	CBB cbb;
-
-	if (!set || max_out_len < STEK_TICKET_OVERHEAD ||
-	    in_len > max_out_len - STEK_TICKET_OVERHEAD)
-		goto fail;
-	e = &set->keys[set->current];
-	/* `in` may equal `out`: move the plaintext behind the header, then seal in place */
-	memmove(out + hdr, in, in_len);
-	if (!CBB_init_fixed(&cbb, out, STEK_TICKET_ID_LEN) || !CBB_add_u32(&cbb, e->k.id) ||
-	    !CBB_finish(&cbb, NULL, NULL)) {
-		CBB_cleanup(&cbb);
-		goto fail;
-	}
-	if (RAND_bytes(nonce, STEK_TICKET_NONCE_LEN) != 1)
-		goto fail;
-	/* the key id is associated data: a ticket cannot be moved to another key's id */
-	if (!EVP_AEAD_CTX_seal(&e->tkt, out + hdr, &ct_len, max_out_len - hdr, nonce,
-			       STEK_TICKET_NONCE_LEN, out + hdr, in_len, out, STEK_TICKET_ID_LEN))
-		goto fail;
-	*out_len = hdr + ct_len;
-	count(&h->sealed);
-	return 1;
-fail:
-	if (h)
-		count(&h->seal_fail);
-	return 0;
-}
-
-static enum ssl_ticket_aead_result_t tkt_open(SSL *ssl, uint8_t *out, size_t *out_len,
-					      size_t max_out_len, const uint8_t *in, size_t in_len)
-{
-	const size_t hdr = STEK_TICKET_ID_LEN + STEK_TICKET_NONCE_LEN;
-	uint8_t id_be[STEK_TICKET_ID_LEN], nonce[STEK_TICKET_NONCE_LEN];
-	const struct stek_key *k;
-	struct stek_hook *h;
-	struct stek_set *set = hook_set(ssl, &h);
-	uint32_t id;
-
-	if (!set)
-		return ssl_ticket_aead_ignore_ticket;
-	if (in_len < STEK_TICKET_OVERHEAD || in_len - hdr > max_out_len) {
-		count(&h->bad);
-		return ssl_ticket_aead_ignore_ticket;
-	}
-	memcpy(id_be, in, sizeof(id_be));
-	memcpy(nonce, in + STEK_TICKET_ID_LEN, sizeof(nonce));
-	id = key_id(id_be);
-	k = stek_find(set, id);
-	if (!k) {
-		count(&h->unknown_id);
-		return ssl_ticket_aead_ignore_ticket;
-	}
-	/* `in` may equal `out`: move the ciphertext to the front, then open in place */
-	memmove(out, in + hdr, in_len - hdr);
-	ERR_set_mark();
-	if (!EVP_AEAD_CTX_open(&((const struct stek_entry *)k)->tkt, out, out_len, max_out_len,
-			       nonce, sizeof(nonce), out, in_len - hdr, id_be, sizeof(id_be))) {
-		/* handled here: a stale BAD_DECRYPT left on the queue would make
-		 * SSL_get_error report SSL_ERROR_SSL during the full handshake */
-		ERR_pop_to_mark();
-		count(&h->bad);
-		return ssl_ticket_aead_ignore_ticket;
-	}
-	count(&h->opened);
-	return ssl_ticket_aead_success;
-}
-
-static const SSL_TICKET_AEAD_METHOD ticket_method = {
-    .max_overhead = tkt_max_overhead,
-    .seal = tkt_seal,
-    .open = tkt_open,
-};
-
-int stek_install_ticket_aead(SSL_CTX *ctx, stek_get_set_fn get_set)
-{
-	struct stek_hook *h = hook_of_ctx(ctx);
-
-	if (hook_index < 0)
-		return -ENOMEM;
-	if (!h) {
-		h = calloc(1, sizeof(*h));
-		if (!h)
-			return -ENOMEM;
-		if (!SSL_CTX_set_ex_data(ctx, hook_index, h)) {
-			free(h);
-			return -ENOMEM;
-		}
-	}
-	h->get_set = get_set;
-	SSL_CTX_set_ticket_aead_method(ctx, &ticket_method);
-	return 0;
-}
-
-int stek_ctx_attach(SSL_CTX *ctx, struct stek_set *set)
-{
-	struct stek_hook *h = hook_of_ctx(ctx);
-	struct stek_set *old;
-
-	if (!h)
-		return -EINVAL;
-	old = h->attached;
-	h->attached = set ? stek_set_get(set) : NULL;
-	stek_set_put(old);
-	return 0;
-}
-
-void stek_ticket_stats(const SSL_CTX *ctx, struct stek_ticket_stats *out)
-{
-	struct stek_hook *h = hook_of_ctx(ctx);
-
-	memset(out, 0, sizeof(*out));
-	if (!h)
-		return;
-	out->sealed = atomic_load_explicit(&h->sealed, memory_order_relaxed);
-	out->opened = atomic_load_explicit(&h->opened, memory_order_relaxed);
-	out->unknown_id = atomic_load_explicit(&h->unknown_id, memory_order_relaxed);
-	out->bad = atomic_load_explicit(&h->bad, memory_order_relaxed);
-	out->seal_fail = atomic_load_explicit(&h->seal_fail, memory_order_relaxed);
 }

@@ -1,0 +1,227 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * engine_int.h: the engine's insides, shared only by the files that make up the engine
+ * (engine.h is the contract):
+ *   engine.c         hashing, hash tables, the timer heap, reassembly and packetisation
+ *                    (what both roles use), and the engine's life cycle, input and timers
+ *   engine_client.c  the client role: calls, their retransmission and their responses
+ *   engine_server.c  the server role: request states, their handles and the response cache
+ */
+#ifndef R2P2D_ENGINE_INT_H
+#define R2P2D_ENGINE_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <r2p2/wire.h>
+
+#include "engine.h"
+
+/* p_order of the first packet of an encrypted multi-packet request: count not yet known. */
+#define ENC_UNKNOWN 0xFFFF
+
+#define TMR_IDLE UINT32_MAX
+#define SLOT_NONE UINT32_MAX
+
+enum tmr_kind { TMR_CALL, TMR_SERVER };
+
+/* A deadline in the engine's heap. Embedded first in its owner. */
+struct tmr {
+	uint64_t deadline;
+	uint32_t heap_idx; /* position in e->heap, TMR_IDLE when not armed */
+	uint8_t kind;	   /* enum tmr_kind: which struct this is the head of */
+};
+
+struct hnode {
+	struct hnode *next;
+	uint64_t hash;
+};
+
+/* An intrusive chained hash table; buckets double when the load passes 1. */
+struct htab {
+	struct hnode **buckets;
+	size_t mask;
+	size_t count;
+};
+
+/*
+ * Reassembly of one multi-packet message. Packet 0 carries `head_len` bytes
+ * (R2P2_MIN_PAYLOAD for requests, R2P2_MAX_PAYLOAD for responses), every other
+ * packet but the last R2P2_MAX_PAYLOAD, so each packet's offset follows from
+ * its index alone: packets that arrive before the one saying how many there
+ * are can be stored right away.
+ */
+struct rasm {
+	uint8_t *buf;
+	size_t cap;
+	size_t len;	   /* message length, known once the last packet is in */
+	uint64_t *bits;	   /* one bit per packet received */
+	uint32_t bits_cap; /* packets the bitmap can hold */
+	uint32_t num_pkts; /* 0 until the first or the last packet says */
+	uint32_t num_recv;
+	uint32_t max_idx; /* highest index received (or slot parked in) */
+	uint32_t head_len;
+	bool enc; /* encrypted request framing: N comes from the last packet */
+};
+
+enum rasm_res { RASM_MORE, RASM_DONE, RASM_DUP, RASM_BAD, RASM_TOO_BIG, RASM_NOMEM };
+
+enum sphase {
+	SP_REASSEMBLING, /* multi-packet request, ACKed, waiting for the rest */
+	SP_EXECUTING,	 /* handed up, waiting for eng_respond/eng_reject */
+	SP_CACHED,	 /* answered; the answer is kept for retransmissions */
+};
+
+/* Server side of one request, keyed by (src, rid). */
+struct sstate {
+	struct tmr tmr; /* first */
+	struct hnode hnode;
+	struct sstate *cache_prev, *cache_next; /* FIFO of SP_CACHED states */
+	struct r2p2_addr src;
+	uint64_t first_hash; /* FNV-1a of the first packet: retransmission or rid reuse? */
+	uint32_t slot;	     /* the handle is (e->slots[slot].gen << 32) | slot */
+	unsigned sock;
+	uint16_t rid;
+	uint8_t policy;
+	uint8_t phase;	   /* enum sphase */
+	uint8_t resp_type; /* SP_CACHED: R2P2_RESPONSE or R2P2_DROP */
+	uint8_t flags;	   /* the request's free flag bits, put on all we send back */
+	struct rasm rasm;  /* SP_REASSEMBLING */
+	uint8_t *resp;	   /* SP_CACHED, R2P2_RESPONSE */
+	size_t resp_len;
+};
+
+struct sslot {
+	struct sstate *st; /* NULL when free */
+	uint32_t gen;
+	uint32_t next_free;
+};
+
+/* Client side of one call, keyed by (sock, rid). */
+struct call {
+	struct tmr tmr; /* first */
+	struct hnode hnode;
+	struct call *prev, *next; /* e->calls_head: for eng_cancel and eng_free */
+	uint64_t cookie;
+	uint64_t timeout_ns;
+	struct r2p2_addr dst;  /* where the first packet goes */
+	struct r2p2_addr peer; /* where answers come from, once peer_fixed */
+	bool peer_fixed;
+	unsigned sock;
+	uint16_t rid;
+	uint8_t policy;
+	uint8_t flags; /* free flag bits of the request; answers must carry the same */
+	uint32_t retries_left;
+	uint32_t num_pkts; /* of the request */
+	uint8_t *req;
+	size_t req_len;
+	struct rasm rasm; /* multi-packet response, allocated at its first packet */
+};
+
+struct eng {
+	struct eng_config cfg;
+	const struct eng_ops *ops;
+	void *ctx;
+	struct eng_stats stats;
+	uint64_t hkey[2]; /* SipHash key, from cfg.hash_seed */
+
+	struct tmr **heap;
+	size_t heap_len, heap_cap;
+
+	struct htab calls;
+	struct call *calls_head;
+	size_t num_calls;
+	uint16_t next_rid;
+	uint16_t completing_rid; /* rid of the call in ops.complete */
+	bool freeing;
+
+	struct htab servers;
+	struct sslot *slots;
+	uint32_t num_slots, free_slot;
+	size_t num_sstates;
+	struct sstate *cache_head, *cache_tail;
+};
+#define FNV_BASIS 0xcbf29ce484222325ull
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+/* ---- engine.c: helpers both roles use ------------------------------------------- */
+
+/* fnv1a continues FNV-1a hash `h` over `len` bytes of `data`. */
+uint64_t fnv1a(uint64_t h, const void *data, size_t len);
+/* siphash13 is SipHash-1-3 of `len` bytes under `key`. */
+uint64_t siphash13(const uint64_t key[2], const void *data, size_t len);
+/* addr_norm copies `in` with the unused address bytes zeroed (for addr_eq). */
+void addr_norm(struct r2p2_addr *out, const struct r2p2_addr *in);
+/* addr_eq compares two addresses normalised by addr_norm. */
+bool addr_eq(const struct r2p2_addr *a, const struct r2p2_addr *b);
+/* pkt_off returns where packet `idx` starts in a message whose packet 0 carries `head_len`. */
+size_t pkt_off(uint32_t idx, uint32_t head_len);
+/* msg_num_pkts returns how many packets a `len`-byte message takes. */
+uint32_t msg_num_pkts(size_t len, uint32_t head_len);
+
+/* htab_insert files `n` under `hash`; htab_remove takes it out again. */
+void htab_insert(struct htab *t, struct hnode *n, uint64_t hash);
+void htab_remove(struct htab *t, struct hnode *n);
+/* htab_bucket returns the chain that holds the nodes of `hash` (among others). */
+struct hnode *htab_bucket(const struct htab *t, uint64_t hash);
+
+/* heap_reserve makes room for `n` armed timers, so that arming never fails later. */
+int heap_reserve(struct eng *e, size_t n);
+/* tmr_arm sets or moves `t` to `deadline`; tmr_disarm stops it (idle is fine). */
+void tmr_arm(struct eng *e, struct tmr *t, uint64_t deadline);
+void tmr_disarm(struct eng *e, struct tmr *t);
+
+/* rasm_init prepares `r` for at most `max_pkts` packets: 0 or -ENOMEM. */
+int rasm_init(struct rasm *r, uint32_t head_len, uint32_t max_pkts, bool enc);
+/* rasm_cleanup frees what `r` holds; it may be called again. */
+void rasm_cleanup(struct rasm *r);
+/* rasm_max_pkts returns how many packets a message of at most `max_len` bytes may have. */
+uint32_t rasm_max_pkts(size_t max_len, uint32_t head_len);
+/* rasm_add validates one packet (not F|L) of a multi-packet message and stores it. */
+enum rasm_res rasm_add(struct rasm *r, const struct r2p2_hdr *h, const uint8_t *payload, size_t n,
+		       size_t max_len);
+
+/* A message to packetise: what send_msg_pkt needs besides the packet index. */
+struct msg_out {
+	unsigned type, policy;
+	uint8_t free_flags; /* R2P2_F_FREE_MASK bits put on every packet */
+	bool enc_count;	    /* encrypted request framing: 0xFFFF, then N-1 in packet 1 */
+	uint16_t rid;
+	const uint8_t *msg;
+	size_t len;
+	uint32_t head_len, num_pkts;
+};
+
+/* send_msg_pkt sends packet `idx` of `m` to `dst`. */
+void send_msg_pkt(struct eng *e, unsigned sock, const struct r2p2_addr *dst,
+		  const struct msg_out *m, uint32_t idx);
+/* send_drop and send_ack send a single-packet DROP or ACK for `rid`. */
+void send_drop(struct eng *e, unsigned sock, const struct r2p2_addr *dst, uint16_t rid,
+	       uint8_t free_flags);
+void send_ack(struct eng *e, unsigned sock, const struct r2p2_addr *dst, uint16_t rid,
+	      uint8_t free_flags);
+/* send_feedback tells the router (if any) that request (`client`, `rid`) is finished. */
+void send_feedback(struct eng *e, unsigned sock, const struct r2p2_addr *client, uint16_t rid);
+
+/* ---- engine_server.c ------------------------------------------------------------ */
+
+/* srv_input takes a REQUEST packet of `len` bytes (header included). */
+void srv_input(struct eng *e, unsigned sock, const struct r2p2_addr *src, const struct r2p2_hdr *h,
+	       const uint8_t *pkt, size_t len, uint64_t now);
+/* srv_expire ends `st`, whose timer ran out; srv_free frees it in any phase. */
+void srv_expire(struct eng *e, struct sstate *st);
+void srv_free(struct eng *e, struct sstate *st);
+
+/* ---- engine_client.c ------------------------------------------------------------ */
+
+/* cli_input takes a RESPONSE, ACK or DROP packet of `len` bytes (header included). */
+void cli_input(struct eng *e, unsigned sock, const struct r2p2_addr *src, const struct r2p2_hdr *h,
+	       const uint8_t *pkt, size_t len);
+/* call_expire retransmits `c`, whose timer ran out, or fails it when out of retries. */
+void call_expire(struct eng *e, struct call *c, uint64_t now);
+/* call_finish unlinks `c`, reports `status` (and the response) and frees it. */
+void call_finish(struct eng *e, struct call *c, int status, const uint8_t *payload, size_t len);
+
+#endif

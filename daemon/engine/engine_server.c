@@ -1,0 +1,400 @@
+// SPDX-License-Identifier: MIT
+/*
+ * engine_server.c: the engine's server role. Request states keyed by (source, rid) and
+ * named by handles, from the first packet through reassembly (ACKed), execution by the app
+ * and the cached answer resent to retransmitted requests until the dedup window ends.
+ */
+#include "engine_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <arpa/inet.h>
+#include <sys/socket.h>
+
+static uint64_t srv_hash(const struct eng *e, const struct r2p2_addr *src, uint16_t rid)
+{
+	uint8_t key[sizeof(*src) + sizeof(rid)];
+
+	memcpy(key, src, sizeof(*src));
+	memcpy(key + sizeof(*src), &rid, sizeof(rid));
+	return siphash13(e->hkey, key, sizeof(key));
+}
+
+static struct sstate *srv_lookup(struct eng *e, const struct r2p2_addr *src, uint16_t rid)
+{
+	uint64_t hash = srv_hash(e, src, rid);
+	for (struct hnode *n = htab_bucket(&e->servers, hash); n; n = n->next) {
+		struct sstate *st = container_of(n, struct sstate, hnode);
+		if (n->hash == hash && st->rid == rid && addr_eq(&st->src, src))
+			return st;
+	}
+	return NULL;
+}
+
+static uint64_t srv_handle(const struct eng *e, const struct sstate *st)
+{
+	return ((uint64_t)e->slots[st->slot].gen << 32) | st->slot;
+}
+
+static struct sstate *srv_from_handle(struct eng *e, uint64_t handle)
+{
+	uint32_t slot = (uint32_t)handle, gen = (uint32_t)(handle >> 32);
+	if (slot >= e->num_slots || e->slots[slot].gen != gen)
+		return NULL;
+	return e->slots[slot].st;
+}
+
+static void cache_unlink(struct eng *e, struct sstate *st)
+{
+	if (st->cache_prev)
+		st->cache_prev->cache_next = st->cache_next;
+	else
+		e->cache_head = st->cache_next;
+	if (st->cache_next)
+		st->cache_next->cache_prev = st->cache_prev;
+	else
+		e->cache_tail = st->cache_prev;
+	st->cache_prev = st->cache_next = NULL;
+}
+
+void srv_free(struct eng *e, struct sstate *st)
+{
+	struct sslot *s = &e->slots[st->slot];
+
+	tmr_disarm(e, &st->tmr);
+	htab_remove(&e->servers, &st->hnode);
+	if (st->phase == SP_CACHED)
+		cache_unlink(e, st);
+	s->st = NULL;
+	if (++s->gen == 0) /* handles are never 0 */
+		s->gen = 1;
+	s->next_free = e->free_slot;
+	e->free_slot = st->slot;
+	rasm_cleanup(&st->rasm);
+	free(st->resp);
+	free(st);
+	e->num_sstates--;
+}
+
+/*
+ * srv_new creates the state of a new request, or returns NULL when the bound
+ * max_server_states is reached and no cached response can be evicted (or
+ * memory is short): the caller then answers DROP.
+ */
+static struct sstate *srv_new(struct eng *e, unsigned sock, const struct r2p2_addr *src,
+			      uint16_t rid, uint8_t policy, uint8_t flags, uint64_t first_hash)
+{
+	struct sstate *st;
+
+	if (e->num_sstates >= e->cfg.max_server_states) {
+		if (!e->cache_head)
+			return NULL;
+		srv_free(e, e->cache_head);
+	}
+	if (heap_reserve(e, e->heap_len + 1) < 0)
+		return NULL;
+	if (e->free_slot == SLOT_NONE) {
+		uint32_t n = e->num_slots ? e->num_slots * 2 : 64;
+		if (n > e->cfg.max_server_states)
+			n = e->cfg.max_server_states;
+		struct sslot *s = realloc(e->slots, n * sizeof(*s));
+		if (!s)
+			return NULL;
+		for (uint32_t i = e->num_slots; i < n; i++)
+			s[i] = (struct sslot){
+			    .st = NULL, .gen = 1, .next_free = i + 1 < n ? i + 1 : SLOT_NONE};
+		e->slots = s;
+		e->free_slot = e->num_slots;
+		e->num_slots = n;
+	}
+	st = calloc(1, sizeof(*st));
+	if (!st)
+		return NULL;
+	st->tmr.kind = TMR_SERVER;
+	st->tmr.heap_idx = TMR_IDLE;
+	st->src = *src;
+	st->first_hash = first_hash;
+	st->sock = sock;
+	st->rid = rid;
+	st->policy = policy;
+	st->flags = flags;
+	st->slot = e->free_slot;
+	e->free_slot = e->slots[st->slot].next_free;
+	e->slots[st->slot].st = st;
+	htab_insert(&e->servers, &st->hnode, srv_hash(e, src, rid));
+	e->num_sstates++;
+	return st;
+}
+
+/* srv_send_answer (re)sends the cached answer of `st`. */
+static void srv_send_answer(struct eng *e, struct sstate *st)
+{
+	if (st->resp_type == R2P2_DROP) {
+		send_drop(e, st->sock, &st->src, st->rid, st->flags);
+		return;
+	}
+	/* Responses keep the plain framing (count first) in every mode. */
+	struct msg_out m = {
+	    .type = R2P2_RESPONSE,
+	    .policy = R2P2_FIXED_ROUTE,
+	    .free_flags = st->flags,
+	    .rid = st->rid,
+	    .msg = st->resp,
+	    .len = st->resp_len,
+	    .head_len = R2P2_MAX_PAYLOAD,
+	    .num_pkts = msg_num_pkts(st->resp_len, R2P2_MAX_PAYLOAD),
+	};
+	for (uint32_t i = 0; i < m.num_pkts; i++)
+		send_msg_pkt(e, st->sock, &st->src, &m, i);
+}
+
+/* srv_answer moves `st` to SP_CACHED with its answer already stored, and sends it. */
+static void srv_answer(struct eng *e, struct sstate *st, uint8_t type, uint64_t now)
+{
+	rasm_cleanup(&st->rasm);
+	st->phase = SP_CACHED;
+	st->resp_type = type;
+	st->cache_prev = e->cache_tail;
+	st->cache_next = NULL;
+	if (e->cache_tail)
+		e->cache_tail->cache_next = st;
+	else
+		e->cache_head = st;
+	e->cache_tail = st;
+	tmr_arm(e, &st->tmr, now + e->cfg.dedup_window_ns);
+	srv_send_answer(e, st);
+	send_feedback(e, st->sock, &st->src, st->rid);
+}
+
+/* srv_refuse answers DROP to a request we keep no state for. */
+static void srv_refuse(struct eng *e, unsigned sock, const struct r2p2_addr *src, uint16_t rid,
+		       uint8_t free_flags)
+{
+	send_drop(e, sock, src, rid, free_flags);
+	send_feedback(e, sock, src, rid);
+}
+
+/*
+ * srv_deliver hands a complete request up. `payload` points into the packet
+ * (single-packet) or into st->rasm.buf, which is detached first: the callback
+ * may answer synchronously, and that must not free what it is reading.
+ */
+static void srv_deliver(struct eng *e, struct sstate *st, const uint8_t *payload, size_t len,
+			uint64_t now)
+{
+	struct r2p2_addr src = st->src;
+	uint8_t *buf = st->rasm.buf;
+
+	st->rasm.buf = NULL;
+	rasm_cleanup(&st->rasm);
+	st->phase = SP_EXECUTING;
+	tmr_arm(e, &st->tmr, now + e->cfg.exec_timeout_ns);
+	e->stats.req_received++;
+	if (e->ops->request_ex)
+		e->ops->request_ex(e->ctx, st->sock, srv_handle(e, st), &src, st->policy, st->flags,
+				   payload, len);
+	else
+		e->ops->request(e->ctx, st->sock, srv_handle(e, st), &src, st->policy, payload,
+				len);
+	free(buf);
+}
+
+/* srv_dup_first handles a byte-identical copy of the first packet of a request we know. */
+static void srv_dup_first(struct eng *e, struct sstate *st)
+{
+	switch (st->phase) {
+	case SP_REASSEMBLING:
+		/* The client retransmits because our ACK or some later packet got lost. */
+		e->stats.rx_duplicate++;
+		send_ack(e, st->sock, &st->src, st->rid, st->flags);
+		break;
+	case SP_EXECUTING:
+		e->stats.rx_duplicate++;
+		break;
+	case SP_CACHED:
+		e->stats.req_retransmit++;
+		srv_send_answer(e, st);
+		break;
+	}
+}
+
+/* srv_rest_input takes a packet after the first of a multi-packet request (sent after our ACK). */
+static void srv_rest_input(struct eng *e, const struct r2p2_addr *src, const struct r2p2_hdr *h,
+			   const uint8_t *payload, size_t n, uint64_t now)
+{
+	struct sstate *st = srv_lookup(e, src, ntohs(h->rid));
+
+	if (!st) {
+		e->stats.rx_unmatched++;
+		return;
+	}
+	if ((h->flags & R2P2_F_FREE_MASK) != st->flags) {
+		/* All packets of a message carry the same free bits. */
+		e->stats.rx_bad_order++;
+		return;
+	}
+	if (st->phase != SP_REASSEMBLING) {
+		e->stats.rx_duplicate++;
+		return;
+	}
+	switch (rasm_add(&st->rasm, h, payload, n, e->cfg.max_msg_len)) {
+	case RASM_MORE:
+		tmr_arm(e, &st->tmr, now + e->cfg.reassembly_timeout_ns);
+		return;
+	case RASM_DONE:
+		srv_deliver(e, st, st->rasm.buf, st->rasm.len, now);
+		return;
+	case RASM_DUP:
+		e->stats.rx_duplicate++;
+		return;
+	case RASM_BAD:
+		e->stats.rx_bad_order++;
+		return;
+	case RASM_TOO_BIG:
+		e->stats.rx_too_big++;
+		srv_answer(e, st, R2P2_DROP, now);
+		return;
+	case RASM_NOMEM:
+		e->stats.rx_no_state++;
+		srv_answer(e, st, R2P2_DROP, now);
+		return;
+	}
+}
+
+/*
+ * srv_first_ok checks a first packet (`n` payload bytes) on its own, before it may
+ * touch any state. Returns false when it was dropped or refused; `*out_enc` says it
+ * starts an encrypted multi-packet request.
+ */
+static bool srv_first_ok(struct eng *e, unsigned sock, const struct r2p2_addr *src,
+			 const struct r2p2_hdr *h, size_t n, bool *out_enc)
+{
+	uint16_t rid = ntohs(h->rid), p = ntohs(h->p_order);
+	bool single = (h->flags & (R2P2_F_FIRST | R2P2_F_LAST)) == (R2P2_F_FIRST | R2P2_F_LAST);
+	uint8_t free_flags = h->flags & R2P2_F_FREE_MASK;
+	bool enc = false;
+
+	*out_enc = false;
+	if (single) {
+		if (p != 1 || n > R2P2_MAX_PAYLOAD) {
+			e->stats.rx_bad_order++;
+			return false;
+		}
+		if (n > e->cfg.max_msg_len) {
+			e->stats.rx_too_big++;
+			srv_refuse(e, sock, src, rid, free_flags);
+			return false;
+		}
+		return true;
+	}
+	/*
+	 * Encrypted (free bits set) multi-packet requests, and only they,
+	 * start with p_order 0xFFFF: the count comes later.
+	 */
+	enc = p == ENC_UNKNOWN;
+	if (enc != (free_flags != 0) || p < 2 || n != R2P2_MIN_PAYLOAD) {
+		e->stats.rx_bad_order++;
+		return false;
+	}
+	if (pkt_off(enc ? 1 : p - 1, R2P2_MIN_PAYLOAD) + 1 > e->cfg.max_msg_len) {
+		e->stats.rx_too_big++;
+		srv_refuse(e, sock, src, rid, free_flags);
+		return false;
+	}
+	*out_enc = enc;
+	return true;
+}
+
+void srv_input(struct eng *e, unsigned sock, const struct r2p2_addr *src, const struct r2p2_hdr *h,
+	       const uint8_t *pkt, size_t len, uint64_t now)
+{
+	const uint8_t *payload = pkt + R2P2_HDR_LEN;
+	size_t n = len - R2P2_HDR_LEN;
+	uint16_t rid = ntohs(h->rid), p = ntohs(h->p_order);
+	bool single = (h->flags & (R2P2_F_FIRST | R2P2_F_LAST)) == (R2P2_F_FIRST | R2P2_F_LAST);
+	uint8_t free_flags = h->flags & R2P2_F_FREE_MASK;
+	struct sstate *st;
+	uint64_t hash;
+	bool enc;
+
+	if (!(h->flags & R2P2_F_FIRST)) {
+		srv_rest_input(e, src, h, payload, n, now);
+		return;
+	}
+	if (!srv_first_ok(e, sock, src, h, n, &enc))
+		return;
+
+	hash = fnv1a(FNV_BASIS ^ e->hkey[0], pkt, len);
+	st = srv_lookup(e, src, rid);
+	if (st) {
+		if (st->first_hash == hash) {
+			srv_dup_first(e, st);
+			return;
+		}
+		/* Same (source, rid), other bytes: the client's rids wrapped around. */
+		srv_free(e, st);
+	}
+	st = srv_new(e, sock, src, rid, r2p2_hdr_policy(h), free_flags, hash);
+	if (!st) {
+		e->stats.rx_no_state++;
+		srv_refuse(e, sock, src, rid, free_flags);
+		return;
+	}
+	if (single) {
+		srv_deliver(e, st, payload, n, now);
+		return;
+	}
+	st->phase = SP_REASSEMBLING;
+	if (rasm_init(&st->rasm, R2P2_MIN_PAYLOAD,
+		      enc ? rasm_max_pkts(e->cfg.max_msg_len, R2P2_MIN_PAYLOAD) : p, enc) < 0 ||
+	    rasm_add(&st->rasm, h, payload, n, e->cfg.max_msg_len) != RASM_MORE) {
+		srv_free(e, st);
+		e->stats.rx_no_state++;
+		srv_refuse(e, sock, src, rid, free_flags);
+		return;
+	}
+	tmr_arm(e, &st->tmr, now + e->cfg.reassembly_timeout_ns);
+	send_ack(e, sock, src, rid, free_flags);
+}
+
+void srv_expire(struct eng *e, struct sstate *st)
+{
+	if (st->phase != SP_CACHED)
+		e->stats.req_gc++;
+	srv_free(e, st);
+}
+
+int eng_respond(struct eng *e, uint64_t handle, const void *payload, size_t len, uint64_t now)
+{
+	struct sstate *st = srv_from_handle(e, handle);
+
+	if (!st || st->phase != SP_EXECUTING)
+		return -ENOENT;
+	if (len > e->cfg.max_msg_len)
+		return -EMSGSIZE;
+	if (len && !payload)
+		return -EINVAL;
+	/* The copy is what gets sent now and resent to retransmitted requests. */
+	if (len) {
+		st->resp = malloc(len);
+		if (!st->resp)
+			return -ENOMEM;
+		memcpy(st->resp, payload, len);
+	}
+	st->resp_len = len;
+	e->stats.resp_sent++;
+	srv_answer(e, st, R2P2_RESPONSE, now);
+	return 0;
+}
+
+int eng_reject(struct eng *e, uint64_t handle, uint64_t now)
+{
+	struct sstate *st = srv_from_handle(e, handle);
+
+	if (!st || st->phase != SP_EXECUTING)
+		return -ENOENT;
+	srv_answer(e, st, R2P2_DROP, now);
+	return 0;
+}

@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tls_int.h: tls mode's insides, shared only by the files that make it up (tls.h is
+ * the contract):
+ *   tls.c         buffers, the frame header, messages inside TLS, memory BIOs and
+ *                 TLS 1.3 contexts
+ *   tls_client.c  the client side: per-service ticket cache and calls
+ *   tls_server.c  the server side: service contexts, 0-RTT admission through the
+ *                 strike register, pending 1-RTT handshakes, responses
+ * Like everything BoringSSL returns 1/0 for, these return 0 or a negative errno.
+ */
+#ifndef R2P2D_TLS_INT_H
+#define R2P2D_TLS_INT_H
+
+#include "boringssl.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+
+#include "tls.h"
+
+/* A frame's header, checked by frame_parse. */
+struct frame {
+	enum tls_kind kind;
+	uint64_t id;
+	const uint8_t *tls; /* the TLS records after the header */
+	size_t tls_len;
+};
+
+/* buf_reserve makes room for `extra` more bytes in `b`: 0 or -ENOMEM. */
+int buf_reserve(struct tls_buf *b, size_t extra);
+/* frame_start empties `b` and writes the 10-byte frame header. */
+int frame_start(struct tls_buf *b, enum tls_kind kind, uint64_t id);
+/* frame_parse checks the header of `msg` into `f`: 0 or -EBADMSG. */
+int frame_parse(const uint8_t *msg, size_t len, struct frame *f);
+/* feed hands `n` bytes of TLS records to `rbio`. */
+int feed(BIO *rbio, const uint8_t *p, size_t n);
+/* drain appends everything BoringSSL wrote to `wbio` to `b` (NULL: discard it). */
+int drain(BIO *wbio, struct tls_buf *b);
+/* message_write writes the length prefix and the `len` bytes of `msg` to `out`. */
+int message_write(uint8_t *out, const uint8_t *msg, size_t len);
+/* read_message reads one length-prefixed message from `ssl` into `out`: 0 or -EBADMSG. */
+int read_message(SSL *ssl, struct tls_buf *out);
+/* new_ssl makes an SSL from `ctx` with two fresh memory BIOs and `app` as app data. */
+SSL *new_ssl(SSL_CTX *ctx, void *app, BIO **out_rbio, BIO **out_wbio);
+/* ssl_reason names the first error on BoringSSL's queue (or `fallback`). */
+const char *ssl_reason(const char *fallback);
+/* tls13_ctx makes an SSL_CTX that speaks TLS 1.3 only (NULL on failure). */
+SSL_CTX *tls13_ctx(void);
+
+#endif /* R2P2D_TLS_INT_H */

@@ -1,0 +1,497 @@
+// SPDX-License-Identifier: MIT
+/*
+ * tls_server.c: tls mode's server side. A TLS 1.3 context per service (certificate,
+ * session context, STEK-sealed tickets), 0-RTT admission through the strike register,
+ * the 1-RTT handshakes waiting for the client's second flight, and the responses.
+ */
+#include "boringssl.h"
+
+#include "err.h"
+#include "tls_int.h"
+
+#include "replay.h"
+#include "stek.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/bytestring.h>
+#include <openssl/digest.h>
+#include <openssl/err.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+
+/* Free slots the strike register keeps for the workers racing to insert (at most a
+ * sixteenth of a small register). */
+#define TLS_REPLAY_MARGIN 64
+
+struct tls_svc {
+	char *name;
+	SSL_CTX *ctx;
+};
+
+struct tls_server {
+	struct tls_svc *svcs;
+	size_t num_svcs;
+	bool early_data;
+	struct replay *replay;
+	/* 1-RTT handshakes waiting for CLIENT_SECOND: a ring in arrival order; the
+	 * low bits of a handshake id are its slot, the rest random */
+	struct tls_conn *pending[TLS_PENDING_MAX];
+	size_t pending_next, num_pending;
+	struct tls_buf scratch; /* response + prefix, so that one SSL_write seals it */
+	struct tls_stats st;
+};
+
+struct tls_conn {
+	struct tls_server *s;
+	const struct tls_svc *svc;
+	SSL *ssl;
+	BIO *rbio, *wbio;
+	uint64_t id, created, now;
+	struct r2p2_addr peer;
+	bool have_peer;
+	bool offered_early;		/* the ClientHello carried early data */
+	bool early_refused;		/* ... and the callback turned it off */
+	uint8_t random[REPLAY_KEY_LEN]; /* the ClientHello random, for the strike register */
+};
+
+void tls_conn_free(struct tls_conn *conn)
+{
+	if (!conn)
+		return;
+	SSL_free(conn->ssl);
+	free(conn);
+}
+
+static bool sni_is(const SSL_CLIENT_HELLO *ch, const char *name)
+{
+	const uint8_t *p;
+	size_t n;
+	CBS ext, list, host;
+	uint8_t type;
+
+	if (!SSL_early_callback_ctx_extension_get(ch, TLSEXT_TYPE_server_name, &p, &n))
+		return false;
+	CBS_init(&ext, p, n);
+	if (!CBS_get_u16_length_prefixed(&ext, &list) || CBS_len(&ext) != 0)
+		return false;
+	while (CBS_len(&list)) {
+		if (!CBS_get_u8(&list, &type) || !CBS_get_u16_length_prefixed(&list, &host))
+			return false;
+		if (type == TLSEXT_NAMETYPE_host_name)
+			return CBS_len(&host) == strlen(name) &&
+			       strncasecmp((const char *)CBS_data(&host), name, CBS_len(&host)) ==
+				   0;
+	}
+	return false;
+}
+
+/*
+ * srv_select_cert runs before BoringSSL decides on resumption and early data:
+ * the place to refuse a wrong SNI and to look the ClientHello random up in the
+ * strike register. Turning early data off here makes BoringSSL answer as if 0-RTT
+ * was not offered (the request then comes as 1-RTT data, once).
+ */
+static enum ssl_select_cert_result_t srv_select_cert(const SSL_CLIENT_HELLO *ch)
+{
+	struct tls_conn *conn = SSL_get_app_data(ch->ssl);
+	struct tls_server *s;
+	struct replay_stats rs;
+	const uint8_t *p;
+	size_t n;
+
+	if (!conn)
+		return ssl_select_cert_error;
+	s = conn->s;
+	if (!sni_is(ch, conn->svc->name))
+		return ssl_select_cert_error;
+	if (!SSL_early_callback_ctx_extension_get(ch, TLSEXT_TYPE_early_data, &p, &n))
+		return ssl_select_cert_success;
+	conn->offered_early = true;
+	if (!s->early_data)
+		return ssl_select_cert_success; /* BoringSSL refuses it (ctx setting) */
+	if (ch->random_len != REPLAY_KEY_LEN || !s->replay) {
+		/* no strike register: no 0-RTT (fail closed) */
+		conn->early_refused = true;
+	} else if (replay_check(s->replay, ch->random, conn->now) == 1) {
+		conn->early_refused = true;
+		s->st.replays_refused++;
+	} else {
+		/* fail closed before BoringSSL commits to 0-RTT: a full register could not
+		 * take this random after acceptance. Other workers share the register and
+		 * may insert between this check and ours, so keep a margin of slots. */
+		replay_stats(s->replay, &rs);
+		size_t margin =
+		    rs.capacity / 16 < TLS_REPLAY_MARGIN ? rs.capacity / 16 : TLS_REPLAY_MARGIN;
+		if (rs.entries + margin >= rs.capacity)
+			conn->early_refused = true;
+		memcpy(conn->random, ch->random, REPLAY_KEY_LEN);
+	}
+	if (conn->early_refused)
+		SSL_set_early_data_enabled(ch->ssl, 0);
+	return ssl_select_cert_success;
+}
+
+static int svc_ctx_init(struct tls_svc *svc, const struct tls_service_keys *k, bool early_data,
+			char *err, size_t err_len)
+{
+	uint8_t sid_ctx[32];
+	unsigned sid_len = 0;
+	EVP_MD_CTX md;
+	static const char label[] = "r2p2 tls session context ";
+
+	svc->name = strdup(k->name);
+	svc->ctx = tls13_ctx();
+	if (!svc->name || !svc->ctx) {
+		set_err(err, err_len, "tls: out of memory");
+		return -ENOMEM;
+	}
+	if (SSL_CTX_use_certificate_chain_file(svc->ctx, k->cert_path) != 1) {
+		set_err(err, err_len, "tls: %s: cannot load certificate chain %s: %s", k->name,
+			k->cert_path, ssl_reason("unknown error"));
+		return -EINVAL;
+	}
+	if (SSL_CTX_use_PrivateKey_file(svc->ctx, k->key_path, SSL_FILETYPE_PEM) != 1) {
+		set_err(err, err_len, "tls: %s: cannot load private key %s: %s", k->name,
+			k->key_path, ssl_reason("unknown error"));
+		return -EINVAL;
+	}
+	if (SSL_CTX_check_private_key(svc->ctx) != 1) {
+		set_err(err, err_len, "tls: %s: key %s does not match certificate %s", k->name,
+			k->key_path, k->cert_path);
+		return -EINVAL;
+	}
+	/* every server of a service, and only of this service, resumes its tickets:
+	 * the session context is a hash of the service name (BoringSSL allows 32 bytes) */
+	EVP_MD_CTX_init(&md);
+	if (!EVP_DigestInit_ex(&md, EVP_sha256(), NULL) ||
+	    !EVP_DigestUpdate(&md, label, sizeof(label) - 1) ||
+	    !EVP_DigestUpdate(&md, k->name, strlen(k->name)) ||
+	    !EVP_DigestFinal_ex(&md, sid_ctx, &sid_len) ||
+	    !SSL_CTX_set_session_id_context(svc->ctx, sid_ctx, sid_len)) {
+		EVP_MD_CTX_cleanup(&md);
+		set_err(err, err_len, "tls: %s: cannot set the session context", k->name);
+		return -EINVAL;
+	}
+	EVP_MD_CTX_cleanup(&md);
+	/* stateless tickets only (sealed under the STEK); no tickets until a STEK is set */
+	SSL_CTX_set_session_cache_mode(svc->ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_num_tickets(svc->ctx, 0);
+	SSL_CTX_set_early_data_enabled(svc->ctx, early_data);
+	SSL_CTX_set_select_certificate_cb(svc->ctx, srv_select_cert);
+	if (stek_install_ticket_aead(svc->ctx, NULL) != 0) {
+		set_err(err, err_len, "tls: %s: cannot install the ticket AEAD", k->name);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+struct tls_server *tls_server_new(const struct tls_service_keys *svcs, size_t num_svcs,
+				  bool early_data, char *err, size_t err_len)
+{
+	struct tls_server *s;
+
+	if (!svcs || !num_svcs) {
+		set_err(err, err_len, "tls: no services");
+		return NULL;
+	}
+	for (size_t i = 0; i < num_svcs; i++) {
+		if (!svcs[i].name || !*svcs[i].name || !svcs[i].cert_path || !svcs[i].key_path) {
+			set_err(err, err_len, "tls: service %zu: name, certificate and key needed",
+				i);
+			return NULL;
+		}
+	}
+	s = calloc(1, sizeof(*s));
+	if (s)
+		s->svcs = calloc(num_svcs, sizeof(*s->svcs));
+	if (!s || !s->svcs) {
+		free(s);
+		set_err(err, err_len, "tls: out of memory");
+		return NULL;
+	}
+	s->early_data = early_data;
+	ERR_clear_error();
+	for (size_t i = 0; i < num_svcs; i++) {
+		s->num_svcs++;
+		if (svc_ctx_init(&s->svcs[i], &svcs[i], early_data, err, err_len) != 0) {
+			ERR_clear_error();
+			tls_server_free(s);
+			return NULL;
+		}
+	}
+	ERR_clear_error();
+	return s;
+}
+
+void tls_server_free(struct tls_server *s)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; i < TLS_PENDING_MAX; i++)
+		tls_conn_free(s->pending[i]);
+	for (size_t i = 0; i < s->num_svcs; i++) {
+		SSL_CTX_free(s->svcs[i].ctx); /* drops the attached STEK set */
+		free(s->svcs[i].name);
+	}
+	free(s->svcs);
+	tls_buf_cleanup(&s->scratch);
+	free(s);
+}
+
+void tls_server_set_stek(struct tls_server *s, struct stek_set *stek)
+{
+	for (size_t i = 0; i < s->num_svcs; i++) {
+		stek_ctx_attach(s->svcs[i].ctx, stek);
+		/* one ticket per handshake: each RPC spends one and gets one */
+		SSL_CTX_set_num_tickets(s->svcs[i].ctx, stek ? 1 : 0);
+	}
+}
+
+void tls_server_set_replay(struct tls_server *s, struct replay *r)
+{
+	s->replay = r;
+}
+
+void tls_server_stats(const struct tls_server *s, struct tls_stats *out)
+{
+	*out = s->st;
+	out->pending_handshakes = s->num_pending;
+}
+
+static const struct tls_svc *svc_find(const struct tls_server *s, const char *name)
+{
+	for (size_t i = 0; i < s->num_svcs; i++)
+		if (strcmp(s->svcs[i].name, name) == 0)
+			return &s->svcs[i];
+	return NULL;
+}
+
+static bool addr_eq(const struct r2p2_addr *a, const struct r2p2_addr *b)
+{
+	return a->family == b->family && a->port == b->port &&
+	       memcmp(a->addr, b->addr, sizeof(a->addr)) == 0;
+}
+
+/* pending_add files `conn` under a fresh handshake id, evicting the oldest if full. */
+static int pending_add(struct tls_server *s, struct tls_conn *conn)
+{
+	size_t slot = s->pending_next;
+	uint64_t rnd;
+
+	do {
+		if (RAND_bytes((uint8_t *)&rnd, sizeof(rnd)) != 1)
+			return -EIO;
+		conn->id = (rnd & ~(uint64_t)(TLS_PENDING_MAX - 1)) | slot;
+	} while (conn->id == 0);
+	if (s->pending[slot]) {
+		tls_conn_free(s->pending[slot]);
+		s->num_pending--;
+	}
+	s->pending[slot] = conn;
+	s->num_pending++;
+	s->pending_next = (slot + 1) & (TLS_PENDING_MAX - 1);
+	return 0;
+}
+
+/* error_flight makes `flight` an ERROR frame with whatever alert BoringSSL wrote. */
+static void error_flight(struct tls_buf *flight, struct tls_conn *conn)
+{
+	if (frame_start(flight, TLS_KIND_ERROR, 0) != 0)
+		return;
+	if (conn && conn->ssl && drain(conn->wbio, flight) != 0)
+		flight->len = TLS_FRAME_HDR_LEN;
+}
+
+/* srv_fail ends a server exchange that failed: counters, ERROR flight, cleanup. */
+static int srv_fail(struct tls_server *s, struct tls_conn *conn, int rc, struct tls_buf *flight,
+		    struct tls_buf *req)
+{
+	if (rc == -EBADMSG)
+		s->st.bad_messages++;
+	if (flight)
+		error_flight(flight, conn);
+	if (req)
+		req->len = 0;
+	tls_conn_free(conn);
+	ERR_clear_error();
+	return rc;
+}
+
+static int srv_first(struct tls_server *s, const struct tls_svc *svc, const struct r2p2_addr *peer,
+		     const struct frame *f, uint64_t now, struct tls_conn **out_conn,
+		     struct tls_buf *req, struct tls_buf *flight)
+{
+	struct tls_conn *conn = calloc(1, sizeof(*conn));
+	int r, e;
+
+	if (!conn)
+		return srv_fail(s, NULL, -ENOMEM, flight, req);
+	conn->s = s;
+	conn->svc = svc;
+	conn->created = conn->now = now;
+	if (peer) {
+		conn->peer = *peer;
+		conn->have_peer = true;
+	}
+	conn->ssl = new_ssl(svc->ctx, conn, &conn->rbio, &conn->wbio);
+	if (!conn->ssl)
+		return srv_fail(s, conn, -ENOMEM, flight, req);
+	SSL_set_accept_state(conn->ssl);
+	if (feed(conn->rbio, f->tls, f->tls_len) != 0)
+		return srv_fail(s, conn, -ENOMEM, flight, req);
+
+	r = SSL_do_handshake(conn->ssl);
+	if (r == 1) {
+		/* BoringSSL returns early only when it accepted 0-RTT data: the PSK
+		 * binder verified, so the random may now go into the strike register */
+		if (!SSL_in_early_data(conn->ssl) || !SSL_early_data_accepted(conn->ssl))
+			return srv_fail(s, conn, -EBADMSG, flight, req);
+		if (!s->replay || replay_insert(s->replay, conn->random, now) != 0) {
+			/* cannot happen after the check in srv_select_cert, but if it did:
+			 * the request is not executed, the client learns it failed */
+			s->st.early_rejected++;
+			return srv_fail(s, conn, -ENOSPC, flight, req);
+		}
+		s->st.early_accepted++;
+		s->st.resumed++;
+		if (read_message(conn->ssl, req) != 0)
+			return srv_fail(s, conn, -EBADMSG, flight, req);
+		/* the server flight and the half-RTT ticket wait in the write BIO for
+		 * the response (tls_server_respond) */
+		*out_conn = conn;
+		ERR_clear_error();
+		return TLS_SRV_REQUEST;
+	}
+	e = SSL_get_error(conn->ssl, r);
+	if (e != SSL_ERROR_WANT_READ || SSL_in_early_data(conn->ssl) ||
+	    BIO_pending(conn->wbio) == 0)
+		return srv_fail(s, conn, -EBADMSG, flight, req);
+	/* the server flight is written; the handshake waits for the client Finished */
+	if (conn->offered_early)
+		s->st.early_rejected++;
+	if (SSL_session_reused(conn->ssl))
+		s->st.resumed++;
+	else
+		s->st.handshakes_full++;
+	if (pending_add(s, conn) != 0)
+		return srv_fail(s, conn, -EIO, flight, req);
+	if (frame_start(flight, TLS_KIND_SERVER_HANDSHAKE, conn->id) != 0 ||
+	    drain(conn->wbio, flight) != 0) {
+		flight->len = 0; /* the pending entry expires */
+		ERR_clear_error();
+		return -ENOMEM;
+	}
+	ERR_clear_error();
+	return TLS_SRV_REPLY;
+}
+
+static int srv_second(struct tls_server *s, const struct tls_svc *svc, const struct r2p2_addr *peer,
+		      const struct frame *f, struct tls_conn **out_conn, struct tls_buf *req,
+		      struct tls_buf *flight)
+{
+	size_t slot = (size_t)(f->id & (TLS_PENDING_MAX - 1));
+	struct tls_conn *conn = s->pending[slot];
+
+	if (!conn || conn->id != f->id || conn->svc != svc ||
+	    (peer && conn->have_peer && !addr_eq(peer, &conn->peer)))
+		return srv_fail(s, NULL, -EBADMSG, flight, req); /* ERROR: start afresh */
+	/* single use, whatever comes of it */
+	s->pending[slot] = NULL;
+	s->num_pending--;
+	if (feed(conn->rbio, f->tls, f->tls_len) != 0)
+		return srv_fail(s, conn, -ENOMEM, flight, req);
+	if (SSL_do_handshake(conn->ssl) != 1 || read_message(conn->ssl, req) != 0)
+		return srv_fail(s, conn, -EBADMSG, flight, req);
+	/* the write BIO holds the NewSessionTicket, sent with the response */
+	*out_conn = conn;
+	ERR_clear_error();
+	return TLS_SRV_REQUEST;
+}
+
+int tls_server_input(struct tls_server *s, const char *service, const struct r2p2_addr *peer,
+		     const uint8_t *msg, size_t len, uint64_t now, struct tls_conn **out_conn,
+		     struct tls_buf *req, struct tls_buf *flight)
+{
+	const struct tls_svc *svc;
+	struct frame f;
+
+	if (out_conn)
+		*out_conn = NULL;
+	if (!s || !service || !out_conn || !req || !flight)
+		return -EINVAL;
+	req->len = 0;
+	flight->len = 0;
+	ERR_clear_error();
+	if (!msg || len < 2 || msg[0] != TLS_FRAME_VERSION) {
+		/* not ours, or from a future version: drop without an answer */
+		s->st.bad_messages++;
+		return -EBADMSG;
+	}
+	if (frame_parse(msg, len, &f) != 0 ||
+	    (f.kind != TLS_KIND_CLIENT_FIRST && f.kind != TLS_KIND_CLIENT_SECOND))
+		return srv_fail(s, NULL, -EBADMSG, flight, req);
+	svc = svc_find(s, service);
+	if (!svc)
+		return srv_fail(s, NULL, -ENOENT, flight, req);
+	if (f.kind == TLS_KIND_CLIENT_FIRST)
+		return srv_first(s, svc, peer, &f, now, out_conn, req, flight);
+	return srv_second(s, svc, peer, &f, out_conn, req, flight);
+}
+
+int tls_server_respond(struct tls_server *s, struct tls_conn *conn, const uint8_t *resp, size_t len,
+		       struct tls_buf *flight)
+{
+	size_t n;
+	int rc = -EIO;
+
+	if (!s || !conn || (!resp && len) || !flight) {
+		tls_conn_free(conn);
+		return -EINVAL;
+	}
+	flight->len = 0;
+	if (len > TLS_MSG_MAX) {
+		rc = -EMSGSIZE;
+		goto out;
+	}
+	ERR_clear_error();
+	n = TLS_MSG_PREFIX_LEN + len;
+	s->scratch.len = 0;
+	if (buf_reserve(&s->scratch, n) != 0 || message_write(s->scratch.data, resp, len) != 0) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	/* after 0-RTT this is half-RTT data: the client's Finished never comes */
+	if (SSL_write(conn->ssl, s->scratch.data, (int)n) != (int)n)
+		goto out;
+	if (frame_start(flight, TLS_KIND_SERVER_FINAL, 0) != 0 || drain(conn->wbio, flight) != 0) {
+		flight->len = 0;
+		rc = -ENOMEM;
+		goto out;
+	}
+	rc = 0;
+out:
+	ERR_clear_error();
+	tls_conn_free(conn);
+	return rc;
+}
+
+void tls_server_expire(struct tls_server *s, uint64_t now, uint64_t max_age_ns)
+{
+	/* ring order is arrival order: walk from the oldest, stop at the first young one */
+	for (size_t i = 0; i < TLS_PENDING_MAX && s->num_pending; i++) {
+		size_t slot = (s->pending_next + i) & (TLS_PENDING_MAX - 1);
+		struct tls_conn *conn = s->pending[slot];
+
+		if (!conn)
+			continue;
+		if (now < conn->created || now - conn->created < max_age_ns)
+			break;
+		tls_conn_free(conn);
+		s->pending[slot] = NULL;
+		s->num_pending--;
+	}
+}
