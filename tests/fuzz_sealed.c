@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -98,6 +99,10 @@ static void write_seed(const char *dir, const char *name, const uint8_t *pre, si
 		die(p);
 }
 
+/* The server the requests are sent to and bound to: 10.0.0.2:8000. */
+static const struct r2p2_addr self_addr = {.family = AF_INET, .port = 0x401f,
+					   .addr = {10, 0, 0, 2}};
+
 /* assoc_for makes the client side of an association sealed under STEK key `key_id`. */
 static void assoc_for(uint32_t key_id, struct sealed_assoc *a)
 {
@@ -131,18 +136,18 @@ static void write_seeds(const char *dir)
 	uint8_t pre[1];
 
 	assoc_for(0xa, &a);
-	if (sealed_seal_request(&a, req_hdr, (const uint8_t *)"hello", 5, NOW, &b, &ctx) != 0)
+	if (sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"hello", 5, NOW, &b, &ctx) != 0)
 		die("seal");
 	write_seed(dir, "request_hello", open0, sizeof(open0), b.data, b.len);
-	if (sealed_seal_request(&a, req_hdr, NULL, 0, NOW, &b, &ctx) != 0)
+	if (sealed_seal_request(&a, req_hdr, &self_addr, NULL, 0, NOW, &b, &ctx) != 0)
 		die("seal");
 	write_seed(dir, "request_empty", open0, sizeof(open0), b.data, b.len);
-	if (sealed_seal_request(&a, policy_hdr + 3, (const uint8_t *)"policy 3", 8, NOW, &b,
+	if (sealed_seal_request(&a, policy_hdr + 3, &self_addr, (const uint8_t *)"policy 3", 8, NOW, &b,
 				&ctx) != 0)
 		die("seal");
 	write_seed(dir, "request_policy3_hdr", policy_hdr, sizeof(policy_hdr), b.data, b.len);
 	assoc_for(0x9, &a);
-	if (sealed_seal_request(&a, req_hdr, (const uint8_t *)"previous key", 12, NOW, &b, &ctx) !=
+	if (sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"previous key", 12, NOW, &b, &ctx) !=
 	    0)
 		die("seal");
 	write_seed(dir, "request_previous_key", open0, sizeof(open0), b.data, b.len);
@@ -224,8 +229,9 @@ static void open_request(const uint8_t *in, size_t in_len)
 		abort();
 	memcpy(copy, msg, len);
 	memset(&ctx, 0xA5, sizeof(ctx));
-	rc = sealed_open_request(server, stek, svc, strike, now, 0, hdr, copy, len, &out, &ctx,
-				 &why);
+	struct sealed_checks chk = {.now_ms = now, .now_ns = now * 1000000ull, .self = &self_addr,
+				    .num_self = 1};
+	rc = sealed_open_request(server, stek, svc, strike, &chk, hdr, copy, len, &out, &ctx, &why);
 	if (rc != 0) {
 		if (rc > 0 || why == SEALED_OK || why > SEALED_REASON_MAX || out.len || ctx.armed)
 			abort();
@@ -235,7 +241,7 @@ static void open_request(const uint8_t *in, size_t in_len)
 	    out.len != len - SEALED_REQ_OVERHEAD || (flags & 4))
 		abort();
 	/* The very same bytes never open twice. */
-	if (sealed_open_request(server, stek, svc, strike, now, 0, hdr, copy, len, &resp,
+	if (sealed_open_request(server, stek, svc, strike, &chk, hdr, copy, len, &resp,
 				&(struct sealed_ctx){0}, &why) != -EBADMSG ||
 	    why != SEALED_REJ_REPLAY || resp.len)
 		abort();
