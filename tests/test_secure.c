@@ -755,6 +755,41 @@ TEST(sealed_copy_to_another_server_is_refused)
 	cli_close(&c);
 }
 
+/*
+ * RFC 8446 appendix E.5: an attacker drops the client's 0-RTT first flight and
+ * forwards a copy, which runs. The client's own flight is then refused early data
+ * (strike register) and the handshake goes on at 1-RTT: the server answers its
+ * request with "already ran", authenticated, instead of running it again.
+ */
+TEST(tls_drop_and_forward_runs_once)
+{
+	struct host_cli c;
+	struct host_srv s;
+	struct sec_call call = {0};
+	struct sec_msg m;
+	uint8_t wire[4096], back[4096];
+	size_t wire_len, n;
+
+	cli_open(&c, CFG_SEC_TLS);
+	srv_open(&s, CFG_SEC_TLS, stek1);
+	rpc_run(&c, &s, "one", true, false); /* a ticket */
+	sec_call_init(&call, sec_ops_for(CFG_SEC_TLS), cli_peer(&c), true, &server_addr);
+	CHECK(call.ops->protect(&c.env, &call, 0, (const uint8_t *)"pay 100", 7, false, &m) == 0);
+	memcpy(wire, m.data, m.len);
+	wire_len = m.len;
+	CHECK(serve(&s, R2P2_F_TLS, wire, wire_len, back, &n) == SEC_DELIVER); /* the copy */
+	CHECK(s.executions == 2);
+	CHECK(serve(&s, R2P2_F_TLS, wire, wire_len, back, &n) == SEC_ANSWER); /* the client's */
+	CHECK(finish_and_serve(&c, &s, &call, back, n) == -EALREADY);
+	CHECK_MSG(s.executions == 2, "ran again: %u", s.executions);
+	struct tls_stats st;
+	tls_server_stats(s.svc.tls, &st);
+	CHECK(st.replays_refused == 1 && st.already_answered == 1);
+	sec_call_release(&call);
+	srv_close(&s);
+	cli_close(&c);
+}
+
 TEST(timeout_releases_a_bootstrap)
 {
 	struct host_cli c;

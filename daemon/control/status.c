@@ -118,10 +118,11 @@ static void out_tls(struct text *t, const struct worker_snap *snaps, unsigned nu
 	}
 	out(t,
 	    "\ntls server: full_handshakes %llu resumed %llu early_accepted %llu early_rejected "
-	    "%llu replays_refused %llu bad_messages %llu pending_handshakes %llu\n",
+	    "%llu replays_refused %llu bad_messages %llu pending_handshakes %llu "
+	    "already_answered %llu\n",
 	    (ull)ts.handshakes_full, (ull)ts.resumed, (ull)ts.early_accepted,
 	    (ull)ts.early_rejected, (ull)ts.replays_refused, (ull)ts.bad_messages,
-	    (ull)ts.pending_handshakes);
+	    (ull)ts.pending_handshakes, (ull)ts.already_answered);
 	out(t,
 	    "tls client: full_handshakes %llu resumed %llu early_accepted %llu early_rejected "
 	    "%llu verify_failures %llu bad_messages %llu tickets_received %llu\n",

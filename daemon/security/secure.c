@@ -423,6 +423,15 @@ static enum sec_verdict tls_open(struct sec_env *env, struct sec_service *svc,
 	x->ops = svc->ops;
 	x->conn = conn;
 	x->step = SEC_STEP_TLS;
+	if (tls_conn_replayed(conn)) {
+		/* its 0-RTT copy already ran here (dropped and forwarded, or replayed by the
+		 * client itself): say so, authenticated, rather than run it again */
+		x->conn = NULL;
+		if (tls_server_respond_status(svc->tls, conn, TLS_STATUS_ALREADY, &env->flight) < 0)
+			return SEC_REJECT;
+		msg_set(out, env->flight.data, env->flight.len, R2P2_F_TLS);
+		return SEC_ANSWER;
+	}
 	msg_set(out, env->plain.data, env->plain.len, 0);
 	if (svc->ops->security != CFG_SEC_SEALED)
 		return SEC_DELIVER;

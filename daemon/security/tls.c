@@ -199,6 +199,8 @@ int read_message(SSL *ssl, struct tls_buf *out)
 	CBS_init(&cbs, pfx, sizeof(pfx));
 	if (!CBS_get_u32(&cbs, &n32))
 		return -EBADMSG;
+	if (n32 == (TLS_MSG_STATUS | TLS_STATUS_ALREADY))
+		return -EALREADY; /* the server's word, authenticated like a response */
 	n = n32;
 	if (n > TLS_MSG_MAX || buf_reserve(out, n) != 0)
 		return -EBADMSG;

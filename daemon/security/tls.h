@@ -48,6 +48,15 @@ enum tls_kind {
 #define TLS_MSG_PREFIX_LEN 4
 #define TLS_MSG_MAX (16u << 20) /* largest request or response */
 /*
+ * A length prefix of TLS_MSG_STATUS | code (never a length: above TLS_MSG_MAX)
+ * carries a status instead of a response, authenticated like one:
+ * TLS_STATUS_ALREADY says the request had already run (its 0-RTT copy), so it
+ * was not run again (the client's call fails with -EALREADY).
+ */
+#define TLS_MSG_STATUS 0xFFFFFF00u
+#define TLS_STATUS_ALREADY 1
+
+/*
  * A request goes as 0-RTT data only if prefix + request fit the server's early
  * data limit: BoringSSL's kMaxEarlyDataAccepted, which it writes into every
  * ticket and which this BoringSSL neither lets us set nor read back. Larger
@@ -74,6 +83,8 @@ struct tls_stats {
 	uint64_t verify_failures;     /* client: certificate chain or name refused */
 	uint64_t tickets_received;    /* client */
 	uint64_t pending_handshakes;  /* server: 1-RTT handshakes waiting for CLIENT_SECOND */
+	uint64_t already_answered;    /* server: 1-RTT request of a replayed ClientHello,
+				       * answered TLS_STATUS_ALREADY instead of run */
 };
 
 /* tls_stats_add adds every counter of `src` to `dst`. */
@@ -88,6 +99,7 @@ static inline void tls_stats_add(struct tls_stats *dst, const struct tls_stats *
 	dst->verify_failures += src->verify_failures;
 	dst->tickets_received += src->tickets_received;
 	dst->pending_handshakes += src->pending_handshakes;
+	dst->already_answered += src->already_answered;
 }
 
 /* ---- client ---------------------------------------------------------------- */
@@ -159,6 +171,7 @@ void tls_server_free(struct tls_server *s);
 /* tls_server_set_stek switches to the keys in `stek` (a reference is taken; the old one dropped). */
 void tls_server_set_stek(struct tls_server *s, struct stek_set *stek);
 void tls_server_set_replay(struct tls_server *s, struct replay *r);
+
 void tls_server_stats(const struct tls_server *s, struct tls_stats *out);
 
 enum tls_srv_result {
@@ -181,6 +194,21 @@ int tls_server_input(struct tls_server *s, const char *service, const struct r2p
 int tls_server_respond(struct tls_server *s, struct tls_conn *conn, const uint8_t *resp, size_t len,
 		       struct tls_buf *flight);
 void tls_conn_free(struct tls_conn *conn);
+
+/*
+ * tls_conn_replayed says whether the exchange's ClientHello had already been
+ * accepted with early data (its random was in the strike register): a client that
+ * completes such a handshake sent that early data itself, so its request already
+ * ran (a copy forwarded by an attacker, RFC 8446 appendix E.5).
+ */
+bool tls_conn_replayed(const struct tls_conn *conn);
+
+/*
+ * tls_server_respond_status answers `conn` with an authenticated status
+ * (TLS_STATUS_ALREADY) instead of a response, like tls_server_respond.
+ */
+int tls_server_respond_status(struct tls_server *s, struct tls_conn *conn, unsigned status,
+			      struct tls_buf *flight);
 
 /* tls_server_expire frees pending 1-RTT handshakes older than `max_age_ns`. */
 void tls_server_expire(struct tls_server *s, uint64_t now, uint64_t max_age_ns);

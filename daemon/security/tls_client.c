@@ -337,7 +337,14 @@ static int call_handshake(struct tls_call *call)
 /* call_finish reads the response out of a SERVER_FINAL flight. */
 static int call_finish(struct tls_call *call, struct tls_buf *resp)
 {
-	if (read_message(call->ssl, resp) != 0) {
+	int rc = read_message(call->ssl, resp);
+
+	if (rc == -EALREADY) {
+		resp->len = 0;
+		return call_fail(call, -EALREADY, "%s had already run this request (a copy of it)",
+				 call->service);
+	}
+	if (rc != 0) {
 		resp->len = 0;
 		return call_fail(call, -EBADMSG, "response from %s is malformed or not authentic",
 				 call->service);

@@ -42,7 +42,8 @@ int feed(BIO *rbio, const uint8_t *p, size_t n);
 int drain(BIO *wbio, struct tls_buf *b);
 /* message_write writes the length prefix and the `len` bytes of `msg` to `out`. */
 int message_write(uint8_t *out, const uint8_t *msg, size_t len);
-/* read_message reads one length-prefixed message from `ssl` into `out`: 0 or -EBADMSG. */
+/* read_message reads one length-prefixed message from `ssl` into `out`: 0, -EALREADY (the
+ * server's TLS_STATUS_ALREADY) or -EBADMSG. */
 int read_message(SSL *ssl, struct tls_buf *out);
 /* new_ssl makes an SSL from `ctx` with two fresh memory BIOs and `app` as app data. */
 SSL *new_ssl(SSL_CTX *ctx, void *app, BIO **out_rbio, BIO **out_wbio);

@@ -55,6 +55,7 @@ struct tls_conn {
 	bool have_peer;
 	bool offered_early;		/* the ClientHello carried early data */
 	bool early_refused;		/* ... and the callback turned it off */
+	bool replayed;			/* ... because its random was accepted before */
 	uint8_t random[REPLAY_KEY_LEN]; /* the ClientHello random, for the strike register */
 };
 
@@ -118,6 +119,7 @@ static enum ssl_select_cert_result_t srv_select_cert(const SSL_CLIENT_HELLO *ch)
 		conn->early_refused = true;
 	} else if (replay_check(s->replay, ch->random, conn->now) == 1) {
 		conn->early_refused = true;
+		conn->replayed = true;
 		s->st.replays_refused++;
 	} else {
 		/* fail closed before BoringSSL commits to 0-RTT: a full register could not
@@ -255,6 +257,7 @@ void tls_server_set_replay(struct tls_server *s, struct replay *r)
 {
 	s->replay = r;
 }
+
 
 void tls_server_stats(const struct tls_server *s, struct tls_stats *out)
 {
@@ -472,6 +475,41 @@ int tls_server_respond(struct tls_server *s, struct tls_conn *conn, const uint8_
 		rc = -ENOMEM;
 		goto out;
 	}
+	rc = 0;
+out:
+	ERR_clear_error();
+	tls_conn_free(conn);
+	return rc;
+}
+
+bool tls_conn_replayed(const struct tls_conn *conn)
+{
+	return conn && conn->replayed;
+}
+
+int tls_server_respond_status(struct tls_server *s, struct tls_conn *conn, unsigned status,
+			      struct tls_buf *flight)
+{
+	uint8_t pfx[TLS_MSG_PREFIX_LEN];
+	uint32_t v = TLS_MSG_STATUS | (status & 0xFF);
+	int rc = -EIO;
+
+	if (!s || !conn || !flight) {
+		tls_conn_free(conn);
+		return -EINVAL;
+	}
+	flight->len = 0;
+	pfx[0] = (uint8_t)(v >> 24), pfx[1] = (uint8_t)(v >> 16), pfx[2] = (uint8_t)(v >> 8),
+	pfx[3] = (uint8_t)v;
+	ERR_clear_error();
+	if (SSL_write(conn->ssl, pfx, sizeof(pfx)) != (int)sizeof(pfx))
+		goto out;
+	if (frame_start(flight, TLS_KIND_SERVER_FINAL, 0) != 0 || drain(conn->wbio, flight) != 0) {
+		flight->len = 0;
+		rc = -ENOMEM;
+		goto out;
+	}
+	s->st.already_answered++;
 	rc = 0;
 out:
 	ERR_clear_error();
