@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,9 +145,34 @@ static int probe_new_ports(const struct cfg *o, const struct cfg *n)
 	return 0;
 }
 
+/*
+ * keep_running_windows keeps the strike registers' settings: the registers were sized
+ * and timed for them at start, and a window they no longer cover would let a replay
+ * through. A change is refused, by name, until the next restart.
+ */
+static uint64_t keep_window(const char *key, uint64_t nv, uint64_t ov)
+{
+	if (nv != ov)
+		log_warn("reload: %s = %llu needs a restart (the strike registers were built for "
+			 "%llu); keeping %llu",
+			 key, (unsigned long long)nv, (unsigned long long)ov, (unsigned long long)ov);
+	return ov;
+}
+
+static void keep_running_windows(struct cfg *n, const struct cfg *o)
+{
+	n->replay_window_ms =
+	    keep_window("replay_window_ms", n->replay_window_ms, o->replay_window_ms);
+	n->sealed_window_ms = (uint32_t)keep_window("sealed_window_ms", n->sealed_window_ms,
+						    o->sealed_window_ms);
+	n->replay_max_entries = (uint32_t)keep_window("replay_max_entries", n->replay_max_entries,
+						      o->replay_max_entries);
+}
+
 /* keep_running_settings copies into `n` what the running workers and apps were built for. */
 static void keep_running_settings(struct cfg *n, const struct cfg *o)
 {
+	keep_running_windows(n, o);
 	n->workers = o->workers;
 	n->listen_addr = o->listen_addr;
 	memcpy(n->listen, o->listen, sizeof(o->listen));
