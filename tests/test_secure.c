@@ -790,6 +790,41 @@ TEST(tls_drop_and_forward_runs_once)
 	cli_close(&c);
 }
 
+/* A tls 0-RTT first flight copied to another server of the fleet (same STEK, so it
+ * resumes the ticket) is refused there: its early data is bound to the first. */
+TEST(tls_0rtt_copy_to_another_server_is_refused)
+{
+	struct host_cli c;
+	struct host_srv s, other;
+	struct sec_call call = {0};
+	struct sec_msg m;
+	uint8_t wire[4096], back[4096];
+	size_t wire_len, n;
+
+	cli_open(&c, CFG_SEC_TLS);
+	srv_open(&s, CFG_SEC_TLS, stek1);
+	srv_open(&other, CFG_SEC_TLS, stek1);
+	other.env.self[0] = other_addr;
+	tls_server_set_self(other.svc.tls, other.env.self, 1, other.svc.port);
+	rpc_run(&c, &s, "one", true, false); /* a ticket */
+	sec_call_init(&call, sec_ops_for(CFG_SEC_TLS), cli_peer(&c), true, &server_addr);
+	CHECK(call.ops->protect(&c.env, &call, 0, (const uint8_t *)"pay 100", 7, false, &m) == 0);
+	memcpy(wire, m.data, m.len);
+	wire_len = m.len;
+	CHECK(serve(&other, R2P2_F_TLS, wire, wire_len, back, &n) != SEC_DELIVER);
+	CHECK(other.executions == 0);
+	struct tls_stats st;
+	tls_server_stats(other.svc.tls, &st);
+	CHECK_MSG(st.wrong_server == 1 && st.early_accepted == 1, "wrong_server %llu",
+		  (unsigned long long)st.wrong_server);
+	CHECK(serve(&s, R2P2_F_TLS, wire, wire_len, back, &n) == SEC_DELIVER); /* its own */
+	CHECK(s.executions == 2);
+	sec_call_release(&call);
+	srv_close(&other);
+	srv_close(&s);
+	cli_close(&c);
+}
+
 TEST(timeout_releases_a_bootstrap)
 {
 	struct host_cli c;

@@ -342,13 +342,15 @@ TEST(large_messages)
 	CHECK(r.req_ok && r.resp_ok && !r.early);
 	CHECK(r.final_len > big);
 
-	/* exactly at the limit: still 0-RTT; one byte more: 1-RTT */
-	rpc_run(c, a.s, SVC, req, TLS_EARLY_DATA_MAX - TLS_MSG_PREFIX_LEN, true, resp, 10, &r);
+	/* exactly at the limit (prefix and binding included): still 0-RTT; one byte more: 1-RTT */
+	rpc_run(c, a.s, SVC, req, TLS_EARLY_DATA_MAX - TLS_MSG_PREFIX_LEN - TLS_BIND_LEN, true,
+		resp, 10, &r);
 	CHECK_MSG(r.rc == 0, "%d at %c: %s", r.rc, r.where, r.err);
 	CHECK(r.early && r.req_ok && r.resp_ok);
 	CHECK_EQ(r.continues, 0);
 	CHECK_EQ(r.requests, 1);
-	rpc_run(c, a.s, SVC, req, TLS_EARLY_DATA_MAX - TLS_MSG_PREFIX_LEN + 1, true, resp, 10, &r);
+	rpc_run(c, a.s, SVC, req, TLS_EARLY_DATA_MAX - TLS_MSG_PREFIX_LEN - TLS_BIND_LEN + 1, true,
+		resp, 10, &r);
 	CHECK_MSG(r.rc == 0, "%d at %c: %s", r.rc, r.where, r.err);
 	CHECK(!r.early && r.req_ok && r.resp_ok);
 	CHECK_EQ(r.continues, 1);

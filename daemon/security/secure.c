@@ -153,7 +153,8 @@ static int tls_send(struct sec_env *env, struct sec_call *c, const uint8_t *msg,
 		    struct sec_msg *out)
 {
 	struct sec_peer *p = c->peer;
-	int ret = tls_call_begin(p->tls, p->name, msg, len, c->replay_safe, &c->tls, &env->flight);
+	int ret = tls_call_begin_to(p->tls, p->name, &c->dst, msg, len, c->replay_safe, &c->tls,
+				    &env->flight);
 
 	if (ret < 0) {
 		if (c->step == SEC_STEP_TLS_BOOT || c->step == SEC_STEP_RENEW)
@@ -697,15 +698,19 @@ int sec_service_configure(struct sec_env *env, struct sec_service *svc,
 			return -ENOMEM;
 		}
 	}
-	if (sv->security == CFG_SEC_PLAIN || svc->tls)
+	if (sv->security == CFG_SEC_PLAIN)
 		return 0;
-	struct tls_service_keys keys = {.name = sv->name, .cert_path = sv->cert,
-					.key_path = sv->key};
-	svc->tls = tls_server_new(&keys, 1, sv->early_data, err, err_len);
-	if (!svc->tls)
-		return -EINVAL;
-	tls_server_set_stek(svc->tls, env->stek);
-	tls_server_set_replay(svc->tls, env->replay);
+	if (!svc->tls) {
+		struct tls_service_keys keys = {.name = sv->name, .cert_path = sv->cert,
+						.key_path = sv->key};
+		svc->tls = tls_server_new(&keys, 1, sv->early_data, err, err_len);
+		if (!svc->tls)
+			return -EINVAL;
+		tls_server_set_stek(svc->tls, env->stek);
+		tls_server_set_replay(svc->tls, env->replay);
+	}
+	/* 0-RTT data is bound to the server it was sent to, as sealed requests are */
+	tls_server_set_self(svc->tls, env->self, env->num_self, svc->port);
 	return 0;
 }
 

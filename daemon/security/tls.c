@@ -176,6 +176,26 @@ int message_write(uint8_t *out, const uint8_t *msg, size_t len)
 }
 
 /*
+ * message_write_bound writes a 0-RTT message: the length prefix (TLS_BIND_LEN +
+ * `len`), the binding `bind`, then the `len` bytes of `msg`, to `out`, which holds
+ * exactly that. Returns 0 or -ENOMEM.
+ */
+int message_write_bound(uint8_t *out, const uint8_t bind[TLS_BIND_LEN], const uint8_t *msg,
+			size_t len)
+{
+	CBB cbb;
+
+	if (!CBB_init_fixed(&cbb, out, TLS_MSG_PREFIX_LEN + TLS_BIND_LEN + len) ||
+	    !CBB_add_u32(&cbb, (uint32_t)(TLS_BIND_LEN + len)) ||
+	    !CBB_add_bytes(&cbb, bind, TLS_BIND_LEN) || !CBB_add_bytes(&cbb, msg, len) ||
+	    !CBB_finish(&cbb, NULL, NULL)) {
+		CBB_cleanup(&cbb);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/*
  * read_message reads one length-prefixed message from `ssl` into `out` (emptied
  * first). Everything must already be in the read BIO: running out of records
  * before the message is complete means the flight was cut or forged. Returns 0

@@ -24,6 +24,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include <r2p2/wire.h>
 
@@ -54,6 +55,32 @@ enum tls_kind {
  * was not run again (the client's call fails with -EALREADY).
  */
 #define TLS_MSG_STATUS 0xFFFFFF00u
+/*
+ * 0-RTT data is bound to the server it was sent to: its message starts with the
+ * server's address (16; IPv4 as ::ffff:a.b.c.d) and UDP port (2), so a server that
+ * receives a copy meant for another one refuses it. 1-RTT data carries no binding
+ * (its handshake is fresh and cannot be replayed).
+ */
+#define TLS_BIND_LEN 18
+#define TLS_MAX_SELF 16 /* addresses a server may be reached at (tls_server_set_self) */
+
+/* tls_bind_encode writes the TLS_BIND_LEN binding bytes of `a` (port in network order). */
+static inline void tls_bind_encode(const struct r2p2_addr *a, uint8_t out[TLS_BIND_LEN])
+{
+	for (int i = 0; i < 16; i++)
+		out[i] = 0;
+	if (a && a->family == AF_INET) {
+		out[10] = 0xff;
+		out[11] = 0xff;
+		for (int i = 0; i < 4; i++)
+			out[12 + i] = a->addr[i];
+	} else if (a) {
+		for (int i = 0; i < 16; i++)
+			out[i] = a->addr[i];
+	}
+	out[16] = a ? ((const uint8_t *)&a->port)[0] : 0;
+	out[17] = a ? ((const uint8_t *)&a->port)[1] : 0;
+}
 #define TLS_STATUS_ALREADY 1
 
 /*
@@ -85,6 +112,7 @@ struct tls_stats {
 	uint64_t pending_handshakes;  /* server: 1-RTT handshakes waiting for CLIENT_SECOND */
 	uint64_t already_answered;    /* server: 1-RTT request of a replayed ClientHello,
 				       * answered TLS_STATUS_ALREADY instead of run */
+	uint64_t wrong_server;        /* server: 0-RTT data bound to another server */
 };
 
 /* tls_stats_add adds every counter of `src` to `dst`. */
@@ -100,6 +128,7 @@ static inline void tls_stats_add(struct tls_stats *dst, const struct tls_stats *
 	dst->tickets_received += src->tickets_received;
 	dst->pending_handshakes += src->pending_handshakes;
 	dst->already_answered += src->already_answered;
+	dst->wrong_server += src->wrong_server;
 }
 
 /* ---- client ---------------------------------------------------------------- */
@@ -125,6 +154,14 @@ size_t tls_client_tickets(const struct tls_client *c, const char *service);
  */
 int tls_call_begin(struct tls_client *c, const char *service, const uint8_t *req, size_t len,
 		   bool replay_safe, struct tls_call **out_call, struct tls_buf *flight);
+
+/*
+ * tls_call_begin_to is tls_call_begin for a request sent to `dst`: 0-RTT data is
+ * bound to it (TLS_BIND_LEN). tls_call_begin binds to no address (all zeros).
+ */
+int tls_call_begin_to(struct tls_client *c, const char *service, const struct r2p2_addr *dst,
+		      const uint8_t *req, size_t len, bool replay_safe, struct tls_call **out_call,
+		      struct tls_buf *flight);
 
 enum tls_call_result {
 	TLS_CALL_DONE = 0,     /* the response is in `resp` */
@@ -171,6 +208,13 @@ void tls_server_free(struct tls_server *s);
 /* tls_server_set_stek switches to the keys in `stek` (a reference is taken; the old one dropped). */
 void tls_server_set_stek(struct tls_server *s, struct stek_set *stek);
 void tls_server_set_replay(struct tls_server *s, struct replay *r);
+/*
+ * tls_server_set_self gives `s` the addresses 0-RTT data may be bound to (`num`
+ * entries, copied; a port of 0 stands for `port`, the service's, network order).
+ * With none set, any binding is taken (a server that does not know its address).
+ */
+void tls_server_set_self(struct tls_server *s, const struct r2p2_addr *self, size_t num,
+			 uint16_t port);
 
 void tls_server_stats(const struct tls_server *s, struct tls_stats *out);
 

@@ -7,6 +7,8 @@
  */
 #include "boringssl.h"
 
+#include <openssl/mem.h>
+
 #include "err.h"
 #include "tls_int.h"
 
@@ -54,6 +56,7 @@ struct tls_call {
 	char *service;
 	uint8_t *msg; /* the request as it goes into TLS: length prefix + bytes */
 	size_t msg_len;
+	uint8_t bind[TLS_BIND_LEN]; /* the server it goes to, in front of 0-RTT data */
 	enum call_state state;
 	bool offered_early, early_accepted;
 	char err[TLS_ERR_LEN];
@@ -210,8 +213,31 @@ __attribute__((format(printf, 3, 4))) static int call_fail(struct tls_call *call
 	return rc;
 }
 
+/* write_early writes the request as 0-RTT data: its binding, then the request. */
+static int write_early(struct tls_call *call)
+{
+	size_t len = call->msg_len - TLS_MSG_PREFIX_LEN, n = TLS_MSG_PREFIX_LEN + TLS_BIND_LEN + len;
+	uint8_t *m = malloc(n);
+	int ok;
+
+	if (!m)
+		return -ENOMEM;
+	ok = message_write_bound(m, call->bind, call->msg + TLS_MSG_PREFIX_LEN, len) == 0 &&
+	     SSL_write(call->ssl, m, (int)n) == (int)n;
+	OPENSSL_cleanse(m, n);
+	free(m);
+	return ok ? 0 : -EIO;
+}
+
 int tls_call_begin(struct tls_client *c, const char *service, const uint8_t *req, size_t len,
 		   bool replay_safe, struct tls_call **out_call, struct tls_buf *flight)
+{
+	return tls_call_begin_to(c, service, NULL, req, len, replay_safe, out_call, flight);
+}
+
+int tls_call_begin_to(struct tls_client *c, const char *service, const struct r2p2_addr *dst,
+		      const uint8_t *req, size_t len, bool replay_safe, struct tls_call **out_call,
+		      struct tls_buf *flight)
 {
 	struct tls_call *call = NULL;
 	SSL_SESSION *sess = NULL;
@@ -228,6 +254,7 @@ int tls_call_begin(struct tls_client *c, const char *service, const uint8_t *req
 	if (!call)
 		goto fail;
 	call->c = c;
+	tls_bind_encode(dst, call->bind);
 	call->service = strdup(service);
 	call->msg_len = TLS_MSG_PREFIX_LEN + len;
 	call->msg = malloc(call->msg_len);
@@ -246,8 +273,8 @@ int tls_call_begin(struct tls_client *c, const char *service, const uint8_t *req
 		goto fail;
 	/* early data only with a ticket (so only to a server verified before), only for
 	 * replay-safe requests, and only if the whole request fits the server's limit */
-	SSL_set_early_data_enabled(call->ssl,
-				   sess && replay_safe && call->msg_len <= TLS_EARLY_DATA_MAX);
+	SSL_set_early_data_enabled(call->ssl, sess && replay_safe &&
+						  call->msg_len + TLS_BIND_LEN <= TLS_EARLY_DATA_MAX);
 	SSL_SESSION_free(sess);
 	sess = NULL;
 
@@ -255,7 +282,7 @@ int tls_call_begin(struct tls_client *c, const char *service, const uint8_t *req
 	r = SSL_do_handshake(call->ssl);
 	if (r == 1 && SSL_in_early_data(call->ssl)) {
 		/* one SSL_write, so one record (or as few as the size needs) */
-		if (SSL_write(call->ssl, call->msg, (int)call->msg_len) != (int)call->msg_len)
+		if (write_early(call) != 0)
 			goto fail;
 		call->offered_early = true;
 	} else if (r == 1 || SSL_get_error(call->ssl, r) != SSL_ERROR_WANT_READ) {

@@ -37,6 +37,9 @@ struct tls_server {
 	size_t num_svcs;
 	bool early_data;
 	struct replay *replay;
+	struct r2p2_addr self[TLS_MAX_SELF]; /* what 0-RTT data may be bound to */
+	size_t num_self;
+	uint16_t port; /* network order: a self entry's port 0 stands for it */
 	/* 1-RTT handshakes waiting for CLIENT_SECOND: a ring in arrival order; the
 	 * low bits of a handshake id are its slot, the rest random */
 	struct tls_conn *pending[TLS_PENDING_MAX];
@@ -259,6 +262,49 @@ void tls_server_set_replay(struct tls_server *s, struct replay *r)
 }
 
 
+void tls_server_set_self(struct tls_server *s, const struct r2p2_addr *self, size_t num,
+			 uint16_t port)
+{
+	s->num_self = num < TLS_MAX_SELF ? num : TLS_MAX_SELF;
+	memcpy(s->self, self, s->num_self * sizeof(*self));
+	s->port = port;
+}
+
+/* bound_here says whether 0-RTT data bound to `b` may run on `s`. */
+static bool bound_here(const struct tls_server *s, const uint8_t b[TLS_BIND_LEN])
+{
+	uint8_t mine[TLS_BIND_LEN];
+
+	if (!s->num_self)
+		return true; /* a server that does not know its addresses */
+	for (size_t i = 0; i < s->num_self; i++) {
+		struct r2p2_addr a = s->self[i];
+		if (!a.port)
+			a.port = s->port;
+		tls_bind_encode(&a, mine);
+		if (memcmp(mine, b, TLS_BIND_LEN) == 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * read_early reads the 0-RTT message into `req`, checks its binding and removes
+ * it. Returns 0, -EBADMSG (malformed) or -EXDEV (bound to another server).
+ */
+static int read_early(struct tls_server *s, struct tls_conn *conn, struct tls_buf *req)
+{
+	if (read_message(conn->ssl, req) != 0 || req->len < TLS_BIND_LEN)
+		return -EBADMSG;
+	if (!bound_here(s, req->data)) {
+		s->st.wrong_server++;
+		return -EXDEV;
+	}
+	memmove(req->data, req->data + TLS_BIND_LEN, req->len - TLS_BIND_LEN);
+	req->len -= TLS_BIND_LEN;
+	return 0;
+}
+
 void tls_server_stats(const struct tls_server *s, struct tls_stats *out)
 {
 	*out = s->st;
@@ -361,8 +407,9 @@ static int srv_first(struct tls_server *s, const struct tls_svc *svc, const stru
 		}
 		s->st.early_accepted++;
 		s->st.resumed++;
-		if (read_message(conn->ssl, req) != 0)
-			return srv_fail(s, conn, -EBADMSG, flight, req);
+		r = read_early(s, conn, req);
+		if (r != 0)
+			return srv_fail(s, conn, r == -EXDEV ? -EXDEV : -EBADMSG, flight, req);
 		/* the server flight and the half-RTT ticket wait in the write BIO for
 		 * the response (tls_server_respond) */
 		*out_conn = conn;
