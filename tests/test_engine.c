@@ -1026,6 +1026,47 @@ Test(client, via_router_single_from_any_source)
 	node_cleanup(&cli);
 }
 
+Test(client, answers_from_other_sources_dropped)
+{
+	/* Not via a router: only the call's destination (address and port) may answer. */
+	struct node cli;
+	const struct r2p2_addr srv = mkaddr("10.0.0.2", 8000);
+	const struct r2p2_addr spoof[] = {mkaddr("10.0.0.3", 8000), mkaddr("10.0.0.2", 8001),
+					  mkaddr("fd00::2", 8000)};
+	uint8_t *msg = pattern(3000, 0), b[8 + R2P2_MAX_PAYLOAD];
+	size_t l;
+
+	net_reset();
+	node_init(&cli, "10.0.0.1", 5555, NULL);
+	cr_assert_eq(do_call(&cli, &srv, msg, 3000, 1, SEC, 0), 0);
+	for (size_t i = 0; i < sizeof(spoof) / sizeof(spoof[0]); i++) {
+		l = mkpkt(b, R2P2_ACK, 1, 0xC0, 0, 1, 3, 0);
+		feed(&cli, 0, &spoof[i], b, l);
+		l = mkpkt(b, R2P2_DROP, 1, 0xC0, 0, 1, 4, 0);
+		feed(&cli, 0, &spoof[i], b, l);
+		l = mkpkt(b, R2P2_RESPONSE, 1, 0xC0, 0, 1, 3, 0);
+		feed(&cli, 0, &spoof[i], b, l);
+		l = mkpkt(b, R2P2_RESPONSE, 1, 0x80, 0, 2, R2P2_MAX_PAYLOAD, 0);
+		feed(&cli, 0, &spoof[i], b, l);
+	}
+	cr_assert_eq(stats(&cli).rx_unmatched, 12);
+	cr_assert_eq(cli.num_sent, 1, "nothing sent to a spoofer");
+	cr_assert_eq(cli.num_dones, 0);
+	cr_assert_eq(pending_calls(&cli), 1);
+	/* The destination's own ACK and response still count. */
+	l = mkpkt(b, R2P2_ACK, 1, 0xC0, 0, 1, 3, 0);
+	feed(&cli, 0, &srv, b, l);
+	cr_assert_eq(cli.num_sent, 4);
+	for (size_t i = 1; i < 4; i++)
+		cr_assert_eq(memcmp(&cli.sent[i].dst, &srv, sizeof(srv)), 0);
+	l = mkpkt(b, R2P2_RESPONSE, 1, 0xC0, 0, 1, 3, 0);
+	feed(&cli, 0, &srv, b, l);
+	cr_assert_eq(cli.num_dones, 1);
+	cr_assert_eq(cli.dones[0].status, 0);
+	free(msg);
+	node_cleanup(&cli);
+}
+
 Test(client, duplicate_ack_resends_rest)
 {
 	struct node cli;
