@@ -1026,6 +1026,47 @@ Test(client, via_router_single_from_any_source)
 	node_cleanup(&cli);
 }
 
+Test(client, answers_from_other_sources_dropped)
+{
+	/* Not via a router: only the call's destination (address and port) may answer. */
+	struct node cli;
+	const struct r2p2_addr srv = mkaddr("10.0.0.2", 8000);
+	const struct r2p2_addr spoof[] = {mkaddr("10.0.0.3", 8000), mkaddr("10.0.0.2", 8001),
+					  mkaddr("fd00::2", 8000)};
+	uint8_t *msg = pattern(3000, 0), b[8 + R2P2_MAX_PAYLOAD];
+	size_t l;
+
+	net_reset();
+	node_init(&cli, "10.0.0.1", 5555, NULL);
+	cr_assert_eq(do_call(&cli, &srv, msg, 3000, 1, SEC, 0), 0);
+	for (size_t i = 0; i < sizeof(spoof) / sizeof(spoof[0]); i++) {
+		l = mkpkt(b, R2P2_ACK, 1, 0xC0, 0, 1, 3, 0);
+		feed(&cli, 0, &spoof[i], b, l);
+		l = mkpkt(b, R2P2_DROP, 1, 0xC0, 0, 1, 4, 0);
+		feed(&cli, 0, &spoof[i], b, l);
+		l = mkpkt(b, R2P2_RESPONSE, 1, 0xC0, 0, 1, 3, 0);
+		feed(&cli, 0, &spoof[i], b, l);
+		l = mkpkt(b, R2P2_RESPONSE, 1, 0x80, 0, 2, R2P2_MAX_PAYLOAD, 0);
+		feed(&cli, 0, &spoof[i], b, l);
+	}
+	cr_assert_eq(stats(&cli).rx_unmatched, 12);
+	cr_assert_eq(cli.num_sent, 1, "nothing sent to a spoofer");
+	cr_assert_eq(cli.num_dones, 0);
+	cr_assert_eq(pending_calls(&cli), 1);
+	/* The destination's own ACK and response still count. */
+	l = mkpkt(b, R2P2_ACK, 1, 0xC0, 0, 1, 3, 0);
+	feed(&cli, 0, &srv, b, l);
+	cr_assert_eq(cli.num_sent, 4);
+	for (size_t i = 1; i < 4; i++)
+		cr_assert_eq(memcmp(&cli.sent[i].dst, &srv, sizeof(srv)), 0);
+	l = mkpkt(b, R2P2_RESPONSE, 1, 0xC0, 0, 1, 3, 0);
+	feed(&cli, 0, &srv, b, l);
+	cr_assert_eq(cli.num_dones, 1);
+	cr_assert_eq(cli.dones[0].status, 0);
+	free(msg);
+	node_cleanup(&cli);
+}
+
 Test(client, duplicate_ack_resends_rest)
 {
 	struct node cli;
@@ -1741,18 +1782,16 @@ Test(input, request_order_and_sizes)
 	l = mkpkt(b, R2P2_REQUEST, 0, 0x40, 1, 2, R2P2_MAX_PAYLOAD + 1, 0);
 	expect_drop(&a, b, l, OFF(rx_bad_order), "oversized last");
 	l = mkpkt(b, R2P2_REQUEST, 0, 0x80, 1, 4, 14, 1);
-	eng_input(a.e, 0, &peer.addr, b, l, 0);
+	expect_drop(&a, b, l, OFF(rx_conflict), "other first packet while reassembling");
 	cr_assert_eq(stats(&a).rx_packets, 17);
-	/* Different bytes at the same (source, rid) restarted it with N=4: finish that one. */
+	/* The request in progress (N=3) was not restarted: finish it. */
 	l = mkpkt(b, R2P2_REQUEST, 0, 0x00, 1, 1, R2P2_MAX_PAYLOAD, 0);
 	eng_input(a.e, 0, &peer.addr, b, l, 0);
 	expect_drop(&a, b, l, OFF(rx_duplicate), "duplicate middle");
-	l = mkpkt(b, R2P2_REQUEST, 0, 0x00, 1, 2, R2P2_MAX_PAYLOAD, 0);
-	eng_input(a.e, 0, &peer.addr, b, l, 0);
-	l = mkpkt(b, R2P2_REQUEST, 0, 0x40, 1, 3, 5, 0);
+	l = mkpkt(b, R2P2_REQUEST, 0, 0x40, 1, 2, 5, 0);
 	eng_input(a.e, 0, &peer.addr, b, l, 0);
 	cr_assert_eq(a.num_reqs, 1);
-	cr_assert_eq(a.reqs[0].len, 14 + 2 * R2P2_MAX_PAYLOAD + 5);
+	cr_assert_eq(a.reqs[0].len, 14 + R2P2_MAX_PAYLOAD + 5);
 	expect_drop(&a, b, l, OFF(rx_duplicate), "after completion");
 	/* A non-first packet for nothing. */
 	l = mkpkt(b, R2P2_REQUEST, 0, 0x00, 77, 1, R2P2_MAX_PAYLOAD, 0);
@@ -2761,4 +2800,237 @@ Test(engine, hash_seed_many_states)
 	cr_assert_eq(stats(&srv).rx_duplicate, 4000);
 	cr_assert_eq(pending_states(&srv), 4000);
 	node_cleanup(&srv);
+}
+
+/* ---- conflicting first packets: a request in progress is never evicted --------------- */
+
+/*
+ * expect_conflict feeds `srv` a first packet from `src` that must be dropped as a conflict
+ * with the request in progress: only rx_conflict moves, nothing is sent or handed up, and
+ * no state or timer changes.
+ */
+static void expect_conflict(struct node *srv, const struct r2p2_addr *src, const uint8_t *b,
+			    size_t len, const char *what)
+{
+	struct eng_stats s0 = stats(srv), s1;
+	size_t sent = srv->num_sent, reqs = srv->num_reqs, states = pending_states(srv);
+	uint64_t deadline = eng_next_deadline(srv->e);
+
+	eng_input(srv->e, 0, src, b, len, net.now);
+	s1 = stats(srv);
+	expect_only(&s0, &s1, OFF(rx_conflict), what);
+	cr_assert_eq(srv->num_sent, sent, "%s: no answer", what);
+	cr_assert_eq(srv->num_reqs, reqs, "%s: nothing handed up", what);
+	cr_assert_eq(pending_states(srv), states, "%s", what);
+	cr_assert_eq(eng_next_deadline(srv->e), deadline, "%s: timer untouched", what);
+}
+
+static void pump_all(void)
+{
+	while (net_pump())
+		;
+}
+
+Test(conflict, executing_request_is_not_evicted)
+{
+	struct pair p;
+	struct eng_config scfg;
+	uint8_t b[8 + R2P2_MAX_PAYLOAD];
+	const struct pkt *last;
+	size_t l;
+
+	eng_config_default(&scfg);
+	scfg.max_msg_len = 64;
+	pair_init(&p, NULL, &scfg);
+	p.srv.mode = AUTO_NONE;
+	eng_set_next_rid(p.cli.e, 0x1234);
+	cr_assert_eq(do_call(&p.cli, &p.srv.addr, "ping", 4, 1, 100 * MS, 3), 0);
+	pump_all();
+	cr_assert_eq(p.srv.num_reqs, 1, "handed up, not answered");
+
+	/* The client's (address, port, rid) with other bytes, as an off-path spoofer sends. */
+	l = mkpkt(b, R2P2_REQUEST, R2P2_LB_ROUTE, 0xC0, 0x1234, 1, 4, 9);
+	expect_conflict(&p.srv, &p.cli.addr, b, l, "other payload");
+	l = p.cli.sent[0].len;
+	memcpy(b, p.cli.sent[0].data, l);
+	b[2] |= R2P2_FIXED_ROUTE; /* the same payload, another policy */
+	expect_conflict(&p.srv, &p.cli.addr, b, l, "other header");
+	l = mkpkt(b, R2P2_REQUEST, R2P2_LB_ROUTE, 0xC0, 0x1234, 1, 65, 0);
+	expect_conflict(&p.srv, &p.cli.addr, b, l, "too big: not even a DROP");
+	l = mkpkt(b, R2P2_REQUEST, R2P2_LB_ROUTE, 0x80, 0x1234, 2, 14, 0);
+	expect_conflict(&p.srv, &p.cli.addr, b, l, "a multi-packet first packet");
+	cr_assert_eq(p.cli.num_dones, 0);
+
+	/* The client's retransmission is still a duplicate of what runs: no second execution. */
+	net.now = eng_next_deadline(p.cli.e);
+	eng_tick(p.cli.e, net.now);
+	cr_assert_eq(stats(&p.cli).retransmits, 1);
+	pump_all();
+	cr_assert_eq(p.srv.num_reqs, 1);
+	cr_assert_eq(stats(&p.srv).rx_duplicate, 1);
+
+	/* The answer reaches the client. */
+	cr_assert_eq(eng_respond(p.srv.e, p.srv.reqs[0].handle, "pong", 4, net.now), 0);
+	pump_all();
+	cr_assert_eq(p.cli.num_dones, 1);
+	cr_assert_eq(p.cli.dones[0].status, 0);
+	cr_assert_eq(p.cli.dones[0].len, 4);
+	cr_assert_arr_eq(p.cli.dones[0].payload, "pong", 4);
+	cr_assert_eq(stats(&p.srv).rx_conflict, 4);
+	cr_assert_eq(stats(&p.srv).req_received, 1);
+
+	/* Answered: a byte-identical retransmission gets the cached response, as before. */
+	feed(&p.srv, 0, &p.cli.addr, p.cli.sent[0].data, p.cli.sent[0].len);
+	cr_assert_eq(p.srv.num_reqs, 1);
+	cr_assert_eq(stats(&p.srv).req_retransmit, 1);
+	last = &p.srv.sent[p.srv.num_sent - 1];
+	expect_pkt(last, "cc 08 11 c0 12 34 00 01 70 6f 6e 67");
+	cr_assert_eq(memcmp(&last->dst, &p.cli.addr, sizeof(p.cli.addr)), 0);
+	pair_cleanup(&p);
+}
+
+/*
+ * conflict_while_reassembling: other first packets for a 3000-byte request (free bits
+ * `flags`) whose server has packet 0 and 1 neither restart nor disturb its reassembly.
+ */
+static void conflict_while_reassembling(uint8_t flags)
+{
+	struct pair p;
+	struct eng_config cfg;
+	uint8_t *msg = pattern(3000, 0), b[8 + R2P2_MAX_PAYLOAD];
+	uint16_t first_order = flags ? 0xFFFF : 4;
+	uint64_t rx_conflict = 0;
+	size_t l;
+
+	eng_config_default(&cfg);
+	cfg.allow_flags = true;
+	pair_init(&p, &cfg, &cfg);
+	p.srv.mode = AUTO_NONE;
+	net.call_flags = flags;
+	eng_set_next_rid(p.cli.e, 0x42);
+	cr_assert_eq(do_call(&p.cli, &p.srv.addr, msg, 3000, 1, 100 * MS, 3), 0);
+	cr_assert(net_pump()); /* packet 0 to the server, which ACKs */
+	cr_assert(net_pump()); /* the ACK to the client, which sends packets 1..3 */
+	cr_assert(net_pump()); /* packet 1 to the server */
+	cr_assert_eq(p.cli.num_sent, 4);
+	cr_assert_eq(p.srv.num_sent, 1);
+
+	l = mkpkt(b, R2P2_REQUEST, 0, R2P2_F_FIRST | flags, 0x42, first_order, 14, 7);
+	expect_conflict(&p.srv, &p.cli.addr, b, l, "other first 14 bytes");
+	l = mkpkt(b, R2P2_REQUEST, 0, R2P2_F_FIRST | R2P2_F_LAST | flags, 0x42, 1, 20, 0);
+	expect_conflict(&p.srv, &p.cli.addr, b, l, "a single-packet request");
+	rx_conflict += 2;
+	if (flags) {
+		l = mkpkt(b, R2P2_REQUEST, 0, R2P2_F_FIRST | (flags ^ 0x01), 0x42, 0xFFFF, 14, 0);
+		expect_conflict(&p.srv, &p.cli.addr, b, l, "other free bits");
+		l = mkpkt(b, R2P2_REQUEST, 0, R2P2_F_FIRST, 0x42, 4, 14, 0);
+		expect_conflict(&p.srv, &p.cli.addr, b, l, "a plain first packet");
+		rx_conflict += 2;
+	} else {
+		l = mkpkt(b, R2P2_REQUEST, 0, R2P2_F_FIRST, 0x42, 5, 14, 0);
+		expect_conflict(&p.srv, &p.cli.addr, b, l, "another count");
+		rx_conflict++;
+	}
+
+	/* The genuine packet 0 again is a retransmission: re-ACKed, reassembly goes on. */
+	feed(&p.srv, 0, &p.cli.addr, p.cli.sent[0].data, p.cli.sent[0].len);
+	cr_assert_eq(stats(&p.srv).rx_duplicate, 1);
+	cr_assert_eq(p.srv.num_sent, 2);
+	cr_assert_eq(pkt_type(&p.srv.sent[1]), R2P2_ACK);
+	pump_all();
+	cr_assert_eq(p.srv.num_reqs, 1, "handed up once");
+	cr_assert_eq(p.srv.reqs[0].flags, flags);
+	cr_assert_eq(p.srv.reqs[0].len, 3000);
+	cr_assert_arr_eq(p.srv.reqs[0].payload, msg, 3000);
+
+	/* Handed up and not answered yet: still in progress. */
+	l = mkpkt(b, R2P2_REQUEST, 0, R2P2_F_FIRST | flags, 0x42, first_order, 14, 8);
+	expect_conflict(&p.srv, &p.cli.addr, b, l, "other first while executing");
+	rx_conflict++;
+	cr_assert_eq(eng_respond(p.srv.e, p.srv.reqs[0].handle, msg, 3000, net.now), 0);
+	pump_all();
+	cr_assert_eq(p.cli.num_dones, 1);
+	cr_assert_eq(p.cli.dones[0].status, 0);
+	cr_assert_eq(p.cli.dones[0].len, 3000);
+	cr_assert_arr_eq(p.cli.dones[0].payload, msg, 3000);
+	cr_assert_eq(stats(&p.srv).rx_conflict, rx_conflict);
+	cr_assert_eq(stats(&p.srv).req_received, 1);
+	cr_assert_eq(stats(&p.srv).req_gc, 0);
+	free(msg);
+	pair_cleanup(&p);
+}
+
+Test(conflict, reassembling_request_is_not_reset)
+{
+	conflict_while_reassembling(0);
+}
+
+Test(conflict, reassembling_encrypted_request_is_not_reset)
+{
+	conflict_while_reassembling(TLS_BIT);
+}
+
+/* call_with_rid calls `dst` from `n` with rid `rid` and free bits `flags`. */
+static int call_with_rid(struct node *n, const struct r2p2_addr *dst, const char *s,
+			 uint64_t cookie, uint8_t flags, uint16_t rid)
+{
+	struct eng_call_args a = {
+	    .dst = *dst,
+	    .payload = s,
+	    .len = strlen(s),
+	    .cookie = cookie,
+	    .timeout_ns = SEC,
+	    .flags = flags,
+	    .use_rid = true,
+	    .rid = rid,
+	};
+	return eng_call(n->e, &a, net.now);
+}
+
+/*
+ * answered_state_gives_way: once a request is answered, a first packet with its
+ * (address, port, rid) and other bytes is a new request (rid reuse; tls sends its second
+ * flight under the rid of the first), while its retransmission still gets the cache.
+ */
+static void answered_state_gives_way(uint8_t flags)
+{
+	struct pair p;
+	struct eng_config cfg;
+	const struct pkt *last;
+
+	eng_config_default(&cfg);
+	cfg.allow_flags = true;
+	pair_init(&p, &cfg, &cfg);
+	cr_assert_eq(call_with_rid(&p.cli, &p.srv.addr, "first", 1, flags, 7), 0);
+	pump_all();
+	cr_assert_eq(p.cli.num_dones, 1);
+	cr_assert_eq(pending_states(&p.srv), 1, "the answer is cached");
+	cr_assert_eq(call_with_rid(&p.cli, &p.srv.addr, "second", 2, flags, 7), 0);
+	pump_all();
+	cr_assert_eq(p.srv.num_reqs, 2);
+	cr_assert_arr_eq(p.srv.reqs[1].payload, "second", 6);
+	cr_assert_eq(p.cli.num_dones, 2);
+	cr_assert_eq(p.cli.dones[1].status, 0);
+	cr_assert_arr_eq(p.cli.dones[1].payload, "second", 6);
+	cr_assert_eq(pending_states(&p.srv), 1, "replaced, not added");
+	cr_assert_eq(stats(&p.srv).rx_conflict, 0);
+	/* The second request's retransmission: its cached answer, no execution. */
+	feed(&p.srv, 0, &p.cli.addr, p.cli.sent[1].data, p.cli.sent[1].len);
+	cr_assert_eq(p.srv.num_reqs, 2);
+	cr_assert_eq(stats(&p.srv).req_retransmit, 1);
+	last = &p.srv.sent[p.srv.num_sent - 1];
+	cr_assert_eq(pkt_type(last), R2P2_RESPONSE);
+	cr_assert_eq(last->data[3] & R2P2_F_FREE_MASK, flags);
+	cr_assert_arr_eq(last->data + 8, "second", 6);
+	pair_cleanup(&p);
+}
+
+Test(conflict, answered_state_gives_way_to_other_bytes)
+{
+	answered_state_gives_way(0);
+}
+
+Test(conflict, answered_encrypted_state_gives_way_to_other_bytes)
+{
+	answered_state_gives_way(TLS_BIT);
 }

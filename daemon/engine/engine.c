@@ -42,16 +42,6 @@
 
 /* ---- small helpers -------------------------------------------------------------- */
 
-uint64_t fnv1a(uint64_t h, const void *data, size_t len)
-{
-	const uint8_t *p = data;
-	for (size_t i = 0; i < len; i++) {
-		h ^= p[i];
-		h *= 0x100000001b3ull;
-	}
-	return h;
-}
-
 static uint64_t mix64(uint64_t x)
 {
 	x ^= x >> 33;

@@ -10,7 +10,10 @@
  *    ACKed when multi-packet, deduplicated, and handed up once; the response
  *    given to eng_respond() is packetised, sent, and kept for the dedup window
  *    so that a retransmitted request gets the same answer resent instead of
- *    being executed twice.
+ *    being executed twice. While a request is in progress (reassembling, or
+ *    handed up and not answered), a first packet with its (source, rid) but
+ *    other bytes is dropped (rx_conflict): it never evicts the request. Once
+ *    answered, other bytes under the same (source, rid) start a new request.
  *  - client: eng_call() packetises a request, sends it (first packet only when
  *    multi-packet, the rest after the ACK), retransmits on timeout within a
  *    budget, reassembles the RESPONSE and completes the call exactly once.
@@ -130,6 +133,7 @@ struct eng_stats {
 	uint64_t rx_unmatched;     /* response/ACK/DROP for no pending call */
 	uint64_t rx_too_big;       /* message over max_msg_len */
 	uint64_t rx_no_state;      /* server full (max_server_states): answered DROP */
+	uint64_t rx_conflict;      /* other bytes as first packet of a request in progress */
 	uint64_t tx_packets;
 	uint64_t req_received;     /* complete requests handed up */
 	uint64_t req_retransmit;   /* retransmitted requests answered from the cache */

@@ -79,7 +79,7 @@ struct sstate {
 	struct hnode hnode;
 	struct sstate *cache_prev, *cache_next; /* FIFO of SP_CACHED states */
 	struct r2p2_addr src;
-	uint64_t first_hash; /* FNV-1a of the first packet: retransmission or rid reuse? */
+	uint64_t first_hash; /* keyed hash of the first packet: retransmission or conflict? */
 	uint32_t slot;	     /* the handle is (e->slots[slot].gen << 32) | slot */
 	unsigned sock;
 	uint16_t rid;
@@ -142,14 +142,11 @@ struct eng {
 	size_t num_sstates;
 	struct sstate *cache_head, *cache_tail;
 };
-#define FNV_BASIS 0xcbf29ce484222325ull
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /* ---- engine.c: helpers both roles use ------------------------------------------- */
 
-/* fnv1a continues FNV-1a hash `h` over `len` bytes of `data`. */
-uint64_t fnv1a(uint64_t h, const void *data, size_t len);
 /* siphash13 is SipHash-1-3 of `len` bytes under `key`. */
 uint64_t siphash13(const uint64_t key[2], const void *data, size_t len);
 /* addr_norm copies `in` with the unused address bytes zeroed (for addr_eq). */

@@ -263,80 +263,102 @@ static void srv_rest_input(struct eng *e, const struct r2p2_addr *src, const str
 	}
 }
 
+/* What srv_first_check makes of a first packet on its own. */
+enum first_verdict {
+	FIRST_OK,      /* well formed and within max_msg_len */
+	FIRST_BAD,     /* malformed: dropped and counted */
+	FIRST_TOO_BIG, /* well formed but over max_msg_len: to be refused */
+};
+
 /*
- * srv_first_ok checks a first packet (`n` payload bytes) on its own, before it may
- * touch any state. Returns false when it was dropped or refused; `*out_enc` says it
- * starts an encrypted multi-packet request.
+ * srv_first_check checks a first packet (`n` payload bytes) on its own, before it
+ * may touch any state; `*out_enc` says it starts an encrypted multi-packet request.
+ * A FIRST_TOO_BIG packet is neither counted nor refused yet: it may conflict with
+ * a request in progress, which it must not draw an answer for.
  */
-static bool srv_first_ok(struct eng *e, unsigned sock, const struct r2p2_addr *src,
-			 const struct r2p2_hdr *h, size_t n, bool *out_enc)
+static enum first_verdict srv_first_check(struct eng *e, const struct r2p2_hdr *h, size_t n,
+					  bool *out_enc)
 {
-	uint16_t rid = ntohs(h->rid), p = ntohs(h->p_order);
+	uint16_t p = ntohs(h->p_order);
 	bool single = (h->flags & (R2P2_F_FIRST | R2P2_F_LAST)) == (R2P2_F_FIRST | R2P2_F_LAST);
-	uint8_t free_flags = h->flags & R2P2_F_FREE_MASK;
-	bool enc = false;
+	bool enc;
 
 	*out_enc = false;
 	if (single) {
 		if (p != 1 || n > R2P2_MAX_PAYLOAD) {
 			e->stats.rx_bad_order++;
-			return false;
+			return FIRST_BAD;
 		}
-		if (n > e->cfg.max_msg_len) {
-			e->stats.rx_too_big++;
-			srv_refuse(e, sock, src, rid, free_flags);
-			return false;
-		}
-		return true;
+		return n > e->cfg.max_msg_len ? FIRST_TOO_BIG : FIRST_OK;
 	}
 	/*
 	 * Encrypted (free bits set) multi-packet requests, and only they,
 	 * start with p_order 0xFFFF: the count comes later.
 	 */
 	enc = p == ENC_UNKNOWN;
-	if (enc != (free_flags != 0) || p < 2 || n != R2P2_MIN_PAYLOAD) {
+	if (enc != ((h->flags & R2P2_F_FREE_MASK) != 0) || p < 2 || n != R2P2_MIN_PAYLOAD) {
 		e->stats.rx_bad_order++;
-		return false;
+		return FIRST_BAD;
 	}
-	if (pkt_off(enc ? 1 : p - 1, R2P2_MIN_PAYLOAD) + 1 > e->cfg.max_msg_len) {
-		e->stats.rx_too_big++;
-		srv_refuse(e, sock, src, rid, free_flags);
-		return false;
-	}
+	if (pkt_off(enc ? 1 : p - 1, R2P2_MIN_PAYLOAD) + 1 > e->cfg.max_msg_len)
+		return FIRST_TOO_BIG;
 	*out_enc = enc;
-	return true;
+	return FIRST_OK;
 }
 
-void srv_input(struct eng *e, unsigned sock, const struct r2p2_addr *src, const struct r2p2_hdr *h,
-	       const uint8_t *pkt, size_t len, uint64_t now)
+/* srv_first_hash names a first packet, header included, by a keyed hash of its bytes. */
+static uint64_t srv_first_hash(const struct eng *e, const uint8_t *pkt, size_t len)
 {
-	const uint8_t *payload = pkt + R2P2_HDR_LEN;
-	size_t n = len - R2P2_HDR_LEN;
+	/*
+	 * Keyed (SipHash, a PRF) rather than a plain checksum: a peer that does not
+	 * know the key (hash_seed) cannot make other bytes pass for a retransmission
+	 * but by a 2^-64 guess, and such a match would only get them treated as one.
+	 */
+	return siphash13(e->hkey, pkt, len);
+}
+
+/*
+ * srv_known_first takes a first packet from (`src`, rid) whose state `st` exists.
+ * Returns true when it was handled (a retransmission, or a conflict dropped), false
+ * when it starts a new request in place of `st` (the caller frees `st`).
+ *
+ * While `st` is in progress (reassembling, or handed up and not answered yet) a
+ * first packet with other bytes is dropped (rx_conflict): no eviction, nothing
+ * handed up, no answer. Otherwise anyone who can send from the client's address
+ * and port and guess the rid (an off-path spoofer) could evict the state, and the
+ * client's next retransmission would be taken for a new request and run twice.
+ *
+ * Once `st` is answered (SP_CACHED), other bytes replace it: a client reuses a rid
+ * after its 65536 rids wrapped, and tls sends its second flight under the rid of
+ * the first. Residual risk: a spoofer who guesses the rid can still evict an
+ * *answered* state; a retransmission of the genuine request that is still on its
+ * way (its answer lost) then runs again. Plain mode has no defence against that
+ * (as against any spoofed request); the encrypted modes refuse such reruns by
+ * their strike registers.
+ */
+static bool srv_known_first(struct eng *e, struct sstate *st, uint64_t hash)
+{
+	if (st->first_hash == hash) {
+		srv_dup_first(e, st);
+		return true;
+	}
+	if (st->phase != SP_CACHED) {
+		e->stats.rx_conflict++;
+		return true;
+	}
+	return false;
+}
+
+/* srv_start creates the state of a new request from its first packet and hands it up or ACKs it. */
+static void srv_start(struct eng *e, unsigned sock, const struct r2p2_addr *src,
+		      const struct r2p2_hdr *h, const uint8_t *payload, size_t n, uint64_t hash,
+		      bool enc, uint64_t now)
+{
 	uint16_t rid = ntohs(h->rid), p = ntohs(h->p_order);
 	bool single = (h->flags & (R2P2_F_FIRST | R2P2_F_LAST)) == (R2P2_F_FIRST | R2P2_F_LAST);
 	uint8_t free_flags = h->flags & R2P2_F_FREE_MASK;
-	struct sstate *st;
-	uint64_t hash;
-	bool enc;
+	struct sstate *st = srv_new(e, sock, src, rid, r2p2_hdr_policy(h), free_flags, hash);
 
-	if (!(h->flags & R2P2_F_FIRST)) {
-		srv_rest_input(e, src, h, payload, n, now);
-		return;
-	}
-	if (!srv_first_ok(e, sock, src, h, n, &enc))
-		return;
-
-	hash = fnv1a(FNV_BASIS ^ e->hkey[0], pkt, len);
-	st = srv_lookup(e, src, rid);
-	if (st) {
-		if (st->first_hash == hash) {
-			srv_dup_first(e, st);
-			return;
-		}
-		/* Same (source, rid), other bytes: the client's rids wrapped around. */
-		srv_free(e, st);
-	}
-	st = srv_new(e, sock, src, rid, r2p2_hdr_policy(h), free_flags, hash);
 	if (!st) {
 		e->stats.rx_no_state++;
 		srv_refuse(e, sock, src, rid, free_flags);
@@ -357,6 +379,39 @@ void srv_input(struct eng *e, unsigned sock, const struct r2p2_addr *src, const 
 	}
 	tmr_arm(e, &st->tmr, now + e->cfg.reassembly_timeout_ns);
 	send_ack(e, sock, src, rid, free_flags);
+}
+
+void srv_input(struct eng *e, unsigned sock, const struct r2p2_addr *src, const struct r2p2_hdr *h,
+	       const uint8_t *pkt, size_t len, uint64_t now)
+{
+	const uint8_t *payload = pkt + R2P2_HDR_LEN;
+	size_t n = len - R2P2_HDR_LEN;
+	uint16_t rid = ntohs(h->rid);
+	enum first_verdict v;
+	struct sstate *st;
+	uint64_t hash;
+	bool enc;
+
+	if (!(h->flags & R2P2_F_FIRST)) {
+		srv_rest_input(e, src, h, payload, n, now);
+		return;
+	}
+	v = srv_first_check(e, h, n, &enc);
+	if (v == FIRST_BAD)
+		return;
+	hash = srv_first_hash(e, pkt, len);
+	st = srv_lookup(e, src, rid);
+	if (st && srv_known_first(e, st, hash))
+		return;
+	if (v == FIRST_TOO_BIG) {
+		/* Refused before anything is freed: an answered state stays. */
+		e->stats.rx_too_big++;
+		srv_refuse(e, sock, src, rid, h->flags & R2P2_F_FREE_MASK);
+		return;
+	}
+	if (st)
+		srv_free(e, st); /* answered; the same (source, rid) with other bytes is new */
+	srv_start(e, sock, src, h, payload, n, hash, enc, now);
 }
 
 void srv_expire(struct eng *e, struct sstate *st)
