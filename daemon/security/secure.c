@@ -235,7 +235,8 @@ static enum sec_next tls_finish(struct sec_env *env, struct sec_call *c, const u
 		/* The second flight goes to the server that answered the first, under the
 		 * same rid: XDP steering (source, port, rid) then brings it to the worker
 		 * that holds the handshake. The server's dedup entry for the first flight
-		 * gives way, as for any rid reused with different bytes. */
+		 * gives way, as for any rid reused with different bytes once its request
+		 * was answered (an unanswered one never does: docs/PROTOCOL.md). */
 		out->status = 0;
 		out->why = NULL;
 		out->same_rid = true;
