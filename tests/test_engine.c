@@ -1208,6 +1208,54 @@ Test(client, complete_reenters_call)
 	pair_cleanup(&p);
 }
 
+static bool has_reqs(void *arg)
+{
+	struct node *n = arg;
+	return n->num_reqs > 0;
+}
+
+/* The layer above refuses the first response it is given (it did not authenticate). */
+static void refuse_first(struct node *n, const struct done_ev *d)
+{
+	if (d->status == 0 && n->num_dones == 1)
+		eng_keep_waiting(n->e);
+}
+
+/* A refused response leaves the call in place, deadline unchanged; the genuine one completes it. */
+Test(client, refused_response_keeps_waiting)
+{
+	struct pair p;
+	static const uint8_t forged[] = {0xcc, 0x08, 0x11, 0xc0, 0x01, 0x02, 0x00, 0x01, 'f', 'a', 'k', 'e'};
+	uint64_t deadline;
+
+	pair_init(&p, NULL, NULL);
+	p.srv.mode = AUTO_NONE;
+	p.cli.keep_payloads = true;
+	p.cli.on_done = refuse_first;
+	eng_set_next_rid(p.cli.e, 0x0102);
+	cr_assert_eq(do_call(&p.cli, &p.srv.addr, "hi", 2, 9, SEC, 3), 0);
+	net_run(has_reqs, &p.srv);
+	cr_assert_eq(p.srv.num_reqs, 1);
+	deadline = eng_next_deadline(p.cli.e);
+	/* a forged answer from the server's address, rid 0x0102 */
+	eng_input(p.cli.e, 0, &p.srv.addr, forged, sizeof(forged), net.now);
+	cr_assert_eq(p.cli.num_dones, 1, "the refused one reached the layer above");
+	cr_assert_eq(stats(&p.cli).rx_unauthentic, 1);
+	cr_assert_eq(stats(&p.cli).calls_ok, 0);
+	cr_assert_eq(pending_calls(&p.cli), 1);
+	cr_assert_eq(eng_next_deadline(p.cli.e), deadline, "no extension");
+	/* the genuine answer */
+	cr_assert_eq(eng_respond(p.srv.e, p.srv.reqs[0].handle, "ok", 2, net.now), 0);
+	net_run(has_dones, &p.cli);
+	cr_assert_eq(p.cli.num_dones, 2);
+	cr_assert_eq(p.cli.dones[1].status, 0);
+	cr_assert_eq(p.cli.dones[1].len, 2);
+	cr_assert_arr_eq(p.cli.dones[1].payload, "ok", 2);
+	cr_assert_eq(stats(&p.cli).calls_ok, 1);
+	cr_assert_eq(pending_calls(&p.cli), 0);
+	pair_cleanup(&p);
+}
+
 /* A completion during eng_free may try to call again: refused, no completion lost. */
 static void call_on_cancel(struct node *n, const struct done_ev *d)
 {

@@ -134,6 +134,7 @@ struct eng_stats {
 	uint64_t rx_too_big;       /* message over max_msg_len */
 	uint64_t rx_no_state;      /* server full (max_server_states): answered DROP */
 	uint64_t rx_conflict;      /* other bytes as first packet of a request in progress */
+	uint64_t rx_unauthentic;   /* responses the layer above refused (eng_keep_waiting) */
 	uint64_t tx_packets;
 	uint64_t req_received;     /* complete requests handed up */
 	uint64_t req_retransmit;   /* retransmitted requests answered from the cache */
@@ -187,6 +188,16 @@ void eng_set_next_rid(struct eng *e, uint16_t rid);
  * a continuation that must keep its exchange's identity, see eng_call_args.use_rid).
  */
 uint16_t eng_completing_rid(const struct eng *e);
+
+/*
+ * eng_keep_waiting, called from ops.complete for a call completing with status 0,
+ * says that the response was not the server's (it did not authenticate): the call
+ * is not completed but waits on, as if the response had not come, until its
+ * attempt's deadline (then it retransmits or times out as usual; nothing extends
+ * it). Counted in rx_unauthentic. The callback must then start no call of its own
+ * under this rid and return at once.
+ */
+void eng_keep_waiting(struct eng *e);
 
 /* eng_cancel completes every call whose cookie is `cookie` with -ECANCELED now. Returns how many. */
 int eng_cancel(struct eng *e, uint64_t cookie);

@@ -45,10 +45,30 @@ static void call_unlink(struct eng *e, struct call *c)
 	e->num_calls--;
 }
 
+/* call_relink puts an unlinked call back, its response forgotten, its deadline kept. */
+static void call_relink(struct eng *e, struct call *c)
+{
+	rasm_cleanup(&c->rasm);
+	memset(&c->rasm, 0, sizeof(c->rasm));
+	htab_insert(&e->calls, &c->hnode, call_hash(e, c->sock, c->rid));
+	c->next = e->calls_head;
+	if (c->next)
+		c->next->prev = c;
+	e->calls_head = c;
+	e->num_calls++;
+	tmr_arm(e, &c->tmr, c->tmr.deadline);
+}
+
+void eng_keep_waiting(struct eng *e)
+{
+	e->keep_call = true;
+}
+
 /*
  * call_complete reports the end of an unlinked call and frees it. The call
  * is out of every table first, so the callback may start new calls (even one
- * reusing this rid) or cancel others.
+ * reusing this rid) or cancel others. A callback that refuses a response
+ * (eng_keep_waiting) gets the call back in place instead.
  */
 static void call_complete(struct eng *e, struct call *c, int status, const uint8_t *payload,
 			  size_t len)
@@ -70,7 +90,16 @@ static void call_complete(struct eng *e, struct call *c, int status, const uint8
 	if (status != 0 && c->rasm.num_recv)
 		e->stats.partial_gc++;
 	e->completing_rid = c->rid;
+	e->keep_call = false;
 	e->ops->complete(e->ctx, c->cookie, status, payload, len);
+	if (e->keep_call && status == 0 && !e->freeing) {
+		e->keep_call = false;
+		e->stats.calls_ok--;
+		e->stats.rx_unauthentic++;
+		call_relink(e, c);
+		return;
+	}
+	e->keep_call = false;
 	rasm_cleanup(&c->rasm);
 	free(c->req);
 	free(c);

@@ -120,6 +120,7 @@ struct call {
 };
 
 struct eng {
+	bool keep_call; /* set by eng_keep_waiting during ops.complete */
 	struct eng_config cfg;
 	const struct eng_ops *ops;
 	void *ctx;

@@ -553,8 +553,11 @@ static enum sec_next sealed_finish_aead(struct sec_env *env, struct sec_call *c,
 	if (sealed_reject_decode(payload, len, &reason) == 0)
 		return sealed_retry(env, c, reason, out);
 	sealed_hdr_ad(hdr, R2P2_RESPONSE, R2P2_FIXED_ROUTE);
-	if (sealed_open_response(&c->sctx, hdr, payload, len, &env->sealed) < 0)
-		return reply_fail(out, -EBADMSG, "sealed response does not authenticate");
+	if (sealed_open_response(&c->sctx, hdr, payload, len, &env->sealed) < 0) {
+		/* anyone can send a packet with this rid: a forgery must not end the call */
+		reply_fail(out, -EBADMSG, "sealed response does not authenticate");
+		return SEC_IGNORE;
+	}
 	return reply_done(out, env->sealed.data, env->sealed.len);
 }
 

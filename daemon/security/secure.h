@@ -135,6 +135,8 @@ struct sec_call {
 enum sec_next {
 	SEC_DONE = 0, /* the call is over: `status` and, when 0, the reply in `out` */
 	SEC_SEND,     /* send `out` on this call; with `same_rid` under the rid just answered */
+	SEC_IGNORE,   /* not the server's (it did not authenticate): wait on for the genuine
+		       * one until the call's own deadline */
 };
 
 /* The outcome of finish. */

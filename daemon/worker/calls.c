@@ -248,13 +248,22 @@ void on_complete(void *ctx, uint64_t cookie, int status, const uint8_t *payload,
 	c = &w->calls[idx];
 	if (c->wapp == UINT32_MAX || c->gen != gen)
 		return;
-	if (c->sec.ops->finish(&w->sec, &c->sec, status, payload, len, &r) == SEC_SEND) {
+	switch (c->sec.ops->finish(&w->sec, &c->sec, status, payload, len, &r)) {
+	case SEC_IGNORE:
+		call_log(w, c, r.why);
+		eng_keep_waiting(w->eng); /* until the attempt's deadline, for the genuine one */
+		return;
+	case SEC_SEND: {
 		int ret = call_continue(w, c, &r);
 		if (ret == 0)
 			return; /* the exchange goes on */
 		r.status = ret;
 		r.out.data = NULL;
 		r.out.len = 0;
+		break;
+	}
+	case SEC_DONE:
+		break;
 	}
 	call_log(w, c, r.why);
 	wa = c->wapp < MAX_WAPPS ? &w->wapps[c->wapp] : NULL;
