@@ -106,7 +106,7 @@ Test(status, lines_and_totals)
 	    "  inflight 0 executing 0  bad 3");
 	expect_line("tls server: full_handshakes 0 resumed 6 early_accepted 0 early_rejected 0 "
 		    "replays_refused 0 bad_messages 0 pending_handshakes 0 already_answered 0 "
-		    "wrong_server 0");
+		    "wrong_server 0 early_too_old 0");
 	expect_line(
 	    "sealed server: opened 8 responses 0 minted 0  rejected: malformed 0 unknown_key 0 "
 	    "bad_token 0 wrong_service 0 expired 0 stale 10 replay 0 full 0 bad_aead 0 "

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef R2P2_SOURCE_DIR
@@ -423,6 +424,65 @@ TEST(server_with_early_data_off)
 	tls_client_free(c);
 	srv_close(&a);
 	srv_close(&off);
+}
+
+static uint64_t wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* A ticket issued before the server started carries no early data: the previous
+ * process may have run a first flight made with it. The call goes 1-RTT, once. */
+TEST(ticket_from_before_the_start_gets_no_early_data)
+{
+	struct tls_client *c = client_open(ca);
+	struct srv a, restarted;
+	struct rpc r;
+
+	srv_open(&a, true, stek1);
+	rpc_ok(c, a.s, true); /* a ticket, issued now */
+	srv_open(&restarted, true, stek1);
+	tls_server_set_early_limits(restarted.s, wall_ms() + 1, 0);
+	usleep(5 * 1000); /* every ticket from now on is issued after the start */
+	r = rpc_ok(c, restarted.s, true);
+	CHECK(!r.early);
+	CHECK_EQ(r.continues, 1);
+	CHECK_EQ(sstats(&restarted).early_too_old, 1);
+	CHECK_EQ(sstats(&restarted).resumed, 1);
+	/* the ticket of an exchange whose early data was refused allows none (BoringSSL);
+	 * the one after is issued after the start and allows it: 0-RTT again */
+	r = rpc_ok(c, restarted.s, true);
+	CHECK(!r.early);
+	r = rpc_ok(c, restarted.s, true);
+	CHECK(r.early);
+	CHECK_EQ(sstats(&restarted).early_too_old, 1);
+	tls_client_free(c);
+	srv_close(&a);
+	srv_close(&restarted);
+}
+
+/* A ticket older than the strike register's window carries no early data, so a
+ * first flight replayed after the register forgot it cannot run. */
+TEST(ticket_older_than_the_window_gets_no_early_data)
+{
+	struct tls_client *c = client_open(ca);
+	struct srv a;
+	struct rpc r;
+
+	srv_open(&a, true, stek1);
+	tls_server_set_early_limits(a.s, 0, 20);
+	rpc_ok(c, a.s, true); /* a ticket */
+	usleep(50 * 1000);
+	r = rpc_ok(c, a.s, true);
+	CHECK(!r.early);
+	CHECK_EQ(sstats(&a).early_too_old, 1);
+	rpc_ok(c, a.s, true); /* its ticket allows no early data (BoringSSL) */
+	r = rpc_ok(c, a.s, true); /* a fresh ticket that does */
+	CHECK(r.early);
+	tls_client_free(c);
+	srv_close(&a);
 }
 
 TEST(ticket_resumes_on_another_server)

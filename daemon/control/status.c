@@ -120,10 +120,11 @@ static void out_tls(struct text *t, const struct worker_snap *snaps, unsigned nu
 	out(t,
 	    "\ntls server: full_handshakes %llu resumed %llu early_accepted %llu early_rejected "
 	    "%llu replays_refused %llu bad_messages %llu pending_handshakes %llu "
-	    "already_answered %llu wrong_server %llu\n",
+	    "already_answered %llu wrong_server %llu early_too_old %llu\n",
 	    (ull)ts.handshakes_full, (ull)ts.resumed, (ull)ts.early_accepted,
 	    (ull)ts.early_rejected, (ull)ts.replays_refused, (ull)ts.bad_messages,
-	    (ull)ts.pending_handshakes, (ull)ts.already_answered, (ull)ts.wrong_server);
+	    (ull)ts.pending_handshakes, (ull)ts.already_answered, (ull)ts.wrong_server,
+	    (ull)ts.early_too_old);
 	out(t,
 	    "tls client: full_handshakes %llu resumed %llu early_accepted %llu early_rejected "
 	    "%llu verify_failures %llu bad_messages %llu tickets_received %llu\n",

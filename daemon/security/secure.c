@@ -715,6 +715,8 @@ int sec_service_configure(struct sec_env *env, struct sec_service *svc,
 	}
 	/* 0-RTT data is bound to the server it was sent to, as sealed requests are */
 	tls_server_set_self(svc->tls, env->self, env->num_self, svc->port);
+	/* early data only with tickets this server's strike register can vouch for */
+	tls_server_set_early_limits(svc->tls, env->start_ms, env->replay_window_ms);
 	return 0;
 }
 

@@ -35,11 +35,17 @@
 #define STEK_LABEL_TLS_TICKET "r2p2 tls ticket"
 #define STEK_LABEL_FINGERPRINT "r2p2 stek fingerprint"
 
-/* Ticket framing: key id (4 bytes, big-endian) | nonce (12) | AES-256-GCM ciphertext | tag (16). */
+/*
+ * Ticket framing: key id (4 bytes, big-endian) | nonce (12) | AES-256-GCM ciphertext | tag
+ * (16); the plaintext is the time the ticket was issued (be64, unix ms, the sealing
+ * server's clock) followed by BoringSSL's session.
+ */
 #define STEK_TICKET_ID_LEN 4
 #define STEK_TICKET_NONCE_LEN 12
 #define STEK_TICKET_TAG_LEN 16
-#define STEK_TICKET_OVERHEAD (STEK_TICKET_ID_LEN + STEK_TICKET_NONCE_LEN + STEK_TICKET_TAG_LEN)
+#define STEK_TICKET_TIME_LEN 8
+#define STEK_TICKET_OVERHEAD                                                                       \
+	(STEK_TICKET_ID_LEN + STEK_TICKET_NONCE_LEN + STEK_TICKET_TIME_LEN + STEK_TICKET_TAG_LEN)
 
 enum stek_role { STEK_CURRENT = 0, STEK_PREVIOUS, STEK_NEXT };
 
@@ -152,6 +158,16 @@ struct stek_ticket_stats {
  * is shared between threads. Returns 0 or -ENOMEM.
  */
 int stek_install_ticket_aead(SSL_CTX *ctx, stek_get_set_fn get_set);
+
+/*
+ * stek_ticket_opened_fn is told, on the handshake's thread, when a ticket of `ssl`
+ * opened and when it was issued (unix ms): before BoringSSL decides on early
+ * data, so it may still turn early data off for `ssl`.
+ */
+typedef void (*stek_ticket_opened_fn)(SSL *ssl, uint64_t issued_ms);
+
+/* stek_set_ticket_opened sets the ticket-opened hook of `ctx` (installed first). */
+int stek_set_ticket_opened(SSL_CTX *ctx, stek_ticket_opened_fn fn);
 
 /*
  * stek_ctx_attach makes `set` (a new reference is taken; NULL detaches) the one

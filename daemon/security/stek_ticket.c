@@ -9,6 +9,8 @@
 
 #include "stek_int.h"
 
+#include "clock.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -23,6 +25,7 @@
 
 struct stek_hook {
 	stek_get_set_fn get_set;
+	stek_ticket_opened_fn opened_fn;
 	struct stek_set *attached;
 	_Atomic uint64_t sealed, opened, unknown_id, bad, seal_fail;
 };
@@ -88,6 +91,7 @@ static int tkt_seal(SSL *ssl, uint8_t *out, size_t *out_len, size_t max_out_len,
 		    size_t in_len)
 {
 	const size_t hdr = STEK_TICKET_ID_LEN + STEK_TICKET_NONCE_LEN;
+	const size_t body = hdr + STEK_TICKET_TIME_LEN; /* where the session goes */
 	const struct stek_entry *e;
 	struct stek_hook *h;
 	struct stek_set *set = hook_set(ssl, &h);
@@ -99,10 +103,16 @@ static int tkt_seal(SSL *ssl, uint8_t *out, size_t *out_len, size_t max_out_len,
 	    in_len > max_out_len - STEK_TICKET_OVERHEAD)
 		goto fail;
 	e = &set->keys[set->current];
-	/* `in` may equal `out`: move the plaintext behind the header, then seal in place */
-	memmove(out + hdr, in, in_len);
+	/* `in` may equal `out`: move the session behind the header and the issue time, then
+	 * seal the two in place */
+	memmove(out + body, in, in_len);
 	if (!CBB_init_fixed(&cbb, out, STEK_TICKET_ID_LEN) || !CBB_add_u32(&cbb, e->k.id) ||
 	    !CBB_finish(&cbb, NULL, NULL)) {
+		CBB_cleanup(&cbb);
+		goto fail;
+	}
+	if (!CBB_init_fixed(&cbb, out + hdr, STEK_TICKET_TIME_LEN) ||
+	    !CBB_add_u64(&cbb, unix_ms()) || !CBB_finish(&cbb, NULL, NULL)) {
 		CBB_cleanup(&cbb);
 		goto fail;
 	}
@@ -110,7 +120,8 @@ static int tkt_seal(SSL *ssl, uint8_t *out, size_t *out_len, size_t max_out_len,
 		goto fail;
 	/* the key id is associated data: a ticket cannot be moved to another key's id */
 	if (!EVP_AEAD_CTX_seal(&e->tkt, out + hdr, &ct_len, max_out_len - hdr, nonce,
-			       STEK_TICKET_NONCE_LEN, out + hdr, in_len, out, STEK_TICKET_ID_LEN))
+			       STEK_TICKET_NONCE_LEN, out + hdr, STEK_TICKET_TIME_LEN + in_len, out,
+			       STEK_TICKET_ID_LEN))
 		goto fail;
 	*out_len = hdr + ct_len;
 	count(&h->sealed);
@@ -119,6 +130,26 @@ fail:
 	if (h)
 		count(&h->seal_fail);
 	return 0;
+}
+
+/* tkt_opened takes the issue time off an opened ticket's plaintext and tells the hook. */
+static enum ssl_ticket_aead_result_t tkt_opened(struct stek_hook *h, SSL *ssl, uint8_t *out,
+						size_t *out_len)
+{
+	uint64_t issued;
+	CBS cbs;
+
+	CBS_init(&cbs, out, *out_len);
+	if (!CBS_get_u64(&cbs, &issued)) {
+		count(&h->bad);
+		return ssl_ticket_aead_ignore_ticket;
+	}
+	*out_len -= STEK_TICKET_TIME_LEN;
+	memmove(out, out + STEK_TICKET_TIME_LEN, *out_len);
+	count(&h->opened);
+	if (h->opened_fn)
+		h->opened_fn(ssl, issued);
+	return ssl_ticket_aead_success;
 }
 
 static enum ssl_ticket_aead_result_t tkt_open(SSL *ssl, uint8_t *out, size_t *out_len,
@@ -156,8 +187,7 @@ static enum ssl_ticket_aead_result_t tkt_open(SSL *ssl, uint8_t *out, size_t *ou
 		count(&h->bad);
 		return ssl_ticket_aead_ignore_ticket;
 	}
-	count(&h->opened);
-	return ssl_ticket_aead_success;
+	return tkt_opened(h, ssl, out, out_len);
 }
 
 static const SSL_TICKET_AEAD_METHOD ticket_method = {
@@ -183,6 +213,16 @@ int stek_install_ticket_aead(SSL_CTX *ctx, stek_get_set_fn get_set)
 	}
 	h->get_set = get_set;
 	SSL_CTX_set_ticket_aead_method(ctx, &ticket_method);
+	return 0;
+}
+
+int stek_set_ticket_opened(SSL_CTX *ctx, stek_ticket_opened_fn fn)
+{
+	struct stek_hook *h = hook_of_ctx(ctx);
+
+	if (!h)
+		return -EINVAL;
+	h->opened_fn = fn;
 	return 0;
 }
 

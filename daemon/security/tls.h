@@ -113,6 +113,8 @@ struct tls_stats {
 	uint64_t already_answered;    /* server: 1-RTT request of a replayed ClientHello,
 				       * answered TLS_STATUS_ALREADY instead of run */
 	uint64_t wrong_server;        /* server: 0-RTT data bound to another server */
+	uint64_t early_too_old;       /* server: 0-RTT refused, its ticket predates the start
+				       * or is older than the strike register's window */
 };
 
 /* tls_stats_add adds every counter of `src` to `dst`. */
@@ -129,6 +131,7 @@ static inline void tls_stats_add(struct tls_stats *dst, const struct tls_stats *
 	dst->pending_handshakes += src->pending_handshakes;
 	dst->already_answered += src->already_answered;
 	dst->wrong_server += src->wrong_server;
+	dst->early_too_old += src->early_too_old;
 }
 
 /* ---- client ---------------------------------------------------------------- */
@@ -215,6 +218,16 @@ void tls_server_set_replay(struct tls_server *s, struct replay *r);
  */
 void tls_server_set_self(struct tls_server *s, const struct r2p2_addr *self, size_t num,
 			 uint16_t port);
+
+/*
+ * tls_server_set_early_limits bounds which tickets may carry early data: none
+ * issued before `start_ms` (unix ms; when this server's strike register started
+ * empty, so a first flight the previous process ran is not run again), and none
+ * older than `max_age_ms` (0: no limit), so that a replay is refused by the ticket's
+ * age once the register has forgotten its first flight: give it the register's
+ * window. The request then comes as 1-RTT data (counted as early_too_old).
+ */
+void tls_server_set_early_limits(struct tls_server *s, uint64_t start_ms, uint64_t max_age_ms);
 
 void tls_server_stats(const struct tls_server *s, struct tls_stats *out);
 

@@ -9,6 +9,8 @@
 #include "err.h"
 #include "tls_int.h"
 
+#include "clock.h"
+
 #include "replay.h"
 #include "stek.h"
 
@@ -40,6 +42,7 @@ struct tls_server {
 	struct r2p2_addr self[TLS_MAX_SELF]; /* what 0-RTT data may be bound to */
 	size_t num_self;
 	uint16_t port; /* network order: a self entry's port 0 stands for it */
+	uint64_t start_ms, early_max_age_ms; /* tls_server_set_early_limits */
 	/* 1-RTT handshakes waiting for CLIENT_SECOND: a ring in arrival order; the
 	 * low bits of a handshake id are its slot, the rest random */
 	struct tls_conn *pending[TLS_PENDING_MAX];
@@ -140,6 +143,30 @@ static enum ssl_select_cert_result_t srv_select_cert(const SSL_CLIENT_HELLO *ch)
 	return ssl_select_cert_success;
 }
 
+/*
+ * srv_ticket_opened runs when BoringSSL opened the ticket of a ClientHello, before
+ * it decides on early data: a ticket issued before this server started, or older
+ * than its strike register remembers, carries no early data.
+ */
+static void srv_ticket_opened(SSL *ssl, uint64_t issued_ms)
+{
+	struct tls_conn *conn = SSL_get_app_data(ssl);
+	struct tls_server *s;
+	uint64_t now_ms;
+
+	if (!conn || !conn->offered_early || conn->early_refused)
+		return;
+	s = conn->s;
+	now_ms = unix_ms();
+	if ((s->start_ms && issued_ms < s->start_ms) ||
+	    (s->early_max_age_ms &&
+	     (issued_ms > now_ms ? 0 : now_ms - issued_ms) > s->early_max_age_ms)) {
+		conn->early_refused = true;
+		s->st.early_too_old++;
+		SSL_set_early_data_enabled(ssl, 0);
+	}
+}
+
 static int svc_ctx_init(struct tls_svc *svc, const struct tls_service_keys *k, bool early_data,
 			char *err, size_t err_len)
 {
@@ -187,7 +214,8 @@ static int svc_ctx_init(struct tls_svc *svc, const struct tls_service_keys *k, b
 	SSL_CTX_set_num_tickets(svc->ctx, 0);
 	SSL_CTX_set_early_data_enabled(svc->ctx, early_data);
 	SSL_CTX_set_select_certificate_cb(svc->ctx, srv_select_cert);
-	if (stek_install_ticket_aead(svc->ctx, NULL) != 0) {
+	if (stek_install_ticket_aead(svc->ctx, NULL) != 0 ||
+	    stek_set_ticket_opened(svc->ctx, srv_ticket_opened) != 0) {
 		set_err(err, err_len, "tls: %s: cannot install the ticket AEAD", k->name);
 		return -ENOMEM;
 	}
@@ -261,6 +289,11 @@ void tls_server_set_replay(struct tls_server *s, struct replay *r)
 	s->replay = r;
 }
 
+void tls_server_set_early_limits(struct tls_server *s, uint64_t start_ms, uint64_t max_age_ms)
+{
+	s->start_ms = start_ms;
+	s->early_max_age_ms = max_age_ms;
+}
 
 void tls_server_set_self(struct tls_server *s, const struct r2p2_addr *self, size_t num,
 			 uint16_t port)

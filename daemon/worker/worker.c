@@ -173,6 +173,7 @@ static void sec_from_cfg(struct worker *w)
 	struct sec_env *env = &w->sec;
 
 	env->sealed_window_ms = c->sealed_window_ms;
+	env->replay_window_ms = c->replay_window_ms;
 	env->num_self = addr_local_list(&c->listen_addr, env->self, SEC_MAX_SELF - 1);
 	if (c->has_router)
 		env->self[env->num_self++] = c->router;
