@@ -335,6 +335,14 @@ static int check_file(int fd, const char *path, unsigned flags, char *err, size_
 			path, (unsigned)(st.st_mode & 07777));
 		return -EPERM;
 	}
+	/* whoever owns the file can change it, and with it every ticket and token key */
+	if (st.st_uid != 0 && st.st_uid != geteuid() && !(flags & STEK_LOAD_ANY_MODE)) {
+		set_err(err, err_len,
+			"stek: %s is owned by uid %u; it must be owned by root or by the daemon's "
+			"user (uid %u) (chown)",
+			path, (unsigned)st.st_uid, (unsigned)geteuid());
+		return -EPERM;
+	}
 	if (st.st_size > STEK_FILE_MAX) {
 		set_err(err, err_len, "stek: %s is %lld bytes; a STEK file is under %d", path,
 			(long long)st.st_size, STEK_FILE_MAX);
