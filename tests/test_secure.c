@@ -788,6 +788,88 @@ TEST(peers_are_made_once_and_remade_when_the_ca_changes)
 	cli_close(&c);
 }
 
+/* ---- keys are wiped when they leave -------------------------------------------- */
+
+/* load_set loads the STEK file `path` (the caller puts the set). */
+static struct stek_set *load_set(const char *path)
+{
+	struct stek_set *set = NULL;
+	char err[256] = "";
+
+	CHECK_MSG(stek_load(path, &set, err, sizeof(err)) == 0, "%s", err);
+	return set;
+}
+
+TEST(sealed_retired_keys_leave_the_token_cache)
+{
+	struct host_cli c;
+	struct host_srv s;
+	char both[320];
+
+	snprintf(both, sizeof(both), "%s/stek31.keys", dir);
+	write_stek(both, "00000003   current   " K3 "\n00000001   previous  " K1 "\n");
+	struct stek_set *set1 = load_set(stek1);
+	const struct stek_key *k1 = stek_find(set1, 1);
+
+	cli_open(&c, CFG_SEC_SEALED);
+	srv_open(&s, CFG_SEC_SEALED, stek1);
+	rpc_run(&c, &s, "one", true, false);
+	CHECK(rpc_run(&c, &s, "two", true, false).first_flags == R2P2_F_SEALED);
+	CHECK(sealed_server_cached_keys(s.svc.sealed) == 1);
+	CHECK(sealed_server_caches_key(s.svc.sealed, k1));
+
+	/* a rotation that keeps key 1 as previous keeps its token key */
+	srv_switch_stek(&s, both);
+	CHECK(sealed_server_caches_key(s.svc.sealed, k1));
+	struct rpc r = rpc_run(&c, &s, "three", true, false);
+	CHECK(reply_is(&r, "re:three") && r.rounds == 1);
+
+	/* the next set drops key 1: its token key is wiped as the set changes */
+	srv_switch_stek(&s, stek3);
+	CHECK_MSG(!sealed_server_caches_key(s.svc.sealed, k1), "key 1 outlived its set");
+	CHECK(sealed_server_cached_keys(s.svc.sealed) == 0);
+	r = rpc_run(&c, &s, "four", true, false); /* refused, bootstraps under key 3 */
+	CHECK(reply_is(&r, "re:four"));
+	CHECK(rpc_run(&c, &s, "five", true, false).rounds == 1);
+	CHECK(sealed_server_cached_keys(s.svc.sealed) == 1);
+	CHECK(!sealed_server_caches_key(s.svc.sealed, k1));
+	srv_close(&s);
+	cli_close(&c);
+	stek_set_put(set1);
+}
+
+TEST(sealed_token_cache_checks_the_set_on_its_next_use)
+{
+	struct host_cli c;
+	struct host_srv s;
+	char both[320];
+
+	snprintf(both, sizeof(both), "%s/stek13.keys", dir);
+	write_stek(both, "00000001   current   " K1 "\n00000003   next      " K3 "\n");
+	struct stek_set *set1 = load_set(stek1), *set3 = load_set(stek3);
+	const struct stek_key *k1 = stek_find(set1, 1), *k3 = stek_find(set3, 3);
+
+	cli_open(&c, CFG_SEC_SEALED);
+	srv_open(&s, CFG_SEC_SEALED, both);
+	rpc_run(&c, &s, "one", true, false);
+	rpc_run(&c, &s, "two", true, false);
+	CHECK(sealed_server_caches_key(s.svc.sealed, k1));
+	/* the service's set is replaced without telling the sealed server (as a caller
+	 * that only swaps the pointer would): the first token opened under the new set
+	 * wipes what it no longer has */
+	struct stek_set *next = load_set(stek3);
+	stek_set_put(s.stek);
+	s.stek = s.env.stek = next;
+	rpc_run(&c, &s, "three", true, false); /* refused (unknown key), bootstraps */
+	CHECK(rpc_run(&c, &s, "four", true, false).rounds == 1);
+	CHECK(sealed_server_caches_key(s.svc.sealed, k3));
+	CHECK_MSG(!sealed_server_caches_key(s.svc.sealed, k1), "key 1 outlived its set");
+	srv_close(&s);
+	cli_close(&c);
+	stek_set_put(set1);
+	stek_set_put(set3);
+}
+
 int main(int argc, char **argv)
 {
 	int rc;

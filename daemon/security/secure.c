@@ -718,6 +718,8 @@ void sec_service_set_stek(struct sec_service *svc, struct stek_set *stek)
 {
 	if (svc->tls)
 		tls_server_set_stek(svc->tls, stek);
+	/* token keys of retired STEK keys go now, not when the cache needs the slot */
+	sealed_server_forget_keys(svc->sealed, stek);
 }
 
 void sec_service_expire(struct sec_service *svc, uint64_t now, uint64_t max_age_ns)

@@ -243,7 +243,10 @@ int sec_service_configure(struct sec_env *env, struct sec_service *svc,
  */
 void sec_service_retire(struct sec_service *svc, struct tls_stats *retired);
 
-/* sec_service_set_stek switches the service's tls server to `stek`. */
+/*
+ * sec_service_set_stek switches the service's tls server and sealed token keys to
+ * `stek`; the token keys of STEK keys not in `stek` are wiped at once.
+ */
 void sec_service_set_stek(struct sec_service *svc, struct stek_set *stek);
 
 /* sec_service_expire forgets 1-RTT handshakes older than `max_age_ns` at `now`. */

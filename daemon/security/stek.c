@@ -145,11 +145,19 @@ int set_finish(struct stek_set *set, const char *where, char *err, size_t err_le
 
 struct stek_set *set_alloc(void)
 {
+	static _Atomic uint64_t last_gen;
 	struct stek_set *set = calloc(1, sizeof(*set));
 
-	if (set)
+	if (set) {
 		atomic_init(&set->refs, 1);
+		set->gen = atomic_fetch_add_explicit(&last_gen, 1, memory_order_relaxed) + 1;
+	}
 	return set;
+}
+
+uint64_t stek_set_gen(const struct stek_set *set)
+{
+	return set ? set->gen : 0;
 }
 
 /* ---- parsing -------------------------------------------------------------------- */

@@ -80,6 +80,13 @@ struct stek_set *stek_set_get(struct stek_set *set);
  * frees the set. NULL is ignored. Thread-safe. */
 void stek_set_put(struct stek_set *set);
 
+/*
+ * stek_set_gen returns a number no other set of this process has had (never 0; 0 for
+ * NULL), so a cache of keys derived from a set sees that the set was replaced even if
+ * the new one was allocated where the old one was.
+ */
+uint64_t stek_set_gen(const struct stek_set *set);
+
 /* stek_current returns the key that seals new tickets (never NULL for a loaded set). */
 const struct stek_key *stek_current(const struct stek_set *set);
 
