@@ -870,6 +870,81 @@ TEST(sealed_token_cache_checks_the_set_on_its_next_use)
 	stek_set_put(set3);
 }
 
+/* ---- plaintext does not outlive its use ------------------------------------------ */
+
+/* holds says whether `pat` is anywhere in the memory `b` owns, past `len` included. */
+static bool holds(const struct tls_buf *b, const char *pat)
+{
+	return b->data && memmem(b->data, b->cap, pat, strlen(pat)) != NULL;
+}
+
+/* open_only opens one request at `s` and drops it unanswered (the app still has it). */
+static void open_only(struct host_srv *s, const uint8_t *wire, size_t len)
+{
+	struct sec_request rq = {.src = &client_addr,
+				 .flags = R2P2_F_SEALED,
+				 .payload = wire,
+				 .len = len,
+				 .now = tick()};
+	struct sec_exec x;
+	struct sec_msg m;
+
+	CHECK(s->svc.ops->open(&s->env, &s->svc, &rq, &x, &m) == SEC_DELIVER);
+	sec_exec_release(&x);
+}
+
+TEST(scrub_wipes_every_plaintext_the_scratch_buffers_held)
+{
+	struct host_cli c;
+	struct host_srv s;
+	struct sec_call a = {0}, b = {0};
+	uint8_t wire[512];
+	size_t wire_len;
+	char big[201];
+
+	memset(big, 'L', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	big[0] = '<';
+	cli_open(&c, CFG_SEC_SEALED);
+	srv_open(&s, CFG_SEC_SEALED, stek1);
+	rpc_run(&c, &s, "one", true, false);
+	CHECK(holds(&c.env.plain, "re:one")); /* the tls response, decrypted */
+	sec_env_scrub(&c.env);
+	CHECK(!holds(&c.env.plain, "re:one") && c.env.plain.len == 0);
+
+	/* a long request, then a short one: the short one's `len` does not cover the
+	 * long one's tail, which still sits in the buffer */
+	protect_sealed(&c, &a, big, wire, &wire_len);
+	open_only(&s, wire, wire_len);
+	protect_sealed(&c, &b, "<S>", wire, &wire_len);
+	open_only(&s, wire, wire_len);
+	CHECK(s.env.sealed.len == 3 && holds(&s.env.sealed, "<S>"));
+	CHECK(holds(&s.env.sealed, "LLLLLLLLLLLLLLLL"));
+	sec_env_scrub(&s.env);
+	CHECK_MSG(!holds(&s.env.sealed, "LLLLLLLLLLLLLLLL"), "the long request outlived the scrub");
+	CHECK(!holds(&s.env.sealed, "<S>") && s.env.sealed.len == 0);
+	sec_env_scrub(&s.env); /* nothing written since: nothing to do */
+	sec_call_release(&a);
+	sec_call_release(&b);
+	srv_close(&s);
+	cli_close(&c);
+}
+
+TEST(tls_buf_keeps_its_bytes_when_it_grows_and_counts_them)
+{
+	struct tls_buf b = {0};
+
+	CHECK(tls_buf_reserve(&b, 8) == 0 && b.cap >= 8 && b.dirty == 8);
+	memcpy(b.data, "secret!", 8);
+	b.len = 8;
+	CHECK(tls_buf_reserve(&b, 4096) == 0 && b.cap >= 4096 && b.dirty == 4096);
+	CHECK(memcmp(b.data, "secret!", 8) == 0);
+	tls_buf_scrub(&b);
+	CHECK(b.len == 0 && b.dirty == 0 && !holds(&b, "secret!"));
+	tls_buf_cleanup(&b);
+	CHECK(!b.data && !b.cap && !b.dirty);
+}
+
 int main(int argc, char **argv)
 {
 	int rc;

@@ -126,22 +126,12 @@ static bool token_plain_parse(const uint8_t plain[SEALED_TOKEN_PLAIN_LEN], struc
 	return true;
 }
 
-/* buf_size makes `b` hold `n` bytes (contents undefined) and at least one byte of room. */
+/* buf_size makes `b` hold `n` bytes (contents undefined) and at least one byte of room;
+ * tls_buf_reserve wipes a block it moves away from, and counts the bytes for scrubbing. */
 static int buf_size(struct tls_buf *b, size_t n)
 {
-	size_t want = n ? n : 1, cap;
-	uint8_t *p;
-
-	if (want > b->cap) {
-		cap = b->cap ? b->cap : 256;
-		while (cap < want)
-			cap = cap > SIZE_MAX / 2 ? want : cap * 2;
-		p = realloc(b->data, cap);
-		if (!p)
-			return -ENOMEM;
-		b->data = p;
-		b->cap = cap;
-	}
+	if (tls_buf_reserve(b, n ? n : 1) != 0)
+		return -ENOMEM;
 	b->len = n;
 	return 0;
 }

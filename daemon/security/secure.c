@@ -44,6 +44,13 @@ void sec_env_cleanup(struct sec_env *env)
 	tls_buf_cleanup(&env->sealed);
 }
 
+void sec_env_scrub(struct sec_env *env)
+{
+	/* `flight` holds TLS records only (ciphertext, or a clear alert): nothing to wipe */
+	tls_buf_scrub(&env->plain);
+	tls_buf_scrub(&env->sealed);
+}
+
 static void msg_set(struct sec_msg *m, const uint8_t *data, size_t len, uint8_t flags)
 {
 	m->data = data;

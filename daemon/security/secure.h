@@ -62,6 +62,16 @@ void sec_env_init(struct sec_env *env, struct stek_set *stek, struct replay *rep
 /* sec_env_cleanup wipes and frees the scratch buffers. */
 void sec_env_cleanup(struct sec_env *env);
 
+/*
+ * sec_env_scrub wipes (OPENSSL_cleanse) what the operations since the last scrub
+ * left in the scratch buffers `plain` and `sealed` (decrypted requests and
+ * responses, bootstrap payloads with association keys), all of it, not only the
+ * last message. Every sec_msg pointing into them is dead afterwards: call it once
+ * the worker has handed on (copied) everything the operations returned, e.g. once
+ * per loop iteration before it sleeps. Costs the bytes written since the last call.
+ */
+void sec_env_scrub(struct sec_env *env);
+
 /* Bytes an operation produced: an R2P2 payload with its header flags, or an app message. */
 struct sec_msg {
 	const uint8_t *data;

@@ -414,6 +414,10 @@ static void *worker_main(void *arg)
 		housekeeping(w, now);
 		busy = lanes_process_all(w, now);
 		w->net->flush(w);
+		/* Every phase that decrypts (reap, housekeeping, lanes) has run and handed its
+		 * plaintext on (to the engine, the backend or an app's ring): wipe what is left
+		 * in the scratch buffers, so none outlives this iteration nor a sleep. */
+		sec_env_scrub(&w->sec);
 		report_drained(w, now);
 		if (w->stop) {
 			io_uring_submit(&w->ring);
