@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <r2p2/wire.h>
 
@@ -943,6 +944,136 @@ TEST(tls_buf_keeps_its_bytes_when_it_grows_and_counts_them)
 	CHECK(b.len == 0 && b.dirty == 0 && !holds(&b, "secret!"));
 	tls_buf_cleanup(&b);
 	CHECK(!b.data && !b.cap && !b.dirty);
+}
+
+/* ---- one STEK per service ----------------------------------------------------------- */
+
+/* srv_open_own is srv_open with the service's own STEK file `own` ([serve] stek =). */
+static void srv_open_own(struct host_srv *h, enum cfg_security sec, const char *daemon_stek,
+			 const char *own)
+{
+	struct cfg_serve sv = {.port = 8000, .security = sec, .early_data = true};
+	char err[256] = "";
+
+	srv_open(h, CFG_SEC_PLAIN, daemon_stek);
+	snprintf(sv.name, sizeof(sv.name), SVC);
+	snprintf(sv.cert, sizeof(sv.cert), "%s", crt);
+	snprintf(sv.key, sizeof(sv.key), "%s", key);
+	snprintf(sv.stek, sizeof(sv.stek), "%s", own);
+	CHECK_MSG(sec_service_configure(&h->env, &h->svc, &sv, err, sizeof(err)) == 0, "%s", err);
+}
+
+/*
+ * Servers A and A2 serve the service with its own STEK (key 3); B, same name and
+ * certificate, takes the daemon's (key 1), as another trust domain would. A ticket
+ * or a token A minted resumes at A2, never at B, and the other way round.
+ */
+TEST(service_stek_tickets_stay_in_their_trust_domain)
+{
+	struct host_cli c;
+	struct host_srv a, a2, b;
+
+	cli_open(&c, CFG_SEC_TLS);
+	srv_open_own(&a, CFG_SEC_TLS, stek1, stek3);
+	srv_open_own(&a2, CFG_SEC_TLS, stek1, stek3);
+	srv_open(&b, CFG_SEC_TLS, stek1);
+	CHECK(rpc_run(&c, &a, "one", true, false).rounds == 2); /* first contact */
+	struct rpc r = rpc_run(&c, &b, "two", true, false);	/* with A's ticket */
+	CHECK(reply_is(&r, "re:two"));
+	CHECK_MSG(r.rounds == 2, "B resumed a ticket of A's STEK: %u rounds", r.rounds);
+	r = rpc_run(&c, &a2, "three", true, false); /* with B's ticket */
+	CHECK_MSG(r.rounds == 2, "A2 resumed a ticket of the daemon's STEK: %u rounds", r.rounds);
+	r = rpc_run(&c, &a, "four", true, false); /* with A2's ticket: same STEK */
+	CHECK_MSG(r.rounds == 1, "A did not resume A2's ticket: %u rounds", r.rounds);
+	srv_close(&a);
+	srv_close(&a2);
+	srv_close(&b);
+	cli_close(&c);
+}
+
+TEST(service_stek_tokens_stay_in_their_trust_domain)
+{
+	struct host_cli c;
+	struct host_srv a, a2, b;
+	struct sec_call call = {0};
+	uint8_t wire[512], back[512];
+	size_t wire_len, n;
+	enum sealed_reason why;
+
+	cli_open(&c, CFG_SEC_SEALED);
+	srv_open_own(&a, CFG_SEC_SEALED, stek1, stek3);
+	srv_open_own(&a2, CFG_SEC_SEALED, stek1, stek3);
+	srv_open(&b, CFG_SEC_SEALED, stek1);
+	rpc_run(&c, &a, "one", true, false);
+	CHECK_MSG(sec_peer_key_id(cli_peer(&c)) == 3, "token under %08x, not the service's key",
+		  sec_peer_key_id(cli_peer(&c)));
+	protect_sealed(&c, &call, "pay 100", wire, &wire_len);
+	CHECK(serve(&b, R2P2_F_SEALED, wire, wire_len, back, &n) == SEC_ANSWER);
+	CHECK(sealed_reject_decode(back, n, &why) == 0 && why == SEALED_REJ_UNKNOWN_KEY);
+	CHECK(b.executions == 0);
+	CHECK(serve(&a2, R2P2_F_SEALED, wire, wire_len, back, &n) == SEC_DELIVER);
+	sec_call_release(&call);
+
+	/* the daemon's keys changing is none of the service's business */
+	struct stek_set *fleet = load_set(stek1);
+	sec_service_set_stek(&a.svc, fleet);
+	stek_set_put(fleet);
+	struct rpc r = rpc_run(&c, &a, "two", true, false);
+	CHECK(reply_is(&r, "re:two") && r.first_flags == R2P2_F_SEALED && r.rounds == 1);
+	srv_close(&a);
+	srv_close(&a2);
+	srv_close(&b);
+	cli_close(&c);
+}
+
+/* A service's own file is reloaded like the daemon's; a refused one keeps the keys. */
+TEST(service_stek_reloads_and_keeps_its_keys_on_a_bad_file)
+{
+	struct host_cli c;
+	struct host_srv a;
+	char own[320], err[512] = "";
+	bool changed = true;
+
+	snprintf(own, sizeof(own), "%s/own.keys", dir);
+	write_stek(own, "00000003   current   " K3 "\n");
+	cli_open(&c, CFG_SEC_SEALED);
+	srv_open_own(&a, CFG_SEC_SEALED, stek1, own);
+	rpc_run(&c, &a, "one", true, false);
+	CHECK(sec_service_reload_stek(&a.svc, &changed, err, sizeof(err)) == 0 && !changed);
+
+	if (geteuid() == 0) { /* a file of another owner is refused: the keys stay */
+		CHECK(chown(own, 65534, 65534) == 0);
+		CHECK(sec_service_reload_stek(&a.svc, &changed, err, sizeof(err)) == -EPERM);
+		CHECK_MSG(strstr(err, "[serve " SVC "] stek: ") == err && strstr(err, own), "%s",
+			  err);
+		CHECK(!changed);
+		CHECK(rpc_run(&c, &a, "two", true, false).rounds == 1);
+		CHECK(chown(own, 0, 0) == 0);
+	}
+	write_stek(own, "00000001   current   " K1 "\n"); /* the service moved to key 1 */
+	CHECK_MSG(sec_service_reload_stek(&a.svc, &changed, err, sizeof(err)) == 0, "%s", err);
+	CHECK(changed);
+	struct rpc r = rpc_run(&c, &a, "three", true, false); /* refused, bootstraps again */
+	CHECK(reply_is(&r, "re:three") && sec_peer_key_id(cli_peer(&c)) == 1);
+	srv_close(&a);
+	cli_close(&c);
+}
+
+TEST(service_stek_that_cannot_be_loaded_fails_the_configuration)
+{
+	struct host_srv a;
+	struct cfg_serve sv = {.port = 8000, .security = CFG_SEC_TLS, .early_data = true};
+	char err[512] = "";
+
+	srv_open(&a, CFG_SEC_PLAIN, stek1);
+	snprintf(sv.name, sizeof(sv.name), SVC);
+	snprintf(sv.cert, sizeof(sv.cert), "%s", crt);
+	snprintf(sv.key, sizeof(sv.key), "%s", key);
+	snprintf(sv.stek, sizeof(sv.stek), "%s/missing.keys", dir);
+	CHECK(sec_service_configure(&a.env, &a.svc, &sv, err, sizeof(err)) == -ENOENT);
+	CHECK_MSG(strstr(err, "[serve " SVC "] stek: ") == err && strstr(err, "missing.keys"), "%s",
+		  err);
+	srv_close(&a);
 }
 
 int main(int argc, char **argv)

@@ -227,6 +227,10 @@ struct sec_service {
 	uint16_t port; /* network order */
 	struct tls_server *tls;       /* tls and sealed services: certificate and keys */
 	struct sealed_server *sealed; /* sealed services: token contexts and counters */
+	/* [serve] stek =: the service's own keys for its tickets and tokens (a reference),
+	 * so services of different trust domains share none; NULL: the env's */
+	struct stek_set *stek;
+	char stek_path[CFG_PATH_MAX];
 };
 
 /* The crypto state of one request an app holds. Zeroed: plain. */
@@ -240,8 +244,11 @@ struct sec_exec {
 
 /*
  * sec_service_configure gives `svc` the mode of `sv` and makes what it needs (a
- * tls server with the env's STEK and register, a sealed server), keeping what it
- * already has. Returns 0, or a negative errno with `err` filled.
+ * tls server with the service's STEK and the env's register, a sealed server),
+ * keeping what it already has. The service's STEK is its own file when `sv` names
+ * one (`sv->stek`, loaded here when it is new or changed), else the env's. Returns
+ * 0, or a negative errno with `err` filled ("[serve NAME] stek: PATH: ..." for a file
+ * stek_load refuses: the service then keeps the keys it had).
  */
 int sec_service_configure(struct sec_env *env, struct sec_service *svc,
 			  const struct cfg_serve *sv, char *err, size_t err_len);
@@ -255,9 +262,18 @@ void sec_service_retire(struct sec_service *svc, struct tls_stats *retired);
 
 /*
  * sec_service_set_stek switches the service's tls server and sealed token keys to
- * `stek`; the token keys of STEK keys not in `stek` are wiped at once.
+ * the daemon-wide `stek`, unless the service has its own; the token keys of STEK
+ * keys no longer in use are wiped at once.
  */
 void sec_service_set_stek(struct sec_service *svc, struct stek_set *stek);
+
+/*
+ * sec_service_reload_stek re-reads the service's own STEK file (nothing to do
+ * without one) and switches to it if its keys changed (`*out_changed`). A file
+ * stek_load refuses keeps the keys in use: returns its negative errno with
+ * "[serve NAME] stek: PATH: ..." in `err`. Returns 0 otherwise.
+ */
+int sec_service_reload_stek(struct sec_service *svc, bool *out_changed, char *err, size_t err_len);
 
 /* sec_service_expire forgets 1-RTT handshakes older than `max_age_ns` at `now`. */
 void sec_service_expire(struct sec_service *svc, uint64_t now, uint64_t max_age_ns);
