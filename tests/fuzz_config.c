@@ -60,7 +60,8 @@ static void check_accepted(const struct cfg *c)
 		check_str(s->key, sizeof(s->key));
 		if (!s->name[0] || s->security > CFG_SEC_SEALED)
 			abort();
-		if (s->security != CFG_SEC_PLAIN && !c->stek_path[0])
+		check_str(s->stek, sizeof(s->stek));
+		if (s->security != CFG_SEC_PLAIN && !c->stek_path[0] && !s->stek[0])
 			abort();
 		if (!cfg_find_serve(c, s->name))
 			abort();

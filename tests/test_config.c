@@ -554,3 +554,72 @@ Test(config, load_file_with_nul)
 	cr_assert(strstr(err, ":2: line contains a NUL byte"), "%s", err);
 	unlink(path);
 }
+
+/* [serve] stek: a service's own STEK, instead of (or without) the daemon's. */
+Test(config, serve_stek)
+{
+	const char *own = "[serve a]\nport = 1\nsecurity = sealed\ncert = /c\nkey = /k\n"
+			  "stek = /etc/r2p2/a.keys\n";
+	char text[512];
+
+	cr_assert_eq(parse(own), 0, "%s", err);
+	cr_assert_str_eq(cfg.serves[0].stek, "/etc/r2p2/a.keys");
+	cr_assert_eq(cfg.serves[0].stek_line, 6);
+	cr_assert_eq(cfg.stek_path[0], '\0');
+
+	/* with a [daemon] stek too: each service keeps its own, the others take the daemon's */
+	snprintf(text, sizeof(text),
+		 "[daemon]\nstek = /etc/r2p2/fleet.keys\n%s"
+		 "[serve b]\nport = 2\nsecurity = tls\ncert = /c\nkey = /k\n",
+		 own);
+	cr_assert_eq(parse(text), 0, "%s", err);
+	cr_assert_eq(cfg.stek_line, 2);
+	cr_assert_str_eq(cfg.serves[0].stek, "/etc/r2p2/a.keys");
+	cr_assert_eq(cfg.serves[1].stek[0], '\0');
+
+	/* a service without one still needs the daemon's */
+	snprintf(text, sizeof(text), "%s[serve b]\nport = 2\nsecurity = tls\ncert = /c\nkey = /k\n",
+		 own);
+	expect_error(text, 8, "[daemon] stek", "[serve b] uses security = tls and has no stek");
+	snprintf(text, sizeof(text), "%sstek = /other.keys\n", own);
+	expect_error(text, 7, "[serve a] stek", "set twice (first at line 6)");
+	expect_error("[serve a]\nport = 1\nstek =\n", 3, "[serve a] stek", "empty value");
+}
+
+/* cfg_check_files: --check and the start report a STEK file that cannot be read with
+ * the config's file and line. */
+Test(config, check_files)
+{
+	char dir[] = "/tmp/test_config_XXXXXX", good[64], text[512];
+	FILE *f;
+
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(good, sizeof(good), "%s/a.keys", dir);
+	f = fopen(good, "w");
+	cr_assert_not_null(f);
+	fclose(f);
+
+	snprintf(text, sizeof(text),
+		 "[daemon]\nstek = %s\n[serve a]\nport = 1\nsecurity = tls\ncert = /c\nkey = /k\n"
+		 "stek = %s\n",
+		 good, good);
+	cr_assert_eq(parse(text), 0, "%s", err);
+	cr_assert_eq(cfg_check_files(&cfg, "t.conf", err, sizeof(err)), 0, "%s", err);
+
+	snprintf(text, sizeof(text),
+		 "[daemon]\nstek = %s\n[serve a]\nport = 1\nsecurity = tls\ncert = /c\nkey = /k\n"
+		 "stek = %s/missing.keys\n",
+		 good, dir);
+	cr_assert_eq(parse(text), 0, "%s", err);
+	cr_assert_eq(cfg_check_files(&cfg, "t.conf", err, sizeof(err)), -ENOENT);
+	cr_assert(strstr(err, "t.conf:8: [serve a] stek: cannot open ") == err, "%s", err);
+	cr_assert(strstr(err, "/missing.keys: No such file or directory"), "%s", err);
+
+	snprintf(text, sizeof(text), "[daemon]\nworkers = 1\nstek = %s/gone.keys\n", dir);
+	cr_assert_eq(parse(text), 0, "%s", err);
+	cr_assert_eq(cfg_check_files(&cfg, "t.conf", err, sizeof(err)), -ENOENT);
+	cr_assert(strstr(err, "t.conf:3: [daemon] stek: cannot open ") == err, "%s", err);
+
+	unlink(good);
+	rmdir(dir);
+}

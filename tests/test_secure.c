@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <r2p2/wire.h>
 
@@ -864,6 +865,293 @@ TEST(peers_are_made_once_and_remade_when_the_ca_changes)
 	CHECK(sec_peer_for(c.peers, 4, &c.cc, err, sizeof(err)) == NULL);
 	CHECK(strlen(err) > 0);
 	cli_close(&c);
+}
+
+/* ---- keys are wiped when they leave -------------------------------------------- */
+
+/* load_set loads the STEK file `path` (the caller puts the set). */
+static struct stek_set *load_set(const char *path)
+{
+	struct stek_set *set = NULL;
+	char err[256] = "";
+
+	CHECK_MSG(stek_load(path, &set, err, sizeof(err)) == 0, "%s", err);
+	return set;
+}
+
+TEST(sealed_retired_keys_leave_the_token_cache)
+{
+	struct host_cli c;
+	struct host_srv s;
+	char both[320];
+
+	snprintf(both, sizeof(both), "%s/stek31.keys", dir);
+	write_stek(both, "00000003   current   " K3 "\n00000001   previous  " K1 "\n");
+	struct stek_set *set1 = load_set(stek1);
+	const struct stek_key *k1 = stek_find(set1, 1);
+
+	cli_open(&c, CFG_SEC_SEALED);
+	srv_open(&s, CFG_SEC_SEALED, stek1);
+	rpc_run(&c, &s, "one", true, false);
+	CHECK(rpc_run(&c, &s, "two", true, false).first_flags == R2P2_F_SEALED);
+	CHECK(sealed_server_cached_keys(s.svc.sealed) == 1);
+	CHECK(sealed_server_caches_key(s.svc.sealed, k1));
+
+	/* a rotation that keeps key 1 as previous keeps its token key */
+	srv_switch_stek(&s, both);
+	CHECK(sealed_server_caches_key(s.svc.sealed, k1));
+	struct rpc r = rpc_run(&c, &s, "three", true, false);
+	CHECK(reply_is(&r, "re:three") && r.rounds == 1);
+
+	/* the next set drops key 1: its token key is wiped as the set changes */
+	srv_switch_stek(&s, stek3);
+	CHECK_MSG(!sealed_server_caches_key(s.svc.sealed, k1), "key 1 outlived its set");
+	CHECK(sealed_server_cached_keys(s.svc.sealed) == 0);
+	r = rpc_run(&c, &s, "four", true, false); /* refused, bootstraps under key 3 */
+	CHECK(reply_is(&r, "re:four"));
+	CHECK(rpc_run(&c, &s, "five", true, false).rounds == 1);
+	CHECK(sealed_server_cached_keys(s.svc.sealed) == 1);
+	CHECK(!sealed_server_caches_key(s.svc.sealed, k1));
+	srv_close(&s);
+	cli_close(&c);
+	stek_set_put(set1);
+}
+
+TEST(sealed_token_cache_checks_the_set_on_its_next_use)
+{
+	struct host_cli c;
+	struct host_srv s;
+	char both[320];
+
+	snprintf(both, sizeof(both), "%s/stek13.keys", dir);
+	write_stek(both, "00000001   current   " K1 "\n00000003   next      " K3 "\n");
+	struct stek_set *set1 = load_set(stek1), *set3 = load_set(stek3);
+	const struct stek_key *k1 = stek_find(set1, 1), *k3 = stek_find(set3, 3);
+
+	cli_open(&c, CFG_SEC_SEALED);
+	srv_open(&s, CFG_SEC_SEALED, both);
+	rpc_run(&c, &s, "one", true, false);
+	rpc_run(&c, &s, "two", true, false);
+	CHECK(sealed_server_caches_key(s.svc.sealed, k1));
+	/* the service's set is replaced without telling the sealed server (as a caller
+	 * that only swaps the pointer would): the first token opened under the new set
+	 * wipes what it no longer has */
+	struct stek_set *next = load_set(stek3);
+	stek_set_put(s.stek);
+	s.stek = s.env.stek = next;
+	rpc_run(&c, &s, "three", true, false); /* refused (unknown key), bootstraps */
+	CHECK(rpc_run(&c, &s, "four", true, false).rounds == 1);
+	CHECK(sealed_server_caches_key(s.svc.sealed, k3));
+	CHECK_MSG(!sealed_server_caches_key(s.svc.sealed, k1), "key 1 outlived its set");
+	srv_close(&s);
+	cli_close(&c);
+	stek_set_put(set1);
+	stek_set_put(set3);
+}
+
+/* ---- plaintext does not outlive its use ------------------------------------------ */
+
+/* holds says whether `pat` is anywhere in the memory `b` owns, past `len` included. */
+static bool holds(const struct tls_buf *b, const char *pat)
+{
+	return b->data && memmem(b->data, b->cap, pat, strlen(pat)) != NULL;
+}
+
+/* open_only opens one request at `s` and drops it unanswered (the app still has it). */
+static void open_only(struct host_srv *s, const uint8_t *wire, size_t len)
+{
+	struct sec_request rq = {.src = &client_addr,
+				 .flags = R2P2_F_SEALED,
+				 .payload = wire,
+				 .len = len,
+				 .now = tick()};
+	struct sec_exec x;
+	struct sec_msg m;
+
+	CHECK(s->svc.ops->open(&s->env, &s->svc, &rq, &x, &m) == SEC_DELIVER);
+	sec_exec_release(&x);
+}
+
+TEST(scrub_wipes_every_plaintext_the_scratch_buffers_held)
+{
+	struct host_cli c;
+	struct host_srv s;
+	struct sec_call a = {0}, b = {0};
+	uint8_t wire[512];
+	size_t wire_len;
+	char big[201];
+
+	memset(big, 'L', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	big[0] = '<';
+	cli_open(&c, CFG_SEC_SEALED);
+	srv_open(&s, CFG_SEC_SEALED, stek1);
+	rpc_run(&c, &s, "one", true, false);
+	CHECK(holds(&c.env.plain, "re:one")); /* the tls response, decrypted */
+	sec_env_scrub(&c.env);
+	CHECK(!holds(&c.env.plain, "re:one") && c.env.plain.len == 0);
+
+	/* a long request, then a short one: the short one's `len` does not cover the
+	 * long one's tail, which still sits in the buffer */
+	protect_sealed(&c, &a, big, wire, &wire_len);
+	open_only(&s, wire, wire_len);
+	protect_sealed(&c, &b, "<S>", wire, &wire_len);
+	open_only(&s, wire, wire_len);
+	CHECK(s.env.sealed.len == 3 && holds(&s.env.sealed, "<S>"));
+	CHECK(holds(&s.env.sealed, "LLLLLLLLLLLLLLLL"));
+	sec_env_scrub(&s.env);
+	CHECK_MSG(!holds(&s.env.sealed, "LLLLLLLLLLLLLLLL"), "the long request outlived the scrub");
+	CHECK(!holds(&s.env.sealed, "<S>") && s.env.sealed.len == 0);
+	sec_env_scrub(&s.env); /* nothing written since: nothing to do */
+	sec_call_release(&a);
+	sec_call_release(&b);
+	srv_close(&s);
+	cli_close(&c);
+}
+
+TEST(tls_buf_keeps_its_bytes_when_it_grows_and_counts_them)
+{
+	struct tls_buf b = {0};
+
+	CHECK(tls_buf_reserve(&b, 8) == 0 && b.cap >= 8 && b.dirty == 8);
+	memcpy(b.data, "secret!", 8);
+	b.len = 8;
+	CHECK(tls_buf_reserve(&b, 4096) == 0 && b.cap >= 4096 && b.dirty == 4096);
+	CHECK(memcmp(b.data, "secret!", 8) == 0);
+	tls_buf_scrub(&b);
+	CHECK(b.len == 0 && b.dirty == 0 && !holds(&b, "secret!"));
+	tls_buf_cleanup(&b);
+	CHECK(!b.data && !b.cap && !b.dirty);
+}
+
+/* ---- one STEK per service ----------------------------------------------------------- */
+
+/* srv_open_own is srv_open with the service's own STEK file `own` ([serve] stek =). */
+static void srv_open_own(struct host_srv *h, enum cfg_security sec, const char *daemon_stek,
+			 const char *own)
+{
+	struct cfg_serve sv = {.port = 8000, .security = sec, .early_data = true};
+	char err[256] = "";
+
+	srv_open(h, CFG_SEC_PLAIN, daemon_stek);
+	snprintf(sv.name, sizeof(sv.name), SVC);
+	snprintf(sv.cert, sizeof(sv.cert), "%s", crt);
+	snprintf(sv.key, sizeof(sv.key), "%s", key);
+	snprintf(sv.stek, sizeof(sv.stek), "%s", own);
+	CHECK_MSG(sec_service_configure(&h->env, &h->svc, &sv, err, sizeof(err)) == 0, "%s", err);
+}
+
+/*
+ * Servers A and A2 serve the service with its own STEK (key 3); B, same name and
+ * certificate, takes the daemon's (key 1), as another trust domain would. A ticket
+ * or a token A minted resumes at A2, never at B, and the other way round.
+ */
+TEST(service_stek_tickets_stay_in_their_trust_domain)
+{
+	struct host_cli c;
+	struct host_srv a, a2, b;
+
+	cli_open(&c, CFG_SEC_TLS);
+	srv_open_own(&a, CFG_SEC_TLS, stek1, stek3);
+	srv_open_own(&a2, CFG_SEC_TLS, stek1, stek3);
+	srv_open(&b, CFG_SEC_TLS, stek1);
+	CHECK(rpc_run(&c, &a, "one", true, false).rounds == 2); /* first contact */
+	struct rpc r = rpc_run(&c, &b, "two", true, false);	/* with A's ticket */
+	CHECK(reply_is(&r, "re:two"));
+	CHECK_MSG(r.rounds == 2, "B resumed a ticket of A's STEK: %u rounds", r.rounds);
+	r = rpc_run(&c, &a2, "three", true, false); /* with B's ticket */
+	CHECK_MSG(r.rounds == 2, "A2 resumed a ticket of the daemon's STEK: %u rounds", r.rounds);
+	r = rpc_run(&c, &a, "four", true, false); /* with A2's ticket: same STEK */
+	CHECK_MSG(r.rounds == 1, "A did not resume A2's ticket: %u rounds", r.rounds);
+	srv_close(&a);
+	srv_close(&a2);
+	srv_close(&b);
+	cli_close(&c);
+}
+
+TEST(service_stek_tokens_stay_in_their_trust_domain)
+{
+	struct host_cli c;
+	struct host_srv a, a2, b;
+	struct sec_call call = {0};
+	uint8_t wire[512], back[512];
+	size_t wire_len, n;
+	enum sealed_reason why;
+
+	cli_open(&c, CFG_SEC_SEALED);
+	srv_open_own(&a, CFG_SEC_SEALED, stek1, stek3);
+	srv_open_own(&a2, CFG_SEC_SEALED, stek1, stek3);
+	srv_open(&b, CFG_SEC_SEALED, stek1);
+	rpc_run(&c, &a, "one", true, false);
+	CHECK_MSG(sec_peer_key_id(cli_peer(&c)) == 3, "token under %08x, not the service's key",
+		  sec_peer_key_id(cli_peer(&c)));
+	protect_sealed(&c, &call, "pay 100", wire, &wire_len);
+	CHECK(serve(&b, R2P2_F_SEALED, wire, wire_len, back, &n) == SEC_ANSWER);
+	CHECK(sealed_reject_decode(back, n, &why) == 0 && why == SEALED_REJ_UNKNOWN_KEY);
+	CHECK(b.executions == 0);
+	CHECK(serve(&a2, R2P2_F_SEALED, wire, wire_len, back, &n) == SEC_DELIVER);
+	sec_call_release(&call);
+
+	/* the daemon's keys changing is none of the service's business */
+	struct stek_set *fleet = load_set(stek1);
+	sec_service_set_stek(&a.svc, fleet);
+	stek_set_put(fleet);
+	struct rpc r = rpc_run(&c, &a, "two", true, false);
+	CHECK(reply_is(&r, "re:two") && r.first_flags == R2P2_F_SEALED && r.rounds == 1);
+	srv_close(&a);
+	srv_close(&a2);
+	srv_close(&b);
+	cli_close(&c);
+}
+
+/* A service's own file is reloaded like the daemon's; a refused one keeps the keys. */
+TEST(service_stek_reloads_and_keeps_its_keys_on_a_bad_file)
+{
+	struct host_cli c;
+	struct host_srv a;
+	char own[320], err[512] = "";
+	bool changed = true;
+
+	snprintf(own, sizeof(own), "%s/own.keys", dir);
+	write_stek(own, "00000003   current   " K3 "\n");
+	cli_open(&c, CFG_SEC_SEALED);
+	srv_open_own(&a, CFG_SEC_SEALED, stek1, own);
+	rpc_run(&c, &a, "one", true, false);
+	CHECK(sec_service_reload_stek(&a.svc, &changed, err, sizeof(err)) == 0 && !changed);
+
+	if (geteuid() == 0) { /* a file of another owner is refused: the keys stay */
+		CHECK(chown(own, 65534, 65534) == 0);
+		CHECK(sec_service_reload_stek(&a.svc, &changed, err, sizeof(err)) == -EPERM);
+		CHECK_MSG(strstr(err, "[serve " SVC "] stek: ") == err && strstr(err, own), "%s",
+			  err);
+		CHECK(!changed);
+		CHECK(rpc_run(&c, &a, "two", true, false).rounds == 1);
+		CHECK(chown(own, 0, 0) == 0);
+	}
+	write_stek(own, "00000001   current   " K1 "\n"); /* the service moved to key 1 */
+	CHECK_MSG(sec_service_reload_stek(&a.svc, &changed, err, sizeof(err)) == 0, "%s", err);
+	CHECK(changed);
+	struct rpc r = rpc_run(&c, &a, "three", true, false); /* refused, bootstraps again */
+	CHECK(reply_is(&r, "re:three") && sec_peer_key_id(cli_peer(&c)) == 1);
+	srv_close(&a);
+	cli_close(&c);
+}
+
+TEST(service_stek_that_cannot_be_loaded_fails_the_configuration)
+{
+	struct host_srv a;
+	struct cfg_serve sv = {.port = 8000, .security = CFG_SEC_TLS, .early_data = true};
+	char err[512] = "";
+
+	srv_open(&a, CFG_SEC_PLAIN, stek1);
+	snprintf(sv.name, sizeof(sv.name), SVC);
+	snprintf(sv.cert, sizeof(sv.cert), "%s", crt);
+	snprintf(sv.key, sizeof(sv.key), "%s", key);
+	snprintf(sv.stek, sizeof(sv.stek), "%s/missing.keys", dir);
+	CHECK(sec_service_configure(&a.env, &a.svc, &sv, err, sizeof(err)) == -ENOENT);
+	CHECK_MSG(strstr(err, "[serve " SVC "] stek: ") == err && strstr(err, "missing.keys"), "%s",
+		  err);
+	srv_close(&a);
 }
 
 int main(int argc, char **argv)

@@ -632,6 +632,48 @@ STEK_TEST(tls13_tickets_with_get_set_hook)
 	EVP_PKEY_free(pki.pkey);
 }
 
+/*
+ * A STEK file must belong to root or to the daemon's user: its owner can rewrite it
+ * (or chmod it) at will, so another owner would hold every ticket and token key.
+ */
+STEK_TEST(load_refuses_another_owner)
+{
+	struct stek_set *set = (struct stek_set *)1;
+	const char *p;
+	char want[512];
+	int rc;
+
+	if (geteuid() != 0) {
+		/* the other half (a file of our own passes) is every other test here */
+		printf("# skipped: making a file of another owner needs root (chown)\n");
+		return;
+	}
+	set = load_ok(put("root.keys", valid_file, 0600));
+	stek_set_put(set);
+	set = (struct stek_set *)1;
+	p = put("nobody.keys", valid_file, 0600);
+	CHECK_EQ(chown(p, 65534, 65534), 0);
+	rc = stek_load(p, &set, err, sizeof(err));
+	CHECK_MSG(rc == -EPERM, "rc %d (%s)", rc, err);
+	CHECK(set == NULL);
+	CHECK_MSG(strstr(err, p) != NULL, "message '%s' does not name the path", err);
+	CHECK_MSG(strstr(err, "owned by uid 65534") != NULL, "message '%s' lacks the owner", err);
+	CHECK_MSG(strstr(err, "root or by the daemon's user") != NULL,
+		  "message '%s' lacks the rule", err);
+	/* the mode is fine; only the owner is refused. r2p2ctl status may still read it */
+	CHECK_EQ(stek_load_ex(p, STEK_LOAD_ANY_MODE, &set, err, sizeof(err)), 0);
+	stek_set_put(set);
+	/* a file of the daemon's own (non-root) user passes: run as uid 65534 to see it */
+	snprintf(want, sizeof(want), "%s", p);
+	CHECK_EQ(chmod(dir, 0711), 0); /* let uid 65534 reach the file */
+	if (seteuid(65534) == 0) {
+		rc = stek_load(want, &set, err, sizeof(err));
+		CHECK_EQ(seteuid(0), 0);
+		CHECK_MSG(rc == 0, "own file refused: %d %s", rc, err);
+		stek_set_put(set);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	atexit(teardown);

@@ -21,11 +21,13 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ini.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <r2p2/shm.h>
 #include <r2p2/wire.h>
@@ -367,11 +369,13 @@ static void check_whole(struct parser *p)
 {
 	const struct cfg *c = p->c;
 
+	/* a service's own stek = replaces the daemon's for it */
 	for (size_t i = 0; i < c->num_serves && !p->failed; i++)
-		if (c->serves[i].security != CFG_SEC_PLAIN && !c->stek_path[0])
+		if (c->serves[i].security != CFG_SEC_PLAIN && !c->stek_path[0] &&
+		    !c->serves[i].stek[0])
 			failx(p, p->serve_port_line[i], "daemon", "stek",
-			      "required: [serve %s] uses security = %s (generate one with "
-			      "r2p2ctl stek generate PATH)",
+			      "required: [serve %s] uses security = %s and has no stek of its own "
+			      "(generate one with r2p2ctl stek generate PATH)",
 			      c->serves[i].name,
 			      c->serves[i].security == CFG_SEC_TLS ? "tls" : "sealed");
 	if (p->failed)
@@ -470,6 +474,40 @@ int cfg_load(struct cfg *c, const char *path, char *err, size_t err_len)
 	rc = parse(p);
 	free(p);
 	fclose(f);
+	return rc;
+}
+
+/* check_readable opens `path` (the value of `stek` at `line` of [`label`]) and closes it. */
+static int check_readable(const char *path, const char *name, int line, const char *label,
+			  char *err, size_t err_len)
+{
+	/* O_NONBLOCK: a FIFO planted at `path` must not hang the check */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK), rc;
+
+	if (fd >= 0) {
+		close(fd);
+		return 0;
+	}
+	rc = -errno;
+	set_err(err, err_len, "%s:%d: [%s] stek: cannot open %s: %s", name, line, label, path,
+		strerror(errno));
+	return rc;
+}
+
+int cfg_check_files(const struct cfg *c, const char *name, char *err, size_t err_len)
+{
+	char label[64];
+	int rc = 0;
+
+	if (c->stek_path[0])
+		rc = check_readable(c->stek_path, name, c->stek_line, "daemon", err, err_len);
+	for (size_t i = 0; i < c->num_serves && rc == 0; i++) {
+		if (!c->serves[i].stek[0])
+			continue;
+		snprintf(label, sizeof(label), "serve %s", c->serves[i].name);
+		rc = check_readable(c->serves[i].stek, name, c->serves[i].stek_line, label, err,
+				    err_len);
+	}
 	return rc;
 }
 

@@ -30,6 +30,8 @@ struct cfg_serve {
 	char cert[CFG_PATH_MAX]; /* tls: PEM certificate chain whose SAN is `name` */
 	char key[CFG_PATH_MAX];  /* tls: PEM private key */
 	bool early_data;         /* tls: accept 0-RTT requests (default yes) */
+	char stek[CFG_PATH_MAX]; /* tls/sealed: the service's own STEK ("": [daemon] stek) */
+	int stek_line;		 /* line of `stek` in the file (0: not set), for messages */
 };
 
 /* A service this host calls: [call "name"] */
@@ -68,6 +70,7 @@ struct cfg {
 	struct r2p2_addr router;
 	char log_level[16];
 	char stek_path[CFG_PATH_MAX]; /* tls: session-ticket encryption keys shared by the fleet */
+	int stek_line;		      /* line of `stek` in the file (0: not set), for messages */
 	uint64_t replay_window_ms;    /* tls: 0-RTT strike register freshness window */
 	uint32_t replay_max_entries;  /* tls and sealed: strike register bound */
 	uint32_t sealed_window_ms;    /* sealed: |server clock - request timestamp| allowed */
@@ -98,6 +101,14 @@ int cfg_parse_addr(const char *s, bool need_port, struct r2p2_addr *out);
 
 /* cfg_format_addr writes "1.2.3.4:5" or "[::1]:5" into `buf`. */
 const char *cfg_format_addr(const struct r2p2_addr *a, char *buf, size_t len);
+
+/*
+ * cfg_check_files opens every STEK file `c` names ([daemon] stek and each [serve]
+ * stek) for reading, as r2p2d will at start: `name` is the config file for messages.
+ * Returns 0, or the first failure as a negative errno with "NAME:LINE: [section]
+ * stek: cannot open PATH: reason" in `err`. The contents are stek_load's to judge.
+ */
+int cfg_check_files(const struct cfg *c, const char *name, char *err, size_t err_len);
 
 const struct cfg_serve *cfg_find_serve(const struct cfg *c, const char *name);
 const struct cfg_serve *cfg_find_serve_port(const struct cfg *c, uint16_t port);

@@ -48,7 +48,7 @@ enum daemon_key {
 	DK_COUNT,
 };
 
-enum serve_key { SK_PORT, SK_SECURITY, SK_CERT, SK_KEY, SK_EARLY_DATA, SK_COUNT };
+enum serve_key { SK_PORT, SK_SECURITY, SK_CERT, SK_KEY, SK_EARLY_DATA, SK_STEK, SK_COUNT };
 
 enum call_key {
 	CK_SERVER,

@@ -43,7 +43,7 @@ static const char *const daemon_keys[DK_COUNT] = {
 
 static const char *const serve_keys[SK_COUNT] = {
     [SK_PORT] = "port", [SK_SECURITY] = "security",	[SK_CERT] = "cert",
-    [SK_KEY] = "key",	[SK_EARLY_DATA] = "early_data",
+    [SK_KEY] = "key",	[SK_EARLY_DATA] = "early_data", [SK_STEK] = "stek",
 };
 
 static const char *const call_keys[CK_COUNT] = {
@@ -225,7 +225,8 @@ static void text_key(struct parser *p, enum daemon_key k, const char *key, const
 			snprintf(c->log_level, sizeof(c->log_level), "%s", v);
 		break;
 	case DK_STEK:
-		path_value(p, key, v, c->stek_path, sizeof(c->stek_path));
+		if (path_value(p, key, v, c->stek_path, sizeof(c->stek_path)))
+			c->stek_line = p->lineno;
 		break;
 	case DK_BACKEND:
 		backend_value(p, key, v);
@@ -313,6 +314,10 @@ static void serve_key(struct parser *p, const char *key, const char *v)
 		break;
 	case SK_EARLY_DATA:
 		bool_value(p, key, v, &s->early_data);
+		break;
+	case SK_STEK:
+		if (path_value(p, key, v, s->stek, sizeof(s->stek)))
+			s->stek_line = p->lineno;
 		break;
 	case SK_COUNT:
 		break;

@@ -518,6 +518,12 @@ int main(int argc, char **argv)
 	d.cfg = load_cfg(path);
 	if (!d.cfg)
 		return 1;
+	/* a missing or unreadable STEK file fails --check as it would fail the start */
+	if (cfg_check_files(&d.cfg->cfg, path, err, sizeof(err)) < 0) {
+		log_err("%s", err);
+		cfg_ref_put(d.cfg);
+		return 1;
+	}
 	if (check) {
 		printf("%s: ok (%zu services served, %zu called)\n", path, d.cfg->cfg.num_serves,
 		       d.cfg->cfg.num_calls);

@@ -60,6 +60,7 @@ struct sealed_server {
 	struct sealed_stats stats;
 	struct token_key keys[TOKEN_CACHE];
 	unsigned next_evict;
+	uint64_t stek_gen; /* the set `keys` were last checked against (stek_set_gen) */
 	/* the wall clock as seen against the monotonic one: a step of it means timestamps
 	 * no longer match what the strike register covers */
 	bool clock_seen;
@@ -126,22 +127,12 @@ static bool token_plain_parse(const uint8_t plain[SEALED_TOKEN_PLAIN_LEN], struc
 	return true;
 }
 
-/* sealed_buf_size makes `b` hold `n` bytes (contents undefined) and at least one byte of room. */
+/* sealed_buf_size makes `b` hold `n` bytes (contents undefined) and at least one byte of
+ * room; tls_buf_reserve wipes a block it moves away from, and counts the bytes for scrubbing. */
 int sealed_buf_size(struct tls_buf *b, size_t n)
 {
-	size_t want = n ? n : 1, cap;
-	uint8_t *p;
-
-	if (want > b->cap) {
-		cap = b->cap ? b->cap : 256;
-		while (cap < want)
-			cap = cap > SIZE_MAX / 2 ? want : cap * 2;
-		p = realloc(b->data, cap);
-		if (!p)
-			return -ENOMEM;
-		b->data = p;
-		b->cap = cap;
-	}
+	if (tls_buf_reserve(b, n ? n : 1) != 0)
+		return -ENOMEM;
 	b->len = n;
 	return 0;
 }
@@ -398,15 +389,58 @@ struct sealed_server *sealed_server_new(void)
 	return s;
 }
 
+/* token_key_wipe empties a cache entry: the AES key schedule lives inside the
+ * EVP_AEAD_CTX, which EVP_AEAD_CTX_cleanup does not zero, so the entry is cleansed too. */
+static void token_key_wipe(struct token_key *e)
+{
+	if (e->used)
+		EVP_AEAD_CTX_cleanup(&e->aead);
+	OPENSSL_cleanse(e, sizeof(*e));
+}
+
 void sealed_server_free(struct sealed_server *s)
 {
 	if (!s)
 		return;
 	for (int i = 0; i < TOKEN_CACHE; i++)
-		if (s->keys[i].used)
-			EVP_AEAD_CTX_cleanup(&s->keys[i].aead);
+		token_key_wipe(&s->keys[i]);
 	OPENSSL_cleanse(s, sizeof(*s));
 	free(s);
+}
+
+/* key_in_set says whether the STEK key `e` was derived from is in `stek`, id and bytes. */
+static bool key_in_set(const struct stek_set *stek, const struct token_key *e)
+{
+	const struct stek_key *k = stek ? stek_find(stek, e->id) : NULL;
+
+	return k && CRYPTO_memcmp(k->key, e->stek, STEK_KEY_LEN) == 0;
+}
+
+void sealed_server_forget_keys(struct sealed_server *s, const struct stek_set *stek)
+{
+	if (!s)
+		return;
+	for (int i = 0; i < TOKEN_CACHE; i++)
+		if (s->keys[i].used && !key_in_set(stek, &s->keys[i]))
+			token_key_wipe(&s->keys[i]);
+	s->stek_gen = stek_set_gen(stek);
+}
+
+size_t sealed_server_cached_keys(const struct sealed_server *s)
+{
+	size_t n = 0;
+
+	for (int i = 0; i < TOKEN_CACHE; i++)
+		n += s->keys[i].used;
+	return n;
+}
+
+bool sealed_server_caches_key(const struct sealed_server *s, const struct stek_key *k)
+{
+	for (int i = 0; i < TOKEN_CACHE; i++)
+		if (s->keys[i].used && CRYPTO_memcmp(s->keys[i].stek, k->key, STEK_KEY_LEN) == 0)
+			return true;
+	return false;
 }
 
 void sealed_server_stats(const struct sealed_server *s, struct sealed_stats *out)
@@ -427,24 +461,30 @@ static int token_key_ctx(const struct stek_key *k, EVP_AEAD_CTX *ctx)
 }
 
 /*
- * token_key returns the cached AEAD context for STEK key `k`, deriving it on a miss.
- * Entries are matched on id and key bytes, so a new set that reuses an id with
- * another key never opens tokens with the old one.
+ * token_key returns the cached AEAD context for STEK key `k` of `stek`, deriving it on
+ * a miss. Entries are matched on id and key bytes, so a new set that reuses an id with
+ * another key never opens tokens with the old one; and the first use under a set the
+ * cache has not seen wipes the entries of keys that set no longer has.
  */
-static const EVP_AEAD_CTX *token_key(struct sealed_server *s, const struct stek_key *k)
+static const EVP_AEAD_CTX *token_key(struct sealed_server *s, const struct stek_set *stek,
+				     const struct stek_key *k)
 {
-	struct token_key *e;
+	struct token_key *e = NULL;
 
+	if (s->stek_gen != stek_set_gen(stek))
+		sealed_server_forget_keys(s, stek);
 	for (int i = 0; i < TOKEN_CACHE; i++) {
-		e = &s->keys[i];
-		if (e->used && e->id == k->id && CRYPTO_memcmp(e->stek, k->key, STEK_KEY_LEN) == 0)
-			return &e->aead;
+		struct token_key *c = &s->keys[i];
+		if (c->used && c->id == k->id && CRYPTO_memcmp(c->stek, k->key, STEK_KEY_LEN) == 0)
+			return &c->aead;
+		if (!c->used && !e)
+			e = c; /* a slot a forgotten key left free */
 	}
-	e = &s->keys[s->next_evict];
-	s->next_evict = (s->next_evict + 1) % TOKEN_CACHE;
-	if (e->used)
-		EVP_AEAD_CTX_cleanup(&e->aead);
-	OPENSSL_cleanse(e, sizeof(*e));
+	if (!e) {
+		e = &s->keys[s->next_evict];
+		s->next_evict = (s->next_evict + 1) % TOKEN_CACHE;
+	}
+	token_key_wipe(e);
 	if (token_key_ctx(k, &e->aead) != 0)
 		return NULL;
 	e->used = true;
@@ -551,7 +591,7 @@ static int open_token(struct sealed_server *s, const struct stek_set *stek, cons
 	if (!k)
 		return -EBADMSG;
 	*why = SEALED_REJ_INTERNAL;
-	tctx = token_key(s, k);
+	tctx = token_key(s, stek, k);
 	if (!tctx)
 		return -EIO;
 	*why = SEALED_REJ_BAD_TOKEN;

@@ -310,6 +310,22 @@ void sealed_server_free(struct sealed_server *s);
 void sealed_server_stats(const struct sealed_server *s, struct sealed_stats *out);
 
 /*
+ * sealed_server_forget_keys wipes (OPENSSL_cleanse) every token key `s` caches that
+ * was derived from a STEK key not in `stek` (same id and bytes; NULL: none is), so a
+ * key retired by a reload or a rotation leaves no copy behind. Call it when the
+ * service's set changes; sealed_open_request also does on its first use of a set
+ * `s` has not seen. NULL `s` is ignored. Same thread as `s`.
+ */
+void sealed_server_forget_keys(struct sealed_server *s, const struct stek_set *stek);
+
+/* sealed_server_cached_keys returns how many token keys `s` caches (at most 4). */
+size_t sealed_server_cached_keys(const struct sealed_server *s);
+
+/* sealed_server_caches_key says whether a token key `s` caches was derived from the
+ * bytes of STEK key `k` (whatever its id). For tests: secrets stay inside. */
+bool sealed_server_caches_key(const struct sealed_server *s, const struct stek_key *k);
+
+/*
  * sealed_token_seal writes the token for association (`key`, `id`, `expiry_ms`)
  * of `service` sealed under STEK key `k` to `out`. `nonce` is the token nonce: pass
  * NULL (a random one is drawn); a fixed one is for test vectors only. Returns 0 or

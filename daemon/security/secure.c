@@ -18,6 +18,7 @@
 
 #include "clock.h"
 #include "err.h"
+#include "stek.h"
 
 #define SEALED_RENEW_FRACTION 5 /* renew when a fifth of the association's life is left */
 
@@ -42,6 +43,19 @@ void sec_env_cleanup(struct sec_env *env)
 	tls_buf_cleanup(&env->flight);
 	tls_buf_cleanup(&env->plain);
 	tls_buf_cleanup(&env->sealed);
+}
+
+void sec_env_scrub(struct sec_env *env)
+{
+	/* `flight` holds TLS records only (ciphertext, or a clear alert): nothing to wipe */
+	tls_buf_scrub(&env->plain);
+	tls_buf_scrub(&env->sealed);
+}
+
+/* svc_stek returns the set `svc` seals and opens tickets and tokens with. */
+static struct stek_set *svc_stek(const struct sec_env *env, const struct sec_service *svc)
+{
+	return svc->stek ? svc->stek : env->stek;
 }
 
 static void msg_set(struct sec_msg *m, const uint8_t *data, size_t len, uint8_t flags)
@@ -342,8 +356,8 @@ static int tls_answer(struct sec_env *env, struct sec_service *svc, struct sec_e
 		len = env->sealed.len;
 	} else if (svc->ops->security == CFG_SEC_SEALED) {
 		bool want = x->step == SEC_STEP_TLS_BOOT;
-		if (want && sealed_assoc_mint(svc->sealed, env->stek, svc->name, env->wall_ms(),
-					      SEALED_LIFETIME_DEFAULT_MS, blob) < 0)
+		if (want && sealed_assoc_mint(svc->sealed, svc_stek(env, svc), svc->name,
+					      env->wall_ms(), SEALED_LIFETIME_DEFAULT_MS, blob) < 0)
 			want = false; /* no STEK: answer without an association */
 		ret = sealed_boot_resp_encode(want ? blob : NULL, resp, len, &env->sealed);
 		OPENSSL_cleanse(blob, sizeof(blob));
@@ -618,8 +632,9 @@ static enum sec_verdict sealed_open_aead(struct sec_env *env, struct sec_service
 
 	sealed_hdr_ad(hdr, R2P2_REQUEST, rq->policy);
 	sealed_checks_of(env, svc, rq->now, &chk);
-	if (sealed_open_request(svc->sealed, env->stek, svc->name, env->sealed_replay, &chk, hdr,
-				rq->payload, rq->len, &env->sealed, &x->sctx, &why) < 0) {
+	if (sealed_open_request(svc->sealed, svc_stek(env, svc), svc->name, env->sealed_replay,
+				&chk, hdr, rq->payload, rq->len, &env->sealed, &x->sctx,
+				&why) < 0) {
 		sealed_reject_encode(why, env->reject);
 		msg_set(out, env->reject, sizeof(env->reject), R2P2_F_SEALED);
 		return SEC_ANSWER;
@@ -689,9 +704,67 @@ const struct sec_ops *sec_ops_for(enum cfg_security s)
 
 /* ---- services (server side) ------------------------------------------------------------ */
 
+/*
+ * svc_use_stek makes `set`, loaded from `path` (NULL: the same file as before), the
+ * keys of `svc`, taking over the reference; NULL `set` goes back to the env's keys
+ * (`env` is only needed then).
+ */
+static void svc_use_stek(const struct sec_env *env, struct sec_service *svc, struct stek_set *set,
+			 const char *path)
+{
+	struct stek_set *old = svc->stek;
+
+	svc->stek = set;
+	if (!set)
+		svc->stek_path[0] = '\0';
+	else if (path)
+		snprintf(svc->stek_path, sizeof(svc->stek_path), "%s", path);
+	if (svc->tls)
+		tls_server_set_stek(svc->tls, svc_stek(env, svc));
+	/* token keys of the keys given up go now */
+	sealed_server_forget_keys(svc->sealed, svc_stek(env, svc));
+	stek_set_put(old);
+}
+
+/* svc_load_stek loads the STEK file `path` of `svc` into `*out`, naming the service. */
+static int svc_load_stek(const struct sec_service *svc, const char *path, struct stek_set **out,
+			 char *err, size_t err_len)
+{
+	char why[512];
+	int rc = stek_load(path, out, why, sizeof(why));
+
+	if (rc < 0)
+		set_err(err, err_len, "[serve %s] %s", svc->name, why); /* why: "stek: ..." */
+	return rc;
+}
+
+/* svc_configure_stek gives `svc` the STEK `sv` names: its own file, or the env's. */
+static int svc_configure_stek(struct sec_env *env, struct sec_service *svc,
+			      const struct cfg_serve *sv, char *err, size_t err_len)
+{
+	struct stek_set *set;
+	int rc;
+
+	if (!sv->stek[0]) {
+		if (svc->stek)
+			svc_use_stek(env, svc, NULL, NULL);
+		return 0;
+	}
+	/* the same file: sec_service_reload_stek follows its changes */
+	if (svc->stek && strcmp(svc->stek_path, sv->stek) == 0)
+		return 0;
+	rc = svc_load_stek(svc, sv->stek, &set, err, err_len);
+	if (rc < 0)
+		return rc;
+	svc_use_stek(env, svc, set, sv->stek);
+	return 0;
+}
+
 int sec_service_configure(struct sec_env *env, struct sec_service *svc,
 			  const struct cfg_serve *sv, char *err, size_t err_len)
 {
+	int rc;
+
 	snprintf(svc->name, sizeof(svc->name), "%s", sv->name);
 	svc->port = htons(sv->port);
 	svc->ops = sec_ops_for(sv->security);
@@ -702,6 +775,9 @@ int sec_service_configure(struct sec_env *env, struct sec_service *svc,
 			return -ENOMEM;
 		}
 	}
+	rc = svc_configure_stek(env, svc, sv, err, err_len);
+	if (rc < 0)
+		return rc;
 	if (sv->security == CFG_SEC_PLAIN)
 		return 0;
 	if (!svc->tls) {
@@ -710,7 +786,7 @@ int sec_service_configure(struct sec_env *env, struct sec_service *svc,
 		svc->tls = tls_server_new(&keys, 1, sv->early_data, err, err_len);
 		if (!svc->tls)
 			return -EINVAL;
-		tls_server_set_stek(svc->tls, env->stek);
+		tls_server_set_stek(svc->tls, svc_stek(env, svc));
 		tls_server_set_replay(svc->tls, env->replay);
 	}
 	/* 0-RTT data is bound to the server it was sent to, as sealed requests are */
@@ -732,12 +808,43 @@ void sec_service_retire(struct sec_service *svc, struct tls_stats *retired)
 	svc->tls = NULL;
 	sealed_server_free(svc->sealed);
 	svc->sealed = NULL;
+	stek_set_put(svc->stek);
+	svc->stek = NULL;
+	svc->stek_path[0] = '\0';
 }
 
 void sec_service_set_stek(struct sec_service *svc, struct stek_set *stek)
 {
+	if (svc->stek)
+		return; /* its own keys: the daemon's are none of its business */
 	if (svc->tls)
 		tls_server_set_stek(svc->tls, stek);
+	/* token keys of retired STEK keys go now, not when the cache needs the slot */
+	sealed_server_forget_keys(svc->sealed, stek);
+}
+
+int sec_service_reload_stek(struct sec_service *svc, bool *out_changed, char *err, size_t err_len)
+{
+	char before[512], after[512];
+	struct stek_set *set;
+	int rc;
+
+	*out_changed = false;
+	if (!svc->stek)
+		return 0;
+	rc = svc_load_stek(svc, svc->stek_path, &set, err, err_len);
+	if (rc < 0)
+		return rc;
+	/* ids, roles and fingerprints: the same text is the same keys */
+	stek_describe(svc->stek, before, sizeof(before));
+	stek_describe(set, after, sizeof(after));
+	if (strcmp(before, after) == 0) {
+		stek_set_put(set);
+		return 0;
+	}
+	svc_use_stek(NULL, svc, set, NULL); /* its own keys: no env needed */
+	*out_changed = true;
+	return 0;
 }
 
 void sec_service_expire(struct sec_service *svc, uint64_t now, uint64_t max_age_ns)

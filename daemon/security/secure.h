@@ -63,6 +63,16 @@ void sec_env_init(struct sec_env *env, struct stek_set *stek, struct replay *rep
 /* sec_env_cleanup wipes and frees the scratch buffers. */
 void sec_env_cleanup(struct sec_env *env);
 
+/*
+ * sec_env_scrub wipes (OPENSSL_cleanse) what the operations since the last scrub
+ * left in the scratch buffers `plain` and `sealed` (decrypted requests and
+ * responses, bootstrap payloads with association keys), all of it, not only the
+ * last message. Every sec_msg pointing into them is dead afterwards: call it once
+ * the worker has handed on (copied) everything the operations returned, e.g. once
+ * per loop iteration before it sleeps. Costs the bytes written since the last call.
+ */
+void sec_env_scrub(struct sec_env *env);
+
 /* Bytes an operation produced: an R2P2 payload with its header flags, or an app message. */
 struct sec_msg {
 	const uint8_t *data;
@@ -220,6 +230,10 @@ struct sec_service {
 	uint16_t port; /* network order */
 	struct tls_server *tls;       /* tls and sealed services: certificate and keys */
 	struct sealed_server *sealed; /* sealed services: token contexts and counters */
+	/* [serve] stek =: the service's own keys for its tickets and tokens (a reference),
+	 * so services of different trust domains share none; NULL: the env's */
+	struct stek_set *stek;
+	char stek_path[CFG_PATH_MAX];
 };
 
 /* The crypto state of one request an app holds. Zeroed: plain. */
@@ -233,8 +247,11 @@ struct sec_exec {
 
 /*
  * sec_service_configure gives `svc` the mode of `sv` and makes what it needs (a
- * tls server with the env's STEK and register, a sealed server), keeping what it
- * already has. Returns 0, or a negative errno with `err` filled.
+ * tls server with the service's STEK and the env's register, a sealed server),
+ * keeping what it already has. The service's STEK is its own file when `sv` names
+ * one (`sv->stek`, loaded here when it is new or changed), else the env's. Returns
+ * 0, or a negative errno with `err` filled ("[serve NAME] stek: PATH: ..." for a file
+ * stek_load refuses: the service then keeps the keys it had).
  */
 int sec_service_configure(struct sec_env *env, struct sec_service *svc,
 			  const struct cfg_serve *sv, char *err, size_t err_len);
@@ -246,8 +263,20 @@ int sec_service_configure(struct sec_env *env, struct sec_service *svc,
  */
 void sec_service_retire(struct sec_service *svc, struct tls_stats *retired);
 
-/* sec_service_set_stek switches the service's tls server to `stek`. */
+/*
+ * sec_service_set_stek switches the service's tls server and sealed token keys to
+ * the daemon-wide `stek`, unless the service has its own; the token keys of STEK
+ * keys no longer in use are wiped at once.
+ */
 void sec_service_set_stek(struct sec_service *svc, struct stek_set *stek);
+
+/*
+ * sec_service_reload_stek re-reads the service's own STEK file (nothing to do
+ * without one) and switches to it if its keys changed (`*out_changed`). A file
+ * stek_load refuses keeps the keys in use: returns its negative errno with
+ * "[serve NAME] stek: PATH: ..." in `err`. Returns 0 otherwise.
+ */
+int sec_service_reload_stek(struct sec_service *svc, bool *out_changed, char *err, size_t err_len);
 
 /* sec_service_expire forgets 1-RTT handshakes older than `max_age_ns` at `now`. */
 void sec_service_expire(struct sec_service *svc, uint64_t now, uint64_t max_age_ns);

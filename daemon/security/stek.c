@@ -145,11 +145,19 @@ int set_finish(struct stek_set *set, const char *where, char *err, size_t err_le
 
 struct stek_set *set_alloc(void)
 {
+	static _Atomic uint64_t last_gen;
 	struct stek_set *set = calloc(1, sizeof(*set));
 
-	if (set)
+	if (set) {
 		atomic_init(&set->refs, 1);
+		set->gen = atomic_fetch_add_explicit(&last_gen, 1, memory_order_relaxed) + 1;
+	}
 	return set;
+}
+
+uint64_t stek_set_gen(const struct stek_set *set)
+{
+	return set ? set->gen : 0;
 }
 
 /* ---- parsing -------------------------------------------------------------------- */
@@ -333,6 +341,14 @@ static int check_file(int fd, const char *path, unsigned flags, char *err, size_
 			"stek: %s is mode %04o; it must not be readable or writable by group or "
 			"others (chmod 600)",
 			path, (unsigned)(st.st_mode & 07777));
+		return -EPERM;
+	}
+	/* whoever owns the file can change it, and with it every ticket and token key */
+	if (st.st_uid != 0 && st.st_uid != geteuid() && !(flags & STEK_LOAD_ANY_MODE)) {
+		set_err(err, err_len,
+			"stek: %s is owned by uid %u; it must be owned by root or by the daemon's "
+			"user (uid %u) (chown)",
+			path, (unsigned)st.st_uid, (unsigned)geteuid());
 		return -EPERM;
 	}
 	if (st.st_size > STEK_FILE_MAX) {

@@ -2,7 +2,8 @@
 /*
  * stek: session-ticket encryption keys (STEK) shared by all servers of a service.
  *
- * A STEK file is text, mode 0600 (docs/OPERATIONS.md, "Keys and TLS"):
+ * A STEK file is text, mode 0600, owned by root or by the daemon's user
+ * (docs/OPERATIONS.md, "Keys and TLS"):
  *
  *   # r2p2d session-ticket encryption keys (keep secret; mode 0600)
  *   # id       role      key (32 bytes, hex)
@@ -58,13 +59,16 @@ struct stek_key {
 struct stek_set;
 
 /* stek_load_ex flags. */
-#define STEK_LOAD_ANY_MODE 0x1u /* do not refuse a group/world-accessible file (r2p2ctl status) */
+#define STEK_LOAD_ANY_MODE                                                                         \
+	0x1u /* do not refuse a group/world-accessible file, nor one of                            \
+	      * another owner (r2p2ctl status) */
 
 /*
  * stek_load reads the STEK file at `path` into a new set (reference count 1) in
  * `*out`. It refuses (returns a negative errno and writes one line to `err`, which
  * names the path, and the line for syntax errors): a file that is not a regular
- * file (-EINVAL), one that group or others may read or write (-EPERM), bad syntax
+ * file (-EINVAL), one that group or others may read or write (-EPERM), one owned by
+ * neither root nor the effective uid of the process (-EPERM), bad syntax
  * (-EINVAL, "path:line: ..."), no current key, two keys of one role, or a duplicate
  * id (-EINVAL). Symbolic links are followed (a Kubernetes Secret volume is links).
  * Returns 0 on success. Any thread; no shared state.
@@ -81,6 +85,13 @@ struct stek_set *stek_set_get(struct stek_set *set);
 /* stek_set_put drops a reference; the last one wipes the keys (OPENSSL_cleanse) and
  * frees the set. NULL is ignored. Thread-safe. */
 void stek_set_put(struct stek_set *set);
+
+/*
+ * stek_set_gen returns a number no other set of this process has had (never 0; 0 for
+ * NULL), so a cache of keys derived from a set sees that the set was replaced even if
+ * the new one was allocated where the old one was.
+ */
+uint64_t stek_set_gen(const struct stek_set *set);
 
 /* stek_current returns the key that seals new tickets (never NULL for a loaded set). */
 const struct stek_key *stek_current(const struct stek_set *set);

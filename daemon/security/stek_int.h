@@ -28,6 +28,7 @@ struct stek_entry {
 
 struct stek_set {
 	atomic_int refs;
+	uint64_t gen; /* stek_set_gen: unique per set in the process */
 	size_t num_keys;
 	size_t current; /* index into keys */
 	struct stek_entry keys[STEK_MAX_KEYS];

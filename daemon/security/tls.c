@@ -37,6 +37,7 @@
 #include <openssl/bio.h>
 #include <openssl/bytestring.h>
 #include <openssl/err.h>
+#include <openssl/mem.h>
 #include <openssl/ssl.h>
 
 _Static_assert((TLS_PENDING_MAX & (TLS_PENDING_MAX - 1)) == 0, "a power of two");
@@ -46,30 +47,52 @@ void tls_buf_cleanup(struct tls_buf *b)
 {
 	if (!b)
 		return;
+	if (b->data)
+		OPENSSL_cleanse(b->data, b->cap);
 	free(b->data);
 	b->data = NULL;
-	b->len = b->cap = 0;
+	b->len = b->cap = b->dirty = 0;
+}
+
+int tls_buf_reserve(struct tls_buf *b, size_t n)
+{
+	size_t cap;
+	uint8_t *p;
+
+	if (n > b->cap) {
+		cap = b->cap ? b->cap : 256;
+		while (cap < n)
+			cap = cap > SIZE_MAX / 2 ? n : cap * 2;
+		/* not realloc(3): it would hand the old block back to the heap unwiped */
+		p = malloc(cap);
+		if (!p)
+			return -ENOMEM;
+		if (b->data) {
+			memcpy(p, b->data, b->len < b->cap ? b->len : b->cap);
+			OPENSSL_cleanse(b->data, b->cap);
+			free(b->data);
+		}
+		b->data = p;
+		b->cap = cap;
+	}
+	if (n > b->dirty)
+		b->dirty = n;
+	return 0;
+}
+
+void tls_buf_scrub(struct tls_buf *b)
+{
+	if (b->dirty)
+		OPENSSL_cleanse(b->data, b->dirty < b->cap ? b->dirty : b->cap);
+	b->dirty = 0;
+	b->len = 0;
 }
 
 int buf_reserve(struct tls_buf *b, size_t extra)
 {
-	size_t want, cap;
-	uint8_t *p;
-
 	if (extra > SIZE_MAX - b->len)
 		return -ENOMEM;
-	want = b->len + extra;
-	if (want <= b->cap)
-		return 0;
-	cap = b->cap ? b->cap : 256;
-	while (cap < want)
-		cap = cap > SIZE_MAX / 2 ? want : cap * 2;
-	p = realloc(b->data, cap);
-	if (!p)
-		return -ENOMEM;
-	b->data = p;
-	b->cap = cap;
-	return 0;
+	return tls_buf_reserve(b, b->len + extra);
 }
 
 static int buf_append(struct tls_buf *b, const void *p, size_t n)

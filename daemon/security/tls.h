@@ -93,12 +93,33 @@ static inline void tls_bind_encode(const struct r2p2_addr *a, uint8_t out[TLS_BI
 /* Server: 1-RTT handshakes held for their CLIENT_SECOND (the oldest is evicted). */
 #define TLS_PENDING_MAX 4096
 
-/* A growable byte buffer owned by the caller; free with tls_buf_cleanup. */
+/*
+ * A growable byte buffer owned by the caller; free with tls_buf_cleanup. It may hold
+ * plaintext: its bytes are wiped (OPENSSL_cleanse) whenever they are given back
+ * (growth, tls_buf_scrub, tls_buf_cleanup), never left to the heap.
+ */
 struct tls_buf {
 	uint8_t *data;
 	size_t len, cap;
+	size_t dirty; /* [0, dirty) may hold bytes written since the last wipe */
 };
+
+/* tls_buf_cleanup wipes all `cap` bytes of `b`, frees them and empties `b`. NULL is ignored. */
 void tls_buf_cleanup(struct tls_buf *b);
+
+/*
+ * tls_buf_reserve makes `b` hold room for at least `n` bytes (its first `len` kept)
+ * and counts [0, `n`) as written. A buffer that moves is wiped before it is freed.
+ * Returns 0 or -ENOMEM.
+ */
+int tls_buf_reserve(struct tls_buf *b, size_t n);
+
+/*
+ * tls_buf_scrub wipes every byte written to `b` since its last wipe (not only the
+ * first `len`: a shorter message leaves the tail of a longer one) and empties it,
+ * keeping the memory. Costs what was written, nothing when nothing was.
+ */
+void tls_buf_scrub(struct tls_buf *b);
 
 struct tls_stats {
 	uint64_t handshakes_full;     /* client/server: no ticket or ticket refused */

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include <openssl/err.h>
+#include <openssl/mem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -187,7 +188,9 @@ void tls_call_free(struct tls_call *call)
 {
 	if (!call)
 		return;
-	SSL_free(call->ssl);
+	SSL_free(call->ssl); /* BoringSSL wipes what it frees (OPENSSL_free) */
+	if (call->msg)
+		OPENSSL_cleanse(call->msg, call->msg_len); /* the request, in clear */
 	free(call->msg);
 	free(call->service);
 	free(call);

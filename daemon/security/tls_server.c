@@ -557,6 +557,7 @@ int tls_server_respond(struct tls_server *s, struct tls_conn *conn, const uint8_
 	}
 	rc = 0;
 out:
+	tls_buf_scrub(&s->scratch); /* the response, in clear: sealed into `flight` now */
 	ERR_clear_error();
 	tls_conn_free(conn);
 	return rc;

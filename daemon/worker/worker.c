@@ -94,21 +94,44 @@ static void arm_timer(struct worker *w, uint64_t deadline)
 
 /* ---- the STEK ---------------------------------------------------------------------- */
 
-/* Watch the STEK file's directory: editors and secret stores replace the file by rename. */
-static void watch_stek(struct worker *w)
+/* watch_dir_of watches the directory of `path` on the inotify `ifd`. */
+static int watch_dir_of(int ifd, const char *path)
 {
 	char dir[CFG_PATH_MAX];
-	const char *path = w->cfg->cfg.stek_path;
 
-	if (!path[0] || w->stek_ifd >= 0)
-		return;
 	snprintf(dir, sizeof(dir), "%s", path);
+	return inotify_add_watch(ifd, dirname(dir),
+				 IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_ATTRIB);
+}
+
+/* watch_stek_dirs watches the directory of every STEK file the config names (the
+ * daemon's and the services' own); those already watched stay. */
+static bool watch_stek_dirs(struct worker *w)
+{
+	const struct cfg *c = &w->cfg->cfg;
+	bool ok = !c->stek_path[0] || watch_dir_of(w->stek_ifd, c->stek_path) >= 0;
+
+	for (size_t i = 0; i < c->num_serves; i++)
+		if (c->serves[i].stek[0] && watch_dir_of(w->stek_ifd, c->serves[i].stek) < 0)
+			ok = false;
+	return ok;
+}
+
+/* Watch the STEK files' directories: editors and secret stores replace a file by rename. */
+static void watch_stek(struct worker *w)
+{
+	const struct cfg *c = &w->cfg->cfg;
+	bool any = c->stek_path[0];
+
+	for (size_t i = 0; i < c->num_serves; i++)
+		any = any || c->serves[i].stek[0];
+	if (!any || w->stek_ifd >= 0)
+		return;
 	w->stek_ifd = inotify_init1(IN_CLOEXEC);
-	if (w->stek_ifd < 0 ||
-	    inotify_add_watch(w->stek_ifd, dirname(dir),
-			      IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_ATTRIB) < 0) {
-		log_warn("worker %u: cannot watch %s for changes (%s); SIGHUP reloads it", w->id,
-			 path, strerror(errno));
+	if (w->stek_ifd < 0 || !watch_stek_dirs(w)) {
+		log_warn("worker %u: cannot watch the STEK files for changes (%s); SIGHUP reloads "
+			 "them",
+			 w->id, strerror(errno));
 		if (w->stek_ifd >= 0)
 			close(w->stek_ifd);
 		w->stek_ifd = -1;
@@ -137,10 +160,10 @@ static void set_stek(struct worker *w, struct stek_set *set)
 }
 
 /*
- * reload_stek re-reads the STEK file. A bad file keeps the keys in use; only
- * worker 0 speaks, so one change gives one log line.
+ * reload_daemon_stek re-reads the [daemon] STEK file. A bad file keeps the keys in
+ * use; only worker 0 speaks, so one change gives one log line.
  */
-static void reload_stek(struct worker *w)
+static void reload_daemon_stek(struct worker *w)
 {
 	struct stek_set *set;
 	char err[512], before[512], after[512];
@@ -162,6 +185,25 @@ static void reload_stek(struct worker *w)
 		set_stek(w, set);
 	}
 	stek_set_put(set);
+}
+
+/* reload_stek re-reads the daemon's STEK file and every service's own, as above. */
+static void reload_stek(struct worker *w)
+{
+	char err[600];
+	bool changed;
+
+	reload_daemon_stek(w);
+	for (int i = 1; i < MAX_SOCKS; i++) {
+		struct sec_service *svc = &w->socks[i].sec;
+
+		if (sec_service_reload_stek(svc, &changed, err, sizeof(err)) < 0) {
+			if (w->id == 0)
+				log_err("%s; keeping the keys in use", err);
+		} else if (changed && w->id == 0) {
+			log_info("STEK of [serve %s] reloaded from %s", svc->name, svc->stek_path);
+		}
+	}
 }
 
 /* ---- the inbox ------------------------------------------------------------------------ */
@@ -190,6 +232,8 @@ static void new_cfg(struct worker *w, struct cmd *c)
 	if (udp_sync_services(w, err, sizeof(err)) < 0)
 		log_err("%s", err);
 	cfg_ref_put(old);
+	if (w->stek_ifd >= 0)
+		watch_stek_dirs(w); /* a service's new STEK file */
 	reload_stek(w); /* SIGHUP re-reads the STEK too */
 }
 
@@ -415,6 +459,10 @@ static void *worker_main(void *arg)
 		housekeeping(w, now);
 		busy = lanes_process_all(w, now);
 		w->net->flush(w);
+		/* Every phase that decrypts (reap, housekeeping, lanes) has run and handed its
+		 * plaintext on (to the engine, the backend or an app's ring): wipe what is left
+		 * in the scratch buffers, so none outlives this iteration nor a sleep. */
+		sec_env_scrub(&w->sec);
 		report_drained(w, now);
 		if (w->stop) {
 			io_uring_submit(&w->ring);

@@ -484,6 +484,7 @@ it_tls_init() {
 		it_conf_serve_tls probe.svc 9 "$IT_TMP/p.crt" "$IT_TMP/p.key"
 		it_conf_call_tls probe.svc 100 0 "$IT_TMP/ca.crt" 127.0.0.1:9
 	} >"$IT_TMP/probe.conf"
+	: >"$IT_TMP/stek.keys" # --check opens the STEK files it names (their contents wait for start)
 	if ! out=$("$d" --config "$IT_TMP/probe.conf" --check 2>&1); then
 		it_skip "this r2p2d has no tls backend (BoringSSL): $out"
 	fi
