@@ -378,7 +378,8 @@ TEST(tls_replayed_first_flight_is_not_executed_again)
 	cli_close(&c);
 }
 
-TEST(tls_garbage_reply_fails_the_call)
+/* A reply that is not a tls frame for this step is set aside, not taken as the end. */
+TEST(tls_garbage_reply_is_ignored)
 {
 	struct host_cli c;
 	struct host_srv s;
@@ -391,10 +392,46 @@ TEST(tls_garbage_reply_fails_the_call)
 	struct sec_msg m;
 	sec_call_init(&call, sec_ops_for(CFG_SEC_TLS), cli_peer(&c), true, &server_addr);
 	CHECK(call.ops->protect(&c.env, &call, 0, (const uint8_t *)"x", 1, false, &m) == 0);
-	CHECK(call.ops->finish(&c.env, &call, 0, junk, sizeof(junk), &rep) == SEC_DONE);
-	CHECK(rep.status < 0 && rep.why);
+	CHECK(call.ops->finish(&c.env, &call, 0, junk, sizeof(junk), &rep) == SEC_IGNORE);
+	CHECK(rep.why != NULL);
 	sec_call_release(&call);
 	CHECK(call.ops->protect(&c.env, &call, 0, NULL, 0, true, &m) == -EINVAL); /* no renewal */
+	srv_close(&s);
+	cli_close(&c);
+}
+
+/*
+ * A duplicated CLIENT_FIRST makes the server resend its cached SERVER_HANDSHAKE; one
+ * that arrives while the client waits for the answer to its CLIENT_SECOND is set
+ * aside, and the genuine answer completes the call.
+ */
+TEST(tls_stale_handshake_flight_is_ignored)
+{
+	struct host_cli c;
+	struct host_srv s;
+	struct sec_call call = {0};
+	struct sec_reply rep;
+	struct sec_msg m;
+	uint8_t first[4096], hs[4096], second[4096], back[4096];
+	size_t first_len, hs_len, second_len, n;
+
+	cli_open(&c, CFG_SEC_TLS);
+	srv_open(&s, CFG_SEC_TLS, stek1);
+	sec_call_init(&call, sec_ops_for(CFG_SEC_TLS), cli_peer(&c), true, &server_addr);
+	CHECK(call.ops->protect(&c.env, &call, 0, (const uint8_t *)"one", 3, false, &m) == 0);
+	memcpy(first, m.data, m.len);
+	first_len = m.len;
+	CHECK(serve(&s, R2P2_F_TLS, first, first_len, hs, &hs_len) == SEC_ANSWER);
+	CHECK(call.ops->finish(&c.env, &call, 0, hs, hs_len, &rep) == SEC_SEND);
+	CHECK(rep.same_rid);
+	memcpy(second, rep.out.data, rep.out.len);
+	second_len = rep.out.len;
+	CHECK(call.ops->finish(&c.env, &call, 0, hs, hs_len, &rep) == SEC_IGNORE); /* stale */
+	CHECK(serve(&s, R2P2_F_TLS, second, second_len, back, &n) == SEC_DELIVER);
+	CHECK(call.ops->finish(&c.env, &call, 0, back, n, &rep) == SEC_DONE);
+	CHECK(rep.status == 0 && rep.out.len == 6 && memcmp(rep.out.data, "re:one", 6) == 0);
+	CHECK(s.executions == 1);
+	sec_call_release(&call);
 	srv_close(&s);
 	cli_close(&c);
 }

@@ -257,6 +257,10 @@ static enum sec_next tls_finish(struct sec_env *env, struct sec_call *c, const u
 		msg_set(&out->out, env->flight.data, env->flight.len, R2P2_F_TLS);
 		return SEC_SEND;
 	}
+	if (r == TLS_CALL_IGNORE) {
+		reply_fail(out, -EBADMSG, tls_call_error(c->tls));
+		return SEC_IGNORE;
+	}
 	if (r != TLS_CALL_DONE)
 		return reply_fail(out, r, tls_call_error(c->tls));
 	return reply_done(out, env->plain.data, env->plain.len);

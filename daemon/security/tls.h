@@ -190,6 +190,9 @@ int tls_call_begin_to(struct tls_client *c, const char *service, const struct r2
 enum tls_call_result {
 	TLS_CALL_DONE = 0,     /* the response is in `resp` */
 	TLS_CALL_CONTINUE = 1, /* send `flight` as a new R2P2 request, then call again */
+	TLS_CALL_IGNORE = 2,   /* not an answer to this exchange (malformed, or a frame of
+				* another step, such as a stale SERVER_HANDSHAKE resent for a
+				* duplicated CLIENT_FIRST): nothing changed, wait for the answer */
 };
 
 /*

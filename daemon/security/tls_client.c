@@ -196,6 +196,19 @@ void tls_call_free(struct tls_call *call)
 	free(call);
 }
 
+/* call_ignore records why a frame was not taken and leaves the call as it was. */
+__attribute__((format(printf, 2, 3))) static int call_ignore(struct tls_call *call,
+							     const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(call->err, sizeof(call->err), fmt, ap);
+	va_end(ap);
+	call->c->st.bad_messages++;
+	return TLS_CALL_IGNORE;
+}
+
 __attribute__((format(printf, 3, 4))) static int call_fail(struct tls_call *call, int rc,
 							   const char *fmt, ...)
 {
@@ -457,7 +470,7 @@ int tls_call_input(struct tls_call *call, const uint8_t *msg, size_t len, struct
 		return -EINVAL;
 	ERR_clear_error();
 	if (frame_parse(msg, len, &f) != 0)
-		return call_fail(call, -EBADMSG, "malformed tls frame from %s", call->service);
+		return call_ignore(call, "malformed tls frame from %s", call->service);
 	if (f.kind == TLS_KIND_ERROR)
 		return call_fail(call, -ECONNREFUSED, "%s refused the TLS exchange: %s",
 				 call->service, alert_text(f.tls, f.tls_len));
@@ -468,8 +481,10 @@ int tls_call_input(struct tls_call *call, const uint8_t *msg, size_t len, struct
 		return call_second(call, &f, flight);
 	if (call->state == CALL_SECOND_SENT && f.kind == TLS_KIND_SERVER_FINAL)
 		return call_second_final(call, &f, resp);
-	return call_fail(call, -EBADMSG, "unexpected tls frame (kind %d) from %s", (int)f.kind,
-			 call->service);
+	/* Judged without touching the TLS state: it may be a stale or forged frame, and
+	 * the answer may still come. */
+	return call_ignore(call, "unexpected tls frame (kind %d) from %s", (int)f.kind,
+			   call->service);
 }
 
 const char *tls_call_error(const struct tls_call *call)
