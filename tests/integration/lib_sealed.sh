@@ -164,3 +164,26 @@ it_sealed_sniff() {
 	shift 2
 	it_sniff_start "$IT_NS_A" "$out" "$ms" -i "r2a$IT_ID" "$@"
 }
+
+# ---- helpers of the attack tests (it_attack_*.sh) ----
+
+# it_nft_drop NS TABLE MATCH...: an nftables table TABLE (inet) in namespace NS whose input
+# chain counts and drops the packets MATCH (nft words, e.g. udp sport 8000 udp length 97)
+# selects. AF_PACKET taps (sniff) still see them: they run before the IP input hook.
+it_nft_drop() {
+	local ns=$1 t=$2
+	shift 2
+	ip netns exec "$ns" nft add table inet "$t"
+	ip netns exec "$ns" nft add chain inet "$t" in '{ type filter hook input priority 0; }'
+	ip netns exec "$ns" nft add rule inet "$t" in "$@" counter drop
+}
+
+# it_nft_dropped NS TABLE: how many packets the rule of it_nft_drop NS TABLE dropped so far.
+it_nft_dropped() {
+	local n
+	n=$(ip netns exec "$1" nft list table inet "$2" | grep -o 'counter packets [0-9]*' | head -n 1)
+	printf '%s\n' "${n##* }"
+}
+
+# it_nft_undo NS TABLE: delete the table of it_nft_drop.
+it_nft_undo() { ip netns exec "$1" nft delete table inet "$2"; }
