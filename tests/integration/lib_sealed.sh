@@ -187,3 +187,25 @@ it_nft_dropped() {
 
 # it_nft_undo NS TABLE: delete the table of it_nft_drop.
 it_nft_undo() { ip netns exec "$1" nft delete table inet "$2"; }
+
+# it_sealed_reason_code NAME: the reason byte of a REJECT reason name (stale -> 6).
+it_sealed_reason_code() {
+	local i
+	for i in "${!IT_SEALED_REASONS[@]}"; do
+		[ "${IT_SEALED_REASONS[$i]}" = "$1" ] && { echo "$i"; return 0; }
+	done
+	return 1
+}
+
+# it_sealed_reject_hex RID REASON: a REJECT datagram (hex) as a server sends it: an R2P2
+# RESPONSE (fixed route, F|L|sealed, p_order 1) with request id RID (4 hex digits) and payload
+# 02 ff REASON (REASON a name of IT_SEALED_REASONS). Nothing authenticates it: anyone who
+# knows RID and the client's address and port can send it.
+it_sealed_reject_hex() {
+	printf 'cc0811d0%s000102ff%02x\n' "$1" "$(it_sealed_reason_code "$2")"
+}
+
+# it_sealed_src CAPTURE HEX: the source ADDR:PORT of the first datagram HEX in a sniff capture.
+it_sealed_src() {
+	awk -v h="$2" '$3 == h { print $1; exit }' "$1"
+}
