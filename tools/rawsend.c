@@ -6,6 +6,7 @@
  *
  *   r2p2-rawsend [-b BIND_ADDR:PORT] [-r N] [-w MS] [-g GAP_US] [-R REPEAT] [-A] [-v]
  *                DST_ADDR:PORT HEX [HEX...]
+ *   r2p2-rawsend -S SRC_ADDR:PORT [-g GAP_US] [-R REPEAT] DST_ADDR:PORT HEX [HEX...]
  *
  * Each HEX argument is one datagram; whitespace, ':' and '-' between digits are
  * ignored, an empty argument (or "-") is an empty datagram. All datagrams go
@@ -15,6 +16,12 @@
  * send the remaining datagrams to that reply's source (how a multi-packet
  * R2P2 request continues after the server's ACK); -r then counts the replies
  * that follow. -v prints each reply's source on stderr.
+ * -S sends from SRC_ADDR:PORT through a raw socket (SOCK_RAW, IPPROTO_UDP: the
+ * UDP header is written here), so the port may be one another socket holds, e.g.
+ * a server's service port: a forged answer "from the server". SRC_ADDR must be an
+ * address of this host; the raw socket takes no port, and the kernel still hands
+ * every UDP datagram to the sockets bound to it. No replies are read. Needs
+ * CAP_NET_RAW.
  * Exit status: 0, or 1 when fewer than N replies arrived, 2 on usage errors.
  */
 #include <errno.h>
@@ -24,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "netaddr.h"
@@ -39,7 +47,9 @@ struct dgram {
 static void usage(void)
 {
 	fprintf(stderr, "usage: r2p2-rawsend [-b BIND_ADDR:PORT] [-r N] [-w MS] [-g GAP_US] "
-			"[-R REPEAT] [-A] [-v] DST_ADDR:PORT HEX [HEX...]\n");
+			"[-R REPEAT] [-A] [-v] DST_ADDR:PORT HEX [HEX...]\n"
+			"       r2p2-rawsend -S SRC_ADDR:PORT [-g GAP_US] [-R REPEAT] "
+			"DST_ADDR:PORT HEX [HEX...]\n");
 	exit(2);
 }
 
@@ -156,17 +166,122 @@ static unsigned long recv_replies(int fd, unsigned long want, uint64_t deadline,
 	return got;
 }
 
+/* csum_add adds `n` bytes at `p` to a ones' complement sum (RFC 1071). */
+static uint32_t csum_add(uint32_t sum, const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i + 1 < n; i += 2)
+		sum += (uint32_t)p[i] << 8 | p[i + 1];
+	if (n & 1)
+		sum += (uint32_t)p[n - 1] << 8;
+	return sum;
+}
+
+/*
+ * send_raw sends the datagrams from `src` (address and port) to `dst` through a raw
+ * UDP socket, REPEAT times with GAP_US between them. IPv4: the UDP checksum is
+ * computed here; IPv6: by the kernel (IPV6_CHECKSUM). Returns the exit status.
+ */
+static int send_raw(const struct sockaddr_storage *src, socklen_t slen,
+		    const struct sockaddr_storage *dst, const struct dgram *dg, int ndg,
+		    unsigned long repeat, unsigned long gap_us)
+{
+	static uint8_t pkt[8 + MAX_DGRAM];
+	struct sockaddr_storage to = *dst;
+	uint16_t sport, dport;
+	char abuf[INET6_ADDRSTRLEN + 8];
+	int fd, rc = 0;
+
+	if (src->ss_family == AF_INET) {
+		sport = ((const struct sockaddr_in *)src)->sin_port;
+		dport = ((const struct sockaddr_in *)dst)->sin_port;
+		((struct sockaddr_in *)&to)->sin_port = 0; /* raw: the port field is the protocol */
+	} else {
+		sport = ((const struct sockaddr_in6 *)src)->sin6_port;
+		dport = ((const struct sockaddr_in6 *)dst)->sin6_port;
+		((struct sockaddr_in6 *)&to)->sin6_port = 0;
+	}
+	fd = socket(src->ss_family, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_UDP);
+	if (fd < 0) {
+		perror("r2p2-rawsend: raw socket (-S needs CAP_NET_RAW)");
+		return 1;
+	}
+	if (src->ss_family == AF_INET6) {
+		int off = 6; /* the UDP checksum field */
+
+		if (setsockopt(fd, IPPROTO_IPV6, IPV6_CHECKSUM, &off, sizeof(off))) {
+			perror("r2p2-rawsend: IPV6_CHECKSUM");
+			close(fd);
+			return 1;
+		}
+	}
+	if (bind(fd, (const struct sockaddr *)src, slen)) {
+		fprintf(stderr, "r2p2-rawsend: bind raw socket to %s: %s\n",
+			netaddr_format(src, abuf, sizeof(abuf)), strerror(errno));
+		close(fd);
+		return 1;
+	}
+	for (unsigned long r = 0; r < repeat; r++) {
+		for (int i = 0; i < ndg; i++) {
+			size_t n = 8 + dg[i].len;
+			uint32_t sum = 0;
+
+			if (n > sizeof(pkt) || n > 0xFFFF) {
+				fprintf(stderr, "r2p2-rawsend: datagram %d too long for -S\n",
+					i + 1);
+				rc = 1;
+				continue;
+			}
+			memcpy(pkt, &sport, 2);
+			memcpy(pkt + 2, &dport, 2);
+			pkt[4] = (uint8_t)(n >> 8);
+			pkt[5] = (uint8_t)n;
+			pkt[6] = pkt[7] = 0;
+			memcpy(pkt + 8, dg[i].data, dg[i].len);
+			if (src->ss_family == AF_INET) {
+				/* pseudo-header: source, destination, zero, protocol, UDP length */
+				sum = csum_add(
+				    sum,
+				    (const uint8_t *)&((const struct sockaddr_in *)src)->sin_addr,
+				    4);
+				sum = csum_add(
+				    sum,
+				    (const uint8_t *)&((const struct sockaddr_in *)dst)->sin_addr,
+				    4);
+				sum += IPPROTO_UDP + (uint32_t)n;
+				sum = csum_add(sum, pkt, n);
+				while (sum >> 16)
+					sum = (sum & 0xFFFF) + (sum >> 16);
+				sum = ~sum & 0xFFFF;
+				if (!sum)
+					sum = 0xFFFF; /* 0 would mean "no checksum" */
+				pkt[6] = (uint8_t)(sum >> 8);
+				pkt[7] = (uint8_t)sum;
+			}
+			if (sendto(fd, pkt, n, 0, (const struct sockaddr *)&to, netaddr_len(&to)) !=
+			    (ssize_t)n) {
+				fprintf(stderr, "r2p2-rawsend: send datagram %d to %s: %s\n", i + 1,
+					netaddr_format(dst, abuf, sizeof(abuf)), strerror(errno));
+				rc = 1;
+			}
+			if (gap_us)
+				usleep((useconds_t)gap_us);
+		}
+	}
+	close(fd);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	struct sockaddr_storage dst, bind_addr, ack_src;
 	socklen_t dlen, blen;
-	const char *bind_s = NULL;
+	const char *bind_s = NULL, *spoof_s = NULL;
 	unsigned long want = 0, wait_ms = 0, gap_us = 0, repeat = 1, got = 0;
 	int ack_mode = 0, verbose = 0, have_wait = 0, fd, opt, ndg;
 	struct dgram *dg;
 	char abuf[INET6_ADDRSTRLEN + 8];
 
-	while ((opt = getopt(argc, argv, "+b:r:w:g:R:Av")) != -1) {
+	while ((opt = getopt(argc, argv, "+b:r:w:g:R:AS:v")) != -1) {
 		switch (opt) {
 		case 'b':
 			bind_s = optarg;
@@ -186,6 +301,9 @@ int main(int argc, char **argv)
 			break;
 		case 'A':
 			ack_mode = 1;
+			break;
+		case 'S':
+			spoof_s = optarg;
 			break;
 		case 'v':
 			verbose = 1;
@@ -212,6 +330,26 @@ int main(int argc, char **argv)
 				argv[optind + 1 + i]);
 			return 2;
 		}
+	}
+
+	if (spoof_s) {
+		int rc;
+
+		if (bind_s || ack_mode || want || have_wait || verbose) {
+			fprintf(stderr,
+				"r2p2-rawsend: -S reads no replies: no -b, -A, -r, -w, -v\n");
+			return 2;
+		}
+		if (netaddr_parse(spoof_s, &bind_addr, &blen) ||
+		    bind_addr.ss_family != dst.ss_family) {
+			fprintf(stderr, "r2p2-rawsend: bad source address '%s'\n", spoof_s);
+			return 2;
+		}
+		rc = send_raw(&bind_addr, blen, &dst, dg, ndg, repeat, gap_us);
+		for (int i = 0; i < ndg; i++)
+			free(dg[i].data);
+		free(dg);
+		return rc;
 	}
 
 	fd = socket(dst.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);

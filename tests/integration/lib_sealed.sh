@@ -164,3 +164,48 @@ it_sealed_sniff() {
 	shift 2
 	it_sniff_start "$IT_NS_A" "$out" "$ms" -i "r2a$IT_ID" "$@"
 }
+
+# ---- helpers of the attack tests (it_attack_*.sh) ----
+
+# it_nft_drop NS TABLE MATCH...: an nftables table TABLE (inet) in namespace NS whose input
+# chain counts and drops the packets MATCH (nft words, e.g. udp sport 8000 udp length 97)
+# selects. AF_PACKET taps (sniff) still see them: they run before the IP input hook.
+it_nft_drop() {
+	local ns=$1 t=$2
+	shift 2
+	ip netns exec "$ns" nft add table inet "$t"
+	ip netns exec "$ns" nft add chain inet "$t" in '{ type filter hook input priority 0; }'
+	ip netns exec "$ns" nft add rule inet "$t" in "$@" counter drop
+}
+
+# it_nft_dropped NS TABLE: how many packets the rule of it_nft_drop NS TABLE dropped so far.
+it_nft_dropped() {
+	local n
+	n=$(ip netns exec "$1" nft list table inet "$2" | grep -o 'counter packets [0-9]*' | head -n 1)
+	printf '%s\n' "${n##* }"
+}
+
+# it_nft_undo NS TABLE: delete the table of it_nft_drop.
+it_nft_undo() { ip netns exec "$1" nft delete table inet "$2"; }
+
+# it_sealed_reason_code NAME: the reason byte of a REJECT reason name (stale -> 6).
+it_sealed_reason_code() {
+	local i
+	for i in "${!IT_SEALED_REASONS[@]}"; do
+		[ "${IT_SEALED_REASONS[$i]}" = "$1" ] && { echo "$i"; return 0; }
+	done
+	return 1
+}
+
+# it_sealed_reject_hex RID REASON: a REJECT datagram (hex) as a server sends it: an R2P2
+# RESPONSE (fixed route, F|L|sealed, p_order 1) with request id RID (4 hex digits) and payload
+# 02 ff REASON (REASON a name of IT_SEALED_REASONS). Nothing authenticates it: anyone who
+# knows RID and the client's address and port can send it.
+it_sealed_reject_hex() {
+	printf 'cc0811d0%s000102ff%02x\n' "$1" "$(it_sealed_reason_code "$2")"
+}
+
+# it_sealed_src CAPTURE HEX: the source ADDR:PORT of the first datagram HEX in a sniff capture.
+it_sealed_src() {
+	awk -v h="$2" '$3 == h { print $1; exit }' "$1"
+}
