@@ -35,11 +35,11 @@ struct app_lane {
 	const struct r2p2_cqe *cq;
 	uint8_t *sq_arena;
 	const uint8_t *cq_arena;
-	uint32_t sq_tail; /* private copy of the published sq_tail */
-	uint64_t sq_pos;  /* SQ arena write position (free-running) */
-	uint64_t *sq_end; /* SQ arena end position of each SQ slot */
-	uint32_t cq_head; /* last published cq_head */
-	uint32_t cq_read; /* CQEs handed out; published as cq_head by the next poll */
+	uint32_t sq_tail;	 /* private copy of the published sq_tail */
+	uint64_t sq_pos;	 /* SQ arena write position (free-running) */
+	uint64_t *sq_end;	 /* SQ arena end position of each SQ slot */
+	uint32_t cq_head;	 /* last published cq_head */
+	uint32_t cq_read;	 /* CQEs handed out; published as cq_head by the next poll */
 	uint32_t calls_inflight; /* calls submitted here whose response CQE has not arrived */
 	int sq_efd;
 	int cq_efd;

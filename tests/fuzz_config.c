@@ -13,8 +13,8 @@
  *
  * Seeds: tests/fuzz/fuzz_config/ (hand-written configs, valid and not).
  */
-#include <stdint.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -29,8 +29,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -100,8 +100,8 @@ static void write_seed(const char *dir, const char *name, const uint8_t *pre, si
 }
 
 /* The server the requests are sent to and bound to: 10.0.0.2:8000. */
-static const struct r2p2_addr self_addr = {.family = AF_INET, .port = 0x401f,
-					   .addr = {10, 0, 0, 2}};
+static const struct r2p2_addr self_addr = {
+    .family = AF_INET, .port = 0x401f, .addr = {10, 0, 0, 2}};
 
 /* assoc_for makes the client side of an association sealed under STEK key `key_id`. */
 static void assoc_for(uint32_t key_id, struct sealed_assoc *a)
@@ -136,19 +136,20 @@ static void write_seeds(const char *dir)
 	uint8_t pre[1];
 
 	assoc_for(0xa, &a);
-	if (sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"hello", 5, NOW, &b, &ctx) != 0)
+	if (sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"hello", 5, NOW, &b,
+				&ctx) != 0)
 		die("seal");
 	write_seed(dir, "request_hello", open0, sizeof(open0), b.data, b.len);
 	if (sealed_seal_request(&a, req_hdr, &self_addr, NULL, 0, NOW, &b, &ctx) != 0)
 		die("seal");
 	write_seed(dir, "request_empty", open0, sizeof(open0), b.data, b.len);
-	if (sealed_seal_request(&a, policy_hdr + 3, &self_addr, (const uint8_t *)"policy 3", 8, NOW, &b,
-				&ctx) != 0)
+	if (sealed_seal_request(&a, policy_hdr + 3, &self_addr, (const uint8_t *)"policy 3", 8, NOW,
+				&b, &ctx) != 0)
 		die("seal");
 	write_seed(dir, "request_policy3_hdr", policy_hdr, sizeof(policy_hdr), b.data, b.len);
 	assoc_for(0x9, &a);
-	if (sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"previous key", 12, NOW, &b, &ctx) !=
-	    0)
+	if (sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"previous key", 12, NOW,
+				&b, &ctx) != 0)
 		die("seal");
 	write_seed(dir, "request_previous_key", open0, sizeof(open0), b.data, b.len);
 
@@ -229,8 +230,8 @@ static void open_request(const uint8_t *in, size_t in_len)
 		abort();
 	memcpy(copy, msg, len);
 	memset(&ctx, 0xA5, sizeof(ctx));
-	struct sealed_checks chk = {.now_ms = now, .now_ns = now * 1000000ull, .self = &self_addr,
-				    .num_self = 1};
+	struct sealed_checks chk = {
+	    .now_ms = now, .now_ns = now * 1000000ull, .self = &self_addr, .num_self = 1};
 	rc = sealed_open_request(server, stek, svc, strike, &chk, hdr, copy, len, &out, &ctx, &why);
 	if (rc != 0) {
 		if (rc > 0 || why == SEALED_OK || why > SEALED_REASON_MAX || out.len || ctx.armed)

@@ -57,7 +57,7 @@ enum {
 	KIND_ERROR = 5,
 };
 #define MSG_PREFIX_LEN 4
-#define BIND_LEN 18 /* 0-RTT data starts with the server's address and port */
+#define BIND_LEN 18	     /* 0-RTT data starts with the server's address and port */
 #define EARLY_DATA_MAX 14336 /* what BoringSSL writes into its tickets */
 
 #define SVC "echo.svc"
@@ -346,8 +346,8 @@ static bool message_make(const uint8_t *req, size_t len, struct buf *out)
  */
 static bool message_make_early(const uint8_t *req, size_t len, struct buf *out)
 {
-	static const uint8_t bind[BIND_LEN] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff,
-					       127, 0, 0, 1, 0x1f, 0x40};
+	static const uint8_t bind[BIND_LEN] = {0, 0,	0,    0,   0, 0, 0, 0,	  0,
+					       0, 0xff, 0xff, 127, 0, 0, 1, 0x1f, 0x40};
 	uint8_t pfx[MSG_PREFIX_LEN];
 
 	put_be32(pfx, (uint32_t)(sizeof(bind) + len));
@@ -512,7 +512,8 @@ static bool rpc_0rtt(SSL_SESSION *resume, const uint8_t *req, size_t len)
 		return fail("no session to resume");
 	if (SSL_SESSION_get_max_early_data(resume) < MSG_PREFIX_LEN + BIND_LEN + len)
 		return fail("ticket allows %u bytes of early data, need %zu",
-			    SSL_SESSION_get_max_early_data(resume), MSG_PREFIX_LEN + BIND_LEN + len);
+			    SSL_SESSION_get_max_early_data(resume),
+			    MSG_PREFIX_LEN + BIND_LEN + len);
 	ssl = client_new(SVC, resume);
 	if (!ssl || !message_make_early(req, len, &msg))
 		goto out;

@@ -71,7 +71,7 @@ struct node {
 	size_t resp_len;
 	/* Called after each completion is recorded (re-entrancy tests). */
 	void (*on_done)(struct node *n, const struct done_ev *d);
-	bool keep_payloads; /* copy payloads of requests/completions (off for bulk tests) */
+	bool keep_payloads;	/* copy payloads of requests/completions (off for bulk tests) */
 	size_t legacy_requests; /* requests that came through ops.request, not request_ex */
 };
 
@@ -509,8 +509,8 @@ static void check_geometry_flags(const struct node *n, unsigned type, const uint
 			cr_assert_eq(pkt_order(p), want);
 			cr_assert_eq(plen, head);
 		} else {
-			cr_assert_eq(p->data[3], (got == want - 1 ? 0x40 : 0x00) | fl, "flags of %u",
-				     got);
+			cr_assert_eq(p->data[3], (got == want - 1 ? 0x40 : 0x00) | fl,
+				     "flags of %u", got);
 			cr_assert_eq(pkt_order(p), got);
 			if (got < want - 1)
 				cr_assert_eq(plen, R2P2_MAX_PAYLOAD);
@@ -738,8 +738,7 @@ Test(sizes, response_exact_packets)
 
 /* ---- loss, duplication, reordering of each packet ---------------------------------- */
 
-static void check_enc_geometry(const struct node *n, const uint8_t *msg, size_t len,
-			       uint8_t flags);
+static void check_enc_geometry(const struct node *n, const uint8_t *msg, size_t len, uint8_t flags);
 static void check_all_flags(const struct node *n, uint8_t flags);
 
 /* faulty_exchange runs one call with `flags` (0: plain) and one fault; returns packets sent. */
@@ -1225,7 +1224,8 @@ static void refuse_first(struct node *n, const struct done_ev *d)
 Test(client, refused_response_keeps_waiting)
 {
 	struct pair p;
-	static const uint8_t forged[] = {0xcc, 0x08, 0x11, 0xc0, 0x01, 0x02, 0x00, 0x01, 'f', 'a', 'k', 'e'};
+	static const uint8_t forged[] = {0xcc, 0x08, 0x11, 0xc0, 0x01, 0x02,
+					 0x00, 0x01, 'f',  'a',	 'k',  'e'};
 	uint64_t deadline;
 
 	pair_init(&p, NULL, NULL);
@@ -1315,8 +1315,12 @@ Test(client, chosen_rid)
 {
 	struct pair p;
 	struct r2p2_addr hole = mkaddr("10.9.9.9", 9);
-	struct eng_call_args a = {.policy = R2P2_LB_ROUTE, .payload = "x",
-				  .len = 1, .cookie = 7, .timeout_ns = SEC, .use_rid = true,
+	struct eng_call_args a = {.policy = R2P2_LB_ROUTE,
+				  .payload = "x",
+				  .len = 1,
+				  .cookie = 7,
+				  .timeout_ns = SEC,
+				  .use_rid = true,
 				  .rid = 0x4242};
 
 	pair_init(&p, NULL, NULL);
@@ -1988,8 +1992,7 @@ static uint16_t enc_order(uint32_t i, uint32_t n)
  * check_enc_geometry checks that the first REQUEST packets `n` sent are the
  * encrypted framing of `msg`: same split as plain, p_order 0xFFFF, N-1, 2, 3, ...
  */
-static void check_enc_geometry(const struct node *n, const uint8_t *msg, size_t len,
-			       uint8_t flags)
+static void check_enc_geometry(const struct node *n, const uint8_t *msg, size_t len, uint8_t flags)
 {
 	uint32_t want = num_pkts(len, R2P2_MIN_PAYLOAD), got = 0;
 	size_t off = 0;

@@ -43,14 +43,17 @@ static const uint8_t resp_hdr[4] = {R2P2_MAGIC, R2P2_HDR_LEN, R2P2_RESPONSE << 4
 				    R2P2_F_FIRST | R2P2_F_LAST | R2P2_F_SEALED};
 
 /* The server every request of these tests is sent to (and bound to): 10.0.0.2:8000. */
-static const struct r2p2_addr self_addr = {.family = AF_INET, .port = 0x401f /* 8000, be */,
-					   .addr = {10, 0, 0, 2}};
+static const struct r2p2_addr self_addr = {
+    .family = AF_INET, .port = 0x401f /* 8000, be */, .addr = {10, 0, 0, 2}};
 
 /* checks_at returns the server checks at unix ms `now` (the register on the same clock). */
 static struct sealed_checks checks_at(uint64_t now)
 {
-	return (struct sealed_checks){.now_ms = now, .now_ns = now * 1000000ull, .window_ms = W,
-				      .self = &self_addr, .num_self = 1};
+	return (struct sealed_checks){.now_ms = now,
+				      .now_ns = now * 1000000ull,
+				      .window_ms = W,
+				      .self = &self_addr,
+				      .num_self = 1};
 }
 
 /* ---- fixtures ------------------------------------------------------------------ */
@@ -297,7 +300,8 @@ TEST(vector_token_request_response)
 	unhex(V_TOKEN, want, SEALED_TOKEN_LEN);
 	CHECK_MEM(a.token, want, SEALED_TOKEN_LEN);
 
-	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"ping", 4, NOW, &wire, &cctx),
+	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"ping", 4, NOW,
+				     &wire, &cctx),
 		 0);
 	CHECK_EQ(wire.len, 131);
 	unhex(V_REQUEST, want, 131);
@@ -348,7 +352,8 @@ TEST(round_trip_sizes)
 		size_t len = sizes[i];
 		struct sealed_ctx cctx, sctx;
 
-		CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, req, len, NOW, &wire, &cctx), 0);
+		CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, req, len, NOW, &wire, &cctx),
+			 0);
 		CHECK_EQ(wire.len, SEALED_REQ_OVERHEAD + len);
 		CHECK_EQ(
 		    open_req(&sv, set, SVC, NOW + 3, req_hdr, wire.data, wire.len, &plain, &sctx),
@@ -397,7 +402,8 @@ TEST(nonces_never_repeat)
 	CHECK_EQ(sealed_assoc_init(&b, blob, NOW), 0);
 	CHECK(memcmp(a.prefix, b.prefix, 4) != 0); /* 2^-32 to fail by chance */
 	for (int i = 0; i < 1000; i++) {
-		CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, NULL, 0, NOW, &wire, &ctx), 0);
+		CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, NULL, 0, NOW, &wire, &ctx),
+			 0);
 		memcpy(seen[i], wire.data + 1 + SEALED_TOKEN_LEN, 12);
 		CHECK_MEM(seen[i], a.prefix, 4);
 		CHECK_EQ(seen[i][11] | seen[i][10] << 8, i);
@@ -405,7 +411,8 @@ TEST(nonces_never_repeat)
 			CHECK(memcmp(seen[i], seen[j], 12) != 0);
 	}
 	a.counter = UINT64_MAX;
-	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, NULL, 0, NOW, &wire, &ctx), -EOVERFLOW);
+	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, NULL, 0, NOW, &wire, &ctx),
+		 -EOVERFLOW);
 	sealed_ctx_cleanup(&ctx);
 	sealed_assoc_cleanup(&a);
 	sealed_assoc_cleanup(&b);
@@ -471,19 +478,20 @@ TEST(flipped_bits_rejected_with_reason)
 	const char *field;
 
 	bootstrap(&sv, set, SVC, NOW, 0, &a);
-	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"ping", 4, NOW, &wire, &cctx),
+	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"ping", 4, NOW,
+				     &wire, &cctx),
 		 0);
 	CHECK_EQ(wire.len, REQ_LEN);
 
 	/* payload: every bit of every field */
 	for (size_t byte = 0; byte < REQ_LEN; byte++) {
-		field = byte == 0	 ? "version"
-			: byte < OFF_N	 ? "token"
-			: byte < OFF_TS	 ? "nonce"
+		field = byte == 0	  ? "version"
+			: byte < OFF_N	  ? "token"
+			: byte < OFF_TS	  ? "nonce"
 			: byte < OFF_BIND ? "timestamp"
-			: byte < OFF_CT	 ? "binding"
-			: byte < OFF_TAG ? "ciphertext"
-					 : "tag";
+			: byte < OFF_CT	  ? "binding"
+			: byte < OFF_TAG  ? "ciphertext"
+					  : "tag";
 		for (int bit = 0; bit < 8; bit++) {
 			enum sealed_reason want = expect_for_flip(set, wire.data, byte, bit), got;
 
@@ -525,8 +533,8 @@ TEST(flipped_bits_rejected_with_reason)
 		CHECK_MSG(rejected(&sv, r) == tally[r], "%s: counted %ju, want %ju",
 			  sealed_reason_name(r), (uintmax_t)rejected(&sv, r), (uintmax_t)tally[r]);
 	CHECK(tally[SEALED_REJ_UNKNOWN_KEY] && tally[SEALED_REJ_BAD_TOKEN] &&
-	      tally[SEALED_REJ_WRONG_SERVER] &&
-	      tally[SEALED_REJ_STALE] && tally[SEALED_REJ_BAD_AEAD] && tally[SEALED_REJ_MALFORMED]);
+	      tally[SEALED_REJ_WRONG_SERVER] && tally[SEALED_REJ_STALE] &&
+	      tally[SEALED_REJ_BAD_AEAD] && tally[SEALED_REJ_MALFORMED]);
 
 	/* nothing forged reached the register: the genuine request still opens, with F/L flipped */
 	memcpy(h, req_hdr, 4);
@@ -580,7 +588,8 @@ TEST(replay_refused_never_second_plaintext)
 	struct tls_buf wire = {0}, plain = {0};
 
 	bootstrap(&sv, set, SVC, NOW, 0, &a);
-	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"once", 4, NOW, &wire, &cctx),
+	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"once", 4, NOW,
+				     &wire, &cctx),
 		 0);
 	CHECK_EQ(open_req(&sv, set, SVC, NOW, req_hdr, wire.data, wire.len, &plain, &sctx),
 		 SEALED_OK);
@@ -621,12 +630,16 @@ TEST(retired_key_unknown)
 	bootstrap(&sv, s0, SVC, NOW, 0, &a);
 
 	CHECK_MSG(stek_rotate_file(p, &s1, err, sizeof(err)) == 0, "%s", err);
-	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"x", 1, NOW, &wire, &cctx), 0);
+	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"x", 1, NOW, &wire,
+				     &cctx),
+		 0);
 	CHECK_EQ(open_req(&sv, s1, SVC, NOW, req_hdr, wire.data, wire.len, &plain, &sctx),
 		 SEALED_OK); /* the minting key is `previous` now */
 
 	CHECK_MSG(stek_rotate_file(p, &s2, err, sizeof(err)) == 0, "%s", err);
-	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"x", 1, NOW, &wire, &cctx), 0);
+	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"x", 1, NOW, &wire,
+				     &cctx),
+		 0);
 	why = open_req(&sv, s2, SVC, NOW, req_hdr, wire.data, wire.len, &plain, &sctx);
 	CHECK_EQ(why, SEALED_REJ_UNKNOWN_KEY);
 	CHECK_EQ(rejected(&sv, SEALED_REJ_UNKNOWN_KEY), 1);
@@ -685,7 +698,9 @@ TEST(token_for_other_service)
 	struct tls_buf wire = {0}, plain = {0};
 
 	bootstrap(&sv, set, "a.svc", NOW, 0, &a);
-	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"hi", 2, NOW, &wire, &cctx), 0);
+	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"hi", 2, NOW, &wire,
+				     &cctx),
+		 0);
 	CHECK_EQ(open_req(&sv, set, "b.svc", NOW, req_hdr, wire.data, wire.len, &plain, &sctx),
 		 SEALED_REJ_WRONG_SERVICE);
 	CHECK_EQ(rejected(&sv, SEALED_REJ_WRONG_SERVICE), 1);
@@ -723,7 +738,8 @@ TEST(expired_association)
 	CHECK_EQ(rejected(&sv, SEALED_REJ_EXPIRED), 1);
 	CHECK(sealed_reason_rebootstrap(SEALED_REJ_EXPIRED));
 	/* the client refuses to use an association it knows has expired */
-	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, NULL, 0, NOW + 1000, &wire, &cctx), -ESTALE);
+	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, NULL, 0, NOW + 1000, &wire, &cctx),
+		 -ESTALE);
 	CHECK(!cctx.armed);
 	CHECK_EQ(sealed_assoc_mint(sv.s, set, SVC, NOW, 1000, blob), 0);
 	CHECK_EQ(sealed_assoc_init(&b, blob, NOW + 1000), -ESTALE);
@@ -755,9 +771,9 @@ TEST(stale_timestamp)
 
 	bootstrap(&sv, set, SVC, NOW - 2 * W, 0, &a);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		CHECK_EQ(
-		    sealed_seal_request(&a, req_hdr, &self_addr, NULL, 0, NOW + cases[i].skew, &wire, &cctx),
-		    0);
+		CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, NULL, 0, NOW + cases[i].skew,
+					     &wire, &cctx),
+			 0);
 		CHECK_EQ(open_req(&sv, set, SVC, NOW, req_hdr, wire.data, wire.len, &plain, &sctx),
 			 cases[i].want);
 		sealed_ctx_cleanup(&sctx);
@@ -786,9 +802,9 @@ TEST(two_servers_one_association)
 		struct server *sv = i % 2 ? &sv2 : &sv1;
 		struct stek_set *set = i % 2 ? set2 : set1;
 
-		CHECK_EQ(
-		    sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"abcd", 4, NOW, &wire, &cctx),
-		    0);
+		CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"abcd", 4,
+					     NOW, &wire, &cctx),
+			 0);
 		CHECK_EQ(open_req(sv, set, SVC, NOW, req_hdr, wire.data, wire.len, &plain, &sctx),
 			 SEALED_OK);
 		CHECK_EQ(sealed_seal_response(sv->s, &sctx, resp_hdr, (const uint8_t *)"efgh", 4,
@@ -803,7 +819,9 @@ TEST(two_servers_one_association)
 	 */
 	struct tls_buf r1 = {0}, r2 = {0};
 	struct sealed_ctx c1, c2;
-	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"dup", 3, NOW, &wire, &cctx), 0);
+	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"dup", 3, NOW, &wire,
+				     &cctx),
+		 0);
 	CHECK_EQ(open_req(&sv1, set1, SVC, NOW, req_hdr, wire.data, wire.len, &plain, &c1),
 		 SEALED_OK);
 	CHECK_EQ(open_req(&sv2, set2, SVC, NOW, req_hdr, wire.data, wire.len, &plain, &c2),
@@ -842,9 +860,9 @@ TEST(strike_register_bounded_fails_closed)
 	for (int i = 0; i < 300; i++) {
 		enum sealed_reason why;
 
-		CHECK_EQ(
-		    sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"f", 1, NOW, &wire, &cctx),
-		    0);
+		CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"f", 1, NOW,
+					     &wire, &cctx),
+			 0);
 		why = open_req(&sv, set, SVC, NOW, req_hdr, wire.data, wire.len, &plain, &sctx);
 		CHECK_MSG(why == SEALED_OK || why == SEALED_REJ_FULL, "%s",
 			  sealed_reason_name(why));
@@ -862,7 +880,9 @@ TEST(strike_register_bounded_fails_closed)
 	CHECK(!sealed_reason_rebootstrap(SEALED_REJ_FULL));
 	/* time frees room: two windows later a fresh request is accepted again */
 	uint64_t later = NOW + 2 * 2 * W + 1;
-	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"f", 1, later, &wire, &cctx), 0);
+	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"f", 1, later, &wire,
+				     &cctx),
+		 0);
 	CHECK_EQ(open_req(&sv, set, SVC, later, req_hdr, wire.data, wire.len, &plain, &sctx),
 		 SEALED_OK);
 	sealed_ctx_cleanup(&cctx);
@@ -939,7 +959,9 @@ TEST(bootstrap_encode_decode_strict)
 	CHECK_EQ(sealed_boot_resp_encode(blob, NULL, 0, &b), 0);
 	CHECK_EQ(sealed_boot_resp_decode(b.data, b.len, &gblob, &app, &app_len), 0);
 	CHECK_EQ(sealed_assoc_init(&a, gblob, NOW), 0);
-	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"go", 2, NOW, &wire, &cctx), 0);
+	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"go", 2, NOW, &wire,
+				     &cctx),
+		 0);
 	CHECK_EQ(open_req(&sv, set, SVC, NOW, req_hdr, wire.data, wire.len, &plain, &sctx),
 		 SEALED_OK);
 	CHECK_MEM(plain.data, "go", 2);
@@ -991,10 +1013,10 @@ TEST(reject_encode_decode)
 /* A request bound to one server is refused by another server of the fleet (same STEK). */
 TEST(copy_to_another_server_refused)
 {
-	static const struct r2p2_addr other = {.family = AF_INET, .port = 0x401f,
-					       .addr = {10, 0, 0, 3}};
-	static const struct r2p2_addr other_port = {.family = AF_INET, .port = 0x411f,
-						    .addr = {10, 0, 0, 2}};
+	static const struct r2p2_addr other = {
+	    .family = AF_INET, .port = 0x401f, .addr = {10, 0, 0, 3}};
+	static const struct r2p2_addr other_port = {
+	    .family = AF_INET, .port = 0x411f, .addr = {10, 0, 0, 2}};
 	struct stek_set *set = std_set();
 	struct server a_sv = server_new(64), b_sv = server_new(64);
 	struct sealed_assoc a;
@@ -1221,8 +1243,8 @@ TEST(server_misuse)
 	bootstrap(&sv, set, SVC, NOW, 0, &a);
 	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, NULL, 0, NOW, &wire, &cctx), 0);
 	struct sealed_checks chk = checks_at(NOW);
-	CHECK_EQ(sealed_open_request(sv.s, NULL, SVC, sv.strike, &chk, req_hdr, wire.data,
-				     wire.len, &plain, &sctx, &why),
+	CHECK_EQ(sealed_open_request(sv.s, NULL, SVC, sv.strike, &chk, req_hdr, wire.data, wire.len,
+				     &plain, &sctx, &why),
 		 -EINVAL);
 	CHECK_EQ(why, SEALED_REJ_INTERNAL);
 	CHECK_EQ(sealed_open_request(sv.s, set, SVC, NULL, &chk, req_hdr, wire.data, wire.len,

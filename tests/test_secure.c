@@ -35,8 +35,8 @@ static uint64_t wall = 1700000000000ull; /* unix ms, both hosts */
 static uint64_t mono = 1000000000ull;
 static const struct r2p2_addr client_addr = {.family = AF_INET, .addr = {10, 0, 0, 1}};
 /* the server every call goes to, 10.0.0.2:8000, and another of the fleet, 10.0.0.3 */
-static const struct r2p2_addr server_addr = {.family = AF_INET, .port = 0x401f /* 8000 */,
-					     .addr = {10, 0, 0, 2}};
+static const struct r2p2_addr server_addr = {
+    .family = AF_INET, .port = 0x401f /* 8000 */, .addr = {10, 0, 0, 2}};
 static const struct r2p2_addr other_addr = {.family = AF_INET, .addr = {10, 0, 0, 3}};
 
 static uint64_t test_wall_ms(void)
@@ -189,11 +189,11 @@ struct rpc {
 	int status;
 	uint8_t reply[256];
 	size_t reply_len;
-	unsigned rounds;         /* R2P2 request/response exchanges */
-	uint8_t first_flags;     /* mode flags of the first request */
+	unsigned rounds;     /* R2P2 request/response exchanges */
+	uint8_t first_flags; /* mode flags of the first request */
 	enum sec_step first_step;
-	unsigned executions;     /* requests the server handed to its app */
-	uint8_t wire[2048];      /* the first request's payload, for replays */
+	unsigned executions; /* requests the server handed to its app */
+	uint8_t wire[2048];  /* the first request's payload, for replays */
 	size_t wire_len;
 };
 
@@ -204,8 +204,12 @@ struct rpc {
 static enum sec_verdict serve(struct host_srv *s, uint8_t flags, const uint8_t *p, size_t len,
 			      uint8_t *out, size_t *out_len)
 {
-	struct sec_request rq = {.src = &client_addr, .policy = 0, .flags = flags,
-				 .payload = p, .len = len, .now = tick()};
+	struct sec_request rq = {.src = &client_addr,
+				 .policy = 0,
+				 .flags = flags,
+				 .payload = p,
+				 .len = len,
+				 .now = tick()};
 	struct sec_exec x;
 	struct sec_msg m;
 	enum sec_verdict v = s->svc.ops->open(&s->env, &s->svc, &rq, &x, &m);
@@ -256,11 +260,10 @@ static struct rpc rpc_run(struct host_cli *c, struct host_srv *s, const char *re
 		enum sec_verdict v = serve(s, flags, wire, wire_len, back, &back_len);
 		r.rounds++;
 		CHECK(r.rounds < 5);
-		enum sec_next next = v == SEC_REJECT || v == SEC_WRONG_MODE
-					     ? call.ops->finish(&c->env, &call, -ECONNRESET, NULL,
-								0, &rep)
-					     : call.ops->finish(&c->env, &call, 0, back, back_len,
-								&rep);
+		enum sec_next next =
+		    v == SEC_REJECT || v == SEC_WRONG_MODE
+			? call.ops->finish(&c->env, &call, -ECONNRESET, NULL, 0, &rep)
+			: call.ops->finish(&c->env, &call, 0, back, back_len, &rep);
 		if (next == SEC_DONE)
 			break;
 		memcpy(wire, rep.out.data, rep.out.len);
@@ -280,7 +283,8 @@ static struct rpc rpc_run(struct host_cli *c, struct host_srv *s, const char *re
 
 static bool reply_is(const struct rpc *r, const char *s)
 {
-	return r->status == 0 && r->reply_len == strlen(s) && memcmp(r->reply, s, r->reply_len) == 0;
+	return r->status == 0 && r->reply_len == strlen(s) &&
+	       memcmp(r->reply, s, r->reply_len) == 0;
 }
 
 /* ---- plain -------------------------------------------------------------------------- */
@@ -449,8 +453,8 @@ TEST(tls_answer_after_the_service_lost_its_keys)
 	rpc_run(&c, &s, "one", true, false);
 	sec_call_init(&call, sec_ops_for(CFG_SEC_TLS), cli_peer(&c), true, &server_addr);
 	CHECK(call.ops->protect(&c.env, &call, 0, (const uint8_t *)"two", 3, false, &m) == 0);
-	struct sec_request rq = {.src = &client_addr, .flags = m.flags, .payload = m.data,
-				 .len = m.len, .now = tick()};
+	struct sec_request rq = {
+	    .src = &client_addr, .flags = m.flags, .payload = m.data, .len = m.len, .now = tick()};
 	CHECK(s.svc.ops->open(&s.env, &s.svc, &rq, &x, &out) == SEC_DELIVER);
 	CHECK(sec_exec_uses_service(&x));
 	sec_service_retire(&s.svc, NULL); /* a reload made it plain */
@@ -671,8 +675,8 @@ static void protect_sealed(struct host_cli *c, struct sec_call *call, const char
 	struct sec_msg m;
 
 	sec_call_init(call, sec_ops_for(CFG_SEC_SEALED), cli_peer(c), true, &server_addr);
-	CHECK(call->ops->protect(&c->env, call, 0, (const uint8_t *)req, strlen(req), false,
-				 &m) == 0);
+	CHECK(call->ops->protect(&c->env, call, 0, (const uint8_t *)req, strlen(req), false, &m) ==
+	      0);
 	CHECK(call->step == SEC_STEP_SEALED);
 	memcpy(wire, m.data, m.len);
 	*wire_len = m.len;
@@ -693,8 +697,7 @@ static int finish_and_serve(struct host_cli *c, struct host_srv *s, struct sec_c
 	while (call->ops->finish(&c->env, call, 0, back, n, &rep) == SEC_SEND) {
 		size_t wire_len = rep.out.len;
 		memcpy(wire, rep.out.data, wire_len);
-		CHECK(serve(s, rep.out.flags, wire, wire_len, back, &n) == SEC_ANSWER ||
-		      n > 0);
+		CHECK(serve(s, rep.out.flags, wire, wire_len, back, &n) == SEC_ANSWER || n > 0);
 	}
 	return rep.status;
 }

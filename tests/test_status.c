@@ -11,9 +11,8 @@
 const char *sealed_reason_name(unsigned reason)
 {
 	static const char *const names[] = {
-	    "ok",	  "malformed", "unknown_key", "bad_token",    "wrong_service",
-	    "expired",	  "stale",     "replay",      "full",	      "bad_aead",
-	    "internal", "wrong_server", "restarted"};
+	    "ok",     "malformed", "unknown_key", "bad_token", "wrong_service", "expired",  "stale",
+	    "replay", "full",	   "bad_aead",	  "internal",  "wrong_server",	"restarted"};
 	_Static_assert(sizeof(names) / sizeof(names[0]) == SEALED_REASON_MAX + 1, "every reason");
 	return reason <= SEALED_REASON_MAX ? names[reason] : "?";
 }

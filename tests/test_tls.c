@@ -478,7 +478,7 @@ TEST(ticket_older_than_the_window_gets_no_early_data)
 	r = rpc_ok(c, a.s, true);
 	CHECK(!r.early);
 	CHECK_EQ(sstats(&a).early_too_old, 1);
-	rpc_ok(c, a.s, true); /* its ticket allows no early data (BoringSSL) */
+	rpc_ok(c, a.s, true);	  /* its ticket allows no early data (BoringSSL) */
 	r = rpc_ok(c, a.s, true); /* a fresh ticket that does */
 	CHECK(r.early);
 	tls_client_free(c);

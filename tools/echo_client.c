@@ -67,7 +67,8 @@ static int call_flags(struct r2p2_ctx *ctx, const char *service, const void *req
 		      unsigned flags)
 {
 	/* like r2p2_call_sync: the call's own timeout (0: the service's) plus a grace second */
-	uint64_t deadline = now_ns() + ((uint64_t)(timeout_ms ? timeout_ms : 60000) + 1000) * 1000000ull;
+	uint64_t deadline =
+	    now_ns() + ((uint64_t)(timeout_ms ? timeout_ms : 60000) + 1000) * 1000000ull;
 	struct r2p2_event ev;
 	int64_t id;
 	int r;

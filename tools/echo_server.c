@@ -267,8 +267,7 @@ int main(int argc, char **argv)
 			int e = errno;
 
 			if (e == EPROTO || e == EACCES || e == EINVAL) {
-				fprintf(stderr, "r2p2-echo-server: attach: %s\n",
-					strerror(e));
+				fprintf(stderr, "r2p2-echo-server: attach: %s\n", strerror(e));
 				return 1;
 			}
 			if (!warned++)

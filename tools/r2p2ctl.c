@@ -317,8 +317,9 @@ static int cmd_maps(struct ctl *ctl, int argc, char **argv)
 	(void)ctl;
 	d = opendir(root);
 	if (!d || ncpu <= 0) {
-		fprintf(stderr, "r2p2ctl: no XDP program pinned under %s: %s (is r2p2d running with "
-				"backend = xdp?)\n",
+		fprintf(stderr,
+			"r2p2ctl: no XDP program pinned under %s: %s (is r2p2d running with "
+			"backend = xdp?)\n",
 			root, d ? "cannot count CPUs" : strerror(errno));
 		if (d)
 			closedir(d);
@@ -348,7 +349,8 @@ static int cmd_maps(struct ctl *ctl, int argc, char **argv)
 				sum.passed_runt += v[c].passed_runt;
 			}
 			printf("%s:\n  steered %llu\n  no_socket %llu\n  dropped_malformed %llu\n"
-			       "  passed_not_r2p2 %llu\n  passed_fragment %llu\n  passed_ipv6_ext %llu\n"
+			       "  passed_not_r2p2 %llu\n  passed_fragment %llu\n  passed_ipv6_ext "
+			       "%llu\n"
 			       "  passed_runt %llu\n",
 			       e->d_name, (unsigned long long)sum.steered,
 			       (unsigned long long)sum.no_socket,
@@ -372,8 +374,8 @@ static int cmd_maps(struct ctl *ctl, int argc, char **argv)
 }
 
 static const struct command commands[] = {
-    {"maps", "[IFNAME]", "XDP verdict counters summed over CPUs (pinned maps, no r2p2d needed)",
-     0, 1, cmd_maps, true},
+    {"maps", "[IFNAME]", "XDP verdict counters summed over CPUs (pinned maps, no r2p2d needed)", 0,
+     1, cmd_maps, true},
     {"status", "", "show workers, attached apps and per-service counters", 0, 0, cmd_status, false},
     {"stek generate", "PATH", "create a new STEK file (one random current key, mode 0600)", 1, 1,
      cmd_stek_generate, true},

@@ -31,8 +31,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <r2p2/wire.h>
@@ -123,8 +123,8 @@ int main(int argc, char **argv)
 	struct sealed_ctx cctx, sctx;
 	enum sealed_reason why;
 	/* the server 10.0.0.2:8000, as the client binds its requests to it */
-	const struct r2p2_addr server = {.family = AF_INET, .port = htons(8000),
-					 .addr = {10, 0, 0, 2}};
+	const struct r2p2_addr server = {
+	    .family = AF_INET, .port = htons(8000), .addr = {10, 0, 0, 2}};
 	struct sealed_checks chk = {.now_ms = now, .self = &server, .num_self = 1};
 	uint64_t cli_total = 0, srv_total = 0, cli_best = UINT64_MAX, srv_best = UINT64_MAX;
 
@@ -135,8 +135,8 @@ int main(int argc, char **argv)
 			uint64_t t0, t1, t2, t3, t4;
 
 			t0 = mono_ns();
-			rc = sealed_seal_request(&assoc, req_hdr, &server, ping, sizeof(ping),
-						 now, &wire_req, &cctx);
+			rc = sealed_seal_request(&assoc, req_hdr, &server, ping, sizeof(ping), now,
+						 &wire_req, &cctx);
 			t1 = mono_ns();
 			if (rc)
 				die("sealed_seal_request", rc);

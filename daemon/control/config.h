@@ -25,11 +25,11 @@ enum cfg_security { CFG_SEC_PLAIN = 0, CFG_SEC_TLS = 1, CFG_SEC_SEALED = 2 };
 
 struct cfg_serve {
 	char name[CFG_NAME_MAX];
-	uint16_t port;          /* UDP port the service listens on (host order) */
+	uint16_t port; /* UDP port the service listens on (host order) */
 	enum cfg_security security;
 	char cert[CFG_PATH_MAX]; /* tls: PEM certificate chain whose SAN is `name` */
-	char key[CFG_PATH_MAX];  /* tls: PEM private key */
-	bool early_data;         /* tls: accept 0-RTT requests (default yes) */
+	char key[CFG_PATH_MAX];	 /* tls: PEM private key */
+	bool early_data;	 /* tls: accept 0-RTT requests (default yes) */
 	char stek[CFG_PATH_MAX]; /* tls/sealed: the service's own STEK ("": [daemon] stek) */
 	int stek_line;		 /* line of `stek` in the file (0: not set), for messages */
 };
@@ -39,34 +39,34 @@ struct cfg_call {
 	char name[CFG_NAME_MAX];
 	struct r2p2_addr servers[CFG_MAX_SERVERS]; /* direct targets, picked round-robin */
 	size_t num_servers;
-	bool has_router;                            /* send to `router` with LB_ROUTE instead */
+	bool has_router; /* send to `router` with LB_ROUTE instead */
 	struct r2p2_addr router;
-	unsigned policy;                            /* default routing policy */
-	uint32_t timeout_ms;                        /* default whole-call timeout */
-	uint32_t retries;                           /* retransmissions within the timeout */
+	unsigned policy;     /* default routing policy */
+	uint32_t timeout_ms; /* default whole-call timeout */
+	uint32_t retries;    /* retransmissions within the timeout */
 	enum cfg_security security;
-	char ca[CFG_PATH_MAX];                      /* tls: PEM CA bundle servers must chain to */
+	char ca[CFG_PATH_MAX]; /* tls: PEM CA bundle servers must chain to */
 };
 
 struct cfg {
 	/* [daemon] */
-	char listen[64];           /* listen address text, e.g. "0.0.0.0" or "::" */
+	char listen[64];	      /* listen address text, e.g. "0.0.0.0" or "::" */
 	struct r2p2_addr listen_addr; /* port 0; family from `listen` */
-	unsigned workers;          /* 1..64 */
-	char socket_path[108];     /* control socket */
-	char socket_group[32];     /* group owning the control socket, "" = keep */
-	uint32_t max_msg_len;      /* bytes, 1..R2P2_PROTO_MAX_MSG */
-	uint32_t ring_entries;     /* per lane, power of two */
-	uint32_t arena_size;       /* per lane and direction */
+	unsigned workers;	      /* 1..64 */
+	char socket_path[108];	      /* control socket */
+	char socket_group[32];	      /* group owning the control socket, "" = keep */
+	uint32_t max_msg_len;	      /* bytes, 1..R2P2_PROTO_MAX_MSG */
+	uint32_t ring_entries;	      /* per lane, power of two */
+	uint32_t arena_size;	      /* per lane and direction */
 	uint64_t dedup_window_ms;
 	uint64_t reassembly_timeout_ms;
 	uint64_t exec_timeout_ms;
 	uint64_t drain_timeout_ms; /* SIGTERM waits this long for in-flight RPCs */
-	uint32_t spin_us;          /* a worker waiting for an app's answer polls this long first */
+	uint32_t spin_us;	   /* a worker waiting for an app's answer polls this long first */
 	enum cfg_backend { CFG_BACKEND_AUTO = 0, CFG_BACKEND_XDP, CFG_BACKEND_UDP } backend;
-	bool xdp_skb;              /* xdp_mode = skb (generic XDP) instead of native */
-	char interface[32];        /* interface for the xdp backend; "" = the one holding `listen` */
-	bool has_router;           /* [daemon] router = addr:port: FEEDBACK target */
+	bool xdp_skb;	    /* xdp_mode = skb (generic XDP) instead of native */
+	char interface[32]; /* interface for the xdp backend; "" = the one holding `listen` */
+	bool has_router;    /* [daemon] router = addr:port: FEEDBACK target */
 	struct r2p2_addr router;
 	char log_level[16];
 	char stek_path[CFG_PATH_MAX]; /* tls: session-ticket encryption keys shared by the fleet */
@@ -93,8 +93,7 @@ void cfg_defaults(struct cfg *c);
 int cfg_load(struct cfg *c, const char *path, char *err, size_t err_len);
 
 /* cfg_parse_string is cfg_load on text in memory; `name` is used in messages. */
-int cfg_parse_string(struct cfg *c, const char *name, const char *text, char *err,
-		     size_t err_len);
+int cfg_parse_string(struct cfg *c, const char *name, const char *text, char *err, size_t err_len);
 
 /* cfg_parse_addr parses "1.2.3.4:5", "[::1]:5" (and, if `need_port` is false, a bare address). */
 int cfg_parse_addr(const char *s, bool need_port, struct r2p2_addr *out);

@@ -155,7 +155,8 @@ static uint64_t keep_window(const char *key, uint64_t nv, uint64_t ov)
 	if (nv != ov)
 		log_warn("reload: %s = %llu needs a restart (the strike registers were built for "
 			 "%llu); keeping %llu",
-			 key, (unsigned long long)nv, (unsigned long long)ov, (unsigned long long)ov);
+			 key, (unsigned long long)nv, (unsigned long long)ov,
+			 (unsigned long long)ov);
 	return ov;
 }
 
@@ -163,8 +164,8 @@ static void keep_running_windows(struct cfg *n, const struct cfg *o)
 {
 	n->replay_window_ms =
 	    keep_window("replay_window_ms", n->replay_window_ms, o->replay_window_ms);
-	n->sealed_window_ms = (uint32_t)keep_window("sealed_window_ms", n->sealed_window_ms,
-						    o->sealed_window_ms);
+	n->sealed_window_ms =
+	    (uint32_t)keep_window("sealed_window_ms", n->sealed_window_ms, o->sealed_window_ms);
 	n->replay_max_entries = (uint32_t)keep_window("replay_max_entries", n->replay_max_entries,
 						      o->replay_max_entries);
 }

@@ -48,23 +48,23 @@
 
 /* An IPv4 or IPv6 UDP endpoint, compact and comparable with memcmp. */
 struct r2p2_addr {
-	uint16_t family; /* AF_INET or AF_INET6 */
-	__be16 port;     /* network byte order */
+	uint16_t family;  /* AF_INET or AF_INET6 */
+	__be16 port;	  /* network byte order */
 	uint8_t addr[16]; /* IPv4: first 4 bytes, the rest zero */
 };
 _Static_assert(sizeof(struct r2p2_addr) == 20, "compact");
 
 struct eng_config {
-	uint32_t max_msg_len;          /* largest request/response accepted or sent */
+	uint32_t max_msg_len;		/* largest request/response accepted or sent */
 	uint64_t reassembly_timeout_ns; /* half-received messages are freed after this */
-	uint64_t dedup_window_ns;       /* completed responses are kept this long */
-	uint64_t exec_timeout_ns;       /* a request the app never answers is freed after this */
-	uint32_t max_server_states;     /* bound on concurrent server-side requests (incl. cached) */
-	uint32_t max_client_calls;      /* bound on concurrent calls (<= 32768) */
-	bool has_router;                /* send FEEDBACK to `router` after each response */
+	uint64_t dedup_window_ns;	/* completed responses are kept this long */
+	uint64_t exec_timeout_ns;	/* a request the app never answers is freed after this */
+	uint32_t max_server_states; /* bound on concurrent server-side requests (incl. cached) */
+	uint32_t max_client_calls;  /* bound on concurrent calls (<= 32768) */
+	bool has_router;	    /* send FEEDBACK to `router` after each response */
 	struct r2p2_addr router;
-	bool allow_flags;               /* accept and send free flag bits (encrypted modes) */
-	uint64_t hash_seed;             /* keys the engine's hash tables; 0: a fixed key */
+	bool allow_flags;   /* accept and send free flag bits (encrypted modes) */
+	uint64_t hash_seed; /* keys the engine's hash tables; 0: a fixed key */
 };
 
 /*
@@ -79,8 +79,8 @@ struct eng_ops {
 	 * send transmits one UDP datagram (the concatenation of `iov`) from socket
 	 * `sock` to `dst`. It may not call back into the engine.
 	 */
-	void (*send)(void *ctx, unsigned sock, const struct r2p2_addr *dst,
-		     const struct iovec *iov, int iovcnt);
+	void (*send)(void *ctx, unsigned sock, const struct r2p2_addr *dst, const struct iovec *iov,
+		     int iovcnt);
 	/*
 	 * request hands up one complete request received on socket `sock`. `handle`
 	 * names it for eng_respond()/eng_reject(). `payload` is valid only during
@@ -93,9 +93,8 @@ struct eng_ops {
 	 * plain mode; within R2P2_F_FREE_MASK). Used instead of `request` when
 	 * non-NULL; at least one of the two must be set.
 	 */
-	void (*request_ex)(void *ctx, unsigned sock, uint64_t handle,
-			   const struct r2p2_addr *src, unsigned policy, uint8_t flags,
-			   const uint8_t *payload, size_t len);
+	void (*request_ex)(void *ctx, unsigned sock, uint64_t handle, const struct r2p2_addr *src,
+			   unsigned policy, uint8_t flags, const uint8_t *payload, size_t len);
 	/*
 	 * complete ends the call `cookie`: `status` is 0 and the response is in
 	 * `payload` (valid only during the callback), or `status` is a negative
@@ -108,45 +107,45 @@ struct eng_ops {
 };
 
 struct eng_call_args {
-	unsigned sock;               /* socket the request leaves from and the response comes to */
-	struct r2p2_addr dst;        /* server, or router when `via_router` */
-	bool via_router;             /* accept the response/ACK from any source */
-	unsigned policy;             /* enum r2p2_policy, put in the request header */
+	unsigned sock;	      /* socket the request leaves from and the response comes to */
+	struct r2p2_addr dst; /* server, or router when `via_router` */
+	bool via_router;      /* accept the response/ACK from any source */
+	unsigned policy;      /* enum r2p2_policy, put in the request header */
 	const void *payload;
 	size_t len;
-	uint64_t cookie;             /* opaque, given back in eng_ops.complete */
-	uint64_t timeout_ns;         /* per attempt */
-	uint32_t max_retries;        /* retransmissions after the first attempt */
-	uint8_t flags;               /* free flag bits for every request packet (allow_flags) */
-	bool use_rid;                /* send with `rid` (must be free on `sock`: else -EBUSY) */
-	uint16_t rid;                /* e.g. the rid of the exchange this call continues */
+	uint64_t cookie;      /* opaque, given back in eng_ops.complete */
+	uint64_t timeout_ns;  /* per attempt */
+	uint32_t max_retries; /* retransmissions after the first attempt */
+	uint8_t flags;	      /* free flag bits for every request packet (allow_flags) */
+	bool use_rid;	      /* send with `rid` (must be free on `sock`: else -EBUSY) */
+	uint16_t rid;	      /* e.g. the rid of the exchange this call continues */
 };
 
 /* Counters; every dropped packet lands in exactly one rx_* counter. */
 struct eng_stats {
 	uint64_t rx_packets;
-	uint64_t rx_runt;          /* shorter than the header */
-	uint64_t rx_bad_header;    /* bad magic or header_size */
-	uint64_t rx_bad_type;      /* unknown type, RAFT, FEEDBACK, or a type on the wrong socket role */
-	uint64_t rx_bad_order;     /* p_order/flags/length inconsistent with the message */
-	uint64_t rx_duplicate;     /* a packet already received */
-	uint64_t rx_unmatched;     /* response/ACK/DROP for no pending call */
-	uint64_t rx_too_big;       /* message over max_msg_len */
-	uint64_t rx_no_state;      /* server full (max_server_states): answered DROP */
-	uint64_t rx_conflict;      /* other bytes as first packet of a request in progress */
-	uint64_t rx_unauthentic;   /* responses the layer above refused (eng_keep_waiting) */
+	uint64_t rx_runt;	/* shorter than the header */
+	uint64_t rx_bad_header; /* bad magic or header_size */
+	uint64_t rx_bad_type; /* unknown type, RAFT, FEEDBACK, or a type on the wrong socket role */
+	uint64_t rx_bad_order;	 /* p_order/flags/length inconsistent with the message */
+	uint64_t rx_duplicate;	 /* a packet already received */
+	uint64_t rx_unmatched;	 /* response/ACK/DROP for no pending call */
+	uint64_t rx_too_big;	 /* message over max_msg_len */
+	uint64_t rx_no_state;	 /* server full (max_server_states): answered DROP */
+	uint64_t rx_conflict;	 /* other bytes as first packet of a request in progress */
+	uint64_t rx_unauthentic; /* responses the layer above refused (eng_keep_waiting) */
 	uint64_t tx_packets;
-	uint64_t req_received;     /* complete requests handed up */
-	uint64_t req_retransmit;   /* retransmitted requests answered from the cache */
-	uint64_t req_gc;           /* half-received or never-answered requests freed */
+	uint64_t req_received;	 /* complete requests handed up */
+	uint64_t req_retransmit; /* retransmitted requests answered from the cache */
+	uint64_t req_gc;	 /* half-received or never-answered requests freed */
 	uint64_t resp_sent;
 	uint64_t calls_started;
 	uint64_t calls_ok;
 	uint64_t calls_timeout;
-	uint64_t calls_dropped;    /* DROP received */
-	uint64_t calls_failed;     /* other failures */
-	uint64_t retransmits;      /* client retransmissions */
-	uint64_t partial_gc;       /* half-received responses freed */
+	uint64_t calls_dropped; /* DROP received */
+	uint64_t calls_failed;	/* other failures */
+	uint64_t retransmits;	/* client retransmissions */
+	uint64_t partial_gc;	/* half-received responses freed */
 };
 
 struct eng;
@@ -199,13 +198,14 @@ uint16_t eng_completing_rid(const struct eng *e);
  */
 void eng_keep_waiting(struct eng *e);
 
-/* eng_cancel completes every call whose cookie is `cookie` with -ECANCELED now. Returns how many. */
+/* eng_cancel completes every call whose cookie is `cookie` with -ECANCELED now. Returns how many.
+ */
 int eng_cancel(struct eng *e, uint64_t cookie);
 
 /*
  * eng_respond sends `len` bytes as the response to the request `handle` and
- * keeps it for the dedup window. Its packets carry the request's free flag bits. Returns 0, -ENOENT (unknown or expired
- * handle, or already answered), -EMSGSIZE.
+ * keeps it for the dedup window. Its packets carry the request's free flag bits. Returns 0, -ENOENT
+ * (unknown or expired handle, or already answered), -EMSGSIZE.
  */
 int eng_respond(struct eng *e, uint64_t handle, const void *payload, size_t len, uint64_t now);
 

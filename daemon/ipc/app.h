@@ -18,21 +18,21 @@
 
 /* One attached application, as the main thread sees it. */
 struct app {
-	atomic_int refs;         /* main thread + each worker holding a lane */
+	atomic_int refs; /* main thread + each worker holding a lane */
 	uint64_t id;
-	int conn_fd;             /* control connection; EOF means the app is gone */
+	int conn_fd; /* control connection; EOF means the app is gone */
 	pid_t pid;
 	uid_t uid;
 	gid_t gid;
-	void *map;               /* the shared memory */
+	void *map; /* the shared memory */
 	size_t map_len;
 	struct r2p2_shm_hdr hdr; /* the daemon's private copy of the layout */
-	int *sq_efd;             /* per lane */
-	int *cq_efd;             /* per lane */
+	int *sq_efd;		 /* per lane */
+	int *cq_efd;		 /* per lane */
 	unsigned num_lanes;
 	uint16_t serves[CFG_MAX_SERVICES]; /* ports of registered services */
 	unsigned num_serves;
-	struct app *next;        /* main thread's list */
+	struct app *next; /* main thread's list */
 };
 
 /*

@@ -16,9 +16,9 @@
 
 struct shm_params {
 	uint32_t num_lanes;
-	uint32_t sq_entries;  /* power of two, 2..65536 */
-	uint32_t cq_entries;  /* power of two, 2..65536 */
-	uint32_t arena_size;  /* bytes per arena, >= max_msg_len */
+	uint32_t sq_entries; /* power of two, 2..65536 */
+	uint32_t cq_entries; /* power of two, 2..65536 */
+	uint32_t arena_size; /* bytes per arena, >= max_msg_len */
 	uint32_t max_msg_len;
 };
 
@@ -37,17 +37,17 @@ struct lane {
 	uint8_t *sq_arena;
 	uint8_t *cq_arena;
 	uint32_t sq_entries, cq_entries, arena_size, max_msg_len;
-	uint32_t sq_head;     /* daemon's private copy of what it consumed */
-	uint32_t cq_tail;     /* daemon's private copy of what it produced */
-	uint64_t cq_pos;      /* arena write position (free-running) */
-	uint64_t *cq_end;     /* arena end position of each CQ slot (private) */
+	uint32_t sq_head; /* daemon's private copy of what it consumed */
+	uint32_t cq_tail; /* daemon's private copy of what it produced */
+	uint64_t cq_pos;  /* arena write position (free-running) */
+	uint64_t *cq_end; /* arena end position of each CQ slot (private) */
 	struct lane_overflow *ovf;
-	size_t ovf_count;     /* completions waiting for CQ space */
+	size_t ovf_count; /* completions waiting for CQ space */
 	size_t ovf_max;
-	bool dirty;           /* CQEs posted since the last lane_notify */
-	bool broken;          /* the app violated the ABI; detach it */
-	int sq_efd;           /* app -> daemon doorbell */
-	int cq_efd;           /* daemon -> app doorbell */
+	bool dirty;  /* CQEs posted since the last lane_notify */
+	bool broken; /* the app violated the ABI; detach it */
+	int sq_efd;  /* app -> daemon doorbell */
+	int cq_efd;  /* daemon -> app doorbell */
 	uint64_t stat_sqes, stat_cqes, stat_bad, stat_ovf_drops;
 };
 
@@ -56,8 +56,8 @@ struct lane {
  * `hdr` (the daemon's own copy, never re-read from shared memory). `ovf_max`
  * bounds the completions kept while the app's CQ is full. Returns 0 or -errno.
  */
-int lane_init(struct lane *l, void *map, const struct r2p2_shm_hdr *hdr, unsigned idx,
-	      int sq_efd, int cq_efd, size_t ovf_max);
+int lane_init(struct lane *l, void *map, const struct r2p2_shm_hdr *hdr, unsigned idx, int sq_efd,
+	      int cq_efd, size_t ovf_max);
 
 /* lane_cleanup frees the overflow queue; it does not close the fds. */
 void lane_cleanup(struct lane *l);
@@ -80,8 +80,8 @@ void lane_consume(struct lane *l);
  * or into the overflow queue when the CQ or arena is full. Returns 0, or
  * -ENOBUFS when the overflow queue is full too (nothing queued), -EMSGSIZE.
  */
-int lane_post(struct lane *l, uint8_t op, int32_t status, uint64_t user_data,
-	      uint32_t service_id, const void *payload, size_t len);
+int lane_post(struct lane *l, uint8_t op, int32_t status, uint64_t user_data, uint32_t service_id,
+	      const void *payload, size_t len);
 
 /* lane_flush moves overflowed completions into the CQ as space allows. */
 void lane_flush(struct lane *l);

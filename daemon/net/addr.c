@@ -74,8 +74,8 @@ size_t addr_local_list(const struct r2p2_addr *listen, struct r2p2_addr *out, si
 	if (getifaddrs(&ifa) < 0)
 		return 0;
 	for (i = ifa; i && n < max; i = i->ifa_next) {
-		if (!i->ifa_addr || (i->ifa_addr->sa_family != AF_INET &&
-				     i->ifa_addr->sa_family != AF_INET6))
+		if (!i->ifa_addr ||
+		    (i->ifa_addr->sa_family != AF_INET && i->ifa_addr->sa_family != AF_INET6))
 			continue;
 		/* an IPv4 listen address takes IPv4 only; an IPv6 one both (v4-mapped) */
 		if (listen->family == AF_INET && i->ifa_addr->sa_family != AF_INET)

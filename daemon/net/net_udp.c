@@ -223,8 +223,8 @@ static void tx_direct(struct worker *w, int fd, struct msghdr *m)
 		log_debug("worker %u: sendmsg: %s", w->id, strerror(errno));
 }
 
-void udp_send(struct worker *w, unsigned sock, const struct r2p2_addr *dst,
-	      const struct iovec *iov, int iovcnt)
+void udp_send(struct worker *w, unsigned sock, const struct r2p2_addr *dst, const struct iovec *iov,
+	      int iovcnt)
 {
 	struct wsock *s = &w->socks[sock];
 	struct io_uring_sqe *sqe;
@@ -304,7 +304,8 @@ void udp_handle_recv(struct worker *w, struct io_uring_cqe *cqe, uint64_t now)
 
 		if (cqe->res > 0 && !s->closing)
 			recv_input(w, slot, buf, cqe->res, now);
-		io_uring_buf_ring_add(w->br, buf, RX_BUF_SIZE, bid, io_uring_buf_ring_mask(RX_BUFS), 0);
+		io_uring_buf_ring_add(w->br, buf, RX_BUF_SIZE, bid, io_uring_buf_ring_mask(RX_BUFS),
+				      0);
 		io_uring_buf_ring_advance(w->br, 1);
 	}
 	if (cqe->flags & IORING_CQE_F_MORE)
@@ -351,11 +352,11 @@ static void udp_send_op(struct worker *w, unsigned sock, const struct r2p2_addr 
 }
 
 const struct net_ops net_udp_ops = {
-	.name = "udp",
-	.arm = udp_arm_all,
-	.send = udp_send_op,
-	.input = udp_input,
-	.flush = udp_rearm,
-	.complete = udp_complete,
-	.stats = udp_stats,
+    .name = "udp",
+    .arm = udp_arm_all,
+    .send = udp_send_op,
+    .input = udp_input,
+    .flush = udp_rearm,
+    .complete = udp_complete,
+    .stats = udp_stats,
 };

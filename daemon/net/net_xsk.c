@@ -189,11 +189,11 @@ static void xsk_stats(struct worker *w, struct worker_snap *s)
 }
 
 const struct net_ops net_xsk_ops = {
-	.name = "xdp",
-	.arm = xsk_arm,
-	.send = xsk_send,
-	.input = xsk_input,
-	.flush = xsk_flush,
-	.complete = xsk_complete,
-	.stats = xsk_stats,
+    .name = "xdp",
+    .arm = xsk_arm,
+    .send = xsk_send,
+    .input = xsk_input,
+    .flush = xsk_flush,
+    .complete = xsk_complete,
+    .stats = xsk_stats,
 };

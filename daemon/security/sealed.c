@@ -827,8 +827,7 @@ enum sealed_retry_status sealed_retry_check(struct sealed_server *s, struct repl
 	/* The register holds every request accepted in the last two windows: a request
 	 * stamped ts could be accepted until ts + window, so its absence proves it never
 	 * ran only while now < ts + window (and never before the register existed). */
-	if (!strike || clock_unsure(s, chk, window_ms) ||
-	    may_predate_start(prior->ts_ms, chk) ||
+	if (!strike || clock_unsure(s, chk, window_ms) || may_predate_start(prior->ts_ms, chk) ||
 	    !in_window(prior->ts_ms, chk->now_ms, window_ms))
 		return SEALED_RETRY_UNKNOWN;
 	/* From now on the original can never run here. */

@@ -37,8 +37,7 @@ struct stek_set;
 struct stek_key;
 struct replay;
 
-
-#define SEALED_VERSION 2 /* 2: requests bound to the server they were sent to */
+#define SEALED_VERSION 2      /* 2: requests bound to the server they were sent to */
 #define SEALED_KEY_LEN 16     /* association key K, k_req, k_resp (AES-128) */
 #define SEALED_ID_LEN 8	      /* association id */
 #define SEALED_NONCE_LEN 12   /* request nonce N = prefix (4) | counter (8, big-endian) */
@@ -61,16 +60,20 @@ struct replay;
 #define SEALED_BOOT_NONE 0x00  /* request: no association wanted; response: none follows */
 #define SEALED_BOOT_ASSOC 0x01 /* request: association wanted; response: blob follows */
 #define SEALED_BOOT_RENEW 0x02 /* request: only a new association, no app request (renewal) */
-#define SEALED_BOOT_RETRY 0x03 /* request: want (1) | prior (28) | app request: a sealed
-				* request the server refused, sent again through tls */
+#define SEALED_BOOT_RETRY                                                                          \
+	0x03			/* request: want (1) | prior (28) | app request: a sealed          \
+				 * request the server refused, sent again through tls */
 #define SEALED_BOOT_STATUS 0x02 /* response: status (1) instead of an app response */
 #define SEALED_PRIOR_LEN (SEALED_ID_LEN + SEALED_NONCE_LEN + 8) /* id | N | timestamp */
 
-/* Fixed sizes of the sealed messages (payload = overhead + app bytes). */
-#define SEALED_REQ_HDR_LEN (1 + SEALED_TOKEN_LEN + SEALED_NONCE_LEN + 8 + SEALED_BIND_LEN) /* 111 */
-#define SEALED_REQ_OVERHEAD (SEALED_REQ_HDR_LEN + SEALED_TAG_LEN) /* 127 */
-#define SEALED_RESP_HDR_LEN (1 + SEALED_NONCE_LEN + SEALED_NONCE_LEN)	 /* 25 */
-#define SEALED_RESP_OVERHEAD (SEALED_RESP_HDR_LEN + SEALED_TAG_LEN)	 /* 41 */
+/*
+ * Fixed sizes of the sealed messages (payload = overhead + app bytes): a request
+ * header of 111 bytes and overhead of 127, a response header of 25 and overhead of 41.
+ */
+#define SEALED_REQ_HDR_LEN (1 + SEALED_TOKEN_LEN + SEALED_NONCE_LEN + 8 + SEALED_BIND_LEN)
+#define SEALED_REQ_OVERHEAD (SEALED_REQ_HDR_LEN + SEALED_TAG_LEN)
+#define SEALED_RESP_HDR_LEN (1 + SEALED_NONCE_LEN + SEALED_NONCE_LEN)
+#define SEALED_RESP_OVERHEAD (SEALED_RESP_HDR_LEN + SEALED_TAG_LEN)
 #define SEALED_REJECT_LEN 3
 #define SEALED_REJECT_MARK 0xFF
 
@@ -100,8 +103,8 @@ enum sealed_reason {
  * after a REJECT (SEALED_BOOT_RETRY) when it does not execute it.
  */
 enum sealed_retry_status {
-	SEALED_RETRY_NEW = 0,     /* the first attempt never ran here: the request runs now */
-	SEALED_RETRY_DONE = 1,    /* the first attempt ran here: not run again */
+	SEALED_RETRY_NEW = 0,	  /* the first attempt never ran here: the request runs now */
+	SEALED_RETRY_DONE = 1,	  /* the first attempt ran here: not run again */
 	SEALED_RETRY_UNKNOWN = 2, /* the server cannot tell (it restarted, or the attempt is too
 				   * old for its strike register): not run */
 };
@@ -152,15 +155,15 @@ int sealed_boot_req_decode(const uint8_t *msg, size_t len, bool *out_want, const
  * sealed_boot_retry_encode writes SEALED_BOOT_RETRY | `want_assoc` | `prior` | `req`
  * into `out` (replacing its contents). Returns 0 or -ENOMEM.
  */
-int sealed_boot_retry_encode(bool want_assoc, const struct sealed_prior *prior,
-			     const uint8_t *req, size_t len, struct tls_buf *out);
+int sealed_boot_retry_encode(bool want_assoc, const struct sealed_prior *prior, const uint8_t *req,
+			     size_t len, struct tls_buf *out);
 
 /* A parsed bootstrap request. */
 struct sealed_boot_req {
-	bool want;            /* an association is wanted */
-	bool retry;           /* SEALED_BOOT_RETRY: `prior` names the refused request */
+	bool want;  /* an association is wanted */
+	bool retry; /* SEALED_BOOT_RETRY: `prior` names the refused request */
 	struct sealed_prior prior;
-	const uint8_t *req;   /* the app request (into the message); NULL for a renewal */
+	const uint8_t *req; /* the app request (into the message); NULL for a renewal */
 	size_t req_len;
 };
 

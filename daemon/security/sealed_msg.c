@@ -101,8 +101,8 @@ int sealed_boot_req_decode(const uint8_t *msg, size_t len, bool *out_want, const
 	return 0;
 }
 
-int sealed_boot_retry_encode(bool want_assoc, const struct sealed_prior *prior,
-			     const uint8_t *req, size_t len, struct tls_buf *out)
+int sealed_boot_retry_encode(bool want_assoc, const struct sealed_prior *prior, const uint8_t *req,
+			     size_t len, struct tls_buf *out)
 {
 	size_t head = 2 + SEALED_PRIOR_LEN;
 	CBB cbb;

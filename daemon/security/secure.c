@@ -309,18 +309,18 @@ static int plain_seal(struct sec_env *env, struct sec_service *svc, struct sec_e
 }
 
 static const struct sec_ops plain_ops = {
-	.name = "plain",
-	.security = CFG_SEC_PLAIN,
-	.protect = plain_protect,
-	.finish = plain_finish,
-	.open = plain_open,
-	.seal = plain_seal,
+    .name = "plain",
+    .security = CFG_SEC_PLAIN,
+    .protect = plain_protect,
+    .finish = plain_finish,
+    .open = plain_open,
+    .seal = plain_seal,
 };
 
 /* ---- tls ----------------------------------------------------------------------------- */
 
-static int tls_protect(struct sec_env *env, struct sec_call *c, unsigned policy,
-		       const uint8_t *req, size_t len, bool renew, struct sec_msg *out)
+static int tls_protect(struct sec_env *env, struct sec_call *c, unsigned policy, const uint8_t *req,
+		       size_t len, bool renew, struct sec_msg *out)
 {
 	(void)policy;
 	if (renew || !c->peer)
@@ -380,8 +380,8 @@ static int tls_answer(struct sec_env *env, struct sec_service *svc, struct sec_e
 }
 
 /* sealed_checks_of fills what sealed.c checks besides cryptography, for a request at `now`. */
-static void sealed_checks_of(const struct sec_env *env, const struct sec_service *svc,
-			     uint64_t now, struct sealed_checks *chk)
+static void sealed_checks_of(const struct sec_env *env, const struct sec_service *svc, uint64_t now,
+			     struct sealed_checks *chk)
 {
 	chk->port = svc->port;
 	chk->now_ms = env->wall_ms();
@@ -425,7 +425,8 @@ static enum sec_verdict boot_open(struct sec_env *env, struct sec_service *svc,
  * handshake-only flight or an ERROR frame to answer with, or nothing.
  */
 static enum sec_verdict tls_open(struct sec_env *env, struct sec_service *svc,
-				 const struct sec_request *rq, struct sec_exec *x, struct sec_msg *out)
+				 const struct sec_request *rq, struct sec_exec *x,
+				 struct sec_msg *out)
 {
 	struct tls_conn *conn = NULL;
 	int r;
@@ -474,12 +475,12 @@ static int tls_seal(struct sec_env *env, struct sec_service *svc, struct sec_exe
 }
 
 static const struct sec_ops tls_ops = {
-	.name = "tls",
-	.security = CFG_SEC_TLS,
-	.protect = tls_protect,
-	.finish = tls_mode_finish,
-	.open = tls_mode_open,
-	.seal = tls_seal,
+    .name = "tls",
+    .security = CFG_SEC_TLS,
+    .protect = tls_protect,
+    .finish = tls_mode_finish,
+    .open = tls_mode_open,
+    .seal = tls_seal,
 };
 
 /* ---- sealed ---------------------------------------------------------------------------- */
@@ -504,8 +505,8 @@ static int sealed_protect(struct sec_env *env, struct sec_call *c, unsigned poli
 	if (renew || !p->assoc_ready || !c->replay_safe)
 		return tls_begin(env, c, req, len, renew, out);
 	sealed_hdr_ad(hdr, R2P2_REQUEST, policy);
-	if (sealed_seal_request(&p->assoc, hdr, &c->dst, req, len, now_ms, &env->sealed,
-				&c->sctx) < 0) {
+	if (sealed_seal_request(&p->assoc, hdr, &c->dst, req, len, now_ms, &env->sealed, &c->sctx) <
+	    0) {
 		p->assoc_ready = false; /* expired or exhausted: bootstrap again */
 		return tls_begin(env, c, req, len, false, out);
 	}
@@ -685,12 +686,12 @@ static int sealed_seal(struct sec_env *env, struct sec_service *svc, struct sec_
 }
 
 static const struct sec_ops sealed_ops = {
-	.name = "sealed",
-	.security = CFG_SEC_SEALED,
-	.protect = sealed_protect,
-	.finish = sealed_finish,
-	.open = sealed_open,
-	.seal = sealed_seal,
+    .name = "sealed",
+    .security = CFG_SEC_SEALED,
+    .protect = sealed_protect,
+    .finish = sealed_finish,
+    .open = sealed_open,
+    .seal = sealed_seal,
 };
 
 const struct sec_ops *sec_ops_for(enum cfg_security s)
@@ -764,8 +765,8 @@ static int svc_configure_stek(struct sec_env *env, struct sec_service *svc,
 	return 0;
 }
 
-int sec_service_configure(struct sec_env *env, struct sec_service *svc,
-			  const struct cfg_serve *sv, char *err, size_t err_len)
+int sec_service_configure(struct sec_env *env, struct sec_service *svc, const struct cfg_serve *sv,
+			  char *err, size_t err_len)
 {
 	int rc;
 
@@ -785,8 +786,8 @@ int sec_service_configure(struct sec_env *env, struct sec_service *svc,
 	if (sv->security == CFG_SEC_PLAIN)
 		return 0;
 	if (!svc->tls) {
-		struct tls_service_keys keys = {.name = sv->name, .cert_path = sv->cert,
-						.key_path = sv->key};
+		struct tls_service_keys keys = {
+		    .name = sv->name, .cert_path = sv->cert, .key_path = sv->key};
 		svc->tls = tls_server_new(&keys, 1, sv->early_data, err, err_len);
 		if (!svc->tls)
 			return -EINVAL;
@@ -869,8 +870,8 @@ void sec_exec_release(struct sec_exec *x)
 	sealed_ctx_cleanup(&x->sctx);
 }
 
-int sec_seal(struct sec_env *env, struct sec_service *svc, struct sec_exec *x,
-	     const uint8_t *resp, size_t len, struct sec_msg *out)
+int sec_seal(struct sec_env *env, struct sec_service *svc, struct sec_exec *x, const uint8_t *resp,
+	     size_t len, struct sec_msg *out)
 {
 	const struct sec_ops *ops = x->ops ? x->ops : &plain_ops;
 	return ops->seal(env, svc, x, resp, len, out);

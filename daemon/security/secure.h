@@ -38,13 +38,13 @@ struct replay;
 
 /* A worker's shared security context: keys, strike registers, scratch buffers, clock. */
 struct sec_env {
-	struct stek_set *stek;        /* the service STEK (NULL: none configured) */
-	struct replay *replay;        /* tls strike register, shared by every worker */
+	struct stek_set *stek;	      /* the service STEK (NULL: none configured) */
+	struct replay *replay;	      /* tls strike register, shared by every worker */
 	struct replay *sealed_replay; /* sealed strike register (unix-time clock), shared */
 	uint64_t sealed_window_ms;    /* sealed timestamp window (config sealed_window_ms) */
 	uint64_t (*wall_ms)(void);    /* unix time in ms; tests fix it */
-	uint64_t start_ms;            /* unix ms when this server started (restart guard) */
-	uint64_t replay_window_ms;    /* the tls strike register's window (config replay_window_ms) */
+	uint64_t start_ms;	      /* unix ms when this server started (restart guard) */
+	uint64_t replay_window_ms; /* the tls strike register's window (config replay_window_ms) */
 	/* The addresses a sealed request may be bound to: the listen address (or every
 	 * local address when listening on all) with port 0, meaning the port of the
 	 * service, and the router that fronts this server with its port. */
@@ -120,11 +120,11 @@ uint32_t sec_peer_key_id(const struct sec_peer *p);
 /* Where a call is in its mode's exchange. */
 enum sec_step {
 	SEC_STEP_PLAIN = 0,
-	SEC_STEP_TLS,      /* one tls exchange (tls service) */
+	SEC_STEP_TLS,	   /* one tls exchange (tls service) */
 	SEC_STEP_TLS_SVC,  /* sealed service: a tls exchange that asks for no association */
 	SEC_STEP_TLS_BOOT, /* sealed service: a tls exchange that also fetches an association */
 	SEC_STEP_SEALED,   /* sealed service: AEAD under the association */
-	SEC_STEP_RENEW,    /* sealed service: a background renewal, no app involved */
+	SEC_STEP_RENEW,	   /* sealed service: a background renewal, no app involved */
 };
 
 /* The crypto state of one call. Zero it, then sec_call_init. */
@@ -133,11 +133,11 @@ struct sec_call {
 	struct sec_peer *peer; /* NULL in plain mode */
 	enum sec_step step;
 	bool replay_safe;
-	bool retried;           /* sealed: sent again through tls after a REJECT */
-	struct r2p2_addr dst;   /* where the request goes: sealed requests are bound to it */
-	struct tls_call *tls;   /* the tls exchange in progress */
+	bool retried;		/* sealed: sent again through tls after a REJECT */
+	struct r2p2_addr dst;	/* where the request goes: sealed requests are bound to it */
+	struct tls_call *tls;	/* the tls exchange in progress */
 	struct sealed_ctx sctx; /* sealed: the response key of this request */
-	uint8_t *req_copy;      /* sealed: the request, to resend through a re-bootstrap */
+	uint8_t *req_copy;	/* sealed: the request, to resend through a re-bootstrap */
 	uint8_t req_inline[64]; /* req_copy's storage for small requests (no malloc per RPC) */
 	size_t req_len;
 };
@@ -152,10 +152,10 @@ enum sec_next {
 
 /* The outcome of finish. */
 struct sec_reply {
-	int status;       /* 0 or a negative errno for the app */
+	int status; /* 0 or a negative errno for the app */
 	struct sec_msg out;
-	bool same_rid;    /* SEC_SEND: a continuation of the exchange the server holds */
-	const char *why;  /* a failure in words, for the log (NULL: nothing to say) */
+	bool same_rid;	 /* SEC_SEND: a continuation of the exchange the server holds */
+	const char *why; /* a failure in words, for the log (NULL: nothing to say) */
 };
 
 struct sec_service;
@@ -164,9 +164,9 @@ struct sec_exec;
 /* What open decided about a request. */
 enum sec_verdict {
 	SEC_DELIVER = 0, /* hand `out` to an app; answer later through seal(`x`) */
-	SEC_ANSWER,      /* answer with `out` now; no app sees anything */
-	SEC_REJECT,      /* DROP it */
-	SEC_WRONG_MODE,  /* DROP it: a message of another mode (counted apart) */
+	SEC_ANSWER,	 /* answer with `out` now; no app sees anything */
+	SEC_REJECT,	 /* DROP it */
+	SEC_WRONG_MODE,	 /* DROP it: a message of another mode (counted apart) */
 };
 
 /* An R2P2 request as the engine handed it over. */
@@ -188,8 +188,8 @@ struct sec_ops {
 	 * background renewal that carries only an association request) into the
 	 * payload of the call's first R2P2 request. Returns 0 or a negative errno.
 	 */
-	int (*protect)(struct sec_env *env, struct sec_call *c, unsigned policy,
-		       const uint8_t *req, size_t len, bool renew, struct sec_msg *out);
+	int (*protect)(struct sec_env *env, struct sec_call *c, unsigned policy, const uint8_t *req,
+		       size_t len, bool renew, struct sec_msg *out);
 	/*
 	 * finish takes the call's R2P2 outcome (`status` < 0: timeout or DROP, and no
 	 * payload) and says whether the call is over or sends one more message.
@@ -198,7 +198,8 @@ struct sec_ops {
 				const uint8_t *payload, size_t len, struct sec_reply *out);
 	/* open decides what a request for service `svc` is (server side). */
 	enum sec_verdict (*open)(struct sec_env *env, struct sec_service *svc,
-				 const struct sec_request *rq, struct sec_exec *x, struct sec_msg *out);
+				 const struct sec_request *rq, struct sec_exec *x,
+				 struct sec_msg *out);
 	/*
 	 * seal turns the app's response to the request `x` was opened for into the
 	 * R2P2 response payload (`resp` NULL with `len` 0: no app response, e.g. a
@@ -227,8 +228,8 @@ void sec_call_release(struct sec_call *c);
 struct sec_service {
 	const struct sec_ops *ops;
 	char name[CFG_NAME_MAX];
-	uint16_t port; /* network order */
-	struct tls_server *tls;       /* tls and sealed services: certificate and keys */
+	uint16_t port;		      /* network order */
+	struct tls_server *tls;	      /* tls and sealed services: certificate and keys */
 	struct sealed_server *sealed; /* sealed services: token contexts and counters */
 	/* [serve] stek =: the service's own keys for its tickets and tokens (a reference),
 	 * so services of different trust domains share none; NULL: the env's */
@@ -240,8 +241,8 @@ struct sec_service {
 struct sec_exec {
 	const struct sec_ops *ops; /* the mode that opened it; NULL: plain */
 	enum sec_step step;
-	struct tls_conn *conn;  /* a tls exchange the response completes */
-	struct sealed_ctx sctx; /* sealed: the response key */
+	struct tls_conn *conn;		 /* a tls exchange the response completes */
+	struct sealed_ctx sctx;		 /* sealed: the response key */
 	enum sealed_retry_status status; /* sealed retry: NEW (it runs), or what to answer */
 };
 
@@ -253,8 +254,8 @@ struct sec_exec {
  * 0, or a negative errno with `err` filled ("[serve NAME] stek: PATH: ..." for a file
  * stek_load refuses: the service then keeps the keys it had).
  */
-int sec_service_configure(struct sec_env *env, struct sec_service *svc,
-			  const struct cfg_serve *sv, char *err, size_t err_len);
+int sec_service_configure(struct sec_env *env, struct sec_service *svc, const struct cfg_serve *sv,
+			  char *err, size_t err_len);
 
 /*
  * sec_service_retire frees the service's tls and sealed state, adding the tls
@@ -288,7 +289,7 @@ bool sec_exec_uses_service(const struct sec_exec *x);
 void sec_exec_release(struct sec_exec *x);
 
 /* sec_seal is `x`'s mode's seal (plain when `x` was never opened by a mode). */
-int sec_seal(struct sec_env *env, struct sec_service *svc, struct sec_exec *x,
-	     const uint8_t *resp, size_t len, struct sec_msg *out);
+int sec_seal(struct sec_env *env, struct sec_service *svc, struct sec_exec *x, const uint8_t *resp,
+	     size_t len, struct sec_msg *out);
 
 #endif /* R2P2D_SECURE_H */

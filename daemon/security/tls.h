@@ -30,7 +30,6 @@
 
 #include "engine.h"
 
-
 /* Framing version and kinds: the first two bytes of every tls-mode R2P2 payload. */
 #define TLS_FRAME_VERSION 1
 #define TLS_FRAME_HDR_LEN 10 /* version, kind, 8-byte handshake id */
@@ -39,7 +38,7 @@ enum tls_kind {
 	TLS_KIND_SERVER_FINAL = 2,     /* server flight + tickets + response */
 	TLS_KIND_SERVER_HANDSHAKE = 3, /* server flight only: the client must continue */
 	TLS_KIND_CLIENT_SECOND = 4,    /* client Finished + request as 1-RTT data */
-	TLS_KIND_ERROR = 5,            /* a TLS alert; the exchange failed */
+	TLS_KIND_ERROR = 5,	       /* a TLS alert; the exchange failed */
 };
 
 /*
@@ -122,20 +121,20 @@ int tls_buf_reserve(struct tls_buf *b, size_t n);
 void tls_buf_scrub(struct tls_buf *b);
 
 struct tls_stats {
-	uint64_t handshakes_full;     /* client/server: no ticket or ticket refused */
-	uint64_t resumed;             /* client/server: ticket accepted */
-	uint64_t early_accepted;      /* client/server: 0-RTT data accepted */
-	uint64_t early_rejected;      /* client/server: 0-RTT offered, refused */
-	uint64_t replays_refused;     /* server: ClientHello random seen before */
-	uint64_t bad_messages;        /* server/client: undecodable, bad MAC, bad framing */
-	uint64_t verify_failures;     /* client: certificate chain or name refused */
-	uint64_t tickets_received;    /* client */
-	uint64_t pending_handshakes;  /* server: 1-RTT handshakes waiting for CLIENT_SECOND */
-	uint64_t already_answered;    /* server: 1-RTT request of a replayed ClientHello,
-				       * answered TLS_STATUS_ALREADY instead of run */
-	uint64_t wrong_server;        /* server: 0-RTT data bound to another server */
-	uint64_t early_too_old;       /* server: 0-RTT refused, its ticket predates the start
-				       * or is older than the strike register's window */
+	uint64_t handshakes_full;    /* client/server: no ticket or ticket refused */
+	uint64_t resumed;	     /* client/server: ticket accepted */
+	uint64_t early_accepted;     /* client/server: 0-RTT data accepted */
+	uint64_t early_rejected;     /* client/server: 0-RTT offered, refused */
+	uint64_t replays_refused;    /* server: ClientHello random seen before */
+	uint64_t bad_messages;	     /* server/client: undecodable, bad MAC, bad framing */
+	uint64_t verify_failures;    /* client: certificate chain or name refused */
+	uint64_t tickets_received;   /* client */
+	uint64_t pending_handshakes; /* server: 1-RTT handshakes waiting for CLIENT_SECOND */
+	uint64_t already_answered;   /* server: 1-RTT request of a replayed ClientHello,
+				      * answered TLS_STATUS_ALREADY instead of run */
+	uint64_t wrong_server;	     /* server: 0-RTT data bound to another server */
+	uint64_t early_too_old;	     /* server: 0-RTT refused, its ticket predates the start
+				      * or is older than the strike register's window */
 };
 
 /* tls_stats_add adds every counter of `src` to `dst`. */
@@ -232,7 +231,8 @@ struct tls_service_keys {
 struct tls_server *tls_server_new(const struct tls_service_keys *svcs, size_t num_svcs,
 				  bool early_data, char *err, size_t err_len);
 void tls_server_free(struct tls_server *s);
-/* tls_server_set_stek switches to the keys in `stek` (a reference is taken; the old one dropped). */
+/* tls_server_set_stek switches to the keys in `stek` (a reference is taken; the old one dropped).
+ */
 void tls_server_set_stek(struct tls_server *s, struct stek_set *stek);
 void tls_server_set_replay(struct tls_server *s, struct replay *r);
 /*

@@ -197,8 +197,8 @@ void tls_call_free(struct tls_call *call)
 }
 
 /* call_ignore records why a frame was not taken and leaves the call as it was. */
-__attribute__((format(printf, 2, 3))) static int call_ignore(struct tls_call *call,
-							     const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static int call_ignore(struct tls_call *call, const char *fmt,
+							     ...)
 {
 	va_list ap;
 
@@ -232,7 +232,8 @@ __attribute__((format(printf, 3, 4))) static int call_fail(struct tls_call *call
 /* write_early writes the request as 0-RTT data: its binding, then the request. */
 static int write_early(struct tls_call *call)
 {
-	size_t len = call->msg_len - TLS_MSG_PREFIX_LEN, n = TLS_MSG_PREFIX_LEN + TLS_BIND_LEN + len;
+	size_t len = call->msg_len - TLS_MSG_PREFIX_LEN,
+	       n = TLS_MSG_PREFIX_LEN + TLS_BIND_LEN + len;
 	uint8_t *m = malloc(n);
 	int ok;
 
@@ -289,8 +290,8 @@ int tls_call_begin_to(struct tls_client *c, const char *service, const struct r2
 		goto fail;
 	/* early data only with a ticket (so only to a server verified before), only for
 	 * replay-safe requests, and only if the whole request fits the server's limit */
-	SSL_set_early_data_enabled(call->ssl, sess && replay_safe &&
-						  call->msg_len + TLS_BIND_LEN <= TLS_EARLY_DATA_MAX);
+	SSL_set_early_data_enabled(
+	    call->ssl, sess && replay_safe && call->msg_len + TLS_BIND_LEN <= TLS_EARLY_DATA_MAX);
 	SSL_SESSION_free(sess);
 	sess = NULL;
 

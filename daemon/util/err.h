@@ -13,7 +13,7 @@
 
 /* set_err formats a message into `err` (truncated to `err_len`); `err` may be NULL. */
 __attribute__((format(printf, 3, 4))) static inline void set_err(char *err, size_t err_len,
-								  const char *fmt, ...)
+								 const char *fmt, ...)
 {
 	va_list ap;
 

@@ -5,7 +5,8 @@
 
 enum log_level { LOG_LVL_ERR = 0, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
 
-/* log_set_level sets the threshold from "error", "warn", "info" or "debug". Returns 0 or -EINVAL. */
+/* log_set_level sets the threshold from "error", "warn", "info" or "debug". Returns 0 or -EINVAL.
+ */
 int log_set_level(const char *name);
 
 /* log_msg prints "<level> message" (with a systemd priority prefix when under journald). */

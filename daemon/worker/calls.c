@@ -120,8 +120,8 @@ static void call_args(struct worker *w, const struct cfg_call *cc, const struct 
 }
 
 /* call_send protects `req` in the call's mode and starts its engine call. */
-static int call_send(struct worker *w, struct call *c, const uint8_t *req, size_t len,
-		     bool renew, struct eng_call_args *args, uint64_t now)
+static int call_send(struct worker *w, struct call *c, const uint8_t *req, size_t len, bool renew,
+		     struct eng_call_args *args, uint64_t now)
 {
 	struct sec_msg m;
 	int ret;
@@ -142,8 +142,8 @@ static int call_send(struct worker *w, struct call *c, const uint8_t *req, size_
 	return ret;
 }
 
-void call_start(struct worker *w, uint32_t slot, const struct r2p2_sqe *sqe,
-		const uint8_t *payload, uint64_t now)
+void call_start(struct worker *w, uint32_t slot, const struct r2p2_sqe *sqe, const uint8_t *payload,
+		uint64_t now)
 {
 	struct wapp *wa = &w->wapps[slot];
 	const struct cfg_call *cc = cfg_find_call(&w->cfg->cfg, sqe->service);
@@ -162,8 +162,8 @@ void call_start(struct worker *w, uint32_t slot, const struct r2p2_sqe *sqe,
 		return;
 	}
 	call_args(w, cc, sqe, &args);
-	c = call_alloc(w, sec_ops_for(cc->security), peer,
-		       !(sqe->flags & R2P2_SQE_NOT_REPLAY_SAFE), &args.dst);
+	c = call_alloc(w, sec_ops_for(cc->security), peer, !(sqe->flags & R2P2_SQE_NOT_REPLAY_SAFE),
+		       &args.dst);
 	ret = call_send(w, c, payload, sqe->len, false, &args, now);
 	if (ret < 0) {
 		call_fail(wa, sqe->user_data, ret);
@@ -190,8 +190,8 @@ void calls_renew(struct worker *w, uint64_t now)
 		if (cc->security != CFG_SEC_SEALED || call_peer(w, cc, &peer) < 0 ||
 		    !sec_peer_wants_renewal(peer, now_ms))
 			continue;
-		args.dst = cc->has_router ? cc->router
-					  : cc->servers[w->call_rr[k]++ % cc->num_servers];
+		args.dst =
+		    cc->has_router ? cc->router : cc->servers[w->call_rr[k]++ % cc->num_servers];
 		c = call_alloc(w, sec_ops_for(cc->security), peer, true, &args.dst);
 		if (!c)
 			return;
@@ -211,8 +211,8 @@ static void call_log(struct worker *w, const struct call *c, const char *why)
 	if (!why || now - w->last_sec_log < NS_PER_S)
 		return;
 	w->last_sec_log = now;
-	log_warn("worker %u: call to %s failed: %s", w->id,
-		 c->sec.peer ? c->sec.peer->name : "?", why);
+	log_warn("worker %u: call to %s failed: %s", w->id, c->sec.peer ? c->sec.peer->name : "?",
+		 why);
 }
 
 /*

@@ -126,7 +126,8 @@ static bool deliver(struct worker *w, unsigned sock, uint64_t handle, const stru
 	for (uint32_t n = 0; n < MAX_WAPPS; n++) {
 		uint32_t i = (w->rr_app + n) % MAX_WAPPS;
 		struct wapp *wa = &w->wapps[i];
-		if (!wa->app || wa->removing || wa->lane.broken || !app_serves_port(wa->app, s->port))
+		if (!wa->app || wa->removing || wa->lane.broken ||
+		    !app_serves_port(wa->app, s->port))
 			continue;
 		if ((w->exec_count + w->exec_tombs + 1) * 2 > w->exec_cap && !exec_rehash(w))
 			break;
@@ -148,8 +149,12 @@ void on_request(void *ctx, unsigned sock, uint64_t handle, const struct r2p2_add
 {
 	struct worker *w = ctx;
 	struct wsock *s = sock < MAX_SOCKS ? &w->socks[sock] : NULL;
-	struct sec_request rq = {.src = src, .policy = policy, .flags = flags,
-				 .payload = payload, .len = len, .now = now_ns()};
+	struct sec_request rq = {.src = src,
+				 .policy = policy,
+				 .flags = flags,
+				 .payload = payload,
+				 .len = len,
+				 .now = now_ns()};
 	struct sec_exec x;
 	struct sec_msg m;
 

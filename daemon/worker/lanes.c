@@ -67,7 +67,8 @@ static bool held_by(const struct exec_req *e, const void *arg)
 	return e->wapp == r->slot && e->wapp_gen == r->gen;
 }
 
-/* drop_wapp forgets an app on this worker: its unanswered requests are DROPped, its calls orphaned. */
+/* drop_wapp forgets an app on this worker: its unanswered requests are DROPped, its calls orphaned.
+ */
 static void drop_wapp(struct worker *w, uint32_t slot)
 {
 	struct wapp *wa = &w->wapps[slot];

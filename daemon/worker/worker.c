@@ -234,7 +234,7 @@ static void new_cfg(struct worker *w, struct cmd *c)
 	cfg_ref_put(old);
 	if (w->stek_ifd >= 0)
 		watch_stek_dirs(w); /* a service's new STEK file */
-	reload_stek(w); /* SIGHUP re-reads the STEK too */
+	reload_stek(w);		    /* SIGHUP re-reads the STEK too */
 }
 
 static void handle_cmd(struct worker *w, struct cmd *c)
@@ -344,8 +344,8 @@ static void handle_cqe(struct worker *w, struct io_uring_cqe *cqe, uint64_t now)
 
 /* ---- engine callbacks ---------------------------------------------------------------------- */
 
-static void on_send(void *ctx, unsigned sock, const struct r2p2_addr *dst,
-		    const struct iovec *iov, int iovcnt)
+static void on_send(void *ctx, unsigned sock, const struct r2p2_addr *dst, const struct iovec *iov,
+		    int iovcnt)
 {
 	struct worker *w = ctx;
 
@@ -355,12 +355,13 @@ static void on_send(void *ctx, unsigned sock, const struct r2p2_addr *dst,
 }
 
 static const struct eng_ops worker_eng_ops = {
-	.send = on_send,
-	.request_ex = on_request,
-	.complete = on_complete,
+    .send = on_send,
+    .request_ex = on_request,
+    .complete = on_complete,
 };
 
-/* ---- the loop, phase by phase ------------------------------------------------------------------ */
+/* ---- the loop, phase by phase ------------------------------------------------------------------
+ */
 
 /* arm_all starts every standing operation when the thread starts. */
 static void arm_all(struct worker *w)
@@ -376,7 +377,8 @@ static void reap(struct worker *w, uint64_t now)
 	struct io_uring_cqe *cqe;
 	unsigned head, n = 0;
 
-	io_uring_for_each_cqe(&w->ring, head, cqe) {
+	io_uring_for_each_cqe(&w->ring, head, cqe)
+	{
 		handle_cqe(w, cqe, now);
 		n++;
 	}
@@ -496,7 +498,8 @@ static int ring_init(struct worker *w, char *err, size_t err_len)
 	struct io_uring_params p = {0};
 	int ret;
 
-	/* Not SINGLE_ISSUER: the ring is set up here, on the main thread, and driven by the worker. */
+	/* Not SINGLE_ISSUER: the ring is set up here, on the main thread, and driven by the worker.
+	 */
 	p.flags = IORING_SETUP_COOP_TASKRUN;
 	ret = io_uring_queue_init_params(RING_ENTRIES, &w->ring, &p);
 	if (ret < 0) {
@@ -519,9 +522,8 @@ static int ring_init(struct worker *w, char *err, size_t err_len)
 		return -ENOMEM;
 	}
 	io_uring_buf_ring_init(w->br);
-	struct io_uring_buf_reg reg = {.ring_addr = (unsigned long)w->br,
-				       .ring_entries = RX_BUFS,
-				       .bgid = RX_BGID};
+	struct io_uring_buf_reg reg = {
+	    .ring_addr = (unsigned long)w->br, .ring_entries = RX_BUFS, .bgid = RX_BGID};
 	ret = io_uring_register_buf_ring(&w->ring, &reg, 0);
 	if (ret < 0) {
 		set_err(err, err_len, "worker %u: io_uring_register_buf_ring: %s (kernel too old?)",
@@ -610,7 +612,8 @@ struct worker *worker_new(unsigned id, struct cfg_ref *cfg, struct stek_set *ste
 		set_err(err, err_len, "worker %u: eventfd: %s", id, strerror(errno));
 		goto fail;
 	}
-	/* The client socket: ephemeral port, private to this worker, so responses come back here. */
+	/* The client socket: ephemeral port, private to this worker, so responses come back here.
+	 */
 	fd = udp_open(w, 0, err, err_len);
 	if (fd < 0 || (w->socks[0].fd = fd, udp_sync_services(w, err, err_len) < 0))
 		goto fail;

@@ -21,13 +21,13 @@
 #include "tls.h"
 
 enum cmd_type {
-	CMD_ADD_APP,      /* app: give it a lane on this worker */
-	CMD_REGISTER,     /* app, port: the app serves this service */
-	CMD_REMOVE_APP,   /* app: drop its lane, reject its requests, forget its calls */
-	CMD_NEW_CFG,      /* cfg: switch to it (open/close service sockets) */
-	CMD_DRAIN,        /* stop taking new work; report when idle or at the deadline */
-	CMD_STOP,         /* every worker has drained: leave the loop */
-	CMD_PACKET,       /* a datagram another worker received for this one (xdp backend) */
+	CMD_ADD_APP,	/* app: give it a lane on this worker */
+	CMD_REGISTER,	/* app, port: the app serves this service */
+	CMD_REMOVE_APP, /* app: drop its lane, reject its requests, forget its calls */
+	CMD_NEW_CFG,	/* cfg: switch to it (open/close service sockets) */
+	CMD_DRAIN,	/* stop taking new work; report when idle or at the deadline */
+	CMD_STOP,	/* every worker has drained: leave the loop */
+	CMD_PACKET,	/* a datagram another worker received for this one (xdp backend) */
 };
 
 struct cmd {
@@ -36,9 +36,9 @@ struct cmd {
 	struct cfg_ref *cfg; /* holds a reference for the worker */
 	uint16_t port;
 	struct r2p2_addr src; /* CMD_PACKET */
-	size_t len;           /* CMD_PACKET: bytes in `data` */
+	size_t len;	      /* CMD_PACKET: bytes in `data` */
 	struct cmd *next;
-	uint8_t data[];       /* CMD_PACKET */
+	uint8_t data[]; /* CMD_PACKET */
 };
 
 /* Per-worker counters published for `r2p2ctl status` (copied under snap_lock). */
@@ -47,20 +47,20 @@ struct worker_snap {
 	uint64_t apps;
 	uint64_t calls_inflight;
 	uint64_t requests_executing;
-	uint64_t tx_fallback;      /* sends done with a direct syscall (tx pool empty) */
+	uint64_t tx_fallback; /* sends done with a direct syscall (tx pool empty) */
 	uint64_t xsk_rx, xsk_rx_bad, xsk_tx, xsk_tx_fallback; /* xdp backend */
-	uint64_t app_errors;       /* ABI violations seen from apps */
+	uint64_t app_errors;				      /* ABI violations seen from apps */
 	uint64_t cq_overflow_drops;
-	struct tls_stats tls_server; /* summed over the worker's tls services */
-	struct tls_stats tls_client; /* summed over the worker's tls clients */
-	struct sealed_stats sealed;  /* summed over the worker's sealed services */
-	uint64_t sealed_assocs;      /* client: associations held */
+	struct tls_stats tls_server;  /* summed over the worker's tls services */
+	struct tls_stats tls_client;  /* summed over the worker's tls clients */
+	struct sealed_stats sealed;   /* summed over the worker's sealed services */
+	uint64_t sealed_assocs;	      /* client: associations held */
 	uint64_t sealed_rebootstraps; /* client: re-bootstraps after a server's refusal */
 	struct {
 		char service[CFG_NAME_MAX];
-		uint32_t key_id;   /* STEK key id the token is sealed under */
+		uint32_t key_id;    /* STEK key id the token is sealed under */
 		uint64_t expiry_ms; /* unix ms */
-	} assoc[8];                  /* client: the associations held (first 8) */
+	} assoc[8];		    /* client: the associations held (first 8) */
 	unsigned num_assoc;
 	struct {
 		uint16_t port;
@@ -72,7 +72,6 @@ struct worker_snap {
 };
 
 struct worker;
-
 
 struct stek_set;
 struct replay;

@@ -48,10 +48,10 @@ enum ud_kind {
 	UD_DOORBELL, /* an app rang its submission doorbell (lanes.c) */
 	UD_TIMER,    /* the engine's next deadline or housekeeping */
 	UD_TIMER_UPD,
-	UD_INBOX,  /* the main thread posted commands */
+	UD_INBOX, /* the main thread posted commands */
 	UD_CANCEL,
-	UD_STEK,   /* the STEK file's directory changed (inotify) */
-	UD_NET,    /* the backend's own: AF_XDP rx, route/neighbour changes (net_xsk.c) */
+	UD_STEK, /* the STEK file's directory changed (inotify) */
+	UD_NET,	 /* the backend's own: AF_XDP rx, route/neighbour changes (net_xsk.c) */
 };
 
 static inline uint64_t ud_make(enum ud_kind k, uint32_t idx, uint32_t gen)
@@ -73,7 +73,7 @@ static inline uint32_t ud_gen(uint64_t ud)
 
 /* A UDP socket: slot 0 is the client socket, the others one served service each. */
 struct wsock {
-	int fd;        /* -1: free slot */
+	int fd;	       /* -1: free slot */
 	uint16_t port; /* service port (host order); 0 for the client socket */
 	bool recv_armed;
 	bool closing; /* cancel issued; free the slot on the final recv CQE */
@@ -188,18 +188,18 @@ struct worker {
 	uint64_t next_housekeeping;
 
 	/* security modes */
-	struct sec_env sec;                       /* sec.stek holds a reference */
+	struct sec_env sec;			 /* sec.stek holds a reference */
 	struct sec_peer peers[CFG_MAX_SERVICES]; /* called tls and sealed services */
-	struct tls_stats tls_retired;             /* counters of tls servers already freed */
+	struct tls_stats tls_retired;		 /* counters of tls servers already freed */
 	uint64_t last_sec_log;
-	int stek_ifd;                             /* inotify on the STEK file's directory */
+	int stek_ifd; /* inotify on the STEK file's directory */
 	uint8_t stek_ev[4096] __attribute__((aligned(8)));
 
 	/* xdp backend: one AF_XDP socket per rx queue, steered to us by the XDP program */
 	struct xsk_port *xports[MAX_XPORTS];
 	unsigned num_xports;
 	struct neigh *neigh;
-	bool xsk_dirty;  /* frames queued since the last flush */
+	bool xsk_dirty;	 /* frames queued since the last flush */
 	uint64_t rx_now; /* `now` for the AF_XDP rx callback */
 	uint64_t xsk_tx, xsk_tx_fallback, xsk_forwarded;
 	struct worker **peers_all; /* every worker, to hand over datagrams steered to another */
@@ -227,8 +227,8 @@ int udp_sync_services(struct worker *w, char *err, size_t err_len);
 int udp_slot_by_port(const struct worker *w, uint16_t port);
 void udp_arm_all(struct worker *w);
 void udp_rearm(struct worker *w);
-void udp_send(struct worker *w, unsigned sock, const struct r2p2_addr *dst,
-	      const struct iovec *iov, int iovcnt);
+void udp_send(struct worker *w, unsigned sock, const struct r2p2_addr *dst, const struct iovec *iov,
+	      int iovcnt);
 void udp_handle_recv(struct worker *w, struct io_uring_cqe *cqe, uint64_t now);
 void udp_handle_send(struct worker *w, struct io_uring_cqe *cqe);
 void udp_close_all(struct worker *w);
@@ -236,8 +236,8 @@ void udp_close_all(struct worker *w);
 /* calls.c */
 int calls_init(struct worker *w);
 void calls_free(struct worker *w);
-void call_start(struct worker *w, uint32_t slot, const struct r2p2_sqe *sqe,
-		const uint8_t *payload, uint64_t now);
+void call_start(struct worker *w, uint32_t slot, const struct r2p2_sqe *sqe, const uint8_t *payload,
+		uint64_t now);
 void call_fail(struct wapp *wa, uint64_t user_data, int err);
 void calls_renew(struct worker *w, uint64_t now);
 void on_complete(void *ctx, uint64_t cookie, int status, const uint8_t *payload, size_t len);

@@ -32,21 +32,21 @@ enum r2p2_event_type {
 };
 
 struct r2p2_event {
-	int type;            /* enum r2p2_event_type */
-	int status;          /* 0 or -errno: -ETIMEDOUT, -ECONNREFUSED (server dropped it),
-			      * -ENOENT (unknown service), -ECONNRESET (daemon restarted),
-			      * -EMSGSIZE, -EHOSTUNREACH, -ESHUTDOWN (daemon draining);
-			      * tls services: -EACCES (certificate not trusted for the
-			      * service name), -EBADMSG (unauthentic reply); sealed
-			      * services: -EALREADY (the server had already run this
-			      * request: not run twice), -ENOTRECOVERABLE (it may have run;
-			      * the server could not tell) */
-	uint64_t id;         /* R2P2_EV_RESPONSE: the call id r2p2_call returned;
-			      * R2P2_EV_REQUEST: the request handle for r2p2_respond */
-	const void *data;    /* payload; valid until the next r2p2_poll on this context */
+	int type;	  /* enum r2p2_event_type */
+	int status;	  /* 0 or -errno: -ETIMEDOUT, -ECONNREFUSED (server dropped it),
+			   * -ENOENT (unknown service), -ECONNRESET (daemon restarted),
+			   * -EMSGSIZE, -EHOSTUNREACH, -ESHUTDOWN (daemon draining);
+			   * tls services: -EACCES (certificate not trusted for the
+			   * service name), -EBADMSG (unauthentic reply); sealed
+			   * services: -EALREADY (the server had already run this
+			   * request: not run twice), -ENOTRECOVERABLE (it may have run;
+			   * the server could not tell) */
+	uint64_t id;	  /* R2P2_EV_RESPONSE: the call id r2p2_call returned;
+			   * R2P2_EV_REQUEST: the request handle for r2p2_respond */
+	const void *data; /* payload; valid until the next r2p2_poll on this context */
 	size_t len;
 	uint32_t service_id; /* R2P2_EV_REQUEST: as returned by r2p2_register */
-	uint32_t lane;       /* internal: which daemon worker carries the request */
+	uint32_t lane;	     /* internal: which daemon worker carries the request */
 };
 
 /*

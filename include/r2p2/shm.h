@@ -33,7 +33,8 @@
 #define R2P2_SHM_MAGIC 0x50325252u /* "RR2P" little-endian */
 #define R2P2_SHM_VERSION 1
 #define R2P2_SERVICE_NAME_MAX 48 /* including the terminating NUL */
-#define R2P2_MAX_LANES 126 /* 1 + 2 * lanes fds must fit one SCM_RIGHTS message (SCM_MAX_FD 253) */
+/* 1 + 2 * lanes fds must fit one SCM_RIGHTS message (SCM_MAX_FD 253). */
+#define R2P2_MAX_LANES 126
 
 /* Submission opcodes (app -> daemon). */
 enum r2p2_sq_op {
@@ -52,11 +53,11 @@ enum r2p2_cq_op {
 #define R2P2_SQE_NOT_REPLAY_SAFE 0x1 /* never send this request as 0-RTT early data */
 
 struct r2p2_sqe {
-	uint8_t op;        /* enum r2p2_sq_op */
+	uint8_t op; /* enum r2p2_sq_op */
 	uint8_t flags;
-	uint16_t policy;   /* R2P2_SQ_CALL: routing policy, 0 = the service's default */
-	uint32_t len;      /* payload bytes */
-	uint32_t off;      /* payload offset in the lane's SQ arena */
+	uint16_t policy;     /* R2P2_SQ_CALL: routing policy, 0 = the service's default */
+	uint32_t len;	     /* payload bytes */
+	uint32_t off;	     /* payload offset in the lane's SQ arena */
 	uint32_t timeout_ms; /* R2P2_SQ_CALL: 0 = the service's default */
 	uint64_t user_data;
 	char service[R2P2_SERVICE_NAME_MAX]; /* R2P2_SQ_CALL: NUL-terminated service name */
@@ -64,11 +65,11 @@ struct r2p2_sqe {
 _Static_assert(sizeof(struct r2p2_sqe) == 72, "ABI");
 
 struct r2p2_cqe {
-	uint8_t op;     /* enum r2p2_cq_op */
+	uint8_t op; /* enum r2p2_cq_op */
 	uint8_t pad[3];
 	int32_t status; /* 0 or -errno */
-	uint32_t len;   /* payload bytes */
-	uint32_t off;   /* payload offset in the lane's CQ arena */
+	uint32_t len;	/* payload bytes */
+	uint32_t off;	/* payload offset in the lane's CQ arena */
 	uint64_t user_data;
 	uint32_t service_id; /* R2P2_CQ_REQUEST: id returned by registration */
 	uint32_t pad2;
@@ -80,16 +81,16 @@ _Static_assert(sizeof(struct r2p2_cqe) == 32, "ABI");
  * Each field is on its own cache line to avoid false sharing.
  */
 struct r2p2_lane_ctrl {
-	uint32_t sq_tail;        /* written by the app */
+	uint32_t sq_tail; /* written by the app */
 	uint8_t pad0[60];
-	uint32_t sq_head;        /* written by the daemon */
+	uint32_t sq_head;	 /* written by the daemon */
 	uint32_t sq_need_wakeup; /* written by the daemon: 1 = ring sq doorbell after producing */
-	uint32_t cq_overflow;    /* written by the daemon: 1 = completions wait for CQ space;
+	uint32_t cq_overflow;	 /* written by the daemon: 1 = completions wait for CQ space;
 				  * ring the sq doorbell after advancing cq_head */
 	uint8_t pad1[52];
-	uint32_t cq_tail;        /* written by the daemon */
+	uint32_t cq_tail; /* written by the daemon */
 	uint8_t pad2[60];
-	uint32_t cq_head;        /* written by the app */
+	uint32_t cq_head;	 /* written by the app */
 	uint32_t cq_need_wakeup; /* written by the app: 1 = ring cq doorbell after producing */
 	uint8_t pad3[56];
 };
@@ -116,15 +117,22 @@ struct r2p2_shm_hdr {
 	uint64_t total_size;
 };
 
-static inline uint64_t r2p2_lane_sq_off(void) { return sizeof(struct r2p2_lane_ctrl); }
-static inline uint64_t r2p2_align64(uint64_t x) { return (x + 63) & ~(uint64_t)63; }
+static inline uint64_t r2p2_lane_sq_off(void)
+{
+	return sizeof(struct r2p2_lane_ctrl);
+}
+static inline uint64_t r2p2_align64(uint64_t x)
+{
+	return (x + 63) & ~(uint64_t)63;
+}
 static inline uint64_t r2p2_lane_cq_off(const struct r2p2_shm_hdr *h)
 {
 	return r2p2_align64(r2p2_lane_sq_off() + (uint64_t)h->sq_entries * sizeof(struct r2p2_sqe));
 }
 static inline uint64_t r2p2_lane_sq_arena_off(const struct r2p2_shm_hdr *h)
 {
-	return r2p2_align64(r2p2_lane_cq_off(h) + (uint64_t)h->cq_entries * sizeof(struct r2p2_cqe));
+	return r2p2_align64(r2p2_lane_cq_off(h) +
+			    (uint64_t)h->cq_entries * sizeof(struct r2p2_cqe));
 }
 static inline uint64_t r2p2_lane_cq_arena_off(const struct r2p2_shm_hdr *h)
 {
@@ -163,13 +171,14 @@ static inline void r2p2_smp_mb(void)
 #define R2P2_DEFAULT_SOCKET "/run/r2p2/r2p2d.sock"
 
 enum r2p2_ctl_type {
-	R2P2_CTL_ATTACH = 1,     /* app -> daemon; reply ATTACH_OK + fds or ERROR */
-	R2P2_CTL_ATTACH_OK = 2,  /* fds: memfd, then sq eventfd and cq eventfd of each lane */
-	R2P2_CTL_REGISTER = 3,   /* app -> daemon: name = service to serve; reply REGISTER_OK or ERROR */
+	R2P2_CTL_ATTACH = 1,	/* app -> daemon; reply ATTACH_OK + fds or ERROR */
+	R2P2_CTL_ATTACH_OK = 2, /* fds: memfd, then sq eventfd and cq eventfd of each lane */
+	R2P2_CTL_REGISTER =
+	    3, /* app -> daemon: name = service to serve; reply REGISTER_OK or ERROR */
 	R2P2_CTL_REGISTER_OK = 4, /* value = service id used in R2P2_CQ_REQUEST */
-	R2P2_CTL_STATUS = 5,     /* r2p2ctl -> daemon; reply STATUS_OK with text */
+	R2P2_CTL_STATUS = 5,	  /* r2p2ctl -> daemon; reply STATUS_OK with text */
 	R2P2_CTL_STATUS_OK = 6,
-	R2P2_CTL_ERROR = 7,      /* value = errno, text = human-readable reason */
+	R2P2_CTL_ERROR = 7, /* value = errno, text = human-readable reason */
 };
 
 struct r2p2_ctl_msg {

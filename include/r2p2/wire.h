@@ -54,12 +54,12 @@ enum r2p2_policy {
 };
 
 struct r2p2_hdr {
-	__u8 magic;       /* R2P2_MAGIC */
+	__u8 magic;	  /* R2P2_MAGIC */
 	__u8 header_size; /* R2P2_HDR_LEN */
 	__u8 type_policy; /* (type << 4) | policy */
-	__u8 flags;       /* R2P2_F_FIRST, R2P2_F_LAST */
-	__be16 rid;       /* request id chosen by the client */
-	__be16 p_order;   /* first packet: packet count; others: index 1..N-1 */
+	__u8 flags;	  /* R2P2_F_FIRST, R2P2_F_LAST */
+	__be16 rid;	  /* request id chosen by the client */
+	__be16 p_order;	  /* first packet: packet count; others: index 1..N-1 */
 };
 _Static_assert(sizeof(struct r2p2_hdr) == R2P2_HDR_LEN, "ABI");
 

@@ -32,15 +32,17 @@
 static int attach(const char *path, int *fds, size_t max_fds, size_t *num_fds)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	struct r2p2_ctl_msg m = {.magic = R2P2_CTL_MAGIC, .version = R2P2_CTL_VERSION,
-				 .type = R2P2_CTL_ATTACH};
+	struct r2p2_ctl_msg m = {
+	    .magic = R2P2_CTL_MAGIC, .version = R2P2_CTL_VERSION, .type = R2P2_CTL_ATTACH};
 	char buf[R2P2_CTL_MAX_MSG];
 	union {
 		char b[CMSG_SPACE(sizeof(int) * (1 + 2 * R2P2_MAX_LANES))];
 		struct cmsghdr align;
 	} cbuf;
 	struct iovec iov = {.iov_base = buf, .iov_len = sizeof(buf)};
-	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf.b,
+	struct msghdr msg = {.msg_iov = &iov,
+			     .msg_iovlen = 1,
+			     .msg_control = cbuf.b,
 			     .msg_controllen = sizeof(cbuf.b)};
 	int fd = socket(AF_UNIX, SOCK_SEQPACKET, 0);
 
@@ -79,7 +81,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "hostile_app: bad attach reply\n");
 		return 1;
 	}
-	uint8_t *map = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
+	uint8_t *map =
+	    mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fds[0], 0);
 	if (map == MAP_FAILED) {
 		perror("hostile_app: mmap");
 		return 1;
@@ -123,16 +126,15 @@ int main(int argc, char **argv)
 
 	/* Misbehaviour that is only an error (not an ABI break) must not detach us: the
 	 * daemon answers with error completions instead. */
-	bool want_detach = strcmp(mode, "tail") == 0 || strcmp(mode, "offset") == 0 ||
-			   strcmp(mode, "cqhead") == 0;
+	bool want_detach =
+	    strcmp(mode, "tail") == 0 || strcmp(mode, "offset") == 0 || strcmp(mode, "cqhead") == 0;
 	struct pollfd p = {.fd = sock, .events = POLLIN};
 	int r = poll(&p, 1, 3000);
 	char b[256];
 	bool detached = r > 0 && recv(sock, b, sizeof(b), MSG_DONTWAIT) <= 0;
 	if (!want_detach) {
 		uint32_t tail = r2p2_load_acquire(&ctrl->cq_tail);
-		struct r2p2_cqe *cq =
-			(struct r2p2_cqe *)((uint8_t *)ctrl + r2p2_lane_cq_off(&h));
+		struct r2p2_cqe *cq = (struct r2p2_cqe *)((uint8_t *)ctrl + r2p2_lane_cq_off(&h));
 		printf("hostile_app %s: %s, %u completion(s), first status %d\n", mode,
 		       detached ? "detached" : "still attached", tail, tail ? cq[0].status : 0);
 		return !detached && tail >= 1 && cq[0].status < 0 ? 0 : 1;
