@@ -3,7 +3,7 @@
 # r2p2d development entry point, for a fresh Debian 12 machine (run as root).
 #   ./tools/dev.sh build   install missing Debian packages, configure and build
 #   ./tools/dev.sh demo    build, then run two daemons in two namespaces + an echo service
-#   ./tools/dev.sh test    build (sanitized), then run the whole suite through ctest
+#   ./tools/dev.sh test    check the formatting, build (sanitized), run the whole suite
 #   ./tools/dev.sh lint    check the formatting and the daemon's function size and complexity
 #   ./tools/dev.sh bench   build (optimised, with the gRPC peers), then run the benchmarks
 #                          (tools/bench.sh; arguments are passed on, e.g. -s 0 skips the soak;
@@ -59,6 +59,7 @@ demo)
 	;;
 test)
 	install_deps
+	bash "$SRC/tools/lint.sh"
 	build "$SRC/build-test" -DCMAKE_BUILD_TYPE=Debug -DR2P2_SANITIZE=ON
 	log "running the suite (sanitized build)"
 	cd "$SRC/build-test"
