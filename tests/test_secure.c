@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <r2p2/wire.h>
@@ -870,6 +871,47 @@ TEST(tls_0rtt_copy_to_another_server_is_refused)
 	CHECK(s.executions == 2);
 	sec_call_release(&call);
 	srv_close(&other);
+	srv_close(&s);
+	cli_close(&c);
+}
+
+/*
+ * A first flight that went out twice and whose early data the server then refused
+ * may have run at a process the server's register does not know of (it restarted
+ * between the two): the call fails with -ENOTRECOVERABLE rather than send the
+ * request again at 1-RTT.
+ */
+TEST(tls_early_refused_after_a_retransmission_fails_distinctly)
+{
+	struct host_cli c;
+	struct host_srv s, restarted;
+	struct sec_call call = {0};
+	struct sec_reply rep;
+	struct sec_msg m;
+	uint8_t wire[4096], back[4096];
+	size_t wire_len, n;
+
+	cli_open(&c, CFG_SEC_TLS);
+	srv_open(&s, CFG_SEC_TLS, stek1);
+	rpc_run(&c, &s, "one", true, false); /* a ticket */
+	sec_call_init(&call, sec_ops_for(CFG_SEC_TLS), cli_peer(&c), true, &server_addr);
+	CHECK(call.ops->protect(&c.env, &call, 0, (const uint8_t *)"pay 100", 7, false, &m) == 0);
+	memcpy(wire, m.data, m.len);
+	wire_len = m.len;
+	CHECK(serve(&s, R2P2_F_TLS, wire, wire_len, back, &n) == SEC_DELIVER); /* ran; lost */
+	srv_open(&restarted, CFG_SEC_TLS, stek1);
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	tls_server_set_early_limits(
+	    restarted.svc.tls, (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000 + 1000,
+	    0); /* it started after the ticket was issued */
+	CHECK(serve(&restarted, R2P2_F_TLS, wire, wire_len, back, &n) == SEC_ANSWER);
+	call.sends = 2; /* the engine retransmitted the first flight */
+	CHECK(call.ops->finish(&c.env, &call, 0, back, n, &rep) == SEC_DONE);
+	CHECK(rep.status == -ENOTRECOVERABLE);
+	CHECK(restarted.executions == 0 && s.executions == 2);
+	sec_call_release(&call);
+	srv_close(&restarted);
 	srv_close(&s);
 	cli_close(&c);
 }

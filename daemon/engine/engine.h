@@ -189,6 +189,13 @@ void eng_set_next_rid(struct eng *e, uint16_t rid);
 uint16_t eng_completing_rid(const struct eng *e);
 
 /*
+ * eng_completing_sends returns how many times the first packet of the call whose
+ * ops.complete is running went out (1, plus one per retransmission): whether an
+ * earlier copy of the request may have reached the server.
+ */
+uint32_t eng_completing_sends(const struct eng *e);
+
+/*
  * eng_keep_waiting, called from ops.complete for a call completing with status 0,
  * says that the response was not the server's (it did not authenticate): the call
  * is not completed but waits on, as if the response had not come, until its

@@ -90,6 +90,7 @@ static void call_complete(struct eng *e, struct call *c, int status, const uint8
 	if (status != 0 && c->rasm.num_recv)
 		e->stats.partial_gc++;
 	e->completing_rid = c->rid;
+	e->completing_sends = c->sends;
 	e->keep_call = false;
 	e->ops->complete(e->ctx, c->cookie, status, payload, len);
 	if (e->keep_call && status == 0 && !e->freeing) {
@@ -244,6 +245,7 @@ void call_expire(struct eng *e, struct call *c, uint64_t now)
 	 */
 	c->retries_left--;
 	e->stats.retransmits++;
+	c->sends++;
 	call_send(e, c, &c->dst, 0);
 	tmr_arm(e, &c->tmr, now + c->timeout_ns);
 }
@@ -251,6 +253,11 @@ void call_expire(struct eng *e, struct call *c, uint64_t now)
 uint16_t eng_completing_rid(const struct eng *e)
 {
 	return e->completing_rid;
+}
+
+uint32_t eng_completing_sends(const struct eng *e)
+{
+	return e->completing_sends;
 }
 
 void eng_set_next_rid(struct eng *e, uint16_t rid)
@@ -330,6 +337,7 @@ int eng_call(struct eng *e, const struct eng_call_args *args, uint64_t now)
 	e->num_calls++;
 	e->stats.calls_started++;
 
+	c->sends = 1;
 	call_send(e, c, &c->dst, 0);
 	tmr_arm(e, &c->tmr, now + c->timeout_ns);
 	return 0;

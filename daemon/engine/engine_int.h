@@ -113,6 +113,7 @@ struct call {
 	uint8_t policy;
 	uint8_t flags; /* free flag bits of the request; answers must carry the same */
 	uint32_t retries_left;
+	uint32_t sends;	   /* times the first packet went out */
 	uint32_t num_pkts; /* of the request */
 	uint8_t *req;
 	size_t req_len;
@@ -120,7 +121,8 @@ struct call {
 };
 
 struct eng {
-	bool keep_call; /* set by eng_keep_waiting during ops.complete */
+	bool keep_call;		   /* set by eng_keep_waiting during ops.complete */
+	uint32_t completing_sends; /* sends of the call whose ops.complete runs */
 	struct eng_config cfg;
 	const struct eng_ops *ops;
 	void *ctx;

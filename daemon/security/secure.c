@@ -132,6 +132,7 @@ void sec_call_init(struct sec_call *c, const struct sec_ops *ops, struct sec_pee
 	c->step = SEC_STEP_PLAIN;
 	c->replay_safe = replay_safe;
 	c->retried = false;
+	c->sends = 1;
 	c->dst = *dst;
 	c->tls = NULL;
 	c->req_copy = NULL;
@@ -245,6 +246,12 @@ static enum sec_next tls_finish(struct sec_env *env, struct sec_call *c, const u
 {
 	int r = tls_call_input(c->tls, payload, len, &env->flight, &env->plain);
 
+	if (r == TLS_CALL_CONTINUE && tls_call_early_offered(c->tls) && c->sends > 1)
+		/* early data refused after a retransmission: an earlier copy may have run at
+		 * a process the server's register does not know of (it restarted) */
+		return reply_fail(out, -ENOTRECOVERABLE,
+				  "early data refused after a retransmission: the request may "
+				  "have run");
 	if (r == TLS_CALL_CONTINUE) {
 		/* The second flight goes to the server that answered the first, under the
 		 * same rid: XDP steering (source, port, rid) then brings it to the worker

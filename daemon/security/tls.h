@@ -207,6 +207,8 @@ int tls_call_input(struct tls_call *call, const uint8_t *msg, size_t len, struct
 const char *tls_call_error(const struct tls_call *call);
 /* tls_call_early_accepted says whether the server took the request as 0-RTT data. */
 bool tls_call_early_accepted(const struct tls_call *call);
+/* tls_call_early_offered says whether the call's first flight carried early data. */
+bool tls_call_early_offered(const struct tls_call *call);
 void tls_call_free(struct tls_call *call);
 
 /* ---- server ---------------------------------------------------------------- */

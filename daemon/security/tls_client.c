@@ -497,3 +497,8 @@ bool tls_call_early_accepted(const struct tls_call *call)
 {
 	return call && call->early_accepted;
 }
+
+bool tls_call_early_offered(const struct tls_call *call)
+{
+	return call && call->offered_early;
+}

@@ -248,6 +248,7 @@ void on_complete(void *ctx, uint64_t cookie, int status, const uint8_t *payload,
 	c = &w->calls[idx];
 	if (c->wapp == UINT32_MAX || c->gen != gen)
 		return;
+	c->sec.sends = eng_completing_sends(w->eng);
 	switch (c->sec.ops->finish(&w->sec, &c->sec, status, payload, len, &r)) {
 	case SEC_IGNORE:
 		call_log(w, c, r.why);
