@@ -8,6 +8,7 @@
 #include "ctl.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -30,80 +31,208 @@
 
 /* ---- the listening socket ------------------------------------------------------ */
 
-/* ctl_make_dir creates `dir`, the directory of the socket, if it is missing. */
-static int ctl_make_dir(const char *dir, char *err, size_t err_len)
+/* Where the control socket goes: its path, its directory (`dir_fd` once open), its name. */
+struct ctl_where {
+	struct sockaddr_un sa;
+	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	const char *base; /* the file name, in sa.sun_path */
+	int dir_fd;
+	const char *group; /* socket_group, "" for none */
+	gid_t gid;
+};
+
+/* ctl_where_init fills `w` for `c`: the path split in two, the group resolved. */
+static int ctl_where_init(struct ctl_where *w, const struct cfg *c, char *err, size_t err_len)
 {
-	if (mkdir(dir, 0750) < 0 && errno != EEXIST) {
-		int ret = -errno;
-		set_err(err, err_len, "cannot create %s: %s", dir, strerror(errno));
+	const struct group *g;
+	char *slash;
+
+	if (strlen(c->socket_path) >= sizeof(w->sa.sun_path)) {
+		set_err(err, err_len, "control socket path too long: %s", c->socket_path);
+		return -ENAMETOOLONG;
+	}
+	strcpy(w->sa.sun_path, c->socket_path);
+	strcpy(w->dir, c->socket_path);
+	slash = strrchr(w->dir, '/');
+	if (!slash || slash[1] == '\0') {
+		set_err(err, err_len, "control socket path %s has no file name", c->socket_path);
+		return -EINVAL;
+	}
+	w->base = w->sa.sun_path + (slash - w->dir) + 1;
+	if (slash == w->dir)
+		slash++; /* a socket in "/" */
+	*slash = '\0';
+	if (w->group[0]) {
+		g = getgrnam(w->group);
+		if (!g) {
+			set_err(err, err_len, "control socket group '%s': %s", w->group,
+				"no such group");
+			return -ENOENT;
+		}
+		w->gid = g->gr_gid;
+	}
+	return 0;
+}
+
+/*
+ * ctl_own_dir opens the directory r2p2d has just created (mode 0700) and only then
+ * gives it to the group (0750), through the fd: O_NOFOLLOW refuses a symlink put in
+ * its place, the owner check a directory someone else made there.
+ */
+static int ctl_own_dir(struct ctl_where *w, char *err, size_t err_len)
+{
+	struct stat st;
+	int ret;
+
+	w->dir_fd = open(w->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (w->dir_fd < 0) {
+		ret = -errno;
+		set_err(err, err_len, "control socket directory %s: %s%s", w->dir, strerror(-ret),
+			ret == -ELOOP || ret == -ENOTDIR
+			    ? " (replaced after r2p2d created it; refusing to follow a symlink)"
+			    : "");
+		return ret;
+	}
+	if (fstat(w->dir_fd, &st) < 0 || st.st_uid != geteuid()) {
+		set_err(err, err_len, "control socket directory %s is not the one r2p2d created",
+			w->dir);
+		return -EPERM;
+	}
+	if ((w->group[0] && fchown(w->dir_fd, (uid_t)-1, w->gid) < 0) ||
+	    fchmod(w->dir_fd, 0750) < 0) {
+		ret = -errno;
+		set_err(err, err_len, "control socket directory %s: %s", w->dir, strerror(-ret));
 		return ret;
 	}
 	return 0;
 }
 
 /*
- * ctl_claim_path makes `sa` free to bind. A socket file that still answers belongs
- * to a running daemon: never steal it. A stale one from a crashed daemon would make
- * bind fail; it is ours to replace.
+ * ctl_dir_safe says whether only root and r2p2d's user can replace a file in the
+ * directory `st`: owned by one of them and writable by no one else, or sticky (there
+ * only a file's owner may remove or rename it).
  */
-static int ctl_claim_path(const struct sockaddr_un *sa, char *err, size_t err_len)
+static bool ctl_dir_safe(const struct stat *st)
 {
-	int probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (st->st_uid != 0 && st->st_uid != geteuid())
+		return false;
+	return !(st->st_mode & (S_IWGRP | S_IWOTH)) || (st->st_mode & S_ISVTX);
+}
 
-	if (probe >= 0 && connect(probe, (const struct sockaddr *)sa, sizeof(*sa)) == 0) {
+/*
+ * ctl_open_dir opens the socket's directory, creating it if missing. A directory that
+ * already exists is the administrator's: it is never changed (its mode, owner and
+ * group stay), only checked to be one where nobody else could replace the socket.
+ */
+static int ctl_open_dir(struct ctl_where *w, char *err, size_t err_len)
+{
+	struct stat st;
+	int ret;
+
+	if (mkdir(w->dir, 0700) == 0)
+		return ctl_own_dir(w, err, err_len);
+	if (errno != EEXIST) {
+		ret = -errno;
+		set_err(err, err_len, "cannot create %s: %s", w->dir, strerror(-ret));
+		return ret;
+	}
+	w->dir_fd = open(w->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (w->dir_fd < 0 || fstat(w->dir_fd, &st) < 0) {
+		ret = -errno;
+		set_err(err, err_len, "control socket directory %s: %s", w->dir, strerror(-ret));
+		return ret;
+	}
+	if (!ctl_dir_safe(&st)) {
+		set_err(err, err_len,
+			"control socket directory %s (mode %04o, uid %u) lets others replace the "
+			"socket: use one owned by root that only root may write, or a sticky one",
+			w->dir, (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid);
+		return -EPERM;
+	}
+	return 0;
+}
+
+/*
+ * ctl_claim_path makes the socket's name free to bind. It never follows a symlink and
+ * removes nothing but a socket. A socket file that still answers belongs to a running
+ * daemon: never steal it. A stale one from a crashed daemon would make bind fail; it
+ * is ours to replace.
+ */
+static int ctl_claim_path(const struct ctl_where *w, char *err, size_t err_len)
+{
+	const char *path = w->sa.sun_path;
+	struct stat st;
+	int probe;
+
+	if (fstatat(w->dir_fd, w->base, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		set_err(err, err_len, "control socket %s: %s", path, strerror(errno));
+		return -EIO;
+	}
+	if (S_ISLNK(st.st_mode)) {
+		set_err(err, err_len, "control socket path %s is a symlink; refusing to follow it",
+			path);
+		return -ELOOP;
+	}
+	if (!S_ISSOCK(st.st_mode)) {
+		set_err(err, err_len, "control socket path %s exists and is not a socket", path);
+		return -EEXIST;
+	}
+	probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (probe >= 0 && connect(probe, (const struct sockaddr *)&w->sa, sizeof(w->sa)) == 0) {
 		close(probe);
-		set_err(err, err_len, "another r2p2d is running on %s", sa->sun_path);
+		set_err(err, err_len, "another r2p2d is running on %s", path);
 		return -EADDRINUSE;
 	}
 	if (probe >= 0)
 		close(probe);
-	unlink(sa->sun_path);
+	unlinkat(w->dir_fd, w->base, 0);
 	return 0;
 }
 
 /*
- * ctl_set_group gives the socket at `path` to `group`; members of the group must
- * also be able to enter `dir` (NULL when the socket has no directory of its own).
+ * ctl_bind binds and listens on `w`. bind(2) creates the socket file with mode
+ * 0777 & ~umask: under umask 0117 it is born 0660, never wider even for an instant,
+ * and nothing has to chmod it by path afterwards, where a file swapped in could take
+ * the change (fchmod on the socket fd would set the mode of the socket's own inode,
+ * which bind also masks with the umask). The umask is the process's: ctl_open runs
+ * before the workers start, so no other thread creates files meanwhile.
  */
-static int ctl_set_group(const char *group, const char *dir, const char *path, char *err,
-			 size_t err_len)
+static int ctl_bind(int fd, const struct ctl_where *w, char *err, size_t err_len)
 {
-	struct group *g = getgrnam(group);
-	int ret;
+	mode_t old = umask(0117);
+	int ret = bind(fd, (const struct sockaddr *)&w->sa, sizeof(w->sa));
 
-	if (dir && g && chown(dir, (uid_t)-1, g->gr_gid) == 0)
-		chmod(dir, 0750);
-	if (!g) {
-		set_err(err, err_len, "control socket group '%s': %s", group, "no such group");
-		return -ENOENT;
-	}
-	if (chown(path, (uid_t)-1, g->gr_gid) < 0) {
+	umask(old);
+	if (ret < 0 || listen(fd, 64) < 0) {
 		ret = -errno;
-		set_err(err, err_len, "control socket group '%s': %s", group, strerror(-ret));
+		set_err(err, err_len, "control socket %s: %s", w->sa.sun_path, strerror(-ret));
 		return ret;
 	}
 	return 0;
 }
 
-/* ctl_bind binds and listens on `sa`, then sets the owner and mode of its file. */
-static int ctl_bind(int fd, const struct cfg *c, const struct sockaddr_un *sa, const char *dir,
-		    char *err, size_t err_len)
+/*
+ * ctl_set_group gives the bound socket file to `w->gid`. Until then it is 0660 in
+ * r2p2d's own group, so the moment between bind and here admits nobody new. The
+ * change goes through the directory fd, never follows a symlink, and is made only
+ * while the name still holds a socket of r2p2d's user; the directory is r2p2d's,
+ * root's or sticky (ctl_open_dir), so nobody else can swap it in between.
+ */
+static int ctl_set_group(const struct ctl_where *w, char *err, size_t err_len)
 {
+	struct stat st;
 	int ret;
 
-	if (bind(fd, (const struct sockaddr *)sa, sizeof(*sa)) < 0 || listen(fd, 64) < 0) {
-		ret = -errno;
-		set_err(err, err_len, "control socket %s: %s", sa->sun_path, strerror(-ret));
-		return ret;
+	if (fstatat(w->dir_fd, w->base, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISSOCK(st.st_mode) ||
+	    st.st_uid != geteuid()) {
+		set_err(err, err_len, "control socket %s was replaced after bind", w->sa.sun_path);
+		return -EPERM;
 	}
-	if (c->socket_group[0]) {
-		ret = ctl_set_group(c->socket_group, dir, sa->sun_path, err, err_len);
-		if (ret < 0)
-			return ret;
-	}
-	if (chmod(sa->sun_path, 0660) < 0) {
+	if (fchownat(w->dir_fd, w->base, (uid_t)-1, w->gid, AT_SYMLINK_NOFOLLOW) < 0) {
 		ret = -errno;
-		set_err(err, err_len, "chmod %s: %s", sa->sun_path, strerror(-ret));
+		set_err(err, err_len, "control socket group '%s': %s", w->group, strerror(-ret));
 		return ret;
 	}
 	return 0;
@@ -112,38 +241,35 @@ static int ctl_bind(int fd, const struct cfg *c, const struct sockaddr_un *sa, c
 /* ctl_listen returns the listening control socket of `c`, or a negative errno. */
 static int ctl_listen(const struct cfg *c, char *err, size_t err_len)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	char dir[sizeof(sa.sun_path)];
-	char *slash;
-	int fd, ret;
+	struct ctl_where w = {
+	    .sa = {.sun_family = AF_UNIX}, .dir_fd = -1, .group = c->socket_group};
+	bool bound = false;
+	int fd = -1, ret;
 
-	if (strlen(c->socket_path) >= sizeof(sa.sun_path)) {
-		set_err(err, err_len, "control socket path too long: %s", c->socket_path);
-		return -ENAMETOOLONG;
-	}
-	strcpy(sa.sun_path, c->socket_path);
-	strcpy(dir, c->socket_path);
-	slash = strrchr(dir, '/');
-	if (slash && slash != dir) {
-		*slash = '\0';
-		ret = ctl_make_dir(dir, err, err_len);
-		if (ret < 0)
-			return ret;
-	}
-	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0) {
-		ret = -errno;
-		set_err(err, err_len, "control socket: %s", strerror(-ret));
-		return ret;
-	}
-	ret = ctl_claim_path(&sa, err, err_len);
+	ret = ctl_where_init(&w, c, err, err_len);
 	if (ret == 0)
-		ret = ctl_bind(fd, c, &sa, slash && slash != dir ? dir : NULL, err, err_len);
-	if (ret < 0) {
-		close(fd);
-		return ret;
+		ret = ctl_open_dir(&w, err, err_len);
+	if (ret == 0)
+		ret = ctl_claim_path(&w, err, err_len);
+	if (ret == 0) {
+		fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		if (fd < 0) {
+			ret = -errno;
+			set_err(err, err_len, "control socket: %s", strerror(-ret));
+		}
 	}
-	return fd;
+	if (ret == 0)
+		ret = ctl_bind(fd, &w, err, err_len);
+	bound = ret == 0;
+	if (ret == 0 && w.group[0])
+		ret = ctl_set_group(&w, err, err_len);
+	if (ret < 0 && bound && ret != -EPERM) /* -EPERM: the name is not ours any more */
+		unlinkat(w.dir_fd, w.base, 0);
+	if (w.dir_fd >= 0)
+		close(w.dir_fd);
+	if (ret < 0 && fd >= 0)
+		close(fd);
+	return ret < 0 ? ret : fd;
 }
 
 /* ---- replies ------------------------------------------------------------------- */

@@ -27,11 +27,14 @@ struct conn {
 };
 
 /*
- * ctl_open creates the control socket of `d->cfg` (mode 0660, group
- * socket_group, its directory created if missing) in `d->ctl_fd` and adds it to
- * the main loop, which then accepts connections. It refuses a socket file that
- * still answers (another r2p2d) and replaces a stale one. Returns 0, or a
- * negative errno with a message in `err`.
+ * ctl_open creates the control socket of `d->cfg` in `d->ctl_fd` and adds it to the
+ * main loop, which then accepts connections. The socket file is born mode 0660 and is
+ * then given to socket_group; no symlink is followed and no directory r2p2d did
+ * not create is changed. A missing directory of the socket is created (0750,
+ * socket_group). It refuses a socket path that is a symlink or not a socket, a
+ * directory others could replace the socket in, and a socket file that still
+ * answers (another r2p2d); a stale one is replaced. Returns 0, or a negative errno
+ * with a message in `err`.
  */
 int ctl_open(struct daemon *d, char *err, size_t err_len);
 
