@@ -29,6 +29,10 @@
 
 #include <r2p2/shm.h>
 
+#ifndef SO_PEERGROUPS
+#define SO_PEERGROUPS 59 /* Linux 4.13; older libc headers lack it */
+#endif
+
 /* ---- the listening socket ------------------------------------------------------ */
 
 /* Where the control socket goes: its path, its directory (`dir_fd` once open), its name. */
@@ -354,7 +358,7 @@ static int conn_attach(struct daemon *d, struct conn *c)
 		ctl_error(c->fd, ESHUTDOWN, "r2p2d is shutting down");
 		return 0;
 	}
-	a = apps_new(c->id, c->fd, c->pid, c->uid, c->gid, d->num_workers);
+	a = apps_new(c->id, c->fd, c->peer.pid, c->peer.uid, c->peer.gid, d->num_workers);
 	if (!a)
 		return -ENOMEM;
 	ret = apps_map(a, &d->cfg->cfg, fds, &num_fds, err, sizeof(err));
@@ -385,7 +389,7 @@ static void conn_register(struct daemon *d, struct conn *c, const char *name)
 		ctl_error(c->fd, ENOTCONN, "attach before registering");
 		return;
 	}
-	ret = apps_register(c->app, &d->cfg->cfg, name, &port, err, sizeof(err));
+	ret = apps_register(c->app, &c->peer, &d->cfg->cfg, name, &port, err, sizeof(err));
 	if (ret < 0) {
 		ctl_error(c->fd, -ret, "%s", err);
 		return;
@@ -523,23 +527,40 @@ static void conn_handle(struct daemon *d, struct ep_source *src, uint32_t events
 		conn_close(d, c);
 }
 
-/* conn_new records a new connection and its peer's credentials (SO_PEERCRED). */
+/*
+ * conn_peer reads what the kernel says of `fd`'s peer: SO_PEERCRED and SO_PEERGROUPS
+ * (as of connect, so a process cannot change them afterwards). Unknown credentials are
+ * uid and gid -1, which no owner rule names. A peer with more than APPS_MAX_GROUPS
+ * groups gets ERANGE and no groups: an owner = @GROUP rule then looks at its gid only.
+ */
+static void conn_peer(int fd, struct peer *peer)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	peer->uid = (uid_t)-1;
+	peer->gid = (gid_t)-1;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+		peer->pid = cred.pid;
+		peer->uid = cred.uid;
+		peer->gid = cred.gid;
+	}
+	len = sizeof(peer->groups);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, peer->groups, &len) == 0)
+		peer->num_groups = len / sizeof(gid_t);
+}
+
+/* conn_new records a new connection of `d` and its peer. */
 static struct conn *conn_new(struct daemon *d, int fd)
 {
 	struct conn *c = calloc(1, sizeof(*c));
-	struct ucred cred;
-	socklen_t len = sizeof(cred);
 
 	if (!c)
 		return NULL;
 	c->src.handle = conn_handle;
 	c->fd = fd;
 	c->id = ++d->next_conn_id;
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
-		c->pid = cred.pid;
-		c->uid = cred.uid;
-		c->gid = cred.gid;
-	}
+	conn_peer(fd, &c->peer);
 	c->next = d->conns;
 	d->conns = c;
 	return c;

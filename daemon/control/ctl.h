@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "apps.h"
 #include "daemon.h"
 
 /* One control connection: an app (after ATTACH) or a tool such as r2p2ctl. */
@@ -19,9 +20,7 @@ struct conn {
 	struct ep_source src; /* readable, hung up or failed */
 	int fd;
 	uint64_t id;
-	pid_t pid;
-	uid_t uid;
-	gid_t gid;
+	struct peer peer;
 	struct app *app; /* NULL until ATTACH */
 	struct conn *next;
 };
