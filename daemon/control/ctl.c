@@ -23,6 +23,7 @@
 #include "apps.h"
 #include "clock.h"
 #include "err.h"
+#include "log.h"
 #include "replay.h"
 #include "status.h"
 #include "xdpath.h"
@@ -515,12 +516,30 @@ static void conn_close(struct daemon *d, struct conn *c)
 	free(c);
 }
 
+/*
+ * conn_drop_refused closes a refused connection once it spoke or hung up: its ERROR
+ * already waits in its queue. What it sent is read first, because closing with unread
+ * data makes the peer's next read fail (ECONNRESET) before it sees the ERROR.
+ */
+static void conn_drop_refused(struct daemon *d, struct conn *c)
+{
+	char buf[sizeof(struct r2p2_ctl_msg)];
+
+	while (recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT) > 0)
+		;
+	conn_close(d, c);
+}
+
 /* conn_handle is a connection's handler in the main loop. */
 static void conn_handle(struct daemon *d, struct ep_source *src, uint32_t events)
 {
 	struct conn *c = (struct conn *)((char *)src - offsetof(struct conn, src));
 	int ret = 0;
 
+	if (c->refused) {
+		conn_drop_refused(d, c);
+		return;
+	}
 	if (events & EPOLLIN)
 		ret = conn_input(d, c);
 	if (ret < 0 || (events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP)))
@@ -566,10 +585,87 @@ static struct conn *conn_new(struct daemon *d, int fd)
 	return c;
 }
 
+/*
+ * conn_over_limit says whether `c` is one connection too many: of its uid
+ * (max_connections_per_uid; root, which is no tenant, has no such limit) or in all
+ * (max_connections). Refused connections count toward neither. Returns 0, or -EUSERS
+ * with the reason in `why`.
+ */
+static int conn_over_limit(const struct daemon *d, const struct conn *c, char *why, size_t why_len)
+{
+	const struct cfg *cfg = &d->cfg->cfg;
+	uint32_t total = 0, of_uid = 0;
+
+	for (const struct conn *k = d->conns; k; k = k->next) {
+		if (k == c || k->refused)
+			continue;
+		total++;
+		of_uid += k->peer.uid == c->peer.uid;
+	}
+	if (c->peer.uid != 0 && of_uid >= cfg->max_conns_per_uid) {
+		set_err(why, why_len,
+			"too many control connections of uid %u (max_connections_per_uid = %u)",
+			(unsigned)c->peer.uid, cfg->max_conns_per_uid);
+		return -EUSERS;
+	}
+	if (total >= cfg->max_conns) {
+		set_err(why, why_len, "too many control connections (max_connections = %u)",
+			cfg->max_conns);
+		return -EUSERS;
+	}
+	return 0;
+}
+
+/* conn_log_refusal logs a refused connection, at most once a second: a flood of them
+ * must not flood the log; the next line says how many went unlogged. */
+static void conn_log_refusal(const struct conn *c, const char *why)
+{
+	static uint64_t last_ms;
+	static unsigned long num_quiet;
+	uint64_t now_ms = now_ns() / 1000000;
+
+	if (last_ms && now_ms - last_ms < 1000) {
+		num_quiet++;
+		return;
+	}
+	log_warn("control socket: refused a connection of pid %d uid %u: %s (%lu more refused "
+		 "since the last such line)",
+		 (int)c->peer.pid, (unsigned)c->peer.uid, why, num_quiet);
+	last_ms = now_ms;
+	num_quiet = 0;
+}
+
+/*
+ * conn_refuse sends `c` an ERROR (`err`, `why`) at once and keeps it, refused, until
+ * it speaks or hangs up: closed at once, the peer's request could fail to send
+ * (EPIPE) before it reads the reply. Of more than CTL_MAX_REFUSED such connections,
+ * the oldest is closed, so refusals never hold more than that many fds.
+ */
+#define CTL_MAX_REFUSED 16
+
+static void conn_refuse(struct daemon *d, struct conn *c, int err, const char *why)
+{
+	struct conn *oldest = NULL;
+	unsigned num_refused = 0;
+
+	conn_log_refusal(c, why);
+	ctl_error(c->fd, -err, "%s", why);
+	c->refused = true;
+	for (struct conn *k = d->conns; k; k = k->next) {
+		if (k->refused) {
+			num_refused++;
+			oldest = k;
+		}
+	}
+	if (num_refused > CTL_MAX_REFUSED)
+		conn_close(d, oldest);
+}
+
 /* ctl_accept is the listening socket's handler: it takes every pending connection. */
 static void ctl_accept(struct daemon *d, struct ep_source *src, uint32_t events)
 {
-	int fd;
+	char why[128];
+	int fd, ret;
 
 	(void)src;
 	(void)events;
@@ -579,8 +675,13 @@ static void ctl_accept(struct daemon *d, struct ep_source *src, uint32_t events)
 			close(fd);
 			continue;
 		}
-		if (daemon_watch(d, fd, EPOLLIN | EPOLLRDHUP, &c->src) < 0)
+		if (daemon_watch(d, fd, EPOLLIN | EPOLLRDHUP, &c->src) < 0) {
 			conn_close(d, c);
+			continue;
+		}
+		ret = conn_over_limit(d, c, why, sizeof(why));
+		if (ret < 0)
+			conn_refuse(d, c, ret, why);
 	}
 }
 
