@@ -985,7 +985,9 @@ R2P2_API const char *r2p2_strerror(int err)
 	case EBUSY:
 		return "calls in flight or services served";
 	case EACCES:
-		return "the server's certificate is not trusted for this service (tls)";
+		return "permission denied: r2p2d refused this app the control socket or the "
+		       "service ([serve] owner), or (tls) the server's certificate is not trusted "
+		       "for this service";
 	case EBADMSG:
 		return "malformed or unauthentic reply (tls)";
 	case ESHUTDOWN:

@@ -60,6 +60,8 @@ Test(config, defaults)
 	cr_assert_eq(cfg.workers, 2);
 	cr_assert_str_eq(cfg.socket_path, R2P2_DEFAULT_SOCKET);
 	cr_assert_str_eq(cfg.socket_group, "");
+	cr_assert_eq(cfg.max_conns, 1024);
+	cr_assert_eq(cfg.max_conns_per_uid, 64);
 	cr_assert_eq(cfg.max_msg_len, 1048576);
 	cr_assert_eq(cfg.ring_entries, 256);
 	cr_assert_eq(cfg.arena_size, 4194304);
@@ -371,6 +373,63 @@ Test(config, daemon_values)
 	cr_assert_eq(parse("[daemon]\nrouter =\nsocket_group =   ; none\n"), 0, "%s", err);
 	cr_assert(!cfg.has_router);
 	cr_assert_str_eq(cfg.socket_group, "");
+}
+
+Test(config, connection_limits)
+{
+	cr_assert_eq(parse("[daemon]\nmax_connections = 8\nmax_connections_per_uid = 2\n"), 0, "%s",
+		     err);
+	cr_assert_eq(cfg.max_conns, 8);
+	cr_assert_eq(cfg.max_conns_per_uid, 2);
+	expect_error("[daemon]\nmax_connections_per_uid = 0\n", 2,
+		     "[daemon] max_connections_per_uid", "out of range (1..65536)");
+	expect_error("[daemon]\nmax_connections = 65537\n", 2, "[daemon] max_connections",
+		     "out of range");
+	expect_error("[daemon]\nmax_connections = many\n", 2, "max_connections", "not a number");
+	expect_error("[daemon]\nmax_connections = 4\nmax_connections = 5\n", 3, "max_connections",
+		     "set twice (first at line 2)");
+}
+
+/* owner = USER|uid|@GROUP|@gid: names are resolved at load (root exists everywhere). */
+Test(config, serve_owner)
+{
+	const struct cfg_serve *s;
+
+	cr_assert_eq(parse("[serve a]\nport = 1\n[serve b]\nport = 2\nowner = root\n"
+			   "[serve c]\nport = 3\nowner = @root\n[serve d]\nport = 4\nowner = 1234\n"
+			   "[serve e]\nport = 5\nowner = @4321\n"),
+		     0, "%s", err);
+	s = cfg_find_serve(&cfg, "a");
+	cr_assert_eq(s->owner, CFG_OWNER_ANY, "no owner: anyone who can connect");
+	cr_assert_eq(s->line, 1);
+	s = cfg_find_serve(&cfg, "b");
+	cr_assert_eq(s->owner, CFG_OWNER_UID);
+	cr_assert_eq(s->owner_id, 0);
+	cr_assert_str_eq(s->owner_text, "root");
+	cr_assert_eq(s->line, 3);
+	s = cfg_find_serve(&cfg, "c");
+	cr_assert_eq(s->owner, CFG_OWNER_GID);
+	cr_assert_eq(s->owner_id, 0);
+	cr_assert_str_eq(s->owner_text, "@root");
+	s = cfg_find_serve(&cfg, "d");
+	cr_assert_eq(s->owner, CFG_OWNER_UID, "a uid need not have a name");
+	cr_assert_eq(s->owner_id, 1234);
+	s = cfg_find_serve(&cfg, "e");
+	cr_assert_eq(s->owner, CFG_OWNER_GID);
+	cr_assert_eq(s->owner_id, 4321);
+
+	expect_error("[serve a]\nport = 1\nowner = no-such-user-r2p2\n", 3, "[serve a] owner",
+		     "no such user 'no-such-user-r2p2'");
+	expect_error("[serve a]\nport = 1\nowner = @no-such-group-r2p2\n", 3, "[serve a] owner",
+		     "no such group 'no-such-group-r2p2'");
+	expect_error("[serve a]\nport = 1\nowner = @\n", 3, "[serve a] owner", "expected USER");
+	expect_error("[serve a]\nport = 1\nowner = 4294967295\n", 3, "owner", "bad uid");
+	expect_error("[serve a]\nport = 1\nowner = @12x\n", 3, "owner", "bad gid");
+	expect_error("[serve a]\nport = 1\nowner = root\nowner = root\n", 4, "owner",
+		     "set twice (first at line 3)");
+	expect_error("[serve a]\nport = 1\nowner =\n", 3, "owner", "empty value");
+	expect_error("[call a]\nserver = 1.2.3.4:5\nowner = root\n", 3, "[call a] owner",
+		     "unknown key");
 }
 
 Test(config, socket_path_bound)

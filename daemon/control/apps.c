@@ -99,8 +99,39 @@ void apps_add(struct daemon *d, struct app *a)
 		 (unsigned)a->uid, (unsigned)a->gid);
 }
 
-int apps_register(struct app *a, const struct cfg *cfg, const char *name, uint16_t *out_port,
-		  char *err, size_t err_len)
+bool apps_may_serve(const struct cfg_serve *s, const struct peer *peer)
+{
+	if (peer->uid == 0 || s->owner == CFG_OWNER_ANY)
+		return true;
+	if (s->owner == CFG_OWNER_UID)
+		return peer->uid == (uid_t)s->owner_id;
+	if (peer->gid == (gid_t)s->owner_id)
+		return true;
+	for (size_t i = 0; i < peer->num_groups; i++)
+		if (peer->groups[i] == (gid_t)s->owner_id)
+			return true;
+	return false;
+}
+
+/* refuse_owner explains, to the app in `err` and in the log, why `peer` may not serve `s`. */
+static int refuse_owner(const struct app *a, const struct peer *peer, const struct cfg_serve *s,
+			char *err, size_t err_len)
+{
+	const char *what = s->owner == CFG_OWNER_UID ? "uid" : "gid";
+
+	set_err(err, err_len,
+		"service '%s' is owned by %s (%s %u, [serve %s] owner): uid %u gid %u may not "
+		"register it",
+		s->name, s->owner_text, what, (unsigned)s->owner_id, s->name, (unsigned)peer->uid,
+		(unsigned)peer->gid);
+	log_warn("app %llu (pid %d uid %u gid %u) may not serve %s: [serve %s] owner = %s (%s %u)",
+		 (unsigned long long)a->id, (int)peer->pid, (unsigned)peer->uid,
+		 (unsigned)peer->gid, s->name, s->name, s->owner_text, what, (unsigned)s->owner_id);
+	return -EACCES;
+}
+
+int apps_register(struct app *a, const struct peer *peer, const struct cfg *cfg, const char *name,
+		  uint16_t *out_port, char *err, size_t err_len)
 {
 	const struct cfg_serve *s = cfg_find_serve(cfg, name);
 
@@ -109,6 +140,8 @@ int apps_register(struct app *a, const struct cfg *cfg, const char *name, uint16
 			name, name);
 		return -ENOENT;
 	}
+	if (!apps_may_serve(s, peer))
+		return refuse_owner(a, peer, s, err, err_len);
 	*out_port = s->port;
 	if (app_serves_port(a, s->port))
 		return 0;

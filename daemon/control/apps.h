@@ -8,6 +8,7 @@
 #ifndef R2P2D_APPS_H
 #define R2P2D_APPS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -16,6 +17,23 @@
 
 /* The most fds an ATTACH_OK carries: the memfd, then two doorbells per lane. */
 #define APPS_MAX_FDS (1 + 2 * 64)
+
+/* The most supplementary groups of a peer that an owner = @GROUP rule looks at. */
+#define APPS_MAX_GROUPS 64
+
+/*
+ * What the kernel said of a control connection's peer when it connected:
+ * SO_PEERCRED (`pid`, `uid`, `gid`) and SO_PEERGROUPS (`groups`). A peer with more
+ * than APPS_MAX_GROUPS groups has only the first ones here, so a rule may refuse it
+ * (never admit it) on a group it does not see.
+ */
+struct peer {
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+	gid_t groups[APPS_MAX_GROUPS];
+	size_t num_groups;
+};
 
 /*
  * apps_new returns a new app (one reference, the caller's) for the peer `pid`,
@@ -40,13 +58,22 @@ int apps_map(struct app *a, const struct cfg *cfg, int *out_fds, size_t *out_num
 void apps_add(struct daemon *d, struct app *a);
 
 /*
- * apps_register records that `a` serves `name` under `cfg` and sets `*out_port` to
- * the service's port; registering a service twice is fine. Returns 0, or a
- * negative errno with a message in `err` for the app: -ENOENT when `cfg` does not
- * serve `name`, -ENOSPC when `a` already serves CFG_MAX_SERVICES services.
+ * apps_may_serve says whether `peer` may register `s`: root (uid 0) always, anyone
+ * when `s` has no owner, else the owner uid, or a peer whose gid or supplementary
+ * groups hold the owner group.
  */
-int apps_register(struct app *a, const struct cfg *cfg, const char *name, uint16_t *out_port,
-		  char *err, size_t err_len);
+bool apps_may_serve(const struct cfg_serve *s, const struct peer *peer);
+
+/*
+ * apps_register records that `a`, run by `peer`, serves `name` under `cfg` and sets
+ * `*out_port` to the service's port; registering a service twice is fine. Returns
+ * 0, or a negative errno with a message in `err` for the app: -ENOENT when `cfg`
+ * does not serve `name`, -EACCES when the service's owner rule excludes `peer`
+ * (also logged, naming the rule), -ENOSPC when `a` already serves
+ * CFG_MAX_SERVICES services.
+ */
+int apps_register(struct app *a, const struct peer *peer, const struct cfg *cfg, const char *name,
+		  uint16_t *out_port, char *err, size_t err_len);
 
 /*
  * apps_remove takes `a` off every worker of `d` (they reject its requests and

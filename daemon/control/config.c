@@ -102,6 +102,7 @@ static void open_serve(struct parser *p, const char *name, size_t name_len)
 	memcpy(p->serve->name, name, name_len);
 	p->serve->security = CFG_SEC_PLAIN;
 	p->serve->early_data = true;
+	p->serve->line = p->lineno;
 	p->serve_line[c->num_serves] = p->lineno;
 	c->num_serves++;
 	p->kind = SEC_SERVE;
@@ -348,6 +349,8 @@ void cfg_defaults(struct cfg *c)
 	cfg_parse_addr(c->listen, false, &c->listen_addr);
 	c->workers = 2;
 	snprintf(c->socket_path, sizeof(c->socket_path), "%s", R2P2_DEFAULT_SOCKET);
+	c->max_conns = 1024;
+	c->max_conns_per_uid = 64;
 	c->max_msg_len = 1048576;
 	c->ring_entries = 256;
 	c->arena_size = 4194304;

@@ -23,8 +23,12 @@ enum cfg_security { CFG_SEC_PLAIN = 0, CFG_SEC_TLS = 1, CFG_SEC_SEALED = 2 };
 /* A service this host serves: [serve "name"] */
 #define CFG_PATH_MAX 256
 
+/* Who may register a served service: anyone who can connect, one uid, or one group. */
+enum cfg_owner { CFG_OWNER_ANY = 0, CFG_OWNER_UID, CFG_OWNER_GID };
+
 struct cfg_serve {
 	char name[CFG_NAME_MAX];
+	int line;      /* line of the section header, for messages */
 	uint16_t port; /* UDP port the service listens on (host order) */
 	enum cfg_security security;
 	char cert[CFG_PATH_MAX]; /* tls: PEM certificate chain whose SAN is `name` */
@@ -32,6 +36,9 @@ struct cfg_serve {
 	bool early_data;	 /* tls: accept 0-RTT requests (default yes) */
 	char stek[CFG_PATH_MAX]; /* tls/sealed: the service's own STEK ("": [daemon] stek) */
 	int stek_line;		 /* line of `stek` in the file (0: not set), for messages */
+	enum cfg_owner owner;	 /* owner = NAME|uid (a user) or @NAME|@gid (a group) */
+	uint32_t owner_id;	 /* the uid or gid of `owner` */
+	char owner_text[40];	 /* `owner` as written, for messages */
 };
 
 /* A service this host calls: [call "name"] */
@@ -55,6 +62,8 @@ struct cfg {
 	unsigned workers;	      /* 1..64 */
 	char socket_path[108];	      /* control socket */
 	char socket_group[32];	      /* group owning the control socket, "" = keep */
+	uint32_t max_conns;	      /* control connections at once, all uids */
+	uint32_t max_conns_per_uid;   /* control connections at once of one uid */
 	uint32_t max_msg_len;	      /* bytes, 1..R2P2_PROTO_MAX_MSG */
 	uint32_t ring_entries;	      /* per lane, power of two */
 	uint32_t arena_size;	      /* per lane and direction */

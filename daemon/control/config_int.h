@@ -45,10 +45,21 @@ enum daemon_key {
 	DK_BACKEND,
 	DK_XDP_MODE,
 	DK_INTERFACE,
+	DK_MAX_CONNS,
+	DK_MAX_CONNS_PER_UID,
 	DK_COUNT,
 };
 
-enum serve_key { SK_PORT, SK_SECURITY, SK_CERT, SK_KEY, SK_EARLY_DATA, SK_STEK, SK_COUNT };
+enum serve_key {
+	SK_PORT,
+	SK_SECURITY,
+	SK_CERT,
+	SK_KEY,
+	SK_EARLY_DATA,
+	SK_STEK,
+	SK_OWNER,
+	SK_COUNT
+};
 
 enum call_key {
 	CK_SERVER,
@@ -112,6 +123,9 @@ bool num_value(struct parser *p, const char *key, const char *v, uint64_t min, u
 bool path_value(struct parser *p, const char *key, const char *v, char *out, size_t out_len);
 bool bool_value(struct parser *p, const char *key, const char *v, bool *out);
 bool security_value(struct parser *p, const char *key, const char *v, enum cfg_security *out);
+/* owner_value parses NAME or uid (a user), @NAME or @gid (a group) into `s`'s owner; names
+ * are resolved now (getpwnam, getgrnam), so an unknown one is an error of this line. */
+bool owner_value(struct parser *p, const char *key, const char *v, struct cfg_serve *s);
 /* valid_service_name checks `len` bytes of `s`: 1..CFG_NAME_MAX-1 of A-Z a-z 0-9 . _ - */
 bool valid_service_name(const char *s, size_t len);
 /* parse_addr is cfg_parse_addr that also says, in `out_has_port`, which form it was. */

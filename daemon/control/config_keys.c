@@ -39,11 +39,14 @@ static const char *const daemon_keys[DK_COUNT] = {
     [DK_BACKEND] = "backend",
     [DK_XDP_MODE] = "xdp_mode",
     [DK_INTERFACE] = "interface",
+    [DK_MAX_CONNS] = "max_connections",
+    [DK_MAX_CONNS_PER_UID] = "max_connections_per_uid",
 };
 
 static const char *const serve_keys[SK_COUNT] = {
-    [SK_PORT] = "port", [SK_SECURITY] = "security",	[SK_CERT] = "cert",
-    [SK_KEY] = "key",	[SK_EARLY_DATA] = "early_data", [SK_STEK] = "stek",
+    [SK_PORT] = "port",	  [SK_SECURITY] = "security",	  [SK_CERT] = "cert",
+    [SK_KEY] = "key",	  [SK_EARLY_DATA] = "early_data", [SK_STEK] = "stek",
+    [SK_OWNER] = "owner",
 };
 
 static const char *const call_keys[CK_COUNT] = {
@@ -100,6 +103,8 @@ static const struct num_key daemon_nums[DK_COUNT] = {
     [DK_REPLAY_MAX] = NUM_KEY(replay_max_entries, 1024, 1u << 26),
     [DK_SEALED_WINDOW] = NUM_KEY(sealed_window_ms, 100, 600000),
     [DK_SPIN] = NUM_KEY(spin_us, 0, 1000),
+    [DK_MAX_CONNS] = NUM_KEY(max_conns, 1, 65536),
+    [DK_MAX_CONNS_PER_UID] = NUM_KEY(max_conns_per_uid, 1, 65536),
 };
 _Static_assert(sizeof(unsigned) == sizeof(uint32_t), "workers is stored as a uint32_t");
 
@@ -318,6 +323,9 @@ static void serve_key(struct parser *p, const char *key, const char *v)
 	case SK_STEK:
 		if (path_value(p, key, v, s->stek, sizeof(s->stek)))
 			s->stek_line = p->lineno;
+		break;
+	case SK_OWNER:
+		owner_value(p, key, v, s);
 		break;
 	case SK_COUNT:
 		break;

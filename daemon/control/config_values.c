@@ -9,6 +9,8 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,6 +102,65 @@ bool security_value(struct parser *p, const char *key, const char *v, enum cfg_s
 	}
 	failx(p, p->lineno, p->label, key, "bad value '%s' (expected plain|tls|sealed)", v);
 	return false;
+}
+
+/*
+ * owner_id resolves `name` (a user, or a group when `group`) to its id: decimal digits
+ * are the id itself, which need not have a name. Returns 0, -EINVAL (bad id) or -ENOENT.
+ */
+static int owner_id(const char *name, bool group, uint32_t *out)
+{
+	uint64_t id;
+
+	if (isdigit((unsigned char)name[0])) {
+		/* (uid_t)-1 means "no change" to chown(2): never an owner */
+		if (parse_u64(name, 0, UINT32_MAX - 1, &id) != 0)
+			return -EINVAL;
+		*out = (uint32_t)id;
+		return 0;
+	}
+	if (group) {
+		const struct group *g = getgrnam(name);
+
+		if (!g)
+			return -ENOENT;
+		*out = (uint32_t)g->gr_gid;
+	} else {
+		const struct passwd *pw = getpwnam(name);
+
+		if (!pw)
+			return -ENOENT;
+		*out = (uint32_t)pw->pw_uid;
+	}
+	return 0;
+}
+
+bool owner_value(struct parser *p, const char *key, const char *v, struct cfg_serve *s)
+{
+	bool group = v[0] == '@';
+	const char *name = v + group;
+	int rc;
+
+	if (strlen(v) >= sizeof(s->owner_text) || name[0] == '\0') {
+		failx(p, p->lineno, p->label, key,
+		      "bad value '%.60s' (expected USER, uid, @GROUP or @gid; at most %zu "
+		      "characters)",
+		      v, sizeof(s->owner_text) - 1);
+		return false;
+	}
+	rc = owner_id(name, group, &s->owner_id);
+	if (rc == -EINVAL) {
+		failx(p, p->lineno, p->label, key, "bad %s '%s'", group ? "gid" : "uid", name);
+		return false;
+	}
+	if (rc < 0) {
+		failx(p, p->lineno, p->label, key, "no such %s '%s'", group ? "group" : "user",
+		      name);
+		return false;
+	}
+	s->owner = group ? CFG_OWNER_GID : CFG_OWNER_UID;
+	snprintf(s->owner_text, sizeof(s->owner_text), "%s", v);
+	return true;
 }
 
 /*

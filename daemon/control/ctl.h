@@ -12,26 +12,35 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "apps.h"
 #include "daemon.h"
 
-/* One control connection: an app (after ATTACH) or a tool such as r2p2ctl. */
+/*
+ * One control connection: an app (after ATTACH) or a tool such as r2p2ctl. A
+ * connection over max_connections or max_connections_per_uid is `refused`: it was
+ * sent an ERROR at once and is closed when it speaks or hangs up (or when newer
+ * refused ones need its place); it counts toward neither limit.
+ */
 struct conn {
 	struct ep_source src; /* readable, hung up or failed */
 	int fd;
 	uint64_t id;
-	pid_t pid;
-	uid_t uid;
-	gid_t gid;
+	struct peer peer;
+	bool refused;
 	struct app *app; /* NULL until ATTACH */
 	struct conn *next;
 };
 
 /*
- * ctl_open creates the control socket of `d->cfg` (mode 0660, group
- * socket_group, its directory created if missing) in `d->ctl_fd` and adds it to
- * the main loop, which then accepts connections. It refuses a socket file that
- * still answers (another r2p2d) and replaces a stale one. Returns 0, or a
- * negative errno with a message in `err`.
+ * ctl_open creates the control socket of `d->cfg` in `d->ctl_fd` and adds it to the
+ * main loop, which then accepts connections (at most max_connections, and
+ * max_connections_per_uid of one uid). The socket file is born mode 0660 and is
+ * then given to socket_group; no symlink is followed and no directory r2p2d did
+ * not create is changed. A missing directory of the socket is created (0750,
+ * socket_group). It refuses a socket path that is a symlink or not a socket, a
+ * directory others could replace the socket in, and a socket file that still
+ * answers (another r2p2d); a stale one is replaced. Returns 0, or a negative errno
+ * with a message in `err`.
  */
 int ctl_open(struct daemon *d, char *err, size_t err_len);
 

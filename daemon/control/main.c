@@ -504,6 +504,23 @@ static void daemon_stop(struct daemon *d)
 	cfg_ref_put(d->cfg);
 }
 
+/*
+ * warn_unowned warns of each [serve] section of `c` (read from `path`) without an
+ * owner when socket_group lets other users connect: any of their apps may then
+ * register the service and receive its requests. r2p2d --check and the start say it.
+ */
+static void warn_unowned(const struct cfg *c, const char *path)
+{
+	if (!c->socket_group[0])
+		return;
+	for (size_t i = 0; i < c->num_serves; i++)
+		if (c->serves[i].owner == CFG_OWNER_ANY)
+			log_warn("%s:%d: [serve %s]: no owner: any app that can connect to the "
+				 "control socket (socket_group = %s) may register it and receive "
+				 "its requests; set owner = USER or @GROUP",
+				 path, c->serves[i].line, c->serves[i].name, c->socket_group);
+}
+
 int main(int argc, char **argv)
 {
 	struct daemon d = {.ep_fd = -1, .sig_fd = -1, .ctl_fd = -1, .drained_efd = -1};
@@ -525,6 +542,7 @@ int main(int argc, char **argv)
 		cfg_ref_put(d.cfg);
 		return 1;
 	}
+	warn_unowned(&d.cfg->cfg, path);
 	if (check) {
 		printf("%s: ok (%zu services served, %zu called)\n", path, d.cfg->cfg.num_serves,
 		       d.cfg->cfg.num_calls);
