@@ -995,7 +995,8 @@ R2P2_API const char *r2p2_strerror(int err)
 	case EALREADY:
 		return "the server had already run this request (an earlier copy); not run again";
 	case ENOTRECOVERABLE:
-		return "the request may have run once; it was not sent again (a server restart or an "
+		return "the request may have run once; it was not sent again (a server restart or "
+		       "an "
 		       "attempt too old to check leaves no way to tell)";
 	}
 	s = strerrordesc_np(err);
