@@ -39,8 +39,9 @@ struct r2p2_event {
 			   * tls services: -EACCES (certificate not trusted for the
 			   * service name), -EBADMSG (unauthentic reply); sealed
 			   * services: -EALREADY (the server had already run this
-			   * request: not run twice), -ENOTRECOVERABLE (it may have run;
-			   * the server could not tell) */
+			   * request: not run twice); tls and sealed: -ENOTRECOVERABLE
+			   * (it may have run once and was not sent again: nobody can
+			   * tell after a server restart) */
 	uint64_t id;	  /* R2P2_EV_RESPONSE: the call id r2p2_call returned;
 			   * R2P2_EV_REQUEST: the request handle for r2p2_respond */
 	const void *data; /* payload; valid until the next r2p2_poll on this context */
@@ -96,7 +97,8 @@ int r2p2_call_sync(struct r2p2_ctx *ctx, const char *service, const void *req, s
 /*
  * r2p2_register makes this context a server of `service`: its requests arrive
  * as R2P2_EV_REQUEST events. Returns the service id (>= 0) or a negative errno:
- * -ENOENT when the daemon's configuration does not serve `service`.
+ * -ENOENT when the daemon's configuration does not serve `service`; -EACCES when
+ * the service has an `owner` that is not this app's user or one of its groups.
  */
 int r2p2_register(struct r2p2_ctx *ctx, const char *service);
 
