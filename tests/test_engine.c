@@ -3085,3 +3085,159 @@ Test(conflict, answered_encrypted_state_gives_way_to_other_bytes)
 {
 	answered_state_gives_way(TLS_BIT);
 }
+
+/* ---- memory follows the bytes that arrived ------------------------------------------ */
+
+/*
+ * req_pkt builds packet `idx` of a `num`-packet request carrying `msg` (rid `rid`), in
+ * the plain framing or, with `flags`, the encrypted one (0xFFFF, then N-1 in packet 1).
+ */
+static size_t req_pkt(uint8_t *out, const uint8_t *msg, size_t len, uint32_t idx, uint32_t num,
+		      uint8_t flags, uint16_t rid)
+{
+	size_t off = idx ? 14 + (size_t)(idx - 1) * R2P2_MAX_PAYLOAD : 0;
+	size_t n = idx ? len - off : 14;
+	uint8_t f = flags;
+	uint16_t order = (uint16_t)idx;
+
+	if (n > R2P2_MAX_PAYLOAD)
+		n = R2P2_MAX_PAYLOAD;
+	if (idx == 0) {
+		f |= R2P2_F_FIRST;
+		order = flags ? 0xFFFF : (uint16_t)num;
+	} else if (idx == 1 && flags) {
+		order = (uint16_t)(num - 1);
+	}
+	if (idx == num - 1)
+		f |= R2P2_F_LAST;
+	struct r2p2_hdr h = {R2P2_MAGIC, R2P2_HDR_LEN, R2P2_REQUEST << 4,
+			     f,		 htons(rid),   htons(order)};
+	memcpy(out, &h, sizeof(h));
+	memcpy(out + 8, msg + off, n);
+	return 8 + n;
+}
+
+/*
+ * feed_request_in_order feeds a `len`-byte request to `srv`: packet 0, then the rest in
+ * the order `order` (a permutation of 1..num-1), and checks it is handed up intact.
+ */
+static void feed_request_in_order(struct node *srv, const struct r2p2_addr *cli, size_t len,
+				  const uint32_t *order, uint8_t flags, uint16_t rid)
+{
+	uint32_t num = 1 + (uint32_t)((len - 14 + R2P2_MAX_PAYLOAD - 1) / R2P2_MAX_PAYLOAD);
+	uint8_t *msg = pattern(len, rid), b[8 + R2P2_MAX_PAYLOAD];
+	size_t reqs = srv->num_reqs;
+
+	feed(srv, 0, cli, b, req_pkt(b, msg, len, 0, num, flags, rid));
+	for (uint32_t i = 0; i + 1 < num; i++) {
+		cr_assert_eq(srv->num_reqs, reqs, "handed up before packet %u", i);
+		feed(srv, 0, cli, b, req_pkt(b, msg, len, order[i], num, flags, rid));
+	}
+	cr_assert_eq(srv->num_reqs, reqs + 1);
+	cr_assert_eq(srv->reqs[reqs].len, len);
+	cr_assert_arr_eq(srv->reqs[reqs].payload, msg, len);
+	cr_assert_eq(eng_reassembly_bytes(srv->e), 0);
+	free(msg);
+}
+
+Test(memory, every_order_of_a_large_request)
+{
+	struct node srv;
+	struct eng_config cfg;
+	struct r2p2_addr cli = mkaddr("10.0.0.1", 5555);
+	size_t len = 14 + 40 * R2P2_MAX_PAYLOAD + 77; /* 42 packets */
+	uint32_t num = 42, order[41];
+	uint16_t rid = 1;
+
+	net_reset();
+	flags_cfg(&cfg);
+	node_init(&srv, "10.0.0.2", 8000, &cfg);
+	for (uint8_t flags = 0; flags <= TLS_BIT; flags += TLS_BIT) {
+		for (uint32_t i = 0; i < num - 1; i++)
+			order[i] = num - 1 - i; /* reverse: the last first */
+		feed_request_in_order(&srv, &cli, len, order, flags, rid++);
+		for (uint32_t i = 0; i < num - 1; i++)
+			order[i] = i % 2 ? num - 1 - i / 2 : 1 + i / 2; /* both ends inwards */
+		feed_request_in_order(&srv, &cli, len, order, flags, rid++);
+		for (uint64_t seed = 1; seed <= 20; seed++) {
+			for (uint32_t i = 0; i < num - 1; i++)
+				order[i] = i + 1;
+			for (uint32_t i = num - 2; i > 0; i--) { /* Fisher-Yates */
+				seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+				uint32_t j = (uint32_t)((seed >> 33) % (i + 1)), t = order[i];
+				order[i] = order[j];
+				order[j] = t;
+			}
+			feed_request_in_order(&srv, &cli, len, order, flags, rid++);
+		}
+	}
+	cr_assert_eq(stats(&srv).rx_bad_order, 0);
+	node_cleanup(&srv);
+}
+
+/* first_and_last sends packet 0 and a 1-byte last packet of a `num`-packet request. */
+static void first_and_last(struct node *srv, const struct r2p2_addr *cli, uint16_t rid,
+			   uint32_t num, uint8_t flags)
+{
+	uint8_t b[8 + R2P2_MAX_PAYLOAD];
+	size_t l;
+
+	l = mkpkt(b, R2P2_REQUEST, 0, R2P2_F_FIRST | flags, rid, flags ? 0xFFFF : (uint16_t)num, 14,
+		  0);
+	feed(srv, 0, cli, b, l);
+	l = mkpkt(b, R2P2_REQUEST, 0, R2P2_F_LAST | flags, rid, (uint16_t)(num - 1), 1, 0);
+	feed(srv, 0, cli, b, l);
+}
+
+Test(memory, first_and_last_packet_of_a_huge_message_cost_little)
+{
+	struct node srv;
+	struct eng_config cfg;
+	struct r2p2_addr cli = mkaddr("10.0.0.1", 5555);
+	uint32_t num = 1 + ((1u << 20) - 14) / R2P2_MAX_PAYLOAD; /* the largest 1 MiB allows */
+
+	net_reset();
+	flags_cfg(&cfg);
+	node_init(&srv, "10.0.0.2", 8000, &cfg);
+	first_and_last(&srv, &cli, 1, num, 0);
+	cr_assert_eq(pending_states(&srv), 1);
+	cr_assert_lt(eng_reassembly_bytes(srv.e), 16384, "%zu bytes", eng_reassembly_bytes(srv.e));
+	first_and_last(&srv, &cli, 2, num, TLS_BIT);
+	cr_assert_eq(pending_states(&srv), 2);
+	cr_assert_lt(eng_reassembly_bytes(srv.e), 2 * 16384, "%zu bytes",
+		     eng_reassembly_bytes(srv.e));
+	cr_assert_eq(stats(&srv).rx_bad_order + stats(&srv).rx_too_big, 0);
+	/* Timed out, they give everything back. */
+	net.now += 2 * SEC;
+	eng_tick(srv.e, net.now);
+	cr_assert_eq(pending_states(&srv), 0);
+	cr_assert_eq(eng_reassembly_bytes(srv.e), 0);
+	node_cleanup(&srv);
+}
+
+Test(memory, large_response_in_reverse_order)
+{
+	struct node cli;
+	struct r2p2_addr srv = mkaddr("10.0.0.2", 8000);
+	uint8_t b[8 + R2P2_MAX_PAYLOAD];
+	const uint32_t num = 30;
+
+	net_reset();
+	node_init(&cli, "10.0.0.1", 5555, NULL);
+	cr_assert_eq(do_call(&cli, &srv, "x", 1, 1, SEC, 0), 0);
+	for (uint32_t i = num; i-- > 0;) {
+		uint8_t f = i == 0 ? R2P2_F_FIRST : i == num - 1 ? R2P2_F_LAST : 0;
+		size_t l = mkpkt(b, R2P2_RESPONSE, 1, f, 0, (uint16_t)(i ? i : num),
+				 i == num - 1 ? 10 : R2P2_MAX_PAYLOAD, i);
+		feed(&cli, 0, &srv, b, l);
+	}
+	cr_assert_eq(cli.num_dones, 1);
+	cr_assert_eq(cli.dones[0].status, 0);
+	cr_assert_eq(cli.dones[0].len, (num - 1) * R2P2_MAX_PAYLOAD + 10);
+	for (uint32_t i = 0; i < num; i++) {
+		size_t l =
+		    mkpkt(b, R2P2_RESPONSE, 1, 0, 0, 0, i == num - 1 ? 10 : R2P2_MAX_PAYLOAD, i);
+		cr_assert_arr_eq(cli.dones[0].payload + i * R2P2_MAX_PAYLOAD, b + 8, l - 8);
+	}
+	node_cleanup(&cli);
+}

@@ -227,4 +227,10 @@ void eng_get_stats(const struct eng *e, struct eng_stats *out);
 /* eng_num_pending returns the number of calls in flight and server states held. */
 void eng_num_pending(const struct eng *e, size_t *out_calls, size_t *out_server_states);
 
+/*
+ * eng_reassembly_bytes returns the bytes held for requests still being reassembled
+ * (buffers, packets kept aside, bitmaps; not the allocator's overhead).
+ */
+size_t eng_reassembly_bytes(const struct eng *e);
+
 #endif /* R2P2D_ENGINE_H */

@@ -257,6 +257,7 @@ static void srv_rest_input(struct eng *e, const struct r2p2_addr *src, const str
 		srv_answer(e, st, R2P2_DROP, now);
 		return;
 	case RASM_NOMEM:
+	case RASM_OVER:
 		e->stats.rx_no_state++;
 		srv_answer(e, st, R2P2_DROP, now);
 		return;
@@ -369,9 +370,9 @@ static void srv_start(struct eng *e, unsigned sock, const struct r2p2_addr *src,
 		return;
 	}
 	st->phase = SP_REASSEMBLING;
-	if (rasm_init(&st->rasm, R2P2_MIN_PAYLOAD,
-		      enc ? rasm_max_pkts(e->cfg.max_msg_len, R2P2_MIN_PAYLOAD) : p, enc) < 0 ||
-	    rasm_add(&st->rasm, h, payload, n, e->cfg.max_msg_len) != RASM_MORE) {
+	rasm_init(&st->rasm, R2P2_MIN_PAYLOAD,
+		  enc ? rasm_max_pkts(e->cfg.max_msg_len, R2P2_MIN_PAYLOAD) : p, enc, &e->rbud);
+	if (rasm_add(&st->rasm, h, payload, n, e->cfg.max_msg_len) != RASM_MORE) {
 		srv_free(e, st);
 		e->stats.rx_no_state++;
 		srv_refuse(e, sock, src, rid, free_flags);
