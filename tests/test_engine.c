@@ -3241,3 +3241,133 @@ Test(memory, large_response_in_reverse_order)
 	}
 	node_cleanup(&cli);
 }
+
+/* ---- bounds on half-open requests: budget, quota, eviction ------------------------- */
+
+/* first_pkt sends packet 0 of a `num`-packet plain request from `src`. */
+static void first_pkt(struct node *srv, const struct r2p2_addr *src, uint16_t rid, uint32_t num)
+{
+	uint8_t b[8 + 14];
+	size_t l = mkpkt(b, R2P2_REQUEST, 0, R2P2_F_FIRST, rid, (uint16_t)num, 14, 0);
+
+	feed(srv, 0, src, b, l);
+}
+
+/* mid_pkt sends packet `idx` (full, or a 10-byte last one) of a plain request from `src`. */
+static void mid_pkt(struct node *srv, const struct r2p2_addr *src, uint16_t rid, uint32_t idx,
+		    bool last)
+{
+	uint8_t b[8 + R2P2_MAX_PAYLOAD];
+	size_t l = mkpkt(b, R2P2_REQUEST, 0, last ? R2P2_F_LAST : 0, rid, (uint16_t)idx,
+			 last ? 10 : R2P2_MAX_PAYLOAD, 0);
+
+	feed(srv, 0, src, b, l);
+}
+
+Test(bounds, budget_evicts_the_idle_then_refuses)
+{
+	struct node srv;
+	struct eng_config cfg;
+	struct r2p2_addr a = mkaddr("10.0.0.1", 5555), c = mkaddr("10.0.0.3", 5555);
+
+	net_reset();
+	eng_config_default(&cfg);
+	cfg.max_reassembly_bytes = 6000;
+	node_init(&srv, "10.0.0.2", 8000, &cfg);
+	/* a's request holds 14 + 4 packets' worth of buffer: under the budget. */
+	first_pkt(&srv, &a, 1, 10);
+	mid_pkt(&srv, &a, 1, 1, false);
+	cr_assert_gt(eng_reassembly_bytes(srv.e), 5000);
+	cr_assert_leq(eng_reassembly_bytes(srv.e), 6000);
+	/* c's request needs room: a's, the least recently active, is evicted. */
+	first_pkt(&srv, &c, 2, 3);
+	mid_pkt(&srv, &c, 2, 1, false);
+	cr_assert_eq(stats(&srv).evict_memory, 1);
+	mid_pkt(&srv, &c, 2, 2, true);
+	cr_assert_eq(srv.num_reqs, 1);
+	cr_assert_eq(srv.reqs[0].len, 14 + R2P2_MAX_PAYLOAD + 10);
+	mid_pkt(&srv, &a, 1, 2, false);
+	cr_assert_eq(stats(&srv).rx_unmatched, 1, "a's request is gone");
+	cr_assert_eq(eng_reassembly_bytes(srv.e), 0);
+	/* A request that alone outgrows the budget is refused with DROP. */
+	first_pkt(&srv, &a, 3, 10);
+	for (uint32_t i = 1; i <= 3; i++)
+		mid_pkt(&srv, &a, 3, i, false);
+	cr_assert_eq(stats(&srv).rx_no_memory, 0);
+	size_t sent = srv.num_sent;
+	mid_pkt(&srv, &a, 3, 4, false); /* past 4 packets: the buffer would double */
+	cr_assert_eq(stats(&srv).rx_no_memory, 1);
+	cr_assert_eq(srv.num_sent, sent + 1);
+	cr_assert_eq(pkt_type(&srv.sent[sent]), R2P2_DROP);
+	cr_assert_eq(eng_reassembly_bytes(srv.e), 0);
+	cr_assert_eq(srv.num_reqs, 1);
+	node_cleanup(&srv);
+}
+
+Test(bounds, one_source_over_its_quota_evicts_its_own_oldest)
+{
+	struct node srv;
+	struct eng_config cfg;
+	struct r2p2_addr other = mkaddr("10.0.0.3", 7000);
+
+	net_reset();
+	eng_config_default(&cfg);
+	cfg.max_half_open_per_source = 4;
+	cfg.max_server_states = 8;
+	node_init(&srv, "10.0.0.2", 8000, &cfg);
+	/* One address, many ports: the quota is per address. */
+	for (uint16_t i = 0; i < 20; i++) {
+		struct r2p2_addr a = mkaddr("10.0.0.1", (uint16_t)(5000 + i));
+		first_pkt(&srv, &a, i, 700);
+	}
+	cr_assert_eq(pending_states(&srv), 4);
+	cr_assert_eq(stats(&srv).evict_source, 16);
+	cr_assert_eq(stats(&srv).rx_no_state, 0);
+	/* The newest survive: rid 19 goes on, rid 0 is gone. */
+	struct r2p2_addr a19 = mkaddr("10.0.0.1", 5019), a0 = mkaddr("10.0.0.1", 5000);
+	mid_pkt(&srv, &a0, 0, 1, false);
+	cr_assert_eq(stats(&srv).rx_unmatched, 1);
+	mid_pkt(&srv, &a19, 19, 1, false);
+	cr_assert_eq(stats(&srv).rx_unmatched, 1);
+	/* Another source still gets a state, and its request completes. */
+	first_pkt(&srv, &other, 1, 3);
+	mid_pkt(&srv, &other, 1, 1, false);
+	mid_pkt(&srv, &other, 1, 2, true);
+	cr_assert_eq(srv.num_reqs, 1);
+	cr_assert_eq(stats(&srv).evict_source, 16);
+	cr_assert_eq(stats(&srv).evict_full, 0);
+	node_cleanup(&srv);
+}
+
+Test(bounds, full_table_evicts_half_open_never_executing)
+{
+	struct node srv;
+	struct eng_config cfg;
+	struct r2p2_addr a = mkaddr("10.0.0.1", 5555), c = mkaddr("10.0.0.3", 5555);
+
+	net_reset();
+	eng_config_default(&cfg);
+	cfg.max_server_states = 3;
+	node_init(&srv, "10.0.0.2", 8000, &cfg);
+	feed_hex(&srv, &c, "cc 08 00 c0 00 01 00 01 61"); /* executing */
+	first_pkt(&srv, &a, 2, 3);
+	first_pkt(&srv, &a, 3, 3);
+	cr_assert_eq(pending_states(&srv), 3);
+	feed_hex(&srv, &c, "cc 08 00 c0 00 04 00 01 62"); /* evicts rid 2 */
+	cr_assert_eq(srv.num_reqs, 2);
+	cr_assert_eq(stats(&srv).evict_full, 1);
+	mid_pkt(&srv, &a, 2, 1, false);
+	cr_assert_eq(stats(&srv).rx_unmatched, 1, "rid 2 was evicted");
+	feed_hex(&srv, &c, "cc 08 00 c0 00 05 00 01 63"); /* evicts rid 3 */
+	cr_assert_eq(srv.num_reqs, 3);
+	cr_assert_eq(stats(&srv).evict_full, 2);
+	/* Three executing: nothing may be evicted, the next is refused. */
+	feed_hex(&srv, &c, "cc 08 00 c0 00 06 00 01 64");
+	cr_assert_eq(srv.num_reqs, 3);
+	cr_assert_eq(stats(&srv).rx_no_state, 1);
+	cr_assert_eq(stats(&srv).evict_full, 2);
+	for (size_t i = 0; i < 3; i++)
+		cr_assert_eq(eng_respond(srv.e, srv.reqs[i].handle, "ok", 2, net.now), 0);
+	cr_assert_eq(eng_reassembly_bytes(srv.e), 0);
+	node_cleanup(&srv);
+}

@@ -662,6 +662,8 @@ void eng_config_default(struct eng_config *cfg)
 	cfg->exec_timeout_ns = 30000000000ull;
 	cfg->max_server_states = 65536;
 	cfg->max_client_calls = 16384;
+	cfg->max_reassembly_bytes = 64ull << 20;
+	cfg->max_half_open_per_source = 1024;
 }
 
 struct eng *eng_new(const struct eng_config *cfg, const struct eng_ops *ops, void *ctx)
@@ -691,8 +693,12 @@ struct eng *eng_new(const struct eng_config *cfg, const struct eng_ops *ops, voi
 	e->ops = ops;
 	e->ctx = ctx;
 	e->free_slot = SLOT_NONE;
-	if (htab_init(&e->calls, 64) < 0 || htab_init(&e->servers, 64) < 0) {
+	e->rbud.max =
+	    cfg->max_reassembly_bytes > SIZE_MAX ? SIZE_MAX : (size_t)cfg->max_reassembly_bytes;
+	if (htab_init(&e->calls, 64) < 0 || htab_init(&e->servers, 64) < 0 ||
+	    htab_init(&e->sources, 64) < 0) {
 		htab_cleanup(&e->calls);
+		htab_cleanup(&e->servers);
 		free(e);
 		errno = ENOMEM;
 		return NULL;
@@ -716,6 +722,7 @@ void eng_free(struct eng *e)
 	free(e->heap);
 	htab_cleanup(&e->calls);
 	htab_cleanup(&e->servers);
+	htab_cleanup(&e->sources);
 	free(e);
 }
 

@@ -99,11 +99,22 @@ enum sphase {
 	SP_CACHED,	 /* answered; the answer is kept for retransmissions */
 };
 
+/* A source address (any port) with requests being reassembled, keyed by the address. */
+struct srcq {
+	struct hnode hnode;
+	struct r2p2_addr addr;	    /* port 0 */
+	uint32_t num;		    /* its SP_REASSEMBLING states */
+	struct sstate *head, *tail; /* them, least recently active first */
+};
+
 /* Server side of one request, keyed by (src, rid). */
 struct sstate {
 	struct tmr tmr; /* first */
 	struct hnode hnode;
 	struct sstate *cache_prev, *cache_next; /* FIFO of SP_CACHED states */
+	/* SP_REASSEMBLING: e->ho_head's list and srcq's, least recently active first */
+	struct sstate *ho_prev, *ho_next, *src_prev, *src_next;
+	struct srcq *srcq; /* non-NULL while on those lists */
 	struct r2p2_addr src;
 	uint64_t first_hash; /* keyed hash of the first packet: retransmission or conflict? */
 	uint32_t slot;	     /* the handle is (e->slots[slot].gen << 32) | slot */
@@ -168,7 +179,9 @@ struct eng {
 	uint32_t num_slots, free_slot;
 	size_t num_sstates;
 	struct sstate *cache_head, *cache_tail;
-	struct rbudget rbud; /* bytes held by requests being reassembled */
+	struct rbudget rbud;		  /* bytes held by requests being reassembled */
+	struct sstate *ho_head, *ho_tail; /* SP_REASSEMBLING states, least recently active first */
+	struct htab sources;		  /* struct srcq by source address */
 };
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
