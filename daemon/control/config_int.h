@@ -45,6 +45,8 @@ enum daemon_key {
 	DK_BACKEND,
 	DK_XDP_MODE,
 	DK_INTERFACE,
+	DK_MAX_REASSEMBLY,
+	DK_MAX_HALF_OPEN,
 	DK_COUNT,
 };
 

@@ -39,6 +39,8 @@ static const char *const daemon_keys[DK_COUNT] = {
     [DK_BACKEND] = "backend",
     [DK_XDP_MODE] = "xdp_mode",
     [DK_INTERFACE] = "interface",
+    [DK_MAX_REASSEMBLY] = "max_reassembly_bytes",
+    [DK_MAX_HALF_OPEN] = "max_half_open_per_source",
 };
 
 static const char *const serve_keys[SK_COUNT] = {
@@ -100,6 +102,8 @@ static const struct num_key daemon_nums[DK_COUNT] = {
     [DK_REPLAY_MAX] = NUM_KEY(replay_max_entries, 1024, 1u << 26),
     [DK_SEALED_WINDOW] = NUM_KEY(sealed_window_ms, 100, 600000),
     [DK_SPIN] = NUM_KEY(spin_us, 0, 1000),
+    [DK_MAX_REASSEMBLY] = NUM_KEY(max_reassembly_bytes, 65536, 1ull << 40),
+    [DK_MAX_HALF_OPEN] = NUM_KEY(max_half_open_per_source, 1, 1u << 24),
 };
 _Static_assert(sizeof(unsigned) == sizeof(uint32_t), "workers is stored as a uint32_t");
 
