@@ -69,6 +69,8 @@ Test(config, defaults)
 	cr_assert_eq(cfg.reassembly_timeout_ms, 1000);
 	cr_assert_eq(cfg.exec_timeout_ms, 30000);
 	cr_assert_eq(cfg.drain_timeout_ms, 5000);
+	cr_assert_eq(cfg.max_reassembly_bytes, 64ull << 20);
+	cr_assert_eq(cfg.max_half_open_per_source, 1024);
 	cr_assert(!cfg.has_router);
 	cr_assert_str_eq(cfg.log_level, "info");
 	cr_assert_eq(cfg.num_serves, 0);
@@ -98,6 +100,8 @@ static const char full[] = "; r2p2d test config\n"
 			   "reassembly_timeout_ms = 500\n"
 			   "exec_timeout_ms = 10000\n"
 			   "drain_timeout_ms = 0\n"
+			   "max_reassembly_bytes = 1048576\n"
+			   "max_half_open_per_source = 16\n"
 			   "router = 10.0.0.9:9000\n"
 			   "log_level = debug\n"
 			   "\n"
@@ -137,6 +141,8 @@ Test(config, full)
 	cr_assert_eq(cfg.dedup_window_ms, 3000);
 	cr_assert_eq(cfg.reassembly_timeout_ms, 500);
 	cr_assert_eq(cfg.exec_timeout_ms, 10000);
+	cr_assert_eq(cfg.max_reassembly_bytes, 1048576);
+	cr_assert_eq(cfg.max_half_open_per_source, 16);
 	cr_assert_eq(cfg.drain_timeout_ms, 0);
 	cr_assert(cfg.has_router);
 	expect_addr(&cfg.router, AF_INET, "10.0.0.9", 9000);
@@ -334,6 +340,10 @@ Test(config, numbers)
 	expect_error("[daemon]\nreassembly_timeout_ms = x\n", 2, "reassembly_timeout_ms",
 		     "not a number");
 	expect_error("[daemon]\nexec_timeout_ms = 0\n", 2, "exec_timeout_ms", "out of range");
+	expect_error("[daemon]\nmax_reassembly_bytes = 1000\n", 2, "max_reassembly_bytes",
+		     "out of range");
+	expect_error("[daemon]\nmax_half_open_per_source = 0\n", 2, "max_half_open_per_source",
+		     "out of range");
 	expect_error("[daemon]\ndrain_timeout_ms = 3600001\n", 2, "drain_timeout_ms",
 		     "out of range");
 	expect_error("[serve a]\nport = 0\n", 2, "[serve a] port", "out of range (1..65535)");

@@ -3085,3 +3085,289 @@ Test(conflict, answered_encrypted_state_gives_way_to_other_bytes)
 {
 	answered_state_gives_way(TLS_BIT);
 }
+
+/* ---- memory follows the bytes that arrived ------------------------------------------ */
+
+/*
+ * req_pkt builds packet `idx` of a `num`-packet request carrying `msg` (rid `rid`), in
+ * the plain framing or, with `flags`, the encrypted one (0xFFFF, then N-1 in packet 1).
+ */
+static size_t req_pkt(uint8_t *out, const uint8_t *msg, size_t len, uint32_t idx, uint32_t num,
+		      uint8_t flags, uint16_t rid)
+{
+	size_t off = idx ? 14 + (size_t)(idx - 1) * R2P2_MAX_PAYLOAD : 0;
+	size_t n = idx ? len - off : 14;
+	uint8_t f = flags;
+	uint16_t order = (uint16_t)idx;
+
+	if (n > R2P2_MAX_PAYLOAD)
+		n = R2P2_MAX_PAYLOAD;
+	if (idx == 0) {
+		f |= R2P2_F_FIRST;
+		order = flags ? 0xFFFF : (uint16_t)num;
+	} else if (idx == 1 && flags) {
+		order = (uint16_t)(num - 1);
+	}
+	if (idx == num - 1)
+		f |= R2P2_F_LAST;
+	struct r2p2_hdr h = {R2P2_MAGIC, R2P2_HDR_LEN, R2P2_REQUEST << 4,
+			     f,		 htons(rid),   htons(order)};
+	memcpy(out, &h, sizeof(h));
+	memcpy(out + 8, msg + off, n);
+	return 8 + n;
+}
+
+/*
+ * feed_request_in_order feeds a `len`-byte request to `srv`: packet 0, then the rest in
+ * the order `order` (a permutation of 1..num-1), and checks it is handed up intact.
+ */
+static void feed_request_in_order(struct node *srv, const struct r2p2_addr *cli, size_t len,
+				  const uint32_t *order, uint8_t flags, uint16_t rid)
+{
+	uint32_t num = 1 + (uint32_t)((len - 14 + R2P2_MAX_PAYLOAD - 1) / R2P2_MAX_PAYLOAD);
+	uint8_t *msg = pattern(len, rid), b[8 + R2P2_MAX_PAYLOAD];
+	size_t reqs = srv->num_reqs;
+
+	feed(srv, 0, cli, b, req_pkt(b, msg, len, 0, num, flags, rid));
+	for (uint32_t i = 0; i + 1 < num; i++) {
+		cr_assert_eq(srv->num_reqs, reqs, "handed up before packet %u", i);
+		feed(srv, 0, cli, b, req_pkt(b, msg, len, order[i], num, flags, rid));
+	}
+	cr_assert_eq(srv->num_reqs, reqs + 1);
+	cr_assert_eq(srv->reqs[reqs].len, len);
+	cr_assert_arr_eq(srv->reqs[reqs].payload, msg, len);
+	cr_assert_eq(eng_reassembly_bytes(srv->e), 0);
+	free(msg);
+}
+
+Test(memory, every_order_of_a_large_request)
+{
+	struct node srv;
+	struct eng_config cfg;
+	struct r2p2_addr cli = mkaddr("10.0.0.1", 5555);
+	size_t len = 14 + 40 * R2P2_MAX_PAYLOAD + 77; /* 42 packets */
+	uint32_t num = 42, order[41];
+	uint16_t rid = 1;
+
+	net_reset();
+	flags_cfg(&cfg);
+	node_init(&srv, "10.0.0.2", 8000, &cfg);
+	for (uint8_t flags = 0; flags <= TLS_BIT; flags += TLS_BIT) {
+		for (uint32_t i = 0; i < num - 1; i++)
+			order[i] = num - 1 - i; /* reverse: the last first */
+		feed_request_in_order(&srv, &cli, len, order, flags, rid++);
+		for (uint32_t i = 0; i < num - 1; i++)
+			order[i] = i % 2 ? num - 1 - i / 2 : 1 + i / 2; /* both ends inwards */
+		feed_request_in_order(&srv, &cli, len, order, flags, rid++);
+		for (uint64_t seed = 1; seed <= 20; seed++) {
+			for (uint32_t i = 0; i < num - 1; i++)
+				order[i] = i + 1;
+			for (uint32_t i = num - 2; i > 0; i--) { /* Fisher-Yates */
+				seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+				uint32_t j = (uint32_t)((seed >> 33) % (i + 1)), t = order[i];
+				order[i] = order[j];
+				order[j] = t;
+			}
+			feed_request_in_order(&srv, &cli, len, order, flags, rid++);
+		}
+	}
+	cr_assert_eq(stats(&srv).rx_bad_order, 0);
+	node_cleanup(&srv);
+}
+
+/* first_and_last sends packet 0 and a 1-byte last packet of a `num`-packet request. */
+static void first_and_last(struct node *srv, const struct r2p2_addr *cli, uint16_t rid,
+			   uint32_t num, uint8_t flags)
+{
+	uint8_t b[8 + R2P2_MAX_PAYLOAD];
+	size_t l;
+
+	l = mkpkt(b, R2P2_REQUEST, 0, R2P2_F_FIRST | flags, rid, flags ? 0xFFFF : (uint16_t)num, 14,
+		  0);
+	feed(srv, 0, cli, b, l);
+	l = mkpkt(b, R2P2_REQUEST, 0, R2P2_F_LAST | flags, rid, (uint16_t)(num - 1), 1, 0);
+	feed(srv, 0, cli, b, l);
+}
+
+Test(memory, first_and_last_packet_of_a_huge_message_cost_little)
+{
+	struct node srv;
+	struct eng_config cfg;
+	struct r2p2_addr cli = mkaddr("10.0.0.1", 5555);
+	uint32_t num = 1 + ((1u << 20) - 14) / R2P2_MAX_PAYLOAD; /* the largest 1 MiB allows */
+
+	net_reset();
+	flags_cfg(&cfg);
+	node_init(&srv, "10.0.0.2", 8000, &cfg);
+	first_and_last(&srv, &cli, 1, num, 0);
+	cr_assert_eq(pending_states(&srv), 1);
+	cr_assert_lt(eng_reassembly_bytes(srv.e), 16384, "%zu bytes", eng_reassembly_bytes(srv.e));
+	first_and_last(&srv, &cli, 2, num, TLS_BIT);
+	cr_assert_eq(pending_states(&srv), 2);
+	cr_assert_lt(eng_reassembly_bytes(srv.e), 2 * 16384, "%zu bytes",
+		     eng_reassembly_bytes(srv.e));
+	cr_assert_eq(stats(&srv).rx_bad_order + stats(&srv).rx_too_big, 0);
+	/* Timed out, they give everything back. */
+	net.now += 2 * SEC;
+	eng_tick(srv.e, net.now);
+	cr_assert_eq(pending_states(&srv), 0);
+	cr_assert_eq(eng_reassembly_bytes(srv.e), 0);
+	node_cleanup(&srv);
+}
+
+Test(memory, large_response_in_reverse_order)
+{
+	struct node cli;
+	struct r2p2_addr srv = mkaddr("10.0.0.2", 8000);
+	uint8_t b[8 + R2P2_MAX_PAYLOAD];
+	const uint32_t num = 30;
+
+	net_reset();
+	node_init(&cli, "10.0.0.1", 5555, NULL);
+	cr_assert_eq(do_call(&cli, &srv, "x", 1, 1, SEC, 0), 0);
+	for (uint32_t i = num; i-- > 0;) {
+		uint8_t f = i == 0 ? R2P2_F_FIRST : i == num - 1 ? R2P2_F_LAST : 0;
+		size_t l = mkpkt(b, R2P2_RESPONSE, 1, f, 0, (uint16_t)(i ? i : num),
+				 i == num - 1 ? 10 : R2P2_MAX_PAYLOAD, i);
+		feed(&cli, 0, &srv, b, l);
+	}
+	cr_assert_eq(cli.num_dones, 1);
+	cr_assert_eq(cli.dones[0].status, 0);
+	cr_assert_eq(cli.dones[0].len, (num - 1) * R2P2_MAX_PAYLOAD + 10);
+	for (uint32_t i = 0; i < num; i++) {
+		size_t l =
+		    mkpkt(b, R2P2_RESPONSE, 1, 0, 0, 0, i == num - 1 ? 10 : R2P2_MAX_PAYLOAD, i);
+		cr_assert_arr_eq(cli.dones[0].payload + i * R2P2_MAX_PAYLOAD, b + 8, l - 8);
+	}
+	node_cleanup(&cli);
+}
+
+/* ---- bounds on half-open requests: budget, quota, eviction ------------------------- */
+
+/* first_pkt sends packet 0 of a `num`-packet plain request from `src`. */
+static void first_pkt(struct node *srv, const struct r2p2_addr *src, uint16_t rid, uint32_t num)
+{
+	uint8_t b[8 + 14];
+	size_t l = mkpkt(b, R2P2_REQUEST, 0, R2P2_F_FIRST, rid, (uint16_t)num, 14, 0);
+
+	feed(srv, 0, src, b, l);
+}
+
+/* mid_pkt sends packet `idx` (full, or a 10-byte last one) of a plain request from `src`. */
+static void mid_pkt(struct node *srv, const struct r2p2_addr *src, uint16_t rid, uint32_t idx,
+		    bool last)
+{
+	uint8_t b[8 + R2P2_MAX_PAYLOAD];
+	size_t l = mkpkt(b, R2P2_REQUEST, 0, last ? R2P2_F_LAST : 0, rid, (uint16_t)idx,
+			 last ? 10 : R2P2_MAX_PAYLOAD, 0);
+
+	feed(srv, 0, src, b, l);
+}
+
+Test(bounds, budget_evicts_the_idle_then_refuses)
+{
+	struct node srv;
+	struct eng_config cfg;
+	struct r2p2_addr a = mkaddr("10.0.0.1", 5555), c = mkaddr("10.0.0.3", 5555);
+
+	net_reset();
+	eng_config_default(&cfg);
+	cfg.max_reassembly_bytes = 6000;
+	node_init(&srv, "10.0.0.2", 8000, &cfg);
+	/* a's request holds 14 + 4 packets' worth of buffer: under the budget. */
+	first_pkt(&srv, &a, 1, 10);
+	mid_pkt(&srv, &a, 1, 1, false);
+	cr_assert_gt(eng_reassembly_bytes(srv.e), 5000);
+	cr_assert_leq(eng_reassembly_bytes(srv.e), 6000);
+	/* c's request needs room: a's, the least recently active, is evicted. */
+	first_pkt(&srv, &c, 2, 3);
+	mid_pkt(&srv, &c, 2, 1, false);
+	cr_assert_eq(stats(&srv).evict_memory, 1);
+	mid_pkt(&srv, &c, 2, 2, true);
+	cr_assert_eq(srv.num_reqs, 1);
+	cr_assert_eq(srv.reqs[0].len, 14 + R2P2_MAX_PAYLOAD + 10);
+	mid_pkt(&srv, &a, 1, 2, false);
+	cr_assert_eq(stats(&srv).rx_unmatched, 1, "a's request is gone");
+	cr_assert_eq(eng_reassembly_bytes(srv.e), 0);
+	/* A request that alone outgrows the budget is refused with DROP. */
+	first_pkt(&srv, &a, 3, 10);
+	for (uint32_t i = 1; i <= 3; i++)
+		mid_pkt(&srv, &a, 3, i, false);
+	cr_assert_eq(stats(&srv).rx_no_memory, 0);
+	size_t sent = srv.num_sent;
+	mid_pkt(&srv, &a, 3, 4, false); /* past 4 packets: the buffer would double */
+	cr_assert_eq(stats(&srv).rx_no_memory, 1);
+	cr_assert_eq(srv.num_sent, sent + 1);
+	cr_assert_eq(pkt_type(&srv.sent[sent]), R2P2_DROP);
+	cr_assert_eq(eng_reassembly_bytes(srv.e), 0);
+	cr_assert_eq(srv.num_reqs, 1);
+	node_cleanup(&srv);
+}
+
+Test(bounds, one_source_over_its_quota_evicts_its_own_oldest)
+{
+	struct node srv;
+	struct eng_config cfg;
+	struct r2p2_addr other = mkaddr("10.0.0.3", 7000);
+
+	net_reset();
+	eng_config_default(&cfg);
+	cfg.max_half_open_per_source = 4;
+	cfg.max_server_states = 8;
+	node_init(&srv, "10.0.0.2", 8000, &cfg);
+	/* One address, many ports: the quota is per address. */
+	for (uint16_t i = 0; i < 20; i++) {
+		struct r2p2_addr a = mkaddr("10.0.0.1", (uint16_t)(5000 + i));
+		first_pkt(&srv, &a, i, 700);
+	}
+	cr_assert_eq(pending_states(&srv), 4);
+	cr_assert_eq(stats(&srv).evict_source, 16);
+	cr_assert_eq(stats(&srv).rx_no_state, 0);
+	/* The newest survive: rid 19 goes on, rid 0 is gone. */
+	struct r2p2_addr a19 = mkaddr("10.0.0.1", 5019), a0 = mkaddr("10.0.0.1", 5000);
+	mid_pkt(&srv, &a0, 0, 1, false);
+	cr_assert_eq(stats(&srv).rx_unmatched, 1);
+	mid_pkt(&srv, &a19, 19, 1, false);
+	cr_assert_eq(stats(&srv).rx_unmatched, 1);
+	/* Another source still gets a state, and its request completes. */
+	first_pkt(&srv, &other, 1, 3);
+	mid_pkt(&srv, &other, 1, 1, false);
+	mid_pkt(&srv, &other, 1, 2, true);
+	cr_assert_eq(srv.num_reqs, 1);
+	cr_assert_eq(stats(&srv).evict_source, 16);
+	cr_assert_eq(stats(&srv).evict_full, 0);
+	node_cleanup(&srv);
+}
+
+Test(bounds, full_table_evicts_half_open_never_executing)
+{
+	struct node srv;
+	struct eng_config cfg;
+	struct r2p2_addr a = mkaddr("10.0.0.1", 5555), c = mkaddr("10.0.0.3", 5555);
+
+	net_reset();
+	eng_config_default(&cfg);
+	cfg.max_server_states = 3;
+	node_init(&srv, "10.0.0.2", 8000, &cfg);
+	feed_hex(&srv, &c, "cc 08 00 c0 00 01 00 01 61"); /* executing */
+	first_pkt(&srv, &a, 2, 3);
+	first_pkt(&srv, &a, 3, 3);
+	cr_assert_eq(pending_states(&srv), 3);
+	feed_hex(&srv, &c, "cc 08 00 c0 00 04 00 01 62"); /* evicts rid 2 */
+	cr_assert_eq(srv.num_reqs, 2);
+	cr_assert_eq(stats(&srv).evict_full, 1);
+	mid_pkt(&srv, &a, 2, 1, false);
+	cr_assert_eq(stats(&srv).rx_unmatched, 1, "rid 2 was evicted");
+	feed_hex(&srv, &c, "cc 08 00 c0 00 05 00 01 63"); /* evicts rid 3 */
+	cr_assert_eq(srv.num_reqs, 3);
+	cr_assert_eq(stats(&srv).evict_full, 2);
+	/* Three executing: nothing may be evicted, the next is refused. */
+	feed_hex(&srv, &c, "cc 08 00 c0 00 06 00 01 64");
+	cr_assert_eq(srv.num_reqs, 3);
+	cr_assert_eq(stats(&srv).rx_no_state, 1);
+	cr_assert_eq(stats(&srv).evict_full, 2);
+	for (size_t i = 0; i < 3; i++)
+		cr_assert_eq(eng_respond(srv.e, srv.reqs[i].handle, "ok", 2, net.now), 0);
+	cr_assert_eq(eng_reassembly_bytes(srv.e), 0);
+	node_cleanup(&srv);
+}

@@ -357,6 +357,8 @@ void cfg_defaults(struct cfg *c)
 	c->dedup_window_ms = 2000;
 	c->reassembly_timeout_ms = 1000;
 	c->exec_timeout_ms = 30000;
+	c->max_reassembly_bytes = 64ull << 20;
+	c->max_half_open_per_source = 1024;
 	c->drain_timeout_ms = 5000;
 	c->replay_window_ms = 120000;
 	c->spin_us = 0;

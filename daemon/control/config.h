@@ -70,8 +70,10 @@ struct cfg {
 	uint64_t dedup_window_ms;
 	uint64_t reassembly_timeout_ms;
 	uint64_t exec_timeout_ms;
-	uint64_t drain_timeout_ms; /* SIGTERM waits this long for in-flight RPCs */
-	uint32_t spin_us;	   /* a worker waiting for an app's answer polls this long first */
+	uint64_t max_reassembly_bytes;	   /* per worker: held by requests being reassembled */
+	uint32_t max_half_open_per_source; /* per worker: requests one address reassembles */
+	uint64_t drain_timeout_ms;	   /* SIGTERM waits this long for in-flight RPCs */
+	uint32_t spin_us; /* a worker waiting for an app's answer polls this long first */
 	enum cfg_backend { CFG_BACKEND_AUTO = 0, CFG_BACKEND_XDP, CFG_BACKEND_UDP } backend;
 	bool xdp_skb;	    /* xdp_mode = skb (generic XDP) instead of native */
 	char interface[32]; /* interface for the xdp backend; "" = the one holding `listen` */

@@ -41,6 +41,8 @@ static const char *const daemon_keys[DK_COUNT] = {
     [DK_INTERFACE] = "interface",
     [DK_MAX_CONNS] = "max_connections",
     [DK_MAX_CONNS_PER_UID] = "max_connections_per_uid",
+    [DK_MAX_REASSEMBLY] = "max_reassembly_bytes",
+    [DK_MAX_HALF_OPEN] = "max_half_open_per_source",
 };
 
 static const char *const serve_keys[SK_COUNT] = {
@@ -105,6 +107,8 @@ static const struct num_key daemon_nums[DK_COUNT] = {
     [DK_SPIN] = NUM_KEY(spin_us, 0, 1000),
     [DK_MAX_CONNS] = NUM_KEY(max_conns, 1, 65536),
     [DK_MAX_CONNS_PER_UID] = NUM_KEY(max_conns_per_uid, 1, 65536),
+    [DK_MAX_REASSEMBLY] = NUM_KEY(max_reassembly_bytes, 65536, 1ull << 40),
+    [DK_MAX_HALF_OPEN] = NUM_KEY(max_half_open_per_source, 1, 1u << 24),
 };
 _Static_assert(sizeof(unsigned) == sizeof(uint32_t), "workers is stored as a uint32_t");
 

@@ -29,7 +29,10 @@
  *    parked at slot p, and the one parked at N-1 turns out to be packet 1.
  * Memory is allocated per message (states, reassembly buffers, copies kept for
  * retransmission), never per packet except the amortised growth of a
- * reassembly buffer.
+ * reassembly buffer and the packets that arrive far ahead of it. A reassembly
+ * holds memory in proportion to the bytes that arrived, never to the count or
+ * the offset a packet claims: a first packet and a 1-byte last packet of a
+ * "1 MiB" message cost a few hundred bytes, not a megabyte.
  */
 #include "engine_int.h"
 
@@ -283,24 +286,37 @@ void tmr_disarm(struct eng *e, struct tmr *t)
 
 /* ---- reassembly ----------------------------------------------------------------- */
 
-int rasm_init(struct rasm *r, uint32_t head_len, uint32_t max_pkts, bool enc)
+void rasm_init(struct rasm *r, uint32_t head_len, uint32_t max_pkts, bool enc, struct rbudget *bud)
 {
 	memset(r, 0, sizeof(*r));
 	r->enc = enc;
-	r->bits = calloc((max_pkts + 63) / 64, sizeof(uint64_t));
-	if (!r->bits)
-		return -ENOMEM;
 	r->bits_cap = max_pkts;
 	r->head_len = head_len;
-	return 0;
+	r->bud = bud;
+}
+
+/* rasm_charge adds `delta` bytes (possibly negative) to what `r` holds. */
+static void rasm_charge(struct rasm *r, ptrdiff_t delta)
+{
+	r->mem += (size_t)delta;
+	if (r->bud)
+		r->bud->used += (size_t)delta;
 }
 
 void rasm_cleanup(struct rasm *r)
 {
+	while (r->chunks) {
+		struct rchunk *c = r->chunks;
+		r->chunks = c->next;
+		free(c);
+	}
+	rasm_charge(r, -(ptrdiff_t)r->mem);
 	free(r->buf);
 	free(r->bits);
 	r->buf = NULL;
 	r->bits = NULL;
+	r->cap = 0;
+	r->bits_words = 0;
 }
 
 /* rasm_max_pkts returns how many packets a message of at most `max_len` bytes may have. */
@@ -312,14 +328,135 @@ uint32_t rasm_max_pkts(size_t max_len, uint32_t head_len)
 
 static bool rasm_has(const struct rasm *r, uint32_t idx)
 {
-	return r->bits[idx / 64] & (1ull << (idx % 64));
+	return idx / 64 < r->bits_words && (r->bits[idx / 64] & (1ull << (idx % 64)));
+}
+
+static struct rchunk **rasm_chunk(struct rasm *r, uint32_t idx)
+{
+	struct rchunk **pp = &r->chunks;
+	while (*pp && (*pp)->idx != idx)
+		pp = &(*pp)->next;
+	return pp;
+}
+
+/*
+ * rasm_park_to_1 moves the packet parked at slot `idx` (encrypted framing) to slot 1:
+ * a chunk is renamed, bytes in `buf` (which then also covers slot 1) are copied.
+ */
+static void rasm_park_to_1(struct rasm *r, uint32_t idx)
+{
+	struct rchunk *c = *rasm_chunk(r, idx);
+
+	if (c)
+		c->idx = 1;
+	else
+		memcpy(r->buf + pkt_off(1, r->head_len), r->buf + pkt_off(idx, r->head_len),
+		       R2P2_MAX_PAYLOAD);
+	r->bits[1 / 64] |= 1ull << (1 % 64);
+	r->bits[idx / 64] &= ~(1ull << (idx % 64));
+}
+
+/* rasm_bits_words returns how many bitmap words `r` needs to hold packet `idx`. */
+static uint32_t rasm_bits_words(const struct rasm *r, uint32_t idx)
+{
+	uint32_t need = idx / 64 + 1, max = (r->bits_cap + 63) / 64, n;
+
+	if (need <= r->bits_words)
+		return r->bits_words;
+	n = r->bits_words * 2 > need ? r->bits_words * 2 : need;
+	return n > max ? max : n;
+}
+
+/*
+ * rasm_store stores packet `idx` (`n` bytes ending at offset `end`) into `buf` if
+ * it covers it or may grow to `want` (bounded by what arrived) to cover it, else
+ * into a chunk; `park` first moves what is parked at `idx` to slot 1. Returns
+ * RASM_MORE, or RASM_OVER (budget; nothing changed) or RASM_NOMEM.
+ */
+static enum rasm_res rasm_store(struct rasm *r, uint32_t idx, size_t end, const uint8_t *payload,
+				size_t n, size_t want, bool park)
+{
+	uint32_t words = rasm_bits_words(r, idx);
+	size_t backed = 2 * (r->recv_bytes + n) + 4 * R2P2_MAX_PAYLOAD;
+	bool in_buf = end <= r->cap || want <= backed;
+	size_t grow = end <= r->cap ? 0 : in_buf ? want - r->cap : sizeof(struct rchunk) + n;
+	size_t delta = grow + (size_t)(words - r->bits_words) * sizeof(uint64_t);
+	uint8_t *dst;
+
+	if (r->bud && r->bud->max && r->bud->used + delta > r->bud->max)
+		return RASM_OVER;
+	if (words > r->bits_words) {
+		uint64_t *bits = realloc(r->bits, words * sizeof(uint64_t));
+		if (!bits)
+			return RASM_NOMEM;
+		memset(bits + r->bits_words, 0, (words - r->bits_words) * sizeof(uint64_t));
+		rasm_charge(r, (ptrdiff_t)((words - r->bits_words) * sizeof(uint64_t)));
+		r->bits = bits;
+		r->bits_words = words;
+	}
+	if (in_buf && end > r->cap) {
+		uint8_t *b = realloc(r->buf, want);
+		if (!b)
+			return RASM_NOMEM;
+		rasm_charge(r, (ptrdiff_t)grow);
+		r->buf = b;
+		r->cap = want;
+	}
+	if (in_buf) {
+		if (park)
+			rasm_park_to_1(r, idx);
+		dst = r->buf + end - n;
+	} else {
+		struct rchunk *c = malloc(sizeof(*c) + n);
+		if (!c)
+			return RASM_NOMEM;
+		/* Before `c` is linked: the chunk parked at `idx` must be the one renamed. */
+		if (park)
+			rasm_park_to_1(r, idx);
+		rasm_charge(r, (ptrdiff_t)grow);
+		c->idx = idx;
+		c->len = (uint32_t)n;
+		c->next = r->chunks;
+		r->chunks = c;
+		dst = c->data;
+	}
+	memcpy(dst, payload, n);
+	r->recv_bytes += n;
+	return RASM_MORE;
+}
+
+/*
+ * rasm_gather copies the chunks into `buf`, grown to the message length: the
+ * message is complete. Charged even past the budget: every byte is in, and the
+ * caller hands the message on (and uncharges it) at once.
+ */
+static enum rasm_res rasm_gather(struct rasm *r)
+{
+	if (r->cap < r->len) {
+		uint8_t *b = realloc(r->buf, r->len);
+		if (!b)
+			return RASM_NOMEM;
+		rasm_charge(r, (ptrdiff_t)(r->len - r->cap));
+		r->buf = b;
+		r->cap = r->len;
+	}
+	while (r->chunks) {
+		struct rchunk *c = r->chunks;
+		r->chunks = c->next;
+		memcpy(r->buf + pkt_off(c->idx, r->head_len), c->data, c->len);
+		rasm_charge(r, -(ptrdiff_t)(sizeof(*c) + c->len));
+		free(c);
+	}
+	return RASM_DONE;
 }
 
 /*
  * rasm_add validates one packet of a multi-packet message against what is
  * known so far and stores it. F|L packets are the caller's business. The
- * buffer grows with what arrives, up to what the message can still be, so a
- * flood of first packets claiming huge counts costs little memory.
+ * buffer grows with what arrives, up to what the message can still be and
+ * never past twice the bytes received (rasm_store: a packet beyond waits in a
+ * chunk of its own), so a flood of first packets claiming huge counts, or
+ * followed by their last packet, costs little memory.
  *
  * With `enc` (encrypted request framing) the first packet says 0xFFFF and
  * packet 1 says N-1, which no middle packet (2..N-2) can say and only the last
@@ -333,7 +470,9 @@ enum rasm_res rasm_add(struct rasm *r, const struct r2p2_hdr *h, const uint8_t *
 {
 	bool first = h->flags & R2P2_F_FIRST, last = h->flags & R2P2_F_LAST;
 	uint32_t p = ntohs(h->p_order), idx;
-	size_t end, min_total;
+	size_t end, min_total, want = 0;
+	bool park = false;
+	enum rasm_res res;
 
 	if (first && r->enc) {
 		if (p != ENC_UNKNOWN || n != r->head_len)
@@ -384,46 +523,41 @@ enum rasm_res rasm_add(struct rasm *r, const struct r2p2_hdr *h, const uint8_t *
 		min_total = last ? end : parked ? end - n + 1 : end + 1;
 		if (min_total > max_len || idx >= r->bits_cap)
 			return RASM_TOO_BIG;
-		if (r->enc && last && !r->num_pkts && idx >= 2 && rasm_has(r, idx)) {
-			memcpy(r->buf + pkt_off(1, r->head_len), r->buf + pkt_off(idx, r->head_len),
-			       R2P2_MAX_PAYLOAD);
-			r->bits[1 / 64] |= 1ull << (1 % 64);
-			r->bits[idx / 64] &= ~(1ull << (idx % 64));
-		}
+		/* The packet parked at the last slot is packet 1: moved when this one is stored. */
+		park = r->enc && last && !r->num_pkts && idx >= 2 && rasm_has(r, idx);
 	}
-	if (rasm_has(r, idx))
+	if (!park && rasm_has(r, idx))
 		return RASM_DUP;
 
 	if (end > r->cap) {
 		/*
 		 * The first allocation fits exactly what arrived (14 bytes for a
 		 * request's packet 0, which is all a flood of first packets gets),
-		 * later ones at least double.
+		 * later ones at least double (rasm_store keeps them within what
+		 * arrived).
 		 */
-		size_t limit = max_len, cap = r->cap ? r->cap * 2 : end;
-		if (r->cap && cap < 4 * R2P2_MAX_PAYLOAD)
-			cap = 4 * R2P2_MAX_PAYLOAD;
+		size_t limit = max_len;
 		uint32_t known = r->num_pkts	    ? r->num_pkts
 				 : last		    ? idx + 1
 				 : first && !r->enc ? p
 						    : 0;
+		want = r->cap ? r->cap * 2 : end;
+		if (r->cap && want < 4 * R2P2_MAX_PAYLOAD)
+			want = 4 * R2P2_MAX_PAYLOAD;
 		if (known && pkt_off(known - 1, r->head_len) + R2P2_MAX_PAYLOAD < limit)
 			limit = pkt_off(known - 1, r->head_len) + R2P2_MAX_PAYLOAD;
 		if (last)
 			limit = end; /* the exact length is known now */
 		else if (r->len && r->len < limit)
 			limit = r->len;
-		if (cap > limit)
-			cap = limit;
-		if (cap < end)
-			cap = end;
-		uint8_t *b = realloc(r->buf, cap);
-		if (!b)
-			return RASM_NOMEM;
-		r->buf = b;
-		r->cap = cap;
+		if (want > limit)
+			want = limit;
+		if (want < end)
+			want = end;
 	}
-	memcpy(r->buf + end - n, payload, n);
+	res = rasm_store(r, idx, end, payload, n, want, park);
+	if (res != RASM_MORE)
+		return res;
 	r->bits[idx / 64] |= 1ull << (idx % 64);
 	r->num_recv++;
 	if (idx > r->max_idx)
@@ -434,7 +568,7 @@ enum rasm_res rasm_add(struct rasm *r, const struct r2p2_hdr *h, const uint8_t *
 		r->num_pkts = idx + 1;
 		r->len = end;
 	}
-	return r->num_pkts && r->num_recv == r->num_pkts ? RASM_DONE : RASM_MORE;
+	return r->num_pkts && r->num_recv == r->num_pkts ? rasm_gather(r) : RASM_MORE;
 }
 
 /* ---- output --------------------------------------------------------------------- */
@@ -528,6 +662,8 @@ void eng_config_default(struct eng_config *cfg)
 	cfg->exec_timeout_ns = 30000000000ull;
 	cfg->max_server_states = 65536;
 	cfg->max_client_calls = 16384;
+	cfg->max_reassembly_bytes = 64ull << 20;
+	cfg->max_half_open_per_source = 1024;
 }
 
 struct eng *eng_new(const struct eng_config *cfg, const struct eng_ops *ops, void *ctx)
@@ -557,8 +693,12 @@ struct eng *eng_new(const struct eng_config *cfg, const struct eng_ops *ops, voi
 	e->ops = ops;
 	e->ctx = ctx;
 	e->free_slot = SLOT_NONE;
-	if (htab_init(&e->calls, 64) < 0 || htab_init(&e->servers, 64) < 0) {
+	e->rbud.max =
+	    cfg->max_reassembly_bytes > SIZE_MAX ? SIZE_MAX : (size_t)cfg->max_reassembly_bytes;
+	if (htab_init(&e->calls, 64) < 0 || htab_init(&e->servers, 64) < 0 ||
+	    htab_init(&e->sources, 64) < 0) {
 		htab_cleanup(&e->calls);
+		htab_cleanup(&e->servers);
 		free(e);
 		errno = ENOMEM;
 		return NULL;
@@ -582,6 +722,7 @@ void eng_free(struct eng *e)
 	free(e->heap);
 	htab_cleanup(&e->calls);
 	htab_cleanup(&e->servers);
+	htab_cleanup(&e->sources);
 	free(e);
 }
 
@@ -648,4 +789,9 @@ void eng_num_pending(const struct eng *e, size_t *out_calls, size_t *out_server_
 		*out_calls = e->num_calls;
 	if (out_server_states)
 		*out_server_states = e->num_sstates;
+}
+
+size_t eng_reassembly_bytes(const struct eng *e)
+{
+	return e->rbud.used;
 }

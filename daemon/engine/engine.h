@@ -65,6 +65,10 @@ struct eng_config {
 	struct r2p2_addr router;
 	bool allow_flags;   /* accept and send free flag bits (encrypted modes) */
 	uint64_t hash_seed; /* keys the engine's hash tables; 0: a fixed key */
+	/* bytes all requests still being reassembled may hold (0: no limit) */
+	uint64_t max_reassembly_bytes;
+	/* requests one source address (any port) may have reassembling (0: no limit) */
+	uint32_t max_half_open_per_source;
 };
 
 /*
@@ -146,6 +150,10 @@ struct eng_stats {
 	uint64_t calls_failed;	/* other failures */
 	uint64_t retransmits;	/* client retransmissions */
 	uint64_t partial_gc;	/* half-received responses freed */
+	uint64_t rx_no_memory;	/* request over max_reassembly_bytes even after evictions: DROP */
+	uint64_t evict_source;	/* half-open requests evicted for their source's quota */
+	uint64_t evict_full;	/* states evicted for a new one (max_server_states) */
+	uint64_t evict_memory;	/* half-open requests evicted for max_reassembly_bytes */
 };
 
 struct eng;
@@ -233,5 +241,11 @@ void eng_get_stats(const struct eng *e, struct eng_stats *out);
 
 /* eng_num_pending returns the number of calls in flight and server states held. */
 void eng_num_pending(const struct eng *e, size_t *out_calls, size_t *out_server_states);
+
+/*
+ * eng_reassembly_bytes returns the bytes held for requests still being reassembled
+ * (buffers, packets kept aside, bitmaps; not the allocator's overhead).
+ */
+size_t eng_reassembly_bytes(const struct eng *e);
 
 #endif /* R2P2D_ENGINE_H */

@@ -154,12 +154,10 @@ static void call_response(struct eng *e, struct call *c, const struct r2p2_addr 
 		call_finish(e, c, 0, payload, n);
 		return;
 	}
-	if (!c->rasm.bits &&
-	    rasm_init(&c->rasm, R2P2_MAX_PAYLOAD,
-		      rasm_max_pkts(e->cfg.max_msg_len, R2P2_MAX_PAYLOAD), false) < 0) {
-		call_finish(e, c, -ENOMEM, NULL, 0);
-		return;
-	}
+	/* Responses are not charged to max_reassembly_bytes: they answer our own calls. */
+	if (!c->rasm.bits_cap)
+		rasm_init(&c->rasm, R2P2_MAX_PAYLOAD,
+			  rasm_max_pkts(e->cfg.max_msg_len, R2P2_MAX_PAYLOAD), false, NULL);
 	switch (rasm_add(&c->rasm, h, payload, n, e->cfg.max_msg_len)) {
 	case RASM_MORE:
 		call_fix_peer(c, src);
@@ -178,6 +176,7 @@ static void call_response(struct eng *e, struct call *c, const struct r2p2_addr 
 		call_finish(e, c, -EMSGSIZE, NULL, 0);
 		return;
 	case RASM_NOMEM:
+	case RASM_OVER:
 		call_finish(e, c, -ENOMEM, NULL, 0);
 		return;
 	}

@@ -45,27 +45,53 @@ struct htab {
 	size_t count;
 };
 
+/* A packet kept aside: it arrived beyond what the buffer may cover yet. */
+struct rchunk {
+	struct rchunk *next;
+	uint32_t idx;
+	uint32_t len;
+	uint8_t data[];
+};
+
+/* Bytes held by the reassemblies that share it, and the most they may hold (0: no limit). */
+struct rbudget {
+	size_t used;
+	size_t max;
+};
+
 /*
  * Reassembly of one multi-packet message. Packet 0 carries `head_len` bytes
  * (R2P2_MIN_PAYLOAD for requests, R2P2_MAX_PAYLOAD for responses), every other
  * packet but the last R2P2_MAX_PAYLOAD, so each packet's offset follows from
  * its index alone: packets that arrive before the one saying how many there
  * are can be stored right away.
+ *
+ * Memory follows the bytes that arrived, never a count a packet claims: `buf`
+ * holds the message from offset 0 and grows geometrically, but never past
+ * twice the bytes received (plus a few packets); a packet beyond that is kept
+ * in a chunk of its own until the message is complete, when the chunks are
+ * copied into `buf`. The bitmap grows the same way, up to `bits_cap` packets.
  */
 struct rasm {
 	uint8_t *buf;
 	size_t cap;
-	size_t len;	   /* message length, known once the last packet is in */
-	uint64_t *bits;	   /* one bit per packet received */
-	uint32_t bits_cap; /* packets the bitmap can hold */
-	uint32_t num_pkts; /* 0 until the first or the last packet says */
+	size_t len;	       /* message length, known once the last packet is in */
+	struct rchunk *chunks; /* packets stored aside, in no order */
+	size_t mem;	       /* bytes held: buf, chunks and bitmap */
+	size_t recv_bytes;     /* payload bytes received */
+	struct rbudget *bud;   /* charged with `mem`; NULL: no limit */
+	uint64_t *bits;	       /* one bit per packet received */
+	uint32_t bits_words;   /* words allocated in `bits` */
+	uint32_t bits_cap;     /* packets the bitmap may hold; 0 until rasm_init */
+	uint32_t num_pkts;     /* 0 until the first or the last packet says */
 	uint32_t num_recv;
 	uint32_t max_idx; /* highest index received (or slot parked in) */
 	uint32_t head_len;
 	bool enc; /* encrypted request framing: N comes from the last packet */
 };
 
-enum rasm_res { RASM_MORE, RASM_DONE, RASM_DUP, RASM_BAD, RASM_TOO_BIG, RASM_NOMEM };
+/* RASM_OVER: storing the packet would take `bud` past its max; nothing was changed. */
+enum rasm_res { RASM_MORE, RASM_DONE, RASM_DUP, RASM_BAD, RASM_TOO_BIG, RASM_NOMEM, RASM_OVER };
 
 enum sphase {
 	SP_REASSEMBLING, /* multi-packet request, ACKed, waiting for the rest */
@@ -73,11 +99,22 @@ enum sphase {
 	SP_CACHED,	 /* answered; the answer is kept for retransmissions */
 };
 
+/* A source address (any port) with requests being reassembled, keyed by the address. */
+struct srcq {
+	struct hnode hnode;
+	struct r2p2_addr addr;	    /* port 0 */
+	uint32_t num;		    /* its SP_REASSEMBLING states */
+	struct sstate *head, *tail; /* them, least recently active first */
+};
+
 /* Server side of one request, keyed by (src, rid). */
 struct sstate {
 	struct tmr tmr; /* first */
 	struct hnode hnode;
 	struct sstate *cache_prev, *cache_next; /* FIFO of SP_CACHED states */
+	/* SP_REASSEMBLING: e->ho_head's list and srcq's, least recently active first */
+	struct sstate *ho_prev, *ho_next, *src_prev, *src_next;
+	struct srcq *srcq; /* non-NULL while on those lists */
 	struct r2p2_addr src;
 	uint64_t first_hash; /* keyed hash of the first packet: retransmission or conflict? */
 	uint32_t slot;	     /* the handle is (e->slots[slot].gen << 32) | slot */
@@ -144,6 +181,9 @@ struct eng {
 	uint32_t num_slots, free_slot;
 	size_t num_sstates;
 	struct sstate *cache_head, *cache_tail;
+	struct rbudget rbud;		  /* bytes held by requests being reassembled */
+	struct sstate *ho_head, *ho_tail; /* SP_REASSEMBLING states, least recently active first */
+	struct htab sources;		  /* struct srcq by source address */
 };
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -173,9 +213,13 @@ int heap_reserve(struct eng *e, size_t n);
 void tmr_arm(struct eng *e, struct tmr *t, uint64_t deadline);
 void tmr_disarm(struct eng *e, struct tmr *t);
 
-/* rasm_init prepares `r` for at most `max_pkts` packets: 0 or -ENOMEM. */
-int rasm_init(struct rasm *r, uint32_t head_len, uint32_t max_pkts, bool enc);
-/* rasm_cleanup frees what `r` holds; it may be called again. */
+/*
+ * rasm_init prepares `r` for at most `max_pkts` packets (allocating nothing), its
+ * memory charged to `bud` (NULL: not counted).
+ */
+void rasm_init(struct rasm *r, uint32_t head_len, uint32_t max_pkts, bool enc, struct rbudget *bud);
+/* rasm_cleanup frees what `r` holds (a detached `buf` set to NULL aside) and uncharges it; it
+ * may be called again. */
 void rasm_cleanup(struct rasm *r);
 /* rasm_max_pkts returns how many packets a message of at most `max_len` bytes may have. */
 uint32_t rasm_max_pkts(size_t max_len, uint32_t head_len);

@@ -59,12 +59,120 @@ static void cache_unlink(struct eng *e, struct sstate *st)
 	st->cache_prev = st->cache_next = NULL;
 }
 
+/* src_key returns `src` without its port: quotas are per address. */
+static struct r2p2_addr src_key(const struct r2p2_addr *src)
+{
+	struct r2p2_addr k = *src;
+
+	k.port = 0;
+	return k;
+}
+
+/* srcq_lookup returns the half-open queue of `src`'s address, or NULL. */
+static struct srcq *srcq_lookup(struct eng *e, const struct r2p2_addr *src)
+{
+	struct r2p2_addr k = src_key(src);
+	uint64_t hash = siphash13(e->hkey, &k, sizeof(k));
+
+	for (struct hnode *n = htab_bucket(&e->sources, hash); n; n = n->next) {
+		struct srcq *q = container_of(n, struct srcq, hnode);
+		if (n->hash == hash && addr_eq(&q->addr, &k))
+			return q;
+	}
+	return NULL;
+}
+
+/* ho_append puts `st` last (most recently active) on both half-open lists. */
+static void ho_append(struct eng *e, struct sstate *st)
+{
+	struct srcq *q = st->srcq;
+
+	st->ho_prev = e->ho_tail;
+	st->ho_next = NULL;
+	if (e->ho_tail)
+		e->ho_tail->ho_next = st;
+	else
+		e->ho_head = st;
+	e->ho_tail = st;
+	st->src_prev = q->tail;
+	st->src_next = NULL;
+	if (q->tail)
+		q->tail->src_next = st;
+	else
+		q->head = st;
+	q->tail = st;
+}
+
+/* ho_remove takes `st` off both half-open lists. */
+static void ho_remove(struct eng *e, struct sstate *st)
+{
+	struct srcq *q = st->srcq;
+
+	if (st->ho_prev)
+		st->ho_prev->ho_next = st->ho_next;
+	else
+		e->ho_head = st->ho_next;
+	if (st->ho_next)
+		st->ho_next->ho_prev = st->ho_prev;
+	else
+		e->ho_tail = st->ho_prev;
+	if (st->src_prev)
+		st->src_prev->src_next = st->src_next;
+	else
+		q->head = st->src_next;
+	if (st->src_next)
+		st->src_next->src_prev = st->src_prev;
+	else
+		q->tail = st->src_prev;
+}
+
+/* ho_link counts `st` as half-open for its source: 0 or -ENOMEM. */
+static int ho_link(struct eng *e, struct sstate *st)
+{
+	struct srcq *q = srcq_lookup(e, &st->src);
+
+	if (!q) {
+		q = calloc(1, sizeof(*q));
+		if (!q)
+			return -ENOMEM;
+		q->addr = src_key(&st->src);
+		htab_insert(&e->sources, &q->hnode, siphash13(e->hkey, &q->addr, sizeof(q->addr)));
+	}
+	q->num++;
+	st->srcq = q;
+	ho_append(e, st);
+	return 0;
+}
+
+/* ho_unlink ends `st`'s half-open life (if it has one); its source's queue goes at 0. */
+static void ho_unlink(struct eng *e, struct sstate *st)
+{
+	struct srcq *q = st->srcq;
+
+	if (!q)
+		return;
+	ho_remove(e, st);
+	st->srcq = NULL;
+	if (--q->num == 0) {
+		htab_remove(&e->sources, &q->hnode);
+		free(q);
+	}
+}
+
+/* ho_touch makes `st` the most recently active half-open request. */
+static void ho_touch(struct eng *e, struct sstate *st)
+{
+	ho_remove(e, st);
+	ho_append(e, st);
+}
+
 void srv_free(struct eng *e, struct sstate *st)
 {
 	struct sslot *s = &e->slots[st->slot];
 
 	tmr_disarm(e, &st->tmr);
 	htab_remove(&e->servers, &st->hnode);
+	ho_unlink(e, st);
 	if (st->phase == SP_CACHED)
 		cache_unlink(e, st);
 	s->st = NULL;
@@ -79,20 +187,35 @@ void srv_free(struct eng *e, struct sstate *st)
 }
 
 /*
+ * srv_make_room frees a state for a new one when max_server_states are held:
+ * the least recently active half-open request (its client retransmits its first
+ * packet and starts over), else the oldest cached answer (a retransmission of
+ * that request would run it again), never an executing request. Returns false
+ * when every state is executing.
+ */
+static bool srv_make_room(struct eng *e)
+{
+	struct sstate *victim = e->ho_head ? e->ho_head : e->cache_head;
+
+	if (!victim)
+		return false;
+	e->stats.evict_full++;
+	srv_free(e, victim);
+	return true;
+}
+
+/*
  * srv_new creates the state of a new request, or returns NULL when the bound
- * max_server_states is reached and no cached response can be evicted (or
- * memory is short): the caller then answers DROP.
+ * max_server_states is reached and nothing can be evicted (srv_make_room) or
+ * memory is short: the caller then answers DROP.
  */
 static struct sstate *srv_new(struct eng *e, unsigned sock, const struct r2p2_addr *src,
 			      uint16_t rid, uint8_t policy, uint8_t flags, uint64_t first_hash)
 {
 	struct sstate *st;
 
-	if (e->num_sstates >= e->cfg.max_server_states) {
-		if (!e->cache_head)
-			return NULL;
-		srv_free(e, e->cache_head);
-	}
+	if (e->num_sstates >= e->cfg.max_server_states && !srv_make_room(e))
+		return NULL;
 	if (heap_reserve(e, e->heap_len + 1) < 0)
 		return NULL;
 	if (e->free_slot == SLOT_NONE) {
@@ -153,6 +276,7 @@ static void srv_send_answer(struct eng *e, struct sstate *st)
 /* srv_answer moves `st` to SP_CACHED with its answer already stored, and sends it. */
 static void srv_answer(struct eng *e, struct sstate *st, uint8_t type, uint64_t now)
 {
+	ho_unlink(e, st);
 	rasm_cleanup(&st->rasm);
 	st->phase = SP_CACHED;
 	st->resp_type = type;
@@ -188,6 +312,7 @@ static void srv_deliver(struct eng *e, struct sstate *st, const uint8_t *payload
 	uint8_t *buf = st->rasm.buf;
 
 	st->rasm.buf = NULL;
+	ho_unlink(e, st);
 	rasm_cleanup(&st->rasm);
 	st->phase = SP_EXECUTING;
 	tmr_arm(e, &st->tmr, now + e->cfg.exec_timeout_ns);
@@ -220,6 +345,26 @@ static void srv_dup_first(struct eng *e, struct sstate *st)
 	}
 }
 
+/*
+ * srv_rasm_add adds a packet to the reassembly of `st` (the most recently active
+ * half-open request): while that would pass max_reassembly_bytes, the least
+ * recently active other half-open request is evicted first.
+ */
+static enum rasm_res srv_rasm_add(struct eng *e, struct sstate *st, const struct r2p2_hdr *h,
+				  const uint8_t *payload, size_t n)
+{
+	enum rasm_res res;
+
+	while ((res = rasm_add(&st->rasm, h, payload, n, e->cfg.max_msg_len)) == RASM_OVER) {
+		struct sstate *victim = e->ho_head == st ? st->ho_next : e->ho_head;
+		if (!victim)
+			break;
+		e->stats.evict_memory++;
+		srv_free(e, victim);
+	}
+	return res;
+}
+
 /* srv_rest_input takes a packet after the first of a multi-packet request (sent after our ACK). */
 static void srv_rest_input(struct eng *e, const struct r2p2_addr *src, const struct r2p2_hdr *h,
 			   const uint8_t *payload, size_t n, uint64_t now)
@@ -239,7 +384,8 @@ static void srv_rest_input(struct eng *e, const struct r2p2_addr *src, const str
 		e->stats.rx_duplicate++;
 		return;
 	}
-	switch (rasm_add(&st->rasm, h, payload, n, e->cfg.max_msg_len)) {
+	ho_touch(e, st);
+	switch (srv_rasm_add(e, st, h, payload, n)) {
 	case RASM_MORE:
 		tmr_arm(e, &st->tmr, now + e->cfg.reassembly_timeout_ns);
 		return;
@@ -258,6 +404,10 @@ static void srv_rest_input(struct eng *e, const struct r2p2_addr *src, const str
 		return;
 	case RASM_NOMEM:
 		e->stats.rx_no_state++;
+		srv_answer(e, st, R2P2_DROP, now);
+		return;
+	case RASM_OVER:
+		e->stats.rx_no_memory++;
 		srv_answer(e, st, R2P2_DROP, now);
 		return;
 	}
@@ -349,16 +499,61 @@ static bool srv_known_first(struct eng *e, struct sstate *st, uint64_t hash)
 	return false;
 }
 
+/*
+ * srv_quota evicts the least recently active half-open request of `src`'s address
+ * when it has max_half_open_per_source of them, to make room for a new one.
+ */
+static void srv_quota(struct eng *e, const struct r2p2_addr *src)
+{
+	struct srcq *q;
+
+	if (!e->cfg.max_half_open_per_source)
+		return;
+	q = srcq_lookup(e, src);
+	if (q && q->num >= e->cfg.max_half_open_per_source) {
+		e->stats.evict_source++;
+		srv_free(e, q->head);
+	}
+}
+
+/*
+ * srv_start_rasm starts reassembling the request of `st` with its first packet:
+ * true when it is under way, false when refused (`st` is freed and counted).
+ */
+static bool srv_start_rasm(struct eng *e, struct sstate *st, const struct r2p2_hdr *h,
+			   const uint8_t *payload, size_t n, bool enc)
+{
+	uint32_t max_pkts =
+	    enc ? rasm_max_pkts(e->cfg.max_msg_len, R2P2_MIN_PAYLOAD) : ntohs(h->p_order);
+	enum rasm_res res = RASM_NOMEM;
+
+	st->phase = SP_REASSEMBLING;
+	rasm_init(&st->rasm, R2P2_MIN_PAYLOAD, max_pkts, enc, &e->rbud);
+	if (ho_link(e, st) == 0)
+		res = srv_rasm_add(e, st, h, payload, n);
+	if (res == RASM_MORE)
+		return true;
+	if (res == RASM_OVER)
+		e->stats.rx_no_memory++;
+	else
+		e->stats.rx_no_state++;
+	srv_free(e, st);
+	return false;
+}
+
 /* srv_start creates the state of a new request from its first packet and hands it up or ACKs it. */
 static void srv_start(struct eng *e, unsigned sock, const struct r2p2_addr *src,
 		      const struct r2p2_hdr *h, const uint8_t *payload, size_t n, uint64_t hash,
 		      bool enc, uint64_t now)
 {
-	uint16_t rid = ntohs(h->rid), p = ntohs(h->p_order);
+	uint16_t rid = ntohs(h->rid);
 	bool single = (h->flags & (R2P2_F_FIRST | R2P2_F_LAST)) == (R2P2_F_FIRST | R2P2_F_LAST);
 	uint8_t free_flags = h->flags & R2P2_F_FREE_MASK;
-	struct sstate *st = srv_new(e, sock, src, rid, r2p2_hdr_policy(h), free_flags, hash);
+	struct sstate *st;
 
+	if (!single)
+		srv_quota(e, src);
+	st = srv_new(e, sock, src, rid, r2p2_hdr_policy(h), free_flags, hash);
 	if (!st) {
 		e->stats.rx_no_state++;
 		srv_refuse(e, sock, src, rid, free_flags);
@@ -368,12 +563,7 @@ static void srv_start(struct eng *e, unsigned sock, const struct r2p2_addr *src,
 		srv_deliver(e, st, payload, n, now);
 		return;
 	}
-	st->phase = SP_REASSEMBLING;
-	if (rasm_init(&st->rasm, R2P2_MIN_PAYLOAD,
-		      enc ? rasm_max_pkts(e->cfg.max_msg_len, R2P2_MIN_PAYLOAD) : p, enc) < 0 ||
-	    rasm_add(&st->rasm, h, payload, n, e->cfg.max_msg_len) != RASM_MORE) {
-		srv_free(e, st);
-		e->stats.rx_no_state++;
+	if (!srv_start_rasm(e, st, h, payload, n, enc)) {
 		srv_refuse(e, sock, src, rid, free_flags);
 		return;
 	}

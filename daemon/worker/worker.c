@@ -549,6 +549,8 @@ static int engine_init(struct worker *w, char *err, size_t err_len)
 	ec.reassembly_timeout_ns = c->reassembly_timeout_ms * NS_PER_MS;
 	ec.exec_timeout_ns = c->exec_timeout_ms * NS_PER_MS;
 	ec.max_client_calls = w->num_calls_cap;
+	ec.max_reassembly_bytes = c->max_reassembly_bytes;
+	ec.max_half_open_per_source = c->max_half_open_per_source;
 	ec.has_router = c->has_router;
 	ec.router = c->router;
 	ec.allow_flags = uses_encryption(c);
