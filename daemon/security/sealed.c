@@ -743,11 +743,12 @@ static int open_checks(struct sealed_server *s, const struct stek_set *stek, con
 	rc = open_token(s, stek, service, chk->now_ms, v, plain, t, why);
 	if (rc)
 		return rc;
-	*why = SEALED_REJ_RESTARTED;
-	if (clock_unsure(s, chk, window_ms) || may_predate_start(v->ts_ms, chk))
-		return -EBADMSG;
 	*why = SEALED_REJ_STALE;
 	if (!in_window(v->ts_ms, chk->now_ms, window_ms))
+		return -EBADMSG;
+	/* a fresh-looking stamp is what a restart or a clock step makes unsure */
+	*why = SEALED_REJ_RESTARTED;
+	if (clock_unsure(s, chk, window_ms) || may_predate_start(v->ts_ms, chk))
 		return -EBADMSG;
 	/* look up first (cheap refusal of a replay), insert only after the AEAD verified */
 	*why = SEALED_REJ_REPLAY;

@@ -375,8 +375,8 @@ struct sealed_checks {
  * a request bound to an address not in `chk->self` is WRONG_SERVER. `strike` is
  * this server's sealed strike register, on the monotonic clock (`chk->now_ns`);
  * its window must be at least 2 * the timestamp window.
- * Order: parse, binding, key id, token, service, expiry, clock step, start,
- * timestamp, replay_check, AEAD, replay_insert; the plaintext is handed up only
+ * Order: parse, binding, key id, token, service, expiry, timestamp, clock step,
+ * start, replay_check, AEAD, replay_insert; the plaintext is handed up only
  * after all passed.
  * Returns 0 (`*out_reason` = SEALED_OK), or -EBADMSG with `*out_reason` saying
  * why (counted; answer with sealed_reject_encode), or -ENOMEM/-EIO with

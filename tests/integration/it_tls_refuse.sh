@@ -85,8 +85,8 @@ it_check "B made no full handshake for b.svc" \
 
 it_log "--- (d) a client whose CA did not sign echo.svc's certificate"
 vf0=$(it_tls_get untrusted client verify_failures)
-refused untrusted echo.svc "not trusted for this service (tls) (-13)" "untrusted CA"
-refused untrusted echo.svc "not trusted for this service (tls) (-13)" "untrusted CA, again (no ticket was stored)"
+refused untrusted echo.svc "certificate is not trusted for this service" "untrusted CA"
+refused untrusted echo.svc "certificate is not trusted for this service" "untrusted CA, again (no ticket was stored)"
 vf=$(it_tls_get untrusted client verify_failures)
 it_check "daemon 'untrusted' counted verify failures ($vf0 -> $vf)" test "$vf" -ge $((vf0 + 2))
 it_check "daemon 'untrusted' got no ticket" \
