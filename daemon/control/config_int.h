@@ -45,6 +45,8 @@ enum daemon_key {
 	DK_BACKEND,
 	DK_XDP_MODE,
 	DK_INTERFACE,
+	DK_SECCOMP,
+	DK_USER,
 	DK_COUNT,
 };
 
