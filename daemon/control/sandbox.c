@@ -82,20 +82,23 @@ static bool in(const cap_value_t *vals, int n, cap_value_t v)
 	return false;
 }
 
-/* drop_bound empties the bounding set but `keep`, if CAP_SETPCAP is ours to do it with. */
-static void drop_bound(cap_t cur, const cap_value_t *keep, int num_keep)
+/* drop_bound empties the bounding set but `keep`, if CAP_SETPCAP is ours to do it with.
+ * Before the user switch: that clears the effective set. */
+static void drop_bound(const cap_value_t *keep, int num_keep)
 {
 	cap_flag_value_t have = CAP_CLEAR;
+	cap_t cur = cap_get_proc();
 
-	if (cap_get_flag(cur, CAP_SETPCAP, CAP_EFFECTIVE, &have) < 0 || have != CAP_SET)
-		return; /* e.g. systemd's CapabilityBoundingSet= already limits it */
-	for (cap_value_t v = 0; v < (cap_value_t)cap_max_bits(); v++)
-		if (!in(keep, num_keep, v))
-			cap_drop_bound(v);
+	if (cur && cap_get_flag(cur, CAP_SETPCAP, CAP_EFFECTIVE, &have) == 0 && have == CAP_SET)
+		for (cap_value_t v = 0; v < (cap_value_t)cap_max_bits(); v++)
+			if (!in(keep, num_keep, v))
+				cap_drop_bound(v);
+	/* else e.g. systemd's CapabilityBoundingSet= already limits it */
+	cap_free(cur);
 }
 
 /* keep_caps sets the permitted and effective sets to `want` ∩ what we have, and
- * clears the inheritable, ambient and (when allowed) bounding sets of the rest. */
+ * clears the inheritable and ambient sets. */
 static int keep_caps(const cap_value_t *want, int num_want, char *err, size_t err_len)
 {
 	cap_t cur = cap_get_proc(), next = cap_init();
@@ -114,7 +117,6 @@ static int keep_caps(const cap_value_t *want, int num_want, char *err, size_t er
 	if (n && (cap_set_flag(next, CAP_PERMITTED, n, keep, CAP_SET) < 0 ||
 		  cap_set_flag(next, CAP_EFFECTIVE, n, keep, CAP_SET) < 0))
 		goto fail;
-	drop_bound(cur, keep, n);
 	cap_reset_ambient();
 	if (cap_set_proc(next) < 0)
 		goto fail;
@@ -144,6 +146,7 @@ int sandbox_drop_privs(const struct cfg *c, bool xdp, char *err, size_t err_len)
 		set_err(err, err_len, "PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
 		return rc;
 	}
+	drop_bound(want, xdp ? 2 : 1);
 	if (c->user[0]) {
 		rc = switch_user(c->user, err, err_len);
 		if (rc < 0)
