@@ -367,6 +367,7 @@ void cfg_defaults(struct cfg *c)
 	c->sealed_window_ms = 250;
 	c->replay_max_entries = 1u << 18;
 	snprintf(c->log_level, sizeof(c->log_level), "info");
+	c->seccomp = true;
 }
 
 /* check_whole checks what involves several keys. */

@@ -85,6 +85,8 @@ struct cfg {
 	uint64_t replay_window_ms;    /* tls: 0-RTT strike register freshness window */
 	uint32_t replay_max_entries;  /* tls and sealed: strike register bound */
 	uint32_t sealed_window_ms;    /* sealed: |server clock - request timestamp| allowed */
+	bool seccomp;		      /* install the system call filter after set-up (default) */
+	char user[32];		      /* switch to this user after set-up; "" = stay */
 
 	struct cfg_serve serves[CFG_MAX_SERVICES];
 	size_t num_serves;

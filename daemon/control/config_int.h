@@ -49,6 +49,8 @@ enum daemon_key {
 	DK_MAX_CONNS_PER_UID,
 	DK_MAX_REASSEMBLY,
 	DK_MAX_HALF_OPEN,
+	DK_SECCOMP,
+	DK_USER,
 	DK_COUNT,
 };
 

@@ -43,6 +43,8 @@ static const char *const daemon_keys[DK_COUNT] = {
     [DK_MAX_CONNS_PER_UID] = "max_connections_per_uid",
     [DK_MAX_REASSEMBLY] = "max_reassembly_bytes",
     [DK_MAX_HALF_OPEN] = "max_half_open_per_source",
+    [DK_SECCOMP] = "seccomp",
+    [DK_USER] = "user",
 };
 
 static const char *const serve_keys[SK_COUNT] = {
@@ -163,11 +165,12 @@ static void socket_value(struct parser *p, const char *key, const char *v)
 		snprintf(c->socket_path, sizeof(c->socket_path), "%s", v);
 }
 
-static void socket_group_value(struct parser *p, const char *key, const char *v)
+/* name_value copies the `what` (user, group) name `v` (A-Z a-z 0-9 _ - .) to `out`. */
+static void name_value(struct parser *p, const char *key, const char *what, const char *v,
+		       char *out, size_t out_len)
 {
-	struct cfg *c = p->c;
 	size_t len = strlen(v);
-	bool ok = len < sizeof(c->socket_group);
+	bool ok = len < out_len;
 
 	for (size_t i = 0; ok && i < len; i++) {
 		unsigned char ch = (unsigned char)v[i];
@@ -176,10 +179,10 @@ static void socket_group_value(struct parser *p, const char *key, const char *v)
 	}
 	if (!ok)
 		failx(p, p->lineno, p->label, key,
-		      "bad group name '%s' (at most %zu characters of A-Z a-z 0-9 _ - .)", v,
-		      sizeof(c->socket_group) - 1);
+		      "bad %s name '%s' (at most %zu characters of A-Z a-z 0-9 _ - .)", what, v,
+		      out_len - 1);
 	else
-		snprintf(c->socket_group, sizeof(c->socket_group), "%s", v);
+		snprintf(out, out_len, "%s", v);
 }
 
 static void router_value(struct parser *p, const char *key, const char *v)
@@ -221,7 +224,13 @@ static void text_key(struct parser *p, enum daemon_key k, const char *key, const
 		socket_value(p, key, v);
 		break;
 	case DK_SOCKET_GROUP:
-		socket_group_value(p, key, v);
+		name_value(p, key, "group", v, c->socket_group, sizeof(c->socket_group));
+		break;
+	case DK_USER:
+		name_value(p, key, "user", v, c->user, sizeof(c->user));
+		break;
+	case DK_SECCOMP:
+		bool_value(p, key, v, &c->seccomp);
 		break;
 	case DK_ROUTER:
 		router_value(p, key, v);

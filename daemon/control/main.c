@@ -27,6 +27,7 @@
 #include "err.h"
 #include "log.h"
 #include "replay.h"
+#include "sandbox.h"
 #include "stek.h"
 #include "xdpath.h"
 
@@ -123,7 +124,8 @@ static bool restart_only_changed(const struct cfg *o, const struct cfg *n)
 	       memcmp(&n->listen_addr, &o->listen_addr, sizeof(o->listen_addr)) != 0 ||
 	       strcmp(n->socket_path, o->socket_path) != 0 || n->max_msg_len != o->max_msg_len ||
 	       n->ring_entries != o->ring_entries || n->arena_size != o->arena_size ||
-	       strcmp(n->socket_group, o->socket_group) != 0;
+	       strcmp(n->socket_group, o->socket_group) != 0 || n->seccomp != o->seccomp ||
+	       strcmp(n->user, o->user) != 0;
 }
 
 /* probe_new_ports checks that the ports `n` serves and `o` does not are free. */
@@ -179,6 +181,8 @@ static void keep_running_settings(struct cfg *n, const struct cfg *o)
 	memcpy(n->listen, o->listen, sizeof(o->listen));
 	memcpy(n->socket_path, o->socket_path, sizeof(o->socket_path));
 	memcpy(n->socket_group, o->socket_group, sizeof(o->socket_group));
+	memcpy(n->user, o->user, sizeof(o->user));
+	n->seccomp = o->seccomp;
 	n->max_msg_len = o->max_msg_len;
 	n->ring_entries = o->ring_entries;
 	n->arena_size = o->arena_size;
@@ -198,8 +202,10 @@ static void reload(struct daemon *d)
 		return;
 	}
 	if (restart_only_changed(o, &n->cfg))
-		log_warn("reload: workers, listen, socket, socket_group, max_message, ring_entries "
-			 "and arena_size take effect at the next restart; the rest applies now");
+		log_warn(
+		    "reload: workers, listen, socket, socket_group, max_message, ring_entries, "
+		    "arena_size, seccomp and user take effect at the next restart; the rest "
+		    "applies now");
 	/* New service ports must be free before any worker binds them. */
 	if (probe_new_ports(o, &n->cfg) < 0) {
 		cfg_ref_put(n);
@@ -416,6 +422,18 @@ static int start_workers(struct daemon *d, char *err, size_t err_len)
 	return 0;
 }
 
+/*
+ * enter_sandbox gives up what only set-up needed, before the workers (and their TLS
+ * parsers) start: they inherit the reduced capabilities and the system call filter.
+ */
+static int enter_sandbox(struct daemon *d, char *err, size_t err_len)
+{
+	const struct cfg *c = &d->cfg->cfg;
+	int ret = sandbox_drop_privs(c, d->xdp != NULL, err, err_len);
+
+	return ret < 0 ? ret : sandbox_apply(c, err, err_len);
+}
+
 /* alloc_workers makes room for the workers of d->cfg. */
 static int alloc_workers(struct daemon *d, char *err, size_t err_len)
 {
@@ -436,8 +454,8 @@ static int alloc_workers(struct daemon *d, char *err, size_t err_len)
 static int daemon_start(struct daemon *d, char *err, size_t err_len)
 {
 	static int (*const steps[])(struct daemon * d, char *err, size_t err_len) = {
-	    open_loop,	 alloc_workers, open_tls_state, probe_ports,
-	    new_workers, setup_backend, ctl_open,	start_workers,
+	    open_loop,	   alloc_workers, open_tls_state, probe_ports,	 new_workers,
+	    setup_backend, ctl_open,	  enter_sandbox,  start_workers,
 	};
 	const struct cfg *c = &d->cfg->cfg;
 
