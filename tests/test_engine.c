@@ -3304,6 +3304,32 @@ Test(bounds, budget_evicts_the_idle_then_refuses)
 	node_cleanup(&srv);
 }
 
+/* Under the byte budget, a flooding source pays for its flood: a client with one
+ * request in reassembly keeps it even when it is the least recently active. */
+Test(bounds, budget_evicts_the_flooding_source_first)
+{
+	struct node srv;
+	struct eng_config cfg;
+	struct r2p2_addr legit = mkaddr("10.0.0.1", 5555);
+
+	net_reset();
+	eng_config_default(&cfg);
+	cfg.max_reassembly_bytes = 12000;
+	node_init(&srv, "10.0.0.2", 8000, &cfg);
+	first_pkt(&srv, &legit, 1, 3); /* the oldest half-open request */
+	for (uint16_t rid = 100; rid < 160; rid++) {
+		struct r2p2_addr flood = mkaddr("10.0.0.9", (uint16_t)(6000 + rid));
+		first_pkt(&srv, &flood, rid, 10);
+		mid_pkt(&srv, &flood, rid, 1, false);
+	}
+	cr_assert_gt(stats(&srv).evict_memory, 0, "the budget was reached");
+	mid_pkt(&srv, &legit, 1, 1, false);
+	mid_pkt(&srv, &legit, 1, 2, true);
+	cr_assert_eq(srv.num_reqs, 1, "the legitimate request survived and completed");
+	cr_assert_eq(srv.reqs[0].src.addr[3], 1);
+	node_cleanup(&srv);
+}
+
 Test(bounds, one_source_over_its_quota_evicts_its_own_oldest)
 {
 	struct node srv;

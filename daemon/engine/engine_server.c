@@ -186,16 +186,39 @@ void srv_free(struct eng *e, struct sstate *st)
 	e->num_sstates--;
 }
 
+#define EVICT_SCAN 32 /* half-open requests looked at to pick one to evict */
+
+/*
+ * memory_victim picks the half-open request to evict for memory: among the
+ * EVICT_SCAN least recently active ones other than `st`, the one whose source holds
+ * the most half-open requests (the oldest of those), so a source that floods pays
+ * for its own flood while a client with one request in reassembly keeps it.
+ */
+static struct sstate *memory_victim(struct eng *e, const struct sstate *st)
+{
+	struct sstate *best = NULL;
+	unsigned n = 0;
+
+	for (struct sstate *v = e->ho_head; v && n < EVICT_SCAN; v = v->ho_next) {
+		if (v == st)
+			continue;
+		n++;
+		if (!best || (v->srcq && best->srcq && v->srcq->num > best->srcq->num))
+			best = v;
+	}
+	return best;
+}
+
 /*
  * srv_make_room frees a state for a new one when max_server_states are held:
- * the least recently active half-open request (its client retransmits its first
- * packet and starts over), else the oldest cached answer (a retransmission of
+ * a half-open request (memory_victim: of the source holding the most; its client
+ * retransmits its first packet and starts over), else the oldest cached answer (a retransmission of
  * that request would run it again), never an executing request. Returns false
  * when every state is executing.
  */
 static bool srv_make_room(struct eng *e)
 {
-	struct sstate *victim = e->ho_head ? e->ho_head : e->cache_head;
+	struct sstate *victim = e->ho_head ? memory_victim(e, NULL) : e->cache_head;
 
 	if (!victim)
 		return false;
@@ -347,8 +370,8 @@ static void srv_dup_first(struct eng *e, struct sstate *st)
 
 /*
  * srv_rasm_add adds a packet to the reassembly of `st` (the most recently active
- * half-open request): while that would pass max_reassembly_bytes, the least
- * recently active other half-open request is evicted first.
+ * half-open request): while that would pass max_reassembly_bytes, another half-open
+ * request is evicted first (memory_victim).
  */
 static enum rasm_res srv_rasm_add(struct eng *e, struct sstate *st, const struct r2p2_hdr *h,
 				  const uint8_t *payload, size_t n)
@@ -356,7 +379,7 @@ static enum rasm_res srv_rasm_add(struct eng *e, struct sstate *st, const struct
 	enum rasm_res res;
 
 	while ((res = rasm_add(&st->rasm, h, payload, n, e->cfg.max_msg_len)) == RASM_OVER) {
-		struct sstate *victim = e->ho_head == st ? st->ho_next : e->ho_head;
+		struct sstate *victim = memory_victim(e, st);
 		if (!victim)
 			break;
 		e->stats.evict_memory++;
