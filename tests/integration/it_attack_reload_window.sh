@@ -111,7 +111,7 @@ pat_s='^warn: reload: sealed_window_ms = 10000 needs a restart .*built for 1000.
 pat_t='^warn: reload: replay_window_ms = 10000 needs a restart .*built for 1000.*; keeping 1000$'
 done0=$(count_log '^reload done')
 kill -HUP "${IT_DAEMON_PID[b]}"
-it_wait_for 5 "daemon B to log the reload" test "$(count_log '^reload done')" -gt "$done0"
+it_wait_for 30 "daemon B to log the reload" test "$(count_log '^reload done')" -gt "$done0"
 it_check "B logged that sealed_window_ms needs a restart and kept 1000" test "$(count_log "$pat_s")" -eq 1
 it_check "B logged that replay_window_ms needs a restart and kept 1000" test "$(count_log "$pat_t")" -eq 1
 it_log "  $(grep -E 'reload: (sealed|replay)_window_ms' "$IT_TMP/r2p2d-b.log" | tr '\n' ' ')"

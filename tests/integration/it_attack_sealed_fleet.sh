@@ -153,7 +153,7 @@ it_log "--- control: daemon A calls B2 directly (SIGHUP with server = $DST2)"
 a_conf "$DST2"
 reloads0=$(reloads)
 kill -HUP "${IT_DAEMON_PID[a]}"
-it_wait_for 5 "daemon A to reload" reloaded
+it_wait_for 30 "daemon A to reload" reloaded
 s0=$(it_tls_status b2)
 it_client -S "$SZ" -c 5 -t 3000 >"$IT_TMP/direct.out" 2>&1 || true
 it_log "  $(cat "$IT_TMP/direct.out")"
