@@ -83,7 +83,7 @@ it_log "--- B's daemon stops and starts again (same configuration and STEK)"
 reg0=$(registrations)
 it_check "daemon B exits 0 on SIGTERM" it_stop_daemon b
 it_start_daemon b "$IT_NS_B" "$IT_TMP/b.conf"
-it_wait_for 10 "the echo server to register again with the new daemon B" test_more
+it_wait_for 30 "the echo server to register again with the new daemon B" test_more
 it_check "the same echo server (pid $ECHO) serves through the new daemon" it_alive "$ECHO"
 
 it_log "--- the captured first flights, replayed to the restarted B from raw sockets in A"
