@@ -268,6 +268,13 @@ void on_complete(void *ctx, uint64_t cookie, int status, const uint8_t *payload,
 	}
 	call_log(w, c, r.why);
 	wa = c->wapp < MAX_WAPPS ? &w->wapps[c->wapp] : NULL;
+	if (c->wapp < MAX_WAPPS) {
+		/* what the app sees: the engine's ok counts exchanges, not calls */
+		if (r.status == 0)
+			w->app_ok++;
+		else
+			w->app_failed++;
+	}
 	if (wa && wa->app && wa->gen == c->wapp_gen && !wa->removing) {
 		wa->calls_inflight--;
 		if (lane_post(&wa->lane, R2P2_CQ_RESPONSE, r.status, c->user_data, 0, r.out.data,

@@ -68,6 +68,8 @@ void snapshot_publish(struct worker *w)
 	s.requests_executing = w->exec_count;
 	w->net->stats(w, &s);
 	s.app_errors = w->app_errors;
+	s.app_ok = w->app_ok;
+	s.app_failed = w->app_failed;
 	s.cq_overflow_drops = w->cq_overflow_drops;
 	sum_services(w, &s);
 	sum_peers(w, &s);

@@ -210,6 +210,7 @@ struct worker {
 	bool drained_reported;
 	uint64_t drain_deadline;
 	uint64_t tx_fallback, app_errors, cq_overflow_drops;
+	uint64_t app_ok, app_failed; /* app calls ended, as their apps saw them */
 
 	pthread_mutex_t snap_lock;
 	struct worker_snap snap;
