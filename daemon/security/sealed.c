@@ -276,19 +276,6 @@ void sealed_ctx_cleanup(struct sealed_ctx *ctx)
 		OPENSSL_cleanse(ctx, sizeof(*ctx));
 }
 
-void sealed_bind_encode(const struct r2p2_addr *a, uint8_t out[SEALED_BIND_LEN])
-{
-	memset(out, 0, 16);
-	if (a->family == AF_INET) {
-		out[10] = 0xff;
-		out[11] = 0xff;
-		memcpy(out + 12, a->addr, 4);
-	} else {
-		memcpy(out, a->addr, 16);
-	}
-	memcpy(out + 16, &a->port, 2); /* network order already */
-}
-
 int sealed_seal_request(struct sealed_assoc *a, const uint8_t hdr[SEALED_HDR_AD_LEN],
 			const struct r2p2_addr *dst, const uint8_t *req, size_t len,
 			uint64_t now_ms, struct tls_buf *out, struct sealed_ctx *out_ctx)
@@ -312,7 +299,7 @@ int sealed_seal_request(struct sealed_assoc *a, const uint8_t hdr[SEALED_HDR_AD_
 	/* version | token | N | timestamp | binding, with N = prefix | counter: the
 	 * counter is consumed even if sealing fails below */
 	memset(k_req, 0, sizeof(k_req));
-	sealed_bind_encode(dst, bind);
+	tls_bind_encode(dst, bind);
 	if (!CBB_init_fixed(&cbb, out->data, SEALED_REQ_HDR_LEN) ||
 	    !CBB_add_u8(&cbb, SEALED_VERSION) || !CBB_add_bytes(&cbb, a->token, SEALED_TOKEN_LEN) ||
 	    !CBB_add_bytes(&cbb, a->prefix, SEALED_PREFIX_LEN) ||
@@ -683,22 +670,6 @@ static int strike_insert(struct replay *strike, const uint8_t key[REPLAY_KEY_LEN
 	return 0;
 }
 
-/* bound_to_self says whether the request's binding names one of `chk`'s addresses. */
-static bool bound_to_self(const struct req_view *v, const struct sealed_checks *chk)
-{
-	uint8_t b[SEALED_BIND_LEN];
-
-	for (size_t i = 0; i < chk->num_self; i++) {
-		struct r2p2_addr a = chk->self[i];
-		if (!a.port)
-			a.port = chk->port;
-		sealed_bind_encode(&a, b);
-		if (memcmp(b, v->bind, SEALED_BIND_LEN) == 0)
-			return true;
-	}
-	return false;
-}
-
 /*
  * clock_unsure watches the wall clock against the monotonic one: after a step of
  * more than half a window, timestamps no longer say what the strike register
@@ -738,7 +709,7 @@ static int open_checks(struct sealed_server *s, const struct stek_set *stek, con
 	int rc;
 
 	*why = SEALED_REJ_WRONG_SERVER;
-	if (!bound_to_self(v, chk))
+	if (!tls_bind_names(v->bind, chk->self, chk->num_self, chk->port))
 		return -EBADMSG;
 	rc = open_token(s, stek, service, chk->now_ms, v, plain, t, why);
 	if (rc)

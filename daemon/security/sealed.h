@@ -37,15 +37,15 @@ struct stek_set;
 struct stek_key;
 struct replay;
 
-#define SEALED_VERSION 2      /* 2: requests bound to the server they were sent to */
-#define SEALED_KEY_LEN 16     /* association key K, k_req, k_resp (AES-128) */
-#define SEALED_ID_LEN 8	      /* association id */
-#define SEALED_NONCE_LEN 12   /* request nonce N = prefix (4) | counter (8, big-endian) */
-#define SEALED_PREFIX_LEN 4   /* random per association copy (client worker) */
-#define SEALED_TAG_LEN 16     /* AES-GCM tag */
-#define SEALED_HDR_AD_LEN 4   /* R2P2 header bytes bound as associated data */
-#define SEALED_SVC_HASH_LEN 8 /* SHA-256(service name)[0..8] inside the token */
-#define SEALED_BIND_LEN 18    /* the server's address (16; IPv4 as ::ffff:a.b.c.d) | port (2) */
+#define SEALED_VERSION 2	     /* 2: requests bound to the server they were sent to */
+#define SEALED_KEY_LEN 16	     /* association key K, k_req, k_resp (AES-128) */
+#define SEALED_ID_LEN 8		     /* association id */
+#define SEALED_NONCE_LEN 12	     /* request nonce N = prefix (4) | counter (8, big-endian) */
+#define SEALED_PREFIX_LEN 4	     /* random per association copy (client worker) */
+#define SEALED_TAG_LEN 16	     /* AES-GCM tag */
+#define SEALED_HDR_AD_LEN 4	     /* R2P2 header bytes bound as associated data */
+#define SEALED_SVC_HASH_LEN 8	     /* SHA-256(service name)[0..8] inside the token */
+#define SEALED_BIND_LEN TLS_BIND_LEN /* the server's address and port, as tls 0-RTT's */
 
 /* Token: key_id (4, be) | nonce (12) | AES-256-GCM(K | id | expiry | svc hash) | tag (16). */
 #define SEALED_TOKEN_PLAIN_LEN (SEALED_KEY_LEN + SEALED_ID_LEN + 8 + SEALED_SVC_HASH_LEN) /* 40 */
@@ -266,9 +266,6 @@ static inline void sealed_hdr_ad(uint8_t out[SEALED_HDR_AD_LEN], unsigned type, 
 int sealed_seal_request(struct sealed_assoc *a, const uint8_t hdr[SEALED_HDR_AD_LEN],
 			const struct r2p2_addr *dst, const uint8_t *req, size_t len,
 			uint64_t now_ms, struct tls_buf *out, struct sealed_ctx *out_ctx);
-
-/* sealed_bind_encode writes the 18 binding bytes of `a` (sealed_seal_request's `dst`). */
-void sealed_bind_encode(const struct r2p2_addr *a, uint8_t out[SEALED_BIND_LEN]);
 
 /*
  * sealed_open_response authenticates and decrypts a sealed response of the

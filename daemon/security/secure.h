@@ -34,7 +34,7 @@
 struct stek_set;
 struct replay;
 
-#define SEC_MAX_SELF 16 /* addresses a server may be reached at (sec_env.self) */
+#define SEC_MAX_SELF TLS_MAX_SELF /* addresses a server may be reached at (sec_env.self) */
 
 /* A worker's shared security context: keys, strike registers, scratch buffers, clock. */
 struct sec_env {

@@ -180,42 +180,45 @@ int drain(BIO *wbio, struct tls_buf *b)
 	return 0;
 }
 
-/*
- * message_write writes the in-TLS form of the `len`-byte message `msg` (its length
- * prefix, then the bytes) to `out`, which holds exactly TLS_MSG_PREFIX_LEN + `len`
- * bytes; `len` is at most TLS_MSG_MAX. Returns 0 or -ENOMEM.
- */
-int message_write(uint8_t *out, const uint8_t *msg, size_t len)
+bool tls_bind_names(const uint8_t b[TLS_BIND_LEN], const struct r2p2_addr *self, size_t num,
+		    uint16_t port)
 {
-	CBB cbb;
+	uint8_t mine[TLS_BIND_LEN];
 
-	if (!CBB_init_fixed(&cbb, out, TLS_MSG_PREFIX_LEN + len) ||
-	    !CBB_add_u32(&cbb, (uint32_t)len) || !CBB_add_bytes(&cbb, msg, len) ||
-	    !CBB_finish(&cbb, NULL, NULL)) {
-		CBB_cleanup(&cbb);
-		return -ENOMEM;
+	for (size_t i = 0; i < num; i++) {
+		struct r2p2_addr a = self[i];
+		if (!a.port)
+			a.port = port;
+		tls_bind_encode(&a, mine);
+		if (memcmp(mine, b, TLS_BIND_LEN) == 0)
+			return true;
 	}
-	return 0;
+	return false;
 }
 
 /*
- * message_write_bound writes a 0-RTT message: the length prefix (TLS_BIND_LEN +
- * `len`), the binding `bind`, then the `len` bytes of `msg`, to `out`, which holds
- * exactly that. Returns 0 or -ENOMEM.
+ * message_prefix writes the 4-byte length prefix of a `len`-byte message (or a
+ * TLS_MSG_STATUS code) to `out`, big-endian. Not through a CBB: CBB_init_fixed
+ * allocates in this BoringSSL (API 17), and this runs for every RPC.
  */
-int message_write_bound(uint8_t *out, const uint8_t bind[TLS_BIND_LEN], const uint8_t *msg,
-			size_t len)
+void message_prefix(uint8_t out[TLS_MSG_PREFIX_LEN], size_t len)
 {
-	CBB cbb;
+	out[0] = (uint8_t)(len >> 24);
+	out[1] = (uint8_t)(len >> 16);
+	out[2] = (uint8_t)(len >> 8);
+	out[3] = (uint8_t)len;
+}
 
-	if (!CBB_init_fixed(&cbb, out, TLS_MSG_PREFIX_LEN + TLS_BIND_LEN + len) ||
-	    !CBB_add_u32(&cbb, (uint32_t)(TLS_BIND_LEN + len)) ||
-	    !CBB_add_bytes(&cbb, bind, TLS_BIND_LEN) || !CBB_add_bytes(&cbb, msg, len) ||
-	    !CBB_finish(&cbb, NULL, NULL)) {
-		CBB_cleanup(&cbb);
-		return -ENOMEM;
-	}
-	return 0;
+/*
+ * message_write writes the in-TLS form of the `len`-byte message `msg` (its length
+ * prefix, then the bytes) to `out`, which holds exactly TLS_MSG_PREFIX_LEN + `len`
+ * bytes; `len` is at most TLS_MSG_MAX.
+ */
+void message_write(uint8_t *out, const uint8_t *msg, size_t len)
+{
+	message_prefix(out, len);
+	if (len)
+		memcpy(out + TLS_MSG_PREFIX_LEN, msg, len);
 }
 
 /*

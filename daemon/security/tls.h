@@ -63,6 +63,14 @@ enum tls_kind {
 #define TLS_BIND_LEN 18
 #define TLS_MAX_SELF 16 /* addresses a server may be reached at (tls_server_set_self) */
 
+/*
+ * tls_bind_names says whether the binding `b` names one of the `num` addresses of
+ * `self` (a self entry's port 0 stands for `port`, network order). Sealed requests
+ * use the same binding.
+ */
+bool tls_bind_names(const uint8_t b[TLS_BIND_LEN], const struct r2p2_addr *self, size_t num,
+		    uint16_t port);
+
 /* tls_bind_encode writes the TLS_BIND_LEN binding bytes of `a` (port in network order). */
 static inline void tls_bind_encode(const struct r2p2_addr *a, uint8_t out[TLS_BIND_LEN])
 {

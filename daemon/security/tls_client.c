@@ -55,7 +55,10 @@ struct tls_call {
 	SSL *ssl;
 	BIO *rbio, *wbio;
 	char *service;
-	uint8_t *msg; /* the request as it goes into TLS: length prefix + bytes */
+	/* buf: TLS_BIND_LEN bytes of room, then msg, the request as it goes into TLS as
+	 * 1-RTT data (length prefix + bytes); 0-RTT data is written in place in front */
+	uint8_t *buf;
+	uint8_t *msg;
 	size_t msg_len;
 	uint8_t bind[TLS_BIND_LEN]; /* the server it goes to, in front of 0-RTT data */
 	enum call_state state;
@@ -189,9 +192,10 @@ void tls_call_free(struct tls_call *call)
 	if (!call)
 		return;
 	SSL_free(call->ssl); /* BoringSSL wipes what it frees (OPENSSL_free) */
-	if (call->msg)
-		OPENSSL_cleanse(call->msg, call->msg_len); /* the request, in clear */
-	free(call->msg);
+	if (call->buf)
+		OPENSSL_cleanse(call->buf,
+				TLS_BIND_LEN + call->msg_len); /* the request, in clear */
+	free(call->buf);
 	free(call->service);
 	free(call);
 }
@@ -229,20 +233,23 @@ __attribute__((format(printf, 3, 4))) static int call_fail(struct tls_call *call
 	return rc;
 }
 
-/* write_early writes the request as 0-RTT data: its binding, then the request. */
+/*
+ * write_early writes the request as 0-RTT data: length prefix, binding, request,
+ * built in the room in front of the 1-RTT form, which is then restored (it is what
+ * goes again if the server refuses the early data). No copy of the request.
+ */
 static int write_early(struct tls_call *call)
 {
-	size_t len = call->msg_len - TLS_MSG_PREFIX_LEN,
-	       n = TLS_MSG_PREFIX_LEN + TLS_BIND_LEN + len;
-	uint8_t *m = malloc(n);
+	size_t len = call->msg_len - TLS_MSG_PREFIX_LEN;
+	size_t n = TLS_MSG_PREFIX_LEN + TLS_BIND_LEN + len;
+	uint8_t saved[TLS_MSG_PREFIX_LEN];
 	int ok;
 
-	if (!m)
-		return -ENOMEM;
-	ok = message_write_bound(m, call->bind, call->msg + TLS_MSG_PREFIX_LEN, len) == 0 &&
-	     SSL_write(call->ssl, m, (int)n) == (int)n;
-	OPENSSL_cleanse(m, n);
-	free(m);
+	memcpy(saved, call->msg, sizeof(saved));
+	message_prefix(call->buf, TLS_BIND_LEN + len);
+	memcpy(call->buf + TLS_MSG_PREFIX_LEN, call->bind, TLS_BIND_LEN);
+	ok = SSL_write(call->ssl, call->buf, (int)n) == (int)n;
+	memcpy(call->msg, saved, sizeof(saved));
 	return ok ? 0 : -EIO;
 }
 
@@ -274,9 +281,13 @@ int tls_call_begin_to(struct tls_client *c, const char *service, const struct r2
 	tls_bind_encode(dst, call->bind);
 	call->service = strdup(service);
 	call->msg_len = TLS_MSG_PREFIX_LEN + len;
-	call->msg = malloc(call->msg_len);
-	if (!call->service || !call->msg || message_write(call->msg, req, len) != 0)
+	call->buf = malloc(TLS_BIND_LEN + call->msg_len);
+	if (!call->service || !call->buf)
 		goto fail;
+	call->msg = call->buf + TLS_BIND_LEN;
+	message_prefix(call->msg, len);
+	if (len)
+		memcpy(call->msg + TLS_MSG_PREFIX_LEN, req, len);
 	call->ssl = new_ssl(c->ctx, call, &call->rbio, &call->wbio);
 	if (!call->ssl)
 		goto fail;

@@ -41,10 +41,9 @@ int feed(BIO *rbio, const uint8_t *p, size_t n);
 /* drain appends everything BoringSSL wrote to `wbio` to `b` (NULL: discard it). */
 int drain(BIO *wbio, struct tls_buf *b);
 /* message_write writes the length prefix and the `len` bytes of `msg` to `out`. */
-int message_write(uint8_t *out, const uint8_t *msg, size_t len);
-/* message_write_bound writes a 0-RTT message: prefix, binding, then `msg`. */
-int message_write_bound(uint8_t *out, const uint8_t bind[TLS_BIND_LEN], const uint8_t *msg,
-			size_t len);
+void message_write(uint8_t *out, const uint8_t *msg, size_t len);
+/* message_prefix writes the 4-byte big-endian length prefix of a `len`-byte message. */
+void message_prefix(uint8_t out[TLS_MSG_PREFIX_LEN], size_t len);
 /* read_message reads one length-prefixed message from `ssl` into `out`: 0, -EALREADY (the
  * server's TLS_STATUS_ALREADY) or -EBADMSG. */
 int read_message(SSL *ssl, struct tls_buf *out);

@@ -306,19 +306,8 @@ void tls_server_set_self(struct tls_server *s, const struct r2p2_addr *self, siz
 /* bound_here says whether 0-RTT data bound to `b` may run on `s`. */
 static bool bound_here(const struct tls_server *s, const uint8_t b[TLS_BIND_LEN])
 {
-	uint8_t mine[TLS_BIND_LEN];
-
-	if (!s->num_self)
-		return true; /* a server that does not know its addresses */
-	for (size_t i = 0; i < s->num_self; i++) {
-		struct r2p2_addr a = s->self[i];
-		if (!a.port)
-			a.port = s->port;
-		tls_bind_encode(&a, mine);
-		if (memcmp(mine, b, TLS_BIND_LEN) == 0)
-			return true;
-	}
-	return false;
+	/* a server that does not know its addresses takes any binding */
+	return !s->num_self || tls_bind_names(b, s->self, s->num_self, s->port);
 }
 
 /*
@@ -543,10 +532,11 @@ int tls_server_respond(struct tls_server *s, struct tls_conn *conn, const uint8_
 	ERR_clear_error();
 	n = TLS_MSG_PREFIX_LEN + len;
 	s->scratch.len = 0;
-	if (buf_reserve(&s->scratch, n) != 0 || message_write(s->scratch.data, resp, len) != 0) {
+	if (buf_reserve(&s->scratch, n) != 0) {
 		rc = -ENOMEM;
 		goto out;
 	}
+	message_write(s->scratch.data, resp, len);
 	/* after 0-RTT this is half-RTT data: the client's Finished never comes */
 	if (SSL_write(conn->ssl, s->scratch.data, (int)n) != (int)n)
 		goto out;
@@ -580,8 +570,7 @@ int tls_server_respond_status(struct tls_server *s, struct tls_conn *conn, unsig
 		return -EINVAL;
 	}
 	flight->len = 0;
-	pfx[0] = (uint8_t)(v >> 24), pfx[1] = (uint8_t)(v >> 16), pfx[2] = (uint8_t)(v >> 8),
-	pfx[3] = (uint8_t)v;
+	message_prefix(pfx, v);
 	ERR_clear_error();
 	if (SSL_write(conn->ssl, pfx, sizeof(pfx)) != (int)sizeof(pfx))
 		goto out;
