@@ -203,15 +203,15 @@ void calls_renew(struct worker *w, uint64_t now)
 	}
 }
 
-/* call_log says once a second at most why a protected call failed. */
-static void call_log(struct worker *w, const struct call *c, const char *why)
+/* call_log says once a second at most what became of a protected call (`what`) and why. */
+static void call_log(struct worker *w, const struct call *c, const char *what, const char *why)
 {
 	uint64_t now = now_ns();
 
 	if (!why || now - w->last_sec_log < NS_PER_S)
 		return;
 	w->last_sec_log = now;
-	log_warn("worker %u: call to %s failed: %s", w->id, c->sec.peer ? c->sec.peer->name : "?",
+	log_warn("worker %u: call to %s %s: %s", w->id, c->sec.peer ? c->sec.peer->name : "?", what,
 		 why);
 }
 
@@ -251,7 +251,7 @@ void on_complete(void *ctx, uint64_t cookie, int status, const uint8_t *payload,
 	c->sec.sends = eng_completing_sends(w->eng);
 	switch (c->sec.ops->finish(&w->sec, &c->sec, status, payload, len, &r)) {
 	case SEC_IGNORE:
-		call_log(w, c, r.why);
+		call_log(w, c, "goes on, a reply was set aside", r.why);
 		eng_keep_waiting(w->eng); /* until the attempt's deadline, for the genuine one */
 		return;
 	case SEC_SEND: {
@@ -266,7 +266,7 @@ void on_complete(void *ctx, uint64_t cookie, int status, const uint8_t *payload,
 	case SEC_DONE:
 		break;
 	}
-	call_log(w, c, r.why);
+	call_log(w, c, "failed", r.why);
 	wa = c->wapp < MAX_WAPPS ? &w->wapps[c->wapp] : NULL;
 	if (c->wapp < MAX_WAPPS) {
 		/* what the app sees: the engine's ok counts exchanges, not calls */
