@@ -9,6 +9,7 @@
 #include "boringssl.h"
 
 #include "minitest.h"
+#include "tls_fixture.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -50,52 +51,22 @@ static uint64_t tick(void)
 	return mono += 1000;
 }
 
-static void write_stek(const char *path, const char *lines)
-{
-	FILE *f = fopen(path, "w");
-
-	if (!f || fputs(lines, f) < 0 || fclose(f) != 0 || chmod(path, 0600) != 0) {
-		perror(path);
-		exit(2);
-	}
-}
-
 static void setup(void)
 {
-	char cmd[1024];
-
-	if (system("command -v openssl >/dev/null 2>&1") != 0)
-		mt_skip_all("the openssl CLI is missing (tools/gen-certs.sh needs it)");
-	snprintf(dir, sizeof(dir), "%s/r2p2-test-secure.XXXXXX",
-		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-	if (!mkdtemp(dir)) {
-		perror("mkdtemp");
-		exit(2);
-	}
-	snprintf(cmd, sizeof(cmd), "bash '%s/tools/gen-certs.sh' '%s' " SVC " >/dev/null",
-		 R2P2_SOURCE_DIR, dir);
-	if (system(cmd) != 0) {
-		fprintf(stderr, "gen-certs.sh failed: %s\n", cmd);
-		exit(2);
-	}
+	fixture_mkdtemp(dir, sizeof(dir), "r2p2-test-secure");
+	fixture_certs(dir, SVC);
 	snprintf(ca, sizeof(ca), "%s/ca.crt", dir);
 	snprintf(crt, sizeof(crt), "%s/" SVC ".crt", dir);
 	snprintf(key, sizeof(key), "%s/" SVC ".key", dir);
 	snprintf(stek1, sizeof(stek1), "%s/stek1.keys", dir);
 	snprintf(stek3, sizeof(stek3), "%s/stek3.keys", dir);
-	write_stek(stek1, "00000001   current   " K1 "\n");
-	write_stek(stek3, "00000003   current   " K3 "\n"); /* shares no key with stek1 */
+	fixture_write_stek(stek1, "00000001   current   " K1 "\n");
+	fixture_write_stek(stek3, "00000003   current   " K3 "\n"); /* shares no key with stek1 */
 }
 
 static void teardown(void)
 {
-	char cmd[400];
-
-	if (!dir[0])
-		return;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "could not remove %s\n", dir);
+	fixture_remove(dir);
 }
 
 /* ---- two hosts ------------------------------------------------------------------ */
@@ -968,7 +939,7 @@ TEST(sealed_retired_keys_leave_the_token_cache)
 	char both[320];
 
 	snprintf(both, sizeof(both), "%s/stek31.keys", dir);
-	write_stek(both, "00000003   current   " K3 "\n00000001   previous  " K1 "\n");
+	fixture_write_stek(both, "00000003   current   " K3 "\n00000001   previous  " K1 "\n");
 	struct stek_set *set1 = load_set(stek1);
 	const struct stek_key *k1 = stek_find(set1, 1);
 
@@ -1006,7 +977,7 @@ TEST(sealed_token_cache_checks_the_set_on_its_next_use)
 	char both[320];
 
 	snprintf(both, sizeof(both), "%s/stek13.keys", dir);
-	write_stek(both, "00000001   current   " K1 "\n00000003   next      " K3 "\n");
+	fixture_write_stek(both, "00000001   current   " K1 "\n00000003   next      " K3 "\n");
 	struct stek_set *set1 = load_set(stek1), *set3 = load_set(stek3);
 	const struct stek_key *k1 = stek_find(set1, 1), *k3 = stek_find(set3, 3);
 
@@ -1195,7 +1166,7 @@ TEST(service_stek_reloads_and_keeps_its_keys_on_a_bad_file)
 	bool changed = true;
 
 	snprintf(own, sizeof(own), "%s/own.keys", dir);
-	write_stek(own, "00000003   current   " K3 "\n");
+	fixture_write_stek(own, "00000003   current   " K3 "\n");
 	cli_open(&c, CFG_SEC_SEALED);
 	srv_open_own(&a, CFG_SEC_SEALED, stek1, own);
 	rpc_run(&c, &a, "one", true, false);
@@ -1210,7 +1181,7 @@ TEST(service_stek_reloads_and_keeps_its_keys_on_a_bad_file)
 		CHECK(rpc_run(&c, &a, "two", true, false).rounds == 1);
 		CHECK(chown(own, 0, 0) == 0);
 	}
-	write_stek(own, "00000001   current   " K1 "\n"); /* the service moved to key 1 */
+	fixture_write_stek(own, "00000001   current   " K1 "\n"); /* the service moved to key 1 */
 	CHECK_MSG(sec_service_reload_stek(&a.svc, &changed, err, sizeof(err)) == 0, "%s", err);
 	CHECK(changed);
 	struct rpc r = rpc_run(&c, &a, "three", true, false); /* refused, bootstraps again */

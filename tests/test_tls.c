@@ -11,6 +11,7 @@
 #include "boringssl.h"
 
 #include "minitest.h"
+#include "tls_fixture.h"
 
 #include "replay.h"
 #include "stek.h"
@@ -49,37 +50,12 @@ static uint64_t tick(void)
 
 /* ---- fixtures -------------------------------------------------------------------- */
 
-static void write_stek(const char *path, const char *lines)
-{
-	FILE *f = fopen(path, "w");
-
-	if (!f || fputs(lines, f) < 0 || fclose(f) != 0 || chmod(path, 0600) != 0) {
-		perror(path);
-		exit(2);
-	}
-}
-
 static void setup(void)
 {
-	char cmd[1024];
-
-	if (system("command -v openssl >/dev/null 2>&1") != 0)
-		mt_skip_all("the openssl CLI is missing (tools/gen-certs.sh needs it)");
-	snprintf(dir, sizeof(dir), "%s/r2p2-test-tls.XXXXXX",
-		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-	if (!mkdtemp(dir)) {
-		perror("mkdtemp");
-		exit(2);
-	}
+	fixture_mkdtemp(dir, sizeof(dir), "r2p2-test-tls");
 	snprintf(other_dir, sizeof(other_dir), "%s/other", dir);
-	snprintf(cmd, sizeof(cmd),
-		 "bash '%s/tools/gen-certs.sh' '%s' " SVC " kv.svc >/dev/null && "
-		 "bash '%s/tools/gen-certs.sh' '%s' " SVC " >/dev/null",
-		 R2P2_SOURCE_DIR, dir, R2P2_SOURCE_DIR, other_dir);
-	if (system(cmd) != 0) {
-		fprintf(stderr, "gen-certs.sh failed: %s\n", cmd);
-		exit(2);
-	}
+	fixture_certs(dir, SVC " kv.svc");
+	fixture_certs(other_dir, SVC);
 	snprintf(ca, sizeof(ca), "%s/ca.crt", dir);
 	snprintf(other_ca, sizeof(other_ca), "%s/ca.crt", other_dir);
 	snprintf(echo_crt, sizeof(echo_crt), "%s/" SVC ".crt", dir);
@@ -91,20 +67,14 @@ static void setup(void)
 #define K2 "2222222222222222222222222222222222222222222222222222222222222222"
 #define K3 "3333333333333333333333333333333333333333333333333333333333333333"
 	/* stek2 is stek1 rotated once; stek3 shares no key with either */
-	write_stek(stek1, "00000001   current   " K1 "\n");
-	write_stek(stek2, "00000002   current   " K2 "\n00000001   previous  " K1 "\n");
-	write_stek(stek3, "00000003   current   " K3 "\n");
+	fixture_write_stek(stek1, "00000001   current   " K1 "\n");
+	fixture_write_stek(stek2, "00000002   current   " K2 "\n00000001   previous  " K1 "\n");
+	fixture_write_stek(stek3, "00000003   current   " K3 "\n");
 }
 
 static void teardown(void)
 {
-	char cmd[400];
-
-	if (!dir[0])
-		return;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "could not remove %s\n", dir);
+	fixture_remove(dir);
 }
 
 /* A server of the test fleet: its own tls_server, STEK set and strike register. */
