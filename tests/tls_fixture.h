@@ -30,8 +30,7 @@ static inline void fixture_mkdtemp(char *dir, size_t dir_len, const char *name)
 {
 	if (system("command -v openssl >/dev/null 2>&1") != 0)
 		mt_skip_all("the openssl CLI is missing (tools/gen-certs.sh needs it)");
-	snprintf(dir, dir_len, "%s/%s.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
-		 name);
+	snprintf(dir, dir_len, "%s/%s.XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", name);
 	if (!mkdtemp(dir)) {
 		perror("mkdtemp");
 		exit(2);

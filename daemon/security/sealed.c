@@ -26,6 +26,8 @@
 
 #include "replay.h"
 #include "sealed_int.h"
+
+#include "be.h"
 #include "stek.h"
 
 #define REQ_LABEL "r2p2 sealed request"
@@ -280,9 +282,8 @@ int sealed_seal_request(struct sealed_assoc *a, const uint8_t hdr[SEALED_HDR_AD_
 			const struct r2p2_addr *dst, const uint8_t *req, size_t len,
 			uint64_t now_ms, struct tls_buf *out, struct sealed_ctx *out_ctx)
 {
-	uint8_t ad[REQ_AD_LEN], k_req[SEALED_KEY_LEN], bind[SEALED_BIND_LEN];
+	uint8_t ad[REQ_AD_LEN], k_req[SEALED_KEY_LEN], *p;
 	size_t n = 0;
-	CBB cbb;
 	int rc;
 
 	out_ctx->armed = false;
@@ -299,16 +300,14 @@ int sealed_seal_request(struct sealed_assoc *a, const uint8_t hdr[SEALED_HDR_AD_
 	/* version | token | N | timestamp | binding, with N = prefix | counter: the
 	 * counter is consumed even if sealing fails below */
 	memset(k_req, 0, sizeof(k_req));
-	tls_bind_encode(dst, bind);
-	if (!CBB_init_fixed(&cbb, out->data, SEALED_REQ_HDR_LEN) ||
-	    !CBB_add_u8(&cbb, SEALED_VERSION) || !CBB_add_bytes(&cbb, a->token, SEALED_TOKEN_LEN) ||
-	    !CBB_add_bytes(&cbb, a->prefix, SEALED_PREFIX_LEN) ||
-	    !CBB_add_u64(&cbb, a->counter++) || !CBB_add_u64(&cbb, now_ms) ||
-	    !CBB_add_bytes(&cbb, bind, SEALED_BIND_LEN) || !CBB_finish(&cbb, NULL, NULL)) {
-		CBB_cleanup(&cbb);
-		rc = -ENOMEM;
-		goto out;
-	}
+	p = out->data;
+	*p++ = SEALED_VERSION;
+	memcpy(p, a->token, SEALED_TOKEN_LEN);
+	p += SEALED_TOKEN_LEN;
+	memcpy(p, a->prefix, SEALED_PREFIX_LEN);
+	p = be_put64(p + SEALED_PREFIX_LEN, a->counter++);
+	p = be_put64(p, now_ms);
+	tls_bind_encode(dst, p);
 	memcpy(out_ctx->nonce, out->data + 1 + SEALED_TOKEN_LEN, SEALED_NONCE_LEN);
 	memcpy(out_ctx->prior.id, a->id, SEALED_ID_LEN);
 	memcpy(out_ctx->prior.nonce, out_ctx->nonce, SEALED_NONCE_LEN);

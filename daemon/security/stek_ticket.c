@@ -9,6 +9,7 @@
 
 #include "stek_int.h"
 
+#include "be.h"
 #include "clock.h"
 
 #include <errno.h>
@@ -97,7 +98,6 @@ static int tkt_seal(SSL *ssl, uint8_t *out, size_t *out_len, size_t max_out_len,
 	struct stek_set *set = hook_set(ssl, &h);
 	uint8_t *nonce = out + STEK_TICKET_ID_LEN;
 	size_t ct_len;
-	CBB cbb;
 
 	if (!set || max_out_len < STEK_TICKET_OVERHEAD ||
 	    in_len > max_out_len - STEK_TICKET_OVERHEAD)
@@ -106,16 +106,8 @@ static int tkt_seal(SSL *ssl, uint8_t *out, size_t *out_len, size_t max_out_len,
 	/* `in` may equal `out`: move the session behind the header and the issue time, then
 	 * seal the two in place */
 	memmove(out + body, in, in_len);
-	if (!CBB_init_fixed(&cbb, out, STEK_TICKET_ID_LEN) || !CBB_add_u32(&cbb, e->k.id) ||
-	    !CBB_finish(&cbb, NULL, NULL)) {
-		CBB_cleanup(&cbb);
-		goto fail;
-	}
-	if (!CBB_init_fixed(&cbb, out + hdr, STEK_TICKET_TIME_LEN) ||
-	    !CBB_add_u64(&cbb, unix_ms()) || !CBB_finish(&cbb, NULL, NULL)) {
-		CBB_cleanup(&cbb);
-		goto fail;
-	}
+	be_put32(out, e->k.id);
+	be_put64(out + hdr, unix_ms());
 	if (RAND_bytes(nonce, STEK_TICKET_NONCE_LEN) != 1)
 		goto fail;
 	/* the key id is associated data: a ticket cannot be moved to another key's id */

@@ -28,6 +28,8 @@
 
 #include "tls_int.h"
 
+#include "be.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <stdint.h>
@@ -110,17 +112,12 @@ static int buf_append(struct tls_buf *b, const void *p, size_t n)
 int frame_start(struct tls_buf *b, enum tls_kind kind, uint64_t id)
 {
 	uint8_t hdr[TLS_FRAME_HDR_LEN];
-	size_t n;
-	CBB cbb;
 
-	if (!CBB_init_fixed(&cbb, hdr, sizeof(hdr)) || !CBB_add_u8(&cbb, TLS_FRAME_VERSION) ||
-	    !CBB_add_u8(&cbb, (uint8_t)kind) || !CBB_add_u64(&cbb, id) ||
-	    !CBB_finish(&cbb, NULL, &n)) {
-		CBB_cleanup(&cbb);
-		return -ENOMEM;
-	}
+	hdr[0] = TLS_FRAME_VERSION;
+	hdr[1] = (uint8_t)kind;
+	be_put64(hdr + 2, id);
 	b->len = 0;
-	return buf_append(b, hdr, n);
+	return buf_append(b, hdr, sizeof(hdr));
 }
 
 /*
@@ -198,15 +195,11 @@ bool tls_bind_names(const uint8_t b[TLS_BIND_LEN], const struct r2p2_addr *self,
 
 /*
  * message_prefix writes the 4-byte length prefix of a `len`-byte message (or a
- * TLS_MSG_STATUS code) to `out`, big-endian. Not through a CBB: CBB_init_fixed
- * allocates in this BoringSSL (API 17), and this runs for every RPC.
+ * TLS_MSG_STATUS code) to `out`, big-endian (util/be.h: this runs for every RPC).
  */
 void message_prefix(uint8_t out[TLS_MSG_PREFIX_LEN], size_t len)
 {
-	out[0] = (uint8_t)(len >> 24);
-	out[1] = (uint8_t)(len >> 16);
-	out[2] = (uint8_t)(len >> 8);
-	out[3] = (uint8_t)len;
+	be_put32(out, (uint32_t)len);
 }
 
 /*
