@@ -906,7 +906,7 @@ TEST(timeout_releases_a_bootstrap)
 	cli_close(&c);
 }
 
-TEST(peers_are_made_once_and_remade_when_the_ca_changes)
+TEST(peers_are_made_once_and_a_missing_ca_is_refused)
 {
 	struct host_cli c;
 	char err[256];
