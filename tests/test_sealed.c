@@ -845,23 +845,25 @@ TEST(two_servers_one_association)
 	stek_set_put(set2);
 }
 
-/* A flood of fresh nonces fills the register to its bound, then every request is refused. */
+/* A flood of fresh nonces from 8 associations fills the register to its bound, then
+ * every request is refused. */
 TEST(strike_register_bounded_fails_closed)
 {
 	struct stek_set *set = std_set();
 	struct server sv = server_new(64);
-	struct sealed_assoc a;
+	struct sealed_assoc a[8];
 	struct sealed_ctx cctx, sctx;
 	struct tls_buf wire = {0}, plain = {0};
 	struct replay_stats rs;
 	int ok = 0, full = 0;
 
-	bootstrap(&sv, set, SVC, NOW, 0, &a);
+	for (int k = 0; k < 8; k++)
+		bootstrap(&sv, set, SVC, NOW, 0, &a[k]);
 	for (int i = 0; i < 300; i++) {
 		enum sealed_reason why;
 
-		CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"f", 1, NOW,
-					     &wire, &cctx),
+		CHECK_EQ(sealed_seal_request(&a[i % 8], req_hdr, &self_addr, (const uint8_t *)"f",
+					     1, NOW, &wire, &cctx),
 			 0);
 		why = open_req(&sv, set, SVC, NOW, req_hdr, wire.data, wire.len, &plain, &sctx);
 		CHECK_MSG(why == SEALED_OK || why == SEALED_REJ_FULL, "%s",
@@ -880,16 +882,118 @@ TEST(strike_register_bounded_fails_closed)
 	CHECK(!sealed_reason_rebootstrap(SEALED_REJ_FULL));
 	/* time frees room: two windows later a fresh request is accepted again */
 	uint64_t later = NOW + 2 * 2 * W + 1;
-	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"f", 1, later, &wire,
-				     &cctx),
+	CHECK_EQ(sealed_seal_request(&a[0], req_hdr, &self_addr, (const uint8_t *)"f", 1, later,
+				     &wire, &cctx),
 		 0);
 	CHECK_EQ(open_req(&sv, set, SVC, later, req_hdr, wire.data, wire.len, &plain, &sctx),
 		 SEALED_OK);
 	sealed_ctx_cleanup(&cctx);
 	sealed_ctx_cleanup(&sctx);
+	for (int k = 0; k < 8; k++)
+		sealed_assoc_cleanup(&a[k]);
 	tls_buf_cleanup(&wire);
 	tls_buf_cleanup(&plain);
-	sealed_assoc_cleanup(&a);
+	server_free(&sv);
+	stek_set_put(set);
+}
+
+/* One association floods fresh nonces: it gets its quarter of the register, and
+ * another association is still served. */
+TEST(strike_register_share_per_association)
+{
+	struct stek_set *set = std_set();
+	struct server sv = server_new(64);
+	struct sealed_assoc hog, other;
+	struct sealed_ctx cctx, sctx;
+	struct tls_buf wire = {0}, plain = {0};
+	struct replay_stats rs;
+	enum sealed_reason why;
+	int ok = 0, share = 0;
+
+	bootstrap(&sv, set, SVC, NOW, 0, &hog);
+	bootstrap(&sv, set, SVC, NOW, 0, &other);
+	for (int i = 0; i < 100; i++) {
+		CHECK_EQ(sealed_seal_request(&hog, req_hdr, &self_addr, (const uint8_t *)"h", 1,
+					     NOW, &wire, &cctx),
+			 0);
+		why = open_req(&sv, set, SVC, NOW, req_hdr, wire.data, wire.len, &plain, &sctx);
+		CHECK_MSG(why == SEALED_OK || why == SEALED_REJ_SHARE, "%s",
+			  sealed_reason_name(why));
+		ok += why == SEALED_OK;
+		share += why == SEALED_REJ_SHARE;
+		sealed_ctx_cleanup(&sctx);
+	}
+	CHECK_EQ(ok, 64 / REPLAY_SHARE_DIV);
+	CHECK_EQ(share, 100 - 64 / REPLAY_SHARE_DIV);
+	CHECK_EQ(rejected(&sv, SEALED_REJ_SHARE), share);
+	CHECK(!sealed_reason_rebootstrap(SEALED_REJ_SHARE));
+	replay_stats(sv.strike, &rs);
+	CHECK_EQ(rs.share_rejects, share);
+	for (int i = 0; i < 8; i++) {
+		CHECK_EQ(sealed_seal_request(&other, req_hdr, &self_addr, (const uint8_t *)"o", 1,
+					     NOW, &wire, &cctx),
+			 0);
+		why = open_req(&sv, set, SVC, NOW, req_hdr, wire.data, wire.len, &plain, &sctx);
+		CHECK_MSG(why == SEALED_OK, "%s", sealed_reason_name(why));
+		sealed_ctx_cleanup(&sctx);
+	}
+	sealed_ctx_cleanup(&cctx);
+	sealed_assoc_cleanup(&hog);
+	sealed_assoc_cleanup(&other);
+	tls_buf_cleanup(&wire);
+	tls_buf_cleanup(&plain);
+	server_free(&sv);
+	stek_set_put(set);
+}
+
+/* With the register full, a request refused as `full` still runs once through the
+ * retry, and its original (and anything stamped before it) is refused from then on. */
+TEST(retry_with_full_register_runs_once)
+{
+	struct stek_set *set = std_set();
+	struct server sv = server_new(64);
+	struct sealed_assoc a[4];
+	struct sealed_ctx cctx, sctx;
+	struct tls_buf wire = {0}, plain = {0}, refused = {0};
+	struct sealed_checks chk = checks_at(NOW);
+	struct sealed_prior prior;
+	struct replay_stats rs;
+	enum sealed_reason why;
+
+	for (int k = 0; k < 4; k++)
+		bootstrap(&sv, set, SVC, NOW, 0, &a[k]);
+	for (int i = 0; i < 64; i++) {
+		CHECK_EQ(sealed_seal_request(&a[i % 4], req_hdr, &self_addr, (const uint8_t *)"f",
+					     1, NOW, &wire, &cctx),
+			 0);
+		CHECK_EQ(open_req(&sv, set, SVC, NOW, req_hdr, wire.data, wire.len, &plain, &sctx),
+			 SEALED_OK);
+		sealed_ctx_cleanup(&sctx);
+	}
+	CHECK_EQ(sealed_seal_request(&a[1], req_hdr, &self_addr, (const uint8_t *)"x", 1, NOW,
+				     &refused, &cctx),
+		 0);
+	prior = cctx.prior;
+	CHECK_EQ(open_req(&sv, set, SVC, NOW, req_hdr, refused.data, refused.len, &plain, &sctx),
+		 SEALED_REJ_FULL);
+	CHECK_EQ(sealed_retry_check(sv.s, sv.strike, &prior, &chk), SEALED_RETRY_NEW);
+	replay_stats(sv.strike, &rs);
+	CHECK_EQ(rs.floor_raises, 1);
+	/* later, with room again (one window on), the original is still refused */
+	chk = checks_at(NOW + W);
+	CHECK_EQ(sealed_open_request(sv.s, set, SVC, sv.strike, &chk, req_hdr, refused.data,
+				     refused.len, &plain, &sctx, &why),
+		 -EBADMSG);
+	CHECK_EQ(why, SEALED_REJ_FULL);
+	replay_stats(sv.strike, &rs);
+	CHECK_EQ(rs.floor_rejects, 1);
+	sealed_ctx_cleanup(&cctx);
+	sealed_ctx_cleanup(&sctx);
+	for (int k = 0; k < 4; k++)
+		sealed_assoc_cleanup(&a[k]);
+	tls_buf_cleanup(&wire);
+	tls_buf_cleanup(&plain);
+	tls_buf_cleanup(&refused);
 	server_free(&sv);
 	stek_set_put(set);
 }

@@ -11,8 +11,9 @@
 const char *sealed_reason_name(unsigned reason)
 {
 	static const char *const names[] = {
-	    "ok",     "malformed", "unknown_key", "bad_token", "wrong_service", "expired",  "stale",
-	    "replay", "full",	   "bad_aead",	  "internal",  "wrong_server",	"restarted"};
+	    "ok",	"malformed",	"unknown_key", "bad_token", "wrong_service",
+	    "expired",	"stale",	"replay",      "full",	    "bad_aead",
+	    "internal", "wrong_server", "restarted",   "share"};
 	_Static_assert(sizeof(names) / sizeof(names[0]) == SEALED_REASON_MAX + 1, "every reason");
 	return reason <= SEALED_REASON_MAX ? names[reason] : "?";
 }
@@ -109,7 +110,7 @@ Test(status, lines_and_totals)
 	expect_line(
 	    "sealed server: opened 8 responses 0 minted 0  rejected: malformed 0 unknown_key 0 "
 	    "bad_token 0 wrong_service 0 expired 0 stale 10 replay 0 full 0 bad_aead 0 "
-	    "internal 0 wrong_server 0 restarted 0");
+	    "internal 0 wrong_server 0 restarted 0 share 0");
 	expect_line("  worker 1 association for up.svc: token key id 000000ab, expires in 90 s");
 	expect_line("  echo.svc                 port 8000  plain  requests 14  dropped_no_app 1  "
 		    "wrong_mode 0");

@@ -8,6 +8,13 @@
  * window) at a load factor of at most 3/4. Keys are chosen by the client (its
  * ClientHello random, its nonce), so slots are picked with SipHash under a secret
  * drawn at replay_new: nobody can aim keys at one probe chain.
+ *
+ * Keys inserted with an owner (a sealed association) are also counted per owner, in
+ * a count-min sketch per generation: OWNER_ROWS rows of OWNER_COLS counters, each
+ * row under its own SipHash key. The estimate (the smallest of the owner's counters)
+ * is never below the true count, so an owner is never let past its share; a
+ * collision can only refuse early, and a refusal sends that request down the tls
+ * path, not to an error.
  */
 #include "boringssl.h"
 
@@ -22,11 +29,15 @@
 #include <openssl/rand.h>
 #include <openssl/siphash.h>
 
+#define OWNER_ROWS 2
+#define OWNER_COLS 512
+
 struct gen {
 	uint8_t (*keys)[REPLAY_KEY_LEN];
 	uint32_t *stamp; /* slot i is in use iff stamp[i] == epoch */
 	uint32_t epoch;
 	size_t num_entries;
+	uint32_t owned[OWNER_ROWS][OWNER_COLS]; /* keys held per owner, as a sketch */
 };
 
 struct replay {
@@ -36,6 +47,9 @@ struct replay {
 	uint64_t cur_start; /* when `cur` began collecting */
 	bool started;	    /* cur_start is set (by the first call) */
 	uint64_t sip_key[2];
+	uint64_t owner_key[OWNER_ROWS][2];
+	size_t share;	/* keys one owner may hold in both generations */
+	uint64_t floor; /* caller stamps at or below this are refused (replay_insert_at) */
 	struct gen gen[2];
 	unsigned cur; /* index of the current generation; the other is the old one */
 	struct replay_stats st;
@@ -52,6 +66,7 @@ static void gen_clear(struct gen *g, size_t num_slots)
 		g->epoch = 1;
 	}
 	g->num_entries = 0;
+	memset(g->owned, 0, sizeof(g->owned));
 }
 
 struct replay *replay_new(size_t max_entries, uint64_t window_ns)
@@ -75,8 +90,10 @@ struct replay *replay_new(size_t max_entries, uint64_t window_ns)
 		if (!r->gen[i].keys || !r->gen[i].stamp)
 			goto nomem;
 	}
-	if (RAND_bytes((uint8_t *)r->sip_key, sizeof(r->sip_key)) != 1)
+	if (RAND_bytes((uint8_t *)r->sip_key, sizeof(r->sip_key)) != 1 ||
+	    RAND_bytes((uint8_t *)r->owner_key, sizeof(r->owner_key)) != 1)
 		goto nomem;
+	r->share = (max_entries + REPLAY_SHARE_DIV - 1) / REPLAY_SHARE_DIV;
 	r->st.capacity = max_entries;
 	pthread_mutex_init(&r->lock, NULL);
 	return r;
@@ -169,7 +186,29 @@ int replay_check(struct replay *r, const uint8_t key[REPLAY_KEY_LEN], uint64_t n
 	return ret;
 }
 
-static int insert_locked(struct replay *r, const uint8_t key[REPLAY_KEY_LEN], uint64_t now)
+/* owner_col is the counter of `owner` in sketch row `row`. */
+static size_t owner_col(const struct replay *r, int row, const struct replay_owner *owner)
+{
+	return SIPHASH_24(r->owner_key[row], owner->id, owner->len) % OWNER_COLS;
+}
+
+/* owner_over_share says whether `owner` already holds its share of both generations. */
+static bool owner_over_share(const struct replay *r, const struct replay_owner *owner)
+{
+	uint64_t least = UINT64_MAX;
+
+	for (int row = 0; row < OWNER_ROWS; row++) {
+		size_t col = owner_col(r, row, owner);
+		uint64_t held = (uint64_t)r->gen[0].owned[row][col] + r->gen[1].owned[row][col];
+
+		if (held < least)
+			least = held;
+	}
+	return least >= r->share;
+}
+
+static int insert_locked(struct replay *r, const uint8_t key[REPLAY_KEY_LEN],
+			 const struct replay_owner *owner, uint64_t now)
 {
 	struct gen *cur, *old;
 	size_t start, slot;
@@ -186,9 +225,15 @@ static int insert_locked(struct replay *r, const uint8_t key[REPLAY_KEY_LEN], ui
 		r->st.full_rejects++;
 		return -ENOSPC;
 	}
+	if (owner && owner_over_share(r, owner)) {
+		r->st.share_rejects++;
+		return -EDQUOT;
+	}
 	memcpy(cur->keys[slot], key, REPLAY_KEY_LEN);
 	cur->stamp[slot] = cur->epoch;
 	cur->num_entries++;
+	for (int row = 0; owner && row < OWNER_ROWS; row++)
+		cur->owned[row][owner_col(r, row, owner)]++;
 	r->st.inserts++;
 	return 0;
 }
@@ -198,7 +243,38 @@ int replay_insert(struct replay *r, const uint8_t key[REPLAY_KEY_LEN], uint64_t 
 	int ret;
 
 	pthread_mutex_lock(&r->lock);
-	ret = insert_locked(r, key, now);
+	ret = insert_locked(r, key, NULL, now);
+	pthread_mutex_unlock(&r->lock);
+	return ret;
+}
+
+int replay_insert_owned(struct replay *r, const uint8_t key[REPLAY_KEY_LEN],
+			const struct replay_owner *owner, uint64_t stamp, uint64_t now)
+{
+	int ret = -ESTALE;
+
+	pthread_mutex_lock(&r->lock);
+	if (stamp > r->floor)
+		ret = insert_locked(r, key, owner, now);
+	else
+		r->st.floor_rejects++;
+	pthread_mutex_unlock(&r->lock);
+	return ret;
+}
+
+int replay_insert_or_floor(struct replay *r, const uint8_t key[REPLAY_KEY_LEN], uint64_t stamp,
+			   uint64_t now)
+{
+	int ret;
+
+	pthread_mutex_lock(&r->lock);
+	ret = insert_locked(r, key, NULL, now);
+	if (ret == -ENOSPC) {
+		if (stamp > r->floor)
+			r->floor = stamp;
+		r->st.floor_raises++;
+		ret = 0;
+	}
 	pthread_mutex_unlock(&r->lock);
 	return ret;
 }

@@ -21,16 +21,26 @@
 
 #define REPLAY_KEY_LEN 32
 #define REPLAY_MAX_ENTRIES (1u << 26) /* 64 Mi keys, about 4.5 GiB: a sanity limit */
+#define REPLAY_SHARE_DIV 4	      /* one owner holds at most 1/4 of max_entries */
+
+/* Who inserts a key, for the per-owner share (a sealed association id). */
+struct replay_owner {
+	const uint8_t *id;
+	size_t len;
+};
 
 struct replay;
 
 struct replay_stats {
-	uint64_t entries;      /* keys held now (both generations) */
-	uint64_t capacity;     /* max_entries */
-	uint64_t inserts;      /* successful replay_insert calls */
-	uint64_t hits;	       /* replay_check == 1 plus replay_insert == -EEXIST */
-	uint64_t full_rejects; /* replay_insert == -ENOSPC: 0-RTT refused, fail closed */
-	uint64_t rotations;    /* generation changes (an idle gap of 2 windows counts one) */
+	uint64_t entries;	/* keys held now (both generations) */
+	uint64_t capacity;	/* max_entries */
+	uint64_t inserts;	/* successful replay_insert calls */
+	uint64_t hits;		/* replay_check == 1 plus replay_insert == -EEXIST */
+	uint64_t full_rejects;	/* replay_insert == -ENOSPC: 0-RTT refused, fail closed */
+	uint64_t share_rejects; /* replay_insert_owned == -EDQUOT: the owner holds its share */
+	uint64_t floor_rejects; /* replay_insert_owned == -ESTALE: stamped at or below the floor */
+	uint64_t floor_raises;	/* replay_insert_or_floor found the register full */
+	uint64_t rotations;	/* generation changes (an idle gap of 2 windows counts one) */
 };
 
 /*
@@ -56,6 +66,25 @@ int replay_check(struct replay *r, const uint8_t key[REPLAY_KEY_LEN], uint64_t n
  * (fail closed) until time frees room.
  */
 int replay_insert(struct replay *r, const uint8_t key[REPLAY_KEY_LEN], uint64_t now);
+
+/*
+ * replay_insert_owned is replay_insert for a key whose caller stamped it `stamp`
+ * (a sealed request's timestamp) on behalf of `owner`. Besides its results, it
+ * returns -EDQUOT when the owner already holds its share (max_entries /
+ * REPLAY_SHARE_DIV, rounded up) and -ESTALE when `stamp` is at or below the floor
+ * raised by replay_insert_or_floor. Nothing is inserted then.
+ */
+int replay_insert_owned(struct replay *r, const uint8_t key[REPLAY_KEY_LEN],
+			const struct replay_owner *owner, uint64_t stamp, uint64_t now);
+
+/*
+ * replay_insert_or_floor makes sure `key`, stamped `stamp`, is never accepted by a
+ * later replay_insert_owned: it inserts the key, or, when the register is full,
+ * raises the floor to `stamp` so that every key stamped so far is refused. Returns
+ * 0 (held or floored) or -EEXIST (it was already held: it was accepted before).
+ */
+int replay_insert_or_floor(struct replay *r, const uint8_t key[REPLAY_KEY_LEN], uint64_t stamp,
+			   uint64_t now);
 
 /* replay_stats copies the counters of `r` into `out`. */
 void replay_stats(const struct replay *r, struct replay_stats *out);

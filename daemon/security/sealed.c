@@ -652,21 +652,30 @@ out:
 	return rc;
 }
 
-/* strike_insert records the request as seen; -EBADMSG when it cannot be (`*why`). */
-static int strike_insert(struct replay *strike, const uint8_t key[REPLAY_KEY_LEN], uint64_t now_ns,
+/*
+ * strike_insert records the request as seen, on behalf of its association; -EBADMSG
+ * when it cannot be (`*why`). A full register, or an association holding its share
+ * of it, refuses: the client then sends the request through tls (sealed_retry_check).
+ */
+static int strike_insert(struct replay *strike, const uint8_t key[REPLAY_KEY_LEN],
+			 const struct token_view *t, uint64_t ts_ms, uint64_t now_ns,
 			 enum sealed_reason *why)
 {
-	int ins = replay_insert(strike, key, now_ns);
+	struct replay_owner owner = {.id = t->id, .len = SEALED_ID_LEN};
 
-	if (ins == -EEXIST) { /* another worker took the same request meanwhile */
+	switch (replay_insert_owned(strike, key, &owner, ts_ms, now_ns)) {
+	case 0:
+		return 0;
+	case -EEXIST: /* another worker took the same request meanwhile */
 		*why = SEALED_REJ_REPLAY;
 		return -EBADMSG;
-	}
-	if (ins != 0) { /* -ENOSPC: full of unexpired keys, fail closed */
+	case -EDQUOT:
+		*why = SEALED_REJ_SHARE;
+		return -EBADMSG;
+	default: /* -ENOSPC full, or -ESTALE stamped before a retry found it full */
 		*why = SEALED_REJ_FULL;
 		return -EBADMSG;
 	}
-	return 0;
 }
 
 /*
@@ -757,7 +766,7 @@ int sealed_open_request(struct sealed_server *s, const struct stek_set *stek, co
 	rc = open_body(&t, &v, hdr, msg, prk, out, &why);
 	if (rc)
 		goto out;
-	rc = strike_insert(strike, strike_key, chk->now_ns, &why);
+	rc = strike_insert(strike, strike_key, &t, v.ts_ms, chk->now_ns, &why);
 	if (rc)
 		goto out;
 
@@ -801,15 +810,11 @@ enum sealed_retry_status sealed_retry_check(struct sealed_server *s, struct repl
 	if (!strike || clock_unsure(s, chk, window_ms) || may_predate_start(prior->ts_ms, chk) ||
 	    !in_window(prior->ts_ms, chk->now_ms, window_ms))
 		return SEALED_RETRY_UNKNOWN;
-	/* From now on the original can never run here. */
-	switch (replay_insert(strike, key, chk->now_ns)) {
-	case 0:
-		return SEALED_RETRY_NEW;
-	case -EEXIST: /* it ran on another worker meanwhile */
-		return SEALED_RETRY_DONE;
-	default: /* full: fail closed */
-		return SEALED_RETRY_UNKNOWN;
-	}
+	/* From now on the original can never run here: its key is held or, with the
+	 * register full, every request stamped up to it is refused (`full`). */
+	if (replay_insert_or_floor(strike, key, prior->ts_ms, chk->now_ns) == -EEXIST)
+		return SEALED_RETRY_DONE; /* it ran on another worker meanwhile */
+	return SEALED_RETRY_NEW;
 }
 
 int sealed_seal_response(struct sealed_server *s, struct sealed_ctx *ctx,

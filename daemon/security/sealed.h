@@ -90,12 +90,13 @@ enum sealed_reason {
 	SEALED_REJ_EXPIRED = 5,	      /* association expired: re-bootstrap */
 	SEALED_REJ_STALE = 6,	      /* timestamp outside the window (clock skew or old replay) */
 	SEALED_REJ_REPLAY = 7,	      /* (association id, N) seen before */
-	SEALED_REJ_FULL = 8,	      /* strike register full: refused (fail closed) */
+	SEALED_REJ_FULL = 8,	      /* strike register full: refused, retried through tls */
 	SEALED_REJ_BAD_AEAD = 9,      /* request ciphertext, tag or associated data forged */
 	SEALED_REJ_INTERNAL = 10,     /* out of memory or crypto failure at the server */
 	SEALED_REJ_WRONG_SERVER = 11, /* bound to another server's address (a forwarded copy) */
 	SEALED_REJ_RESTARTED = 12,    /* could predate the server's start or a step of its clock */
-	SEALED_REASON_MAX = SEALED_REJ_RESTARTED,
+	SEALED_REJ_SHARE = 13,	      /* the association holds its share of the strike register */
+	SEALED_REASON_MAX = SEALED_REJ_SHARE,
 };
 
 /*

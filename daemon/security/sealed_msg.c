@@ -27,6 +27,7 @@ static const char *const reason_names[SEALED_REASON_MAX + 1] = {
     [SEALED_REJ_STALE] = "stale",
     [SEALED_REJ_REPLAY] = "replay",
     [SEALED_REJ_FULL] = "full",
+    [SEALED_REJ_SHARE] = "share",
     [SEALED_REJ_BAD_AEAD] = "bad_aead",
     [SEALED_REJ_INTERNAL] = "internal",
     [SEALED_REJ_WRONG_SERVER] = "wrong_server",
