@@ -742,6 +742,18 @@ static void check_enc_geometry(const struct node *n, const uint8_t *msg, size_t 
 static void check_all_flags(const struct node *n, uint8_t flags);
 
 /* faulty_exchange runs one call with `flags` (0: plain) and one fault; returns packets sent. */
+/*
+ * lost_beyond_the_allowance says whether losing datagram `at` of a fault-free exchange
+ * loses a response packet a retransmission cannot pay for: a single-packet request
+ * (datagram 0) draws only 3x its bytes plus one packet (the first, datagram 1) of its
+ * answer again, and has no further packets for an ACK to ask for.
+ */
+static bool lost_beyond_the_allowance(size_t req_len, size_t resp_len, size_t at)
+{
+	return req_len <= R2P2_MAX_PAYLOAD && resp_len > R2P2_MAX_PAYLOAD && at >= 2 &&
+	       3 * (R2P2_HDR_LEN + req_len) < R2P2_HDR_LEN + R2P2_MAX_PAYLOAD;
+}
+
 static size_t faulty_exchange_flags(size_t req_len, size_t resp_len, enum fault f, size_t at,
 				    uint8_t flags)
 {
@@ -763,6 +775,17 @@ static size_t faulty_exchange_flags(size_t req_len, size_t resp_len, enum fault 
 	net_run(NULL, NULL);
 	cr_assert_eq(p.cli.num_dones, 1, "fault %d at %zu: %zu completions", f, at,
 		     p.cli.num_dones);
+	if (f == F_DROP && lost_beyond_the_allowance(req_len, resp_len, at)) {
+		/* The documented limit (docs/PROTOCOL.md, "Amplification limit"). */
+		cr_assert_eq(p.cli.dones[0].status, -ETIMEDOUT, "drop at %zu", at);
+		cr_assert_eq(p.srv.num_reqs, 1);
+		cr_assert_gt(stats(&p.srv).amp_limited, 0);
+		total = net.seq;
+		free(msg);
+		free(resp);
+		pair_cleanup(&p);
+		return total;
+	}
 	cr_assert_eq(p.cli.dones[0].status, 0, "fault %d at %zu: status %d", f, at,
 		     p.cli.dones[0].status);
 	cr_assert_eq(p.cli.dones[0].len, resp_len);
@@ -1421,6 +1444,34 @@ Test(server, retransmitted_request_answered_from_cache)
 	node_cleanup(&srv);
 }
 
+/*
+ * replay_first_packet replays the client's first packet (of a 4-packet request answered in
+ * 3 packets) to the server of `p` and then, as the client does on an ACK, the rest: the
+ * same 3 packets come back, the first for the duplicate (within its allowance), the other
+ * two paid for by the request's other packets; no second execution.
+ */
+static void replay_first_packet(struct pair *p)
+{
+	size_t sent = p->srv.num_sent;
+
+	cr_assert_eq(p->cli.num_sent, 4);
+	feed(&p->srv, 0, &p->cli.addr, p->cli.sent[0].data, p->cli.sent[0].len);
+	cr_assert_eq(p->srv.num_sent, sent + 2);
+	cr_assert_eq(pkt_type(&p->srv.sent[sent + 1]), R2P2_ACK);
+	for (size_t i = 1; i < 4; i++)
+		feed(&p->srv, 0, &p->cli.addr, p->cli.sent[i].data, p->cli.sent[i].len);
+	cr_assert_eq(p->srv.num_sent, sent + 4);
+	for (size_t i = 0; i < 3; i++) {
+		const struct pkt *a = &p->srv.sent[sent - 3 + i];
+		const struct pkt *b = &p->srv.sent[sent + (i ? i + 1 : 0)];
+		cr_assert_eq(a->len, b->len);
+		cr_assert_arr_eq(a->data, b->data, a->len);
+	}
+	cr_assert_eq(p->srv.num_reqs, 1);
+	cr_assert_eq(stats(&p->srv).req_retransmit, 1);
+	cr_assert_eq(stats(&p->srv).amp_limited, 2);
+}
+
 Test(server, multi_packet_retransmission_from_cache)
 {
 	struct pair p;
@@ -1429,17 +1480,7 @@ Test(server, multi_packet_retransmission_from_cache)
 	pair_init(&p, NULL, NULL);
 	cr_assert_eq(do_call(&p.cli, &p.srv.addr, msg, 3000, 1, SEC, 0), 0);
 	net_run(has_dones, &p.cli);
-	size_t sent = p.srv.num_sent;
-	/* Replay the client's first packet: the whole response again, no execution. */
-	feed(&p.srv, 0, &p.cli.addr, p.cli.sent[0].data, p.cli.sent[0].len);
-	cr_assert_eq(p.srv.num_sent, sent + 3);
-	for (size_t i = 0; i < 3; i++) {
-		const struct pkt *a = &p.srv.sent[sent - 3 + i], *b = &p.srv.sent[sent + i];
-		cr_assert_eq(a->len, b->len);
-		cr_assert_arr_eq(a->data, b->data, a->len);
-	}
-	cr_assert_eq(p.srv.num_reqs, 1);
-	cr_assert_eq(stats(&p.srv).req_retransmit, 1);
+	replay_first_packet(&p);
 	free(msg);
 	pair_cleanup(&p);
 }
@@ -2727,15 +2768,8 @@ Test(enc, retransmitted_request_answered_from_cache)
 	net.call_flags = TLS_BIT;
 	cr_assert_eq(do_call(&p.cli, &p.srv.addr, msg, 3000, 1, SEC, 0), 0);
 	net_run(has_dones, &p.cli);
-	size_t sent = p.srv.num_sent;
-	feed(&p.srv, 0, &p.cli.addr, p.cli.sent[0].data, p.cli.sent[0].len);
-	cr_assert_eq(p.srv.num_sent, sent + 3);
-	for (size_t i = 0; i < 3; i++)
-		cr_assert_arr_eq(p.srv.sent[sent - 3 + i].data, p.srv.sent[sent + i].data,
-				 p.srv.sent[sent + i].len);
+	replay_first_packet(&p);
 	check_all_flags(&p.srv, TLS_BIT);
-	cr_assert_eq(p.srv.num_reqs, 1);
-	cr_assert_eq(stats(&p.srv).req_retransmit, 1);
 	free(msg);
 	pair_cleanup(&p);
 }
@@ -3395,5 +3429,173 @@ Test(bounds, full_table_evicts_half_open_never_executing)
 	for (size_t i = 0; i < 3; i++)
 		cr_assert_eq(eng_respond(srv.e, srv.reqs[i].handle, "ok", 2, net.now), 0);
 	cr_assert_eq(eng_reassembly_bytes(srv.e), 0);
+	node_cleanup(&srv);
+}
+
+/* ---- amplification limit: what duplicates of a first packet draw ------------------ */
+
+#define AMP_PKT (R2P2_HDR_LEN + R2P2_MAX_PAYLOAD) /* the one-packet allowance */
+#define TEN_PKTS (10 * R2P2_MAX_PAYLOAD)	  /* a response of 10 full packets */
+
+/* bytes_sent_from returns the bytes `n` sent from its datagram `from` on. */
+static size_t bytes_sent_from(const struct node *n, size_t from)
+{
+	size_t b = 0;
+
+	for (size_t i = from; i < n->num_sent; i++)
+		b += n->sent[i].len;
+	return b;
+}
+
+/* finished_call runs a call of `req_len` bytes answered with `resp_len` pattern bytes. */
+static void finished_call(struct pair *p, uint8_t *msg, size_t req_len, size_t resp_len)
+{
+	pair_init(p, NULL, NULL);
+	p->srv.mode = AUTO_SIZED;
+	p->srv.resp_len = resp_len;
+	cr_assert_eq(do_call(&p->cli, &p->srv.addr, msg, req_len, 1, SEC, 0), 0);
+	net_run(has_dones, &p->cli);
+	cr_assert_eq(p->cli.dones[0].status, 0);
+}
+
+Test(amp, ten_duplicates_draw_at_most_three_times_their_bytes)
+{
+	struct pair p;
+	uint8_t *msg = pattern(3000, 0);
+	const struct pkt *first;
+	size_t sent, in = 0;
+
+	finished_call(&p, msg, 3000, TEN_PKTS);
+	first = &p.cli.sent[0];
+	cr_assert_eq(first->len, 22);
+	sent = p.srv.num_sent;
+	/* A spoofer replays the first packet from the client's address, 100 ms apart (the
+	 * resend rate), within the dedup window; the client never sees what comes back. */
+	for (int i = 0; i < 10; i++) {
+		feed(&p.srv, 0, &p.cli.addr, first->data, first->len);
+		in += first->len;
+		net.now += 100 * MS;
+	}
+	size_t out = bytes_sent_from(&p.srv, sent);
+	cr_log_info("10 x %zu B in, %zu B out (was %d B)", first->len, out, 10 * (TEN_PKTS + 80));
+	cr_assert_leq(out, 3 * in + AMP_PKT, "%zu B out for %zu B in", out, in);
+	cr_assert_eq(p.srv.num_reqs, 1);
+	cr_assert_eq(stats(&p.srv).req_retransmit, 10);
+	/* 9 packets held back at the first, all 10 at each of the others */
+	cr_assert_eq(stats(&p.srv).amp_limited, 9 + 9 * 10);
+	free(msg);
+	pair_cleanup(&p);
+}
+
+Test(amp, duplicates_at_once_draw_one_resend)
+{
+	struct pair p;
+	uint8_t *msg = pattern(3000, 0);
+	size_t sent;
+
+	finished_call(&p, msg, 3000, TEN_PKTS);
+	sent = p.srv.num_sent;
+	for (int i = 0; i < 10; i++)
+		feed(&p.srv, 0, &p.cli.addr, p.cli.sent[0].data, p.cli.sent[0].len);
+	/* the first packet of the answer and an ACK, once */
+	cr_assert_eq(p.srv.num_sent, sent + 2);
+	cr_assert_leq(bytes_sent_from(&p.srv, sent), 3 * 220 + AMP_PKT);
+	cr_assert_eq(stats(&p.srv).amp_limited, 9 + 9 * 10);
+	free(msg);
+	pair_cleanup(&p);
+}
+
+/*
+ * lose_whole_answer runs a call of `req_len` bytes with the worker's default attempts
+ * (a 1 s call timeout, 3 retries: 250 ms each) whose whole first answer, `resp_len`
+ * bytes, is lost, and returns the call's status.
+ */
+static int lose_whole_answer(struct pair *p, uint8_t *msg, size_t req_len, size_t resp_len)
+{
+	uint8_t *resp = pattern(resp_len, 3);
+
+	pair_init(p, NULL, NULL);
+	p->srv.mode = AUTO_NONE;
+	cr_assert_eq(do_call(&p->cli, &p->srv.addr, msg, req_len, 1, 250 * MS, 3), 0);
+	while (p->srv.num_reqs == 0 && net_pump())
+		;
+	cr_assert_eq(p->srv.num_reqs, 1);
+	cr_assert_eq(eng_respond(p->srv.e, p->srv.reqs[0].handle, resp, resp_len, net.now), 0);
+	net.head = net.len = 0; /* every packet of the answer is lost */
+	net_run(has_dones, &p->cli);
+	cr_assert_eq(p->srv.num_reqs, 1, "never run twice");
+	cr_assert_eq(stats(&p->srv).req_retransmit, stats(&p->cli).retransmits);
+	if (p->cli.dones[0].status == 0) {
+		cr_assert_eq(p->cli.dones[0].len, resp_len);
+		cr_assert_arr_eq(p->cli.dones[0].payload, resp, resp_len);
+	}
+	free(resp);
+	return p->cli.dones[0].status;
+}
+
+Test(amp, lost_answer_to_a_multi_packet_request_completes_within_default_retries)
+{
+	struct pair p;
+	uint8_t *msg = pattern(3000, 0);
+
+	/* 3000 B request: each round, one ACK draws 3 more packets, which pay for 6 */
+	cr_assert_eq(lose_whole_answer(&p, msg, 3000, TEN_PKTS), 0);
+	cr_assert_leq(stats(&p.cli).retransmits, 2);
+	cr_assert_gt(stats(&p.srv).amp_limited, 0);
+	pair_cleanup(&p);
+	/* 65536 B request (45 packets): one round pays for a 64 KiB answer */
+	free(msg);
+	msg = pattern(65536, 0);
+	cr_assert_eq(lose_whole_answer(&p, msg, 65536, 65536), 0);
+	cr_assert_eq(stats(&p.cli).retransmits, 1);
+	pair_cleanup(&p);
+	free(msg);
+}
+
+Test(amp, lost_answer_to_a_single_packet_request_gets_one_packet)
+{
+	struct pair p;
+	uint8_t *msg = pattern(20, 0);
+
+	/* an answer of one packet is resent whole, whatever its size */
+	cr_assert_eq(lose_whole_answer(&p, msg, 20, R2P2_MAX_PAYLOAD), 0);
+	cr_assert_eq(stats(&p.cli).retransmits, 1);
+	cr_assert_eq(stats(&p.srv).amp_limited, 0);
+	pair_cleanup(&p);
+	/* the documented limit: 3 x 28 B per retransmission never pays for a second packet */
+	cr_assert_eq(lose_whole_answer(&p, msg, 20, 5000), -ETIMEDOUT);
+	cr_assert_eq(stats(&p.cli).retransmits, 3);
+	cr_assert_eq(count_type(&p.srv, R2P2_RESPONSE), 4 + 1, "the answer, then its first packet");
+	cr_assert_eq(stats(&p.srv).amp_limited, 3 + 2 * 4);
+	pair_cleanup(&p);
+	free(msg);
+}
+
+Test(amp, reack_of_a_request_in_reassembly_is_limited)
+{
+	struct node srv;
+	struct r2p2_addr cli = mkaddr("10.0.0.1", 5555);
+	uint8_t b[64];
+	size_t l;
+
+	net_reset();
+	node_init(&srv, "10.0.0.2", 8000, NULL);
+	l = mkpkt(b, R2P2_REQUEST, 0, R2P2_F_FIRST, 0x42, 4, 14, 0);
+	cr_assert_eq(l, 22);
+	feed(&srv, 0, &cli, b, l);
+	cr_assert_eq(srv.num_sent, 1, "the first ACK is not limited");
+	/* 10 duplicates at once: one re-ACK */
+	for (int i = 0; i < 10; i++)
+		feed(&srv, 0, &cli, b, l);
+	cr_assert_eq(srv.num_sent, 2);
+	cr_assert_eq(stats(&srv).rx_duplicate, 10);
+	cr_assert_eq(stats(&srv).amp_limited, 9);
+	/* a retransmission 100 ms later is re-ACKed again */
+	net.now += 100 * MS;
+	feed(&srv, 0, &cli, b, l);
+	cr_assert_eq(srv.num_sent, 3);
+	cr_assert_leq(bytes_sent_from(&srv, 1), 3 * 11 * l);
+	for (size_t i = 0; i < srv.num_sent; i++)
+		cr_assert_eq(pkt_type(&srv.sent[i]), R2P2_ACK);
 	node_cleanup(&srv);
 }

@@ -154,6 +154,7 @@ struct eng_stats {
 	uint64_t evict_source;	/* half-open requests evicted for their source's quota */
 	uint64_t evict_full;	/* states evicted for a new one (max_server_states) */
 	uint64_t evict_memory;	/* half-open requests evicted for max_reassembly_bytes */
+	uint64_t amp_limited;	/* packets a duplicate request packet did not get (3x limit) */
 };
 
 struct eng;

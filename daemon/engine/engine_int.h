@@ -127,6 +127,15 @@ struct sstate {
 	struct rasm rasm;  /* SP_REASSEMBLING */
 	uint8_t *resp;	   /* SP_CACHED, R2P2_RESPONSE */
 	size_t resp_len;
+	bool req_multi; /* the request had more than one packet: its client answers an ACK */
+	/*
+	 * Amplification limit (engine_server.c, srv_resend): request bytes received
+	 * and bytes sent in answer to duplicates, both since the state was created
+	 * or answered; no resend before `amp_next`. SP_CACHED: the resend goes on
+	 * from packet `amp_cursor`, `amp_left` packets of it still held back.
+	 */
+	uint64_t amp_in, amp_out, amp_next;
+	uint32_t amp_cursor, amp_left;
 };
 
 struct sslot {

@@ -274,15 +274,11 @@ static struct sstate *srv_new(struct eng *e, unsigned sock, const struct r2p2_ad
 	return st;
 }
 
-/* srv_send_answer (re)sends the cached answer of `st`. */
-static void srv_send_answer(struct eng *e, struct sstate *st)
+/* answer_msg describes the cached RESPONSE of `st` for send_msg_pkt. */
+static struct msg_out answer_msg(const struct sstate *st)
 {
-	if (st->resp_type == R2P2_DROP) {
-		send_drop(e, st->sock, &st->src, st->rid, st->flags);
-		return;
-	}
 	/* Responses keep the plain framing (count first) in every mode. */
-	struct msg_out m = {
+	return (struct msg_out){
 	    .type = R2P2_RESPONSE,
 	    .policy = R2P2_FIXED_ROUTE,
 	    .free_flags = st->flags,
@@ -292,8 +288,141 @@ static void srv_send_answer(struct eng *e, struct sstate *st)
 	    .head_len = R2P2_MAX_PAYLOAD,
 	    .num_pkts = msg_num_pkts(st->resp_len, R2P2_MAX_PAYLOAD),
 	};
-	for (uint32_t i = 0; i < m.num_pkts; i++)
-		send_msg_pkt(e, st->sock, &st->src, &m, i);
+}
+
+/* answer_num_pkts returns how many packets the cached answer of `st` takes (DROP: 1). */
+static uint32_t answer_num_pkts(const struct sstate *st)
+{
+	return st->resp_type == R2P2_DROP ? 1 : msg_num_pkts(st->resp_len, R2P2_MAX_PAYLOAD);
+}
+
+#define DROP_PKT_LEN (R2P2_HDR_LEN + 4) /* send_drop's datagram: the header and "DROP" */
+
+/* answer_pkt_len returns the datagram size of packet `idx` of the cached answer of `st`. */
+static size_t answer_pkt_len(const struct sstate *st, uint32_t idx)
+{
+	size_t left;
+
+	if (st->resp_type == R2P2_DROP)
+		return DROP_PKT_LEN;
+	left = st->resp_len - pkt_off(idx, R2P2_MAX_PAYLOAD);
+	return R2P2_HDR_LEN + (left < R2P2_MAX_PAYLOAD ? left : R2P2_MAX_PAYLOAD);
+}
+
+/* srv_send_answer_pkt sends packet `idx` of the cached answer of `st`. */
+static void srv_send_answer_pkt(struct eng *e, struct sstate *st, uint32_t idx)
+{
+	struct msg_out m;
+
+	if (st->resp_type == R2P2_DROP) {
+		send_drop(e, st->sock, &st->src, st->rid, st->flags);
+		return;
+	}
+	m = answer_msg(st);
+	send_msg_pkt(e, st->sock, &st->src, &m, idx);
+}
+
+/* srv_send_answer sends the whole cached answer of `st` (its first sending: not limited). */
+static void srv_send_answer(struct eng *e, struct sstate *st)
+{
+	uint32_t num = answer_num_pkts(st);
+
+	for (uint32_t i = 0; i < num; i++)
+		srv_send_answer_pkt(e, st, i);
+}
+
+/*
+ * The amplification limit (docs/PROTOCOL.md, "Amplification limit"), after QUIC's
+ * (RFC 9000, section 8): a duplicate first packet costs its sender a few bytes but
+ * used to draw the whole cached answer, toward whatever source address it claimed.
+ * What a state sends in answer to duplicates (resends, re-ACKs) stays within
+ * AMP_FACTOR times the request bytes it received since it was created or answered,
+ * plus, once answered, AMP_ALLOWANCE (one full packet, so that a lost single-packet
+ * answer is resent at the first retransmission: an R2P2 retransmission cannot be
+ * padded as a QUIC Initial is); and a duplicate first packet draws a resend at most
+ * once per dedup_window / AMP_RATE_DIV.
+ */
+#define AMP_FACTOR 3
+#define AMP_ALLOWANCE (R2P2_HDR_LEN + R2P2_MAX_PAYLOAD)
+#define AMP_RATE_DIV 20
+#define ACK_PKT_LEN (R2P2_HDR_LEN + 3) /* send_ack's datagram: the header and "ACK" */
+
+/* amp_credit returns how many more bytes `st` may send in answer to duplicates. */
+static uint64_t amp_credit(const struct sstate *st)
+{
+	uint64_t cap = AMP_FACTOR * st->amp_in + (st->phase == SP_CACHED ? AMP_ALLOWANCE : 0);
+
+	return cap > st->amp_out ? cap - st->amp_out : 0;
+}
+
+/* amp_rate_ok says whether a duplicate first packet at `now` may draw a resend (and takes it). */
+static bool amp_rate_ok(const struct eng *e, struct sstate *st, uint64_t now)
+{
+	if (now < st->amp_next)
+		return false;
+	st->amp_next = now + e->cfg.dedup_window_ns / AMP_RATE_DIV;
+	return true;
+}
+
+/* amp_reset starts the limit's count over: `st` was just answered. */
+static void amp_reset(struct sstate *st)
+{
+	st->amp_in = st->amp_out = st->amp_next = 0;
+	st->amp_cursor = st->amp_left = 0;
+}
+
+/* srv_resend_some sends the held-back packets of the resend of `st` that the credit pays for. */
+static void srv_resend_some(struct eng *e, struct sstate *st)
+{
+	uint32_t num = answer_num_pkts(st);
+
+	while (st->amp_left) {
+		size_t n = answer_pkt_len(st, st->amp_cursor);
+		if (n > amp_credit(st))
+			break;
+		srv_send_answer_pkt(e, st, st->amp_cursor);
+		st->amp_out += n;
+		st->amp_cursor = (st->amp_cursor + 1) % num;
+		st->amp_left--;
+	}
+}
+
+/*
+ * srv_resend answers a duplicate first packet of the answered `st`: its whole answer
+ * again, from where the last resend stopped, as far as the credit goes. What does not
+ * fit is held back (amp_limited) and goes out when more request bytes come in. A client
+ * whose request had several packets resends them all when ACKed (engine_client.c), so
+ * an ACK asks a genuine client for the bytes that pay for the rest; a spoofed victim
+ * has no such call and sends nothing.
+ */
+static void srv_resend(struct eng *e, struct sstate *st, uint64_t now)
+{
+	uint32_t num = answer_num_pkts(st);
+
+	if (!amp_rate_ok(e, st, now)) {
+		e->stats.amp_limited += num;
+		return;
+	}
+	st->amp_left = num;
+	srv_resend_some(e, st);
+	if (!st->amp_left)
+		return;
+	e->stats.amp_limited += st->amp_left;
+	if (st->req_multi && amp_credit(st) >= ACK_PKT_LEN) {
+		send_ack(e, st->sock, &st->src, st->rid, st->flags);
+		st->amp_out += ACK_PKT_LEN;
+	}
+}
+
+/* srv_reack answers a duplicate first packet of `st`, still reassembling, with an ACK. */
+static void srv_reack(struct eng *e, struct sstate *st, uint64_t now)
+{
+	if (amp_credit(st) < ACK_PKT_LEN || !amp_rate_ok(e, st, now)) {
+		e->stats.amp_limited++;
+		return;
+	}
+	send_ack(e, st->sock, &st->src, st->rid, st->flags);
+	st->amp_out += ACK_PKT_LEN;
 }
 
 /* srv_answer moves `st` to SP_CACHED with its answer already stored, and sends it. */
@@ -311,6 +440,7 @@ static void srv_answer(struct eng *e, struct sstate *st, uint8_t type, uint64_t 
 		e->cache_head = st;
 	e->cache_tail = st;
 	tmr_arm(e, &st->tmr, now + e->cfg.dedup_window_ns);
+	amp_reset(st);
 	srv_send_answer(e, st);
 	send_feedback(e, st->sock, &st->src, st->rid);
 }
@@ -349,21 +479,25 @@ static void srv_deliver(struct eng *e, struct sstate *st, const uint8_t *payload
 	free(buf);
 }
 
-/* srv_dup_first handles a byte-identical copy of the first packet of a request we know. */
-static void srv_dup_first(struct eng *e, struct sstate *st)
+/*
+ * srv_dup_first handles a byte-identical copy, `len` bytes, of the first packet of a
+ * request we know; what it draws is limited (srv_resend, srv_reack).
+ */
+static void srv_dup_first(struct eng *e, struct sstate *st, size_t len, uint64_t now)
 {
+	st->amp_in += len;
 	switch (st->phase) {
 	case SP_REASSEMBLING:
 		/* The client retransmits because our ACK or some later packet got lost. */
 		e->stats.rx_duplicate++;
-		send_ack(e, st->sock, &st->src, st->rid, st->flags);
+		srv_reack(e, st, now);
 		break;
 	case SP_EXECUTING:
 		e->stats.rx_duplicate++;
 		break;
 	case SP_CACHED:
 		e->stats.req_retransmit++;
-		srv_send_answer(e, st);
+		srv_resend(e, st, now);
 		break;
 	}
 }
@@ -403,8 +537,13 @@ static void srv_rest_input(struct eng *e, const struct r2p2_addr *src, const str
 		e->stats.rx_bad_order++;
 		return;
 	}
+	st->amp_in += R2P2_HDR_LEN + n;
 	if (st->phase != SP_REASSEMBLING) {
 		e->stats.rx_duplicate++;
+		/* Resent after our ACK of a duplicate (srv_resend): it pays for what was held back.
+		 */
+		if (st->phase == SP_CACHED)
+			srv_resend_some(e, st);
 		return;
 	}
 	ho_touch(e, st);
@@ -509,10 +648,11 @@ static uint64_t srv_first_hash(const struct eng *e, const uint8_t *pkt, size_t l
  * (as against any spoofed request); the encrypted modes refuse such reruns by
  * their strike registers.
  */
-static bool srv_known_first(struct eng *e, struct sstate *st, uint64_t hash)
+static bool srv_known_first(struct eng *e, struct sstate *st, uint64_t hash, size_t len,
+			    uint64_t now)
 {
 	if (st->first_hash == hash) {
-		srv_dup_first(e, st);
+		srv_dup_first(e, st, len, now);
 		return true;
 	}
 	if (st->phase != SP_CACHED) {
@@ -586,6 +726,7 @@ static void srv_start(struct eng *e, unsigned sock, const struct r2p2_addr *src,
 		srv_deliver(e, st, payload, n, now);
 		return;
 	}
+	st->req_multi = true;
 	if (!srv_start_rasm(e, st, h, payload, n, enc)) {
 		srv_refuse(e, sock, src, rid, free_flags);
 		return;
@@ -614,7 +755,7 @@ void srv_input(struct eng *e, unsigned sock, const struct r2p2_addr *src, const 
 		return;
 	hash = srv_first_hash(e, pkt, len);
 	st = srv_lookup(e, src, rid);
-	if (st && srv_known_first(e, st, hash))
+	if (st && srv_known_first(e, st, hash, len, now))
 		return;
 	if (v == FIRST_TOO_BIG) {
 		/* Refused before anything is freed: an answered state stays. */
