@@ -259,12 +259,62 @@ int tls_call_begin(struct tls_client *c, const char *service, const uint8_t *req
 	return tls_call_begin_to(c, service, NULL, req, len, replay_safe, out_call, flight);
 }
 
+/* call_new makes a call carrying `req` (its binding for `dst` and its message); NULL: no memory. */
+static struct tls_call *call_new(struct tls_client *c, const char *service,
+				 const struct r2p2_addr *dst, const uint8_t *req, size_t len)
+{
+	struct tls_call *call = calloc(1, sizeof(*call));
+
+	if (!call)
+		return NULL;
+	call->c = c;
+	tls_bind_encode(dst, call->bind);
+	call->service = strdup(service);
+	call->msg_len = TLS_MSG_PREFIX_LEN + len;
+	call->buf = malloc(TLS_BIND_LEN + call->msg_len);
+	if (!call->service || !call->buf) {
+		tls_call_free(call);
+		return NULL;
+	}
+	call->msg = call->buf + TLS_BIND_LEN;
+	message_prefix(call->msg, len);
+	if (len)
+		memcpy(call->msg + TLS_MSG_PREFIX_LEN, req, len);
+	return call;
+}
+
+/*
+ * call_ssl gives `call` its client SSL for `service`, resuming the service's next
+ * ticket if there is one. Returns 0, -ENOMEM or -EINVAL (a name BoringSSL refuses).
+ */
+static int call_ssl(struct tls_client *c, struct tls_call *call, const char *service,
+		    bool replay_safe)
+{
+	SSL_SESSION *sess;
+	bool ok;
+
+	call->ssl = new_ssl(c->ctx, call, &call->rbio, &call->wbio);
+	if (!call->ssl)
+		return -ENOMEM;
+	SSL_set_connect_state(call->ssl);
+	if (!SSL_set_tlsext_host_name(call->ssl, service) || !SSL_set1_host(call->ssl, service))
+		return -EINVAL;
+	/* a ticket is used once: with it gone from the cache, no two calls share it */
+	sess = ticket_pop(c, service);
+	ok = !sess || SSL_set_session(call->ssl, sess);
+	/* early data only with a ticket (so only to a server verified before), only for
+	 * replay-safe requests, and only if the whole request fits the server's limit */
+	SSL_set_early_data_enabled(
+	    call->ssl, sess && replay_safe && call->msg_len + TLS_BIND_LEN <= TLS_EARLY_DATA_MAX);
+	SSL_SESSION_free(sess);
+	return ok ? 0 : -EINVAL;
+}
+
 int tls_call_begin_to(struct tls_client *c, const char *service, const struct r2p2_addr *dst,
 		      const uint8_t *req, size_t len, bool replay_safe, struct tls_call **out_call,
 		      struct tls_buf *flight)
 {
 	struct tls_call *call = NULL;
-	SSL_SESSION *sess = NULL;
 	int rc = -ENOMEM, r;
 
 	if (out_call)
@@ -274,37 +324,12 @@ int tls_call_begin_to(struct tls_client *c, const char *service, const struct r2
 	if (len > TLS_MSG_MAX)
 		return -EMSGSIZE;
 	ERR_clear_error();
-	call = calloc(1, sizeof(*call));
+	call = call_new(c, service, dst, req, len);
 	if (!call)
 		goto fail;
-	call->c = c;
-	tls_bind_encode(dst, call->bind);
-	call->service = strdup(service);
-	call->msg_len = TLS_MSG_PREFIX_LEN + len;
-	call->buf = malloc(TLS_BIND_LEN + call->msg_len);
-	if (!call->service || !call->buf)
+	rc = call_ssl(c, call, service, replay_safe);
+	if (rc)
 		goto fail;
-	call->msg = call->buf + TLS_BIND_LEN;
-	message_prefix(call->msg, len);
-	if (len)
-		memcpy(call->msg + TLS_MSG_PREFIX_LEN, req, len);
-	call->ssl = new_ssl(c->ctx, call, &call->rbio, &call->wbio);
-	if (!call->ssl)
-		goto fail;
-	SSL_set_connect_state(call->ssl);
-	rc = -EINVAL; /* a name BoringSSL refuses as SNI or as a host to check */
-	if (!SSL_set_tlsext_host_name(call->ssl, service) || !SSL_set1_host(call->ssl, service))
-		goto fail;
-	/* a ticket is used once: with it gone from the cache, no two calls share it */
-	sess = ticket_pop(c, service);
-	if (sess && !SSL_set_session(call->ssl, sess))
-		goto fail;
-	/* early data only with a ticket (so only to a server verified before), only for
-	 * replay-safe requests, and only if the whole request fits the server's limit */
-	SSL_set_early_data_enabled(
-	    call->ssl, sess && replay_safe && call->msg_len + TLS_BIND_LEN <= TLS_EARLY_DATA_MAX);
-	SSL_SESSION_free(sess);
-	sess = NULL;
 
 	rc = -EIO;
 	r = SSL_do_handshake(call->ssl);
@@ -325,7 +350,6 @@ int tls_call_begin_to(struct tls_client *c, const char *service, const struct r2
 	return 0;
 fail:
 	ERR_clear_error();
-	SSL_SESSION_free(sess);
 	tls_call_free(call);
 	if (flight)
 		flight->len = 0;
