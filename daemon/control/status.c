@@ -103,11 +103,12 @@ static void out_worker(struct text *t, unsigned i, const struct worker_snap *s, 
 	    "    drops: runt %llu bad_header %llu bad_type %llu bad_order %llu duplicate %llu "
 	    "unmatched %llu too_big %llu no_state %llu  app_errors %llu  conflict %llu "
 	    "unauthentic %llu  no_memory %llu evict_source %llu evict_full %llu "
-	    "evict_memory %llu amp_limited %llu\n",
+	    "evict_memory %llu amp_limited %llu amp_validated %llu\n",
 	    (ull)e->rx_runt, (ull)e->rx_bad_header, (ull)e->rx_bad_type, (ull)e->rx_bad_order,
 	    (ull)e->rx_duplicate, (ull)e->rx_unmatched, (ull)e->rx_too_big, (ull)e->rx_no_state,
 	    (ull)s->app_errors, (ull)e->rx_conflict, (ull)e->rx_unauthentic, (ull)e->rx_no_memory,
-	    (ull)e->evict_source, (ull)e->evict_full, (ull)e->evict_memory, (ull)e->amp_limited);
+	    (ull)e->evict_source, (ull)e->evict_full, (ull)e->evict_memory, (ull)e->amp_limited,
+	    (ull)e->amp_validated);
 	if (xdp)
 		out(t, "    af_xdp: rx %llu rx_bad %llu tx %llu tx_via_kernel %llu\n",
 		    (ull)s->xsk_rx, (ull)s->xsk_rx_bad, (ull)s->xsk_tx, (ull)s->xsk_tx_fallback);

@@ -634,6 +634,17 @@ void send_ack(struct eng *e, unsigned sock, const struct r2p2_addr *dst, uint16_
 		 rid, 1, "ACK", 3);
 }
 
+void send_cookie(struct eng *e, unsigned sock, const struct r2p2_addr *dst, uint16_t rid,
+		 uint8_t free_flags, const char *tag, const uint8_t cookie[R2P2_COOKIE_LEN])
+{
+	uint8_t payload[R2P2_COOKIE_PAYLOAD_LEN];
+
+	memcpy(payload, tag, R2P2_COOKIE_TAG_LEN);
+	memcpy(payload + R2P2_COOKIE_TAG_LEN, cookie, R2P2_COOKIE_LEN);
+	send_pkt(e, sock, dst, R2P2_ACK, R2P2_FIXED_ROUTE, R2P2_F_FIRST | R2P2_F_LAST | free_flags,
+		 rid, 1, payload, sizeof(payload));
+}
+
 /*
  * send_feedback tells the router that the request (`client`, `rid`) is
  * finished, so that its count of outstanding requests for us goes down. Sent
@@ -749,8 +760,17 @@ void eng_input(struct eng *e, unsigned sock, const struct r2p2_addr *src_in, con
 	case R2P2_REQUEST:
 		srv_input(e, sock, &src, &h, pkt, len, now);
 		return;
-	case R2P2_RESPONSE:
 	case R2P2_ACK:
+		/* an echo of our challenge goes to the server side; every other ACK answers a call
+		 */
+		if (len == R2P2_HDR_LEN + R2P2_COOKIE_PAYLOAD_LEN &&
+		    memcmp(pkt + R2P2_HDR_LEN, R2P2_ECHO_TAG, R2P2_COOKIE_TAG_LEN) == 0) {
+			srv_validate(e, &src, &h, pkt + R2P2_HDR_LEN + R2P2_COOKIE_TAG_LEN);
+			return;
+		}
+		cli_input(e, sock, &src, &h, pkt, len);
+		return;
+	case R2P2_RESPONSE:
 	case R2P2_DROP:
 		cli_input(e, sock, &src, &h, pkt, len);
 		return;

@@ -155,6 +155,8 @@ struct eng_stats {
 	uint64_t evict_full;	/* states evicted for a new one (max_server_states) */
 	uint64_t evict_memory;	/* half-open requests evicted for max_reassembly_bytes */
 	uint64_t amp_limited;	/* packets a duplicate request packet did not get (3x limit) */
+	uint64_t amp_validated; /* states whose client echoed their cookie (address validated) */
+	uint64_t amp_echoed;	/* challenge cookies this client echoed */
 };
 
 struct eng;
@@ -224,6 +226,14 @@ int eng_cancel(struct eng *e, uint64_t cookie);
  * (unknown or expired handle, or already answered), -EMSGSIZE.
  */
 int eng_respond(struct eng *e, uint64_t handle, const void *payload, size_t len, uint64_t now);
+
+/*
+ * eng_answer is eng_respond for an answer of the transport's own, not the app's (a
+ * tls handshake flight, a refusal): toward an address not yet validated, even its
+ * first sending stays within 3 times the request's bytes; the rest goes out once the
+ * client echoes the challenge cookie (docs/PROTOCOL.md, "Amplification limit").
+ */
+int eng_answer(struct eng *e, uint64_t handle, const void *payload, size_t len, uint64_t now);
 
 /*
  * eng_reject answers the request `handle` with DROP (no server app), with the

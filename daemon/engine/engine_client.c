@@ -208,10 +208,18 @@ void cli_input(struct eng *e, unsigned sock, const struct r2p2_addr *src, const 
 			e->stats.rx_bad_order++;
 			return;
 		}
-		if (c->num_pkts == 1) {
+		if (n == R2P2_COOKIE_PAYLOAD_LEN &&
+		    memcmp(payload, R2P2_CHALLENGE_TAG, R2P2_COOKIE_TAG_LEN) == 0) {
+			/* the server holds back a resend until we prove we hear it: echo */
+			send_cookie(e, sock, c->peer_fixed ? &c->peer : src, c->rid, c->flags,
+				    R2P2_ECHO_TAG, payload + R2P2_COOKIE_TAG_LEN);
+			e->stats.amp_echoed++;
+		} else if (c->num_pkts == 1) {
 			e->stats.rx_unmatched++;
 			return;
 		}
+		if (c->num_pkts == 1)
+			return;
 		/*
 		 * The rest goes to whoever ACKed (with a router, the server it
 		 * picked). A duplicate ACK means the server is still missing

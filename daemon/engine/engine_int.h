@@ -136,6 +136,11 @@ struct sstate {
 	 */
 	uint64_t amp_in, amp_out, amp_next;
 	uint32_t amp_cursor, amp_left;
+	/* Address validation: the cookie sent in a challenge ACK; once the client echoed
+	 * it (amp_valid), what the state sends is no longer limited, only rate-limited. */
+	uint8_t amp_cookie[R2P2_COOKIE_LEN];
+	bool amp_has_cookie, amp_valid;
+	bool amp_strict; /* the answer is the transport's own (eng_answer): limited at once */
 };
 
 struct sslot {
@@ -255,6 +260,13 @@ void send_drop(struct eng *e, unsigned sock, const struct r2p2_addr *dst, uint16
 	       uint8_t free_flags);
 void send_ack(struct eng *e, unsigned sock, const struct r2p2_addr *dst, uint16_t rid,
 	      uint8_t free_flags);
+/*
+ * send_cookie sends a single-packet ACK for `rid` whose payload is `tag` (3 bytes:
+ * R2P2_CHALLENGE_TAG or R2P2_ECHO_TAG) and `cookie`: a server's address-validation
+ * challenge, or a client's echo of one.
+ */
+void send_cookie(struct eng *e, unsigned sock, const struct r2p2_addr *dst, uint16_t rid,
+		 uint8_t free_flags, const char *tag, const uint8_t cookie[R2P2_COOKIE_LEN]);
 /* send_feedback tells the router (if any) that request (`client`, `rid`) is finished. */
 void send_feedback(struct eng *e, unsigned sock, const struct r2p2_addr *client, uint16_t rid);
 
@@ -263,6 +275,12 @@ void send_feedback(struct eng *e, unsigned sock, const struct r2p2_addr *client,
 /* srv_input takes a REQUEST packet of `len` bytes (header included). */
 void srv_input(struct eng *e, unsigned sock, const struct r2p2_addr *src, const struct r2p2_hdr *h,
 	       const uint8_t *pkt, size_t len, uint64_t now);
+/*
+ * srv_validate takes a client's echo of a challenge cookie for request (`src`, rid):
+ * a match validates the address of that state and sends what its resend held back.
+ */
+void srv_validate(struct eng *e, const struct r2p2_addr *src, const struct r2p2_hdr *h,
+		  const uint8_t cookie[R2P2_COOKIE_LEN]);
 /* srv_expire ends `st`, whose timer ran out; srv_free frees it in any phase. */
 void srv_expire(struct eng *e, struct sstate *st);
 void srv_free(struct eng *e, struct sstate *st);

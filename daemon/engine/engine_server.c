@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include <arpa/inet.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 
 static uint64_t srv_hash(const struct eng *e, const struct r2p2_addr *src, uint16_t rid)
@@ -335,22 +336,26 @@ static void srv_send_answer(struct eng *e, struct sstate *st)
  * The amplification limit (docs/PROTOCOL.md, "Amplification limit"), after QUIC's
  * (RFC 9000, section 8): a duplicate first packet costs its sender a few bytes but
  * used to draw the whole cached answer, toward whatever source address it claimed.
- * What a state sends in answer to duplicates (resends, re-ACKs) stays within
- * AMP_FACTOR times the request bytes it received since it was created or answered,
- * plus, once answered, AMP_ALLOWANCE (one full packet, so that a lost single-packet
- * answer is resent at the first retransmission: an R2P2 retransmission cannot be
- * padded as a QUIC Initial is); and a duplicate first packet draws a resend at most
- * once per dedup_window / AMP_RATE_DIV.
+ * Toward an address that has not echoed the state's cookie (srv_validate), what a
+ * state sends besides the app's answer (resends, re-ACKs, challenges, and answers of
+ * the transport's own) stays within AMP_FACTOR times the request bytes it received
+ * since it was created or answered; and a duplicate first packet draws a resend at
+ * most once per dedup_window / AMP_RATE_DIV. An R2P2 retransmission cannot be padded
+ * as a QUIC Initial is: a genuine client that lost an answer larger than that proves
+ * its address by echoing a challenge cookie instead, one round trip.
  */
 #define AMP_FACTOR 3
-#define AMP_ALLOWANCE (R2P2_HDR_LEN + R2P2_MAX_PAYLOAD)
 #define AMP_RATE_DIV 20
 #define ACK_PKT_LEN (R2P2_HDR_LEN + 3) /* send_ack's datagram: the header and "ACK" */
+
+#define CHALLENGE_PKT_LEN (R2P2_HDR_LEN + R2P2_COOKIE_PAYLOAD_LEN)
 
 /* amp_credit returns how many more bytes `st` may send in answer to duplicates. */
 static uint64_t amp_credit(const struct sstate *st)
 {
-	uint64_t cap = AMP_FACTOR * st->amp_in + (st->phase == SP_CACHED ? AMP_ALLOWANCE : 0);
+	if (st->amp_valid)
+		return UINT64_MAX;
+	uint64_t cap = AMP_FACTOR * st->amp_in;
 
 	return cap > st->amp_out ? cap - st->amp_out : 0;
 }
@@ -364,11 +369,32 @@ static bool amp_rate_ok(const struct eng *e, struct sstate *st, uint64_t now)
 	return true;
 }
 
-/* amp_reset starts the limit's count over: `st` was just answered. */
+/* amp_reset starts the limit's count over: `st` was just answered (a validation stays). */
 static void amp_reset(struct sstate *st)
 {
 	st->amp_in = st->amp_out = st->amp_next = 0;
 	st->amp_cursor = st->amp_left = 0;
+}
+
+/*
+ * amp_challenge asks the client of `st` to prove it receives at its address: an ACK
+ * carrying a random cookie, which a genuine client echoes (engine_client.c). A spoofed
+ * victim has no call with this rid and echoes nothing. Sent ahead of the packets the
+ * credit pays for, so that it always goes out; false when even it does not fit.
+ */
+static bool amp_challenge(struct eng *e, struct sstate *st)
+{
+	if (amp_credit(st) < CHALLENGE_PKT_LEN)
+		return false;
+	if (!st->amp_has_cookie) {
+		if (getrandom(st->amp_cookie, sizeof(st->amp_cookie), 0) !=
+		    (ssize_t)sizeof(st->amp_cookie))
+			return false;
+		st->amp_has_cookie = true;
+	}
+	send_cookie(e, st->sock, &st->src, st->rid, st->flags, R2P2_CHALLENGE_TAG, st->amp_cookie);
+	st->amp_out += CHALLENGE_PKT_LEN;
+	return true;
 }
 
 /* srv_resend_some sends the held-back packets of the resend of `st` that the credit pays for. */
@@ -387,13 +413,24 @@ static void srv_resend_some(struct eng *e, struct sstate *st)
 	}
 }
 
+/* amp_fits says whether the credit of `st` pays for its whole pending resend. */
+static bool amp_fits(const struct sstate *st)
+{
+	uint64_t need = 0, credit = amp_credit(st);
+	uint32_t num = answer_num_pkts(st);
+
+	for (uint32_t i = 0; i < st->amp_left && need <= credit; i++)
+		need += answer_pkt_len(st, (st->amp_cursor + i) % num);
+	return need <= credit;
+}
+
 /*
  * srv_resend answers a duplicate first packet of the answered `st`: its whole answer
- * again, from where the last resend stopped, as far as the credit goes. What does not
- * fit is held back (amp_limited) and goes out when more request bytes come in. A client
- * whose request had several packets resends them all when ACKed (engine_client.c), so
- * an ACK asks a genuine client for the bytes that pay for the rest; a spoofed victim
- * has no such call and sends nothing.
+ * again, from where the last resend stopped. Toward an address not validated, when
+ * the credit does not pay for all of it, a challenge goes first (amp_challenge), then
+ * what the credit pays for; the rest is held back (amp_limited) until the client
+ * echoes the cookie (srv_validate) or sends more request bytes (a client whose request
+ * had several packets resends them all when ACKed).
  */
 static void srv_resend(struct eng *e, struct sstate *st, uint64_t now)
 {
@@ -404,14 +441,39 @@ static void srv_resend(struct eng *e, struct sstate *st, uint64_t now)
 		return;
 	}
 	st->amp_left = num;
+	if (!amp_fits(st))
+		amp_challenge(e, st);
 	srv_resend_some(e, st);
-	if (!st->amp_left)
-		return;
 	e->stats.amp_limited += st->amp_left;
-	if (st->req_multi && amp_credit(st) >= ACK_PKT_LEN) {
-		send_ack(e, st->sock, &st->src, st->rid, st->flags);
-		st->amp_out += ACK_PKT_LEN;
+}
+
+/* cookie_eq compares two cookies in constant time. */
+static bool cookie_eq(const uint8_t a[R2P2_COOKIE_LEN], const uint8_t b[R2P2_COOKIE_LEN])
+{
+	uint8_t d = 0;
+
+	for (size_t i = 0; i < R2P2_COOKIE_LEN; i++)
+		d |= a[i] ^ b[i];
+	return d == 0;
+}
+
+void srv_validate(struct eng *e, const struct r2p2_addr *src, const struct r2p2_hdr *h,
+		  const uint8_t cookie[R2P2_COOKIE_LEN])
+{
+	struct sstate *st = srv_lookup(e, src, ntohs(h->rid));
+
+	if (!st || !st->amp_has_cookie || (h->flags & R2P2_F_FREE_MASK) != st->flags ||
+	    !cookie_eq(st->amp_cookie, cookie)) {
+		e->stats.rx_unmatched++;
+		return;
 	}
+	if (!st->amp_valid) {
+		st->amp_valid = true;
+		e->stats.amp_validated++;
+	}
+	/* one echo sends what was held back once; later duplicates are rate-limited */
+	if (st->phase == SP_CACHED)
+		srv_resend_some(e, st);
 }
 
 /* srv_reack answers a duplicate first packet of `st`, still reassembling, with an ACK. */
@@ -423,6 +485,27 @@ static void srv_reack(struct eng *e, struct sstate *st, uint64_t now)
 	}
 	send_ack(e, st->sock, &st->src, st->rid, st->flags);
 	st->amp_out += ACK_PKT_LEN;
+}
+
+/*
+ * srv_send_first sends the answer of `st` the first time: whole, or, for an answer of
+ * the transport's own (amp_strict), within the limit like a resend, the request's bytes
+ * paying for it.
+ */
+static void srv_send_first(struct eng *e, struct sstate *st)
+{
+	if (!st->amp_strict) {
+		amp_reset(st);
+		srv_send_answer(e, st);
+		return;
+	}
+	st->amp_out = st->amp_next = 0;
+	st->amp_cursor = 0;
+	st->amp_left = answer_num_pkts(st);
+	if (!amp_fits(st))
+		amp_challenge(e, st);
+	srv_resend_some(e, st);
+	e->stats.amp_limited += st->amp_left;
 }
 
 /* srv_answer moves `st` to SP_CACHED with its answer already stored, and sends it. */
@@ -440,8 +523,7 @@ static void srv_answer(struct eng *e, struct sstate *st, uint8_t type, uint64_t 
 		e->cache_head = st;
 	e->cache_tail = st;
 	tmr_arm(e, &st->tmr, now + e->cfg.dedup_window_ns);
-	amp_reset(st);
-	srv_send_answer(e, st);
+	srv_send_first(e, st);
 	send_feedback(e, st->sock, &st->src, st->rid);
 }
 
@@ -722,6 +804,7 @@ static void srv_start(struct eng *e, unsigned sock, const struct r2p2_addr *src,
 		srv_refuse(e, sock, src, rid, free_flags);
 		return;
 	}
+	st->amp_in = R2P2_HDR_LEN + n;
 	if (single) {
 		srv_deliver(e, st, payload, n, now);
 		return;
@@ -775,7 +858,9 @@ void srv_expire(struct eng *e, struct sstate *st)
 	srv_free(e, st);
 }
 
-int eng_respond(struct eng *e, uint64_t handle, const void *payload, size_t len, uint64_t now)
+/* respond stores and sends the answer of `handle`; `strict`: the transport's own answer. */
+static int respond(struct eng *e, uint64_t handle, const void *payload, size_t len, bool strict,
+		   uint64_t now)
 {
 	struct sstate *st = srv_from_handle(e, handle);
 
@@ -793,9 +878,20 @@ int eng_respond(struct eng *e, uint64_t handle, const void *payload, size_t len,
 		memcpy(st->resp, payload, len);
 	}
 	st->resp_len = len;
+	st->amp_strict = strict;
 	e->stats.resp_sent++;
 	srv_answer(e, st, R2P2_RESPONSE, now);
 	return 0;
+}
+
+int eng_respond(struct eng *e, uint64_t handle, const void *payload, size_t len, uint64_t now)
+{
+	return respond(e, handle, payload, len, false, now);
+}
+
+int eng_answer(struct eng *e, uint64_t handle, const void *payload, size_t len, uint64_t now)
+{
+	return respond(e, handle, payload, len, true, now);
 }
 
 int eng_reject(struct eng *e, uint64_t handle, uint64_t now)

@@ -171,7 +171,8 @@ void on_request(void *ctx, unsigned sock, uint64_t handle, const struct r2p2_add
 		}
 		break;
 	case SEC_ANSWER:
-		eng_respond(w->eng, handle, m.data, m.len, rq.now);
+		/* the security mode's own answer (a handshake flight, a refusal): limited */
+		eng_answer(w->eng, handle, m.data, m.len, rq.now);
 		break;
 	case SEC_WRONG_MODE:
 		/* A tls or sealed service never takes plaintext, and a plain one never takes

@@ -23,6 +23,17 @@
 /* The largest request the protocol can express (first packet + 65534 full ones). */
 #define R2P2_PROTO_MAX_MSG (R2P2_MIN_PAYLOAD + (R2P2_MAX_PACKETS - 1) * R2P2_MAX_PAYLOAD)
 
+/*
+ * Address validation (docs/PROTOCOL.md, "Amplification limit"): a server holding back
+ * a resend sends an ACK whose payload is "ACK" and a cookie; the client echoes the
+ * cookie in an ACK whose payload is "VAL" and the cookie.
+ */
+#define R2P2_COOKIE_LEN 8
+#define R2P2_COOKIE_TAG_LEN 3
+#define R2P2_COOKIE_PAYLOAD_LEN (R2P2_COOKIE_TAG_LEN + R2P2_COOKIE_LEN)
+#define R2P2_CHALLENGE_TAG "ACK"
+#define R2P2_ECHO_TAG "VAL"
+
 /* flags */
 #define R2P2_F_FIRST 0x80
 #define R2P2_F_LAST 0x40
