@@ -118,6 +118,7 @@ static const char full[] = "; r2p2d test config\n"
 			   "policy = fixed_route\n"
 			   "timeout_ms = 250\n"
 			   "retries = 0\n"
+			   "max_inflight = 32\n"
 			   "security = plain\n"
 			   "\n"
 			   "[call kv]\n"
@@ -170,6 +171,7 @@ Test(config, full)
 	cr_assert_eq(cl->policy, R2P2_FIXED_ROUTE);
 	cr_assert_eq(cl->timeout_ms, 250);
 	cr_assert_eq(cl->retries, 0);
+	cr_assert_eq(cl->max_inflight, 32);
 	cl = cfg_find_call(&cfg, "kv");
 	cr_assert_not_null(cl);
 	cr_assert_eq(cl->num_servers, 0);
@@ -178,6 +180,7 @@ Test(config, full)
 	cr_assert_eq(cl->policy, R2P2_LB_ROUTE, "default policy");
 	cr_assert_eq(cl->timeout_ms, 1000, "default timeout");
 	cr_assert_eq(cl->retries, 3, "default retries");
+	cr_assert_eq(cl->max_inflight, CFG_DEFAULT_INFLIGHT, "default max_inflight");
 	cr_assert_null(cfg_find_call(&cfg, "nope"));
 }
 
@@ -349,6 +352,8 @@ Test(config, numbers)
 	expect_error("[serve a]\nport = 0\n", 2, "[serve a] port", "out of range (1..65535)");
 	expect_error("[serve a]\nport = 65536\n", 2, "port", "out of range");
 	expect_error("[call a]\nserver = 1.2.3.4:5\nretries = 101\n", 3, "retries", "out of range");
+	expect_error("[call a]\nserver = 1.2.3.4:5\nmax_inflight = 0\n", 3, "max_inflight",
+		     "out of range");
 	expect_error("[call a]\nserver = 1.2.3.4:5\ntimeout_ms = 0\n", 3, "timeout_ms",
 		     "out of range");
 

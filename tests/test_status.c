@@ -103,7 +103,8 @@ Test(status, lines_and_totals)
 	expect_line("  app 3  pid 4242  uid 1000  serves: kv.svc echo.svc");
 	expect_line(
 	    "  worker 1  rx 11  tx 21  calls 0 ok 0 timeout 0 dropped 0  requests 0 resent 0"
-	    "  inflight 0 executing 0  bad 3  app_ok 0 app_failed 0");
+	    "  inflight 0 executing 0  bad 3  app_ok 0 app_failed 0  queued 0 waited 0 queue_full "
+	    "0");
 	expect_line("tls server: full_handshakes 0 resumed 6 early_accepted 0 early_rejected 0 "
 		    "replays_refused 0 bad_messages 0 pending_handshakes 0 already_answered 0 "
 		    "wrong_server 0 early_too_old 0");

@@ -132,6 +132,7 @@ static void open_call(struct parser *p, const char *name, size_t name_len)
 	p->call->policy = R2P2_LB_ROUTE;
 	p->call->timeout_ms = 1000;
 	p->call->retries = 3;
+	p->call->max_inflight = CFG_DEFAULT_INFLIGHT;
 	p->call->security = CFG_SEC_PLAIN;
 	p->call_line[c->num_calls] = p->lineno;
 	c->num_calls++;

@@ -16,7 +16,9 @@
 
 #define CFG_MAX_SERVICES 64
 #define CFG_MAX_SERVERS 16
-#define CFG_NAME_MAX 48 /* == R2P2_SERVICE_NAME_MAX */
+#define CFG_NAME_MAX 48		 /* == R2P2_SERVICE_NAME_MAX */
+#define CFG_DEFAULT_INFLIGHT 256 /* [call] max_inflight: per worker */
+#define CFG_MAX_INFLIGHT 16384	 /* its bound: a worker's call slots */
 
 enum cfg_security { CFG_SEC_PLAIN = 0, CFG_SEC_TLS = 1, CFG_SEC_SEALED = 2 };
 
@@ -53,6 +55,7 @@ struct cfg_call {
 	uint32_t retries;    /* retransmissions within the timeout */
 	enum cfg_security security;
 	char ca[CFG_PATH_MAX]; /* tls: PEM CA bundle servers must chain to */
+	uint32_t max_inflight; /* app calls a worker has in flight to it; more wait, in order */
 };
 
 struct cfg {

@@ -72,6 +72,7 @@ enum call_key {
 	CK_TIMEOUT,
 	CK_RETRIES,
 	CK_SECURITY,
+	CK_MAX_INFLIGHT,
 	CK_CA,
 	CK_COUNT
 };

@@ -57,7 +57,7 @@ static const char *const call_keys[CK_COUNT] = {
     [CK_SERVER] = "server",   [CK_ROUTER] = "router",
     [CK_POLICY] = "policy",   [CK_TIMEOUT] = "timeout_ms",
     [CK_RETRIES] = "retries", [CK_SECURITY] = "security",
-    [CK_CA] = "ca",
+    [CK_CA] = "ca",	      [CK_MAX_INFLIGHT] = "max_inflight",
 };
 
 static const char *const policy_names[] = {
@@ -413,6 +413,10 @@ static void call_key(struct parser *p, const char *key, const char *v)
 		break;
 	case CK_CA:
 		path_value(p, key, v, cl->ca, sizeof(cl->ca));
+		break;
+	case CK_MAX_INFLIGHT:
+		if (num_value(p, key, v, 1, CFG_MAX_INFLIGHT, &n))
+			cl->max_inflight = (uint32_t)n;
 		break;
 	case CK_COUNT:
 		break;

@@ -93,12 +93,12 @@ static void out_worker(struct text *t, unsigned i, const struct worker_snap *s, 
 	out(t,
 	    "  worker %u  rx %llu  tx %llu  calls %llu ok %llu timeout %llu dropped %llu  "
 	    "requests %llu resent %llu  inflight %llu executing %llu  bad %llu  "
-	    "app_ok %llu app_failed %llu\n",
+	    "app_ok %llu app_failed %llu  queued %llu waited %llu queue_full %llu\n",
 	    i, (ull)e->rx_packets, (ull)e->tx_packets, (ull)e->calls_started, (ull)e->calls_ok,
 	    (ull)e->calls_timeout, (ull)e->calls_dropped, (ull)e->req_received,
 	    (ull)e->req_retransmit, (ull)s->calls_inflight, (ull)s->requests_executing,
 	    (ull)(e->rx_runt + e->rx_bad_header + e->rx_bad_type + e->rx_bad_order), (ull)s->app_ok,
-	    (ull)s->app_failed);
+	    (ull)s->app_failed, (ull)s->calls_queued, (ull)s->calls_waited, (ull)s->queue_full);
 	out(t,
 	    "    drops: runt %llu bad_header %llu bad_type %llu bad_order %llu duplicate %llu "
 	    "unmatched %llu too_big %llu no_state %llu  app_errors %llu  conflict %llu "

@@ -4,11 +4,21 @@
  * called service's security mode), and the engine's completion becomes the
  * app's reply. The engine cookie is (generation << 32 | slot), so a completion
  * for a slot that has since been reused is ignored.
+ *
+ * Admission: a worker has at most `max_inflight` app calls of one called service
+ * in flight; the others wait, in order, unprotected (a sealed request is stamped
+ * and a tls call takes its ticket when it leaves), and leave as calls end. Their
+ * timeout runs from their submission. A bounded queue (QUEUE_MAX) refuses with
+ * -ENOBUFS. So a burst from an app never holds a server's queues longer than the
+ * service's own pace, where sealed requests would go stale and tls handshakes
+ * would pile up, and each call that ends hands a fresh tls ticket to one waiting.
  */
 #include "worker_int.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "clock.h"
 #include "log.h"
@@ -29,6 +39,15 @@ int calls_init(struct worker *w)
 
 void calls_free(struct worker *w)
 {
+	for (size_t i = 0; i < CALL_SVCS; i++) {
+		struct pending *p = w->call_svcs[i].head;
+		while (p) {
+			struct pending *next = p->next;
+			free(p);
+			p = next;
+		}
+		w->call_svcs[i].head = w->call_svcs[i].tail = NULL;
+	}
 	free(w->calls);
 	w->calls = NULL;
 }
@@ -36,6 +55,13 @@ void calls_free(struct worker *w)
 void call_fail(struct wapp *wa, uint64_t user_data, int err)
 {
 	lane_post(&wa->lane, R2P2_CQ_RESPONSE, err, user_data, 0, NULL, 0);
+}
+
+/* call_fail_counted fails an app call that never reached the engine, and counts it. */
+static void call_fail_counted(struct worker *w, struct wapp *wa, uint64_t user_data, int err)
+{
+	call_fail(wa, user_data, err);
+	w->app_failed++;
 }
 
 /* call_alloc takes a free slot for a call of `ops` to `peer`; NULL when none is left. */
@@ -48,6 +74,7 @@ static struct call *call_alloc(struct worker *w, const struct sec_ops *ops, stru
 		return NULL;
 	c = &w->calls[w->call_free];
 	c->gen++;
+	c->svc = CALL_NO_SVC;
 	sec_call_init(&c->sec, ops, peer, replay_safe, dst);
 	return c;
 }
@@ -142,37 +169,193 @@ static int call_send(struct worker *w, struct call *c, const uint8_t *req, size_
 	return ret;
 }
 
-void call_start(struct worker *w, uint32_t slot, const struct r2p2_sqe *sqe, const uint8_t *payload,
-		uint64_t now)
+/*
+ * svc_find returns the admission entry of called service `cc` (k: its index in
+ * the config, tried first), making one if needed; CALL_NO_SVC when all are taken.
+ */
+static uint16_t svc_find(struct worker *w, const struct cfg_call *cc)
 {
-	struct wapp *wa = &w->wapps[slot];
-	const struct cfg_call *cc = cfg_find_call(&w->cfg->cfg, sqe->service);
+	size_t k = (size_t)(cc - w->cfg->cfg.calls);
+	uint16_t spare = CALL_NO_SVC;
+
+	if (k < CALL_SVCS && strcmp(w->call_svcs[k].name, cc->name) == 0)
+		return (uint16_t)k;
+	for (uint16_t i = 0; i < CALL_SVCS; i++) {
+		struct call_svc *s = &w->call_svcs[i];
+
+		if (s->name[0] && strcmp(s->name, cc->name) == 0)
+			return i;
+		if (spare == CALL_NO_SVC && (!s->name[0] || (!s->inflight && !s->head)))
+			spare = i;
+	}
+	if (spare != CALL_NO_SVC)
+		snprintf(w->call_svcs[spare].name, sizeof(w->call_svcs[spare].name), "%s",
+			 cc->name);
+	return spare;
+}
+
+/* call_launch starts the app call `sqe` of lane `slot` now; 0 or -errno (the app is not told). */
+static int call_launch(struct worker *w, uint32_t slot, const struct cfg_call *cc,
+		       const struct r2p2_sqe *sqe, const uint8_t *payload, uint16_t svc,
+		       uint64_t now)
+{
 	struct eng_call_args args = {0};
 	struct sec_peer *peer;
 	struct call *c;
 	int ret;
 
-	if (w->draining || !cc || w->call_free == UINT32_MAX) {
-		call_fail(wa, sqe->user_data, w->draining ? -ESHUTDOWN : !cc ? -ENOENT : -ENOBUFS);
-		return;
-	}
+	if (w->call_free == UINT32_MAX)
+		return -ENOBUFS;
 	ret = call_peer(w, cc, &peer);
-	if (ret < 0) {
-		call_fail(wa, sqe->user_data, ret);
-		return;
-	}
+	if (ret < 0)
+		return ret;
 	call_args(w, cc, sqe, &args);
 	c = call_alloc(w, sec_ops_for(cc->security), peer, !(sqe->flags & R2P2_SQE_NOT_REPLAY_SAFE),
 		       &args.dst);
 	ret = call_send(w, c, payload, sqe->len, false, &args, now);
-	if (ret < 0) {
-		call_fail(wa, sqe->user_data, ret);
+	if (ret < 0)
+		return ret;
+	call_commit(w, c, slot);
+	c->wapp_gen = w->wapps[slot].gen;
+	c->user_data = sqe->user_data;
+	c->svc = svc;
+	if (svc != CALL_NO_SVC)
+		w->call_svcs[svc].inflight++;
+	return 0;
+}
+
+/* call_wait queues the app call `sqe` behind its service's calls in flight. */
+static int call_wait(struct worker *w, uint32_t slot, const struct cfg_call *cc,
+		     const struct r2p2_sqe *sqe, const uint8_t *payload, uint16_t svc, uint64_t now)
+{
+	struct call_svc *s = &w->call_svcs[svc];
+	uint32_t timeout_ms = sqe->timeout_ms ? sqe->timeout_ms : cc->timeout_ms;
+	struct pending *p;
+
+	if (w->calls_queued >= QUEUE_MAX) {
+		w->queue_full++;
+		return -ENOBUFS;
+	}
+	p = malloc(sizeof(*p) + sqe->len);
+	if (!p)
+		return -ENOBUFS;
+	p->next = NULL;
+	p->wapp = slot;
+	p->wapp_gen = w->wapps[slot].gen;
+	p->deadline = now + (uint64_t)timeout_ms * NS_PER_MS;
+	p->sqe = *sqe;
+	if (sqe->len)
+		memcpy(p->payload, payload, sqe->len);
+	if (s->tail)
+		s->tail->next = p;
+	else
+		s->head = p;
+	s->tail = p;
+	w->calls_queued++;
+	w->calls_waited++;
+	return 0;
+}
+
+void call_start(struct worker *w, uint32_t slot, const struct r2p2_sqe *sqe, const uint8_t *payload,
+		uint64_t now)
+{
+	struct wapp *wa = &w->wapps[slot];
+	const struct cfg_call *cc = cfg_find_call(&w->cfg->cfg, sqe->service);
+	uint16_t svc;
+	int ret;
+
+	if (w->draining || !cc) {
+		call_fail_counted(w, wa, sqe->user_data, w->draining ? -ESHUTDOWN : -ENOENT);
 		return;
 	}
-	call_commit(w, c, slot);
-	c->wapp_gen = wa->gen;
-	c->user_data = sqe->user_data;
+	svc = svc_find(w, cc);
+	if (svc != CALL_NO_SVC &&
+	    (w->call_svcs[svc].head || w->call_svcs[svc].inflight >= cc->max_inflight))
+		ret = call_wait(w, slot, cc, sqe, payload, svc, now);
+	else
+		ret = call_launch(w, slot, cc, sqe, payload, svc, now);
+	if (ret < 0) {
+		call_fail_counted(w, wa, sqe->user_data, ret);
+		return;
+	}
 	wa->calls_inflight++;
+}
+
+/* pending_alive says whether the app that queued `p` is still the one in its lane. */
+static bool pending_alive(const struct worker *w, const struct pending *p)
+{
+	const struct wapp *wa = &w->wapps[p->wapp];
+
+	return wa->app && wa->gen == p->wapp_gen && !wa->removing;
+}
+
+/* pending_end fails the waiting call `p` with `err` (its app, if still there, is told). */
+static void pending_end(struct worker *w, struct pending *p, int err)
+{
+	struct wapp *wa = &w->wapps[p->wapp];
+
+	if (pending_alive(w, p)) {
+		call_fail_counted(w, wa, p->sqe.user_data, err);
+		wa->calls_inflight--;
+	}
+	free(p);
+}
+
+/* pending_resume starts the waiting call `p` of service `svc` (config `cc`, NULL: gone). */
+static void pending_resume(struct worker *w, struct pending *p, const struct cfg_call *cc,
+			   uint16_t svc, uint64_t now)
+{
+	int ret;
+
+	if (!pending_alive(w, p) || !cc || now >= p->deadline || w->draining) {
+		pending_end(w, p, w->draining ? -ESHUTDOWN : !cc ? -ENOENT : -ETIMEDOUT);
+		return;
+	}
+	/* what is left of its timeout, from its submission */
+	p->sqe.timeout_ms = (uint32_t)((p->deadline - now + NS_PER_MS - 1) / NS_PER_MS);
+	ret = call_launch(w, p->wapp, cc, &p->sqe, p->payload, svc, now);
+	if (ret < 0) {
+		pending_end(w, p, ret);
+		return;
+	}
+	free(p);
+}
+
+/* call_admit starts waiting calls of `svc` while its max_inflight allows. */
+static void call_admit(struct worker *w, uint16_t svc, uint64_t now)
+{
+	struct call_svc *s = &w->call_svcs[svc];
+	const struct cfg_call *cc = cfg_find_call(&w->cfg->cfg, s->name);
+
+	while (s->head && (!cc || s->inflight < cc->max_inflight)) {
+		struct pending *p = s->head;
+
+		s->head = p->next;
+		if (!s->head)
+			s->tail = NULL;
+		w->calls_queued--;
+		pending_resume(w, p, cc, svc, now);
+	}
+}
+
+void calls_expire_queued(struct worker *w, uint64_t now)
+{
+	for (uint16_t i = 0; i < CALL_SVCS && w->calls_queued; i++) {
+		struct call_svc *s = &w->call_svcs[i];
+		struct pending **pp = &s->head, *p, *last = NULL;
+
+		while ((p = *pp)) {
+			if (!w->draining && now < p->deadline && pending_alive(w, p)) {
+				last = p;
+				pp = &p->next;
+				continue;
+			}
+			*pp = p->next;
+			w->calls_queued--;
+			pending_end(w, p, w->draining ? -ESHUTDOWN : -ETIMEDOUT);
+		}
+		s->tail = last;
+	}
 }
 
 /* calls_renew starts a background renewal for associations near their expiry. */
@@ -281,5 +464,10 @@ void on_complete(void *ctx, uint64_t cookie, int status, const uint8_t *payload,
 			      r.out.len) < 0)
 			w->cq_overflow_drops++;
 	}
+	uint16_t svc = c->svc;
 	call_release(w, c);
+	if (svc != CALL_NO_SVC) {
+		w->call_svcs[svc].inflight--;
+		call_admit(w, svc, now_ns());
+	}
 }

@@ -70,6 +70,9 @@ void snapshot_publish(struct worker *w)
 	s.app_errors = w->app_errors;
 	s.app_ok = w->app_ok;
 	s.app_failed = w->app_failed;
+	s.calls_queued = w->calls_queued;
+	s.calls_waited = w->calls_waited;
+	s.queue_full = w->queue_full;
 	s.cq_overflow_drops = w->cq_overflow_drops;
 	sum_services(w, &s);
 	sum_peers(w, &s);

@@ -395,6 +395,7 @@ static void housekeeping(struct worker *w, uint64_t now)
 	for (int i = 1; i < MAX_SOCKS; i++)
 		sec_service_expire(&w->socks[i].sec, now, TLS_PENDING_AGE_NS);
 	calls_renew(w, now);
+	calls_expire_queued(w, now);
 	execs_expire(w, now);
 	snapshot_publish(w);
 }
@@ -404,7 +405,7 @@ static void housekeeping(struct worker *w, uint64_t now)
 static void report_drained(struct worker *w, uint64_t now)
 {
 	uint64_t one = 1;
-	bool idle = w->calls_inflight == 0 && w->exec_count == 0;
+	bool idle = w->calls_inflight == 0 && w->calls_queued == 0 && w->exec_count == 0;
 
 	if (!w->draining || w->drained_reported || (!idle && now < w->drain_deadline))
 		return;

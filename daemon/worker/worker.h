@@ -51,6 +51,9 @@ struct worker_snap {
 	uint64_t xsk_rx, xsk_rx_bad, xsk_tx, xsk_tx_fallback; /* xdp backend */
 	uint64_t app_errors;				      /* ABI violations seen from apps */
 	uint64_t app_ok, app_failed; /* app calls as their apps saw them end (after the mode) */
+	uint64_t calls_queued;	     /* app calls waiting for their service's max_inflight */
+	uint64_t calls_waited;	     /* app calls that had to wait, since the start */
+	uint64_t queue_full;	     /* app calls refused (-ENOBUFS): the wait queue was full */
 	uint64_t cq_overflow_drops;
 	struct tls_stats tls_server;  /* summed over the worker's tls services */
 	struct tls_stats tls_client;  /* summed over the worker's tls clients */

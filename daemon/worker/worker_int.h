@@ -92,7 +92,26 @@ struct wapp {
 	uint32_t calls_inflight;
 };
 
-#define CALL_INTERNAL MAX_WAPPS /* call->wapp of a call no app waits for (a renewal) */
+#define CALL_INTERNAL MAX_WAPPS		 /* call->wapp of a call no app waits for (a renewal) */
+#define CALL_SVCS (2 * CFG_MAX_SERVICES) /* called services a worker tracks (reloads rename) */
+#define CALL_NO_SVC UINT16_MAX
+#define QUEUE_MAX 16384 /* app calls a worker holds waiting for max_inflight, all services */
+
+/* An app call waiting for its service's max_inflight (calls.c). */
+struct pending {
+	struct pending *next;
+	uint32_t wapp, wapp_gen;
+	uint64_t deadline; /* the call's whole timeout, from its submission */
+	struct r2p2_sqe sqe;
+	uint8_t payload[];
+};
+
+/* A called service's admission: app calls in flight, and those waiting in order. */
+struct call_svc {
+	char name[CFG_NAME_MAX]; /* "": free */
+	uint32_t inflight;
+	struct pending *head, *tail;
+};
 
 /* A call in flight: engine cookie -> app and the app's call id. */
 struct call {
@@ -101,6 +120,7 @@ struct call {
 	uint32_t gen;
 	uint64_t user_data;
 	uint32_t next_free;
+	uint16_t svc;		   /* index in worker.call_svcs; CALL_NO_SVC: not counted */
 	struct eng_call_args args; /* kept to send a continuation to the same server */
 	struct sec_call sec;
 };
@@ -177,6 +197,9 @@ struct worker {
 
 	struct call *calls;
 	uint32_t num_calls_cap, call_free, calls_inflight;
+	struct call_svc call_svcs[CALL_SVCS];
+	uint32_t calls_queued;		   /* waiting in call_svcs, all services */
+	uint64_t calls_waited, queue_full; /* calls that waited; refused with the queue full */
 
 	struct exec_req *exec; /* open addressing, power of two */
 	uint32_t exec_cap, exec_count, exec_tombs;
@@ -241,6 +264,8 @@ void call_start(struct worker *w, uint32_t slot, const struct r2p2_sqe *sqe, con
 		uint64_t now);
 void call_fail(struct wapp *wa, uint64_t user_data, int err);
 void calls_renew(struct worker *w, uint64_t now);
+/* calls_expire_queued ends waiting calls past their deadline (-ETIMEDOUT), all when draining. */
+void calls_expire_queued(struct worker *w, uint64_t now);
 void on_complete(void *ctx, uint64_t cookie, int status, const uint8_t *payload, size_t len);
 
 /* execs.c */
