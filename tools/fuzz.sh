@@ -26,6 +26,7 @@ fuzz_stek       2048  fuzz/fuzz_stek
 fuzz_sealed     1024  fuzz/fuzz_sealed
 fuzz_tls_server 4096  fuzz/fuzz_tls_server
 fuzz_lane       2048  fuzz/fuzz_lane
+fuzz_ctl        1024  fuzz/fuzz_ctl
 fuzz_xdp_parse  512   fuzz/fuzz_xdp_parse
 "
 

@@ -99,20 +99,6 @@ void apps_add(struct daemon *d, struct app *a)
 		 (unsigned)a->uid, (unsigned)a->gid);
 }
 
-bool apps_may_serve(const struct cfg_serve *s, const struct peer *peer)
-{
-	if (peer->uid == 0 || s->owner == CFG_OWNER_ANY)
-		return true;
-	if (s->owner == CFG_OWNER_UID)
-		return peer->uid == (uid_t)s->owner_id;
-	if (peer->gid == (gid_t)s->owner_id)
-		return true;
-	for (size_t i = 0; i < peer->num_groups; i++)
-		if (peer->groups[i] == (gid_t)s->owner_id)
-			return true;
-	return false;
-}
-
 /* refuse_owner explains, to the app in `err` and in the log, why `peer` may not serve `s`. */
 static int refuse_owner(const struct app *a, const struct peer *peer, const struct cfg_serve *s,
 			char *err, size_t err_len)
@@ -140,7 +126,7 @@ int apps_register(struct app *a, const struct peer *peer, const struct cfg *cfg,
 			name, name);
 		return -ENOENT;
 	}
-	if (!apps_may_serve(s, peer))
+	if (!ctl_may_serve(s, peer))
 		return refuse_owner(a, peer, s, err, err_len);
 	*out_port = s->port;
 	if (app_serves_port(a, s->port))

@@ -13,27 +13,11 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "ctl_msg.h"
 #include "daemon.h"
 
 /* The most fds an ATTACH_OK carries: the memfd, then two doorbells per lane. */
 #define APPS_MAX_FDS (1 + 2 * 64)
-
-/* The most supplementary groups of a peer that an owner = @GROUP rule looks at. */
-#define APPS_MAX_GROUPS 64
-
-/*
- * What the kernel said of a control connection's peer when it connected:
- * SO_PEERCRED (`pid`, `uid`, `gid`) and SO_PEERGROUPS (`groups`). A peer with more
- * than APPS_MAX_GROUPS groups has only the first ones here, so a rule may refuse it
- * (never admit it) on a group it does not see.
- */
-struct peer {
-	pid_t pid;
-	uid_t uid;
-	gid_t gid;
-	gid_t groups[APPS_MAX_GROUPS];
-	size_t num_groups;
-};
 
 /*
  * apps_new returns a new app (one reference, the caller's) for the peer `pid`,
@@ -56,13 +40,6 @@ int apps_map(struct app *a, const struct cfg *cfg, int *out_fds, size_t *out_num
 
 /* apps_add gives `a` a lane on every worker of `d` (each takes its own reference). */
 void apps_add(struct daemon *d, struct app *a);
-
-/*
- * apps_may_serve says whether `peer` may register `s`: root (uid 0) always, anyone
- * when `s` has no owner, else the owner uid, or a peer whose gid or supplementary
- * groups hold the owner group.
- */
-bool apps_may_serve(const struct cfg_serve *s, const struct peer *peer);
 
 /*
  * apps_register records that `a`, run by `peer`, serves `name` under `cfg` and sets

@@ -464,7 +464,7 @@ static int conn_status(struct daemon *d, struct conn *c)
 /* conn_input reads and answers one request. A negative errno closes the connection. */
 static int conn_input(struct daemon *d, struct conn *c)
 {
-	char buf[sizeof(struct r2p2_ctl_msg) + 256];
+	char buf[sizeof(struct r2p2_ctl_msg) + 256], why[160];
 	struct r2p2_ctl_msg m;
 	ssize_t n = recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);
 
@@ -472,18 +472,7 @@ static int conn_input(struct daemon *d, struct conn *c)
 		return -ECONNRESET;
 	if (n < 0)
 		return errno == EAGAIN || errno == EINTR ? 0 : -errno;
-	if ((size_t)n < sizeof(m)) {
-		ctl_error(c->fd, EPROTO, "short control message (%zd bytes)", n);
-		return -EPROTO;
-	}
-	memcpy(&m, buf, sizeof(m));
-	if (m.magic != R2P2_CTL_MAGIC || m.version != R2P2_CTL_VERSION) {
-		ctl_error(c->fd, EPROTO, "control protocol mismatch: r2p2d speaks version %u",
-			  R2P2_CTL_VERSION);
-		return -EPROTO;
-	}
-	m.name[sizeof(m.name) - 1] = '\0';
-	switch (m.type) {
+	switch (ctl_msg_parse(buf, (size_t)n, &m, why, sizeof(why))) {
 	case R2P2_CTL_ATTACH:
 		return conn_attach(d, c);
 	case R2P2_CTL_REGISTER:
@@ -491,9 +480,12 @@ static int conn_input(struct daemon *d, struct conn *c)
 		return 0;
 	case R2P2_CTL_STATUS:
 		return conn_status(d, c);
-	default:
-		ctl_error(c->fd, EOPNOTSUPP, "unknown control message type %u", m.type);
+	case -EOPNOTSUPP:
+		ctl_error(c->fd, EOPNOTSUPP, "%s", why);
 		return 0;
+	default:
+		ctl_error(c->fd, EPROTO, "%s", why);
+		return -EPROTO;
 	}
 }
 
@@ -549,7 +541,7 @@ static void conn_handle(struct daemon *d, struct ep_source *src, uint32_t events
 /*
  * conn_peer reads what the kernel says of `fd`'s peer: SO_PEERCRED and SO_PEERGROUPS
  * (as of connect, so a process cannot change them afterwards). Unknown credentials are
- * uid and gid -1, which no owner rule names. A peer with more than APPS_MAX_GROUPS
+ * uid and gid -1, which no owner rule names. A peer with more than CTL_MAX_GROUPS
  * groups gets ERANGE and no groups: an owner = @GROUP rule then looks at its gid only.
  */
 static void conn_peer(int fd, struct peer *peer)
