@@ -1297,6 +1297,74 @@ TEST(retry_check_verdicts)
 	stek_set_put(set);
 }
 
+/* A server that opened the token authenticates its REJECT; the client checks it. */
+TEST(reject_authenticated_when_the_token_opened)
+{
+	struct stek_set *set = std_set();
+	struct server sv = server_new(64);
+	struct sealed_assoc a, b;
+	struct sealed_ctx cctx, other, sctx;
+	struct tls_buf wire = {0}, plain = {0};
+	struct sealed_checks chk = checks_at(NOW + 2 * W); /* the request is stale by then */
+	uint8_t rhdr[SEALED_HDR_AD_LEN], rej[SEALED_REJECT_MAX], bad[SEALED_REJECT_MAX];
+	enum sealed_reason why;
+	bool authentic;
+	size_t n;
+
+	sealed_hdr_ad(rhdr, R2P2_RESPONSE, R2P2_FIXED_ROUTE);
+	bootstrap(&sv, set, SVC, NOW, 0, &a);
+	bootstrap(&sv, set, SVC, NOW, 0, &b);
+	CHECK_EQ(sealed_seal_request(&b, req_hdr, &self_addr, (const uint8_t *)"o", 1, NOW, &wire,
+				     &other),
+		 0);
+	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"s", 1, NOW, &wire,
+				     &cctx),
+		 0);
+	CHECK_EQ(sealed_open_request(sv.s, set, SVC, sv.strike, &chk, req_hdr, wire.data, wire.len,
+				     &plain, &sctx, &why),
+		 -EBADMSG);
+	CHECK_EQ(why, SEALED_REJ_STALE);
+	CHECK(sctx.rej_auth);
+	n = sealed_reject_seal(&sctx, rhdr, why, rej);
+	CHECK_EQ(n, SEALED_REJECT_AUTH_LEN);
+	CHECK(!sctx.rej_auth);
+	CHECK_EQ(sealed_reject_open(&cctx, rhdr, rej, n, &why, &authentic), 0);
+	CHECK(authentic && why == SEALED_REJ_STALE);
+	/* every flipped bit, the reason included, and another request's key: refused */
+	for (size_t i = 0; i < n * 8; i++) {
+		memcpy(bad, rej, n);
+		bad[i / 8] ^= (uint8_t)(1u << (i % 8));
+		int rc = sealed_reject_open(&cctx, rhdr, bad, n, &why, &authentic);
+		CHECK_MSG(rc != 0 || !authentic, "bit %zu", i);
+	}
+	CHECK_EQ(sealed_reject_open(&other, rhdr, rej, n, &why, &authentic), -EBADMSG);
+	/* the clear form is read, never authentic; anything else is no REJECT */
+	sealed_reject_encode(SEALED_REJ_BAD_TOKEN, bad);
+	CHECK_EQ(sealed_reject_open(&cctx, rhdr, bad, SEALED_REJECT_LEN, &why, &authentic), 0);
+	CHECK(!authentic && why == SEALED_REJ_BAD_TOKEN);
+	CHECK_EQ(sealed_reject_open(&cctx, rhdr, wire.data, wire.len, &why, &authentic), -ENOMSG);
+	/* a token that does not open gives the clear form: nothing to authenticate with */
+	wire.data[1 + 8] ^= 1; /* inside the token */
+	CHECK_EQ(sealed_open_request(sv.s, set, SVC, sv.strike, &chk, req_hdr, wire.data, wire.len,
+				     &plain, &sctx, &why),
+		 -EBADMSG);
+	CHECK(!sctx.rej_auth);
+	CHECK_EQ(sealed_reject_seal(&sctx, rhdr, why, rej), SEALED_REJECT_LEN);
+	CHECK(sealed_reason_authenticated(SEALED_REJ_STALE) &&
+	      !sealed_reason_authenticated(SEALED_REJ_BAD_TOKEN) &&
+	      !sealed_reason_authenticated(SEALED_REJ_UNKNOWN_KEY) &&
+	      !sealed_reason_authenticated(SEALED_REJ_WRONG_SERVER));
+	sealed_ctx_cleanup(&cctx);
+	sealed_ctx_cleanup(&other);
+	sealed_ctx_cleanup(&sctx);
+	sealed_assoc_cleanup(&a);
+	sealed_assoc_cleanup(&b);
+	tls_buf_cleanup(&wire);
+	tls_buf_cleanup(&plain);
+	server_free(&sv);
+	stek_set_put(set);
+}
+
 TEST(retry_and_status_encode_decode)
 {
 	struct sealed_prior p = {.id = {1, 2, 3, 4, 5, 6, 7, 8}, .ts_ms = NOW};

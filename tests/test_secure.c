@@ -503,6 +503,19 @@ TEST(sealed_one_bootstrap_at_a_time)
 	cli_close(&c);
 }
 
+/* authed_reason reads the reason of an authenticated REJECT (its tag unchecked here). */
+static bool authed_reason(const uint8_t *m, size_t n, enum sealed_reason want)
+{
+	uint8_t clear[SEALED_REJECT_LEN];
+	enum sealed_reason why;
+
+	if (n != SEALED_REJECT_AUTH_LEN || m[1] != SEALED_REJECT_AUTH_MARK)
+		return false;
+	memcpy(clear, m, sizeof(clear));
+	clear[1] = SEALED_REJECT_MARK;
+	return sealed_reject_decode(clear, sizeof(clear), &why) == 0 && why == want;
+}
+
 TEST(sealed_replay_is_refused_with_a_reason)
 {
 	struct host_cli c;
@@ -516,8 +529,7 @@ TEST(sealed_replay_is_refused_with_a_reason)
 	struct rpc r = rpc_run(&c, &s, "pay 100", true, false);
 	CHECK(r.first_flags == R2P2_F_SEALED && r.executions == 1);
 	CHECK(serve(&s, R2P2_F_SEALED, r.wire, r.wire_len, out, &n) == SEC_ANSWER);
-	enum sealed_reason why;
-	CHECK(sealed_reject_decode(out, n, &why) == 0 && why == SEALED_REJ_REPLAY);
+	CHECK_MSG(authed_reason(out, n, SEALED_REJ_REPLAY), "an authenticated REJECT replay");
 	CHECK(s.executions == 2);
 	srv_close(&s);
 	cli_close(&c);
@@ -538,7 +550,12 @@ TEST(sealed_reject_is_retried_once_through_tls)
 	sec_call_init(&call, sec_ops_for(CFG_SEC_SEALED), cli_peer(&c), true, &server_addr);
 	CHECK(call.ops->protect(&c.env, &call, 0, (const uint8_t *)"x", 1, false, &m) == 0);
 	CHECK(call.step == SEC_STEP_SEALED);
+	/* a clear REJECT for a reason the server authenticates is forged: ignored */
 	sealed_reject_encode(SEALED_REJ_STALE, rej);
+	CHECK(call.ops->finish(&c.env, &call, 0, rej, sizeof(rej), &rep) == SEC_IGNORE);
+	CHECK(!call.retried && call.step == SEC_STEP_SEALED);
+	/* one the server cannot authenticate (it never opened the token) is retried */
+	sealed_reject_encode(SEALED_REJ_WRONG_SERVER, rej);
 	CHECK(call.ops->finish(&c.env, &call, 0, rej, sizeof(rej), &rep) == SEC_SEND);
 	CHECK(rep.out.flags == R2P2_F_TLS && !rep.same_rid && call.retried);
 	CHECK_MSG(call.step == SEC_STEP_TLS_SVC, "the association is kept: no new one asked");
@@ -688,8 +705,18 @@ TEST(sealed_forged_reject_after_execution_is_not_run_twice)
 	protect_sealed(&c, &call, "pay 100", wire, &wire_len);
 	CHECK(serve(&s, R2P2_F_SEALED, wire, wire_len, back, &n) == SEC_DELIVER);
 	CHECK(s.executions == 2);
-	/* an attacker drops the response and answers with a REJECT of its own */
+	/* an attacker drops the response and answers with a REJECT of its own: a clear
+	 * "stale" is ignored (the server would have authenticated it) */
+	struct sec_reply rep = {0};
 	sealed_reject_encode(SEALED_REJ_STALE, rej);
+	CHECK(call.ops->finish(&c.env, &call, 0, rej, sizeof(rej), &rep) == SEC_IGNORE);
+	/* an authenticated-looking one with a wrong tag is ignored too */
+	uint8_t fake[SEALED_REJECT_AUTH_LEN] = {SEALED_VERSION, SEALED_REJECT_AUTH_MARK,
+						SEALED_REJ_STALE};
+	CHECK(call.ops->finish(&c.env, &call, 0, fake, sizeof(fake), &rep) == SEC_IGNORE);
+	CHECK(!call.retried);
+	/* one the server cannot authenticate makes the client ask through tls: it ran */
+	sealed_reject_encode(SEALED_REJ_WRONG_SERVER, rej);
 	CHECK(finish_and_serve(&c, &s, &call, rej, sizeof(rej)) == -EALREADY);
 	CHECK_MSG(s.executions == 2, "run again: %u", s.executions);
 	sec_call_release(&call);
@@ -716,8 +743,7 @@ TEST(sealed_forged_reject_before_arrival_runs_once)
 	CHECK(cli_peer(&c)->rebootstraps == 1);
 	/* the original, released late, is refused as a replay */
 	CHECK(serve(&s, R2P2_F_SEALED, wire, wire_len, back, &n) == SEC_ANSWER);
-	enum sealed_reason why;
-	CHECK(sealed_reject_decode(back, n, &why) == 0 && why == SEALED_REJ_REPLAY);
+	CHECK(authed_reason(back, n, SEALED_REJ_REPLAY));
 	CHECK(s.executions == 2);
 	sec_call_release(&call);
 	srv_close(&s);
@@ -741,8 +767,8 @@ TEST(sealed_after_a_restart_fails_distinctly_rather_than_twice)
 	srv_open(&restarted, CFG_SEC_SEALED, stek1);
 	restarted.env.start_ms = ++wall; /* it started after the request was stamped */
 	CHECK(serve(&restarted, R2P2_F_SEALED, wire, wire_len, back, &n) == SEC_ANSWER);
-	enum sealed_reason why;
-	CHECK(sealed_reject_decode(back, n, &why) == 0 && why == SEALED_REJ_RESTARTED);
+	CHECK(authed_reason(back, n, SEALED_REJ_RESTARTED));
+	/* authentic: the client asks through tls, and the server cannot tell */
 	CHECK(finish_and_serve(&c, &restarted, &call, back, n) == -ENOTRECOVERABLE);
 	CHECK(restarted.executions == 0);
 	sec_call_release(&call);

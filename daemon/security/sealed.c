@@ -18,6 +18,7 @@
 #include <openssl/crypto.h>
 #include <openssl/digest.h>
 #include <openssl/hkdf.h>
+#include <openssl/hmac.h>
 #include <openssl/mem.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
@@ -32,6 +33,7 @@
 
 #define REQ_LABEL "r2p2 sealed request"
 #define RESP_LABEL "r2p2 sealed response"
+#define REJ_LABEL "r2p2 sealed reject"
 #define TOKEN_KEY_LEN 32 /* AES-256-GCM */
 #define TOKEN_NONCE_OFF 4
 #define TOKEN_CT_OFF 16
@@ -312,6 +314,7 @@ int sealed_seal_request(struct sealed_assoc *a, const uint8_t hdr[SEALED_HDR_AD_
 	memcpy(out_ctx->prior.id, a->id, SEALED_ID_LEN);
 	memcpy(out_ctx->prior.nonce, out_ctx->nonce, SEALED_NONCE_LEN);
 	out_ctx->prior.ts_ms = now_ms;
+	memcpy(out_ctx->prk, a->prk, sizeof(out_ctx->prk));
 
 	hdr_ad(ad, hdr);
 	memcpy(ad + SEALED_HDR_AD_LEN, out->data, SEALED_REQ_HDR_LEN);
@@ -737,6 +740,72 @@ static int open_checks(struct sealed_server *s, const struct stek_set *stek, con
 	return 0;
 }
 
+/* reject_key leaves in `ctx` the key of an authenticated REJECT of request (`t`, `nonce`). */
+static void reject_key(const struct token_view *t, const uint8_t nonce[SEALED_NONCE_LEN],
+		       struct sealed_ctx *ctx)
+{
+	uint8_t prk[32];
+
+	if (extract(t->key, t->id, prk) == 0 &&
+	    derive(prk, REJ_LABEL, sizeof(REJ_LABEL) - 1, nonce, ctx->k_rej) == 0)
+		ctx->rej_auth = true;
+	OPENSSL_cleanse(prk, sizeof(prk));
+}
+
+/* reject_tag computes the tag of an authenticated REJECT `msg` (its first 3 bytes). */
+static void reject_tag(const uint8_t k_rej[SEALED_KEY_LEN], const uint8_t hdr[SEALED_HDR_AD_LEN],
+		       const uint8_t msg[SEALED_REJECT_LEN], uint8_t tag[SEALED_REJECT_TAG_LEN])
+{
+	uint8_t in[SEALED_HDR_AD_LEN + SEALED_REJECT_LEN], mac[32];
+	unsigned n = 0;
+
+	hdr_ad(in, hdr);
+	memcpy(in + SEALED_HDR_AD_LEN, msg, SEALED_REJECT_LEN);
+	if (!HMAC(EVP_sha256(), k_rej, SEALED_KEY_LEN, in, sizeof(in), mac, &n))
+		memset(mac, 0, sizeof(mac)); /* verifies nothing: the receiver's tag differs */
+	memcpy(tag, mac, SEALED_REJECT_TAG_LEN);
+}
+
+size_t sealed_reject_seal(struct sealed_ctx *ctx, const uint8_t hdr[SEALED_HDR_AD_LEN],
+			  enum sealed_reason reason, uint8_t out[SEALED_REJECT_MAX])
+{
+	sealed_reject_encode(reason, out);
+	if (!ctx->rej_auth)
+		return SEALED_REJECT_LEN;
+	out[1] = SEALED_REJECT_AUTH_MARK;
+	reject_tag(ctx->k_rej, hdr, out, out + SEALED_REJECT_LEN);
+	OPENSSL_cleanse(ctx->k_rej, sizeof(ctx->k_rej));
+	ctx->rej_auth = false;
+	return SEALED_REJECT_AUTH_LEN;
+}
+
+int sealed_reject_open(const struct sealed_ctx *ctx, const uint8_t hdr[SEALED_HDR_AD_LEN],
+		       const uint8_t *msg, size_t len, enum sealed_reason *out_reason,
+		       bool *out_authentic)
+{
+	uint8_t k_rej[SEALED_KEY_LEN], tag[SEALED_REJECT_TAG_LEN], clear[SEALED_REJECT_LEN];
+	int rc = -EBADMSG;
+
+	*out_authentic = false;
+	if (sealed_reject_decode(msg, len, out_reason) == 0)
+		return 0;
+	if (len != SEALED_REJECT_AUTH_LEN || msg[1] != SEALED_REJECT_AUTH_MARK)
+		return -ENOMSG;
+	memcpy(clear, msg, SEALED_REJECT_LEN);
+	clear[1] = SEALED_REJECT_MARK;
+	if (sealed_reject_decode(clear, SEALED_REJECT_LEN, out_reason) != 0)
+		return -ENOMSG;
+	if (derive(ctx->prk, REJ_LABEL, sizeof(REJ_LABEL) - 1, ctx->nonce, k_rej) != 0)
+		return -EBADMSG;
+	reject_tag(k_rej, hdr, msg, tag);
+	if (CRYPTO_memcmp(tag, msg + SEALED_REJECT_LEN, SEALED_REJECT_TAG_LEN) == 0) {
+		*out_authentic = true;
+		rc = 0;
+	}
+	OPENSSL_cleanse(k_rej, sizeof(k_rej));
+	return rc;
+}
+
 int sealed_open_request(struct sealed_server *s, const struct stek_set *stek, const char *service,
 			struct replay *strike, const struct sealed_checks *chk,
 			const uint8_t hdr[SEALED_HDR_AD_LEN], const uint8_t *msg, size_t len,
@@ -748,6 +817,7 @@ int sealed_open_request(struct sealed_server *s, const struct stek_set *stek, co
 	uint64_t window_ms = chk->window_ms ? chk->window_ms : SEALED_WINDOW_DEFAULT_MS;
 	struct token_view t;
 	struct req_view v;
+	bool opened = false; /* the token opened: a refusal can be authenticated */
 	int rc = -EINVAL;
 
 	out->len = 0;
@@ -761,6 +831,9 @@ int sealed_open_request(struct sealed_server *s, const struct stek_set *stek, co
 	if (!hdr_is_sealed_request(hdr) || !req_parse(msg, len, &v))
 		goto out;
 	rc = open_checks(s, stek, service, strike, chk, window_ms, &v, plain, &t, strike_key, &why);
+	opened = why != SEALED_REJ_MALFORMED && why != SEALED_REJ_WRONG_SERVER &&
+		 why != SEALED_REJ_UNKNOWN_KEY && why != SEALED_REJ_BAD_TOKEN &&
+		 !(rc && why == SEALED_REJ_INTERNAL);
 	if (rc)
 		goto out;
 	rc = open_body(&t, &v, hdr, msg, prk, out, &why);
@@ -779,6 +852,11 @@ int sealed_open_request(struct sealed_server *s, const struct stek_set *stek, co
 	why = SEALED_OK;
 	rc = 0;
 out:
+	if (rc) {
+		sealed_ctx_cleanup(out_ctx);
+		if (opened) /* before `plain`, which holds K, is wiped */
+			reject_key(&t, v.nonce, out_ctx);
+	}
 	OPENSSL_cleanse(plain, sizeof(plain));
 	OPENSSL_cleanse(prk, sizeof(prk));
 	*out_reason = why;
@@ -786,7 +864,6 @@ out:
 		if (out->len)
 			OPENSSL_cleanse(out->data, out->len);
 		out->len = 0;
-		sealed_ctx_cleanup(out_ctx);
 		s->stats.rejected[why]++;
 	} else {
 		s->stats.opened++;

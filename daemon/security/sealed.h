@@ -76,6 +76,12 @@ struct replay;
 #define SEALED_RESP_OVERHEAD (SEALED_RESP_HDR_LEN + SEALED_TAG_LEN)
 #define SEALED_REJECT_LEN 3
 #define SEALED_REJECT_MARK 0xFF
+/* An authenticated REJECT: version | 0xFE | reason | tag (16), for a request whose
+ * token the server opened: HMAC-SHA256(k_rej, hdr4 | version | 0xFE | reason). */
+#define SEALED_REJECT_AUTH_MARK 0xFE
+#define SEALED_REJECT_TAG_LEN 16
+#define SEALED_REJECT_AUTH_LEN (SEALED_REJECT_LEN + SEALED_REJECT_TAG_LEN)
+#define SEALED_REJECT_MAX SEALED_REJECT_AUTH_LEN
 
 #define SEALED_LIFETIME_DEFAULT_MS (10u * 60 * 1000) /* association lifetime: 10 min */
 #define SEALED_WINDOW_DEFAULT_MS 10000u		     /* |now - timestamp| allowed: 10 s */
@@ -233,6 +239,11 @@ struct sealed_ctx {
 	uint8_t nonce[SEALED_NONCE_LEN];
 	uint8_t k_resp[SEALED_KEY_LEN];
 	bool armed; /* set by seal_request/open_request; cleared once a response is sealed/opened */
+	/* server, after a refusal of a request whose token opened: the REJECT's key */
+	uint8_t k_rej[SEALED_KEY_LEN];
+	bool rej_auth;
+	/* client: the prk of the association that sealed the request, to check a REJECT */
+	uint8_t prk[32];
 	struct sealed_prior prior; /* client: the request's identity, for a retry */
 };
 
@@ -420,5 +431,31 @@ void sealed_reject_encode(enum sealed_reason reason, uint8_t out[SEALED_REJECT_L
  * SEALED_REASON_MAX), else -EBADMSG. Unauthenticated: a hint, never a response.
  */
 int sealed_reject_decode(const uint8_t *msg, size_t len, enum sealed_reason *out_reason);
+
+/*
+ * sealed_reject_seal writes the REJECT for `reason` to `out` and returns its length:
+ * authenticated (SEALED_REJECT_AUTH_LEN bytes) when sealed_open_request left a
+ * REJECT key in `ctx` (the request's token opened), else the clear 3-byte form.
+ * `hdr`: the REJECT's R2P2 header bytes (a RESPONSE). Wipes the key.
+ */
+size_t sealed_reject_seal(struct sealed_ctx *ctx, const uint8_t hdr[SEALED_HDR_AD_LEN],
+			  enum sealed_reason reason, uint8_t out[SEALED_REJECT_MAX]);
+
+/*
+ * sealed_reject_open reads `msg` as a REJECT of the request `ctx` was sealed for.
+ * Returns 0 with the reason and whether it is authentic (the authenticated form, its
+ * tag verified under the request's association); -EBADMSG when it is the
+ * authenticated form and its tag does not verify (forged: ignore it); -ENOMSG when it
+ * is no REJECT at all.
+ */
+int sealed_reject_open(const struct sealed_ctx *ctx, const uint8_t hdr[SEALED_HDR_AD_LEN],
+		       const uint8_t *msg, size_t len, enum sealed_reason *out_reason,
+		       bool *out_authentic);
+
+/*
+ * sealed_reason_authenticated says whether a server always authenticates a REJECT
+ * for `reason` (it is found after the token opened): a clear one is forged.
+ */
+bool sealed_reason_authenticated(unsigned reason);
 
 #endif /* R2P2D_SEALED_H */

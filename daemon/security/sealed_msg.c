@@ -39,6 +39,23 @@ const char *sealed_reason_name(unsigned reason)
 	return reason <= SEALED_REASON_MAX ? reason_names[reason] : "?";
 }
 
+bool sealed_reason_authenticated(unsigned reason)
+{
+	switch (reason) {
+	case SEALED_REJ_WRONG_SERVICE:
+	case SEALED_REJ_EXPIRED:
+	case SEALED_REJ_STALE:
+	case SEALED_REJ_RESTARTED:
+	case SEALED_REJ_REPLAY:
+	case SEALED_REJ_BAD_AEAD:
+	case SEALED_REJ_FULL:
+	case SEALED_REJ_SHARE:
+		return true;
+	default:
+		return false;
+	}
+}
+
 bool sealed_reason_rebootstrap(unsigned reason)
 {
 	return reason == SEALED_REJ_UNKNOWN_KEY || reason == SEALED_REJ_BAD_TOKEN ||

@@ -530,8 +530,9 @@ static int sealed_protect(struct sec_env *env, struct sec_call *c, unsigned poli
 }
 
 /*
- * sealed_retry: the server refused the request with a REJECT, which nothing
- * authenticates: it may be forged, and the request may have run. So the request
+ * sealed_retry: the server refused the request with a REJECT that is authentic, or
+ * one it could not have authenticated: either way the request may have run (an
+ * authentic "replay" means a copy did; a clear one may be forged). So the request
  * goes again once, through a tls exchange with the same server, naming the refused
  * attempt (SEALED_BOOT_RETRY): the server runs it only if it can tell the attempt
  * never ran, and says so inside tls otherwise. On the reasons that say the
@@ -569,16 +570,32 @@ static enum sec_next sealed_retry(struct sec_env *env, struct sec_call *c,
 	return SEC_SEND;
 }
 
-/* sealed_finish_aead opens the response to an AEAD request, or handles a REJECT. */
+/*
+ * sealed_finish_aead opens the response to an AEAD request, or handles a REJECT: one
+ * that does not authenticate, or a clear one for a reason the server authenticates
+ * (it opened the token), is forged and ignored like a forged response.
+ */
 static enum sec_next sealed_finish_aead(struct sec_env *env, struct sec_call *c,
 					const uint8_t *payload, size_t len, struct sec_reply *out)
 {
 	uint8_t hdr[SEALED_HDR_AD_LEN];
 	enum sealed_reason reason;
+	bool authentic;
 
-	if (sealed_reject_decode(payload, len, &reason) == 0)
-		return sealed_retry(env, c, reason, out);
 	sealed_hdr_ad(hdr, R2P2_RESPONSE, R2P2_FIXED_ROUTE);
+	switch (sealed_reject_open(&c->sctx, hdr, payload, len, &reason, &authentic)) {
+	case -ENOMSG:
+		break;
+	case 0:
+		if (authentic || !sealed_reason_authenticated(reason))
+			return sealed_retry(env, c, reason, out);
+		reply_fail(out, -EBADMSG,
+			   "a clear sealed REJECT the server would have authenticated");
+		return SEC_IGNORE;
+	default:
+		reply_fail(out, -EBADMSG, "sealed REJECT does not authenticate");
+		return SEC_IGNORE;
+	}
 	if (sealed_open_response(&c->sctx, hdr, payload, len, &env->sealed) < 0) {
 		/* anyone can send a packet with this rid: a forgery must not end the call */
 		reply_fail(out, -EBADMSG, "sealed response does not authenticate");
@@ -631,7 +648,8 @@ static enum sec_next sealed_finish(struct sec_env *env, struct sec_call *c, int 
 }
 
 /* sealed_open_aead opens a sealed request (token, window, strike register, AEAD)
- * before any app sees it; a refusal is answered with an (unauthenticated) REJECT. */
+ * before any app sees it; a refusal is answered with a REJECT, authenticated when
+ * the token opened. */
 static enum sec_verdict sealed_open_aead(struct sec_env *env, struct sec_service *svc,
 					 const struct sec_request *rq, struct sec_exec *x,
 					 struct sec_msg *out)
@@ -647,8 +665,12 @@ static enum sec_verdict sealed_open_aead(struct sec_env *env, struct sec_service
 	if (sealed_open_request(svc->sealed, svc_stek(env, svc), svc->name, env->sealed_replay,
 				&chk, hdr, rq->payload, rq->len, &env->sealed, &x->sctx,
 				&why) < 0) {
-		sealed_reject_encode(why, env->reject);
-		msg_set(out, env->reject, sizeof(env->reject), R2P2_F_SEALED);
+		uint8_t rhdr[SEALED_HDR_AD_LEN];
+
+		sealed_hdr_ad(rhdr, R2P2_RESPONSE, R2P2_FIXED_ROUTE);
+		msg_set(out, env->reject, sealed_reject_seal(&x->sctx, rhdr, why, env->reject),
+			R2P2_F_SEALED);
+		sealed_ctx_cleanup(&x->sctx);
 		return SEC_ANSWER;
 	}
 	x->ops = svc->ops;

@@ -53,7 +53,7 @@ struct sec_env {
 	/* Scratch: what an operation returns in a struct sec_msg points into one of
 	 * these and stays valid until the next operation on this env. */
 	struct tls_buf flight, plain, sealed;
-	uint8_t reject[SEALED_REJECT_LEN];
+	uint8_t reject[SEALED_REJECT_MAX];
 };
 
 /* sec_env_init gives `env` its keys and registers (none owned) and the real clock. */

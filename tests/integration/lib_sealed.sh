@@ -20,7 +20,7 @@ IT_SEALED_TS=$((IT_SEALED_NONCE + 12))      # 93: timestamp (8)
 IT_SEALED_BIND=$((IT_SEALED_TS + 8))        # 101: the server's address (16) and port (2)
 IT_SEALED_CT=$((IT_SEALED_BIND + 18))       # 119: ciphertext of the app request, then the tag
 IT_SEALED_REASONS=(ok malformed unknown_key bad_token wrong_service expired stale replay full
-	bad_aead internal wrong_server restarted)
+	bad_aead internal wrong_server restarted share)
 
 # it_sealed_init: it_tls_init, then skip unless this r2p2d accepts security = sealed.
 it_sealed_init() {
@@ -143,6 +143,9 @@ it_sealed_reply_kind() {
 		echo drop
 	elif [ "${h:0:6}" = cc0811 ] && [ "$((16#$f & 16#3f))" -eq 16 ]; then
 		if [ "${#h}" -eq 22 ] && [ "${h:16:4}" = 02ff ]; then
+			echo "reject:${IT_SEALED_REASONS[$((16#${h:20:2}))]:-?}"
+		elif [ "${#h}" -eq 54 ] && [ "${h:16:4}" = 02fe ]; then
+			# an authenticated REJECT (tag not checked here)
 			echo "reject:${IT_SEALED_REASONS[$((16#${h:20:2}))]:-?}"
 		elif [ "${h:16:2}" = 02 ]; then
 			echo sealed
