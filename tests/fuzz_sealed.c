@@ -2,7 +2,8 @@
 /*
  * fuzz_sealed: libFuzzer harness over everything sealed mode parses from the
  * network (daemon/sealed.c): sealed_open_request at the server, and at the client
- * sealed_open_response (with a fixed request context), sealed_reject_decode and the
+ * sealed_open_response (with a fixed request context), sealed_reject_decode and
+ * sealed_reject_open (an authentic REJECT of the fixed request cannot be forged), and the
  * bootstrap decoders sealed_boot_req_decode and sealed_boot_resp_decode.
  *
  * Input: byte 0 picks the target (mod 5); for 0 (open_request) byte 1 holds flags
@@ -333,11 +334,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				abort();
 		}
 		break;
-	case T_REJECT:
+	case T_REJECT: {
+		uint8_t rhdr[SEALED_HDR_AD_LEN];
+		bool authentic = true;
+		int rc;
+
 		if (sealed_reject_decode(msg, len, &why) == 0 &&
 		    (why == SEALED_OK || why > SEALED_REASON_MAX || len != SEALED_REJECT_LEN))
 			abort();
+		/* a REJECT of the fixed request: nobody but its server can make an authentic one */
+		sealed_hdr_ad(rhdr, R2P2_RESPONSE, R2P2_FIXED_ROUTE);
+		rc = sealed_reject_open(&fixed_ctx, rhdr, msg, len, &why, &authentic);
+		if (rc == 0 && (authentic || len != SEALED_REJECT_LEN || why == SEALED_OK ||
+				why > SEALED_REASON_MAX))
+			abort();
+		if (rc != 0 && rc != -EBADMSG && rc != -ENOMSG)
+			abort();
 		break;
+	}
 	}
 	free(copy);
 	return 0;
