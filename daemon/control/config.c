@@ -362,7 +362,8 @@ void cfg_defaults(struct cfg *c)
 	c->max_half_open_per_source = 1024;
 	c->drain_timeout_ms = 5000;
 	c->replay_window_ms = 120000;
-	c->spin_us = 0;
+	c->poll = CFG_POLL_OFF;
+	c->poll_us = 50;
 	/* Datacenter clocks agree within milliseconds (NTP/PTP); the strike register must
 	 * hold every (association, nonce) for twice this, so it sets the memory per RPC/s. */
 	c->sealed_window_ms = 250;

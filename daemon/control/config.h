@@ -76,7 +76,10 @@ struct cfg {
 	uint64_t max_reassembly_bytes;	   /* per worker: held by requests being reassembled */
 	uint32_t max_half_open_per_source; /* per worker: requests one address reassembles */
 	uint64_t drain_timeout_ms;	   /* SIGTERM waits this long for in-flight RPCs */
-	uint32_t spin_us; /* a worker waiting for an app's answer polls this long first */
+	/* How a worker waits: off (sleeps at once), adaptive (with work in flight it polls
+	 * its ring and lanes up to poll_us before sleeping), busy (never sleeps). */
+	enum cfg_poll { CFG_POLL_OFF = 0, CFG_POLL_ADAPTIVE, CFG_POLL_BUSY } poll;
+	uint32_t poll_us;
 	enum cfg_backend { CFG_BACKEND_AUTO = 0, CFG_BACKEND_XDP, CFG_BACKEND_UDP } backend;
 	bool xdp_skb;	    /* xdp_mode = skb (generic XDP) instead of native */
 	char interface[32]; /* interface for the xdp backend; "" = the one holding `listen` */

@@ -34,7 +34,8 @@ static const char *const daemon_keys[DK_COUNT] = {
     [DK_STEK] = "stek",
     [DK_REPLAY_WINDOW] = "replay_window_ms",
     [DK_REPLAY_MAX] = "replay_max_entries",
-    [DK_SPIN] = "spin_us",
+    [DK_POLL] = "poll",
+    [DK_POLL_US] = "poll_us",
     [DK_SEALED_WINDOW] = "sealed_window_ms",
     [DK_BACKEND] = "backend",
     [DK_XDP_MODE] = "xdp_mode",
@@ -106,7 +107,7 @@ static const struct num_key daemon_nums[DK_COUNT] = {
     [DK_REPLAY_WINDOW] = NUM_KEY(replay_window_ms, 1000, 86400000),
     [DK_REPLAY_MAX] = NUM_KEY(replay_max_entries, 1024, 1u << 26),
     [DK_SEALED_WINDOW] = NUM_KEY(sealed_window_ms, 100, 600000),
-    [DK_SPIN] = NUM_KEY(spin_us, 0, 1000),
+    [DK_POLL_US] = NUM_KEY(poll_us, 1, 10000),
     [DK_MAX_CONNS] = NUM_KEY(max_conns, 1, 65536),
     [DK_MAX_CONNS_PER_UID] = NUM_KEY(max_conns_per_uid, 1, 65536),
     [DK_MAX_REASSEMBLY] = NUM_KEY(max_reassembly_bytes, 65536, 1ull << 40),
@@ -249,6 +250,17 @@ static void text_key(struct parser *p, enum daemon_key k, const char *key, const
 	case DK_BACKEND:
 		backend_value(p, key, v);
 		break;
+	case DK_POLL: {
+		static const char *const polls[] = {"off", "adaptive", "busy"};
+		int m = lookup(polls, ARRAY_SIZE(polls), v);
+
+		if (m < 0)
+			failx(p, p->lineno, p->label, key,
+			      "bad value '%s' (expected off|adaptive|busy)", v);
+		else
+			c->poll = (enum cfg_poll)m;
+		break;
+	}
 	case DK_XDP_MODE:
 		if (strcmp(v, "native") == 0 || strcmp(v, "skb") == 0)
 			c->xdp_skb = strcmp(v, "skb") == 0;

@@ -209,11 +209,21 @@ static bool any_submitted(struct worker *w)
 }
 
 /*
- * lanes_spin: an app holds a request of ours, and an answer often comes back
- * within microseconds. Rather than sleep and pay a wakeup, watch the lanes until
- * `until` (with the doorbells off, so the app makes no syscall either). Returns
- * true when there is work. Only the server side spins: the thread it waits for
- * runs on the other core, so the two do not compete.
+ * ring_has_work says whether the ring holds completions, or has completions the
+ * kernel is waiting to post (IORING_SQ_TASKRUN, with IORING_SETUP_TASKRUN_FLAG:
+ * under COOP_TASKRUN a datagram's completion waits for our next system call).
+ */
+static bool ring_has_work(struct io_uring *ring)
+{
+	return io_uring_cq_ready(ring) ||
+	       (IO_URING_READ_ONCE(*ring->sq.kflags) & IORING_SQ_TASKRUN);
+}
+
+/*
+ * lanes_spin: a request or call of ours is in flight, and its answer often comes
+ * back within microseconds. Rather than sleep and pay a wakeup, watch the lanes and
+ * the ring until `until` (with the doorbells off, so apps make no system call
+ * either). Returns true when there is work (the loop must not sleep).
  */
 bool lanes_spin(struct worker *w, uint64_t until)
 {
@@ -222,7 +232,7 @@ bool lanes_spin(struct worker *w, uint64_t until)
 	io_uring_submit(&w->ring); /* what this iteration queued leaves now */
 	lanes_disarm_all(w);
 	do {
-		work = any_submitted(w) || io_uring_cq_ready(&w->ring);
+		work = any_submitted(w) || ring_has_work(&w->ring);
 		if (!work)
 			__builtin_ia32_pause();
 	} while (!work && now_ns() < until);

@@ -430,14 +430,38 @@ static void arm_deadline(struct worker *w)
 		arm_timer(w, deadline);
 }
 
+/*
+ * poll_until says until when the worker polls instead of sleeping (0: it sleeps at
+ * once): adaptive, for poll_us while a call or a request of ours is in flight, its
+ * answer likely microseconds away; busy, up to the next timer, always.
+ */
+static uint64_t poll_until(const struct worker *w, uint64_t now)
+{
+	const struct cfg *c = &w->cfg->cfg;
+
+	switch (c->poll) {
+	case CFG_POLL_BUSY:
+		return w->timer_deadline && w->timer_deadline > now ? w->timer_deadline
+								    : now + NS_PER_MS;
+	case CFG_POLL_ADAPTIVE:
+		if (w->exec_count || w->calls_inflight)
+			return now + (uint64_t)c->poll_us * 1000u;
+		return 0;
+	default:
+		return 0;
+	}
+}
+
 /* wait submits what the iteration queued and sleeps for a completion unless `busy`.
  * Returns false when the ring failed. */
 static bool wait_for_work(struct worker *w, bool busy, uint64_t now)
 {
 	int r;
 
-	if (!busy && w->exec_count > 0 && w->cfg->cfg.spin_us)
-		busy = lanes_spin(w, now + w->cfg->cfg.spin_us * 1000ull);
+	uint64_t until = poll_until(w, now);
+
+	if (!busy && until > now)
+		busy = lanes_spin(w, until);
 	r = busy ? io_uring_submit(&w->ring) : io_uring_submit_and_wait(&w->ring, 1);
 	if (r < 0 && r != -EINTR && r != -EAGAIN && r != -EBUSY) {
 		log_err("worker %u: io_uring_submit: %s", w->id, strerror(-r));
@@ -501,7 +525,8 @@ static int ring_init(struct worker *w, char *err, size_t err_len)
 
 	/* Not SINGLE_ISSUER: the ring is set up here, on the main thread, and driven by the worker.
 	 */
-	p.flags = IORING_SETUP_COOP_TASKRUN;
+	/* TASKRUN_FLAG: a polling worker sees completions the kernel holds back for it */
+	p.flags = IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
 	ret = io_uring_queue_init_params(RING_ENTRIES, &w->ring, &p);
 	if (ret < 0) {
 		p.flags = 0; /* older kernels */

@@ -61,6 +61,16 @@ struct r2p2_ctx *r2p2_attach(const char *socket_path);
 /* r2p2_detach releases the context; pending calls are abandoned. NULL is ok. */
 void r2p2_detach(struct r2p2_ctx *ctx);
 
+/*
+ * r2p2_set_poll_us sets how long r2p2_poll (and r2p2_call_sync) polls the rings
+ * before it sleeps, while this context has calls in flight or had an event within
+ * the last millisecond: 0 (the default, unless $R2P2_POLL_US says otherwise at
+ * attach) sleeps at once. Polling spends CPU to save the wakeups of an answer that
+ * comes back within microseconds; use it on hosts with spare cores, with the
+ * daemon's `poll = adaptive` (docs/OPERATIONS.md). At most 10000.
+ */
+void r2p2_set_poll_us(struct r2p2_ctx *ctx, unsigned us);
+
 /* Flags for r2p2_call. */
 #define R2P2_CALL_NOT_REPLAY_SAFE R2P2_SQE_NOT_REPLAY_SAFE /* never sent as 0-RTT early data */
 
