@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -729,7 +730,7 @@ static bool spin_for_cq(struct r2p2_ctx *ctx, int timeout_ms)
 	do {
 		if (cq_pending(ctx))
 			return true;
-		__builtin_ia32_pause();
+		sched_yield(); /* the daemon's worker may share this CPU */
 	} while (now_ns() < until);
 	return false;
 }

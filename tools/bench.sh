@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# tools/bench.sh BUILD_DIR [-r ROUNDS] [-N COUNT] [-s SOAK] [-L RATES]: one run, on the same two
-# namespaces, interleaved so machine drift hits every mode alike:
-#   udp       raw UDP ping-pong (udp-pingpong), the floor
-#   plain     r2p2-bench against echo.svc (plain R2P2 through two daemons)
-#   tls       r2p2-bench against echo-tls.svc (one TLS 1.3 exchange per RPC, 0-RTT)
-#   sealed    r2p2-bench against echo-sealed.svc (AEAD per RPC under a bootstrapped association)
-#   grpc      grpc-echo-client against grpc-echo-server, insecure (the peer)
-#   grpc-tls  the same over TLS (grpc::SslCredentials, one persistent channel)
+# tools/bench.sh BUILD_DIR [-r ROUNDS] [-N COUNT] [-s SOAK] [-L RATES] [-C COUNT]: one run, on
+# the same two namespaces, interleaved so machine drift hits every mode alike:
+#   udp         raw UDP ping-pong (udp-pingpong), the floor
+#   udp-busy    the same with both ends polling their sockets: the floor of the poll modes
+#   plain       r2p2-bench against echo.svc (plain R2P2 through two daemons)
+#   plain-poll  the same through a second pair of daemons with `poll = adaptive`, the apps
+#               polling too (R2P2_POLL_US=50)
+#   tls         r2p2-bench against echo-tls.svc (one TLS 1.3 exchange per RPC, 0-RTT)
+#   sealed      r2p2-bench against echo-sealed.svc (AEAD per RPC under a bootstrapped association)
+#   sealed-poll sealed through the polling pair
+#   grpc        grpc-echo-client against grpc-echo-server, insecure (the peer)
+#   grpc-tls    the same over TLS (grpc::SslCredentials, one persistent channel)
+# The latency rounds run twice: unpinned, then pinned (every process of namespace A on CPU 0,
+# of namespace B on CPU 1, with taskset). Each row has the CPU per RPC of the four parties:
+# client app, client daemon, server daemon, server app (gRPC: client and server processes).
 # The gRPC modes need the peers built (-DR2P2_BENCH_PEERS=ON; ./tools/dev.sh bench does it);
 # without them they are skipped with a note. COUNT sequential 4-byte echoes each (default
 # 10000), ROUNDS rounds (default 3). Then:
@@ -17,30 +24,34 @@
 #     at concurrency 16 (default 1000000 each; -s 0 skips it),
 #   - open-loop load: p99 against offered load for plain, tls and grpc-tls at the
 #     comma-separated RATES (requests/s; -L 0 skips it),
-#   - r2p2-tls-bench (BoringSSL's own 0-RTT cost, in-process).
+#   - closed-loop throughput at 32 calls outstanding, every mode but udp (COUNT -C, 20000),
+#   - r2p2-tls-bench (BoringSSL's own 0-RTT cost, in-process),
+#   - the targets of the per-RPC path, each met or missed, from the medians above.
 # Prints markdown tables; figures (gnuplot) go to BUILD_DIR/bench/latency.png and
 # openloop.png, raw samples and data next to them, JSON lines to BUILD_DIR/bench-results.jsonl.
 set -euo pipefail
 
-USAGE="usage: tools/bench.sh BUILD_DIR [-r ROUNDS] [-N COUNT] [-s SOAK_RPCS] [-L RATE,RATE,...]"
+USAGE="usage: tools/bench.sh BUILD_DIR [-r ROUNDS] [-N COUNT] [-s SOAK_RPCS] [-L RATE,RATE,...] [-C COUNT]"
 BUILD=${1:?$USAGE}
 shift
 ROUNDS=3
 COUNT=10000
 SOAK=1000000
 RATES=2000,5000,10000,20000,40000
-while getopts "r:N:s:L:" opt; do
+CL_COUNT=20000
+while getopts "r:N:s:L:C:" opt; do
 	case $opt in
 	r) ROUNDS=$OPTARG ;;
 	N) COUNT=$OPTARG ;;
 	s) SOAK=$OPTARG ;;
 	L) RATES=$OPTARG ;;
+	C) CL_COUNT=$OPTARG ;;
 	*) echo "$USAGE" >&2; exit 2 ;;
 	esac
 done
 [[ $ROUNDS =~ ^[1-9][0-9]*$ && $COUNT =~ ^[1-9][0-9]*$ && $SOAK =~ ^[0-9]+$ ]] ||
 	{ echo "$USAGE" >&2; exit 2; }
-[[ $RATES =~ ^[0-9,]+$ ]] || { echo "$USAGE" >&2; exit 2; }
+[[ $RATES =~ ^[0-9,]+$ && $CL_COUNT =~ ^[0-9]+$ ]] || { echo "$USAGE" >&2; exit 2; }
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export R2P2_BUILD=$BUILD R2P2_SRC=$SRC
 IT_NAME=bench
@@ -65,7 +76,8 @@ NOTES=()
 
 GRPC_SRV=$(it_bin grpc-echo-server 2>/dev/null) || GRPC_SRV=
 GRPC_CLI=$(it_bin grpc-echo-client 2>/dev/null) || GRPC_CLI=
-MODES="udp plain tls sealed"
+MODES="udp udp-busy plain plain-poll tls sealed sealed-poll"
+POLL_US=50
 if [ -n "$GRPC_SRV" ] && [ -n "$GRPC_CLI" ]; then
 	MODES="$MODES grpc grpc-tls"
 else
@@ -76,8 +88,8 @@ has_mode() { [[ " $MODES " == *" $1 "* ]]; }
 
 # Certificates and STEK for echo-tls.svc; a certificate for the gRPC TLS server (same CA).
 SEALED_PORT=$((TLS_PORT + 1))
-R2P2CTL=$(it_bin r2p2ctl) bash "$SRC/tools/gen-certs.sh" "$IT_TMP/pki" echo-tls.svc echo-sealed.svc "$GRPC_NAME" \
-	>/dev/null
+R2P2CTL=$(it_bin r2p2ctl) bash "$SRC/tools/gen-certs.sh" "$IT_TMP/pki" echo-tls.svc echo-sealed.svc \
+	echo-sealed-poll.svc "$GRPC_NAME" >/dev/null
 it_setup_pair
 IF_A=r2a$IT_ID
 {
@@ -97,13 +109,47 @@ IF_A=r2a$IT_ID
 	it_conf_call echo-sealed.svc 1000 3 "$IT_B4:$SEALED_PORT"
 	printf 'security = sealed\nca = %s\n\n' "$IT_TMP/pki/ca.crt"
 } >"$IT_TMP/a.conf"
+# The polling pair: daemons pb (namespace B) and pa (namespace A) with poll = adaptive.
+POLL_PORT=$((IT_ECHO_PORT + 10))
+SEALED_POLL_PORT=$((IT_ECHO_PORT + 11))
+{
+	it_conf_daemon pb "$IT_B4"
+	printf 'stek = %s\npoll = adaptive\npoll_us = %s\n\n' "$IT_TMP/pki/stek.keys" "$POLL_US"
+	it_conf_serve echo-poll.svc "$POLL_PORT"
+	printf '[serve echo-sealed-poll.svc]\nport = %s\nsecurity = sealed\ncert = %s\nkey = %s\n\n' \
+		"$SEALED_POLL_PORT" "$IT_TMP/pki/echo-sealed-poll.svc.crt" \
+		"$IT_TMP/pki/echo-sealed-poll.svc.key"
+} >"$IT_TMP/pb.conf"
+{
+	it_conf_daemon pa "$IT_A4"
+	printf 'poll = adaptive\npoll_us = %s\n\n' "$POLL_US"
+	it_conf_call echo-poll.svc 1000 3 "$IT_B4:$POLL_PORT"
+	it_conf_call echo-sealed-poll.svc 1000 3 "$IT_B4:$SEALED_POLL_PORT"
+	printf 'security = sealed\nca = %s\n\n' "$IT_TMP/pki/ca.crt"
+} >"$IT_TMP/pa.conf"
 it_start_daemon b "$IT_NS_B" "$IT_TMP/b.conf"
 it_start_daemon a "$IT_NS_A" "$IT_TMP/a.conf"
+it_start_daemon pb "$IT_NS_B" "$IT_TMP/pb.conf"
+it_start_daemon pa "$IT_NS_A" "$IT_TMP/pa.conf"
+declare -A APP_PID=()
 it_start_echo -n echo.svc
+APP_PID[plain]=$IT_ECHO_PID
 it_start_echo -n echo-tls.svc
+APP_PID[tls]=$IT_ECHO_PID
 it_start_echo -n echo-sealed.svc
+APP_PID[sealed]=$IT_ECHO_PID
+export R2P2_POLL_US=$POLL_US
+it_start_echo_on pb "$IT_NS_B" -n echo-poll.svc
+APP_PID[plain-poll]=$IT_LAST_PID
+it_start_echo_on pb "$IT_NS_B" -n echo-sealed-poll.svc
+APP_PID[sealed-poll]=$IT_LAST_PID
+unset R2P2_POLL_US
 it_bg "$IT_NS_B" "$IT_TMP/udp-server.log" "$pp" server "$IT_B4:7000" -i 600
-it_wait_for 5 "udp-pingpong server" grep -q ready "$IT_TMP/udp-server.log"
+APP_PID[udp]=$IT_LAST_PID
+it_wait_for 5 "udp-pingpong server" grep -qs ready "$IT_TMP/udp-server.log"
+it_bg "$IT_NS_B" "$IT_TMP/udp-busy-server.log" "$pp" server "$IT_B4:7001" -i 600 -b
+APP_PID[udp-busy]=$IT_LAST_PID
+it_wait_for 5 "udp-pingpong server -b" grep -qs ready "$IT_TMP/udp-busy-server.log"
 GRPC_PID=
 GRPC_TLS_PID=
 GRPC_TLS_VERSION=
@@ -113,29 +159,71 @@ if has_mode grpc; then
 	it_bg "$IT_NS_B" "$IT_TMP/grpc-tls-server.log" "$GRPC_SRV" "$IT_B4:$GRPC_TLS_PORT" -i 600 \
 		--tls "$IT_TMP/pki/$GRPC_NAME.crt" "$IT_TMP/pki/$GRPC_NAME.key"
 	GRPC_TLS_PID=$IT_LAST_PID
+	APP_PID[grpc]=$GRPC_PID
+	APP_PID[grpc-tls]=$GRPC_TLS_PID
 	it_wait_for 10 "grpc-echo-server" grep -q ready "$IT_TMP/grpc-server.log"
 	it_wait_for 10 "grpc-echo-server --tls" grep -q ready "$IT_TMP/grpc-tls-server.log"
 	it_log "grpc-echo-server running in $IT_NS_B (pids $GRPC_PID, $GRPC_TLS_PID with tls)"
 fi
 
-# client MODE ARGS...: the client of MODE in namespace A, bounded by $TMO seconds (300).
+# client MODE ARGS...: the client of MODE in namespace A, bounded by $TMO seconds (300), on
+# the CPUs in $PIN_A if set (taskset -c).
 client() {
-	local mode=$1
+	local mode=$1 pin=()
 	shift
+	[ -z "${PIN_A:-}" ] || pin=(taskset -c "$PIN_A")
 	case $mode in
-	udp) it_in "$IT_NS_A" timeout "${TMO:-300}" "$pp" client "$IT_B4:7000" "$@" ;;
+	udp) it_in "$IT_NS_A" timeout "${TMO:-300}" "${pin[@]}" "$pp" client "$IT_B4:7000" "$@" ;;
+	udp-busy)
+		it_in "$IT_NS_A" timeout "${TMO:-300}" "${pin[@]}" "$pp" client "$IT_B4:7001" --busy "$@"
+		;;
 	plain | tls | sealed)
 		local svc=echo.svc
 		[ "$mode" = tls ] && svc=echo-tls.svc
 		[ "$mode" = sealed ] && svc=echo-sealed.svc
-		it_in "$IT_NS_A" timeout "${TMO:-300}" "$benchbin" -s "$(it_sock a)" -n "$svc" "$@"
+		it_in "$IT_NS_A" timeout "${TMO:-300}" "${pin[@]}" "$benchbin" -s "$(it_sock a)" \
+			-n "$svc" "$@"
 		;;
-	grpc) it_in "$IT_NS_A" timeout "${TMO:-300}" "$GRPC_CLI" "$IT_B4:$GRPC_PORT" "$@" ;;
+	plain-poll | sealed-poll)
+		local svc=echo-poll.svc
+		[ "$mode" = sealed-poll ] && svc=echo-sealed-poll.svc
+		it_in "$IT_NS_A" timeout "${TMO:-300}" env R2P2_POLL_US="$POLL_US" "${pin[@]}" \
+			"$benchbin" -s "$(it_sock pa)" -n "$svc" "$@"
+		;;
+	grpc) it_in "$IT_NS_A" timeout "${TMO:-300}" "${pin[@]}" "$GRPC_CLI" "$IT_B4:$GRPC_PORT" "$@" ;;
 	grpc-tls)
-		it_in "$IT_NS_A" timeout "${TMO:-300}" "$GRPC_CLI" "$IT_B4:$GRPC_TLS_PORT" \
-			--tls "$IT_TMP/pki/ca.crt" "$GRPC_NAME" "$@"
+		it_in "$IT_NS_A" timeout "${TMO:-300}" "${pin[@]}" "$GRPC_CLI" \
+			"$IT_B4:$GRPC_TLS_PORT" --tls "$IT_TMP/pki/ca.crt" "$GRPC_NAME" "$@"
 		;;
 	esac
+}
+
+# daemons_of MODE: "CLIENT_DAEMON_PID SERVER_DAEMON_PID" of MODE ("- -" for udp and gRPC).
+daemons_of() {
+	case $1 in
+	plain | tls | sealed) echo "${IT_DAEMON_PID[a]} ${IT_DAEMON_PID[b]}" ;;
+	plain-poll | sealed-poll) echo "${IT_DAEMON_PID[pa]} ${IT_DAEMON_PID[pb]}" ;;
+	*) echo "- -" ;;
+	esac
+}
+
+# pin_all PLACEMENT: unpinned (every process may run on every CPU) or pinned (namespace A's
+# long-lived processes on CPU 0, namespace B's on CPU 1; clients get PIN_A=0).
+ALL_CPUS=0-$(($(nproc) - 1))
+pin_all() {
+	local a=$ALL_CPUS b=$ALL_CPUS pid
+	PIN_A=
+	if [ "$1" = pinned ]; then
+		a=0
+		b=$(($(nproc) > 1 ? 1 : 0))
+		PIN_A=0
+	fi
+	for pid in "${IT_DAEMON_PID[a]}" "${IT_DAEMON_PID[pa]}"; do
+		taskset -a -p -c "$a" "$pid" >/dev/null
+	done
+	for pid in "${IT_DAEMON_PID[b]}" "${IT_DAEMON_PID[pb]}" "${APP_PID[@]}"; do
+		taskset -a -p -c "$b" "$pid" >/dev/null
+	done
 }
 
 # Which TLS version the measured gRPC pair negotiates: grpc 1.51 cannot pin one through its
@@ -158,85 +246,175 @@ fi
 cpu_ticks() { if [ -n "$1" ]; then awk '{ print $14 + $15 }' "/proc/$1/stat"; else echo 0; fi; }
 TICK=$(getconf CLK_TCK)
 
-# run_mode MODE ROUND: one measurement; prints
-# "mode p50 p99 mean errors timeouts client_cpu_us_per_rpc server_cpu_us_per_rpc" ("-": n/a).
-# The last round also keeps every latency in $OUT/samples-MODE.txt.
+# run_mode MODE ROUND PLACEMENT: one measurement; prints "mode p50 p99 mean errors timeouts
+# client_app client_daemon server_daemon server_app" (CPU in us per RPC; "-": n/a). The last
+# unpinned round also keeps every latency in $OUT/samples-MODE.txt.
 run_mode() {
-	local mode=$1 r=$2 out=$IT_TMP/$1-$2.txt pa="" pb="" a0 b0 a1 b1 extra=()
-	[ "$r" -eq "$ROUNDS" ] && extra=(--samples "$OUT/samples-$mode.txt")
-	case $mode in
-	plain | tls | sealed) pa=${IT_DAEMON_PID[a]} pb=${IT_DAEMON_PID[b]} ;;
-	grpc) pb=$GRPC_PID ;;
-	grpc-tls) pb=$GRPC_TLS_PID ;;
-	esac
+	local mode=$1 r=$2 where=$3 out=$IT_TMP/$1-$2-$3.txt pa pb ps a0 b0 s0 a1 b1 s1 extra=()
+	[ "$r" -eq "$ROUNDS" ] && [ "$where" = unpinned ] && extra=(--samples "$OUT/samples-$mode.txt")
+	read -r pa pb < <(daemons_of "$mode")
+	[ "$pa" = - ] && pa=
+	[ "$pb" = - ] && pb=
+	ps=${APP_PID[$mode]:-}
 	a0=$(cpu_ticks "$pa")
 	b0=$(cpu_ticks "$pb")
+	s0=$(cpu_ticks "$ps")
 	client "$mode" -S 4 -N "$COUNT" -w 1000 -t 1000 --json "${extra[@]}" >"$out" || true
 	a1=$(cpu_ticks "$pa")
 	b1=$(cpu_ticks "$pb")
-	grep -h '^{' "$out" | sed "s/^{/{\"mode\":\"$mode\",\"round\":$r,/" >>"$RESULTS"
-	awk -v a="$((a1 - a0))" -v b="$((b1 - b0))" -v t="$TICK" -v n="$((COUNT + 1000))" \
-		-v p50="$(it_json_num "$out" p50_us)" -v p99="$(it_json_num "$out" p99_us)" \
-		-v mean="$(it_json_num "$out" mean_us)" -v e="$(it_json_num "$out" errors)" \
-		-v to="$(it_json_num "$out" timeouts)" -v m="$mode" -v ha="$pa" -v hb="$pb" \
-		'BEGIN { printf "%s %s %s %s %s %s %s %s\n", m, p50 == "" ? -1 : p50,
+	s1=$(cpu_ticks "$ps")
+	grep -h '^{' "$out" | sed "s/^{/{\"mode\":\"$mode\",\"round\":$r,\"placement\":\"$where\",/" \
+		>>"$RESULTS"
+	awk -v a="$((a1 - a0))" -v b="$((b1 - b0))" -v s="$((s1 - s0))" -v t="$TICK" \
+		-v n="$((COUNT + 1000))" -v p50="$(it_json_num "$out" p50_us)" \
+		-v p99="$(it_json_num "$out" p99_us)" -v mean="$(it_json_num "$out" mean_us)" \
+		-v e="$(it_json_num "$out" errors)" -v to="$(it_json_num "$out" timeouts)" \
+		-v c="$(it_json_num "$out" cpu_us)" -v m="$mode" -v ha="$pa" -v hb="$pb" -v hs="$ps" \
+		'BEGIN { printf "%s %s %s %s %s %s %s %s %s %s\n", m, p50 == "" ? -1 : p50,
 			 p99 == "" ? -1 : p99, mean == "" ? -1 : mean, e == "" ? n : e, to + 0,
+			 c == "" ? "-" : sprintf("%.1f", c / n),
 			 ha == "" ? "-" : sprintf("%.1f", a * 1e6 / t / n),
-			 hb == "" ? "-" : sprintf("%.1f", b * 1e6 / t / n) }'
+			 hb == "" ? "-" : sprintf("%.1f", b * 1e6 / t / n),
+			 hs == "" ? "-" : sprintf("%.1f", s * 1e6 / t / n) }'
 }
 
-rows=()
-for ((r = 1; r <= ROUNDS; r++)); do
-	for mode in $MODES; do
-		it_log "round $r/$ROUNDS: $mode, $COUNT x 4 B sequential"
-		rows+=("$r $(run_mode "$mode" "$r")")
+# latency_table PLACEMENT ROWS...: the medians over the rounds, and their ratios; also
+# appends "placement mode p50 p99 cpu_client_daemon cpu_server_daemon" lines to $MEDIANS.
+latency_table() {
+	local where=$1
+	shift
+	echo
+	echo "## Latency, 4-byte echo, sequential, $COUNT requests per mode and round, $where"
+	echo "($(date -u +%F), $(nproc) CPUs, kernel $(uname -r); medians over $ROUNDS rounds)"
+	echo
+	printf '%s\n' "$@" | awk -v modes="$MODES" -v where="$where" -v med="$MEDIANS" '
+	function median(a, n,    i, j, t) {
+		for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+		return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+	}
+	function ratio(x, y) { return y > 0 && x >= 0 ? sprintf("%.2f", x / y) : "-" }
+	function cpu(m, c,    i, n) {
+		if (v[m, 1, c] == "-") return "-"
+		n = k[m]; for (i = 1; i <= n; i++) w[i] = v[m, i, c]
+		return sprintf("%.1f", median(w, n))
+	}
+	{
+		m = $2; k[m]++; i = k[m]
+		p50[m, i] = $3; p99[m, i] = $4; mean[m, i] = $5; err[m] += $6 + $7
+		for (q = 1; q <= 4; q++) v[m, i, q] = $(7 + q)
+	}
+	END {
+		nm = split(modes, ms, " ")
+		for (x = 1; x <= nm; x++) {
+			m = ms[x]; n = k[m]
+			for (i = 1; i <= n; i++) { a[i] = p50[m, i]; b[i] = p99[m, i]; c[i] = mean[m, i] }
+			M50[m] = median(a, n); M99[m] = median(b, n); Mmean[m] = median(c, n)
+		}
+		g = ("grpc-tls" in M50)
+		print "| mode | p50 (us) | p99 (us) | mean (us) | p50 / udp | p50 / plain | p50 / gRPC+TLS | p99 / gRPC+TLS | client app CPU | client daemon CPU | server daemon CPU | server app CPU | errors+timeouts |"
+		print "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+		for (x = 1; x <= nm; x++) {
+			m = ms[x]
+			printf "| %s | %.1f | %.1f | %.1f | %s | %s | %s | %s | %s | %s | %s | %s | %d |\n", m,
+				M50[m], M99[m], Mmean[m], ratio(M50[m], M50["udp"]),
+				m ~ /^udp/ ? "-" : ratio(M50[m], M50["plain"]),
+				g ? ratio(M50[m], M50["grpc-tls"]) : "-", g ? ratio(M99[m], M99["grpc-tls"]) : "-",
+				cpu(m, 1), cpu(m, 2), cpu(m, 3), cpu(m, 4), err[m]
+			printf "%s %s %s %s %s %s %s\n", where, m, M50[m], M99[m], cpu(m, 2), cpu(m, 3),
+				cpu(m, 4) >> med
+		}
+		printf "\nCPU in us per RPC, from /proc (clock ticks) over warm-up + measured calls, except the client app "
+		printf "(its own getrusage). gRPC modes: the server column is the grpc-echo-server process "
+		printf "(transport and echo together); udp: the client and the server process.\n"
+	}'
+}
+
+MEDIANS=$IT_TMP/medians.txt
+: >"$MEDIANS"
+for where in unpinned pinned; do
+	pin_all "$where"
+	rows=()
+	for ((r = 1; r <= ROUNDS; r++)); do
+		for mode in $MODES; do
+			it_log "round $r/$ROUNDS ($where): $mode, $COUNT x 4 B sequential"
+			rows+=("$r $(run_mode "$mode" "$r" "$where")")
+		done
 	done
+	latency_table "$where" "${rows[@]}"
 done
+pin_all unpinned
 
 it_log "tls counters on the server daemon after the run:"
 it_ctl b status | grep -E '^tls|^strike|^sealed' | sed 's/^/    /'
-
-echo
-echo "## Latency, 4-byte echo, sequential, $COUNT requests per mode and round"
-echo "($(date -u +%F), $(nproc) CPUs, kernel $(uname -r); medians over $ROUNDS rounds)"
-echo
-printf '%s\n' "${rows[@]}" | awk -v modes="$MODES" '
-function median(a, n,    i, j, t) {
-	for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
-	return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-}
-function ratio(x, y) { return y > 0 && x >= 0 ? sprintf("%.2f", x / y) : "-" }
-function cpu(m, c,    i, n) {
-	if (v[m, 1, c] == "-") return "-"
-	n = k[m]; for (i = 1; i <= n; i++) w[i] = v[m, i, c]
-	return sprintf("%.1f", median(w, n))
-}
-{
-	m = $2; k[m]++; i = k[m]
-	p50[m, i] = $3; p99[m, i] = $4; mean[m, i] = $5; err[m] += $6 + $7; v[m, i, 1] = $8; v[m, i, 2] = $9
-}
-END {
-	nm = split(modes, ms, " ")
-	for (x = 1; x <= nm; x++) {
-		m = ms[x]; n = k[m]
-		for (i = 1; i <= n; i++) { a[i] = p50[m, i]; b[i] = p99[m, i]; c[i] = mean[m, i] }
-		M50[m] = median(a, n); M99[m] = median(b, n); Mmean[m] = median(c, n)
-	}
-	g = ("grpc-tls" in M50)
-	print "| mode | p50 (us) | p99 (us) | mean (us) | p50 / udp | p50 / plain | p50 / gRPC+TLS | p99 / gRPC+TLS | client daemon CPU (us/RPC) | server daemon CPU (us/RPC) | errors+timeouts |"
-	print "|---|---|---|---|---|---|---|---|---|---|---|"
-	for (x = 1; x <= nm; x++) {
-		m = ms[x]
-		printf "| %s | %.1f | %.1f | %.1f | %s | %s | %s | %s | %s | %s | %d |\n", m, M50[m], M99[m],
-			Mmean[m], ratio(M50[m], M50["udp"]), m == "udp" ? "-" : ratio(M50[m], M50["plain"]),
-			g ? ratio(M50[m], M50["grpc-tls"]) : "-", g ? ratio(M99[m], M99["grpc-tls"]) : "-",
-			cpu(m, 1), cpu(m, 2), err[m]
-	}
-	printf "\nTargets: plain p50 within 2x udp; every encrypted mode below gRPC+TLS in p50 and p99 (ratios under 1).\n"
-	printf "CPU from /proc (clock ticks) over warmup + measured calls; r2p2 modes: the two r2p2d daemons, "
-	printf "not the echo app; gRPC modes: the grpc-echo-server process (transport and echo together).\n"
-}'
 [ "${#NOTES[@]}" -eq 0 ] || printf '\nNote: %s\n' "${NOTES[@]}"
+
+# ---- closed loop -------------------------------------------------------------------------
+CLOSED=$IT_TMP/closed.txt
+: >"$CLOSED"
+if [ "$CL_COUNT" -gt 0 ]; then
+	for mode in $MODES; do
+		[[ $mode == udp* ]] && continue
+		it_log "closed loop: $mode, $CL_COUNT x 4 B at 32 outstanding"
+		read -r pa pb < <(daemons_of "$mode")
+		[ "$pa" = - ] && pa=
+		[ "$pb" = - ] && pb=
+		a0=$(cpu_ticks "$pa")
+		b0=$(cpu_ticks "$pb")
+		out=$IT_TMP/closed-$mode.txt
+		client "$mode" -S 4 -c 32 -N "$CL_COUNT" -w 2000 -t 1000 --json >"$out" 2>&1 || true
+		a1=$(cpu_ticks "$pa")
+		b1=$(cpu_ticks "$pb")
+		grep -h '^{' "$out" | sed "s/^{/{\"mode\":\"closed-$mode\",/" >>"$RESULTS" || true
+		echo "$mode $(it_json_num "$out" throughput_rps) $(it_json_num "$out" p50_us) $(it_json_num "$out" p99_us) $(($(it_json_num "$out" errors) + $(it_json_num "$out" timeouts))) $(awk -v a=$((a1 - a0)) -v b=$((b1 - b0)) -v t="$TICK" -v n=$((CL_COUNT + 2000)) -v ha="$pa" \
+			'BEGIN { if (ha == "") print "- -"; else printf "%.1f %.1f\n", a * 1e6 / t / n, b * 1e6 / t / n }')" >>"$CLOSED"
+	done
+	echo
+	echo "## Closed loop, 4-byte echo, 32 calls outstanding, $CL_COUNT calls per mode"
+	echo
+	echo "| mode | throughput (RPC/s) | / plain | / gRPC+TLS | p50 (us) | p99 (us) | client daemon CPU (us/RPC) | server daemon CPU (us/RPC) | errors+timeouts |"
+	echo "|---|---|---|---|---|---|---|---|---|"
+	awk 'NR == FNR { t[$1] = $2; next }
+		{ printf "| %s | %.0f | %s | %s | %.1f | %.1f | %s | %s | %d |\n", $1, $2,
+			(t["plain"] > 0) ? sprintf("%.2f", $2 / t["plain"]) : "-",
+			(t["grpc-tls"] > 0) ? sprintf("%.2f", $2 / t["grpc-tls"]) : "-", $3, $4, $6, $7, $5 }' \
+		"$CLOSED" "$CLOSED"
+fi
+
+# ---- the targets of the per-RPC path -------------------------------------------------------
+echo
+echo "## Targets of the per-RPC path (medians above; met or missed)"
+echo
+echo "| target | unpinned | pinned |"
+echo "|---|---|---|"
+awk -v closed="$CLOSED" '
+BEGIN { while ((getline l < closed) > 0) { split(l, f, " "); tp[f[1]] = f[2] } }
+{ p50[$1, $2] = $3; cd[$1, $2] = $5; sd[$1, $2] = $6; sa[$1, $2] = $7 }
+function verdict(x, lim, le) {
+	if (x == "" || x < 0) return "n/a"
+	return sprintf("%.2f (%s)", x, (le ? x <= lim : x >= lim) ? "met" : "missed")
+}
+function r(a, b) { return b > 0 && a != "-" && a != "" ? a / b : -1 }
+function row(name, u, p) { printf "| %s | %s | %s |\n", name, u, p }
+END {
+	for (i = 1; i <= 2; i++) { w = i == 1 ? "unpinned" : "pinned"
+		g[w] = sa[w, "grpc-tls"]
+		pc[w] = r(cd[w, "plain"], g[w]); ps[w] = r(sd[w, "plain"], g[w])
+		sc[w] = r(cd[w, "sealed"], g[w]); ss[w] = r(sd[w, "sealed"], g[w])
+	}
+	row("plain client daemon CPU / gRPC+TLS server CPU <= 0.15", verdict(pc["unpinned"], 0.15, 1), verdict(pc["pinned"], 0.15, 1))
+	row("plain server daemon CPU / gRPC+TLS server CPU <= 0.15", verdict(ps["unpinned"], 0.15, 1), verdict(ps["pinned"], 0.15, 1))
+	row("sealed client daemon CPU / gRPC+TLS server CPU <= 0.2", verdict(sc["unpinned"], 0.2, 1), verdict(sc["pinned"], 0.2, 1))
+	row("sealed server daemon CPU / gRPC+TLS server CPU <= 0.2", verdict(ss["unpinned"], 0.2, 1), verdict(ss["pinned"], 0.2, 1))
+	for (i = 1; i <= 5; i++) {
+		split("plain udp 1.5|sealed plain 1.1|sealed grpc-tls 0.5|plain-poll plain 0.5|sealed-poll sealed 0.5", t, "|")
+		split(t[i], f, " ")
+		row(sprintf("p50 %s / %s <= %s", f[1], f[2], f[3]),
+			verdict(r(p50["unpinned", f[1]], p50["unpinned", f[2]]), f[3], 1),
+			verdict(r(p50["pinned", f[1]], p50["pinned", f[2]]), f[3], 1))
+	}
+	row("closed loop sealed / plain >= 0.85", verdict(r(tp["sealed"], tp["plain"]), 0.85, 0), "-")
+	row("closed loop sealed / gRPC+TLS >= 8", verdict(r(tp["sealed"], tp["grpc-tls"]), 8, 0), "-")
+}' "$MEDIANS"
 
 # ---- bytes on the wire ----------------------------------------------------------------
 # link_counters: "tx_bytes rx_bytes tx_packets rx_packets" of namespace A's veth end.

@@ -104,7 +104,9 @@ int main(int argc, char **argv)
 	if (rc)
 		die(err, rc);
 
-	struct replay *strike = replay_new(n + 1024, 60ull * 1000 * 1000 * 1000);
+	/* one association: room for its share (a quarter of the register) to hold all n */
+	struct replay *strike =
+	    replay_new(REPLAY_SHARE_DIV * (n + 1024), 60ull * 1000 * 1000 * 1000);
 	struct sealed_server *srv = sealed_server_new();
 	if (!strike || !srv)
 		die("setup", -ENOMEM);

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 struct lat_stats {
@@ -117,9 +118,21 @@ static inline double stats_pct_us(const struct lat_stats *s, double p)
 	return (double)s->ns[rank - 1] / 1000.0;
 }
 
+/* stats_cpu_us returns the CPU (user + system) this process has used so far, in us. */
+static inline double stats_cpu_us(void)
+{
+	struct rusage ru;
+
+	if (getrusage(RUSAGE_SELF, &ru) != 0)
+		return -1;
+	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 +
+	       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
 /*
  * stats_report sorts the samples and prints the human summary to `out`, and,
- * when `json`, one JSON object line. `tool` and `extra_json` (already-formatted
+ * when `json`, one JSON object line (with "cpu_us": this process's CPU over its
+ * whole run, warm-up included). `tool` and `extra_json` (already-formatted
  * "key":value pairs, or "") describe the run.
  */
 static inline void stats_report(struct lat_stats *s, FILE *out, const char *tool, size_t size,
@@ -155,11 +168,11 @@ static inline void stats_report(struct lat_stats *s, FILE *out, const char *tool
 			"\"ok\":%llu,\"errors\":%llu,\"timeouts\":%llu,\"max_inflight\":%llu,"
 			"\"p50_us\":%.2f,\"p90_us\":%.2f,\"p99_us\":%.2f,\"p999_us\":%.2f,"
 			"\"max_us\":%.2f,\"mean_us\":%.2f,\"throughput_rps\":%.1f,"
-			"\"elapsed_s\":%.4f%s%s}\n",
+			"\"elapsed_s\":%.4f,\"cpu_us\":%.0f%s%s}\n",
 			tool, size, concurrency, (unsigned long long)s->requests,
 			(unsigned long long)ok, (unsigned long long)s->errors,
 			(unsigned long long)s->timeouts, (unsigned long long)s->max_inflight, p50,
-			p90, p99, p999, max, mean, tput, s->elapsed_s,
+			p90, p99, p999, max, mean, tput, s->elapsed_s, stats_cpu_us(),
 			extra_json && *extra_json ? "," : "", extra_json ? extra_json : "");
 	fflush(out);
 }

@@ -3,15 +3,17 @@
  * udp-pingpong: the raw UDP round trip, the floor every R2P2 latency is
  * measured against. Same percentile output as r2p2-bench (tools/stats.h).
  *
- *   udp-pingpong server BIND_ADDR:PORT [-i IDLE_S]
+ *   udp-pingpong server BIND_ADDR:PORT [-i IDLE_S] [-b]
  *   udp-pingpong client ADDR:PORT [-S SIZE] [-N COUNT] [-w WARMUP] [-t TIMEOUT_MS]
- *                [-d DURATION_S] [--samples FILE] [--json]
+ *                [-d DURATION_S] [--samples FILE] [--json] [--busy]
  *
  * The server echoes every datagram until SIGTERM/SIGINT or IDLE_S seconds
  * without traffic (default 60). The client sends one datagram at a time and
  * waits for its echo; the first 4 bytes carry a sequence number so that a late
  * echo of a timed-out request is recognised and skipped. --samples writes every
- * measured latency (us, one per line, in order) into FILE.
+ * measured latency (us, one per line, in order) into FILE. With -b (server) and
+ * --busy (client) each side polls its socket without sleeping: the floor of a
+ * low-latency mode where nobody sleeps while a round trip is in flight.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -29,6 +31,7 @@
 #define MAX_DGRAM 65507
 
 static volatile sig_atomic_t stop;
+static int busy; /* poll the socket without sleeping */
 
 static void on_signal(int sig)
 {
@@ -39,9 +42,10 @@ static void on_signal(int sig)
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: udp-pingpong server BIND_ADDR:PORT [-i IDLE_S]\n"
+		"usage: udp-pingpong server BIND_ADDR:PORT [-i IDLE_S] [-b]\n"
 		"       udp-pingpong client ADDR:PORT [-S SIZE] [-N COUNT] [-w WARMUP]\n"
-		"                    [-t TIMEOUT_MS] [-d DURATION_S] [--samples FILE] [--json]\n");
+		"                    [-t TIMEOUT_MS] [-d DURATION_S] [--samples FILE] [--json]\n"
+		"                    [--busy]\n");
 	exit(2);
 }
 
@@ -70,10 +74,15 @@ static int run_server(const char *bind_s, unsigned idle_s)
 	printf("udp-pingpong server ready on %s\n", bind_s);
 	fflush(stdout);
 
+	uint64_t last = now_ns();
+
 	while (!stop) {
 		struct pollfd pfd = {.fd = fd, .events = POLLIN};
-		int r = poll(&pfd, 1, (int)idle_s * 1000);
+		int r = busy ? 1 : poll(&pfd, 1, (int)idle_s * 1000);
 		ssize_t n;
+
+		if (busy && now_ns() - last > (uint64_t)idle_s * 1000000000ull)
+			r = 0;
 
 		if (r < 0 && errno == EINTR)
 			continue;
@@ -92,6 +101,7 @@ static int run_server(const char *bind_s, unsigned idle_s)
 				     &plen);
 			if (n < 0)
 				break;
+			last = now_ns();
 			if (sendto(fd, buf, (size_t)n, 0, (struct sockaddr *)&peer, plen) == n)
 				echoed++;
 		}
@@ -119,7 +129,7 @@ static int ping(int fd, uint8_t *req, uint8_t *resp, size_t size, uint32_t seq, 
 
 		if (now >= deadline)
 			return -ETIMEDOUT;
-		r = poll(&pfd, 1, (int)((deadline - now + 999999) / 1000000));
+		r = busy ? 1 : poll(&pfd, 1, (int)((deadline - now + 999999) / 1000000));
 		if (r < 0 && errno == EINTR) {
 			if (stop)
 				return -EINTR;
@@ -143,8 +153,10 @@ static int ping(int fd, uint8_t *req, uint8_t *resp, size_t size, uint32_t seq, 
 
 static int run_client(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-	    {"json", no_argument, NULL, 'j'}, {"samples", required_argument, NULL, 'o'}, {0}};
+	static const struct option longopts[] = {{"json", no_argument, NULL, 'j'},
+						 {"samples", required_argument, NULL, 'o'},
+						 {"busy", no_argument, NULL, 'b'},
+						 {0}};
 	const char *samples = NULL;
 	unsigned long size = 4, count = 10000, warmup = 100, timeout_ms = 1000, duration_s = 60;
 	struct sockaddr_storage addr;
@@ -177,6 +189,9 @@ static int run_client(int argc, char **argv)
 			break;
 		case 'o':
 			samples = optarg;
+			break;
+		case 'b':
+			busy = 1;
 			break;
 		default:
 			usage();
@@ -259,10 +274,13 @@ int main(int argc, char **argv)
 		int opt;
 
 		optind = 3;
-		while ((opt = getopt(argc, argv, "i:")) != -1) {
-			if (opt != 'i')
+		while ((opt = getopt(argc, argv, "i:b")) != -1) {
+			if (opt == 'b')
+				busy = 1;
+			else if (opt == 'i')
+				idle = parse_num(optarg, "idle time", 86400);
+			else
 				usage();
-			idle = parse_num(optarg, "idle time", 86400);
 		}
 		if (optind != argc || idle == 0)
 			usage();

@@ -7,6 +7,8 @@
  */
 #include "worker_int.h"
 
+#include <sched.h>
+
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -234,7 +236,7 @@ bool lanes_spin(struct worker *w, uint64_t until)
 	do {
 		work = any_submitted(w) || ring_has_work(&w->ring);
 		if (!work)
-			__builtin_ia32_pause();
+			sched_yield(); /* a party sharing this CPU (an app, the peer daemon) runs */
 	} while (!work && now_ns() < until);
 	/* Doorbells back on before sleeping; anything that slipped in is seen here. */
 	for (uint32_t i = 0; i < MAX_WAPPS; i++) {
