@@ -897,8 +897,9 @@ TEST(strike_register_bounded_fails_closed)
 	stek_set_put(set);
 }
 
-/* One association floods fresh nonces: it gets its quarter of the register, and
- * another association is still served. */
+/* One association floods fresh nonces: it gets 3/4 of the register (its quarter, but
+ * the share binds only once the register is 3/4 full), and another association is
+ * still served in the quarter left. */
 TEST(strike_register_share_per_association)
 {
 	struct stek_set *set = std_set();
@@ -923,8 +924,8 @@ TEST(strike_register_share_per_association)
 		share += why == SEALED_REJ_SHARE;
 		sealed_ctx_cleanup(&sctx);
 	}
-	CHECK_EQ(ok, 64 / REPLAY_SHARE_DIV);
-	CHECK_EQ(share, 100 - 64 / REPLAY_SHARE_DIV);
+	CHECK_EQ(ok, 64 * 3 / 4);
+	CHECK_EQ(share, 100 - 64 * 3 / 4);
 	CHECK_EQ(rejected(&sv, SEALED_REJ_SHARE), share);
 	CHECK(!sealed_reason_rebootstrap(SEALED_REJ_SHARE));
 	replay_stats(sv.strike, &rs);

@@ -182,10 +182,11 @@ static void out_replay(struct text *t, const struct status_facts *f)
 	if (rs)
 		out(t,
 		    "sealed strike register: entries %llu / %llu  inserts %llu hits %llu "
-		    "full_rejects %llu share_rejects %llu floor_raises %llu floor_rejects %llu\n",
+		    "full_rejects %llu share_rejects %llu floor_raises %llu floor_rejects %llu "
+		    "rotations %llu\n",
 		    (ull)rs->entries, (ull)rs->capacity, (ull)rs->inserts, (ull)rs->hits,
 		    (ull)rs->full_rejects, (ull)rs->share_rejects, (ull)rs->floor_raises,
-		    (ull)rs->floor_rejects);
+		    (ull)rs->floor_rejects, (ull)rs->rotations);
 	rs = f->replay;
 	if (rs)
 		out(t,

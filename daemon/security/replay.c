@@ -14,7 +14,9 @@
  * row under its own SipHash key. The estimate (the smallest of the owner's counters)
  * is never below the true count, so an owner is never let past its share; a
  * collision can only refuse early, and a refusal sends that request down the tls
- * path, not to an error.
+ * path, not to an error. The share binds once the register is three quarters
+ * full, so one busy client alone may use three quarters of it and never more, and
+ * the others always keep a quarter.
  */
 #include "boringssl.h"
 
@@ -225,7 +227,9 @@ static int insert_locked(struct replay *r, const uint8_t key[REPLAY_KEY_LEN],
 		r->st.full_rejects++;
 		return -ENOSPC;
 	}
-	if (owner && owner_over_share(r, owner)) {
+	/* the share binds once the register is 3/4 full: alone, an owner may use 3/4 */
+	if (owner && cur->num_entries + old->num_entries >= r->max_entries - r->max_entries / 4 &&
+	    owner_over_share(r, owner)) {
 		r->st.share_rejects++;
 		return -EDQUOT;
 	}

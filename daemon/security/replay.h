@@ -21,7 +21,7 @@
 
 #define REPLAY_KEY_LEN 32
 #define REPLAY_MAX_ENTRIES (1u << 26) /* 64 Mi keys, about 4.5 GiB: a sanity limit */
-#define REPLAY_SHARE_DIV 4	      /* one owner holds at most 1/4 of max_entries */
+#define REPLAY_SHARE_DIV 4 /* past 3/4 full, an owner holding 1/4 of max_entries is refused */
 
 /* Who inserts a key, for the per-owner share (a sealed association id). */
 struct replay_owner {
@@ -70,8 +70,10 @@ int replay_insert(struct replay *r, const uint8_t key[REPLAY_KEY_LEN], uint64_t 
 /*
  * replay_insert_owned is replay_insert for a key whose caller stamped it `stamp`
  * (a sealed request's timestamp) on behalf of `owner`. Besides its results, it
- * returns -EDQUOT when the owner already holds its share (max_entries /
- * REPLAY_SHARE_DIV, rounded up) and -ESTALE when `stamp` is at or below the floor
+ * returns -EDQUOT when the register is at least 3/4 full and the owner already
+ * holds its share (max_entries / REPLAY_SHARE_DIV, rounded up): so one owner never
+ * holds more than 3/4 of the register, and the others always keep a quarter;
+ * -ESTALE when `stamp` is at or below the floor
  * raised by replay_insert_or_floor. Nothing is inserted then.
  */
 int replay_insert_owned(struct replay *r, const uint8_t key[REPLAY_KEY_LEN],
