@@ -49,7 +49,7 @@ struct replay {
 	uint64_t cur_start; /* when `cur` began collecting */
 	bool started;	    /* cur_start is set (by the first call) */
 	uint64_t sip_key[2];
-	uint64_t owner_key[OWNER_ROWS][2];
+	uint64_t owner_key[2];
 	size_t share;	/* keys one owner may hold in both generations */
 	uint64_t floor; /* caller stamps at or below this are refused (replay_insert_at) */
 	struct gen gen[2];
@@ -188,19 +188,27 @@ int replay_check(struct replay *r, const uint8_t key[REPLAY_KEY_LEN], uint64_t n
 	return ret;
 }
 
-/* owner_col is the counter of `owner` in sketch row `row`. */
-static size_t owner_col(const struct replay *r, int row, const struct replay_owner *owner)
+/*
+ * owner_cols computes the counters of `owner`, one per sketch row, from one SipHash
+ * (its two halves index the two rows, so they are independent).
+ */
+static void owner_cols(const struct replay *r, const struct replay_owner *owner,
+		       size_t cols[OWNER_ROWS])
 {
-	return SIPHASH_24(r->owner_key[row], owner->id, owner->len) % OWNER_COLS;
+	uint64_t h = SIPHASH_24(r->owner_key, owner->id, owner->len);
+
+	_Static_assert(OWNER_ROWS == 2 && OWNER_COLS <= (1u << 16), "two 16-bit columns");
+	cols[0] = (size_t)(h & 0xFFFF) % OWNER_COLS;
+	cols[1] = (size_t)(h >> 32 & 0xFFFF) % OWNER_COLS;
 }
 
-/* owner_over_share says whether `owner` already holds its share of both generations. */
-static bool owner_over_share(const struct replay *r, const struct replay_owner *owner)
+/* owner_over_share says whether the owner at `cols` already holds its share of both generations. */
+static bool owner_over_share(const struct replay *r, const size_t cols[OWNER_ROWS])
 {
 	uint64_t least = UINT64_MAX;
 
 	for (int row = 0; row < OWNER_ROWS; row++) {
-		size_t col = owner_col(r, row, owner);
+		size_t col = cols[row];
 		uint64_t held = (uint64_t)r->gen[0].owned[row][col] + r->gen[1].owned[row][col];
 
 		if (held < least)
@@ -213,7 +221,7 @@ static int insert_locked(struct replay *r, const uint8_t key[REPLAY_KEY_LEN],
 			 const struct replay_owner *owner, uint64_t now)
 {
 	struct gen *cur, *old;
-	size_t start, slot;
+	size_t start, slot, cols[OWNER_ROWS];
 
 	advance(r, now);
 	cur = &r->gen[r->cur];
@@ -227,9 +235,11 @@ static int insert_locked(struct replay *r, const uint8_t key[REPLAY_KEY_LEN],
 		r->st.full_rejects++;
 		return -ENOSPC;
 	}
+	if (owner)
+		owner_cols(r, owner, cols);
 	/* the share binds once the register is 3/4 full: alone, an owner may use 3/4 */
 	if (owner && cur->num_entries + old->num_entries >= r->max_entries - r->max_entries / 4 &&
-	    owner_over_share(r, owner)) {
+	    owner_over_share(r, cols)) {
 		r->st.share_rejects++;
 		return -EDQUOT;
 	}
@@ -237,7 +247,7 @@ static int insert_locked(struct replay *r, const uint8_t key[REPLAY_KEY_LEN],
 	cur->stamp[slot] = cur->epoch;
 	cur->num_entries++;
 	for (int row = 0; owner && row < OWNER_ROWS; row++)
-		cur->owned[row][owner_col(r, row, owner)]++;
+		cur->owned[row][cols[row]]++;
 	r->st.inserts++;
 	return 0;
 }

@@ -70,6 +70,9 @@ struct sealed_server {
 	bool clock_seen;
 	int64_t clock_offset_ms;  /* unix ms - monotonic ms at the last request */
 	uint64_t unsure_until_ns; /* monotonic: refuse until then after a step */
+	/* the service hash tokens are checked against, computed once per name */
+	char hashed_name[64];
+	uint8_t name_hash[SEALED_SVC_HASH_LEN];
 };
 
 /* ---- small helpers ------------------------------------------------------------- */
@@ -591,7 +594,14 @@ static int open_token(struct sealed_server *s, const struct stek_set *stek, cons
 	    n != SEALED_TOKEN_PLAIN_LEN || !token_plain_parse(plain, out))
 		return -EBADMSG;
 	*why = SEALED_REJ_WRONG_SERVICE;
-	svc_hash(service, hash);
+	if (strcmp(s->hashed_name, service) != 0) {
+		svc_hash(service, s->name_hash);
+		if (strlen(service) < sizeof(s->hashed_name))
+			memcpy(s->hashed_name, service, strlen(service) + 1);
+		else
+			s->hashed_name[0] = '\0'; /* not cached: hashed again next time */
+	}
+	memcpy(hash, s->name_hash, sizeof(hash));
 	if (CRYPTO_memcmp(hash, out->svc_hash, sizeof(hash)) != 0)
 		return -EBADMSG;
 	*why = SEALED_REJ_EXPIRED;
@@ -607,15 +617,19 @@ static bool in_window(uint64_t ts_ms, uint64_t now_ms, uint64_t window_ms)
 		 (now_ms > ts_ms && now_ms - ts_ms > window_ms));
 }
 
-/* strike_key_of names a request in the strike register: SHA-256(id | N). */
+/*
+ * strike_key_of names a request in the strike register: id | N, zero-padded. The
+ * register picks slots with SipHash under its own secret, so the key needs no hash
+ * of its own: it only has to be distinct for distinct (id, N), which it is.
+ */
 static void strike_key_of(const uint8_t id[SEALED_ID_LEN], const uint8_t nonce[SEALED_NONCE_LEN],
 			  uint8_t out[REPLAY_KEY_LEN])
 {
-	uint8_t in[SEALED_ID_LEN + SEALED_NONCE_LEN];
-
-	memcpy(in, id, SEALED_ID_LEN);
-	memcpy(in + SEALED_ID_LEN, nonce, SEALED_NONCE_LEN);
-	SHA256(in, sizeof(in), out);
+	_Static_assert(SEALED_ID_LEN + SEALED_NONCE_LEN <= REPLAY_KEY_LEN, "id | N fits a key");
+	memcpy(out, id, SEALED_ID_LEN);
+	memcpy(out + SEALED_ID_LEN, nonce, SEALED_NONCE_LEN);
+	memset(out + SEALED_ID_LEN + SEALED_NONCE_LEN, 0,
+	       REPLAY_KEY_LEN - SEALED_ID_LEN - SEALED_NONCE_LEN);
 }
 
 /*
