@@ -835,12 +835,20 @@ R2P2_API int64_t r2p2_call(struct r2p2_ctx *ctx, const char *service, const void
 	memcpy(sqe.service, service, strlen(service) + 1);
 	/* The least busy lane, lowest index first: a sequential caller keeps one daemon
 	 * worker warm (each idle thread woken costs microseconds), while concurrent calls
-	 * spread over every worker. */
+	 * spread over every worker. Among the least busy, the lane whose worker is pinned
+	 * to the CPU this thread runs on (daemon `cpus`): a hand-off within one CPU. */
 	nl = ctx->num_lanes;
 	uint32_t first = 0;
 	for (uint32_t k = 1; k < nl; k++)
 		if (ctx->lanes[k].calls_inflight < ctx->lanes[first].calls_inflight)
 			first = k;
+	int cpu = sched_getcpu();
+	for (uint32_t k = 0; cpu >= 0 && k < nl; k++)
+		if (ctx->lanes[k].calls_inflight == ctx->lanes[first].calls_inflight &&
+		    r2p2_load_acquire(&ctx->lanes[k].ctrl->worker_cpu) == (uint32_t)cpu + 1) {
+			first = k;
+			break;
+		}
 	err = -EAGAIN;
 	uint32_t used = first;
 	for (uint32_t k = 0; k < nl && err == -EAGAIN; k++) {

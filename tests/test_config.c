@@ -390,6 +390,29 @@ Test(config, daemon_values)
 	cr_assert_str_eq(cfg.socket_group, "");
 }
 
+Test(config, poll_and_cpus)
+{
+	cr_assert_eq(parse("[daemon]\n"), 0, "%s", err);
+	cr_assert_eq(cfg.poll, CFG_POLL_OFF);
+	cr_assert_eq(cfg.poll_us, 50);
+	cr_assert_eq(cfg.num_cpus, 0);
+	cr_assert_eq(parse("[daemon]\npoll = busy\npoll_us = 7\ncpus = 3,0-1,5\n"), 0, "%s", err);
+	cr_assert_eq(cfg.poll, CFG_POLL_BUSY);
+	cr_assert_eq(cfg.poll_us, 7);
+	cr_assert_eq(cfg.num_cpus, 4);
+	cr_assert(cfg.cpus[0] == 3 && cfg.cpus[1] == 0 && cfg.cpus[2] == 1 && cfg.cpus[3] == 5);
+	cr_assert_eq(parse("[daemon]\npoll = adaptive\n"), 0, "%s", err);
+	cr_assert_eq(cfg.poll, CFG_POLL_ADAPTIVE);
+	expect_error("[daemon]\npoll = sometimes\n", 2, "poll", "off|adaptive|busy");
+	expect_error("[daemon]\npoll_us = 0\n", 2, "poll_us", "out of range");
+	expect_error("[daemon]\ncpus = 1-\n", 2, "cpus", "CPU list");
+	expect_error("[daemon]\ncpus = 3-1\n", 2, "cpus", "CPU list");
+	expect_error("[daemon]\ncpus = 0,,1\n", 2, "cpus", "CPU list");
+	expect_error("[daemon]\ncpus = 1024\n", 2, "cpus", "CPU list");
+	expect_error("[daemon]\ncpus = 0-64\n", 2, "cpus", "CPU list");
+	expect_error("[daemon]\ncpus = x\n", 2, "cpus", "CPU list");
+}
+
 Test(config, connection_limits)
 {
 	cr_assert_eq(parse("[daemon]\nmax_connections = 8\nmax_connections_per_uid = 2\n"), 0, "%s",

@@ -18,6 +18,8 @@
 #define CFG_MAX_SERVERS 16
 #define CFG_NAME_MAX 48		 /* == R2P2_SERVICE_NAME_MAX */
 #define CFG_DEFAULT_INFLIGHT 256 /* [call] max_inflight: per worker */
+#define CFG_MAX_CPUS 64		 /* [daemon] cpus: entries in the list */
+#define CFG_CPU_MAX 1023	 /* [daemon] cpus: the largest CPU number */
 #define CFG_MAX_INFLIGHT 16384	 /* its bound: a worker's call slots */
 
 enum cfg_security { CFG_SEC_PLAIN = 0, CFG_SEC_TLS = 1, CFG_SEC_SEALED = 2 };
@@ -80,6 +82,8 @@ struct cfg {
 	 * its ring and lanes up to poll_us before sleeping), busy (never sleeps). */
 	enum cfg_poll { CFG_POLL_OFF = 0, CFG_POLL_ADAPTIVE, CFG_POLL_BUSY } poll;
 	uint32_t poll_us;
+	uint16_t cpus[CFG_MAX_CPUS]; /* worker i runs on cpus[i % num_cpus]; none: anywhere */
+	unsigned num_cpus;
 	enum cfg_backend { CFG_BACKEND_AUTO = 0, CFG_BACKEND_XDP, CFG_BACKEND_UDP } backend;
 	bool xdp_skb;	    /* xdp_mode = skb (generic XDP) instead of native */
 	char interface[32]; /* interface for the xdp backend; "" = the one holding `listen` */

@@ -42,6 +42,7 @@ enum daemon_key {
 	DK_REPLAY_MAX,
 	DK_POLL,
 	DK_POLL_US,
+	DK_CPUS,
 	DK_SEALED_WINDOW,
 	DK_BACKEND,
 	DK_XDP_MODE,

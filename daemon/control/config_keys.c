@@ -9,6 +9,7 @@
 #include <ctype.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <r2p2/wire.h>
@@ -36,6 +37,7 @@ static const char *const daemon_keys[DK_COUNT] = {
     [DK_REPLAY_MAX] = "replay_max_entries",
     [DK_POLL] = "poll",
     [DK_POLL_US] = "poll_us",
+    [DK_CPUS] = "cpus",
     [DK_SEALED_WINDOW] = "sealed_window_ms",
     [DK_BACKEND] = "backend",
     [DK_XDP_MODE] = "xdp_mode",
@@ -198,6 +200,49 @@ static void router_value(struct parser *p, const char *key, const char *v)
 		c->has_router = true;
 }
 
+/*
+ * cpus_value reads a CPU list ("0,2", "0-3", "1,4-5"; at most CFG_MAX_CPUS CPUs, each
+ * 0..CFG_CPU_MAX) into the daemon's `cpus`.
+ */
+static void cpus_value(struct parser *p, const char *key, const char *v)
+{
+	struct cfg *c = p->c;
+	const char *s = v;
+
+	c->num_cpus = 0;
+	while (*s) {
+		char *end;
+		unsigned long lo = strtoul(s, &end, 10), hi = lo;
+
+		if (end == s || lo > CFG_CPU_MAX)
+			goto bad;
+		if (*end == '-') {
+			s = end + 1;
+			hi = strtoul(s, &end, 10);
+			if (end == s || hi > CFG_CPU_MAX || hi < lo)
+				goto bad;
+		}
+		for (unsigned long cpu = lo; cpu <= hi; cpu++) {
+			if (c->num_cpus == CFG_MAX_CPUS)
+				goto bad;
+			c->cpus[c->num_cpus++] = (uint16_t)cpu;
+		}
+		if (*end == ',' && end[1])
+			end++;
+		else if (*end)
+			goto bad;
+		s = end;
+	}
+	if (c->num_cpus)
+		return;
+bad:
+	c->num_cpus = 0;
+	failx(p, p->lineno, p->label, key,
+	      "bad value '%.60s' (expected a CPU list such as 0,1 or 0-3: at most %d CPUs, "
+	      "each 0..%d)",
+	      v, CFG_MAX_CPUS, CFG_CPU_MAX);
+}
+
 static void backend_value(struct parser *p, const char *key, const char *v)
 {
 	struct cfg *c = p->c;
@@ -249,6 +294,9 @@ static void text_key(struct parser *p, enum daemon_key k, const char *key, const
 		break;
 	case DK_BACKEND:
 		backend_value(p, key, v);
+		break;
+	case DK_CPUS:
+		cpus_value(p, key, v);
 		break;
 	case DK_POLL: {
 		static const char *const polls[] = {"off", "adaptive", "busy"};

@@ -125,7 +125,8 @@ static bool restart_only_changed(const struct cfg *o, const struct cfg *n)
 	       strcmp(n->socket_path, o->socket_path) != 0 || n->max_msg_len != o->max_msg_len ||
 	       n->ring_entries != o->ring_entries || n->arena_size != o->arena_size ||
 	       strcmp(n->socket_group, o->socket_group) != 0 || n->seccomp != o->seccomp ||
-	       strcmp(n->user, o->user) != 0;
+	       strcmp(n->user, o->user) != 0 || n->num_cpus != o->num_cpus ||
+	       memcmp(n->cpus, o->cpus, sizeof(o->cpus)) != 0;
 }
 
 /* probe_new_ports checks that the ports `n` serves and `o` does not are free. */
@@ -186,6 +187,8 @@ static void keep_running_settings(struct cfg *n, const struct cfg *o)
 	n->max_msg_len = o->max_msg_len;
 	n->ring_entries = o->ring_entries;
 	n->arena_size = o->arena_size;
+	n->num_cpus = o->num_cpus;
+	memcpy(n->cpus, o->cpus, sizeof(o->cpus));
 }
 
 static void reload(struct daemon *d)
@@ -204,7 +207,7 @@ static void reload(struct daemon *d)
 	if (restart_only_changed(o, &n->cfg))
 		log_warn(
 		    "reload: workers, listen, socket, socket_group, max_message, ring_entries, "
-		    "arena_size, seccomp and user take effect at the next restart; the rest "
+		    "arena_size, seccomp, user and cpus take effect at the next restart; the rest "
 		    "applies now");
 	/* New service ports must be free before any worker binds them. */
 	if (probe_new_ports(o, &n->cfg) < 0) {

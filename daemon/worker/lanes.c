@@ -44,6 +44,9 @@ void lanes_add(struct worker *w, struct app *a)
 		wa->app = a;
 		wa->gen++;
 		wa->calls_inflight = 0;
+		/* tells the app which CPU this lane's worker runs on (libr2p2 prefers its own) */
+		r2p2_store_release(&wa->lane.ctrl->worker_cpu,
+				   w->cpu >= 0 ? (uint32_t)w->cpu + 1 : 0);
 		arm_doorbell(w, i);
 		return;
 	}

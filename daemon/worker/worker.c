@@ -471,11 +471,33 @@ static bool wait_for_work(struct worker *w, bool busy, uint64_t now)
 	return true;
 }
 
+/* pin_self puts this worker on its CPU of `cpus` (worker i on cpus[i % n]), if any. */
+static void pin_self(struct worker *w)
+{
+	const struct cfg *c = &w->cfg->cfg;
+	cpu_set_t set;
+	int cpu, ret;
+
+	w->cpu = -1;
+	if (!c->num_cpus)
+		return;
+	cpu = c->cpus[w->id % c->num_cpus];
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	ret = pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+	if (ret)
+		log_warn("worker %u: cpus: cannot run on CPU %d (%s); it runs anywhere", w->id, cpu,
+			 strerror(ret));
+	else
+		w->cpu = cpu;
+}
+
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 
 	pthread_setname_np(pthread_self(), w->name);
+	pin_self(w);
 	arm_all(w);
 	while (!w->stop) {
 		uint64_t now = now_ns();

@@ -170,6 +170,7 @@ extern const struct net_ops net_xsk_ops;
 
 struct worker {
 	unsigned id;
+	int cpu; /* the CPU this worker is pinned to (config `cpus`), -1: none */
 	pthread_t thread;
 	struct io_uring ring;
 	struct eng *eng;

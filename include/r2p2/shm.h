@@ -87,7 +87,9 @@ struct r2p2_lane_ctrl {
 	uint32_t sq_need_wakeup; /* written by the daemon: 1 = ring sq doorbell after producing */
 	uint32_t cq_overflow;	 /* written by the daemon: 1 = completions wait for CQ space;
 				  * ring the sq doorbell after advancing cq_head */
-	uint8_t pad1[52];
+	uint32_t worker_cpu;	 /* written by the daemon: 1 + the CPU the lane's worker is
+				  * pinned to (config `cpus`), 0: not pinned */
+	uint8_t pad1[48];
 	uint32_t cq_tail; /* written by the daemon */
 	uint8_t pad2[60];
 	uint32_t cq_head;	 /* written by the app */

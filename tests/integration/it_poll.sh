@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # it_poll: the low-latency modes serve correctly: `poll = adaptive` on both daemons with
-# polling apps (R2P2_POLL_US), then `poll = busy` on the server, in plain and sealed mode.
+# polling apps (R2P2_POLL_US), then `poll = busy` on the server, in plain and sealed mode;
+# and `cpus` pins B's workers (worker 0 on the last CPU, worker 1 on CPU 0).
 #
 # A calls echo.svc (plain) and sealed.svc on B. Each phase makes CALLS verified calls of
 # mixed sizes (one packet and several) per service, sequential and concurrent, and checks
@@ -15,6 +16,16 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib_sealed.sh"
 
 CALLS=200
 PORT_SEALED=8001
+LAST_CPU=$(($(nproc) - 1))
+
+# worker_cpus PID: "NAME:CPUS" of each worker thread of r2p2d PID (its allowed CPUs).
+worker_cpus() {
+	local t
+	for t in /proc/"$1"/task/*; do
+		[[ $(cat "$t/comm") == r2p2d-w* ]] || continue
+		printf '%s:%s ' "$(cat "$t/comm")" "$(awk '$1 == "Cpus_allowed_list:" { print $2 }' "$t/status")"
+	done
+}
 
 it_sealed_init
 it_setup_pair
@@ -35,7 +46,7 @@ phase() {
 	local mode=$1 served0 served1
 	{
 		it_conf_daemon_sealed b "$IT_B4" "$IT_TLS/stek.keys"
-		printf 'poll = %s\npoll_us = 200\n\n' "$mode" # still in [daemon]
+		printf 'poll = %s\npoll_us = 200\ncpus = %s,0\n\n' "$mode" "$LAST_CPU" # still in [daemon]
 		it_conf_serve echo.svc "$IT_ECHO_PORT"
 		it_conf_serve_sealed sealed.svc "$PORT_SEALED" "$IT_TLS/sealed.svc.crt" \
 			"$IT_TLS/sealed.svc.key"
@@ -50,6 +61,10 @@ phase() {
 	it_start_daemon b "$IT_NS_B" "$IT_TMP/b.conf"
 	it_start_daemon a "$IT_NS_A" "$IT_TMP/a.conf"
 	it_log "--- B poll = $mode, A poll = adaptive, apps R2P2_POLL_US=200"
+	local pinned
+	pinned=$(worker_cpus "${IT_DAEMON_PID[b]}")
+	it_expect "$mode: B's workers are pinned by cpus = $LAST_CPU,0 ($pinned)" \
+		test "$pinned" = "r2p2d-w0:$LAST_CPU r2p2d-w1:0 "
 	it_start_echo_on b "$IT_NS_B" -n echo.svc -c
 	local echo_plain=$IT_LAST_PID
 	it_start_echo_on b "$IT_NS_B" -n sealed.svc -c
