@@ -44,11 +44,6 @@ it_start_echo_on b "$IT_NS_B" -n echo.svc -c
 ECHO=$IT_LAST_PID
 RAWSEND=$(it_bin r2p2-rawsend)
 
-# drops STATUS FIELD: FIELD of the "drops:" lines of an `r2p2ctl status` text, summed over workers.
-drops() {
-	awk -v f="$2" '$1 == "drops:" { for (i = 2; i < NF; i++) if ($i == f) s += $(i + 1) }
-		END { print s + 0 }' <<<"$1"
-}
 # status: B's status once the workers' snapshots caught up (refreshed every 100 ms)
 status() {
 	sleep 0.25
@@ -89,8 +84,8 @@ it_sniff_stop "$SNIFF"
 S1=$(status)
 IN=$(bytes_to "$CAP2" "$SRC" "$DST")
 OUT=$(bytes_to "$CAP2" "$DST" "$SRC")
-LIMITED=$(($(drops "$S1" amp_limited) - $(drops "$S0" amp_limited)))
-VALIDATED=$(($(drops "$S1" amp_validated) - $(drops "$S0" amp_validated)))
+LIMITED=$(($(it_drops "$S1" amp_limited) - $(it_drops "$S0" amp_limited)))
+VALIDATED=$(($(it_drops "$S1" amp_validated) - $(it_drops "$S0" amp_validated)))
 it_log "  sent $((T_SENT - T_CALL)) ms after the call; in $IN B, out $OUT B (factor $((OUT / (IN ? IN : 1)))), without the limit $((COPIES * ANSWER)) B; amp_limited +$LIMITED"
 it_expect "the copies were seen on the wire ($IN B = $COPIES x 22)" test "$IN" -eq $((COPIES * 22))
 it_expect "the copies went out within 1.5 s of the call (B caches the answer 2 s)" \

@@ -42,11 +42,6 @@ it_start_echo_on b "$IT_NS_B" -n echo.svc -c
 ECHO=$IT_LAST_PID
 RAWSEND=$(it_bin r2p2-rawsend)
 
-# drops STATUS FIELD: FIELD of the "drops:" lines of an `r2p2ctl status` text, summed.
-drops() {
-	awk -v f="$2" '$1 == "drops:" { for (i = 2; i < NF; i++) if ($i == f) s += $(i + 1) }
-		END { print s + 0 }' <<<"$1"
-}
 # bytes_between CAPTURE SRC_RE DST_RE: UDP payload bytes of the datagrams whose source and
 # destination match the awk regular expressions.
 bytes_between() {
@@ -70,7 +65,7 @@ SRC=${FIRST%% *}
 HEX=${FIRST##* }
 IN1=$((${#HEX} / 2))
 FULL=$(($(it_tls_counter "$S1" server full_handshakes) - $(it_tls_counter "$S0" server full_handshakes)))
-VAL=$(($(drops "$S1" amp_validated) - $(drops "$S0" amp_validated)))
+VAL=$(($(it_drops "$S1" amp_validated) - $(it_drops "$S0" amp_validated)))
 it_log "  CLIENT_FIRST $SRC -> $DST: $IN1 B; B answered A with $(bytes_between "$CAP" "^$DST\$" "^$SRC\$") B in all"
 it_expect "B made a full handshake (+$FULL)" test "$FULL" -eq 1
 it_expect "A's address was validated by its echo, one round trip (amp_validated +$VAL)" test "$VAL" -eq 1
@@ -91,8 +86,8 @@ FORGED="^$IT_A4:($(seq -s '|' "$BASE" $((BASE + PORTS - 1))))\$"
 IN=$(bytes_between "$CAP2" "$FORGED" "^$DST\$")
 OUT=$(bytes_between "$CAP2" "^$DST\$" "$FORGED")
 FULL=$(($(it_tls_counter "$S2" server full_handshakes) - $(it_tls_counter "$S1" server full_handshakes)))
-LIMITED=$(($(drops "$S2" amp_limited) - $(drops "$S1" amp_limited)))
-VAL=$(($(drops "$S2" amp_validated) - $(drops "$S1" amp_validated)))
+LIMITED=$(($(it_drops "$S2" amp_limited) - $(it_drops "$S1" amp_limited)))
+VAL=$(($(it_drops "$S2" amp_validated) - $(it_drops "$S1" amp_validated)))
 it_log "  in $IN B, out $OUT B (x$(awk -v o="$OUT" -v i="$IN" 'BEGIN { printf "%.2f", o / (i ? i : 1) }')); full_handshakes +$FULL, amp_limited +$LIMITED, amp_validated +$VAL"
 it_expect "the forged ClientHellos were seen on the wire ($IN B = $PORTS x $IN1)" \
 	test "$IN" -eq $((PORTS * IN1))

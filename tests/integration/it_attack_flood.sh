@@ -73,12 +73,7 @@ FLOOD=$(it_bin r2p2-flood)
 CLIENT=$(it_bin r2p2-echo-client)
 RAWSEND=$(it_bin r2p2-rawsend)
 
-# drops STATUS FIELD: FIELD of the "drops:" lines of an `r2p2ctl status` text, summed over workers.
-drops() {
-	awk -v f="$2" '$1 == "drops:" { for (i = 2; i < NF; i++) if ($i == f) s += $(i + 1) }
-		END { print s + 0 }' <<<"$1"
-}
-ddelta() { echo $(($(drops "$2" "$3") - $(drops "$1" "$3"))); }
+ddelta() { echo $(($(it_drops "$2" "$3") - $(it_drops "$1" "$3"))); }
 # rss_kb [FIELD]: B's daemon VmRSS (or FIELD, e.g. VmHWM) in kB
 rss_kb() { awk -v f="${1:-VmRSS}:" '$1 == f { print $2 }' "/proc/$BPID/status"; }
 # status: B's status once the workers' snapshots caught up (refreshed every 100 ms)
@@ -94,7 +89,7 @@ worker_rx() {
 counters() {
 	local s=$1 f out=""
 	for f in duplicate unmatched no_state no_memory evict_source evict_full evict_memory; do
-		out="$out $f $(drops "$s" "$f")"
+		out="$out $f $(it_drops "$s" "$f")"
 	done
 	printf 'rx %s (worker 0 %s, 1 %s) requests %s%s\n' "$(it_worker_sum "$s" rx)" \
 		"$(worker_rx "$s" 0)" "$(worker_rx "$s" 1)" "$(it_served_requests "$s" echo.svc)" "$out"

@@ -76,12 +76,6 @@ reasons() {
 	printf '%s\n' "${out:- none}"
 }
 
-# a_drops STATUS FIELD: FIELD of the "drops:" lines of an `r2p2ctl status` text, summed.
-a_drops() {
-	awk -v f="$2" '$1 == "drops:" { for (i = 2; i < NF; i++) if ($i == f) s += $(i + 1) }
-		END { print s + 0 }' <<<"$1"
-}
-
 # dropped_some NS TABLE: the rule of TABLE dropped a packet.
 dropped_some() { [ "$(it_nft_dropped "$1" "$2")" -ge 1 ]; }
 
@@ -159,7 +153,7 @@ forge() {
 	s1=$(it_tls_status b)
 	sa1=$(it_tls_status a)
 	it_log "  B: $(grep '^sealed server' <<<"$s1")"
-	ua=$(($(a_drops "$sa1" unauthentic) - $(a_drops "$sa0" unauthentic)))
+	ua=$(($(it_drops "$sa1" unauthentic) - $(it_drops "$sa0" unauthentic)))
 	if [ "$reason" = stale ]; then
 		expect "A ignored the clear '$reason' REJECT (unauthentic +$ua)" test "$ua" -ge 1
 		expect "B refused A's retransmission as a replay (:$(reasons "$s0" "$s1"))" \

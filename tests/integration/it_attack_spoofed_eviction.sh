@@ -58,12 +58,7 @@ ECHO_SEC=$IT_LAST_PID
 CLIENT=$(it_bin r2p2-echo-client)
 RAWSEND=$(it_bin r2p2-rawsend)
 
-# drops STATUS FIELD: FIELD of the "drops:" lines of an `r2p2ctl status` text, summed over workers.
-drops() {
-	awk -v f="$2" '$1 == "drops:" { for (i = 2; i < NF; i++) if ($i == f) s += $(i + 1) }
-		END { print s + 0 }' <<<"$1"
-}
-ddelta() { echo $(($(drops "$2" "$3") - $(drops "$1" "$3"))); }
+ddelta() { echo $(($(it_drops "$2" "$3") - $(it_drops "$1" "$3"))); }
 # reasons STATUS0 STATUS1: the sealed rejection counters that rose, "reason+N ..."
 reasons() {
 	local r d out=""

@@ -64,11 +64,6 @@ for svc in plain.svc tls.svc sealed.svc; do
 	it_check "warm-up: one call to $svc" it_client -n "$svc" -S 64 -c 1 -t "$TIMEOUT_MS"
 done
 
-# field LINE NAME: the number after NAME in burst_client's result line (0 if absent).
-field() {
-	awk -v f="$2" '{ for (i = 1; i < NF; i++) if ($i == f) { print $(i + 1); exit } }' <<<"$1" |
-		grep . || echo 0
-}
 
 # other_errors LINE: "err_NAME K" pairs other than -ETIMEDOUT and back-pressure.
 other_errors() {
@@ -93,11 +88,11 @@ burst() {
 	it_log "  $line"
 	s1=$(it_tls_status a)
 	ran1=$(it_echo_served "${ECHO[$svc]}")
-	verified=$(field "$line" verified)
-	made=$(field "$line" made)
-	tmo=$(field "$line" err_ETIMEDOUT)
-	nobufs=$(field "$line" err_ENOBUFS)
-	refused=$(field "$line" refused)
+	verified=$(it_field "$line" verified)
+	made=$(it_field "$line" made)
+	tmo=$(it_field "$line" err_ETIMEDOUT)
+	nobufs=$(it_field "$line" err_ENOBUFS)
+	refused=$(it_field "$line" refused)
 	bad=$(other_errors "$line")
 	d_calls=$(($(it_worker_sum "$s1" calls) - $(it_worker_sum "$s0" calls)))
 	d_app_ok=$(($(it_worker_sum "$s1" app_ok) - $(it_worker_sum "$s0" app_ok)))
@@ -106,7 +101,7 @@ burst() {
 	# Calls that reached A's engine: made, less those A refused before (-ENOBUFS).
 	extra=$((d_calls - (made - nobufs)))
 	ran=$((ran1 - ran0))
-	mismatched=$(field "$line" mismatched)
+	mismatched=$(it_field "$line" mismatched)
 	it_log "  daemon A: calls +$d_calls app_ok +$d_app_ok app_failed +$d_app_failed" \
 		"waited +$d_waited (extra engine calls $extra); B's app ran $ran"
 	if [ "$mode" = tls ]; then
@@ -116,8 +111,8 @@ burst() {
 		it_log "  A $(grep '^sealed client' <<<"$s1")"
 		it_log "  B $(it_ctl b status | grep '^sealed server')"
 	fi
-	lost=$(field "$line" lost)
-	unknown=$(field "$line" unknown)
+	lost=$(it_field "$line" lost)
+	unknown=$(it_field "$line" unknown)
 	it_expect "$mode: every call ended once (lost $lost, unknown completions $unknown, exit $rc)" \
 		test "$lost" -eq 0 -a "$unknown" -eq 0 -a "$rc" -eq 0
 	it_expect "$mode: no response mismatched ($mismatched)" test "$mismatched" -eq 0
@@ -138,8 +133,8 @@ burst() {
 	it_log "  daemon A's log on calls to $svc (last 10 lines):"
 	grep -E "call to $svc failed" "$IT_TMP/r2p2d-a.log" | tail -n 10 | sed 's/^/    /' || true
 	printf '%s %s calls %s verified %s refused %s eagain_retries %s duration_ms %s errors: %s\n' \
-		"$mode" "$svc" "$n" "$verified" "$refused" "$(field "$line" eagain_retries)" \
-		"$(field "$line" duration_ms)" "$(grep -o 'err_[A-Z0-9]* [0-9]*' <<<"$line" | tr '\n' ' ')" \
+		"$mode" "$svc" "$n" "$verified" "$refused" "$(it_field "$line" eagain_retries)" \
+		"$(it_field "$line" duration_ms)" "$(grep -o 'err_[A-Z0-9]* [0-9]*' <<<"$line" | tr '\n' ' ')" \
 		>>"$IT_TMP/summary.txt"
 }
 

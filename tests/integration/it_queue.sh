@@ -35,11 +35,6 @@ it_start_daemon a "$IT_NS_A" "$IT_TMP/a.conf"
 it_start_echo_on b "$IT_NS_B" -n slow.svc -c -d $((DELAY_MS * 1000))
 ECHO=$IT_LAST_PID
 
-# field LINE NAME: the number after NAME in burst_client's result line (0 if absent).
-field() {
-	awk -v f="$2" '{ for (i = 1; i < NF; i++) if ($i == f) { print $(i + 1); exit } }' <<<"$1" |
-		grep . || echo 0
-}
 
 S0=$(it_tls_status a)
 rc=0
@@ -50,16 +45,16 @@ LINE=$(grep '^burst ' "$IT_TMP/burst.txt" || true)
 it_log "  $LINE"
 sleep 0.3
 S1=$(it_tls_status a)
-VERIFIED=$(field "$LINE" verified)
-TMO=$(field "$LINE" err_ETIMEDOUT)
+VERIFIED=$(it_field "$LINE" verified)
+TMO=$(it_field "$LINE" err_ETIMEDOUT)
 WAITED=$(($(it_worker_sum "$S1" waited) - $(it_worker_sum "$S0" waited)))
 APP_OK=$(($(it_worker_sum "$S1" app_ok) - $(it_worker_sum "$S0" app_ok)))
 APP_FAILED=$(($(it_worker_sum "$S1" app_failed) - $(it_worker_sum "$S0" app_failed)))
 RAN=$(it_echo_served "$ECHO")
 it_log "  A: waited +$WAITED app_ok +$APP_OK app_failed +$APP_FAILED queued $(it_worker_sum "$S1" queued); B's app ran $RAN"
 
-it_expect "every call ended once (exit $rc, lost $(field "$LINE" lost))" \
-	test "$rc" -eq 0 -a "$(field "$LINE" lost)" -eq 0
+it_expect "every call ended once (exit $rc, lost $(it_field "$LINE" lost))" \
+	test "$rc" -eq 0 -a "$(it_field "$LINE" lost)" -eq 0
 it_expect "each call verified or -ETIMEDOUT ($VERIFIED + $TMO = $CALLS)" \
 	test $((VERIFIED + TMO)) -eq "$CALLS"
 it_expect "at least 2 verified, one at a time at $DELAY_MS ms each ($VERIFIED)" \

@@ -419,6 +419,20 @@ it_wait_exit() {
 	return "$rc"
 }
 
+# it_drops STATUS FIELD: FIELD of the "drops:" lines of an `r2p2ctl status` text, summed over
+# workers (0 if absent).
+it_drops() {
+	awk -v f="$2" '$1 == "drops:" { for (i = 2; i < NF; i++) if ($i == f) s += $(i + 1) }
+		END { print s + 0 }' <<<"$1"
+}
+
+# it_field LINE NAME: the number after the word NAME in LINE (0 if absent), e.g. in the
+# result line of burst_client.
+it_field() {
+	awk -v f="$2" '{ for (i = 1; i < NF; i++) if ($i == f) { print $(i + 1); exit } }' <<<"$1" |
+		grep . || echo 0
+}
+
 # it_worker_sum STATUS FIELD: FIELD (rx, tx, calls, requests, inflight, executing, ...) summed
 # over the worker lines of an `r2p2ctl status` text.
 it_worker_sum() {
