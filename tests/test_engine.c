@@ -3517,12 +3517,13 @@ Test(amp, lost_answer_to_a_multi_packet_request_completes_within_default_retries
 	struct pair p;
 	uint8_t *msg = pattern(3000, 0);
 
-	/* 3000 B request: each round, one ACK draws 3 more packets, which pay for 6 */
+	/* 3000 B request: its first packet draws a challenge; the echo (and the request's
+	 * other packets, resent on that ACK) bring the rest */
 	cr_assert_eq(lose_whole_answer(&p, msg, 3000, TEN_PKTS), 0);
 	cr_assert_leq(stats(&p.cli).retransmits, 2);
 	cr_assert_gt(stats(&p.srv).amp_limited, 0);
 	pair_cleanup(&p);
-	/* 65536 B request (45 packets): one round pays for a 64 KiB answer */
+	/* 65536 B request (45 packets): one round brings a 64 KiB answer */
 	free(msg);
 	msg = pattern(65536, 0);
 	cr_assert_eq(lose_whole_answer(&p, msg, 65536, 65536), 0);
@@ -3531,7 +3532,7 @@ Test(amp, lost_answer_to_a_multi_packet_request_completes_within_default_retries
 	free(msg);
 }
 
-Test(amp, lost_answer_to_a_single_packet_request_gets_one_packet)
+Test(amp, lost_answer_to_a_single_packet_request_follows_the_echo)
 {
 	struct pair p;
 	uint8_t *msg = pattern(20, 0);
