@@ -609,6 +609,11 @@ static int engine_init(struct worker *w, char *err, size_t err_len)
 		set_err(err, err_len, "worker %u: engine: %s", w->id, strerror(errno));
 		return -ENOMEM;
 	}
+	/* rids go on in sequence from a random start: an off-path sender who would forge an
+	 * answer has to guess the client port and the rid together */
+	uint16_t rid;
+	if (getrandom(&rid, sizeof(rid), 0) == sizeof(rid))
+		eng_set_next_rid(w->eng, rid);
 	return 0;
 }
 
