@@ -31,6 +31,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <r2p2/bpf_abi.h>
+#include <r2p2/r2p2.h>
 #include <r2p2/shm.h>
 
 #include "stek.h"
@@ -415,6 +416,7 @@ static void usage(FILE *out)
 		"\n"
 		"options:\n"
 		"  -s, --socket SOCKET  control socket (default: $R2P2_SOCKET, else %s)\n"
+		"  -V, --version        print the version and exit\n"
 		"  -h, --help           show this help\n"
 		"\n"
 		"commands:\n",
@@ -435,6 +437,7 @@ int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 	    {"socket", required_argument, NULL, 's'},
+	    {"version", no_argument, NULL, 'V'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -449,11 +452,14 @@ int main(int argc, char **argv)
 		ctl.socket_path = env;
 
 	/* '+': options end at the command, so commands may take their own */
-	while ((opt = getopt_long(argc, argv, "+s:h", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "+s:Vh", opts, NULL)) != -1) {
 		switch (opt) {
 		case 's':
 			ctl.socket_path = optarg;
 			break;
+		case 'V':
+			printf("r2p2ctl %s\n", R2P2_VERSION);
+			return 0;
 		case 'h':
 			usage(stdout);
 			return 0;

@@ -12,9 +12,11 @@
 #include <stdint.h>
 #include <sys/epoll.h>
 
+#include <r2p2/r2p2.h>
+
 #include "worker.h"
 
-#define R2P2D_VERSION "0.1.0"
+#define R2P2D_VERSION R2P2_VERSION
 
 struct daemon;
 struct conn;

@@ -35,7 +35,8 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: r2p2d --config PATH [--check]\n"
 		   "  -c, --config PATH  configuration file (see docs/OPERATIONS.md)\n"
-		   "  -k, --check        parse the configuration, report errors, and exit\n"
+		   "  -k, -t, --check    parse the configuration, report errors, and exit\n"
+		   "  -V, --version      print the version and exit\n"
 		   "  -h, --help         this text\n");
 }
 
@@ -47,18 +48,23 @@ static int parse_args(int argc, char **argv, const char **out_path, bool *out_ch
 {
 	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
 					     {"check", no_argument, NULL, 'k'},
+					     {"version", no_argument, NULL, 'V'},
 					     {"help", no_argument, NULL, 'h'},
 					     {NULL, 0, NULL, 0}};
 	int opt;
 
-	while ((opt = getopt_long(argc, argv, "c:kh", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "c:ktVh", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
 			*out_path = optarg;
 			break;
 		case 'k':
+		case 't': /* as nginx -t */
 			*out_check = true;
 			break;
+		case 'V':
+			printf("r2p2d %s\n", R2P2D_VERSION);
+			return 0;
 		case 'h':
 			usage(stdout);
 			return 0;

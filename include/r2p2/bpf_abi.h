@@ -22,6 +22,15 @@
 #ifndef R2P2_BPF_ABI_H
 #define R2P2_BPF_ABI_H
 
+/* C and C++ both: the headers are compiled as either. */
+#ifndef R2P2_STATIC_ASSERT
+#ifdef __cplusplus
+#define R2P2_STATIC_ASSERT static_assert
+#else
+#define R2P2_STATIC_ASSERT _Static_assert
+#endif
+#endif
+
 #include <linux/types.h>
 
 /* AF_XDP sockets one rx queue can be spread over (slots per queue in r2p2_xsks). */
@@ -42,21 +51,21 @@ struct r2p2_port_key {
 	__u16 port; /* host byte order (the program converts), so bpftool prints 8000 */
 	__u16 pad;  /* zero */
 };
-_Static_assert(sizeof(struct r2p2_port_key) == 4, "ABI");
+R2P2_STATIC_ASSERT(sizeof(struct r2p2_port_key) == 4, "ABI");
 
 /* Value of r2p2_ports. */
 struct r2p2_port_val {
 	__u32 service; /* the daemon's index of the service on this port (opaque to BPF) */
 	__u32 flags;   /* reserved, zero */
 };
-_Static_assert(sizeof(struct r2p2_port_val) == 8, "ABI");
+R2P2_STATIC_ASSERT(sizeof(struct r2p2_port_val) == 8, "ABI");
 
 /* Value of r2p2_qconf, indexed by rx queue. */
 struct r2p2_qconf {
 	__u32 num_socks; /* sockets in slots [0, num_socks) of this queue; 0: none */
 	__u32 pad;	 /* zero */
 };
-_Static_assert(sizeof(struct r2p2_qconf) == 8, "ABI");
+R2P2_STATIC_ASSERT(sizeof(struct r2p2_qconf) == 8, "ABI");
 
 /*
  * Value of r2p2_stats (one per CPU): every packet the program sees bumps exactly one
@@ -73,7 +82,7 @@ struct r2p2_stats {
 				    inconsistent; the kernel drops these itself: XDP_PASS */
 	__u64 reserved;		 /* zero; keeps the struct a multiple of 16 bytes */
 };
-_Static_assert(sizeof(struct r2p2_stats) == 64, "ABI");
+R2P2_STATIC_ASSERT(sizeof(struct r2p2_stats) == 64, "ABI");
 
 /*
  * r2p2_flow_hash mixes the source address `saddr` (16 bytes, network byte order; an

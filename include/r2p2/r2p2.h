@@ -13,6 +13,12 @@
 #ifndef R2P2_H
 #define R2P2_H
 
+/* The version of libr2p2 and its headers (CMakeLists.txt checks it against the project's). */
+#define R2P2_VERSION_MAJOR 0
+#define R2P2_VERSION_MINOR 1
+#define R2P2_VERSION_PATCH 0
+#define R2P2_VERSION "0.1.0"
+
 #include <stddef.h>
 #include <stdint.h>
 

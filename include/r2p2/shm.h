@@ -28,6 +28,15 @@
 #ifndef R2P2_SHM_H
 #define R2P2_SHM_H
 
+/* C and C++ both: the headers are compiled as either. */
+#ifndef R2P2_STATIC_ASSERT
+#ifdef __cplusplus
+#define R2P2_STATIC_ASSERT static_assert
+#else
+#define R2P2_STATIC_ASSERT _Static_assert
+#endif
+#endif
+
 #include <stdint.h>
 
 #define R2P2_SHM_MAGIC 0x50325252u /* "RR2P" little-endian */
@@ -62,7 +71,7 @@ struct r2p2_sqe {
 	uint64_t user_data;
 	char service[R2P2_SERVICE_NAME_MAX]; /* R2P2_SQ_CALL: NUL-terminated service name */
 };
-_Static_assert(sizeof(struct r2p2_sqe) == 72, "ABI");
+R2P2_STATIC_ASSERT(sizeof(struct r2p2_sqe) == 72, "ABI");
 
 struct r2p2_cqe {
 	uint8_t op; /* enum r2p2_cq_op */
@@ -74,7 +83,7 @@ struct r2p2_cqe {
 	uint32_t service_id; /* R2P2_CQ_REQUEST: id returned by registration */
 	uint32_t pad2;
 };
-_Static_assert(sizeof(struct r2p2_cqe) == 32, "ABI");
+R2P2_STATIC_ASSERT(sizeof(struct r2p2_cqe) == 32, "ABI");
 
 /*
  * Ring indexes are free-running u32 counters; slot = index & (entries - 1).
@@ -96,7 +105,7 @@ struct r2p2_lane_ctrl {
 	uint32_t cq_need_wakeup; /* written by the app: 1 = ring cq doorbell after producing */
 	uint8_t pad3[56];
 };
-_Static_assert(sizeof(struct r2p2_lane_ctrl) == 256, "ABI");
+R2P2_STATIC_ASSERT(sizeof(struct r2p2_lane_ctrl) == 256, "ABI");
 
 /*
  * The first bytes of the memfd. Written once by the daemon before it passes the
@@ -192,7 +201,7 @@ struct r2p2_ctl_msg {
 	char name[R2P2_SERVICE_NAME_MAX];
 	/* followed by text_len bytes */
 };
-_Static_assert(sizeof(struct r2p2_ctl_msg) == 64, "ABI");
+R2P2_STATIC_ASSERT(sizeof(struct r2p2_ctl_msg) == 64, "ABI");
 
 #define R2P2_CTL_MAX_MSG 65536 /* largest control datagram, header + text */
 

@@ -9,6 +9,15 @@
 #ifndef R2P2_WIRE_H
 #define R2P2_WIRE_H
 
+/* C and C++ both: the headers are compiled as either. */
+#ifndef R2P2_STATIC_ASSERT
+#ifdef __cplusplus
+#define R2P2_STATIC_ASSERT static_assert
+#else
+#define R2P2_STATIC_ASSERT _Static_assert
+#endif
+#endif
+
 #include <linux/types.h>
 
 #define R2P2_MAGIC 0xCC
@@ -43,9 +52,9 @@
 #define R2P2_F_TLS 0x20
 /* A sealed-mode message: the payload is AEAD under an association (docs/PROTOCOL.md). */
 #define R2P2_F_SEALED 0x10
-_Static_assert((R2P2_F_TLS & ~R2P2_F_FREE_MASK) == 0, "R2P2_F_TLS must be a free bit");
-_Static_assert((R2P2_F_SEALED & ~R2P2_F_FREE_MASK) == 0, "R2P2_F_SEALED must be a free bit");
-_Static_assert((R2P2_F_TLS & R2P2_F_SEALED) == 0, "mode flags must differ");
+R2P2_STATIC_ASSERT((R2P2_F_TLS & ~R2P2_F_FREE_MASK) == 0, "R2P2_F_TLS must be a free bit");
+R2P2_STATIC_ASSERT((R2P2_F_SEALED & ~R2P2_F_FREE_MASK) == 0, "R2P2_F_SEALED must be a free bit");
+R2P2_STATIC_ASSERT((R2P2_F_TLS & R2P2_F_SEALED) == 0, "mode flags must differ");
 
 enum r2p2_type {
 	R2P2_REQUEST = 0,
@@ -72,7 +81,7 @@ struct r2p2_hdr {
 	__be16 rid;	  /* request id chosen by the client */
 	__be16 p_order;	  /* first packet: packet count; others: index 1..N-1 */
 };
-_Static_assert(sizeof(struct r2p2_hdr) == R2P2_HDR_LEN, "ABI");
+R2P2_STATIC_ASSERT(sizeof(struct r2p2_hdr) == R2P2_HDR_LEN, "ABI");
 
 /* Payload of a FEEDBACK message sent by a server to its router. */
 struct r2p2_feedback {
@@ -80,7 +89,7 @@ struct r2p2_feedback {
 	__be16 port; /* the client's UDP port */
 	__be32 ip;   /* the client's IPv4 address */
 };
-_Static_assert(sizeof(struct r2p2_feedback) == 8, "ABI");
+R2P2_STATIC_ASSERT(sizeof(struct r2p2_feedback) == 8, "ABI");
 
 static inline unsigned r2p2_hdr_type(const struct r2p2_hdr *h)
 {

@@ -79,6 +79,14 @@ it_check "and says '$IT_TMP/good.conf: ok (1 services served, 1 called)'" \
 	test "$out" = "$IT_TMP/good.conf: ok (1 services served, 1 called)"
 it_check "--check started nothing (no control socket)" test ! -e "$IT_TMP/ctl.sock"
 rc=0
+out=$(timeout 10 "$R2P2D" -t -c "$IT_TMP/good.conf" 2>&1) || rc=$?
+it_check "-t is --check (exit $rc: $out)" test "$rc" -eq 0 -a "$out" = "$IT_TMP/good.conf: ok (1 services served, 1 called)"
+VER=$(sed -n 's/^#define R2P2_VERSION "\(.*\)"$/\1/p' "$R2P2_SRC/include/r2p2/r2p2.h")
+out=$("$R2P2D" --version)
+it_check "--version prints '$out'" test "$out" = "r2p2d $VER"
+out=$("$(it_bin r2p2ctl)" --version)
+it_check "r2p2ctl --version prints '$out'" test "$out" = "r2p2ctl $VER"
+rc=0
 "$R2P2D" --config "$IT_TMP/good.conf" --no-such-option >/dev/null 2>&1 || rc=$?
 it_check "an unknown option exits 2 (got $rc)" test "$rc" -eq 2
 rc=0
