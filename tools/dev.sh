@@ -41,7 +41,7 @@ install_deps() {
 # build DIR [cmake args...]
 build() {
 	local dir=$1; shift
-	cmake -S "$SRC" -B "$dir" -DCMAKE_C_COMPILER=clang "$@" >/dev/null
+	cmake -S "$SRC" -B "$dir" -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ "$@" >/dev/null
 	cmake --build "$dir" -j "$JOBS"
 }
 
