@@ -22,6 +22,7 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "clock.h"
 #include "ctl.h"
 #include "daemon.h"
 #include "err.h"
@@ -338,15 +339,31 @@ fail:
 	return ret;
 }
 
-/* probe_ports checks that no other process holds a port to serve. */
+#define PORT_WAIT_MS 5000 /* a previous instance may still be closing its sockets */
+
+/*
+ * probe_ports checks that no other process holds a port to serve. A port in use is
+ * tried again for up to PORT_WAIT_MS: a restart (stop, then start at once) finds the
+ * previous instance's sockets still open while it drains and exits.
+ */
 static int probe_ports(struct daemon *d, char *err, size_t err_len)
 {
 	const struct cfg *c = &d->cfg->cfg;
+	uint64_t give_up = now_ns() + PORT_WAIT_MS * NS_PER_MS;
+	bool said = false;
 	char why[512];
 	int ret;
 
 	for (size_t i = 0; i < c->num_serves; i++) {
-		ret = port_probe(c, c->serves[i].port, why, sizeof(why));
+		while ((ret = port_probe(c, c->serves[i].port, why, sizeof(why))) == -EADDRINUSE &&
+		       now_ns() < give_up) {
+			if (!said)
+				log_info("[serve %s] UDP port %u is in use; waiting up to %u ms for it "
+					 "(a previous r2p2d exiting?)",
+					 c->serves[i].name, c->serves[i].port, PORT_WAIT_MS);
+			said = true;
+			usleep(50000);
+		}
 		if (ret < 0) {
 			set_err(err, err_len, "[serve %s] %s", c->serves[i].name, why);
 			return ret;

@@ -95,6 +95,8 @@ rc=$(second_daemon second-port "$IT_TMP/b-same-port.conf")
 it_check "it exited with status 1 (got $rc)" test "$rc" -eq 1
 it_check "it said port $IT_ECHO_PORT is in use" \
 	grep -q "UDP port $IT_ECHO_PORT on .*: Address already in use" "$IT_TMP/second-port.log"
+it_check "it waited for the port first (a previous instance may be exiting)" \
+	grep -q "UDP port $IT_ECHO_PORT is in use; waiting up to 5000 ms" "$IT_TMP/second-port.log"
 it_check "it left no control socket behind" test ! -e "$IT_TMP/second.sock"
 it_check "the first daemon still runs" it_alive "${IT_DAEMON_PID[b]}"
 it_check "echo.svc still answers (20 x 64 B)" it_client -S 64 -c 20 -t 1000

@@ -7,6 +7,9 @@
 #  2. daemon A is killed with SIGKILL and restarted over its stale socket: same.
 #  3. daemon B restarts: the echo server re-attaches and registers again by
 #     itself (libr2p2 or the server's own retry), and echo works again.
+#  4. daemon B is stopped and started at once, three times: the new one is started
+#     right after SIGTERM, while the old one may still hold its ports; it waits for
+#     them (up to 5 s) instead of failing with "Address already in use".
 # shellcheck disable=SC2317 # functions here are run through run_loop_while and it_wait_for
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/lib.sh
@@ -91,4 +94,16 @@ echo_works() { it_client -S 4 -c 1 -t 500 >/dev/null 2>&1; }
 it_wait_for 10 "the echo server to serve again through the new daemon B" echo_works
 it_check "the same echo server (pid $IT_ECHO_PID) came back by itself" it_alive "$IT_ECHO_PID"
 it_check "4 B echo x 20 after daemon B restarted" it_client -S 4 -c 20 -t 3000
+
+it_log "--- 4. daemon B stopped and started at once, three times"
+for round in 1 2 3; do
+	old=${IT_DAEMON_PID[b]}
+	kill -TERM "$old"
+	it_start_daemon b "$IT_NS_B" "$IT_TMP/b.conf" stale
+	rc=0
+	wait "$old" 2>/dev/null || rc=$?
+	it_check "round $round: the old daemon B exited 0 (exit $rc)" test "$rc" -eq 0
+	it_wait_for 10 "round $round: echo through the new daemon B" echo_works
+done
+it_check "4 B echo x 20 after the quick restarts" it_client -S 4 -c 20 -t 3000
 it_pass "apps ride through daemon restarts"
