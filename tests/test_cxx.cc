@@ -33,7 +33,8 @@ int main()
 	check(ctx == nullptr && errno == ENOENT, "attach without a daemon fails with ENOENT");
 	r2p2_event ev;
 	check(r2p2_poll(nullptr, &ev, 1, 0) == -EINVAL, "poll refuses a null context");
-	check(r2p2_call(nullptr, "echo.svc", "x", 1, 0, 0) == -EINVAL, "call refuses a null context");
+	check(r2p2_call(nullptr, "echo.svc", "x", 1, 0, 0) == -EINVAL,
+	      "call refuses a null context");
 	check(std::strcmp(R2P2_VERSION, "0.1.0") >= 0, "R2P2_VERSION is a version string");
 	r2p2_set_poll_us(nullptr, 10);
 	r2p2_detach(nullptr);

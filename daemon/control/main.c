@@ -358,9 +358,10 @@ static int probe_ports(struct daemon *d, char *err, size_t err_len)
 		while ((ret = port_probe(c, c->serves[i].port, why, sizeof(why))) == -EADDRINUSE &&
 		       now_ns() < give_up) {
 			if (!said)
-				log_info("[serve %s] UDP port %u is in use; waiting up to %u ms for it "
-					 "(a previous r2p2d exiting?)",
-					 c->serves[i].name, c->serves[i].port, PORT_WAIT_MS);
+				log_info(
+				    "[serve %s] UDP port %u is in use; waiting up to %u ms for it "
+				    "(a previous r2p2d exiting?)",
+				    c->serves[i].name, c->serves[i].port, PORT_WAIT_MS);
 			said = true;
 			usleep(50000);
 		}
