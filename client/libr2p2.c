@@ -1024,7 +1024,12 @@ R2P2_API const char *r2p2_strerror(int err)
 	case ECONNREFUSED:
 		return "server dropped the request";
 	case ENOENT:
-		return "unknown service";
+		return "unknown service (from r2p2_attach: no r2p2d control socket at that path)";
+	case ENOBUFS:
+		return "too many calls waiting on r2p2d (or a reply too large for the buffer); "
+		       "retry later";
+	case ECANCELED:
+		return "call cancelled";
 	case ECONNRESET:
 		return "r2p2d restarted; call lost";
 	case EMSGSIZE:
