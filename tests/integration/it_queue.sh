@@ -11,6 +11,8 @@
 # else; at least 2 verified; A counted CALLS - 1 calls that waited, app_ok = verified and
 # app_failed = the timeouts; B's app was handed at most one request more than were verified
 # (the ones that waited past their deadline never left A); A's `queued` is back to 0.
+# Then A is stopped while calls wait: every call still ends once (the waiting ones with
+# -ESHUTDOWN, or -ECONNRESET when the app saw the daemon go), and A exits 0.
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -65,8 +67,23 @@ it_expect "A's app_failed is the timeouts (+$APP_FAILED)" test "$APP_FAILED" -eq
 it_expect "calls that waited past their deadline never reached B (ran $RAN <= $VERIFIED + 1)" \
 	test "$RAN" -le $((VERIFIED + 1))
 it_expect "nothing waits on A any more" test "$(it_worker_sum "$S1" queued)" -eq 0
-for side in a b; do
-	it_expect "daemon $side exits 0 on SIGTERM" it_stop_daemon "$side"
-done
+
+it_log "--- A stops (SIGTERM) while calls wait: each ends, none is lost"
+timeout 60 ip netns exec "$IT_NS_A" "$(it_bin burst_client)" -s "$(it_sock a)" -n slow.svc \
+	-N "$CALLS" -S 64 -t 5000 -w 3000 >"$IT_TMP/burst2.txt" 2>"$IT_TMP/burst2.log" &
+BURST=$!
+# shellcheck disable=SC2317 # run through it_wait_for
+has_queued() { [ "$(it_worker_sum "$(it_ctl a status)" queued)" -gt 0 ]; }
+it_wait_for 5 "calls waiting on A" has_queued
+it_expect "daemon a exits 0 on SIGTERM with calls waiting" it_stop_daemon a
+rc=0
+wait "$BURST" || rc=$?
+LINE=$(grep '^burst ' "$IT_TMP/burst2.txt" || true)
+it_log "  $LINE"
+it_expect "every call ended once, none lost (lost $(it_field "$LINE" lost), unknown $(it_field "$LINE" unknown))" \
+	test -n "$LINE" -a "$(it_field "$LINE" lost)" -eq 0 -a "$(it_field "$LINE" unknown)" -eq 0
+it_expect "the waiting ones ended with -ESHUTDOWN or -ECONNRESET ($(grep -o 'err_[A-Z]* [0-9]*' <<<"$LINE" | tr '\n' ' '))" \
+	test $(($(it_field "$LINE" err_ESHUTDOWN) + $(it_field "$LINE" err_ECONNRESET))) -ge 1
+it_expect "daemon b exits 0 on SIGTERM" it_stop_daemon b
 it_expect_done
 it_pass "max_inflight 1: $VERIFIED of $CALLS verified one at a time, $TMO timed out ($((CALLS - 1)) waited on A)"
