@@ -194,6 +194,39 @@ static int derive(const uint8_t prk[32], const char *label, size_t label_len,
 		   : -EIO;
 }
 
+/*
+ * derive_req_resp writes k_req and k_resp of request N: derive() with the request
+ * and the response label, with the HMAC keyed by `prk` once for both (HKDF-Expand of
+ * one block is HMAC(prk, info | 0x01); the key's pads are hashed once, not twice).
+ */
+static int derive_req_resp(const uint8_t prk[32], const uint8_t n[SEALED_NONCE_LEN],
+			   uint8_t k_req[SEALED_KEY_LEN], uint8_t k_resp[SEALED_KEY_LEN])
+{
+	static const uint8_t one = 1;
+	const char *labels[2] = {REQ_LABEL, RESP_LABEL};
+	uint8_t *outs[2] = {k_req, k_resp}, mac[EVP_MAX_MD_SIZE];
+	unsigned mac_len = 0;
+	HMAC_CTX h;
+	int rc = -EIO;
+
+	HMAC_CTX_init(&h);
+	if (!HMAC_Init_ex(&h, prk, 32, EVP_sha256(), NULL))
+		goto out;
+	for (int i = 0; i < 2; i++) {
+		if (!HMAC_Init_ex(&h, NULL, 0, NULL, NULL) ||
+		    !HMAC_Update(&h, (const uint8_t *)labels[i], strlen(labels[i])) ||
+		    !HMAC_Update(&h, n, SEALED_NONCE_LEN) || !HMAC_Update(&h, &one, 1) ||
+		    !HMAC_Final(&h, mac, &mac_len) || mac_len < SEALED_KEY_LEN)
+			goto out;
+		memcpy(outs[i], mac, SEALED_KEY_LEN);
+	}
+	rc = 0;
+out:
+	OPENSSL_cleanse(mac, sizeof(mac));
+	HMAC_CTX_cleanup(&h);
+	return rc;
+}
+
 /* extract writes HKDF-Extract(salt = id, ikm = key) to `prk` (32 bytes). */
 static int extract(const uint8_t key[SEALED_KEY_LEN], const uint8_t id[SEALED_ID_LEN],
 		   uint8_t prk[32])
@@ -322,9 +355,7 @@ int sealed_seal_request(struct sealed_assoc *a, const uint8_t hdr[SEALED_HDR_AD_
 	hdr_ad(ad, hdr);
 	memcpy(ad + SEALED_HDR_AD_LEN, out->data, SEALED_REQ_HDR_LEN);
 	rc = -EIO;
-	if (derive(a->prk, REQ_LABEL, sizeof(REQ_LABEL) - 1, out_ctx->nonce, k_req) != 0 ||
-	    derive(a->prk, RESP_LABEL, sizeof(RESP_LABEL) - 1, out_ctx->nonce, out_ctx->k_resp) !=
-		0)
+	if (derive_req_resp(a->prk, out_ctx->nonce, k_req, out_ctx->k_resp) != 0)
 		goto out;
 	if (!gcm128_seal(k_req, zero_nonce, out->data + SEALED_REQ_HDR_LEN, &n,
 			 len + SEALED_TAG_LEN, req, len, ad, sizeof(ad)) ||
@@ -633,13 +664,14 @@ static void strike_key_of(const uint8_t id[SEALED_ID_LEN], const uint8_t nonce[S
 }
 
 /*
- * open_body derives the association's `prk` from the token and opens the request's
- * ciphertext into `out`, with the header `hdr` and the clear part of `msg` as
- * associated data. Returns 0, or -EIO / -ENOMEM / -EBADMSG with the reason in `*why`.
+ * open_body derives the association's `prk` from the token, and from it the
+ * request's keys (k_resp into `k_resp`), and opens the request's ciphertext into
+ * `out`, with the header `hdr` and the clear part of `msg` as associated data.
+ * Returns 0, or -EIO / -ENOMEM / -EBADMSG with the reason in `*why`.
  */
 static int open_body(const struct token_view *t, const struct req_view *v,
 		     const uint8_t hdr[SEALED_HDR_AD_LEN], const uint8_t *msg, uint8_t prk[32],
-		     struct tls_buf *out, enum sealed_reason *why)
+		     uint8_t k_resp[SEALED_KEY_LEN], struct tls_buf *out, enum sealed_reason *why)
 {
 	uint8_t ad[REQ_AD_LEN], k_req[SEALED_KEY_LEN];
 	size_t n = 0;
@@ -648,8 +680,7 @@ static int open_body(const struct token_view *t, const struct req_view *v,
 	memset(k_req, 0, sizeof(k_req));
 	*why = SEALED_REJ_INTERNAL;
 	rc = -EIO;
-	if (extract(t->key, t->id, prk) != 0 ||
-	    derive(prk, REQ_LABEL, sizeof(REQ_LABEL) - 1, v->nonce, k_req) != 0)
+	if (extract(t->key, t->id, prk) != 0 || derive_req_resp(prk, v->nonce, k_req, k_resp) != 0)
 		goto out;
 	rc = -ENOMEM;
 	if (sealed_buf_size(out, v->ct_len - SEALED_TAG_LEN) != 0)
@@ -827,6 +858,7 @@ int sealed_open_request(struct sealed_server *s, const struct stek_set *stek, co
 			enum sealed_reason *out_reason)
 {
 	uint8_t plain[SEALED_TOKEN_PLAIN_LEN], strike_key[REPLAY_KEY_LEN], prk[32];
+	uint8_t k_resp[SEALED_KEY_LEN];
 	enum sealed_reason why = SEALED_REJ_INTERNAL;
 	uint64_t window_ms = chk->window_ms ? chk->window_ms : SEALED_WINDOW_DEFAULT_MS;
 	struct token_view t;
@@ -850,17 +882,14 @@ int sealed_open_request(struct sealed_server *s, const struct stek_set *stek, co
 		 !(rc && why == SEALED_REJ_INTERNAL);
 	if (rc)
 		goto out;
-	rc = open_body(&t, &v, hdr, msg, prk, out, &why);
+	rc = open_body(&t, &v, hdr, msg, prk, k_resp, out, &why);
 	if (rc)
 		goto out;
 	rc = strike_insert(strike, strike_key, &t, v.ts_ms, chk->now_ns, &why);
 	if (rc)
 		goto out;
 
-	why = SEALED_REJ_INTERNAL;
-	rc = -EIO;
-	if (derive(prk, RESP_LABEL, sizeof(RESP_LABEL) - 1, v.nonce, out_ctx->k_resp) != 0)
-		goto out;
+	memcpy(out_ctx->k_resp, k_resp, SEALED_KEY_LEN);
 	memcpy(out_ctx->nonce, v.nonce, SEALED_NONCE_LEN);
 	out_ctx->armed = true;
 	why = SEALED_OK;
@@ -873,6 +902,7 @@ out:
 	}
 	OPENSSL_cleanse(plain, sizeof(plain));
 	OPENSSL_cleanse(prk, sizeof(prk));
+	OPENSSL_cleanse(k_resp, sizeof(k_resp));
 	*out_reason = why;
 	if (rc) {
 		if (out->len)
