@@ -1298,6 +1298,52 @@ TEST(retry_check_verdicts)
 	stek_set_put(set);
 }
 
+/* A token kept opened after a valid request is still checked per request: expiry and
+ * service, and a bit flipped in it is not found in the cache. */
+TEST(opened_token_still_checked_per_request)
+{
+	struct stek_set *set = std_set();
+	struct server sv = server_new(64);
+	struct sealed_assoc a;
+	struct sealed_ctx cctx, sctx;
+	struct tls_buf wire = {0}, plain = {0};
+	uint64_t later = NOW + SEALED_LIFETIME_DEFAULT_MS + 1;
+
+	bootstrap(&sv, set, SVC, NOW, 0, &a);
+	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"1", 1, NOW, &wire,
+				     &cctx),
+		 0);
+	CHECK_EQ(open_req(&sv, set, SVC, NOW, req_hdr, wire.data, wire.len, &plain, &sctx),
+		 SEALED_OK);
+	CHECK_EQ(sealed_server_opened_tokens(sv.s), 1);
+	sealed_ctx_cleanup(&sctx);
+	/* the same token for another service, and past its expiry */
+	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"2", 1, NOW, &wire,
+				     &cctx),
+		 0);
+	CHECK_EQ(open_req(&sv, set, "other.svc", NOW, req_hdr, wire.data, wire.len, &plain, &sctx),
+		 SEALED_REJ_WRONG_SERVICE);
+	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"3", 1, NOW, &wire,
+				     &cctx),
+		 0);
+	CHECK_EQ(open_req(&sv, set, SVC, later, req_hdr, wire.data, wire.len, &plain, &sctx),
+		 SEALED_REJ_EXPIRED);
+	/* a flipped bit in the token's ciphertext: not the kept one, and it does not open */
+	CHECK_EQ(sealed_seal_request(&a, req_hdr, &self_addr, (const uint8_t *)"4", 1, NOW, &wire,
+				     &cctx),
+		 0);
+	wire.data[1 + 40] ^= 0x01;
+	CHECK_EQ(open_req(&sv, set, SVC, NOW, req_hdr, wire.data, wire.len, &plain, &sctx),
+		 SEALED_REJ_BAD_TOKEN);
+	sealed_ctx_cleanup(&cctx);
+	sealed_ctx_cleanup(&sctx);
+	sealed_assoc_cleanup(&a);
+	tls_buf_cleanup(&wire);
+	tls_buf_cleanup(&plain);
+	server_free(&sv);
+	stek_set_put(set);
+}
+
 /* A server that opened the token authenticates its REJECT; the client checks it. */
 TEST(reject_authenticated_when_the_token_opened)
 {

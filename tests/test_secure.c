@@ -975,6 +975,7 @@ TEST(sealed_retired_keys_leave_the_token_cache)
 	CHECK(rpc_run(&c, &s, "two", true, false).first_flags == R2P2_F_SEALED);
 	CHECK(sealed_server_cached_keys(s.svc.sealed) == 1);
 	CHECK(sealed_server_caches_key(s.svc.sealed, k1));
+	CHECK_MSG(sealed_server_opened_tokens(s.svc.sealed) == 1, "the token is kept opened");
 
 	/* a rotation that keeps key 1 as previous keeps its token key */
 	srv_switch_stek(&s, both);
@@ -986,6 +987,8 @@ TEST(sealed_retired_keys_leave_the_token_cache)
 	srv_switch_stek(&s, stek3);
 	CHECK_MSG(!sealed_server_caches_key(s.svc.sealed, k1), "key 1 outlived its set");
 	CHECK(sealed_server_cached_keys(s.svc.sealed) == 0);
+	CHECK_MSG(sealed_server_opened_tokens(s.svc.sealed) == 0,
+		  "a token of key 1 outlived its set");
 	r = rpc_run(&c, &s, "four", true, false); /* refused, bootstraps under key 3 */
 	CHECK(reply_is(&r, "re:four"));
 	CHECK(rpc_run(&c, &s, "five", true, false).rounds == 1);

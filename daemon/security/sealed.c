@@ -42,6 +42,9 @@
 #define RESP_AD_LEN (SEALED_HDR_AD_LEN + SEALED_RESP_HDR_LEN)
 /* Token key contexts a worker keeps: current, previous, next, and one spare for a rotation. */
 #define TOKEN_CACHE 4
+/* Tokens a worker keeps opened (with their prk): a busy association pays the token's
+ * AEAD and HKDF-Extract once, not per request. */
+#define OPENED_CACHE 16
 
 _Static_assert(SEALED_TOKEN_LEN == 72, "token size is part of the wire format");
 _Static_assert(SEALED_ASSOC_BLOB_LEN == 104, "blob size is part of the wire format");
@@ -60,9 +63,18 @@ struct token_key {
 	EVP_AEAD_CTX aead;
 };
 
+/* A token that opened and carried a valid request: its plaintext and the prk from it. */
+struct opened_token {
+	bool used;
+	uint8_t token[SEALED_TOKEN_LEN];
+	uint8_t plain[SEALED_TOKEN_PLAIN_LEN]; /* K | id | expiry | service hash: secret */
+	uint8_t prk[32];		       /* secret */
+};
+
 struct sealed_server {
 	struct sealed_stats stats;
 	struct token_key keys[TOKEN_CACHE];
+	struct opened_token opened[OPENED_CACHE]; /* wiped with every change of the STEK set */
 	unsigned next_evict;
 	uint64_t stek_gen; /* the set `keys` were last checked against (stek_set_gen) */
 	/* the wall clock as seen against the monotonic one: a step of it means timestamps
@@ -94,6 +106,7 @@ struct token_view {
 	const uint8_t *id;  /* association id, SEALED_ID_LEN bytes */
 	uint64_t expiry_ms;
 	const uint8_t *svc_hash; /* SEALED_SVC_HASH_LEN bytes */
+	const uint8_t *prk;	 /* the association's prk, when the token was found opened */
 };
 
 /* req_parse reads version | token | N | timestamp | binding | ciphertext (at least a tag). */
@@ -446,7 +459,47 @@ void sealed_server_forget_keys(struct sealed_server *s, const struct stek_set *s
 	for (int i = 0; i < TOKEN_CACHE; i++)
 		if (s->keys[i].used && !key_in_set(stek, &s->keys[i]))
 			token_key_wipe(&s->keys[i]);
+	/* opened tokens are few and cheap to open again: all go with any change of the set */
+	OPENSSL_cleanse(s->opened, sizeof(s->opened));
 	s->stek_gen = stek_set_gen(stek);
+}
+
+size_t sealed_server_opened_tokens(const struct sealed_server *s)
+{
+	size_t n = 0;
+
+	for (int i = 0; i < OPENED_CACHE; i++)
+		n += s->opened[i].used;
+	return n;
+}
+
+/* opened_slot is where token `token` may be kept: its nonce is random. */
+static struct opened_token *opened_slot(struct sealed_server *s, const uint8_t *token)
+{
+	uint32_t h;
+
+	memcpy(&h, token + TOKEN_NONCE_OFF, sizeof(h)); /* any byte order: it is random */
+	return &s->opened[h % OPENED_CACHE];
+}
+
+/* opened_find returns the kept opening of `token`, or NULL. */
+static const struct opened_token *opened_find(struct sealed_server *s, const uint8_t *token)
+{
+	const struct opened_token *e = opened_slot(s, token);
+
+	return e->used && memcmp(e->token, token, SEALED_TOKEN_LEN) == 0 ? e : NULL;
+}
+
+/* opened_put keeps `token`, opened to `plain`, and its `prk` (replacing its slot). */
+static void opened_put(struct sealed_server *s, const uint8_t *token,
+		       const uint8_t plain[SEALED_TOKEN_PLAIN_LEN], const uint8_t prk[32])
+{
+	struct opened_token *e = opened_slot(s, token);
+
+	e->used = true;
+	memcpy(e->token, token, SEALED_TOKEN_LEN);
+	memcpy(e->plain, plain, SEALED_TOKEN_PLAIN_LEN);
+	memcpy(e->prk, prk, 32);
 }
 
 size_t sealed_server_cached_keys(const struct sealed_server *s)
@@ -614,16 +667,24 @@ static int open_token(struct sealed_server *s, const struct stek_set *stek, cons
 	if (!k)
 		return -EBADMSG;
 	*why = SEALED_REJ_INTERNAL;
-	tctx = token_key(s, stek, k);
+	tctx = token_key(s, stek, k); /* also forgets what an older STEK set opened */
 	if (!tctx)
 		return -EIO;
 	*why = SEALED_REJ_BAD_TOKEN;
-	token_ad(tad, v->token);
-	if (!EVP_AEAD_CTX_open(tctx, plain, &n, SEALED_TOKEN_PLAIN_LEN, v->token + TOKEN_NONCE_OFF,
-			       12, v->token + TOKEN_CT_OFF, SEALED_TOKEN_LEN - TOKEN_CT_OFF, tad,
-			       sizeof(tad)) ||
-	    n != SEALED_TOKEN_PLAIN_LEN || !token_plain_parse(plain, out))
+	const struct opened_token *kept = opened_find(s, v->token);
+	if (kept) {
+		memcpy(plain, kept->plain, SEALED_TOKEN_PLAIN_LEN);
+	} else {
+		token_ad(tad, v->token);
+		if (!EVP_AEAD_CTX_open(tctx, plain, &n, SEALED_TOKEN_PLAIN_LEN,
+				       v->token + TOKEN_NONCE_OFF, 12, v->token + TOKEN_CT_OFF,
+				       SEALED_TOKEN_LEN - TOKEN_CT_OFF, tad, sizeof(tad)) ||
+		    n != SEALED_TOKEN_PLAIN_LEN)
+			return -EBADMSG;
+	}
+	if (!token_plain_parse(plain, out))
 		return -EBADMSG;
+	out->prk = kept ? kept->prk : NULL;
 	*why = SEALED_REJ_WRONG_SERVICE;
 	if (strcmp(s->hashed_name, service) != 0) {
 		svc_hash(service, s->name_hash);
@@ -680,7 +741,11 @@ static int open_body(const struct token_view *t, const struct req_view *v,
 	memset(k_req, 0, sizeof(k_req));
 	*why = SEALED_REJ_INTERNAL;
 	rc = -EIO;
-	if (extract(t->key, t->id, prk) != 0 || derive_req_resp(prk, v->nonce, k_req, k_resp) != 0)
+	if (t->prk)
+		memcpy(prk, t->prk, 32);
+	else if (extract(t->key, t->id, prk) != 0)
+		goto out;
+	if (derive_req_resp(prk, v->nonce, k_req, k_resp) != 0)
 		goto out;
 	rc = -ENOMEM;
 	if (sealed_buf_size(out, v->ct_len - SEALED_TAG_LEN) != 0)
@@ -889,6 +954,8 @@ int sealed_open_request(struct sealed_server *s, const struct stek_set *stek, co
 	if (rc)
 		goto out;
 
+	if (!t.prk) /* a token that carried a valid request: keep it opened */
+		opened_put(s, v.token, plain, prk);
 	memcpy(out_ctx->k_resp, k_resp, SEALED_KEY_LEN);
 	memcpy(out_ctx->nonce, v.nonce, SEALED_NONCE_LEN);
 	out_ctx->armed = true;

@@ -330,6 +330,9 @@ void sealed_server_stats(const struct sealed_server *s, struct sealed_stats *out
  */
 void sealed_server_forget_keys(struct sealed_server *s, const struct stek_set *stek);
 
+/* sealed_server_opened_tokens returns how many opened tokens `s` keeps (at most 16). */
+size_t sealed_server_opened_tokens(const struct sealed_server *s);
+
 /* sealed_server_cached_keys returns how many token keys `s` caches (at most 4). */
 size_t sealed_server_cached_keys(const struct sealed_server *s);
 
