@@ -155,3 +155,120 @@ Test(status, cut_is_a_prefix)
 	cr_assert_eq(small[n], '\0');
 	cr_assert_eq(memcmp(small, text, n), 0);
 }
+
+/* ---- JSON: a small validator, so that the test needs no JSON library ------------ */
+
+static const char *json_value(const char *p);
+
+static const char *json_ws(const char *p)
+{
+	while (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r')
+		p++;
+	return p;
+}
+
+static const char *json_string(const char *p)
+{
+	if (*p++ != '"')
+		return NULL;
+	for (; *p && *p != '"'; p++) {
+		if ((unsigned char)*p < 0x20)
+			return NULL;
+		if (*p == '\\' && !*++p)
+			return NULL;
+	}
+	return *p == '"' ? p + 1 : NULL;
+}
+
+/* json_seq reads the members of an object (`obj`) or the elements of an array up to `end`. */
+static const char *json_seq(const char *p, char end, bool obj)
+{
+	p = json_ws(p);
+	if (*p == end)
+		return p + 1;
+	for (;;) {
+		if (obj) {
+			p = json_string(json_ws(p));
+			if (!p || *(p = json_ws(p)) != ':')
+				return NULL;
+			p++;
+		}
+		p = json_value(p);
+		if (!p)
+			return NULL;
+		p = json_ws(p);
+		if (*p == end)
+			return p + 1;
+		if (*p++ != ',')
+			return NULL;
+	}
+}
+
+static const char *json_value(const char *p)
+{
+	p = json_ws(p);
+	if (*p == '{')
+		return json_seq(p + 1, '}', true);
+	if (*p == '[')
+		return json_seq(p + 1, ']', false);
+	if (*p == '"')
+		return json_string(p);
+	if (!strncmp(p, "true", 4) || !strncmp(p, "null", 4))
+		return p + 4;
+	if (!strncmp(p, "false", 5))
+		return p + 5;
+	if (*p == '-')
+		p++;
+	if (*p < '0' || *p > '9')
+		return NULL;
+	while (*p >= '0' && *p <= '9')
+		p++;
+	return p;
+}
+
+Test(status, json_says_the_same_numbers)
+{
+	struct r2p2_stats xs = {.steered = 5, .passed_runt = 6};
+	struct replay_stats rs = {.entries = 1, .capacity = 2, .inserts = 3, .hits = 4};
+	struct status_facts f = facts();
+	const char *end;
+
+	f.xdp = true;
+	f.xdp_stats = &xs;
+	f.sealed_replay = &rs;
+	f.backend = "xdp on \"veth0\" (auto)";
+	size_t n = status_format_json(&cfg, &f, snaps, 2, text, sizeof(text));
+	cr_assert_eq(n, strlen(text));
+	end = json_value(text);
+	cr_assert_not_null(end, "not JSON:\n%s", text);
+	cr_assert_str_eq(json_ws(end), "", "trailing bytes after the object:\n%s", text);
+	cr_expect_not_null(strstr(text, "\"version\":\"9.9\",\"pid\":77,\"num_workers\":2"), "%s",
+			   text);
+	cr_expect_not_null(strstr(text, "\"backend\":\"xdp on \\\"veth0\\\" (auto)\""), "%s", text);
+	cr_expect_not_null(strstr(text, "\"xdp\":{\"steered\":5,"), "%s", text);
+	cr_expect_not_null(strstr(text, "{\"id\":1,\"rx\":11,\"tx\":21,"), "%s", text);
+	cr_expect_not_null(strstr(text, "\"drops\":{\"runt\":1,"), "%s", text);
+	cr_expect_not_null(strstr(text, "\"stale\":10"), "%s", text);
+	cr_expect_not_null(strstr(text, "\"tls_server\":{\"full_handshakes\":0,\"resumed\":6"),
+			   "%s", text);
+	cr_expect_not_null(strstr(text, "{\"id\":3,\"pid\":4242,\"uid\":1000,\"serves\":"
+					"[\"kv.svc\",\"echo.svc\"]}"),
+			   "%s", text);
+	cr_expect_not_null(strstr(text, "\"sealed_strike_register\":{\"entries\":1,\"capacity\":2,"
+					"\"inserts\":3"),
+			   "%s", text);
+	cr_expect_not_null(strstr(text, "{\"name\":\"kv.svc\",\"port\":8001,\"security\":"
+					"\"sealed\",\"requests\":300,"),
+			   "%s", text);
+	cr_expect_not_null(strstr(text, "{\"name\":\"up.svc\",\"security\":\"plain\",\"servers\":"
+					"[\"10.0.0.9:9000\"],\"max_inflight\":256}"),
+			   "%s", text);
+	cr_expect_not_null(strstr(text, "{\"worker\":1,\"service\":\"up.svc\",\"key_id\":171,"
+					"\"expires_in_s\":90}"),
+			   "%s", text);
+	/* a cut JSON text is not JSON, but stays a prefix and NUL-terminated */
+	static char small[64];
+	size_t k = status_format_json(&cfg, &f, snaps, 2, small, sizeof(small));
+	cr_assert_eq(k, sizeof(small) - 1);
+	cr_assert_eq(memcmp(small, text, k), 0);
+}

@@ -104,7 +104,7 @@ static int ctl_connect(struct ctl *ctl)
  * The reply's text is checked to lie inside the datagram.
  */
 static const struct r2p2_ctl_msg *ctl_request(struct ctl *ctl, uint16_t type, const char *name,
-					      char *buf)
+					      int32_t value, char *buf)
 {
 	struct r2p2_ctl_msg req, *rep = (struct r2p2_ctl_msg *)buf;
 	struct iovec iov = {.iov_base = buf, .iov_len = R2P2_CTL_MAX_MSG};
@@ -115,6 +115,7 @@ static const struct r2p2_ctl_msg *ctl_request(struct ctl *ctl, uint16_t type, co
 	req.magic = R2P2_CTL_MAGIC;
 	req.version = R2P2_CTL_VERSION;
 	req.type = type;
+	req.value = value;
 	if (name)
 		snprintf(req.name, sizeof(req.name), "%s", name);
 
@@ -179,14 +180,18 @@ static int cmd_status(struct ctl *ctl, int argc, char **argv)
 	char *buf;
 	int rc = 1;
 
-	(void)argc;
-	(void)argv;
+	bool json = argc == 1 && strcmp(argv[0], "--json") == 0;
+
+	if (argc && !json) {
+		fprintf(stderr, "r2p2ctl: status takes no operand but --json\n");
+		return 2;
+	}
 	buf = malloc(R2P2_CTL_MAX_MSG);
 	if (!buf) {
 		fprintf(stderr, "r2p2ctl: out of memory\n");
 		return 1;
 	}
-	rep = ctl_request(ctl, R2P2_CTL_STATUS, NULL, buf);
+	rep = ctl_request(ctl, R2P2_CTL_STATUS, NULL, json ? R2P2_CTL_STATUS_JSON : 0, buf);
 	if (!rep)
 		goto out;
 	if (rep->type == R2P2_CTL_ERROR) {
@@ -377,7 +382,9 @@ static int cmd_maps(struct ctl *ctl, int argc, char **argv)
 static const struct command commands[] = {
     {"maps", "[IFNAME]", "XDP verdict counters summed over CPUs (pinned maps, no r2p2d needed)", 0,
      1, cmd_maps, true},
-    {"status", "", "show workers, attached apps and per-service counters", 0, 0, cmd_status, false},
+    {"status", "[--json]",
+     "show workers, attached apps and per-service counters (--json: as one JSON object)", 0, 1,
+     cmd_status, false},
     {"stek generate", "PATH", "create a new STEK file (one random current key, mode 0600)", 1, 1,
      cmd_stek_generate, true},
     {"stek rotate", "PATH", "previous := current, current := next, next := new random key", 1, 1,

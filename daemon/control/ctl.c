@@ -421,7 +421,7 @@ static const struct app **attached_apps(const struct daemon *d, size_t *out_num)
  * conn_status answers STATUS: one snapshot of every worker, the daemon's own
  * counters, formatted by status_format. Negative errno (out of memory) closes.
  */
-static int conn_status(struct daemon *d, struct conn *c)
+static int conn_status(struct daemon *d, struct conn *c, bool json)
 {
 	static char text[R2P2_CTL_MAX_MSG - sizeof(struct r2p2_ctl_msg)];
 	struct status_facts f = {.version = R2P2D_VERSION,
@@ -454,7 +454,8 @@ static int conn_status(struct daemon *d, struct conn *c)
 		replay_stats(d->replay, &rs);
 		f.replay = &rs;
 	}
-	n = status_format(&d->cfg->cfg, &f, snaps, d->num_workers, text, sizeof(text));
+	n = (json ? status_format_json : status_format)(&d->cfg->cfg, &f, snaps, d->num_workers,
+							text, sizeof(text));
 	ctl_send(c->fd, R2P2_CTL_STATUS_OK, 0, NULL, text, n, NULL, 0);
 	free(snaps);
 	free(apps);
@@ -479,7 +480,7 @@ static int conn_input(struct daemon *d, struct conn *c)
 		conn_register(d, c, m.name);
 		return 0;
 	case R2P2_CTL_STATUS:
-		return conn_status(d, c);
+		return conn_status(d, c, m.value == R2P2_CTL_STATUS_JSON);
 	case -EOPNOTSUPP:
 		ctl_error(c->fd, EOPNOTSUPP, "%s", why);
 		return 0;

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
- * The status text. Each section has its own function; totals are summed from
- * the one set of snapshots the caller took, so a total always equals the sum of
- * the lines above it.
+ * The status, as text or as JSON, written by one set of section functions through an
+ * emitter: each counter is named once, and both forms say the same numbers. Totals
+ * are summed from the one set of snapshots the caller took, so a total always equals
+ * the sum of the lines above it.
  */
 #include "status.h"
 
@@ -15,24 +16,121 @@
 
 typedef unsigned long long ull;
 
-/* A text being written: `n` bytes of `len` used; `buf[n]` is always NUL. */
-struct text {
+#define EM_DEPTH 8
+
+/*
+ * An emitter: `n` bytes of `len` used in `buf`, `buf[n]` always NUL. In text form
+ * em_num writes " name value" and em_gap one more space; the JSON form writes members
+ * and arrays, a comma before every member but the first of its level.
+ */
+struct em {
 	char *buf;
 	size_t len;
 	size_t n;
+	bool json;
+	int depth;
+	bool later[EM_DEPTH]; /* a member was written at this level: the next needs a comma */
 };
 
-/* out appends to `t`; what does not fit is cut, and `t` stays full from then on. */
-__attribute__((format(printf, 2, 3))) static void out(struct text *t, const char *fmt, ...)
+/* put appends to `e`; what does not fit is cut, and `e` stays full from then on. */
+__attribute__((format(printf, 2, 3))) static void put(struct em *e, const char *fmt, ...)
 {
 	va_list ap;
 	int k;
 
 	va_start(ap, fmt);
-	k = vsnprintf(t->buf + t->n, t->len - t->n, fmt, ap);
+	k = vsnprintf(e->buf + e->n, e->len - e->n, fmt, ap);
 	va_end(ap);
 	if (k > 0)
-		t->n = t->n + (size_t)k < t->len ? t->n + (size_t)k : t->len - 1;
+		e->n = e->n + (size_t)k < e->len ? e->n + (size_t)k : e->len - 1;
+}
+
+/* text writes only in the text form. */
+#define text(e, ...)                                                                               \
+	do {                                                                                       \
+		if (!(e)->json)                                                                    \
+			put((e), __VA_ARGS__);                                                     \
+	} while (0)
+
+/* member starts a JSON member `key` (NULL: an array element) at the current level. */
+static void member(struct em *e, const char *key)
+{
+	if (e->later[e->depth])
+		put(e, ",");
+	e->later[e->depth] = true;
+	if (key)
+		put(e, "\"%s\":", key);
+}
+
+/* em_open opens a JSON object ('{') or array ('[') named `key` (NULL in an array). */
+static void em_open(struct em *e, const char *key, char bracket)
+{
+	if (!e->json)
+		return;
+	member(e, key);
+	put(e, "%c", bracket);
+	if (e->depth + 1 < EM_DEPTH)
+		e->later[++e->depth] = false;
+}
+
+static void em_close(struct em *e, char bracket)
+{
+	if (!e->json)
+		return;
+	put(e, "%c", bracket);
+	if (e->depth > 0)
+		e->depth--;
+}
+
+/* em_num writes a counter: " name value" in text, "name":value in JSON. */
+static void em_num(struct em *e, const char *name, uint64_t v)
+{
+	if (!e->json) {
+		put(e, " %s %llu", name, (ull)v);
+		return;
+	}
+	member(e, name);
+	put(e, "%llu", (ull)v);
+}
+
+/* em_jnum writes a number in JSON only (the text form says it in its own words). */
+static void em_jnum(struct em *e, const char *name, uint64_t v)
+{
+	if (e->json)
+		em_num(e, name, v);
+}
+
+/* em_gap separates groups of counters in text (two spaces instead of one). */
+static void em_gap(struct em *e)
+{
+	text(e, " ");
+}
+
+/* em_str writes a JSON string member (text forms write their strings themselves). */
+static void em_str(struct em *e, const char *name, const char *s)
+{
+	if (!e->json)
+		return;
+	member(e, name);
+	put(e, "\"");
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			put(e, "\\%c", c);
+		else if (c < 0x20)
+			put(e, "\\u%04x", c);
+		else
+			put(e, "%c", c);
+	}
+	put(e, "\"");
+}
+
+static void em_bool(struct em *e, const char *name, bool v)
+{
+	if (!e->json)
+		return;
+	member(e, name);
+	put(e, "%s", v ? "true" : "false");
 }
 
 /* Per-service totals over every worker, indexed like cfg->serves. */
@@ -55,66 +153,137 @@ static void add_services(const struct cfg *cfg, const struct worker_snap *s, str
 	}
 }
 
-static void out_header(struct text *t, const struct status_facts *f, unsigned num_workers)
+static void out_xdp(struct em *e, const struct r2p2_stats *xs)
 {
-	const struct r2p2_stats *xs = f->xdp_stats;
-
-	out(t, "r2p2d %s  pid %d  workers %u  apps %zu%s\n", f->version, f->pid, num_workers,
-	    f->num_apps, f->draining ? "  (draining)" : "");
-	out(t, "backend: %s\n", f->backend);
-	if (f->xdp && xs)
-		out(t,
-		    "xdp: steered %llu no_socket %llu dropped_malformed %llu passed_not_r2p2 %llu "
-		    "passed_fragment %llu passed_ipv6_ext %llu passed_runt %llu\n",
-		    (ull)xs->steered, (ull)xs->no_socket, (ull)xs->dropped_malformed,
-		    (ull)xs->passed_not_r2p2, (ull)xs->passed_fragment, (ull)xs->passed_ipv6_ext,
-		    (ull)xs->passed_runt);
+	text(e, "xdp:");
+	em_open(e, "xdp", '{');
+	em_num(e, "steered", xs->steered);
+	em_num(e, "no_socket", xs->no_socket);
+	em_num(e, "dropped_malformed", xs->dropped_malformed);
+	em_num(e, "passed_not_r2p2", xs->passed_not_r2p2);
+	em_num(e, "passed_fragment", xs->passed_fragment);
+	em_num(e, "passed_ipv6_ext", xs->passed_ipv6_ext);
+	em_num(e, "passed_runt", xs->passed_runt);
+	em_close(e, '}');
+	text(e, "\n");
 }
 
-static void out_apps(struct text *t, const struct cfg *cfg, const struct status_facts *f)
+static void out_header(struct em *e, const struct status_facts *f, unsigned num_workers)
 {
-	out(t, "\napps:\n");
+	text(e, "r2p2d %s  pid %d  workers %u  apps %zu%s\n", f->version, f->pid, num_workers,
+	     f->num_apps, f->draining ? "  (draining)" : "");
+	text(e, "backend: %s\n", f->backend);
+	em_str(e, "version", f->version);
+	em_jnum(e, "pid", (uint64_t)f->pid);
+	em_jnum(e, "num_workers", num_workers);
+	em_jnum(e, "num_apps", f->num_apps);
+	em_bool(e, "draining", f->draining);
+	em_str(e, "backend", f->backend);
+	if (f->xdp && f->xdp_stats)
+		out_xdp(e, f->xdp_stats);
+}
+
+static void out_apps(struct em *e, const struct cfg *cfg, const struct status_facts *f)
+{
+	text(e, "\napps:\n");
+	em_open(e, "apps", '[');
 	for (size_t i = 0; i < f->num_apps; i++) {
 		const struct app *a = f->apps[i];
-		out(t, "  app %llu  pid %d  uid %u  serves:", (ull)a->id, (int)a->pid,
-		    (unsigned)a->uid);
+		text(e, "  app %llu  pid %d  uid %u  serves:", (ull)a->id, (int)a->pid,
+		     (unsigned)a->uid);
+		em_open(e, NULL, '{');
+		em_jnum(e, "id", a->id);
+		em_jnum(e, "pid", (uint64_t)a->pid);
+		em_jnum(e, "uid", a->uid);
+		em_open(e, "serves", '[');
 		for (unsigned k = 0; k < a->num_serves; k++) {
 			const struct cfg_serve *sv = cfg_find_serve_port(cfg, a->serves[k]);
-			out(t, " %s", sv ? sv->name : "?");
+			text(e, " %s", sv ? sv->name : "?");
+			em_str(e, NULL, sv ? sv->name : "?");
 		}
-		out(t, "\n");
+		em_close(e, ']');
+		em_close(e, '}');
+		text(e, "\n");
 	}
+	em_close(e, ']');
 }
 
-static void out_worker(struct text *t, unsigned i, const struct worker_snap *s, bool xdp)
+static void out_drops(struct em *e, const struct worker_snap *s)
 {
-	const struct eng_stats *e = &s->eng;
+	const struct eng_stats *x = &s->eng;
 
-	out(t,
-	    "  worker %u  rx %llu  tx %llu  calls %llu ok %llu timeout %llu dropped %llu  "
-	    "requests %llu resent %llu  inflight %llu executing %llu  bad %llu  "
-	    "app_ok %llu app_failed %llu  queued %llu waited %llu queue_full %llu\n",
-	    i, (ull)e->rx_packets, (ull)e->tx_packets, (ull)e->calls_started, (ull)e->calls_ok,
-	    (ull)e->calls_timeout, (ull)e->calls_dropped, (ull)e->req_received,
-	    (ull)e->req_retransmit, (ull)s->calls_inflight, (ull)s->requests_executing,
-	    (ull)(e->rx_runt + e->rx_bad_header + e->rx_bad_type + e->rx_bad_order), (ull)s->app_ok,
-	    (ull)s->app_failed, (ull)s->calls_queued, (ull)s->calls_waited, (ull)s->queue_full);
-	out(t,
-	    "    drops: runt %llu bad_header %llu bad_type %llu bad_order %llu duplicate %llu "
-	    "unmatched %llu too_big %llu no_state %llu  app_errors %llu  conflict %llu "
-	    "unauthentic %llu  no_memory %llu evict_source %llu evict_full %llu "
-	    "evict_memory %llu amp_limited %llu amp_validated %llu\n",
-	    (ull)e->rx_runt, (ull)e->rx_bad_header, (ull)e->rx_bad_type, (ull)e->rx_bad_order,
-	    (ull)e->rx_duplicate, (ull)e->rx_unmatched, (ull)e->rx_too_big, (ull)e->rx_no_state,
-	    (ull)s->app_errors, (ull)e->rx_conflict, (ull)e->rx_unauthentic, (ull)e->rx_no_memory,
-	    (ull)e->evict_source, (ull)e->evict_full, (ull)e->evict_memory, (ull)e->amp_limited,
-	    (ull)e->amp_validated);
-	if (xdp)
-		out(t, "    af_xdp: rx %llu rx_bad %llu tx %llu tx_via_kernel %llu\n",
-		    (ull)s->xsk_rx, (ull)s->xsk_rx_bad, (ull)s->xsk_tx, (ull)s->xsk_tx_fallback);
+	text(e, "    drops:");
+	em_open(e, "drops", '{');
+	em_num(e, "runt", x->rx_runt);
+	em_num(e, "bad_header", x->rx_bad_header);
+	em_num(e, "bad_type", x->rx_bad_type);
+	em_num(e, "bad_order", x->rx_bad_order);
+	em_num(e, "duplicate", x->rx_duplicate);
+	em_num(e, "unmatched", x->rx_unmatched);
+	em_num(e, "too_big", x->rx_too_big);
+	em_num(e, "no_state", x->rx_no_state);
+	em_gap(e);
+	em_num(e, "app_errors", s->app_errors);
+	em_gap(e);
+	em_num(e, "conflict", x->rx_conflict);
+	em_num(e, "unauthentic", x->rx_unauthentic);
+	em_gap(e);
+	em_num(e, "no_memory", x->rx_no_memory);
+	em_num(e, "evict_source", x->evict_source);
+	em_num(e, "evict_full", x->evict_full);
+	em_num(e, "evict_memory", x->evict_memory);
+	em_num(e, "amp_limited", x->amp_limited);
+	em_num(e, "amp_validated", x->amp_validated);
+	em_close(e, '}');
+	text(e, "\n");
 }
 
-static void out_tls(struct text *t, const struct worker_snap *snaps, unsigned num_workers)
+static void out_worker(struct em *e, unsigned i, const struct worker_snap *s, bool xdp)
+{
+	const struct eng_stats *x = &s->eng;
+
+	text(e, "  worker %u ", i);
+	em_open(e, NULL, '{');
+	em_jnum(e, "id", i);
+	em_num(e, "rx", x->rx_packets);
+	em_gap(e);
+	em_num(e, "tx", x->tx_packets);
+	em_gap(e);
+	em_num(e, "calls", x->calls_started);
+	em_num(e, "ok", x->calls_ok);
+	em_num(e, "timeout", x->calls_timeout);
+	em_num(e, "dropped", x->calls_dropped);
+	em_gap(e);
+	em_num(e, "requests", x->req_received);
+	em_num(e, "resent", x->req_retransmit);
+	em_gap(e);
+	em_num(e, "inflight", s->calls_inflight);
+	em_num(e, "executing", s->requests_executing);
+	em_gap(e);
+	em_num(e, "bad", x->rx_runt + x->rx_bad_header + x->rx_bad_type + x->rx_bad_order);
+	em_gap(e);
+	em_num(e, "app_ok", s->app_ok);
+	em_num(e, "app_failed", s->app_failed);
+	em_gap(e);
+	em_num(e, "queued", s->calls_queued);
+	em_num(e, "waited", s->calls_waited);
+	em_num(e, "queue_full", s->queue_full);
+	text(e, "\n");
+	out_drops(e, s);
+	if (xdp) {
+		text(e, "    af_xdp:");
+		em_open(e, "af_xdp", '{');
+		em_num(e, "rx", s->xsk_rx);
+		em_num(e, "rx_bad", s->xsk_rx_bad);
+		em_num(e, "tx", s->xsk_tx);
+		em_num(e, "tx_via_kernel", s->xsk_tx_fallback);
+		em_close(e, '}');
+		text(e, "\n");
+	}
+	em_close(e, '}');
+}
+
+static void out_tls(struct em *e, const struct worker_snap *snaps, unsigned num_workers)
 {
 	struct tls_stats ts = {0}, tc = {0};
 
@@ -122,78 +291,108 @@ static void out_tls(struct text *t, const struct worker_snap *snaps, unsigned nu
 		tls_stats_add(&ts, &snaps[i].tls_server);
 		tls_stats_add(&tc, &snaps[i].tls_client);
 	}
-	out(t,
-	    "\ntls server: full_handshakes %llu resumed %llu early_accepted %llu early_rejected "
-	    "%llu replays_refused %llu bad_messages %llu pending_handshakes %llu "
-	    "already_answered %llu wrong_server %llu early_too_old %llu\n",
-	    (ull)ts.handshakes_full, (ull)ts.resumed, (ull)ts.early_accepted,
-	    (ull)ts.early_rejected, (ull)ts.replays_refused, (ull)ts.bad_messages,
-	    (ull)ts.pending_handshakes, (ull)ts.already_answered, (ull)ts.wrong_server,
-	    (ull)ts.early_too_old);
-	out(t,
-	    "tls client: full_handshakes %llu resumed %llu early_accepted %llu early_rejected "
-	    "%llu verify_failures %llu bad_messages %llu tickets_received %llu\n",
-	    (ull)tc.handshakes_full, (ull)tc.resumed, (ull)tc.early_accepted,
-	    (ull)tc.early_rejected, (ull)tc.verify_failures, (ull)tc.bad_messages,
-	    (ull)tc.tickets_received);
+	text(e, "\ntls server:");
+	em_open(e, "tls_server", '{');
+	em_num(e, "full_handshakes", ts.handshakes_full);
+	em_num(e, "resumed", ts.resumed);
+	em_num(e, "early_accepted", ts.early_accepted);
+	em_num(e, "early_rejected", ts.early_rejected);
+	em_num(e, "replays_refused", ts.replays_refused);
+	em_num(e, "bad_messages", ts.bad_messages);
+	em_num(e, "pending_handshakes", ts.pending_handshakes);
+	em_num(e, "already_answered", ts.already_answered);
+	em_num(e, "wrong_server", ts.wrong_server);
+	em_num(e, "early_too_old", ts.early_too_old);
+	em_close(e, '}');
+	text(e, "\ntls client:");
+	em_open(e, "tls_client", '{');
+	em_num(e, "full_handshakes", tc.handshakes_full);
+	em_num(e, "resumed", tc.resumed);
+	em_num(e, "early_accepted", tc.early_accepted);
+	em_num(e, "early_rejected", tc.early_rejected);
+	em_num(e, "verify_failures", tc.verify_failures);
+	em_num(e, "bad_messages", tc.bad_messages);
+	em_num(e, "tickets_received", tc.tickets_received);
+	em_close(e, '}');
+	text(e, "\n");
 }
 
-static void out_sealed(struct text *t, const struct worker_snap *snaps, unsigned num_workers)
+static void out_sealed(struct em *e, const struct worker_snap *snaps, unsigned num_workers)
 {
 	struct sealed_stats ss = {0};
 	uint64_t assocs = 0, reboots = 0;
 
 	for (unsigned i = 0; i < num_workers; i++) {
-		const struct worker_snap *s = &snaps[i];
-		ss.opened += s->sealed.opened;
-		ss.responses += s->sealed.responses;
-		ss.minted += s->sealed.minted;
-		for (unsigned r = 0; r <= SEALED_REASON_MAX; r++)
-			ss.rejected[r] += s->sealed.rejected[r];
-		assocs += s->sealed_assocs;
-		reboots += s->sealed_rebootstraps;
+		sealed_stats_add(&ss, &snaps[i].sealed);
+		assocs += snaps[i].sealed_assocs;
+		reboots += snaps[i].sealed_rebootstraps;
 	}
-	out(t, "sealed server: opened %llu responses %llu minted %llu  rejected:", (ull)ss.opened,
-	    (ull)ss.responses, (ull)ss.minted);
+	text(e, "sealed server:");
+	em_open(e, "sealed_server", '{');
+	em_num(e, "opened", ss.opened);
+	em_num(e, "responses", ss.responses);
+	em_num(e, "minted", ss.minted);
+	text(e, "  rejected:");
+	em_open(e, "rejected", '{');
 	for (unsigned r = 1; r <= SEALED_REASON_MAX; r++)
-		out(t, " %s %llu", sealed_reason_name(r), (ull)ss.rejected[r]);
-	out(t, "\nsealed client: associations %llu rebootstraps %llu\n", (ull)assocs, (ull)reboots);
+		em_num(e, sealed_reason_name(r), ss.rejected[r]);
+	em_close(e, '}');
+	em_close(e, '}');
+	text(e, "\nsealed client:");
+	em_open(e, "sealed_client", '{');
+	em_num(e, "associations", assocs);
+	em_num(e, "rebootstraps", reboots);
+	em_close(e, '}');
+	text(e, "\n");
 }
 
-static void out_assocs(struct text *t, const struct worker_snap *snaps, unsigned num_workers,
+static void out_assocs(struct em *e, const struct worker_snap *snaps, unsigned num_workers,
 		       uint64_t now_ms)
 {
+	em_open(e, "associations", '[');
 	for (unsigned i = 0; i < num_workers; i++) {
 		const struct worker_snap *s = &snaps[i];
-		for (unsigned k = 0; k < s->num_assoc; k++)
-			out(t,
-			    "  worker %u association for %s: token key id %08x, expires in %lld "
-			    "s\n",
-			    i, s->assoc[k].service, s->assoc[k].key_id,
-			    (long long)((int64_t)(s->assoc[k].expiry_ms - now_ms) / 1000));
+		for (unsigned k = 0; k < s->num_assoc; k++) {
+			long long left =
+			    (long long)((int64_t)(s->assoc[k].expiry_ms - now_ms) / 1000);
+
+			text(e,
+			     "  worker %u association for %s: token key id %08x, expires in %lld "
+			     "s\n",
+			     i, s->assoc[k].service, s->assoc[k].key_id, left);
+			em_open(e, NULL, '{');
+			em_jnum(e, "worker", i);
+			em_str(e, "service", s->assoc[k].service);
+			em_jnum(e, "key_id", s->assoc[k].key_id);
+			if (e->json) {
+				member(e, "expires_in_s");
+				put(e, "%lld", left);
+			}
+			em_close(e, '}');
+		}
 	}
+	em_close(e, ']');
 }
 
-static void out_replay(struct text *t, const struct status_facts *f)
+/* out_register writes one strike register: "NAME: entries N / CAP  inserts ..." in text. */
+static void out_register(struct em *e, const char *name, const char *key,
+			 const struct replay_stats *rs, bool sealed)
 {
-	const struct replay_stats *rs;
-
-	rs = f->sealed_replay;
-	if (rs)
-		out(t,
-		    "sealed strike register: entries %llu / %llu  inserts %llu hits %llu "
-		    "full_rejects %llu share_rejects %llu floor_raises %llu floor_rejects %llu "
-		    "rotations %llu\n",
-		    (ull)rs->entries, (ull)rs->capacity, (ull)rs->inserts, (ull)rs->hits,
-		    (ull)rs->full_rejects, (ull)rs->share_rejects, (ull)rs->floor_raises,
-		    (ull)rs->floor_rejects, (ull)rs->rotations);
-	rs = f->replay;
-	if (rs)
-		out(t,
-		    "strike register: entries %llu / %llu  inserts %llu hits %llu full_rejects "
-		    "%llu\n",
-		    (ull)rs->entries, (ull)rs->capacity, (ull)rs->inserts, (ull)rs->hits,
-		    (ull)rs->full_rejects);
+	text(e, "%s: entries %llu / %llu ", name, (ull)rs->entries, (ull)rs->capacity);
+	em_open(e, key, '{');
+	em_jnum(e, "entries", rs->entries);
+	em_jnum(e, "capacity", rs->capacity);
+	em_num(e, "inserts", rs->inserts);
+	em_num(e, "hits", rs->hits);
+	em_num(e, "full_rejects", rs->full_rejects);
+	if (sealed) {
+		em_num(e, "share_rejects", rs->share_rejects);
+		em_num(e, "floor_raises", rs->floor_raises);
+		em_num(e, "floor_rejects", rs->floor_rejects);
+		em_num(e, "rotations", rs->rotations);
+	}
+	em_close(e, '}');
+	text(e, "\n");
 }
 
 static const char *security_name(enum cfg_security s)
@@ -208,45 +407,101 @@ static const char *security_name(enum cfg_security s)
 	}
 }
 
-static void out_services(struct text *t, const struct cfg *cfg, const struct svc_totals *tot)
+static void out_served(struct em *e, const struct cfg *cfg, const struct svc_totals *tot)
 {
-	out(t, "\nservices served:\n");
-	for (size_t j = 0; j < cfg->num_serves; j++)
-		out(t,
-		    "  %-24s port %-5u %-6s requests %llu  dropped_no_app %llu  wrong_mode %llu\n",
-		    cfg->serves[j].name, cfg->serves[j].port,
-		    security_name(cfg->serves[j].security), (ull)tot->requests[j],
-		    (ull)tot->dropped_no_app[j], (ull)tot->wrong_mode[j]);
-	out(t, "\nservices called:\n");
-	for (size_t j = 0; j < cfg->num_calls; j++) {
-		char addr[64];
-		const struct cfg_call *cc = &cfg->calls[j];
-		out(t, "  %-24s %s %s\n", cc->name, cc->has_router ? "router" : "servers",
-		    cfg_format_addr(cc->has_router ? &cc->router : &cc->servers[0], addr,
-				    sizeof(addr)));
+	text(e, "\nservices served:\n");
+	em_open(e, "served", '[');
+	for (size_t j = 0; j < cfg->num_serves; j++) {
+		const struct cfg_serve *sv = &cfg->serves[j];
+
+		text(e, "  %-24s port %-5u %-6s", sv->name, sv->port, security_name(sv->security));
+		em_open(e, NULL, '{');
+		em_str(e, "name", sv->name);
+		em_jnum(e, "port", sv->port);
+		em_str(e, "security", security_name(sv->security));
+		em_num(e, "requests", tot->requests[j]);
+		em_gap(e);
+		em_num(e, "dropped_no_app", tot->dropped_no_app[j]);
+		em_gap(e);
+		em_num(e, "wrong_mode", tot->wrong_mode[j]);
+		em_close(e, '}');
+		text(e, "\n");
 	}
+	em_close(e, ']');
+}
+
+static void out_called(struct em *e, const struct cfg *cfg)
+{
+	text(e, "\nservices called:\n");
+	em_open(e, "called", '[');
+	for (size_t j = 0; j < cfg->num_calls; j++) {
+		const struct cfg_call *cc = &cfg->calls[j];
+		const char *kind = cc->has_router ? "router" : "servers";
+		char addr[64];
+
+		cfg_format_addr(cc->has_router ? &cc->router : &cc->servers[0], addr, sizeof(addr));
+		text(e, "  %-24s %s %s\n", cc->name, kind, addr);
+		em_open(e, NULL, '{');
+		em_str(e, "name", cc->name);
+		em_str(e, "security", security_name(cc->security));
+		em_open(e, kind, '[');
+		for (size_t k = 0; k < (cc->has_router ? 1 : cc->num_servers); k++) {
+			cfg_format_addr(cc->has_router ? &cc->router : &cc->servers[k], addr,
+					sizeof(addr));
+			em_str(e, NULL, addr);
+		}
+		em_close(e, ']');
+		em_jnum(e, "max_inflight", cc->max_inflight);
+		em_close(e, '}');
+	}
+	em_close(e, ']');
+}
+
+static size_t format(const struct cfg *cfg, const struct status_facts *facts,
+		     const struct worker_snap *snaps, unsigned num_workers, char *buf,
+		     size_t buf_len, bool json)
+{
+	struct em e = {.buf = buf, .len = buf_len, .json = json};
+	struct svc_totals tot;
+
+	memset(&tot, 0, sizeof(tot));
+	buf[0] = '\0';
+	em_open(&e, NULL, '{');
+	out_header(&e, facts, num_workers);
+	out_apps(&e, cfg, facts);
+	text(&e, "\nworkers:\n");
+	em_open(&e, "workers", '[');
+	for (unsigned i = 0; i < num_workers; i++) {
+		out_worker(&e, i, &snaps[i], facts->xdp);
+		add_services(cfg, &snaps[i], &tot);
+	}
+	em_close(&e, ']');
+	out_tls(&e, snaps, num_workers);
+	out_sealed(&e, snaps, num_workers);
+	out_assocs(&e, snaps, num_workers, facts->now_ms);
+	if (facts->sealed_replay)
+		out_register(&e, "sealed strike register", "sealed_strike_register",
+			     facts->sealed_replay, true);
+	if (facts->replay)
+		out_register(&e, "strike register", "strike_register", facts->replay, false);
+	out_served(&e, cfg, &tot);
+	out_called(&e, cfg);
+	em_close(&e, '}');
+	if (json)
+		put(&e, "\n");
+	return e.n;
 }
 
 size_t status_format(const struct cfg *cfg, const struct status_facts *facts,
 		     const struct worker_snap *snaps, unsigned num_workers, char *buf,
 		     size_t buf_len)
 {
-	struct text t = {.buf = buf, .len = buf_len, .n = 0};
-	struct svc_totals tot;
+	return format(cfg, facts, snaps, num_workers, buf, buf_len, false);
+}
 
-	memset(&tot, 0, sizeof(tot));
-	buf[0] = '\0';
-	out_header(&t, facts, num_workers);
-	out_apps(&t, cfg, facts);
-	out(&t, "\nworkers:\n");
-	for (unsigned i = 0; i < num_workers; i++) {
-		out_worker(&t, i, &snaps[i], facts->xdp);
-		add_services(cfg, &snaps[i], &tot);
-	}
-	out_tls(&t, snaps, num_workers);
-	out_sealed(&t, snaps, num_workers);
-	out_assocs(&t, snaps, num_workers, facts->now_ms);
-	out_replay(&t, facts);
-	out_services(&t, cfg, &tot);
-	return t.n;
+size_t status_format_json(const struct cfg *cfg, const struct status_facts *facts,
+			  const struct worker_snap *snaps, unsigned num_workers, char *buf,
+			  size_t buf_len)
+{
+	return format(cfg, facts, snaps, num_workers, buf, buf_len, true);
 }

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The text of `r2p2ctl status`, formatted from values the caller gathered:
+ * The text (or JSON) of `r2p2ctl status`, formatted from values the caller gathered:
  * pure (no sockets, no clocks, no locks), so a test can feed it any numbers.
  * Scripts and r2p2ctl read this text: its lines and words are an interface.
  */
@@ -43,5 +43,14 @@ struct status_facts {
 size_t status_format(const struct cfg *cfg, const struct status_facts *facts,
 		     const struct worker_snap *snaps, unsigned num_workers, char *buf,
 		     size_t buf_len);
+
+/*
+ * status_format_json is status_format as one JSON object (and a newline): the same
+ * counters under the same names, workers, apps, associations and services as arrays
+ * (docs/OPERATIONS.md, "r2p2ctl status"). A text that does not fit is cut.
+ */
+size_t status_format_json(const struct cfg *cfg, const struct status_facts *facts,
+			  const struct worker_snap *snaps, unsigned num_workers, char *buf,
+			  size_t buf_len);
 
 #endif /* R2P2D_STATUS_H */

@@ -187,7 +187,8 @@ enum r2p2_ctl_type {
 	R2P2_CTL_REGISTER =
 	    3, /* app -> daemon: name = service to serve; reply REGISTER_OK or ERROR */
 	R2P2_CTL_REGISTER_OK = 4, /* value = service id used in R2P2_CQ_REQUEST */
-	R2P2_CTL_STATUS = 5,	  /* r2p2ctl -> daemon; reply STATUS_OK with text */
+	R2P2_CTL_STATUS = 5,	  /* r2p2ctl -> daemon; reply STATUS_OK with text (value
+				   * R2P2_CTL_STATUS_JSON: the text is one JSON object) */
 	R2P2_CTL_STATUS_OK = 6,
 	R2P2_CTL_ERROR = 7, /* value = errno, text = human-readable reason */
 };
@@ -204,5 +205,6 @@ struct r2p2_ctl_msg {
 R2P2_STATIC_ASSERT(sizeof(struct r2p2_ctl_msg) == 64, "ABI");
 
 #define R2P2_CTL_MAX_MSG 65536 /* largest control datagram, header + text */
+#define R2P2_CTL_STATUS_JSON 1 /* R2P2_CTL_STATUS value: answer in JSON */
 
 #endif /* R2P2_SHM_H */

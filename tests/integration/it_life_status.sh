@@ -50,6 +50,16 @@ it_check "A lists echo.svc under services called, with B's address" \
 	grep -Eq "^  echo\.svc +servers $IT_B4:$IT_ECHO_PORT\$" <<<"$sa"
 it_check "nothing is in flight any more on A or B" \
 	test $(($(it_worker_sum "$sa" inflight) + $(it_worker_sum "$sb" executing))) -eq 0
+sj=$(it_ctl b status --json)
+it_log "    B json> ${sj:0:160}..."
+it_check "status --json: one object on one line, with B's pid" \
+	grep -Eq "^\{\"version\":\"[0-9.]+\",\"pid\":${IT_DAEMON_PID[b]},.*\}\$" <<<"$sj"
+req_j=$(grep -o "{\"name\":\"echo.svc\",\"port\":$IT_ECHO_PORT,\"security\":\"plain\",\"requests\":[0-9]*" <<<"$sj" | grep -o '[0-9]*$' || true)
+it_check "status --json counts the same echo.svc requests as the text (${req_j:-none} >= $N)" \
+	test "${req_j:-0}" -ge "$N"
+if command -v python3 >/dev/null; then
+	it_check "python3 reads it as JSON" python3 -c 'import json, sys; json.load(sys.stdin)' <<<"$sj"
+fi
 
 it_log "--- 2. the echo server is killed"
 kill -KILL "$echo_pid"
