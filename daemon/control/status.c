@@ -183,28 +183,30 @@ static void out_header(struct em *e, const struct status_facts *f, unsigned num_
 		out_xdp(e, f->xdp_stats);
 }
 
+static void out_app(struct em *e, const struct cfg *cfg, const struct app *a)
+{
+	text(e, "  app %llu  pid %d  uid %u  serves:", (ull)a->id, (int)a->pid, (unsigned)a->uid);
+	em_open(e, NULL, '{');
+	em_jnum(e, "id", a->id);
+	em_jnum(e, "pid", (uint64_t)a->pid);
+	em_jnum(e, "uid", a->uid);
+	em_open(e, "serves", '[');
+	for (unsigned k = 0; k < a->num_serves; k++) {
+		const struct cfg_serve *sv = cfg_find_serve_port(cfg, a->serves[k]);
+		text(e, " %s", sv ? sv->name : "?");
+		em_str(e, NULL, sv ? sv->name : "?");
+	}
+	em_close(e, ']');
+	em_close(e, '}');
+	text(e, "\n");
+}
+
 static void out_apps(struct em *e, const struct cfg *cfg, const struct status_facts *f)
 {
 	text(e, "\napps:\n");
 	em_open(e, "apps", '[');
-	for (size_t i = 0; i < f->num_apps; i++) {
-		const struct app *a = f->apps[i];
-		text(e, "  app %llu  pid %d  uid %u  serves:", (ull)a->id, (int)a->pid,
-		     (unsigned)a->uid);
-		em_open(e, NULL, '{');
-		em_jnum(e, "id", a->id);
-		em_jnum(e, "pid", (uint64_t)a->pid);
-		em_jnum(e, "uid", a->uid);
-		em_open(e, "serves", '[');
-		for (unsigned k = 0; k < a->num_serves; k++) {
-			const struct cfg_serve *sv = cfg_find_serve_port(cfg, a->serves[k]);
-			text(e, " %s", sv ? sv->name : "?");
-			em_str(e, NULL, sv ? sv->name : "?");
-		}
-		em_close(e, ']');
-		em_close(e, '}');
-		text(e, "\n");
-	}
+	for (size_t i = 0; i < f->num_apps; i++)
+		out_app(e, cfg, f->apps[i]);
 	em_close(e, ']');
 }
 

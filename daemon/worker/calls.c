@@ -64,6 +64,37 @@ static void call_fail_counted(struct worker *w, struct wapp *wa, uint64_t user_d
 	w->app_failed++;
 }
 
+/* debug_allowed says whether a per-call debug line may be written now (and counts it). */
+static bool debug_allowed(struct worker *w, uint64_t now)
+{
+	if (log_threshold < LOG_LVL_DEBUG)
+		return false;
+	if (now - w->debug_window_ns >= NS_PER_S) {
+		w->debug_window_ns = now;
+		w->debug_lines = 0;
+	}
+	return w->debug_lines++ < DEBUG_CALLS_PER_S;
+}
+
+/*
+ * call_debug writes, with log_level = debug, one line per app call that ends: service,
+ * server, mode, outcome and time, at most DEBUG_CALLS_PER_S a second per worker.
+ */
+static void call_debug(struct worker *w, const struct call *c, const struct sec_reply *r)
+{
+	uint64_t now = now_ns();
+	char addr[64];
+
+	if (c->wapp >= MAX_WAPPS || !debug_allowed(w, now))
+		return;
+	cfg_format_addr(&c->args.dst, addr, sizeof(addr));
+	log_debug("worker %u: call to %s at %s (%s): %s%s%s%s after %llu us", w->id,
+		  c->svc != CALL_NO_SVC ? w->call_svcs[c->svc].name : "?", addr,
+		  c->sec.ops ? c->sec.ops->name : "?", r->status ? "failed, " : "ok",
+		  r->status ? strerror(-r->status) : "", r->why ? ": " : "", r->why ? r->why : "",
+		  (unsigned long long)((now - c->start_ns) / 1000));
+}
+
 /* call_alloc takes a free slot for a call of `ops` to `peer`; NULL when none is left. */
 static struct call *call_alloc(struct worker *w, const struct sec_ops *ops, struct sec_peer *peer,
 			       bool replay_safe, const struct r2p2_addr *dst)
@@ -219,6 +250,7 @@ static int call_launch(struct worker *w, uint32_t slot, const struct cfg_call *c
 	c->wapp_gen = w->wapps[slot].gen;
 	c->user_data = sqe->user_data;
 	c->svc = svc;
+	c->start_ns = now;
 	if (svc != CALL_NO_SVC)
 		w->call_svcs[svc].inflight++;
 	return 0;
@@ -297,6 +329,10 @@ static void pending_end(struct worker *w, struct pending *p, int err)
 	if (pending_alive(w, p)) {
 		call_fail_counted(w, wa, p->sqe.user_data, err);
 		wa->calls_inflight--;
+		if (debug_allowed(w, now_ns()))
+			log_debug("worker %u: call to %.48s ended while waiting for max_inflight: "
+				  "%s",
+				  w->id, p->sqe.service, strerror(-err));
 	}
 	free(p);
 }
@@ -450,6 +486,7 @@ void on_complete(void *ctx, uint64_t cookie, int status, const uint8_t *payload,
 		break;
 	}
 	call_log(w, c, "failed", r.why);
+	call_debug(w, c, &r);
 	wa = c->wapp < MAX_WAPPS ? &w->wapps[c->wapp] : NULL;
 	if (c->wapp < MAX_WAPPS) {
 		/* what the app sees: the engine's ok counts exchanges, not calls */

@@ -95,7 +95,8 @@ struct wapp {
 #define CALL_INTERNAL MAX_WAPPS		 /* call->wapp of a call no app waits for (a renewal) */
 #define CALL_SVCS (2 * CFG_MAX_SERVICES) /* called services a worker tracks (reloads rename) */
 #define CALL_NO_SVC UINT16_MAX
-#define QUEUE_MAX 16384 /* app calls a worker holds waiting for max_inflight, all services */
+#define QUEUE_MAX 16384	      /* app calls a worker holds waiting for max_inflight, all services */
+#define DEBUG_CALLS_PER_S 100 /* log_level = debug: per-call lines a worker writes a second */
 
 /* An app call waiting for its service's max_inflight (calls.c). */
 struct pending {
@@ -121,6 +122,7 @@ struct call {
 	uint64_t user_data;
 	uint32_t next_free;
 	uint16_t svc;		   /* index in worker.call_svcs; CALL_NO_SVC: not counted */
+	uint64_t start_ns;	   /* when it left the worker (for debug logs) */
 	struct eng_call_args args; /* kept to send a continuation to the same server */
 	struct sec_call sec;
 };
@@ -216,6 +218,8 @@ struct worker {
 	struct sec_peer peers[CFG_MAX_SERVICES]; /* called tls and sealed services */
 	struct tls_stats tls_retired;		 /* counters of tls servers already freed */
 	uint64_t last_sec_log;
+	uint64_t debug_window_ns; /* per-call debug lines: at most DEBUG_CALLS_PER_S a second */
+	unsigned debug_lines;
 	int stek_ifd; /* inotify on the STEK file's directory */
 	uint8_t stek_ev[4096] __attribute__((aligned(8)));
 

@@ -32,6 +32,7 @@ DST=$IT_B4:$IT_ECHO_PORT
 	it_conf_call slow.svc 1000 3 "$DST"
 	printf 'max_inflight = 1\n' # still in the [call] section it_conf_call wrote
 } >"$IT_TMP/a.conf"
+sed -i 's/^backend = /log_level = debug\nbackend = /' "$IT_TMP/a.conf" # in [daemon]
 it_start_daemon b "$IT_NS_B" "$IT_TMP/b.conf"
 it_start_daemon a "$IT_NS_A" "$IT_TMP/a.conf"
 it_start_echo_on b "$IT_NS_B" -n slow.svc -c -d $((DELAY_MS * 1000))
@@ -67,6 +68,11 @@ it_expect "A's app_failed is the timeouts (+$APP_FAILED)" test "$APP_FAILED" -eq
 it_expect "calls that waited past their deadline never reached B (ran $RAN <= $VERIFIED + 1)" \
 	test "$RAN" -le $((VERIFIED + 1))
 it_expect "nothing waits on A any more" test "$(it_worker_sum "$S1" queued)" -eq 0
+it_log "  A's debug lines: $(grep -c 'call to slow.svc' "$IT_TMP/r2p2d-a.log") (e.g. $(grep -m1 'call to slow.svc' "$IT_TMP/r2p2d-a.log"))"
+SENT=$(grep -Ec "call to slow\.svc at $IT_B4:$IT_ECHO_PORT \(plain\): (ok|failed, [A-Za-z ]+) after [0-9]+ us" "$IT_TMP/r2p2d-a.log" || true)
+WAITED_OUT=$(grep -c "call to slow\.svc ended while waiting for max_inflight: Connection timed out" "$IT_TMP/r2p2d-a.log" || true)
+it_expect "A's debug log has a line per call: sent ($SENT: service, server, mode, outcome, time) or timed out waiting ($WAITED_OUT)" \
+	test $((SENT + WAITED_OUT)) -eq "$CALLS"
 
 it_log "--- A stops (SIGTERM) while calls wait: each ends, none is lost"
 timeout 60 ip netns exec "$IT_NS_A" "$(it_bin burst_client)" -s "$(it_sock a)" -n slow.svc \
