@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# it_install: what `cmake --install` puts in a prefix is enough to build and run an app.
+#
+# The build tree is installed into a fresh prefix (cmake --install --prefix). Checked: the
+# unit's ExecStart names that prefix's r2p2d; r2p2.pc gives the prefix's include and lib
+# directories; client/examples/hello.c, as installed under share/doc, compiles with nothing
+# but `pkg-config --cflags --libs r2p2` (and the sanitizers when the build tree has them),
+# and through a pair of daemons its call to echo.svc comes back; `r2p2d --version` of the
+# prefix answers.
+set -euo pipefail
+# shellcheck source=SCRIPTDIR/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+it_init
+command -v cmake >/dev/null || it_skip "cmake is missing"
+command -v pkg-config >/dev/null || it_skip "pkg-config is missing"
+CC=$(command -v clang || command -v cc) || it_skip "no C compiler (clang or cc)"
+PREFIX=$IT_TMP/prefix
+BUILD=$(cd "$R2P2_BUILD" && pwd)
+[ -f "$BUILD/cmake_install.cmake" ] || it_skip "$BUILD is not a cmake build tree"
+
+it_check "cmake --install $BUILD --prefix $PREFIX" \
+	cmake --install "$BUILD" --prefix "$PREFIX" >"$IT_TMP/install.log"
+unit=$PREFIX/lib/systemd/system/r2p2d.service
+it_check "the unit is installed" test -f "$unit"
+it_check "its ExecStart names the prefix's r2p2d" \
+	grep -qx "ExecStart=$PREFIX/bin/r2p2d --config /etc/r2p2/r2p2d.conf" "$unit"
+it_check "the prefix's r2p2d answers --version" "$PREFIX/bin/r2p2d" --version
+pc=$(find "$PREFIX" -name r2p2.pc | head -n 1)
+it_check "r2p2.pc is installed ($pc)" test -n "$pc"
+export PKG_CONFIG_PATH=${pc%/*}
+flags=$(pkg-config --cflags --libs r2p2)
+it_log "  pkg-config --cflags --libs r2p2: $flags"
+it_check "r2p2.pc points into the prefix" grep -q -- "-I$PREFIX/include" <<<"$flags"
+libdir=$(pkg-config --variable=libdir r2p2)
+san=()
+if grep -q '^R2P2_SANITIZE:BOOL=ON' "$BUILD/CMakeCache.txt"; then
+	san=(-fsanitize=address,undefined) # libr2p2 of this tree is built with them
+fi
+hello=$PREFIX/share/doc/r2p2d/examples/hello.c
+it_check "the example is installed ($hello)" test -f "$hello"
+# shellcheck disable=SC2086 # pkg-config's flags are words
+it_check "hello.c builds from the prefix alone" \
+	"$CC" "${san[@]}" -Wall -Werror "$hello" $flags -o "$IT_TMP/hello"
+
+it_setup_pair
+it_start_pair_services 4
+out=$(ip netns exec "$IT_NS_A" env R2P2_SOCKET="$(it_sock a)" LD_LIBRARY_PATH="$libdir" \
+	"$IT_TMP/hello" echo.svc "hello from the prefix" 2>&1) || it_fail "hello failed: $out"
+it_check "hello's call to echo.svc came back ('$out')" test "$out" = "hello from the prefix"
+it_pass "an app built from an installed prefix calls a service"
