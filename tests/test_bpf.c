@@ -152,7 +152,7 @@ static size_t build(const struct spec *s, __u8 *buf, size_t cap)
 		size_t hl = sizeof(*ip) + (size_t)s->ip_opts;
 
 		ip->version = 4;
-		ip->ihl = s->ihl ? s->ihl : hl / 4;
+		ip->ihl = s->ihl ? (unsigned)s->ihl : (unsigned)(hl / 4);
 		ip->tot_len = htons((__u16)(hl + udp_len + s->ip_len_delta));
 		ip->frag_off = htons(s->frag_off);
 		ip->ttl = 64;
