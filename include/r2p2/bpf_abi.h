@@ -22,14 +22,7 @@
 #ifndef R2P2_BPF_ABI_H
 #define R2P2_BPF_ABI_H
 
-/* C and C++ both: the headers are compiled as either. */
-#ifndef R2P2_STATIC_ASSERT
-#ifdef __cplusplus
-#define R2P2_STATIC_ASSERT static_assert
-#else
-#define R2P2_STATIC_ASSERT _Static_assert
-#endif
-#endif
+#include <r2p2/compat.h>
 
 #include <linux/types.h>
 
