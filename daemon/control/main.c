@@ -10,6 +10,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -30,6 +31,7 @@
 #include "replay.h"
 #include "sandbox.h"
 #include "stek.h"
+#include "tls.h"
 #include "xdpath.h"
 
 static void usage(FILE *f)
@@ -120,6 +122,87 @@ static void stop_workers(struct daemon *d)
 	for (unsigned i = 0; i < d->num_started; i++)
 		worker_join(d->workers[i]);
 	d->num_started = 0;
+}
+
+/* ---- --check: what the config points to ------------------------------------------ */
+
+/* check_stek loads the STEK file `stek` (mode, owner and format, as at start). */
+static int check_stek(const char *path, int line, const char *what, const char *stek, char *err,
+		      size_t err_len)
+{
+	struct stek_set *set = NULL;
+	char why[400];
+	int rc = stek_load(stek, &set, why, sizeof(why));
+
+	stek_set_put(set);
+	if (rc < 0)
+		set_err(err, err_len, "%s:%d: %s: %s", path, line, what, why);
+	return rc;
+}
+
+/* check_serve loads the keys of a tls or sealed service as at start, and checks its SAN. */
+static int check_serve(const struct cfg *c, const struct cfg_serve *s, const char *path, char *err,
+		       size_t err_len)
+{
+	struct tls_service_keys k = {.name = s->name, .cert_path = s->cert, .key_path = s->key};
+	char why[400], what[80];
+	int rc;
+
+	if (s->security == CFG_SEC_PLAIN)
+		return 0;
+	rc = tls_check_service_keys(&k, why, sizeof(why));
+	if (rc < 0) {
+		set_err(err, err_len, "%s:%d: [serve %s] %s", path, s->line, s->name, why);
+		return rc;
+	}
+	snprintf(what, sizeof(what), "[serve %s] stek", s->name);
+	if (s->stek[0])
+		return check_stek(path, s->stek_line, what, s->stek, err, err_len);
+	if (!c->stek_path[0]) {
+		set_err(err, err_len,
+			"%s:%d: [serve %s] needs a STEK: set stek in [daemon] or here", path,
+			s->line, s->name);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/*
+ * check_keys loads, for --check, everything the config points to as a start would:
+ * the STEK files (mode, owner, format), each tls or sealed service's chain and key
+ * (and that the certificate names the service), each [call]'s CA bundle, and the
+ * socket_group. Returns 0, or a negative errno with "file:line: ..." in `err`.
+ */
+static int check_keys(const struct cfg *c, const char *path, char *err, size_t err_len)
+{
+	char why[400];
+	int rc;
+
+	if (c->stek_path[0] &&
+	    (rc = check_stek(path, c->stek_line, "[daemon] stek", c->stek_path, err, err_len)) < 0)
+		return rc;
+	for (size_t i = 0; i < c->num_serves; i++)
+		if ((rc = check_serve(c, &c->serves[i], path, err, err_len)) < 0)
+			return rc;
+	for (size_t i = 0; i < c->num_calls; i++) {
+		const struct cfg_call *cc = &c->calls[i];
+		struct tls_client *tc;
+
+		if (cc->security == CFG_SEC_PLAIN)
+			continue;
+		tc = tls_client_new(cc->ca, why, sizeof(why));
+		if (!tc) {
+			set_err(err, err_len, "%s: [call %s] ca: %s", path, cc->name, why);
+			return -EINVAL;
+		}
+		tls_client_free(tc);
+	}
+	if (c->socket_group[0] && !getgrnam(c->socket_group)) {
+		set_err(err, err_len, "%s: [daemon] socket_group: no such group '%s'", path,
+			c->socket_group);
+		return -ENOENT;
+	}
+	return 0;
 }
 
 /* ---- SIGHUP: reload -------------------------------------------------------------- */
@@ -588,6 +671,11 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	warn_unowned(&d.cfg->cfg, path);
+	if (check && check_keys(&d.cfg->cfg, path, err, sizeof(err)) < 0) {
+		log_err("%s", err);
+		cfg_ref_put(d.cfg);
+		return 1;
+	}
 	if (check) {
 		printf("%s: ok (%zu services served, %zu called)\n", path, d.cfg->cfg.num_serves,
 		       d.cfg->cfg.num_calls);

@@ -241,6 +241,14 @@ struct tls_service_keys {
 struct tls_server *tls_server_new(const struct tls_service_keys *svcs, size_t num_svcs,
 				  bool early_data, char *err, size_t err_len);
 void tls_server_free(struct tls_server *s);
+
+/*
+ * tls_check_service_keys loads what a served service `k` names as tls_server_new
+ * would (the chain, the key, that they match) and checks that the certificate names
+ * the service (a subjectAltName DNS entry, as clients require). Returns 0, or -EINVAL
+ * with a reason in `err`. For `r2p2d --check`.
+ */
+int tls_check_service_keys(const struct tls_service_keys *k, char *err, size_t err_len);
 /* tls_server_set_stek switches to the keys in `stek` (a reference is taken; the old one dropped).
  */
 void tls_server_set_stek(struct tls_server *s, struct stek_set *stek);

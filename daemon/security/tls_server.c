@@ -24,6 +24,7 @@
 #include <openssl/err.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 /* Free slots the strike register keeps for the workers racing to insert (at most a
  * sixteenth of a small register). */
@@ -187,8 +188,12 @@ static int svc_ctx_init(struct tls_svc *svc, const struct tls_service_keys *k, b
 		return -EINVAL;
 	}
 	if (SSL_CTX_use_PrivateKey_file(svc->ctx, k->key_path, SSL_FILETYPE_PEM) != 1) {
-		set_err(err, err_len, "tls: %s: cannot load private key %s: %s", k->name,
-			k->key_path, ssl_reason("unknown error"));
+		if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH)
+			set_err(err, err_len, "tls: %s: key %s does not match certificate %s",
+				k->name, k->key_path, k->cert_path);
+		else
+			set_err(err, err_len, "tls: %s: cannot load private key %s: %s", k->name,
+				k->key_path, ssl_reason("unknown error"));
 		return -EINVAL;
 	}
 	if (SSL_CTX_check_private_key(svc->ctx) != 1) {
@@ -220,6 +225,27 @@ static int svc_ctx_init(struct tls_svc *svc, const struct tls_service_keys *k, b
 		return -ENOMEM;
 	}
 	return 0;
+}
+
+int tls_check_service_keys(const struct tls_service_keys *k, char *err, size_t err_len)
+{
+	struct tls_server *s = tls_server_new(k, 1, false, err, err_len);
+	const X509 *leaf;
+	int rc = 0;
+
+	if (!s)
+		return -EINVAL;
+	leaf = SSL_CTX_get0_certificate(s->svcs[0].ctx);
+	if (!leaf || X509_check_host((X509 *)leaf, k->name, strlen(k->name),
+				     X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS, NULL) != 1) {
+		set_err(err, err_len,
+			"tls: %s: certificate %s does not name %s (no subjectAltName DNS:%s): "
+			"clients would refuse it",
+			k->name, k->cert_path, k->name, k->name);
+		rc = -EINVAL;
+	}
+	tls_server_free(s);
+	return rc;
 }
 
 struct tls_server *tls_server_new(const struct tls_service_keys *svcs, size_t num_svcs,

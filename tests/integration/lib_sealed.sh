@@ -22,19 +22,9 @@ IT_SEALED_CT=$((IT_SEALED_BIND + 18))       # 119: ciphertext of the app request
 IT_SEALED_REASONS=(ok malformed unknown_key bad_token wrong_service expired stale replay full
 	bad_aead internal wrong_server restarted share)
 
-# it_sealed_init: it_tls_init, then skip unless this r2p2d accepts security = sealed.
+# it_sealed_init: it_tls_init, and the tools the sealed tests use.
 it_sealed_init() {
-	local out
 	it_tls_init
-	{
-		printf '[daemon]\nstek = %s/stek.keys\n\n' "$IT_TMP"
-		printf '[serve probe.svc]\nport = 9\nsecurity = sealed\ncert = %s/p.crt\nkey = %s/p.key\n\n' \
-			"$IT_TMP" "$IT_TMP"
-		printf '[call probe.svc]\nsecurity = sealed\nca = %s/ca.crt\nserver = 127.0.0.1:9\n' "$IT_TMP"
-	} >"$IT_TMP/probe-sealed.conf"
-	if ! out=$("$(it_bin r2p2d)" --config "$IT_TMP/probe-sealed.conf" --check 2>&1); then
-		it_skip "this r2p2d has no sealed mode: $out"
-	fi
 	command -v od >/dev/null || it_skip "od (coreutils) is missing"
 }
 
