@@ -6,8 +6,8 @@
 # unit's ExecStart names that prefix's r2p2d; r2p2.pc gives the prefix's include and lib
 # directories; client/examples/hello.c, as installed under share/doc, compiles with nothing
 # but `pkg-config --cflags --libs r2p2` (and the sanitizers when the build tree has them),
-# and through a pair of daemons its call to echo.svc comes back; `r2p2d --version` of the
-# prefix answers.
+# and with CMake's find_package(r2p2) through the installed CMakeLists.txt beside it; through
+# a pair of daemons its call to echo.svc comes back; `r2p2d --version` of the prefix answers.
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -44,9 +44,24 @@ it_check "the example is installed ($hello)" test -f "$hello"
 it_check "hello.c builds from the prefix alone" \
 	"$CC" "${san[@]}" -Wall -Werror "$hello" $flags -o "$IT_TMP/hello"
 
+examples=$PREFIX/share/doc/r2p2d/examples
+it_check "its CMakeLists.txt is installed beside it" test -f "$examples/CMakeLists.txt"
+cm_flags=()
+[ "${#san[@]}" -eq 0 ] || cm_flags=(-DCMAKE_C_COMPILER="$CC" -DCMAKE_C_FLAGS="${san[*]}"
+	-DCMAKE_EXE_LINKER_FLAGS="${san[*]}")
+# shellcheck disable=SC2317 # run through it_check
+build_with_cmake() {
+	cmake -S "$examples" -B "$IT_TMP/cmake-app" -DCMAKE_PREFIX_PATH="$PREFIX" "${cm_flags[@]}" \
+		>"$IT_TMP/cmake-app.log" 2>&1 && cmake --build "$IT_TMP/cmake-app" >>"$IT_TMP/cmake-app.log" 2>&1
+}
+it_check "and builds it with find_package(r2p2) from the prefix" build_with_cmake
+
 it_setup_pair
 it_start_pair_services 4
 out=$(ip netns exec "$IT_NS_A" env R2P2_SOCKET="$(it_sock a)" LD_LIBRARY_PATH="$libdir" \
 	"$IT_TMP/hello" echo.svc "hello from the prefix" 2>&1) || it_fail "hello failed: $out"
 it_check "hello's call to echo.svc came back ('$out')" test "$out" = "hello from the prefix"
+out=$(ip netns exec "$IT_NS_A" env R2P2_SOCKET="$(it_sock a)" LD_LIBRARY_PATH="$libdir" \
+	"$IT_TMP/cmake-app/hello" echo.svc "built with cmake" 2>&1) || it_fail "hello (cmake) failed: $out"
+it_check "the CMake-built hello's call came back too ('$out')" test "$out" = "built with cmake"
 it_pass "an app built from an installed prefix calls a service"
