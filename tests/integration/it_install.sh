@@ -44,6 +44,13 @@ it_check "the example is installed ($hello)" test -f "$hello"
 it_check "hello.c builds from the prefix alone" \
 	"$CC" "${san[@]}" -Wall -Werror "$hello" $flags -o "$IT_TMP/hello"
 
+for page in man8/r2p2d.8 man8/r2p2ctl.8 man5/r2p2d.conf.5 man3/libr2p2.3; do
+	it_check "man page $page is installed" test -f "$PREFIX/share/man/$page"
+	if command -v man >/dev/null; then
+		warn=$(man --warnings -l "$PREFIX/share/man/$page" 2>&1 >/dev/null || true)
+		it_check "man renders $page without a warning${warn:+ ($warn)}" test -z "$warn"
+	fi
+done
 examples=$PREFIX/share/doc/r2p2d/examples
 it_check "its CMakeLists.txt is installed beside it" test -f "$examples/CMakeLists.txt"
 cm_flags=()
