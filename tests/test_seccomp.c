@@ -74,8 +74,10 @@ static int allowed_calls(void)
 
 	if (getpid() <= 0 || write(STDOUT_FILENO, "", 0) != 0)
 		return 1;
-	if (pthread_create(&t, NULL, thread_main, &t) != 0 || pthread_join(t, &ret) != 0 ||
-	    ret != &t)
+	static int token;
+
+	if (pthread_create(&t, NULL, thread_main, &token) != 0 || pthread_join(t, &ret) != 0 ||
+	    ret != &token)
 		return 2;
 	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)

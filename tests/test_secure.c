@@ -92,8 +92,8 @@ static void srv_open(struct host_srv *h, enum cfg_security sec, const char *stek
 
 	memset(h, 0, sizeof(*h));
 	snprintf(sv.name, sizeof(sv.name), SVC);
-	snprintf(sv.cert, sizeof(sv.cert), "%s", crt);
-	snprintf(sv.key, sizeof(sv.key), "%s", key);
+	snprintf(sv.cert, sizeof(sv.cert), "%.200s", crt);
+	snprintf(sv.key, sizeof(sv.key), "%.200s", key);
 	CHECK_MSG(stek_load(stek_path, &h->stek, err, sizeof(err)) == 0, "%s", err);
 	h->replay = replay_new(1024, WINDOW_NS);
 	h->sealed_replay = replay_new(1024, 2 * WINDOW_NS);
@@ -133,7 +133,7 @@ static void cli_open(struct host_cli *h, enum cfg_security sec)
 	sec_env_init(&h->env, NULL, NULL, NULL, 0);
 	h->env.wall_ms = test_wall_ms;
 	snprintf(h->cc.name, sizeof(h->cc.name), SVC);
-	snprintf(h->cc.ca, sizeof(h->cc.ca), "%s", ca);
+	snprintf(h->cc.ca, sizeof(h->cc.ca), "%.200s", ca);
 	h->cc.security = sec;
 }
 
@@ -940,7 +940,7 @@ TEST(peers_are_made_once_and_a_missing_ca_is_refused)
 	cli_open(&c, CFG_SEC_TLS);
 	struct sec_peer *a = cli_peer(&c), *b = cli_peer(&c);
 	CHECK(a == b && a->tls);
-	snprintf(c.cc.ca, sizeof(c.cc.ca), "%s/missing.crt", dir);
+	snprintf(c.cc.ca, sizeof(c.cc.ca), "%.200s/missing.crt", dir);
 	CHECK(sec_peer_for(c.peers, 4, &c.cc, err, sizeof(err)) == NULL);
 	CHECK(strlen(err) > 0);
 	cli_close(&c);
@@ -1117,8 +1117,8 @@ static void srv_open_own(struct host_srv *h, enum cfg_security sec, const char *
 
 	srv_open(h, CFG_SEC_PLAIN, daemon_stek);
 	snprintf(sv.name, sizeof(sv.name), SVC);
-	snprintf(sv.cert, sizeof(sv.cert), "%s", crt);
-	snprintf(sv.key, sizeof(sv.key), "%s", key);
+	snprintf(sv.cert, sizeof(sv.cert), "%.200s", crt);
+	snprintf(sv.key, sizeof(sv.key), "%.200s", key);
 	snprintf(sv.stek, sizeof(sv.stek), "%s", own);
 	CHECK_MSG(sec_service_configure(&h->env, &h->svc, &sv, err, sizeof(err)) == 0, "%s", err);
 }
@@ -1227,9 +1227,9 @@ TEST(service_stek_that_cannot_be_loaded_fails_the_configuration)
 
 	srv_open(&a, CFG_SEC_PLAIN, stek1);
 	snprintf(sv.name, sizeof(sv.name), SVC);
-	snprintf(sv.cert, sizeof(sv.cert), "%s", crt);
-	snprintf(sv.key, sizeof(sv.key), "%s", key);
-	snprintf(sv.stek, sizeof(sv.stek), "%s/missing.keys", dir);
+	snprintf(sv.cert, sizeof(sv.cert), "%.200s", crt);
+	snprintf(sv.key, sizeof(sv.key), "%.200s", key);
+	snprintf(sv.stek, sizeof(sv.stek), "%.200s/missing.keys", dir);
 	CHECK(sec_service_configure(&a.env, &a.svc, &sv, err, sizeof(err)) == -ENOENT);
 	CHECK_MSG(strstr(err, "[serve " SVC "] stek: ") == err && strstr(err, "missing.keys"), "%s",
 		  err);

@@ -41,7 +41,8 @@ install_deps() {
 # build DIR [cmake args...]
 build() {
 	local dir=$1; shift
-	cmake -S "$SRC" -B "$dir" -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ "$@" >/dev/null
+	cmake -S "$SRC" -B "$dir" -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+		-DR2P2_WERROR=ON "$@" >/dev/null
 	cmake --build "$dir" -j "$JOBS"
 }
 
@@ -60,6 +61,12 @@ demo)
 test)
 	install_deps
 	bash "$SRC/tools/lint.sh"
+	# Debian's default compiler too, warnings as errors; its unit tests run
+	log "building with gcc (warnings as errors) and running its unit tests"
+	cmake -S "$SRC" -B "$SRC/build-gcc" -DCMAKE_C_COMPILER=gcc -DCMAKE_CXX_COMPILER=g++ \
+		-DR2P2_WERROR=ON -DR2P2_FUZZ=OFF >/dev/null
+	cmake --build "$SRC/build-gcc" -j "$JOBS"
+	(cd "$SRC/build-gcc" && ctest --output-on-failure --timeout 300 -R '^test_')
 	build "$SRC/build-test" -DCMAKE_BUILD_TYPE=Debug -DR2P2_SANITIZE=ON
 	log "running the suite (sanitized build)"
 	cd "$SRC/build-test"

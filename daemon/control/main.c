@@ -507,12 +507,12 @@ static int setup_backend(struct daemon *d, char *err, size_t err_len)
 			}
 		}
 	} else if (c->backend == CFG_BACKEND_XDP) {
-		snprintf(d->backend, sizeof(d->backend), "udp: %s", why);
+		snprintf(d->backend, sizeof(d->backend), "udp: %.200s", why);
 		log_warn("backend = xdp: %s; using the udp backend", why);
 	} else if (c->backend == CFG_BACKEND_UDP) {
 		snprintf(d->backend, sizeof(d->backend), "udp (backend = udp)");
 	} else {
-		snprintf(d->backend, sizeof(d->backend), "udp: xdp not used because %s", why);
+		snprintf(d->backend, sizeof(d->backend), "udp: xdp not used because %.200s", why);
 		log_warn("backend = auto picked the udp backend: xdp not used because %s", why);
 	}
 	return 0;

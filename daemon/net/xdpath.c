@@ -98,7 +98,7 @@ void xdpath_free(struct xdpath *x)
 static int pick_iface(const struct cfg *c, struct xdpath *x, char *why, size_t why_len)
 {
 	if (c->interface[0]) {
-		snprintf(x->ifname, sizeof(x->ifname), "%s", c->interface);
+		snprintf(x->ifname, sizeof(x->ifname), "%.15s", c->interface); /* checked < 16 */
 		return 0;
 	}
 	if (is_any(&c->listen_addr)) {
