@@ -571,7 +571,7 @@ fi
 # ---- figures --------------------------------------------------------------------------
 # One colour per mode in every figure.
 declare -A COLOR=([udp]='#777777' [plain]='#1b9e77' [tls]='#d95f02' [sealed]='#66a61e' [grpc]='#7570b3'
-	[grpc-tls]='#e7298a')
+	[grpc-tls]='#e7298a' [udp-busy]='#aaaaaa' [plain-poll]='#0b5e47' [sealed-poll]='#36661e')
 # hist_dat FILE: log-binned histogram (x = bin centre in us, y = fraction of requests).
 hist_dat() {
 	awk '$1 > 0 { b = int(log($1) / log(10) / 0.025); h[b]++; n++ }
