@@ -332,10 +332,14 @@ static void handle_cqe(struct worker *w, struct io_uring_cqe *cqe, uint64_t now)
 		handle_inbox(w);
 		break;
 	case UD_STEK:
-		if (cqe->res > 0) {
+		if (cqe->res > 0)
 			reload_stek(w);
+		/* an interrupted read must not end the watch: later changes would go unseen */
+		if (cqe->res > 0 || cqe->res == -EINTR || cqe->res == -EAGAIN)
 			arm_stek_watch(w);
-		}
+		else if (cqe->res != -ECANCELED)
+			log_warn("worker %u: the STEK watch stopped (%s); SIGHUP reloads the files",
+				 w->id, strerror(-cqe->res));
 		break;
 	case UD_CANCEL:
 		break;

@@ -91,7 +91,7 @@ chmod 0644 "$IT_TLS/.bad.keys"
 read -r f0 e0 _ < <(snap)
 nlog=$(wc -l <"$BLOG")
 replace_stek "$IT_TLS/.bad.keys"
-it_wait_for 5 "B to log the refusal of the mode 0644 file" \
+it_wait_for 10 "B to log the refusal of the mode 0644 file" \
 	grep -q "mode 0644.*keeping the keys in use" <(tail -n +"$((nlog + 1))" "$BLOG")
 it_log "  ok: B: $(tail -n +"$((nlog + 1))" "$BLOG" | grep -m1 "mode 0644")"
 it_check "20 tls calls after the refused file" it_client -S 16 -c 20 -t 3000
@@ -103,7 +103,7 @@ printf '# a broken file\n0000000z   current   %064d\n' 0 >"$IT_TLS/.bad.keys"
 chmod 0600 "$IT_TLS/.bad.keys"
 nlog=$(wc -l <"$BLOG")
 replace_stek "$IT_TLS/.bad.keys"
-it_wait_for 5 "B to log the refusal of the broken file" \
+it_wait_for 10 "B to log the refusal of the broken file" \
 	grep -q "stek.keys:2:.*keeping the keys in use" <(tail -n +"$((nlog + 1))" "$BLOG")
 it_log "  ok: B: $(tail -n +"$((nlog + 1))" "$BLOG" | grep -m1 "keeping the keys")"
 it_check "20 tls calls after the broken file" it_client -S 16 -c 20 -t 3000
