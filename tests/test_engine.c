@@ -1256,6 +1256,43 @@ Test(client, refused_response_keeps_waiting)
 	pair_cleanup(&p);
 }
 
+static void refuse_first_drop(struct node *n, const struct done_ev *d)
+{
+	if (d->status == -ECONNREFUSED && n->num_dones == 1)
+		eng_keep_waiting(n->e);
+}
+
+/* A DROP the layer above sets aside (eng_keep_waiting) leaves the call in place too. */
+Test(client, refused_drop_keeps_waiting)
+{
+	struct pair p;
+	static const uint8_t drop[] = {0xcc, 0x08, 0x41, 0xc0, 0x01, 0x02,
+				       0x00, 0x01, 'D',	 'R',  'O',  'P'};
+	uint64_t deadline;
+
+	pair_init(&p, NULL, NULL);
+	p.srv.mode = AUTO_NONE;
+	p.cli.keep_payloads = true;
+	p.cli.on_done = refuse_first_drop;
+	eng_set_next_rid(p.cli.e, 0x0102);
+	cr_assert_eq(do_call(&p.cli, &p.srv.addr, "hi", 2, 9, SEC, 3), 0);
+	net_run(has_reqs, &p.srv);
+	deadline = eng_next_deadline(p.cli.e);
+	eng_input(p.cli.e, 0, &p.srv.addr, drop, sizeof(drop), net.now);
+	cr_assert_eq(p.cli.num_dones, 1, "the DROP reached the layer above");
+	cr_assert_eq(p.cli.dones[0].status, -ECONNREFUSED);
+	cr_assert_eq(stats(&p.cli).rx_unauthentic, 1);
+	cr_assert_eq(stats(&p.cli).calls_dropped, 0);
+	cr_assert_eq(pending_calls(&p.cli), 1);
+	cr_assert_eq(eng_next_deadline(p.cli.e), deadline, "no extension");
+	cr_assert_eq(eng_respond(p.srv.e, p.srv.reqs[0].handle, "ok", 2, net.now), 0);
+	net_run(has_dones, &p.cli);
+	cr_assert_eq(p.cli.num_dones, 2);
+	cr_assert_eq(p.cli.dones[1].status, 0);
+	cr_assert_arr_eq(p.cli.dones[1].payload, "ok", 2);
+	pair_cleanup(&p);
+}
+
 /* A completion during eng_free may try to call again: refused, no completion lost. */
 static void call_on_cancel(struct node *n, const struct done_ev *d)
 {

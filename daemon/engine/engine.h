@@ -207,8 +207,9 @@ uint16_t eng_completing_rid(const struct eng *e);
 uint32_t eng_completing_sends(const struct eng *e);
 
 /*
- * eng_keep_waiting, called from ops.complete for a call completing with status 0,
- * says that the response was not the server's (it did not authenticate): the call
+ * eng_keep_waiting, called from ops.complete for a call completing with status 0
+ * or -ECONNREFUSED (a DROP), says that the response or the DROP was not the
+ * server's (it did not authenticate): the call
  * is not completed but waits on, as if the response had not come, until its
  * attempt's deadline (then it retransmits or times out as usual; nothing extends
  * it). Counted in rx_unauthentic. The callback must then start no call of its own

@@ -335,11 +335,37 @@ static int tls_protect(struct sec_env *env, struct sec_call *c, unsigned policy,
 	return tls_begin(env, c, req, len, false, out);
 }
 
+/*
+ * call_failed ends an encrypted call the engine ended with `status`, or goes on.
+ * Refusals nobody authenticated end nothing (G3): a DROP is set aside, and so is a
+ * tls answer signed by a certificate the call does not trust (a forger can sign
+ * with a key of its own). When the call then times out, the likelier cause is
+ * reported rather than -ETIMEDOUT: the untrusted certificate (-EACCES), else the
+ * DROP (-ECONNREFUSED).
+ */
+static enum sec_next call_failed(struct sec_call *c, int status, struct sec_reply *out)
+{
+	if (status == -ECONNREFUSED) {
+		/* an R2P2 DROP: nothing authenticates it, so it ends nothing; the engine
+		 * keeps the call until its deadline, for the server's own answer */
+		c->dropped = true;
+		reply_fail(out, status, "an unauthenticated DROP, set aside");
+		return SEC_IGNORE;
+	}
+	if (status == -ETIMEDOUT && c->tls && tls_call_refusal(c->tls) < 0)
+		return reply_fail(out, tls_call_refusal(c->tls), tls_call_error(c->tls));
+	if (status == -ETIMEDOUT && c->dropped)
+		return reply_fail(out, -ECONNREFUSED,
+				  "the server dropped the request (DROP, and no answer until the "
+				  "call's timeout)");
+	return reply_fail(out, status, NULL);
+}
+
 static enum sec_next tls_mode_finish(struct sec_env *env, struct sec_call *c, int status,
 				     const uint8_t *payload, size_t len, struct sec_reply *out)
 {
 	if (status < 0)
-		return reply_fail(out, status, NULL);
+		return call_failed(c, status, out);
 	return tls_finish(env, c, payload, len, out);
 }
 
@@ -638,7 +664,7 @@ static enum sec_next sealed_finish(struct sec_env *env, struct sec_call *c, int 
 	enum sec_next next;
 
 	if (status < 0)
-		return reply_fail(out, status, NULL);
+		return call_failed(c, status, out);
 	if (c->step == SEC_STEP_SEALED)
 		return sealed_finish_aead(env, c, payload, len, out);
 	next = tls_finish(env, c, payload, len, out);

@@ -134,6 +134,7 @@ struct sec_call {
 	enum sec_step step;
 	bool replay_safe;
 	bool retried;		/* sealed: sent again through tls after a REJECT */
+	bool dropped;		/* an R2P2 DROP came (unauthenticated): set aside */
 	uint32_t sends;		/* times the first flight went out (the worker sets it) */
 	struct r2p2_addr dst;	/* where the request goes: sealed requests are bound to it */
 	struct tls_call *tls;	/* the tls exchange in progress */

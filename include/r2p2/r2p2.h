@@ -39,11 +39,13 @@ enum r2p2_event_type {
 
 struct r2p2_event {
 	int type;	  /* enum r2p2_event_type */
-	int status;	  /* 0 or -errno: -ETIMEDOUT, -ECONNREFUSED (server dropped it),
-			   * -ENOENT (unknown service), -ECONNRESET (daemon restarted),
-			   * -EMSGSIZE, -EHOSTUNREACH, -ESHUTDOWN (daemon draining);
-			   * tls services: -EACCES (certificate not trusted for the
-			   * service name), -EBADMSG (unauthentic reply); sealed
+	int status;	  /* 0 or -errno: -ETIMEDOUT, -ECONNREFUSED (server dropped it;
+			   * tls and sealed: told at the call's timeout, since nothing
+			   * authenticates a DROP), -ENOENT (unknown service),
+			   * -ECONNRESET (daemon restarted), -EMSGSIZE, -EHOSTUNREACH,
+			   * -ESHUTDOWN (daemon draining); tls services: -EACCES
+			   * (certificate not trusted for the service name), -EBADMSG
+			   * (the exchange failed); sealed
 			   * services: -EALREADY (the server had already run this
 			   * request: not run twice); tls and sealed: -ENOTRECOVERABLE
 			   * (it may have run once and was not sent again: nobody can

@@ -59,8 +59,8 @@ ECHO=$IT_LAST_PID
 it_start_echo_on b "$IT_NS_B" -n tls.svc -c
 ECHO_TLS=$IT_LAST_PID
 
-# frame_kind HEX: the tls frame kind of an R2P2 datagram (hex digits 19-20), e.g. "02"
-frame_kind() { printf '%s' "${1:18:2}"; }
+# frame_kind HEX: the tls frame kind of an R2P2 datagram, e.g. "02" (it_tls_frame_kind)
+frame_kind() { it_tls_frame_kind "$1"; }
 # count_log PATTERN: how many lines of daemon B's log match PATTERN (extended regex).
 count_log() { grep -Ec -- "$1" "$IT_TMP/r2p2d-b.log" || true; }
 # wait_until MS: sleep until it_ms reaches MS.
@@ -92,7 +92,7 @@ it_sniff_stop "$sniff"
 s1=$(it_tls_status b)
 REQ=$(it_sealed_requests "$CAP" "$DST" | head -n 1)
 FIRST=$(awk -v b="$DST_TLS" '$2 == b && substr($3, 1, 8) == "cc0800e0" &&
-	substr($3, 17, 20) == "01010000000000000000" { f = $3 } END { print f }' "$CAP")
+	substr($3, 17, 20) ~ /^01(01|81)0000000000000000$/ { f = $3 } END { print f }' "$CAP")
 it_check "the capture holds the sealed request and the tls first flight" test -n "$REQ" -a -n "$FIRST"
 ANSWER=$(awk -v b="$DST_TLS" -v rid="${FIRST:8:4}" '$1 == b && substr($3, 1, 12) == "cc0811e0" rid { print $3; exit }' "$CAP")
 it_check "B ran the last tls one as 0-RTT (SERVER_FINAL; early_accepted +$(delta "$s0" "$s1" early_accepted))" \
