@@ -272,3 +272,70 @@ Test(status, json_says_the_same_numbers)
 	cr_assert_eq(k, sizeof(small) - 1);
 	cr_assert_eq(memcmp(small, text, k), 0);
 }
+
+/* prom_check: every line is a comment (HELP, TYPE) or "name{labels} value"; every sample's
+ * metric had its TYPE line before it, and no metric's samples are split. */
+static void prom_check(const char *t)
+{
+	char seen[512][96];
+	size_t num_seen = 0;
+	char current[96] = "";
+
+	for (const char *line = t; *line;) {
+		const char *nl = strchr(line, '\n');
+		char name[96];
+		size_t len;
+
+		cr_assert_not_null(nl, "unterminated line: %s", line);
+		len = (size_t)(nl - line);
+		if (strncmp(line, "# TYPE ", 7) == 0) {
+			cr_assert_eq(sscanf(line + 7, "%95s", name), 1);
+			for (size_t i = 0; i < num_seen; i++)
+				cr_assert_str_neq(seen[i], name, "metric %s split in two", name);
+			cr_assert_lt(num_seen, 512);
+			snprintf(seen[num_seen++], sizeof(seen[0]), "%s", name);
+			snprintf(current, sizeof(current), "%s", name);
+		} else if (line[0] != '#') {
+			size_t k = strcspn(line, "{ ");
+			cr_assert_lt(k, len);
+			cr_assert(strncmp(line, current, k) == 0 && current[k] == '\0',
+				  "sample without its TYPE: %.*s", (int)len, line);
+			cr_assert(nl[-1] >= '0' && nl[-1] <= '9', "no value: %.*s", (int)len, line);
+		}
+		line = nl + 1;
+	}
+}
+
+Test(status, prometheus_says_the_same_numbers)
+{
+	struct replay_stats rs = {.entries = 1, .capacity = 2, .inserts = 3, .hits = 4};
+	struct status_facts f = facts();
+	static char prom[65536];
+
+	f.sealed_replay = &rs;
+	f.backend = "udp \"quoted\"";
+	size_t n = status_format_prom(&cfg, &f, snaps, 2, prom, sizeof(prom));
+	cr_assert_eq(n, strlen(prom));
+	cr_assert_lt(n, sizeof(prom) - 1, "cut");
+	prom_check(prom);
+	cr_expect_not_null(strstr(prom, "# TYPE r2p2_workers_rx_total counter\n"
+					"r2p2_workers_rx_total{id=\"0\"} 10\n"
+					"r2p2_workers_rx_total{id=\"1\"} 11\n"),
+			   "%s", prom);
+	cr_expect_not_null(strstr(prom, "\nr2p2_workers_drops_runt_total{id=\"1\"} 1\n"), "%s",
+			   prom);
+	cr_expect_not_null(strstr(prom, "# TYPE r2p2_workers_inflight gauge\n"), "%s", prom);
+	cr_expect_not_null(strstr(prom, "\nr2p2_sealed_server_rejected_stale_total 10\n"), "%s",
+			   prom);
+	cr_expect_not_null(strstr(prom,
+				  "\nr2p2_served_requests_total{name=\"kv.svc\",port=\"8001\","
+				  "security=\"sealed\"} 300\n"),
+			   "%s", prom);
+	cr_expect_not_null(strstr(prom, "\nr2p2_sealed_strike_register_entries 1\n"), "%s", prom);
+	cr_expect_not_null(
+	    strstr(prom, "\nr2p2_info{version=\"9.9\",backend=\"udp \\\"quoted\\\"\"} 1\n"), "%s",
+	    prom);
+	cr_expect_not_null(strstr(prom, "\nr2p2_num_workers 2\n"), "%s", prom);
+	cr_expect_null(strstr(prom, "version=\"9.9\",backend=\"udp \\\"quoted\\\"\"} 10"), "%s",
+		       prom);
+}

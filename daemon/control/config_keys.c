@@ -48,6 +48,7 @@ static const char *const daemon_keys[DK_COUNT] = {
     [DK_MAX_HALF_OPEN] = "max_half_open_per_source",
     [DK_SECCOMP] = "seccomp",
     [DK_USER] = "user",
+    [DK_METRICS] = "metrics",
 };
 
 static const char *const serve_keys[SK_COUNT] = {
@@ -280,6 +281,14 @@ static void text_key(struct parser *p, enum daemon_key k, const char *key, const
 		break;
 	case DK_ROUTER:
 		router_value(p, key, v);
+		break;
+	case DK_METRICS:
+		if (v[0] == '\0')
+			c->has_metrics = false;
+		else if (cfg_parse_addr(v, true, &c->metrics) != 0)
+			failx(p, p->lineno, p->label, key, "bad address '%s' " ADDR_PORT_HINT, v);
+		else
+			c->has_metrics = true;
 		break;
 	case DK_LOG_LEVEL:
 		if (lookup(log_levels, ARRAY_SIZE(log_levels), v) < 0)

@@ -53,6 +53,7 @@ struct daemon {
 	struct stek_set *stek;	      /* tls: as loaded at start (workers reload on change) */
 	struct replay *replay;	      /* tls: the strike register shared by every worker */
 	struct replay *sealed_replay; /* sealed: (association, nonce) strike register */
+	struct metrics *metrics;      /* the Prometheus endpoint, or NULL */
 };
 
 /*

@@ -28,6 +28,7 @@
 #include "daemon.h"
 #include "err.h"
 #include "log.h"
+#include "metrics.h"
 #include "replay.h"
 #include "sandbox.h"
 #include "stek.h"
@@ -565,7 +566,7 @@ static int daemon_start(struct daemon *d, char *err, size_t err_len)
 {
 	static int (*const steps[])(struct daemon * d, char *err, size_t err_len) = {
 	    open_loop,	   alloc_workers, open_tls_state, probe_ports,	 new_workers,
-	    setup_backend, ctl_open,	  enter_sandbox,  start_workers,
+	    setup_backend, ctl_open,	  metrics_open,	  enter_sandbox, start_workers,
 	};
 	const struct cfg *c = &d->cfg->cfg;
 
@@ -613,6 +614,7 @@ static void daemon_stop(struct daemon *d)
 	stop_workers(d);
 	if (d->ready)
 		log_info("r2p2d stopped");
+	metrics_close(d);
 	ctl_close(d);
 	if (d->workers) {
 		for (unsigned i = 0; i < d->num_workers; i++)

@@ -1,14 +1,20 @@
 // SPDX-License-Identifier: MIT
 /*
- * The status, as text or as JSON, written by one set of section functions through an
- * emitter: each counter is named once, and both forms say the same numbers. Totals
- * are summed from the one set of snapshots the caller took, so a total always equals
- * the sum of the lines above it.
+ * The status, as text, as JSON or as Prometheus metrics, written by one set of section
+ * functions through an emitter: each counter is named once, and every form says the
+ * same numbers. Totals are summed from the one set of snapshots the caller took, so a
+ * total always equals the sum of the lines above it.
+ *
+ * The Prometheus form names a metric by the path of objects to it ("r2p2_" then the
+ * JSON keys, then the counter's name; "_total" for a counter), takes the numbers that
+ * identify an element of an array (a worker's id, a service's port) and every string
+ * as labels, and groups the samples by metric as the exposition format requires.
  */
 #include "status.h"
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "sealed.h"
@@ -18,18 +24,41 @@ typedef unsigned long long ull;
 
 #define EM_DEPTH 8
 
+#define PROM_NAME_MAX 96
+#define PROM_LABELS_MAX 160
+#define PROM_MAX_SAMPLES 4096
+
+/* One Prometheus sample, kept until every sample is known (they are grouped by name). */
+struct prom_sample {
+	char name[PROM_NAME_MAX];
+	char labels[PROM_LABELS_MAX];
+	uint64_t v;
+	bool counter;
+	unsigned seq; /* emission order, to keep it within a metric */
+};
+
 /*
  * An emitter: `n` bytes of `len` used in `buf`, `buf[n]` always NUL. In text form
  * em_num writes " name value" and em_gap one more space; the JSON form writes members
- * and arrays, a comma before every member but the first of its level.
+ * and arrays, a comma before every member but the first of its level; the Prometheus
+ * form collects samples (emitted by prom_finish).
  */
 struct em {
 	char *buf;
 	size_t len;
 	size_t n;
 	bool json;
+	bool prom;
 	int depth;
 	bool later[EM_DEPTH]; /* a member was written at this level: the next needs a comma */
+	/* Prometheus: per level, its key (NULL in an array), whether it is an array, and
+	 * the labels it adds; strings of the top level go to r2p2_info */
+	const char *path[EM_DEPTH];
+	bool array[EM_DEPTH];
+	char labels[EM_DEPTH][PROM_LABELS_MAX];
+	struct prom_sample *samples;
+	size_t num_samples;
+	bool info; /* the r2p2_info sample: takes the top level's labels */
 };
 
 /* put appends to `e`; what does not fit is cut, and `e` stays full from then on. */
@@ -48,9 +77,95 @@ __attribute__((format(printf, 2, 3))) static void put(struct em *e, const char *
 /* text writes only in the text form. */
 #define text(e, ...)                                                                               \
 	do {                                                                                       \
-		if (!(e)->json)                                                                    \
+		if (!(e)->json && !(e)->prom)                                                      \
 			put((e), __VA_ARGS__);                                                     \
 	} while (0)
+
+/* ---- the Prometheus form ---- */
+
+/* prom_label appends name="value" (escaped) to the labels of the current level. */
+static void prom_label(struct em *e, const char *name, const char *value)
+{
+	char *l = e->labels[e->depth];
+	size_t n = strlen(l);
+
+	n += (size_t)snprintf(l + n, n < PROM_LABELS_MAX ? PROM_LABELS_MAX - n : 0, "%s%s=\"",
+			      n ? "," : "", name);
+	for (; *value && n + 3 < PROM_LABELS_MAX; value++) {
+		if (*value == '"' || *value == '\\')
+			l[n++] = '\\';
+		l[n++] = *value == '\n' ? 'n' : *value;
+	}
+	if (n + 1 < PROM_LABELS_MAX)
+		l[n++] = '"';
+	l[n < PROM_LABELS_MAX ? n : PROM_LABELS_MAX - 1] = '\0';
+}
+
+/* prom_sample records metric `name` (under the current path) with the labels in force. */
+static void prom_sample(struct em *e, const char *name, uint64_t v, bool counter)
+{
+	struct prom_sample *ps;
+	size_t n;
+
+	if (!e->samples || e->num_samples == PROM_MAX_SAMPLES)
+		return;
+	ps = &e->samples[e->num_samples];
+	n = (size_t)snprintf(ps->name, sizeof(ps->name), "r2p2");
+	for (int d = 1; d <= e->depth; d++)
+		if (e->path[d] && n < sizeof(ps->name))
+			n +=
+			    (size_t)snprintf(ps->name + n, sizeof(ps->name) - n, "_%s", e->path[d]);
+	if (n < sizeof(ps->name))
+		snprintf(ps->name + n, sizeof(ps->name) - n, "_%s%s", name,
+			 counter ? "_total" : "");
+	ps->labels[0] = '\0';
+	n = 0;
+	/* the top level's labels (version, backend) go to r2p2_info only */
+	for (int d = e->info ? 1 : 2; d <= e->depth; d++)
+		if (e->labels[d][0] && n < sizeof(ps->labels))
+			n += (size_t)snprintf(ps->labels + n, sizeof(ps->labels) - n, "%s%s",
+					      n ? "," : "", e->labels[d]);
+	ps->v = v;
+	ps->counter = counter;
+	ps->seq = (unsigned)e->num_samples++;
+}
+
+/* Counters that say how many there are now, not how many there were. */
+static bool prom_is_gauge(const char *name)
+{
+	static const char *const gauges[] = {"inflight",	   "executing",	   "queued",
+					     "pending_handshakes", "associations", NULL};
+
+	for (int i = 0; gauges[i]; i++)
+		if (strcmp(name, gauges[i]) == 0)
+			return true;
+	return false;
+}
+
+static int prom_cmp(const void *a, const void *b)
+{
+	const struct prom_sample *x = a, *y = b;
+	int c = strcmp(x->name, y->name);
+
+	return c ? c : (x->seq > y->seq) - (x->seq < y->seq);
+}
+
+/* prom_finish writes the samples, grouped by metric, each metric with HELP and TYPE. */
+static void prom_finish(struct em *e)
+{
+	qsort(e->samples, e->num_samples, sizeof(*e->samples), prom_cmp);
+	for (size_t i = 0; i < e->num_samples; i++) {
+		const struct prom_sample *ps = &e->samples[i];
+
+		if (i == 0 || strcmp(ps->name, e->samples[i - 1].name) != 0)
+			put(e,
+			    "# HELP %s r2p2d status counter (docs/OPERATIONS.md, \"Metrics\").\n"
+			    "# TYPE %s %s\n",
+			    ps->name, ps->name, ps->counter ? "counter" : "gauge");
+		put(e, "%s%s%s%s %llu\n", ps->name, ps->labels[0] ? "{" : "", ps->labels,
+		    ps->labels[0] ? "}" : "", (ull)ps->v);
+	}
+}
 
 /* member starts a JSON member `key` (NULL: an array element) at the current level. */
 static void member(struct em *e, const char *key)
@@ -65,6 +180,13 @@ static void member(struct em *e, const char *key)
 /* em_open opens a JSON object ('{') or array ('[') named `key` (NULL in an array). */
 static void em_open(struct em *e, const char *key, char bracket)
 {
+	if (e->prom && e->depth + 1 < EM_DEPTH) {
+		e->depth++;
+		e->path[e->depth] = key;
+		e->array[e->depth] = bracket == '[';
+		e->labels[e->depth][0] = '\0';
+		return;
+	}
 	if (!e->json)
 		return;
 	member(e, key);
@@ -75,6 +197,11 @@ static void em_open(struct em *e, const char *key, char bracket)
 
 static void em_close(struct em *e, char bracket)
 {
+	if (e->prom) {
+		if (e->depth > 0)
+			e->depth--;
+		return;
+	}
 	if (!e->json)
 		return;
 	put(e, "%c", bracket);
@@ -85,6 +212,10 @@ static void em_close(struct em *e, char bracket)
 /* em_num writes a counter: " name value" in text, "name":value in JSON. */
 static void em_num(struct em *e, const char *name, uint64_t v)
 {
+	if (e->prom) {
+		prom_sample(e, name, v, !prom_is_gauge(name));
+		return;
+	}
 	if (!e->json) {
 		put(e, " %s %llu", name, (ull)v);
 		return;
@@ -96,8 +227,17 @@ static void em_num(struct em *e, const char *name, uint64_t v)
 /* em_jnum writes a number in JSON only (the text form says it in its own words). */
 static void em_jnum(struct em *e, const char *name, uint64_t v)
 {
-	if (e->json)
+	char digits[24];
+
+	if (e->prom && e->depth > 1 && e->array[e->depth - 1]) {
+		/* it identifies an element of an array: a label */
+		snprintf(digits, sizeof(digits), "%llu", (ull)v);
+		prom_label(e, name, digits);
+	} else if (e->prom) {
+		prom_sample(e, name, v, false);
+	} else if (e->json) {
 		em_num(e, name, v);
+	}
 }
 
 /* em_gap separates groups of counters in text (two spaces instead of one). */
@@ -109,6 +249,12 @@ static void em_gap(struct em *e)
 /* em_str writes a JSON string member (text forms write their strings themselves). */
 static void em_str(struct em *e, const char *name, const char *s)
 {
+	if (e->prom) {
+		/* a label of its level (of r2p2_info at the top); strings in arrays: none */
+		if (name)
+			prom_label(e, name, s);
+		return;
+	}
 	if (!e->json)
 		return;
 	member(e, name);
@@ -127,6 +273,10 @@ static void em_str(struct em *e, const char *name, const char *s)
 
 static void em_bool(struct em *e, const char *name, bool v)
 {
+	if (e->prom) {
+		prom_sample(e, name, v, false);
+		return;
+	}
 	if (!e->json)
 		return;
 	member(e, name);
@@ -459,12 +609,23 @@ static void out_called(struct em *e, const struct cfg *cfg)
 	em_close(e, ']');
 }
 
+enum form { FORM_TEXT, FORM_JSON, FORM_PROM };
+
 static size_t format(const struct cfg *cfg, const struct status_facts *facts,
 		     const struct worker_snap *snaps, unsigned num_workers, char *buf,
-		     size_t buf_len, bool json)
+		     size_t buf_len, enum form form)
 {
-	struct em e = {.buf = buf, .len = buf_len, .json = json};
+	struct em e = {.buf = buf, .len = buf_len, .json = form == FORM_JSON};
 	struct svc_totals tot;
+
+	if (form == FORM_PROM) {
+		e.prom = true;
+		e.samples = calloc(PROM_MAX_SAMPLES, sizeof(*e.samples));
+		if (!e.samples) {
+			buf[0] = '\0';
+			return 0;
+		}
+	}
 
 	memset(&tot, 0, sizeof(tot));
 	buf[0] = '\0';
@@ -488,9 +649,18 @@ static size_t format(const struct cfg *cfg, const struct status_facts *facts,
 		out_register(&e, "strike register", "strike_register", facts->replay, false);
 	out_served(&e, cfg, &tot);
 	out_called(&e, cfg);
+	if (e.prom && e.depth == 1) {
+		/* the top level's strings (version, backend) label one constant metric */
+		e.info = true;
+		prom_sample(&e, "info", 1, false);
+		prom_finish(&e);
+		free(e.samples);
+		return e.n;
+	}
 	em_close(&e, '}');
-	if (json)
+	if (e.json)
 		put(&e, "\n");
+	free(e.samples);
 	return e.n;
 }
 
@@ -498,12 +668,19 @@ size_t status_format(const struct cfg *cfg, const struct status_facts *facts,
 		     const struct worker_snap *snaps, unsigned num_workers, char *buf,
 		     size_t buf_len)
 {
-	return format(cfg, facts, snaps, num_workers, buf, buf_len, false);
+	return format(cfg, facts, snaps, num_workers, buf, buf_len, FORM_TEXT);
 }
 
 size_t status_format_json(const struct cfg *cfg, const struct status_facts *facts,
 			  const struct worker_snap *snaps, unsigned num_workers, char *buf,
 			  size_t buf_len)
 {
-	return format(cfg, facts, snaps, num_workers, buf, buf_len, true);
+	return format(cfg, facts, snaps, num_workers, buf, buf_len, FORM_JSON);
+}
+
+size_t status_format_prom(const struct cfg *cfg, const struct status_facts *facts,
+			  const struct worker_snap *snaps, unsigned num_workers, char *buf,
+			  size_t buf_len)
+{
+	return format(cfg, facts, snaps, num_workers, buf, buf_len, FORM_PROM);
 }
