@@ -394,7 +394,7 @@ static void sealed_checks_of(const struct sec_env *env, const struct sec_service
 	chk->now_ms = env->wall_ms();
 	chk->now_ns = now;
 	chk->window_ms = env->sealed_window_ms;
-	chk->start_ms = env->start_ms;
+	chk->start_ms = env->start_ms > env->sealed_start_ms ? env->start_ms : env->sealed_start_ms;
 	chk->self = env->self;
 	chk->num_self = env->num_self;
 }

@@ -44,6 +44,7 @@ struct sec_env {
 	uint64_t sealed_window_ms;    /* sealed timestamp window (config sealed_window_ms) */
 	uint64_t (*wall_ms)(void);    /* unix time in ms; tests fix it */
 	uint64_t start_ms;	      /* unix ms when this server started (restart guard) */
+	uint64_t sealed_start_ms;     /* unix ms the sealed register started, if later (reload) */
 	uint64_t replay_window_ms; /* the tls strike register's window (config replay_window_ms) */
 	/* The addresses a sealed request may be bound to: the listen address (or every
 	 * local address when listening on all) with port 0, meaning the port of the
