@@ -814,15 +814,27 @@ int sec_service_configure(struct sec_env *env, struct sec_service *svc, const st
 		return rc;
 	if (sv->security == CFG_SEC_PLAIN)
 		return 0;
+	if (svc->tls && (strcmp(svc->cert, sv->cert) != 0 || strcmp(svc->key, sv->key) != 0 ||
+			 svc->early_data != sv->early_data)) {
+		set_err(err, err_len,
+			"[serve %s] cert, key, early_data: the running tls server of port %u keeps "
+			"its own; a new one needs a restart",
+			sv->name, sv->port);
+		return -EBUSY;
+	}
 	if (!svc->tls) {
 		struct tls_service_keys keys = {
 		    .name = sv->name, .cert_path = sv->cert, .key_path = sv->key};
 		svc->tls = tls_server_new(&keys, 1, sv->early_data, err, err_len);
 		if (!svc->tls)
 			return -EINVAL;
+		snprintf(svc->cert, sizeof(svc->cert), "%s", sv->cert);
+		snprintf(svc->key, sizeof(svc->key), "%s", sv->key);
+		svc->early_data = sv->early_data;
 		tls_server_set_stek(svc->tls, svc_stek(env, svc));
-		tls_server_set_replay(svc->tls, env->replay);
 	}
+	/* a register a reload made for the first tls or sealed service arrives later */
+	tls_server_set_replay(svc->tls, env->replay);
 	/* 0-RTT data is bound to the server it was sent to, as sealed requests are */
 	tls_server_set_self(svc->tls, env->self, env->num_self, svc->port);
 	/* early data only with tickets this server's strike register can vouch for */
