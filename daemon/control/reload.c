@@ -264,6 +264,12 @@ static unsigned say_changes(const struct cfg *o, const struct cfg *n, struct say
 		if (!os)
 			say(s, LOG_LVL_INFO, "reload: [serve %s] added (port %u, %s)", ns->name,
 			    ns->port, mode_name(ns->security));
+		else if (os->port != ns->port)
+			/* the port is the service id an app got at registration */
+			say(s, LOG_LVL_INFO,
+			    "reload: [serve %s] changed (port %u, %s): moved from port %u, so apps "
+			    "serving it must register again",
+			    ns->name, ns->port, mode_name(ns->security), os->port);
 		else if (serve_differs(os, ns))
 			say(s, LOG_LVL_INFO, "reload: [serve %s] changed (port %u, %s)", ns->name,
 			    ns->port, mode_name(ns->security));

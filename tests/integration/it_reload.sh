@@ -12,10 +12,17 @@
 #     new ports in the r2p2_ports map of the program attached to B's interface and the
 #     requests arrive on B's AF_XDP sockets (no silent fallback to kernel UDP). B counts
 #     no bad_header (encrypted packets are accepted after the first tls [serve]).
-#  2. [serve plain2.svc] is removed: the reload names it, no socket is left on its port,
-#     (xdp) the port leaves r2p2_ports, calls to it fail, the others still run.
-#  3. workers = 3 (a key only a restart applies): `r2p2ctl reload` exits 1 naming "workers"
-#     and "needs a restart"; B still runs 2 workers and keeps serving all it served.
+#  2. [serve plain2.svc] and A's [call plain2.svc] are removed, sealed.svc moves to another
+#     port (a [serve] and a [call] changed): the reloads name each change, no socket is left
+#     on the old ports, (xdp) r2p2_ports follows, calls to plain2.svc fail, sealed.svc runs
+#     on its new port once its app registered again (the reload says it must), tls.svc
+#     still runs.
+#  3. workers = 3 (a key only a restart applies) and a new cert path for the running tls.svc:
+#     `r2p2ctl reload` exits 1 naming "workers", the cert's file:line and "needs a restart";
+#     a [serve] added in the same file is not half-applied; B still runs 2 workers and keeps
+#     serving all it served.
+#     (xdp) A, a client whose xdp backend had nothing to steer at start, refuses a first
+#     [serve]: no XDP program runs there, so serving it needs a restart.
 #  4. An unknown key: `r2p2ctl reload` exits 1 with file:line of the key; nothing changes.
 #  5. SIGHUP still reloads and logs the same lines.
 # shellcheck disable=SC2317 # functions here are run through it_wait_for
@@ -28,6 +35,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib_sealed.sh"
 PLAIN2_PORT=8001
 TLS_PORT=8002
 SEALED_PORT=8003
+SEALED_PORT2=8005
 BACKEND=${R2P2_IT_BACKEND:-udp}
 IFB=r2b$IT_ID
 
@@ -153,37 +161,75 @@ if [ "$BACKEND" = xdp ]; then
 	it_expect "bpftool shows 8000 8001 8002 8003 in r2p2_ports" test "$ports" = "8000 8001 8002 8003 "
 fi
 
-it_log "--- 2. [serve plain2.svc] removed"
+it_log "--- 2. [serve plain2.svc] and [call plain2.svc] removed, sealed.svc moved to port $SEALED_PORT2"
 {
 	cat "$IT_TMP/b-start.conf"
 	it_conf_serve_tls tls.svc "$TLS_PORT" "$IT_TLS/tls.svc.crt" "$IT_TLS/tls.svc.key"
-	it_conf_serve_sealed sealed.svc "$SEALED_PORT" "$IT_TLS/sealed.svc.crt" "$IT_TLS/sealed.svc.key"
+	it_conf_serve_sealed sealed.svc "$SEALED_PORT2" "$IT_TLS/sealed.svc.crt" "$IT_TLS/sealed.svc.key"
 } >"$IT_TMP/b.conf"
 cp "$IT_TMP/b.conf" "$IT_TMP/b-good.conf"
+cp "$IT_TMP/a.conf" "$IT_TMP/a-full.conf"
+{
+	it_conf_daemon a "$IT_A4"
+	it_conf_call echo.svc 3000 2 "$IT_B4:$IT_ECHO_PORT"
+	it_conf_call_tls tls.svc 2000 2 "$IT_TLS/ca.crt" "$IT_B4:$TLS_PORT"
+	it_conf_call_sealed sealed.svc 2000 2 "$IT_TLS/ca.crt" "$IT_B4:$SEALED_PORT2"
+} >"$IT_TMP/a.conf"
 it_check "r2p2ctl reload of B exits 0" reload b
 it_expect "it names [serve plain2.svc] removed" said '[serve plain2.svc] removed (port 8001)'
+it_expect "it names [serve sealed.svc] changed" said "[serve sealed.svc] changed (port $SEALED_PORT2, sealed)"
+it_check "r2p2ctl reload of A exits 0" reload a
+it_expect "it names [call plain2.svc] removed" said '[call plain2.svc] removed'
+it_expect "it names [call sealed.svc] changed" said '[call sealed.svc] changed (sealed)'
 it_wait_for 3 "port $PLAIN2_PORT to be closed on B" test "$(port_socks $PLAIN2_PORT)" -eq 0
+it_expect "port $SEALED_PORT is closed on B" test "$(port_socks $SEALED_PORT)" -eq 0
 it_expect "a call to plain2.svc now fails" fails it_client -n plain2.svc -c 1 -t 300
 it_expect "tls.svc still answers" it_client -n tls.svc -c 2 -t 2000
-it_expect "sealed.svc still answers" it_client -n sealed.svc -c 2 -t 2000
+it_expect "the reload said sealed.svc's apps must register again" \
+	grep -qF 'apps serving it must register again' "$IT_TMP/r2p2d-b.log"
+it_kill_pid "$echo_sealed"
+it_start_echo_on b "$IT_NS_B" -n sealed.svc -c
+echo_sealed=$IT_LAST_PID
+it_expect "sealed.svc answers on port $SEALED_PORT2" it_client -n sealed.svc -c 2 -t 2000
+it_expect "sealed.svc's app ran them (2)" test "$(it_echo_served "$echo_sealed")" -eq 2
 if [ "$BACKEND" = xdp ]; then
 	ports=$(steered_ports)
-	it_expect "bpftool shows 8000 8002 8003 in r2p2_ports ($ports)" test "$ports" = "8000 8002 8003 "
+	it_expect "bpftool shows 8000 8002 $SEALED_PORT2 in r2p2_ports ($ports)" \
+		test "$ports" = "8000 8002 $SEALED_PORT2 "
 fi
 
-it_log "--- 3. workers = 3: needs a restart, refused whole"
+it_log "--- 3. workers = 3 and a new certificate for tls.svc: need a restart, refused whole"
 sed -i 's/^workers = 2$/workers = 3/' "$IT_TMP/b.conf"
+cp "$IT_TLS/tls.svc.crt" "$IT_TLS/tls.svc-new.crt"
+sed -i "s#^cert = $IT_TLS/tls.svc.crt\$#cert = $IT_TLS/tls.svc-new.crt#" "$IT_TMP/b.conf"
+cert_line=$(grep -n '^\[serve tls.svc\]' "$IT_TMP/b.conf" | cut -d: -f1)
 printf '\n[serve late.svc]\nport = 8004\n' >>"$IT_TMP/b.conf"
 rc=0
 reload b || rc=$?
 it_expect "r2p2ctl reload exits 1 ($rc)" test "$rc" -eq 1
 it_expect "it names workers and 'needs a restart'" said_err 'reload: workers = 3 needs a restart (running: 2)'
+it_expect "it names [serve tls.svc] cert at $IT_TMP/b.conf:$cert_line" \
+	said_err "$IT_TMP/b.conf:$cert_line: [serve tls.svc] cert, key, early_data: a new certificate"
 it_expect "it says the running configuration is kept" said_err 'keeping the running configuration'
 it_expect "late.svc was not half-applied (no socket on 8004)" test "$(port_socks 8004)" -eq 0
 s=$(it_ctl b status)
 it_expect "B still runs 2 workers" grep -q ' workers 2 ' <<<"$s"
 it_expect "tls.svc still answers" it_client -n tls.svc -c 2 -t 2000
 it_expect "sealed.svc still answers" it_client -n sealed.svc -c 2 -t 2000
+
+if [ "$BACKEND" = xdp ]; then
+	it_log "--- 3b. a first [serve] on A, whose xdp backend had nothing to steer at start"
+	cp "$IT_TMP/a.conf" "$IT_TMP/a-saved.conf"
+	it_conf_serve first.svc 8006 >>"$IT_TMP/a.conf"
+	rc=0
+	reload a || rc=$?
+	it_expect "r2p2ctl reload of A exits 1 ($rc)" test "$rc" -eq 1
+	it_expect "it says no XDP program runs and serving needs a restart" \
+		said_err 'found nothing to steer at start, so no XDP program runs; serving needs a restart'
+	it_expect "nothing listens on 8006 in A" \
+		test "$(ip netns exec "$IT_NS_A" ss -Huln 'sport = :8006' | wc -l)" -eq 0
+	cp "$IT_TMP/a-saved.conf" "$IT_TMP/a.conf"
+fi
 
 it_log "--- 4. an unknown key: refused with file:line"
 cp "$IT_TMP/b-good.conf" "$IT_TMP/b.conf"
@@ -198,6 +244,8 @@ it_expect "tls.svc still answers" it_client -n tls.svc -c 2 -t 2000
 
 it_log "--- 5. SIGHUP reloads as r2p2ctl does"
 cp "$IT_TMP/b-full.conf" "$IT_TMP/b.conf"
+cp "$IT_TMP/a-full.conf" "$IT_TMP/a.conf"
+kill -HUP "${IT_DAEMON_PID[a]}"
 added='reload: \[serve plain2.svc\] added'
 n0=$(count_log "$added")
 kill -HUP "${IT_DAEMON_PID[b]}"
