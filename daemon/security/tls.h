@@ -243,6 +243,17 @@ struct tls_server *tls_server_new(const struct tls_service_keys *svcs, size_t nu
 void tls_server_free(struct tls_server *s);
 
 /*
+ * tls_server_replace_keys reads the certificate chain and key of `k` again (a
+ * reload) for the first service of the single-service server `s`, with
+ * `early_data` and the ticket keys `stek`. When the chain, the key, the name or
+ * early_data differ from what `s` runs with, new handshakes use the new ones
+ * (`*out_changed`); exchanges in progress finish with the ones they started with.
+ * Returns 0, or -EINVAL with a reason in `err` (and `s` unchanged).
+ */
+int tls_server_replace_keys(struct tls_server *s, const struct tls_service_keys *k, bool early_data,
+			    struct stek_set *stek, bool *out_changed, char *err, size_t err_len);
+
+/*
  * tls_check_service_keys loads what a served service `k` names as tls_server_new
  * would (the chain, the key, that they match) and checks that the certificate names
  * the service (a subjectAltName DNS entry, as clients require). Returns 0, or -EINVAL
