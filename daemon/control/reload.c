@@ -177,40 +177,20 @@ static unsigned restart_keys(const struct cfg *o, const struct cfg *n, struct sa
 }
 
 /*
- * restart_serves names each [serve] change that only a restart applies: a tls or
- * sealed service keeps the certificate, key and early_data its tls server was built
- * with while its socket lives; and a daemon that started with nothing to steer has
- * no XDP program to steer a new service's port.
+ * restart_xdp_idle refuses a first [serve] in a daemon whose xdp backend found nothing
+ * to steer at start: no XDP program runs there to steer its port.
  */
-static unsigned restart_serves(const struct daemon *d, const struct cfg *o, const struct cfg *n,
-			       const char *path, struct say *s)
+static unsigned restart_xdp_idle(const struct daemon *d, const struct cfg *n, const char *path,
+				 struct say *s)
 {
-	unsigned bad = 0;
-
-	for (size_t i = 0; i < n->num_serves; i++) {
-		const struct cfg_serve *ns = &n->serves[i];
-		const struct cfg_serve *os = cfg_find_serve_port(o, ns->port);
-
-		if (!os || os->security == CFG_SEC_PLAIN || ns->security == CFG_SEC_PLAIN)
-			continue;
-		if (strcmp(os->cert, ns->cert) != 0 || strcmp(os->key, ns->key) != 0 ||
-		    os->early_data != ns->early_data || strcmp(os->name, ns->name) != 0) {
-			say(s, LOG_LVL_ERR,
-			    "%s:%d: [serve %s] cert, key, early_data: a new certificate, key or "
-			    "early_data for the running tls server of port %u needs a restart",
-			    path, ns->line, ns->name, ns->port);
-			bad++;
-		}
-	}
-	if (d->xdp_idle && n->num_serves) {
-		say(s, LOG_LVL_ERR,
-		    "%s:%d: [serve %s]: backend = %s found nothing to steer at start, so no XDP "
-		    "program runs; serving needs a restart",
-		    path, n->serves[0].line, n->serves[0].name,
-		    n->backend == CFG_BACKEND_XDP ? "xdp" : "auto");
-		bad++;
-	}
-	return bad;
+	if (!d->xdp_idle || !n->num_serves)
+		return 0;
+	say(s, LOG_LVL_ERR,
+	    "%s:%d: [serve %s]: backend = %s found nothing to steer at start, so no XDP "
+	    "program runs; serving needs a restart",
+	    path, n->serves[0].line, n->serves[0].name,
+	    n->backend == CFG_BACKEND_XDP ? "xdp" : "auto");
+	return 1;
 }
 
 /* probe_new_ports checks that the ports `n` serves and `o` does not are free. */
@@ -296,6 +276,19 @@ static unsigned say_changes(const struct cfg *o, const struct cfg *n, struct say
 	return num;
 }
 
+/* say_notes says each line of `notes` (what the workers noted); returns how many. */
+static unsigned say_notes(char *notes, struct say *s)
+{
+	unsigned num = 0;
+	char *save = NULL;
+
+	for (char *line = strtok_r(notes, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		say(s, LOG_LVL_INFO, "%s", line);
+		num++;
+	}
+	return num;
+}
+
 /* ---- applying -------------------------------------------------------------------------- */
 
 /*
@@ -345,9 +338,11 @@ static int steer_ports(struct daemon *d, const struct cfg *c, const struct cfg *
 
 /*
  * switch_workers posts `cfg` to every worker and waits for all of them. Returns 0,
- * or the first failure with `why` filled.
+ * or the first failure with `why` filled; what the workers noted goes to `notes`
+ * (NULL: nowhere).
  */
-static int switch_workers(struct daemon *d, struct cfg_ref *cfg, char *why, size_t why_len)
+static int switch_workers(struct daemon *d, struct cfg_ref *cfg, char *why, size_t why_len,
+			  char *notes, size_t notes_len)
 {
 	struct cmd_done *done = cmd_done_new(d->num_workers);
 	uint64_t since = unix_ms();
@@ -372,6 +367,8 @@ static int switch_workers(struct daemon *d, struct cfg_ref *cfg, char *why, size
 		worker_post(d->workers[i], c);
 	}
 	ret = cmd_done_wait(done, RELOAD_WAIT_MS, why, why_len);
+	if (notes && ret == 0)
+		cmd_done_notes(done, notes, notes_len);
 	cmd_done_put(done);
 	return ret;
 }
@@ -379,8 +376,9 @@ static int switch_workers(struct daemon *d, struct cfg_ref *cfg, char *why, size
 /*
  * apply switches the data path to `n`: ports leave the XDP map, the workers switch,
  * new ports join the map. On a failure everything goes back to the running config.
+ * What the workers changed beyond the config (new certificates) goes to `notes`.
  */
-static int apply(struct daemon *d, struct cfg_ref *n, struct say *s)
+static int apply(struct daemon *d, struct cfg_ref *n, struct say *s, char *notes, size_t notes_len)
 {
 	const struct cfg *o = &d->cfg->cfg;
 	char why[512], undo[512];
@@ -388,10 +386,10 @@ static int apply(struct daemon *d, struct cfg_ref *n, struct say *s)
 
 	ret = steer_ports(d, o, &n->cfg, why, sizeof(why));
 	if (ret == 0) {
-		ret = switch_workers(d, n, why, sizeof(why));
+		ret = switch_workers(d, n, why, sizeof(why), notes, notes_len);
 		if (ret == 0)
 			ret = steer_ports(d, &n->cfg, NULL, why, sizeof(why));
-		if (ret < 0 && switch_workers(d, d->cfg, undo, sizeof(undo)) < 0)
+		if (ret < 0 && switch_workers(d, d->cfg, undo, sizeof(undo), NULL, 0) < 0)
 			say(s, LOG_LVL_ERR, "reload: switching back: %s", undo);
 	}
 	if (ret < 0) {
@@ -414,7 +412,7 @@ static int check_new(struct daemon *d, const struct cfg *n, struct say *s)
 		say(s, LOG_LVL_ERR, "%s", err);
 		return -EINVAL;
 	}
-	if (restart_keys(o, n, s) + restart_serves(d, o, n, d->cfg_path, s) > 0)
+	if (restart_keys(o, n, s) + restart_xdp_idle(d, n, d->cfg_path, s) > 0)
 		return -EBUSY;
 	ret = probe_new_ports(o, n, d->cfg_path, s);
 	return ret < 0 ? ret : ensure_registers(d, n, s);
@@ -423,7 +421,7 @@ static int check_new(struct daemon *d, const struct cfg *n, struct say *s)
 int daemon_reload(struct daemon *d, const char *how, char *out, size_t out_len)
 {
 	struct say s = {.buf = out, .len = out_len};
-	char err[1024];
+	char err[1024], notes[1024] = "";
 	struct cfg_ref *n;
 	unsigned changes;
 	int ret;
@@ -441,14 +439,14 @@ int daemon_reload(struct daemon *d, const char *how, char *out, size_t out_len)
 	if (!n)
 		say(&s, LOG_LVL_ERR, "%s", err);
 	if (ret == 0)
-		ret = apply(d, n, &s);
+		ret = apply(d, n, &s, notes, sizeof(notes));
 	if (ret < 0) {
 		say(&s, LOG_LVL_ERR, "reload failed; keeping the running configuration");
 		cfg_ref_put(n);
 		sd_notify(0, "READY=1");
 		return ret;
 	}
-	changes = say_changes(&d->cfg->cfg, &n->cfg, &s);
+	changes = say_changes(&d->cfg->cfg, &n->cfg, &s) + say_notes(notes, &s);
 	log_set_level(n->cfg.log_level);
 	cfg_ref_put(d->cfg);
 	d->cfg = n;

@@ -814,23 +814,23 @@ int sec_service_configure(struct sec_env *env, struct sec_service *svc, const st
 		return rc;
 	if (sv->security == CFG_SEC_PLAIN)
 		return 0;
-	if (svc->tls && (strcmp(svc->cert, sv->cert) != 0 || strcmp(svc->key, sv->key) != 0 ||
-			 svc->early_data != sv->early_data)) {
-		set_err(err, err_len,
-			"[serve %s] cert, key, early_data: the running tls server of port %u keeps "
-			"its own; a new one needs a restart",
-			sv->name, sv->port);
-		return -EBUSY;
-	}
-	if (!svc->tls) {
+	if (svc->tls) {
+		/* a reload reads the chain and key again: a renewed certificate, a new
+		 * path, early_data; handshakes in progress finish with what they had */
+		struct tls_service_keys keys = {
+		    .name = sv->name, .cert_path = sv->cert, .key_path = sv->key};
+		bool changed;
+
+		if (tls_server_replace_keys(svc->tls, &keys, sv->early_data, svc_stek(env, svc),
+					    &changed, err, err_len) < 0)
+			return -EINVAL;
+		svc->keys_changed = svc->keys_changed || changed;
+	} else {
 		struct tls_service_keys keys = {
 		    .name = sv->name, .cert_path = sv->cert, .key_path = sv->key};
 		svc->tls = tls_server_new(&keys, 1, sv->early_data, err, err_len);
 		if (!svc->tls)
 			return -EINVAL;
-		snprintf(svc->cert, sizeof(svc->cert), "%s", sv->cert);
-		snprintf(svc->key, sizeof(svc->key), "%s", sv->key);
-		svc->early_data = sv->early_data;
 		tls_server_set_stek(svc->tls, svc_stek(env, svc));
 	}
 	/* a register a reload made for the first tls or sealed service arrives later */

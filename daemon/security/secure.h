@@ -230,11 +230,9 @@ void sec_call_release(struct sec_call *c);
 struct sec_service {
 	const struct sec_ops *ops;
 	char name[CFG_NAME_MAX];
-	uint16_t port;		 /* network order */
-	struct tls_server *tls;	 /* tls and sealed services: certificate and keys */
-	char cert[CFG_PATH_MAX]; /* what `tls` was built from (it keeps them) */
-	char key[CFG_PATH_MAX];
-	bool early_data;
+	uint16_t port;		      /* network order */
+	struct tls_server *tls;	      /* tls and sealed services: certificate and keys */
+	bool keys_changed;	      /* a configure put a new chain, key or early_data in `tls` */
 	struct sealed_server *sealed; /* sealed services: token contexts and counters */
 	/* [serve] stek =: the service's own keys for its tickets and tokens (a reference),
 	 * so services of different trust domains share none; NULL: the env's */
@@ -257,8 +255,9 @@ struct sec_exec {
  * keeping what it already has. The service's STEK is its own file when `sv` names
  * one (`sv->stek`, loaded here when it is new or changed), else the env's. Returns
  * 0, or a negative errno with `err` filled ("[serve NAME] stek: PATH: ..." for a file
- * stek_load refuses: the service then keeps the keys it had; -EBUSY when `sv` names
- * another certificate, key or early_data than its running tls server was built with).
+ * stek_load refuses: the service then keeps the keys it had). A service that has its
+ * tls server reads its chain and key again: when they (or early_data) changed, new
+ * handshakes use the new ones and `svc->keys_changed` is set (the caller clears it).
  */
 int sec_service_configure(struct sec_env *env, struct sec_service *svc, const struct cfg_serve *sv,
 			  char *err, size_t err_len);

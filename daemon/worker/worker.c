@@ -272,6 +272,27 @@ static void use_registers(struct worker *w, const struct cmd *c)
 	}
 }
 
+/* note_new_keys says which tls servers took a new chain, key or early_data (worker 0
+ * speaks for all: each worker reads the same files). */
+static void note_new_keys(struct worker *w, struct cmd_done *done)
+{
+	char line[160];
+
+	for (int i = 1; i < MAX_SOCKS; i++) {
+		struct sec_service *svc = &w->socks[i].sec;
+
+		if (!svc->keys_changed)
+			continue;
+		svc->keys_changed = false;
+		if (w->id != 0)
+			continue;
+		snprintf(line, sizeof(line),
+			 "reload: [serve %s] new certificate, key or early_data (port %u)",
+			 svc->name, w->socks[i].port);
+		cmd_done_note(done, line);
+	}
+}
+
 /*
  * new_cfg switches the worker to the config of `c`: the engine's settings, the
  * strike registers, the service sockets and their security state, the STEK
@@ -294,6 +315,7 @@ static int new_cfg(struct worker *w, struct cmd *c, char *err, size_t err_len)
 		set_err(err, err_len, "worker %u: engine settings refused", w->id);
 	else
 		ret = udp_sync_services(w, err, err_len);
+	note_new_keys(w, c->done);
 	cfg_ref_put(old);
 	if (w->stek_ifd >= 0) {
 		watch_stek_dirs(w); /* a service's new STEK file */
@@ -395,6 +417,25 @@ void cmd_done_put(struct cmd_done *d)
 	pthread_cond_destroy(&d->cond);
 	pthread_mutex_destroy(&d->lock);
 	free(d);
+}
+
+void cmd_done_note(struct cmd_done *d, const char *note)
+{
+	size_t used;
+
+	if (!d)
+		return;
+	pthread_mutex_lock(&d->lock);
+	used = strlen(d->notes);
+	snprintf(d->notes + used, sizeof(d->notes) - used, "%s\n", note);
+	pthread_mutex_unlock(&d->lock);
+}
+
+void cmd_done_notes(struct cmd_done *d, char *out, size_t out_len)
+{
+	pthread_mutex_lock(&d->lock);
+	snprintf(out, out_len, "%s", d->notes);
+	pthread_mutex_unlock(&d->lock);
 }
 
 void cmd_done_report(struct cmd_done *d, int err, const char *why)

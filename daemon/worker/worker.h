@@ -44,6 +44,7 @@ struct cmd_done {
 	unsigned refs;	  /* holders: the main thread and each command not yet freed */
 	int err;	  /* the first failure reported, a negative errno; 0: none */
 	char why[256];	  /* what failed, for the reply and the log */
+	char notes[1024]; /* what worker 0 changed beyond the config, one line each */
 };
 
 /* cmd_done_new returns a rendezvous for `num` workers, held once by the caller, or NULL. */
@@ -51,6 +52,10 @@ struct cmd_done *cmd_done_new(unsigned num);
 /* cmd_done_get takes one more reference (for a command), cmd_done_put drops one (NULL ok). */
 struct cmd_done *cmd_done_get(struct cmd_done *d);
 void cmd_done_put(struct cmd_done *d);
+/* cmd_done_note adds the line `note` to what the reload says (truncated when full);
+ * cmd_done_notes copies the lines noted so far to `out`. */
+void cmd_done_note(struct cmd_done *d, const char *note);
+void cmd_done_notes(struct cmd_done *d, char *out, size_t out_len);
 /* cmd_done_report is a worker's report: 0, or a negative errno with `why`. */
 void cmd_done_report(struct cmd_done *d, int err, const char *why);
 /*
