@@ -667,6 +667,38 @@ TEST(untrusted_ca_is_refused)
 	srv_close(&a);
 }
 
+/* A reload that changes a called service's CA frees the worker's tls client while calls
+ * begun on it are in flight: each call holds the client until it is freed. */
+TEST(call_outlives_its_client)
+{
+	struct tls_client *c = client_open(ca);
+	struct tls_buf to_srv = {0}, to_cli = {0}, got_req = {0}, got_resp = {0};
+	struct tls_call *call = NULL;
+	struct tls_conn *conn = NULL;
+	struct srv a;
+
+	srv_open(&a, true, stek1);
+	CHECK_EQ(tls_call_begin(c, SVC, ping, 4, true, &call, &to_srv), 0);
+	tls_client_free(c); /* the reload's: the call still holds it */
+	CHECK(tls_server_input(a.s, SVC, &peer, to_srv.data, to_srv.len, tick(), &conn, &got_req,
+			       &to_cli) >= 0);
+	CHECK_EQ(tls_call_input(call, to_cli.data, to_cli.len, &to_srv, &got_resp),
+		 TLS_CALL_CONTINUE);
+	CHECK_EQ(tls_server_input(a.s, SVC, &peer, to_srv.data, to_srv.len, tick(), &conn, &got_req,
+				  &to_cli),
+		 TLS_SRV_REQUEST);
+	CHECK_EQ(tls_server_respond(a.s, conn, pong, 4, &to_cli), 0);
+	/* the ticket of this handshake goes into the client the call holds */
+	CHECK_EQ(tls_call_input(call, to_cli.data, to_cli.len, &to_srv, &got_resp), TLS_CALL_DONE);
+	CHECK(got_resp.len == 4 && memcmp(got_resp.data, pong, 4) == 0);
+	tls_call_free(call); /* the last reference: the client goes now */
+	tls_buf_cleanup(&to_srv);
+	tls_buf_cleanup(&to_cli);
+	tls_buf_cleanup(&got_req);
+	tls_buf_cleanup(&got_resp);
+	srv_close(&a);
+}
+
 /* A reload renews a service's certificate: new handshakes get the new chain at once, the
  * handshake in progress finishes with the old one, the same files change nothing, and a
  * file that cannot be loaded leaves the server as it was. */

@@ -170,6 +170,9 @@ struct tls_call;
 /*
  * tls_client_new loads the CA bundle (PEM) at `ca_path` that server
  * certificates must chain to. Returns NULL and writes a reason into `err`.
+ * tls_client_free drops the caller's reference: each call begun on `c` holds one
+ * until tls_call_free, so a client a reload replaces (a new CA) outlives its calls
+ * in flight. One thread only, as every tls_client and tls_call.
  */
 struct tls_client *tls_client_new(const char *ca_path, char *err, size_t err_len);
 void tls_client_free(struct tls_client *c);

@@ -37,6 +37,7 @@ struct ticket_slot {
 };
 
 struct tls_client {
+	unsigned refs; /* the owner's and each call's (one thread: no atomics) */
 	SSL_CTX *ctx;
 	struct ticket_slot *slots;
 	size_t num_slots, cap_slots;
@@ -132,6 +133,7 @@ struct tls_client *tls_client_new(const char *ca_path, char *err, size_t err_len
 		set_err(err, err_len, "tls: out of memory");
 		return NULL;
 	}
+	c->refs = 1;
 	ERR_clear_error();
 	c->ctx = tls13_ctx();
 	if (!c->ctx) {
@@ -162,7 +164,7 @@ fail:
 
 void tls_client_free(struct tls_client *c)
 {
-	if (!c)
+	if (!c || --c->refs > 0)
 		return;
 	for (size_t i = 0; i < c->num_slots; i++) {
 		for (size_t j = 0; j < c->slots[i].num; j++)
@@ -197,6 +199,7 @@ void tls_call_free(struct tls_call *call)
 				TLS_BIND_LEN + call->msg_len); /* the request, in clear */
 	free(call->buf);
 	free(call->service);
+	tls_client_free(call->c); /* the call's reference */
 	free(call);
 }
 
@@ -268,6 +271,7 @@ static struct tls_call *call_new(struct tls_client *c, const char *service,
 	if (!call)
 		return NULL;
 	call->c = c;
+	c->refs++;
 	tls_bind_encode(dst, call->bind);
 	call->service = strdup(service);
 	call->msg_len = TLS_MSG_PREFIX_LEN + len;
