@@ -103,7 +103,6 @@ static const struct restart_key restart_only[] = {
     RK_WORD("backend", backend, backend_words),
     RK_WORD("xdp_mode", xdp_skb, xdp_mode_words),
     RK_TEXT("interface", interface),
-    RK_NUM("replay_max_entries", replay_max_entries),
 };
 
 /* key_value reads the number of `size` bytes at `p` (fields of 1, 4 or 8 bytes). */
@@ -144,20 +143,17 @@ static bool restart_key_changed(const struct restart_key *k, const struct cfg *o
 	return true;
 }
 
-/* restart_keys names each [daemon] key whose change only a restart applies. */
-static unsigned restart_keys(const struct cfg *o, const struct cfg *n, struct say *s)
+/*
+ * restart_windows names each strike register setting that changed while its register
+ * runs: a window the register was not built for would let a replay through. Before
+ * the first tls or sealed [serve] there is no register, and the new values apply.
+ */
+static unsigned restart_windows(const struct daemon *d, const struct cfg *o, const struct cfg *n,
+				struct say *s)
 {
 	unsigned bad = 0;
 
-	for (size_t i = 0; i < sizeof(restart_only) / sizeof(restart_only[0]); i++)
-		bad += restart_key_changed(&restart_only[i], o, n, s);
-	if (n->num_cpus != o->num_cpus ||
-	    memcmp(n->cpus, o->cpus, sizeof(o->cpus[0]) * o->num_cpus) != 0) {
-		say(s, LOG_LVL_ERR, "reload: cpus needs a restart (the workers are pinned)");
-		bad++;
-	}
-	/* a window the strike registers were not built for would let a replay through */
-	if (n->replay_window_ms != o->replay_window_ms) {
+	if (d->replay && n->replay_window_ms != o->replay_window_ms) {
 		say(s, LOG_LVL_ERR,
 		    "reload: replay_window_ms = %llu needs a restart (the strike registers were "
 		    "built for %llu)",
@@ -165,12 +161,35 @@ static unsigned restart_keys(const struct cfg *o, const struct cfg *n, struct sa
 		    (unsigned long long)o->replay_window_ms);
 		bad++;
 	}
-	if (n->sealed_window_ms != o->sealed_window_ms) {
+	if (d->sealed_replay && n->sealed_window_ms != o->sealed_window_ms) {
 		say(s, LOG_LVL_ERR,
 		    "reload: sealed_window_ms = %u needs a restart (the strike registers were "
 		    "built "
 		    "for %u)",
 		    n->sealed_window_ms, o->sealed_window_ms);
+		bad++;
+	}
+	if ((d->replay || d->sealed_replay) && n->replay_max_entries != o->replay_max_entries) {
+		say(s, LOG_LVL_ERR,
+		    "reload: replay_max_entries = %u needs a restart (the strike registers were "
+		    "built for %u)",
+		    n->replay_max_entries, o->replay_max_entries);
+		bad++;
+	}
+	return bad;
+}
+
+/* restart_keys names each [daemon] key whose change only a restart applies. */
+static unsigned restart_keys(const struct daemon *d, const struct cfg *o, const struct cfg *n,
+			     struct say *s)
+{
+	unsigned bad = restart_windows(d, o, n, s);
+
+	for (size_t i = 0; i < sizeof(restart_only) / sizeof(restart_only[0]); i++)
+		bad += restart_key_changed(&restart_only[i], o, n, s);
+	if (n->num_cpus != o->num_cpus ||
+	    memcmp(n->cpus, o->cpus, sizeof(o->cpus[0]) * o->num_cpus) != 0) {
+		say(s, LOG_LVL_ERR, "reload: cpus needs a restart (the workers are pinned)");
 		bad++;
 	}
 	return bad;
@@ -412,7 +431,7 @@ static int check_new(struct daemon *d, const struct cfg *n, struct say *s)
 		say(s, LOG_LVL_ERR, "%s", err);
 		return -EINVAL;
 	}
-	if (restart_keys(o, n, s) + restart_xdp_idle(d, n, d->cfg_path, s) > 0)
+	if (restart_keys(d, o, n, s) + restart_xdp_idle(d, n, d->cfg_path, s) > 0)
 		return -EBUSY;
 	ret = probe_new_ports(o, n, d->cfg_path, s);
 	return ret < 0 ? ret : ensure_registers(d, n, s);
