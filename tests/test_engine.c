@@ -2283,6 +2283,46 @@ Test(flags, rejected_when_not_allowed)
 	node_cleanup(&a);
 }
 
+/* A reload that adds the first encrypted service turns allow_flags on in a running engine
+ * (eng_reconfigure): requests and calls with free bits work from then on. */
+Test(flags, allowed_by_reconfigure)
+{
+	struct node a;
+	struct eng_config cfg;
+	struct r2p2_addr srv = mkaddr("10.0.0.2", 8000), cli = mkaddr("10.0.0.9", 1);
+	uint8_t b[64];
+	size_t l;
+
+	net_reset();
+	node_init(&a, "10.0.0.1", 5555, NULL);
+	net.call_flags = TLS_BIT;
+	cr_assert_eq(do_call(&a, &srv, "x", 1, 1, SEC, 0), -EINVAL, "allow_flags is off");
+	l = mkpkt(b, R2P2_REQUEST, 0, 0xC0 | TLS_BIT, 1, 1, 3, 0);
+	feed(&a, 0, &cli, b, l);
+	cr_assert_eq(stats(&a).rx_bad_header, 1);
+	cr_assert_eq(a.num_reqs, 0);
+
+	eng_config_default(&cfg);
+	cfg.allow_flags = true;
+	cr_assert_eq(eng_reconfigure(a.e, &cfg), 0);
+	cr_assert_eq(do_call(&a, &srv, "x", 1, 1, SEC, 0), 0, "a call with the bit leaves");
+	cr_assert_eq(a.sent[a.num_sent - 1].data[3] & R2P2_F_FREE_MASK, TLS_BIT);
+	l = mkpkt(b, R2P2_REQUEST, 0, 0xC0 | TLS_BIT, 2, 1, 3, 0);
+	feed(&a, 0, &cli, b, l);
+	cr_assert_eq(a.num_reqs, 1, "a request with the bit is handed up");
+	cr_assert_eq(a.reqs[0].flags, TLS_BIT);
+	cr_assert_eq(stats(&a).rx_bad_header, 1);
+
+	/* a zero timeout is refused and nothing changes */
+	cfg.allow_flags = false;
+	cfg.exec_timeout_ns = 0;
+	cr_assert_eq(eng_reconfigure(a.e, &cfg), -EINVAL);
+	l = mkpkt(b, R2P2_REQUEST, 0, 0xC0 | TLS_BIT, 3, 1, 3, 0);
+	feed(&a, 0, &cli, b, l);
+	cr_assert_eq(a.num_reqs, 2, "allow_flags stayed on");
+	node_cleanup(&a);
+}
+
 Test(flags, legacy_request_callback)
 {
 	struct node srv;

@@ -677,6 +677,106 @@ TEST(untrusted_ca_is_refused)
 	srv_close(&a);
 }
 
+/* A reload that changes a called service's CA frees the worker's tls client while calls
+ * begun on it are in flight: each call holds the client until it is freed. */
+TEST(call_outlives_its_client)
+{
+	struct tls_client *c = client_open(ca);
+	struct tls_buf to_srv = {0}, to_cli = {0}, got_req = {0}, got_resp = {0};
+	struct tls_call *call = NULL;
+	struct tls_conn *conn = NULL;
+	struct srv a;
+
+	srv_open(&a, true, stek1);
+	CHECK_EQ(tls_call_begin(c, SVC, ping, 4, true, &call, &to_srv), 0);
+	tls_client_free(c); /* the reload's: the call still holds it */
+	CHECK(tls_server_input(a.s, SVC, &peer, to_srv.data, to_srv.len, tick(), &conn, &got_req,
+			       &to_cli) >= 0);
+	CHECK_EQ(tls_call_input(call, to_cli.data, to_cli.len, &to_srv, &got_resp),
+		 TLS_CALL_CONTINUE);
+	CHECK_EQ(tls_server_input(a.s, SVC, &peer, to_srv.data, to_srv.len, tick(), &conn, &got_req,
+				  &to_cli),
+		 TLS_SRV_REQUEST);
+	CHECK_EQ(tls_server_respond(a.s, conn, pong, 4, &to_cli), 0);
+	/* the ticket of this handshake goes into the client the call holds */
+	CHECK_EQ(tls_call_input(call, to_cli.data, to_cli.len, &to_srv, &got_resp), TLS_CALL_DONE);
+	CHECK(got_resp.len == 4 && memcmp(got_resp.data, pong, 4) == 0);
+	tls_call_free(call); /* the last reference: the client goes now */
+	tls_buf_cleanup(&to_srv);
+	tls_buf_cleanup(&to_cli);
+	tls_buf_cleanup(&got_req);
+	tls_buf_cleanup(&got_resp);
+	srv_close(&a);
+}
+
+/* A reload renews a service's certificate: new handshakes get the new chain at once, the
+ * handshake in progress finishes with the old one, the same files change nothing, and a
+ * file that cannot be loaded leaves the server as it was. */
+TEST(replace_keys_on_reload)
+{
+	const struct tls_service_keys same = {
+	    .name = SVC, .cert_path = echo_crt, .key_path = echo_key};
+	char other_crt[360], other_key[360], err[256] = "";
+	struct tls_client *old_trust = client_open(ca), *new_trust = client_open(other_ca);
+	struct tls_buf to_srv = {0}, to_cli = {0}, got_req = {0}, got_resp = {0};
+	struct tls_call *call = NULL;
+	struct tls_conn *conn = NULL;
+	struct srv a;
+	struct rpc r;
+	bool changed = true;
+
+	snprintf(other_crt, sizeof(other_crt), "%s/" SVC ".crt", other_dir);
+	snprintf(other_key, sizeof(other_key), "%s/" SVC ".key", other_dir);
+	const struct tls_service_keys renewed = {
+	    .name = SVC, .cert_path = other_crt, .key_path = other_key};
+	const struct tls_service_keys broken = {
+	    .name = SVC, .cert_path = other_crt, .key_path = echo_key};
+
+	srv_open(&a, true, stek1);
+	CHECK_EQ(tls_server_replace_keys(a.s, &same, true, a.stek, &changed, err, sizeof(err)), 0);
+	CHECK(!changed);
+	CHECK_EQ(tls_server_replace_keys(a.s, &broken, true, a.stek, &changed, err, sizeof(err)),
+		 -EINVAL);
+	CHECK(!changed);
+	mt_note("a key that does not match: %s", err);
+	rpc_ok(old_trust, a.s, true);
+
+	/* a 1-RTT handshake under way when the keys change */
+	struct tls_client *fresh = client_open(ca);
+	CHECK_EQ(tls_call_begin(fresh, SVC, ping, 4, true, &call, &to_srv), 0);
+	CHECK(tls_server_input(a.s, SVC, &peer, to_srv.data, to_srv.len, tick(), &conn, &got_req,
+			       &to_cli) >= 0);
+	CHECK_EQ(tls_server_replace_keys(a.s, &renewed, true, a.stek, &changed, err, sizeof(err)),
+		 0);
+	CHECK(changed);
+	CHECK_EQ(tls_call_input(call, to_cli.data, to_cli.len, &to_srv, &got_resp),
+		 TLS_CALL_CONTINUE);
+	CHECK_EQ(tls_server_input(a.s, SVC, &peer, to_srv.data, to_srv.len, tick(), &conn, &got_req,
+				  &to_cli),
+		 TLS_SRV_REQUEST);
+	CHECK_EQ(tls_server_respond(a.s, conn, pong, 4, &to_cli), 0);
+	CHECK_EQ(tls_call_input(call, to_cli.data, to_cli.len, &to_srv, &got_resp), TLS_CALL_DONE);
+	CHECK(got_resp.len == 4 && memcmp(got_resp.data, pong, 4) == 0);
+
+	/* new full handshakes get the renewed certificate, from the other CA (a client that
+	 * resumes a ticket keeps the authentication of its first handshake, as in TLS) */
+	struct tls_client *no_ticket = client_open(ca);
+	rpc_run(no_ticket, a.s, SVC, ping, 4, false, pong, 4, &r);
+	CHECK_EQ(r.rc, -EACCES);
+	rpc_ok(new_trust, a.s, true);
+	tls_client_free(no_ticket);
+
+	tls_call_free(call);
+	tls_buf_cleanup(&to_srv);
+	tls_buf_cleanup(&to_cli);
+	tls_buf_cleanup(&got_req);
+	tls_buf_cleanup(&got_resp);
+	tls_client_free(fresh);
+	tls_client_free(old_trust);
+	tls_client_free(new_trust);
+	srv_close(&a);
+}
+
 TEST(unknown_service_and_sni_mismatch)
 {
 	struct tls_client *c = client_open(ca);

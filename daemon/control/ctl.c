@@ -474,6 +474,34 @@ static int conn_status(struct daemon *d, struct conn *c, bool json)
 	return 0;
 }
 
+/*
+ * conn_reload answers RELOAD: the daemon reloads its config file and says what
+ * changed (RELOAD_OK) or why not (ERROR with the errno). Only root and the daemon's
+ * own user may ask: socket_group lets apps connect, not reconfigure the host.
+ */
+static void conn_reload(struct daemon *d, struct conn *c)
+{
+	static char text[R2P2_CTL_MAX_MSG - sizeof(struct r2p2_ctl_msg)];
+	char how[96];
+	int ret;
+
+	if (!ctl_may_operate(&c->peer, geteuid())) {
+		log_warn("control socket: refused a reload asked by pid %d uid %u (only root or "
+			 "uid %u may reload)",
+			 (int)c->peer.pid, (unsigned)c->peer.uid, (unsigned)geteuid());
+		ctl_error(c->fd, EPERM, "only root or the daemon's user (uid %u) may reload",
+			  (unsigned)geteuid());
+		return;
+	}
+	snprintf(how, sizeof(how), "r2p2ctl reload (pid %d uid %u)", (int)c->peer.pid,
+		 (unsigned)c->peer.uid);
+	ret = daemon_reload(d, how, text, sizeof(text));
+	if (ret < 0)
+		ctl_send(c->fd, R2P2_CTL_ERROR, -ret, NULL, text, strlen(text), NULL, 0);
+	else
+		ctl_send(c->fd, R2P2_CTL_RELOAD_OK, 0, NULL, text, strlen(text), NULL, 0);
+}
+
 /* conn_input reads and answers one request. A negative errno closes the connection. */
 static int conn_input(struct daemon *d, struct conn *c)
 {
@@ -493,6 +521,9 @@ static int conn_input(struct daemon *d, struct conn *c)
 		return 0;
 	case R2P2_CTL_STATUS:
 		return conn_status(d, c, m.value == R2P2_CTL_STATUS_JSON);
+	case R2P2_CTL_RELOAD:
+		conn_reload(d, c);
+		return 0;
 	case -EOPNOTSUPP:
 		ctl_error(c->fd, EOPNOTSUPP, "%s", why);
 		return 0;

@@ -208,7 +208,8 @@ void metrics_close(struct daemon *d)
 		close(m->timer_fd);
 	}
 	if (m->mhd) {
-		const union MHD_DaemonInfo *info = MHD_get_daemon_info(m->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+		const union MHD_DaemonInfo *info =
+		    MHD_get_daemon_info(m->mhd, MHD_DAEMON_INFO_EPOLL_FD);
 
 		if (info)
 			daemon_unwatch(d, info->epoll_fd);

@@ -420,7 +420,7 @@ static void sealed_checks_of(const struct sec_env *env, const struct sec_service
 	chk->now_ms = env->wall_ms();
 	chk->now_ns = now;
 	chk->window_ms = env->sealed_window_ms;
-	chk->start_ms = env->start_ms;
+	chk->start_ms = env->start_ms > env->sealed_start_ms ? env->start_ms : env->sealed_start_ms;
 	chk->self = env->self;
 	chk->num_self = env->num_self;
 }
@@ -840,15 +840,27 @@ int sec_service_configure(struct sec_env *env, struct sec_service *svc, const st
 		return rc;
 	if (sv->security == CFG_SEC_PLAIN)
 		return 0;
-	if (!svc->tls) {
+	if (svc->tls) {
+		/* a reload reads the chain and key again: a renewed certificate, a new
+		 * path, early_data; handshakes in progress finish with what they had */
+		struct tls_service_keys keys = {
+		    .name = sv->name, .cert_path = sv->cert, .key_path = sv->key};
+		bool changed;
+
+		if (tls_server_replace_keys(svc->tls, &keys, sv->early_data, svc_stek(env, svc),
+					    &changed, err, err_len) < 0)
+			return -EINVAL;
+		svc->keys_changed = svc->keys_changed || changed;
+	} else {
 		struct tls_service_keys keys = {
 		    .name = sv->name, .cert_path = sv->cert, .key_path = sv->key};
 		svc->tls = tls_server_new(&keys, 1, sv->early_data, err, err_len);
 		if (!svc->tls)
 			return -EINVAL;
 		tls_server_set_stek(svc->tls, svc_stek(env, svc));
-		tls_server_set_replay(svc->tls, env->replay);
 	}
+	/* a register a reload made for the first tls or sealed service arrives later */
+	tls_server_set_replay(svc->tls, env->replay);
 	/* 0-RTT data is bound to the server it was sent to, as sealed requests are */
 	tls_server_set_self(svc->tls, env->self, env->num_self, svc->port);
 	/* early data only with tickets this server's strike register can vouch for */

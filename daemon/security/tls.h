@@ -180,6 +180,9 @@ struct tls_call;
 /*
  * tls_client_new loads the CA bundle (PEM) at `ca_path` that server
  * certificates must chain to. Returns NULL and writes a reason into `err`.
+ * tls_client_free drops the caller's reference: each call begun on `c` holds one
+ * until tls_call_free, so a client a reload replaces (a new CA) outlives its calls
+ * in flight. One thread only, as every tls_client and tls_call.
  */
 struct tls_client *tls_client_new(const char *ca_path, char *err, size_t err_len);
 void tls_client_free(struct tls_client *c);
@@ -263,6 +266,17 @@ struct tls_service_keys {
 struct tls_server *tls_server_new(const struct tls_service_keys *svcs, size_t num_svcs,
 				  bool early_data, char *err, size_t err_len);
 void tls_server_free(struct tls_server *s);
+
+/*
+ * tls_server_replace_keys reads the certificate chain and key of `k` again (a
+ * reload) for the first service of the single-service server `s`, with
+ * `early_data` and the ticket keys `stek`. When the chain, the key, the name or
+ * early_data differ from what `s` runs with, new handshakes use the new ones
+ * (`*out_changed`); exchanges in progress finish with the ones they started with.
+ * Returns 0, or -EINVAL with a reason in `err` (and `s` unchanged).
+ */
+int tls_server_replace_keys(struct tls_server *s, const struct tls_service_keys *k, bool early_data,
+			    struct stek_set *stek, bool *out_changed, char *err, size_t err_len);
 
 /*
  * tls_check_service_keys loads what a served service `k` names as tls_server_new

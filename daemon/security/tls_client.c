@@ -37,6 +37,7 @@ struct ticket_slot {
 };
 
 struct tls_client {
+	unsigned refs; /* the owner's and each call's (one thread: no atomics) */
 	SSL_CTX *ctx;
 	struct ticket_slot *slots;
 	size_t num_slots, cap_slots;
@@ -136,6 +137,7 @@ struct tls_client *tls_client_new(const char *ca_path, char *err, size_t err_len
 		set_err(err, err_len, "tls: out of memory");
 		return NULL;
 	}
+	c->refs = 1;
 	ERR_clear_error();
 	c->ctx = tls13_ctx();
 	if (!c->ctx) {
@@ -166,7 +168,7 @@ fail:
 
 void tls_client_free(struct tls_client *c)
 {
-	if (!c)
+	if (!c || --c->refs > 0)
 		return;
 	for (size_t i = 0; i < c->num_slots; i++) {
 		for (size_t j = 0; j < c->slots[i].num; j++)
@@ -202,7 +204,8 @@ void tls_call_free(struct tls_call *call)
 	free(call->buf);
 	free(call->service);
 	OPENSSL_cleanse(call->psk, sizeof(call->psk));
-	OPENSSL_cleanse(&call->chk, sizeof(call->chk));
+	OPENSSL_cleanse(&call->chk, sizeof(call->chk)); /* before the client its store is of */
+	tls_client_free(call->c);			/* the call's reference */
 	free(call);
 }
 
@@ -274,6 +277,7 @@ static struct tls_call *call_new(struct tls_client *c, const char *service,
 	if (!call)
 		return NULL;
 	call->c = c;
+	c->refs++;
 	tls_bind_encode(dst, call->bind);
 	call->service = strdup(service);
 	call->msg_len = TLS_MSG_PREFIX_LEN + len;

@@ -347,6 +347,63 @@ void tls_server_free(struct tls_server *s)
 	free(s);
 }
 
+/* same_chain says whether the contexts `a` and `b` hold the same leaf, chain and key. */
+static bool same_chain(const SSL_CTX *a, const SSL_CTX *b)
+{
+	STACK_OF(X509) *ca = NULL, *cb = NULL;
+	const X509 *la = SSL_CTX_get0_certificate(a), *lb = SSL_CTX_get0_certificate(b);
+	const EVP_PKEY *ka = SSL_CTX_get0_privatekey(a), *kb = SSL_CTX_get0_privatekey(b);
+
+	if (!la || !lb || X509_cmp(la, lb) != 0 || !ka || !kb || EVP_PKEY_cmp(ka, kb) != 1)
+		return false;
+	SSL_CTX_get0_chain_certs(a, &ca);
+	SSL_CTX_get0_chain_certs(b, &cb);
+	if (sk_X509_num(ca) != sk_X509_num(cb))
+		return false;
+	for (size_t i = 0; i < sk_X509_num(ca); i++)
+		if (X509_cmp(sk_X509_value(ca, i), sk_X509_value(cb, i)) != 0)
+			return false;
+	return true;
+}
+
+int tls_server_replace_keys(struct tls_server *s, const struct tls_service_keys *k, bool early_data,
+			    struct stek_set *stek, bool *out_changed, char *err, size_t err_len)
+{
+	struct tls_svc next = {0}, *cur = &s->svcs[0];
+	SSL_CTX *old;
+
+	*out_changed = false;
+	if (s->num_svcs != 1 || !k->name || !k->cert_path || !k->key_path) {
+		set_err(err, err_len, "tls: only a single-service server takes new keys");
+		return -EINVAL;
+	}
+	ERR_clear_error();
+	if (svc_ctx_init(&next, k, early_data, err, err_len) != 0) {
+		ERR_clear_error();
+		SSL_CTX_free(next.ctx);
+		free(next.name);
+		return -EINVAL;
+	}
+	if (s->early_data == early_data && strcmp(cur->name, next.name) == 0 &&
+	    same_chain(cur->ctx, next.ctx)) {
+		SSL_CTX_free(next.ctx);
+		free(next.name);
+		return 0;
+	}
+	stek_ctx_attach(next.ctx, stek);
+	SSL_CTX_set_num_tickets(next.ctx, stek ? 1 : 0);
+	/* exchanges in progress hold their SSL, and through it the old context; the name
+	 * is only read when a ClientHello arrives, so it can go now */
+	old = cur->ctx;
+	free(cur->name);
+	cur->ctx = next.ctx;
+	cur->name = next.name;
+	SSL_CTX_free(old);
+	s->early_data = early_data;
+	*out_changed = true;
+	return 0;
+}
+
 void tls_server_set_stek(struct tls_server *s, struct stek_set *stek)
 {
 	for (size_t i = 0; i < s->num_svcs; i++) {

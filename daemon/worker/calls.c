@@ -309,6 +309,12 @@ void call_start(struct worker *w, uint32_t slot, const struct r2p2_sqe *sqe, con
 	else
 		ret = call_launch(w, slot, cc, sqe, payload, svc, now);
 	if (ret < 0) {
+		/* a full table or queue is the app's to see; anything else is ours to say */
+		if (ret != -ENOBUFS && now - w->last_sec_log >= NS_PER_S) {
+			w->last_sec_log = now;
+			log_warn("worker %u: call to %s (%s) failed before leaving: %s", w->id,
+				 cc->name, sec_ops_for(cc->security)->name, strerror(-ret));
+		}
 		call_fail_counted(w, wa, sqe->user_data, ret);
 		return;
 	}

@@ -5,16 +5,16 @@
 # A server's strike registers are built at start for its windows: the sealed register holds a
 # request for 2 x sealed_window_ms, the tls register a ClientHello random for
 # replay_window_ms. If SIGHUP applied a wider window, a request older than the register's
-# memory but inside the new window would pass both checks and run again. The daemon keeps the
-# running windows and logs that the change needs a restart (daemon/control/main.c,
-# keep_running_windows); this test mounts the replay that a reload which did apply it would let
-# through.
+# memory but inside the new window would pass both checks and run again. The daemon refuses
+# the reload, names each window that needs a restart and keeps the running configuration
+# (daemon/control/reload.c, restart_keys); this test mounts the replay that a reload which did
+# apply it would let through.
 #
 # B serves echo.svc (sealed, port 8000) and tls.svc (tls, port 8001), started with
 # sealed_window_ms = 1000 and replay_window_ms = 1000. Daemon A calls both. On A's end of the
 # link (tests/integration/sniff.c) the test captures a sealed request and a 0-RTT first flight
 # that B executed. B is then reloaded with both windows at 10000: its log names both keys as
-# needing a restart and keeping 1000. 2.5 s after each was made (well inside 10 s, outside 1 s
+# needing a restart (built for 1000) and the reload as refused. 2.5 s after each was made (well inside 10 s, outside 1 s
 # and the 2 s of the sealed register), the captures are sent to B again from raw sockets in A
 # (r2p2-rawsend):
 #  - the sealed request gets REJECT stale (stale +1, nothing opened);
@@ -107,11 +107,12 @@ it_log "  tls first flight rid 0x${FIRST:8:4}, $((${#FIRST} / 2)) bytes, made be
 
 it_log "--- SIGHUP B with sealed_window_ms = replay_window_ms = 10000"
 b_conf 10000
-pat_s='^warn: reload: sealed_window_ms = 10000 needs a restart .*built for 1000.*; keeping 1000$'
-pat_t='^warn: reload: replay_window_ms = 10000 needs a restart .*built for 1000.*; keeping 1000$'
-done0=$(count_log '^reload done')
+pat_s='^error: reload: sealed_window_ms = 10000 needs a restart .*built for 1000\)$'
+pat_t='^error: reload: replay_window_ms = 10000 needs a restart .*built for 1000\)$'
+done0=$(count_log '^error: reload failed; keeping the running configuration')
 kill -HUP "${IT_DAEMON_PID[b]}"
-it_wait_for 30 "daemon B to log the reload" test "$(count_log '^reload done')" -gt "$done0"
+it_wait_for 30 "daemon B to log the refused reload" \
+	test "$(count_log '^error: reload failed; keeping the running configuration')" -gt "$done0"
 it_check "B logged that sealed_window_ms needs a restart and kept 1000" test "$(count_log "$pat_s")" -eq 1
 it_check "B logged that replay_window_ms needs a restart and kept 1000" test "$(count_log "$pat_t")" -eq 1
 it_log "  $(grep -E 'reload: (sealed|replay)_window_ms' "$IT_TMP/r2p2d-b.log" | tr '\n' ' ')"
