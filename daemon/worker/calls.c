@@ -209,7 +209,7 @@ static int call_send(struct worker *w, struct call *c, const uint8_t *req, size_
 static uint16_t svc_find(struct worker *w, const struct cfg_call *cc)
 {
 	size_t k = (size_t)(cc - w->cfg->cfg.calls);
-	uint16_t spare = CALL_NO_SVC;
+	uint16_t empty = CALL_NO_SVC, stale = CALL_NO_SVC, spare;
 
 	if (k < CALL_SVCS && strcmp(w->call_svcs[k].name, cc->name) == 0)
 		return (uint16_t)k;
@@ -218,13 +218,45 @@ static uint16_t svc_find(struct worker *w, const struct cfg_call *cc)
 
 		if (s->name[0] && strcmp(s->name, cc->name) == 0)
 			return i;
-		if (spare == CALL_NO_SVC && (!s->name[0] || (!s->inflight && !s->head)))
-			spare = i;
+		if (empty == CALL_NO_SVC && !s->name[0])
+			empty = i;
+		/* an idle entry of a service the config no longer calls (its counters go) */
+		if (stale == CALL_NO_SVC && s->name[0] && !s->inflight && !s->head &&
+		    !cfg_find_call(&w->cfg->cfg, s->name))
+			stale = i;
 	}
-	if (spare != CALL_NO_SVC)
+	spare = empty != CALL_NO_SVC ? empty : stale;
+	if (spare != CALL_NO_SVC) {
 		snprintf(w->call_svcs[spare].name, sizeof(w->call_svcs[spare].name), "%s",
 			 cc->name);
+		memset(&w->call_svcs[spare].st, 0, sizeof(w->call_svcs[spare].st));
+	}
 	return spare;
+}
+
+/* lat_bucket is the latency bucket of a call that took `us` microseconds. */
+static unsigned lat_bucket(uint64_t us)
+{
+	unsigned b;
+
+	if (us <= 8)
+		return 0;
+	b = 64 - (unsigned)__builtin_clzll(us - 1) - 3; /* ceil(log2(us)) - 3 */
+	return b < CALL_LAT_BUCKETS ? b : CALL_LAT_BUCKETS - 1;
+}
+
+/* count_call counts an app call to service `svc` that ended with `status` now. */
+static void count_call(struct worker *w, const struct call *c, uint16_t svc, int status)
+{
+	struct call_svc_stats *st = &w->call_svcs[svc].st;
+	uint64_t us = w->now > c->start_ns ? (w->now - c->start_ns) / 1000 : 0;
+
+	if (status == 0)
+		st->ok++;
+	else
+		st->failed++;
+	st->lat[lat_bucket(us)]++;
+	st->lat_sum_us += us;
 }
 
 /* call_launch starts the app call `sqe` of lane `slot` now; 0 or -errno (the app is not told). */
@@ -510,6 +542,8 @@ void on_complete(void *ctx, uint64_t cookie, int status, const uint8_t *payload,
 			w->cq_overflow_drops++;
 	}
 	uint16_t svc = c->svc;
+	if (svc != CALL_NO_SVC && c->wapp < MAX_WAPPS)
+		count_call(w, c, svc, r.status);
 	call_release(w, c);
 	if (svc != CALL_NO_SVC) {
 		w->call_svcs[svc].inflight--;

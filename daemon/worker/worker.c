@@ -701,8 +701,10 @@ static void *worker_main(void *arg)
 		uint64_t now = now_ns();
 		bool busy;
 
+		w->now = now;
 		reap(w, now);
 		now = now_ns();
+		w->now = now;
 		housekeeping(w, now);
 		busy = lanes_process_all(w, now);
 		w->net->flush(w);

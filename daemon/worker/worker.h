@@ -82,6 +82,18 @@ struct cmd {
 };
 
 /* Per-worker counters published for `r2p2ctl status` (copied under snap_lock). */
+/*
+ * Latency of the app calls to one service: bucket i counts calls that took at most
+ * 2^(i+3) us (8 us, 16 us, ... 2.1 s), the last one every call over that.
+ */
+#define CALL_LAT_BUCKETS 20
+
+struct call_svc_stats {
+	uint64_t ok, failed; /* app calls as the app saw them end */
+	uint64_t lat[CALL_LAT_BUCKETS];
+	uint64_t lat_sum_us;
+};
+
 struct worker_snap {
 	struct eng_stats eng;
 	uint64_t apps;
@@ -113,6 +125,11 @@ struct worker_snap {
 		uint64_t dropped_wrong_mode; /* plaintext to a tls service or the reverse */
 	} svc[CFG_MAX_SERVICES];
 	unsigned num_svc;
+	struct {
+		char name[CFG_NAME_MAX];
+		struct call_svc_stats st;
+	} called[CFG_MAX_SERVICES]; /* the services this worker called since the start */
+	unsigned num_called;
 };
 
 struct worker;

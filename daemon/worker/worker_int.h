@@ -112,6 +112,7 @@ struct call_svc {
 	char name[CFG_NAME_MAX]; /* "": free */
 	uint32_t inflight;
 	struct pending *head, *tail;
+	struct call_svc_stats st;
 };
 
 /* A call in flight: engine cookie -> app and the app's call id. */
@@ -218,6 +219,7 @@ struct worker {
 	struct sec_peer peers[CFG_MAX_SERVICES]; /* called tls and sealed services */
 	struct tls_stats tls_retired;		 /* counters of tls servers already freed */
 	uint64_t last_sec_log;
+	uint64_t now;		  /* the loop's clock, read once a phase (call latencies) */
 	uint64_t debug_window_ns; /* per-call debug lines: at most DEBUG_CALLS_PER_S a second */
 	unsigned debug_lines;
 	int stek_ifd; /* inotify on the STEK file's directory */

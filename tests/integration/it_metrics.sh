@@ -6,7 +6,9 @@
 # 25 calls, GET /metrics (curl from namespace A) answers 200 with the text format, which
 # promtool (Debian's, unpacked by tools/dev.sh) accepts, and says what `r2p2ctl status` says:
 # the service's request counter is 25, the workers' counters sum to the status text's, and
-# the info metric carries the version. Other paths get 404, other methods 405. More
+# the info metric carries the version; on the calling side (daemon A's endpoint) the calls to
+# echo.svc are counted ok and their latency histogram holds each of them. Other paths get
+# 404, other methods 405. More
 # connections than the endpoint takes are refused while earlier ones are served, and the
 # daemon keeps serving calls throughout. A port already in use fails the start with a
 # message naming the key.
@@ -26,7 +28,7 @@ URL=http://$IT_B4:$MPORT/metrics
 	it_conf_serve echo.svc "$IT_ECHO_PORT"
 } >"$IT_TMP/b.conf"
 {
-	it_conf_daemon a "$IT_A4"
+	it_conf_daemon a "$IT_A4" | sed "s/^backend = .*/&\nmetrics = $IT_A4:$MPORT/"
 	it_conf_call echo.svc 1000 3 "$IT_B4:$IT_ECHO_PORT"
 } >"$IT_TMP/a.conf"
 it_start_daemon b "$IT_NS_B" "$IT_TMP/b.conf"
@@ -54,12 +56,27 @@ rx_prom=$(awk '/^r2p2_workers_rx_total/ { s += $2 } END { print s + 0 }' "$IT_TM
 it_check "the workers' rx counters sum to what the status text said ($rx_prom)" \
 	test "$rx_prom" -ge $((CALLS)) -a "$rx_prom" -le "$(it_worker_sum "$s" rx)"
 it_check "r2p2_info carries the version" grep -q '^r2p2_info{version="' "$IT_TMP/metrics.txt"
+get "http://$IT_A4:$MPORT/metrics" >"$IT_TMP/metrics-a.txt"
+sa=$(it_ctl a status)
+it_log "  A: $(grep -A1 '^  echo.svc' <<<"$sa" | tail -n 1)"
+it_check "A counts its $CALLS calls to echo.svc as ok" \
+	grep -qx "r2p2_called_ok_total{name=\"echo.svc\",security=\"plain\"} $CALLS" "$IT_TMP/metrics-a.txt"
+it_check "A's latency histogram holds them all" \
+	grep -qx "r2p2_called_latency_seconds_count{name=\"echo.svc\",security=\"plain\"} $CALLS" \
+	"$IT_TMP/metrics-a.txt"
+it_check "A's +Inf bucket equals the count" \
+	grep -qx "r2p2_called_latency_seconds_bucket{name=\"echo.svc\",security=\"plain\",le=\"+Inf\"} $CALLS" \
+	"$IT_TMP/metrics-a.txt"
+it_check "r2p2ctl status on A says the same" grep -q "calls: ok $CALLS failed 0  latency p50 <=" <<<"$sa"
 it_check "every metric has HELP and TYPE" \
 	test "$(grep -c '^# TYPE ' "$IT_TMP/metrics.txt")" -eq "$(grep -c '^# HELP ' "$IT_TMP/metrics.txt")"
 PROMTOOL=$(command -v promtool || true)
 [ -n "$PROMTOOL" ] || PROMTOOL=$R2P2_BUILD/.tools/usr/bin/promtool
 if [ -x "$PROMTOOL" ]; then
-	it_check "promtool check metrics accepts it" "$PROMTOOL" check metrics <"$IT_TMP/metrics.txt"
+	it_check "promtool check metrics accepts B's" "$PROMTOOL" check metrics <"$IT_TMP/metrics.txt"
+	sed -i '/^HTTP /d' "$IT_TMP/metrics-a.txt"
+	it_check "promtool check metrics accepts A's (with a histogram)" \
+		"$PROMTOOL" check metrics <"$IT_TMP/metrics-a.txt"
 else
 	it_log "  skipped: promtool is not here (tools/dev.sh test unpacks it): format check not run"
 fi
