@@ -27,10 +27,14 @@ int calls_init(struct worker *w)
 {
 	w->num_calls_cap = MAX_CALLS_PER_LANE * 4;
 	w->calls = calloc(w->num_calls_cap, sizeof(*w->calls));
-	if (!w->calls)
+	w->by_user_mask = w->num_calls_cap * 2 - 1; /* a power of two: 4096 * 4 * 2 */
+	w->by_user = malloc((w->by_user_mask + 1) * sizeof(*w->by_user));
+	if (!w->calls || !w->by_user)
 		return -ENOMEM;
+	memset(w->by_user, 0xff, (w->by_user_mask + 1) * sizeof(*w->by_user));
 	for (uint32_t i = 0; i < w->num_calls_cap; i++) {
 		w->calls[i].wapp = UINT32_MAX;
+		w->calls[i].next_user = UINT32_MAX;
 		w->calls[i].next_free = i + 1 < w->num_calls_cap ? i + 1 : UINT32_MAX;
 	}
 	w->call_free = 0;
@@ -50,6 +54,38 @@ void calls_free(struct worker *w)
 	}
 	free(w->calls);
 	w->calls = NULL;
+	free(w->by_user);
+	w->by_user = NULL;
+}
+
+/* user_bucket is the by_user chain of the app call `user_data` of lane `slot`. */
+static uint32_t *user_bucket(struct worker *w, uint32_t slot, uint64_t user_data)
+{
+	uint64_t h = (user_data ^ ((uint64_t)slot << 48)) * 0x9E3779B97F4A7C15ull;
+
+	return &w->by_user[(h >> 32) & w->by_user_mask];
+}
+
+/* user_index files the app call `c` under its lane and user_data, for call_cancel. */
+static void user_index(struct worker *w, struct call *c)
+{
+	uint32_t *head = user_bucket(w, c->wapp, c->user_data);
+
+	c->next_user = *head;
+	*head = (uint32_t)(c - w->calls);
+	c->indexed = true;
+}
+
+static void user_unindex(struct worker *w, struct call *c)
+{
+	uint32_t *p = user_bucket(w, c->wapp, c->user_data), idx = (uint32_t)(c - w->calls);
+
+	while (*p != UINT32_MAX && *p != idx)
+		p = &w->calls[*p].next_user;
+	if (*p == idx)
+		*p = c->next_user;
+	c->next_user = UINT32_MAX;
+	c->indexed = false;
 }
 
 void call_fail(struct wapp *wa, uint64_t user_data, int err)
@@ -128,6 +164,8 @@ static void call_commit(struct worker *w, struct call *c, uint32_t wapp)
 /* call_release returns the slot of `c`. */
 static void call_release(struct worker *w, struct call *c)
 {
+	if (c->indexed)
+		user_unindex(w, c);
 	sec_call_release(&c->sec);
 	c->wapp = UINT32_MAX;
 	c->next_free = w->call_free;
@@ -283,6 +321,7 @@ static int call_launch(struct worker *w, uint32_t slot, const struct cfg_call *c
 	call_commit(w, c, slot);
 	c->wapp_gen = w->wapps[slot].gen;
 	c->user_data = sqe->user_data;
+	user_index(w, c);
 	c->svc = svc;
 	c->start_ns = now;
 	if (svc != CALL_NO_SVC)
@@ -550,4 +589,58 @@ void on_complete(void *ctx, uint64_t cookie, int status, const uint8_t *payload,
 		if (w->call_svcs[svc].head) /* only a call that waits needs the clock and config */
 			call_admit(w, svc, now_ns());
 	}
+}
+
+/*
+ * cancel_pending takes the call `user_data` of lane `slot` out of its service's wait
+ * queue and ends it with -ECANCELED; false when it is not waiting there.
+ */
+static bool cancel_pending(struct worker *w, uint32_t slot, uint64_t user_data)
+{
+	const struct wapp *wa = &w->wapps[slot];
+
+	for (uint16_t i = 0; i < CALL_SVCS && w->calls_queued; i++) {
+		struct call_svc *s = &w->call_svcs[i];
+		struct pending **pp = &s->head, *p, *last = NULL;
+
+		while ((p = *pp)) {
+			if (p->wapp != slot || p->wapp_gen != wa->gen ||
+			    p->sqe.user_data != user_data) {
+				last = p;
+				pp = &p->next;
+				continue;
+			}
+			*pp = p->next;
+			if (s->tail == p)
+				s->tail = last;
+			w->calls_queued--;
+			pending_end(w, p, -ECANCELED);
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * call_cancel ends the app's call `user_data` with -ECANCELED: in flight, the engine
+ * completes it (on_complete tells the app, as for any end); waiting for max_inflight,
+ * it leaves the queue. A call that already ended is left alone: its answer is on the
+ * way, and the app gets exactly one completion either way. A request already at the
+ * server may still run there (as with gRPC, cancelling stops the wait, not the
+ * server).
+ */
+void call_cancel(struct worker *w, uint32_t slot, uint64_t user_data)
+{
+	const struct wapp *wa = &w->wapps[slot];
+
+	for (uint32_t i = *user_bucket(w, slot, user_data); i != UINT32_MAX;
+	     i = w->calls[i].next_user) {
+		struct call *c = &w->calls[i];
+
+		if (c->wapp == slot && c->wapp_gen == wa->gen && c->user_data == user_data) {
+			eng_cancel(w->eng, call_cookie(w, c));
+			return;
+		}
+	}
+	cancel_pending(w, slot, user_data);
 }

@@ -111,6 +111,8 @@ static void take_sqe(struct worker *w, uint32_t slot, int ret, const struct r2p2
 		call_start(w, slot, sqe, payload, now);
 	} else if (sqe->op == R2P2_SQ_RESPOND) {
 		exec_respond(w, slot, sqe, payload, now);
+	} else if (sqe->op == R2P2_SQ_CANCEL) {
+		call_cancel(w, slot, sqe->user_data);
 	}
 }
 

@@ -123,6 +123,8 @@ struct call {
 	uint64_t user_data;
 	uint32_t next_free;
 	uint16_t svc;		   /* index in worker.call_svcs; CALL_NO_SVC: not counted */
+	bool indexed;		   /* in worker.by_user (an app's call) */
+	uint32_t next_user;	   /* next call in its by_user chain; UINT32_MAX: none */
 	uint64_t start_ns;	   /* when it left the worker (for debug logs) */
 	struct eng_call_args args; /* kept to send a continuation to the same server */
 	struct sec_call sec;
@@ -201,6 +203,8 @@ struct worker {
 
 	struct call *calls;
 	uint32_t num_calls_cap, call_free, calls_inflight;
+	uint32_t *by_user; /* app calls by (lane slot, user_data): chains of call indexes */
+	uint32_t by_user_mask;
 	struct call_svc call_svcs[CALL_SVCS];
 	uint32_t calls_queued;		   /* waiting in call_svcs, all services */
 	uint64_t calls_waited, queue_full; /* calls that waited; refused with the queue full */
@@ -270,6 +274,8 @@ void calls_free(struct worker *w);
 void call_start(struct worker *w, uint32_t slot, const struct r2p2_sqe *sqe, const uint8_t *payload,
 		uint64_t now);
 void call_fail(struct wapp *wa, uint64_t user_data, int err);
+/* call_cancel cancels the call `user_data` of the app in lane `slot` (R2P2_SQ_CANCEL). */
+void call_cancel(struct worker *w, uint32_t slot, uint64_t user_data);
 void calls_renew(struct worker *w, uint64_t now);
 /* calls_expire_queued ends waiting calls past their deadline (-ETIMEDOUT), all when draining. */
 void calls_expire_queued(struct worker *w, uint64_t now);

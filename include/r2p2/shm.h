@@ -42,6 +42,8 @@
 enum r2p2_sq_op {
 	R2P2_SQ_CALL = 1,    /* call `service` with the payload; user_data = app's call id */
 	R2P2_SQ_RESPOND = 2, /* answer the request user_data (a handle from R2P2_CQ_REQUEST) */
+	R2P2_SQ_CANCEL = 3,  /* cancel the call user_data: it ends with -ECANCELED, unless
+			      * its answer came first (one R2P2_CQ_RESPONSE either way) */
 };
 
 /* Completion opcodes (daemon -> app). */
