@@ -199,7 +199,9 @@ struct worker {
 	uint32_t num_tx_free;
 
 	struct wapp wapps[MAX_WAPPS];
-	uint32_t rr_app; /* round-robin cursor for request delivery */
+	uint32_t wapp_hi; /* slots in use (or being removed) are all below: the hot loops' bound */
+	bool udp_unarmed; /* a UDP socket may have no receive armed (udp_rearm looks) */
+	uint32_t rr_app;  /* round-robin cursor for request delivery */
 
 	struct call *calls;
 	uint32_t num_calls_cap, call_free, calls_inflight;
