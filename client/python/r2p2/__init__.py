@@ -33,7 +33,7 @@ import threading
 import time
 from collections import deque
 
-from ._ffi import LIBRARY_PATH, ffi as _ffi, lib as _lib
+from ._ffi import LIBRARY_PATH, ffi as _cffi, lib as _lib
 
 __all__ = [
     "attach", "Context", "Event", "EventType", "Error", "strerror", "EV_RESPONSE",
@@ -83,7 +83,7 @@ class Error(OSError):
 
 def strerror(err):
     """strerror returns libr2p2's description of a status or errno (either sign)."""
-    return _ffi.string(_lib.r2p2_strerror(int(err))).decode("utf-8", "replace")
+    return _cffi.string(_lib.r2p2_strerror(int(err))).decode("utf-8", "replace")
 
 
 def _error(ret, name=None):
@@ -120,27 +120,27 @@ def _payload(data):
     """A read-only view of `data` (bytes, bytearray, memoryview...) for C: no copy."""
     if isinstance(data, str):
         raise TypeError("payload must be bytes-like, not str (encode it)")
-    return _ffi.from_buffer(data)
+    return _cffi.from_buffer(data)
 
 
 class Context:
     """A connection to the local r2p2d (struct r2p2_ctx). Use attach() to make one."""
 
     def __init__(self, socket=None):
-        path = _ffi.NULL if socket is None else os.fsencode(socket)
+        path = _cffi.NULL if socket is None else os.fsencode(socket)
         ptr = _lib.r2p2_attach(path)
-        if ptr == _ffi.NULL:
-            err = _ffi.errno or _errno.EIO
+        if ptr == _cffi.NULL:
+            err = _cffi.errno or _errno.EIO
             where = os.fsdecode(socket) if socket is not None else (
                 os.environ.get("R2P2_SOCKET") or DEFAULT_SOCKET)
             raise Error(err, strerror(err), where)
-        self._ctx = _ffi.gc(ptr, _lib.r2p2_detach)
+        self._ctx = _cffi.gc(ptr, _lib.r2p2_detach)
         self._busy = threading.Lock()
-        self._events = _ffi.new("struct r2p2_event[]", 64)
+        self._events = _cffi.new("struct r2p2_event[]", 64)
         self._backlog = deque()  # events polled while call() or respond() waited for room
-        self._req = _ffi.new("struct r2p2_event *")
+        self._req = _cffi.new("struct r2p2_event *")
         self._resp = None  # call_sync's response buffer, grown to max_msg_len
-        self._out_len = _ffi.new("size_t *")
+        self._out_len = _cffi.new("size_t *")
 
     # ---- one thread at a time --------------------------------------------------
 
@@ -164,7 +164,7 @@ class Context:
         ctx = self._claim()
         try:
             self._ctx = None
-            _ffi.release(ctx)  # runs r2p2_detach now rather than at garbage collection
+            _cffi.release(ctx)  # runs r2p2_detach now rather than at garbage collection
         finally:
             self._release()
 
@@ -220,12 +220,12 @@ class Context:
         try:
             cap = max(_lib.r2p2_max_msg_len(ctx), 1)
             if self._resp is None or len(self._resp) < cap:
-                self._resp = _ffi.new("char[]", cap)
+                self._resp = _cffi.new("char[]", cap)
             ret = _lib.r2p2_call_sync(ctx, name, buf, len(buf), self._resp, cap,
                                       self._out_len, timeout_ms)
             if ret < 0:
                 raise _error(ret, service)
-            return _ffi.buffer(self._resp, self._out_len[0])[:]
+            return _cffi.buffer(self._resp, self._out_len[0])[:]
         finally:
             self._release()
 
@@ -244,7 +244,7 @@ class Context:
             if self._backlog:
                 return [self._backlog.popleft() for _ in range(min(max, len(self._backlog)))]
             if len(self._events) < max:
-                self._events = _ffi.new("struct r2p2_event[]", max)
+                self._events = _cffi.new("struct r2p2_event[]", max)
             deadline = None if timeout_ms < 0 else time.monotonic() + timeout_ms / 1000
             while True:
                 wait = _POLL_SLICE_MS
@@ -263,7 +263,7 @@ class Context:
         out = []
         for i in range(n):
             e = self._events[i]
-            data = _ffi.buffer(e.data, e.len)[:] if e.len else b""
+            data = _cffi.buffer(e.data, e.len)[:] if e.len else b""
             out.append(Event(EventType(e.type), e.status, e.id, data, e.service_id, e.lane))
         return out
 
