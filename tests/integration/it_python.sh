@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# it_python: the Python binding, as installed by `cmake --install`, interoperates with the C
+# tools through a pair of daemons, and its errors are libr2p2's.
+#
+# The build tree is installed into a fresh prefix; the installed package (with no
+# LD_LIBRARY_PATH: it loads the prefix's libr2p2) and the installed examples run in namespace
+# A or B. Checked: the Python echo server (echo_server.py, on B) answers the C echo client (A)
+# for 4 B, 1465 B (two packets) and 64 KiB, every byte verified, and counts exactly one
+# execution per call; the Python echo client (A) calls the C echo server (B) sequentially
+# (call_sync) and with 16 calls in flight (call + poll), and the C server counts exactly
+# one execution per call; call_sync raises r2p2.Error with ENOENT for a service daemon A does
+# not call and ETIMEDOUT for a server slower than the timeout, with r2p2_strerror's text;
+# register raises ENOENT for a service daemon A does not serve; attach to a missing socket
+# raises ENOENT.
+set -euo pipefail
+# shellcheck source=SCRIPTDIR/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+# Debian's interpreter: the python3 first on a PATH may be another one, without python3-cffi.
+PY=${R2P2_PYTHON:-/usr/bin/python3}
+COUNT=20
+
+it_init
+[ -x "$PY" ] || it_skip "$PY is missing (Debian's python3)"
+"$PY" -c 'import cffi' 2>/dev/null || it_skip "$PY has no cffi module (apt-get install python3-cffi)"
+command -v cmake >/dev/null || it_skip "cmake is missing"
+BUILD=$(cd "$R2P2_BUILD" && pwd)
+[ -f "$BUILD/cmake_install.cmake" ] || it_skip "$BUILD is not a cmake build tree"
+
+PREFIX=$IT_TMP/prefix
+it_check "cmake --install $BUILD --prefix $PREFIX" \
+	cmake --install "$BUILD" --prefix "$PREFIX" >"$IT_TMP/install.log"
+pkg=$(find "$PREFIX" -path '*-packages/r2p2/__init__.py' | head -n 1)
+it_check "the r2p2 package is installed (${pkg:-none})" test -n "$pkg"
+SITE=${pkg%/r2p2/__init__.py}
+EXAMPLES=$PREFIX/share/doc/r2p2d/examples/python
+it_check "the Python examples are installed, executable" \
+	test -x "$EXAMPLES/echo_server.py" -a -x "$EXAMPLES/echo_client.py"
+
+py_env=(env PYTHONPATH="$SITE" PYTHONDONTWRITEBYTECODE=1)
+if grep -q '^R2P2_SANITIZE:BOOL=ON' "$BUILD/CMakeCache.txt"; then
+	# libr2p2 of this tree is instrumented, the interpreter is not (as in tests/CMakeLists.txt)
+	cc=$(sed -n 's/^CMAKE_C_COMPILER:[A-Z]*=//p' "$BUILD/CMakeCache.txt")
+	rt=$("$cc" -print-file-name="libclang_rt.asan-$(uname -m).so")
+	[ -f "$rt" ] || rt="$("$cc" -print-file-name=libasan.so):$("$cc" -print-file-name=libubsan.so)"
+	py_env+=(LD_PRELOAD="$rt" ASAN_OPTIONS=detect_leaks=0)
+fi
+lib=$("${py_env[@]}" "$PY" -c 'import r2p2; print(r2p2.LIBRARY_PATH)')
+it_check "the installed package loads the prefix's libr2p2 ($lib)" test "$lib" = "$PREFIX/lib/libr2p2.so.0"
+
+# shellcheck disable=SC2317 # run through it_check
+# py SIDE NS ARGS...: the prefix's Python, attached to daemon SIDE, in namespace NS.
+py() {
+	local side=$1 ns=$2
+	shift 2
+	timeout 120 ip netns exec "$ns" "${py_env[@]}" R2P2_SOCKET="$(it_sock "$side")" "$PY" "$@"
+}
+
+it_setup_pair
+{
+	it_conf_daemon b "$IT_B4"
+	it_conf_serve echo.svc "$IT_ECHO_PORT"
+	it_conf_serve slow.svc 8001
+} >"$IT_TMP/b.conf"
+{
+	it_conf_daemon a "$IT_A4"
+	it_conf_call echo.svc 2000 3 "$IT_B4:$IT_ECHO_PORT"
+	it_conf_call slow.svc 2000 0 "$IT_B4:8001"
+} >"$IT_TMP/a.conf"
+it_start_daemon b "$IT_NS_B" "$IT_TMP/b.conf"
+it_start_daemon a "$IT_NS_A" "$IT_TMP/a.conf"
+
+it_log "--- the Python echo server on B, called by the C echo client on A"
+log=$IT_TMP/py-echo-server.log
+it_bg "$IT_NS_B" "$log" "${py_env[@]}" R2P2_SOCKET="$(it_sock b)" "$PY" \
+	"$EXAMPLES/echo_server.py" -n echo.svc -c
+pyserver=$IT_LAST_PID
+IT_ECHO_LOG[$pyserver]=$log # it_echo_served asks it with SIGUSR1, as the C server
+it_wait_for 10 "the Python echo server's ready line" grep -qs '^echo server ready: echo.svc' "$log"
+total=0
+for size in 4 1465 65536; do
+	it_check "C client -> Python server: $COUNT x $size B verified" \
+		it_client -n echo.svc -S "$size" -c "$COUNT" -t 5000
+	total=$((total + COUNT))
+done
+served=$(it_echo_served "$pyserver")
+it_check "the Python server ran each of the $total requests once (served $served)" \
+	test "$served" -eq "$total"
+it_kill_pid "$pyserver"
+wait "$pyserver" 2>/dev/null && rc=0 || rc=$?
+it_check "the Python server exits 0 on SIGTERM (exit $rc)" test "$rc" -eq 0
+it_check "and prints its count on the way out" grep -qx "served $total" "$log"
+
+it_log "--- the C echo server on B, called by the Python echo client on A"
+it_start_echo_on b "$IT_NS_B" -n echo.svc -c
+cserver=$IT_LAST_PID
+it_check "Python client (call_sync) -> C server: $COUNT x 1465 B verified" \
+	py a "$IT_NS_A" "$EXAMPLES/echo_client.py" -n echo.svc -S 1465 -c "$COUNT" -t 5000
+it_check "Python client (16 in flight) -> C server: 200 x 4000 B verified" \
+	py a "$IT_NS_A" "$EXAMPLES/echo_client.py" -n echo.svc -S 4000 -c 200 -w 16 -t 5000
+it_check "Python client (not replay-safe) -> C server: $COUNT x 64 B verified" \
+	py a "$IT_NS_A" "$EXAMPLES/echo_client.py" -n echo.svc -c "$COUNT" -N -t 5000
+served=$(it_echo_served "$cserver")
+want=$((COUNT + 200 + COUNT))
+it_check "the C server ran each of the $want Python calls once (served $served)" \
+	test "$served" -eq "$want"
+
+it_log "--- errors: r2p2.Error with libr2p2's errno and text"
+it_start_echo_on b "$IT_NS_B" -n slow.svc -d 3000000 # answers after 3 s
+cat >"$IT_TMP/errors.py" <<'PYEOF'
+import errno
+import os
+import sys
+
+import r2p2
+
+
+def expect(what, code, fn):
+    try:
+        fn()
+    except r2p2.Error as e:
+        if e.errno != code or e.strerror != r2p2.strerror(code):
+            sys.exit(f"{what}: got {e!r}, want errno {errno.errorcode[code]}")
+        print(f"ok: {what}: {e}")
+        return
+    sys.exit(f"{what}: no error, want {errno.errorcode[code]}")
+
+
+expect("attach to a missing socket", errno.ENOENT,
+       lambda: r2p2.attach(os.environ["R2P2_SOCKET"] + ".missing"))
+with r2p2.attach() as ctx:
+    expect("call_sync of a service daemon A does not call", errno.ENOENT,
+           lambda: ctx.call_sync("nope.svc", b"x", timeout_ms=500))
+    expect("call_sync slower than its timeout", errno.ETIMEDOUT,
+           lambda: ctx.call_sync("slow.svc", b"x", timeout_ms=300))
+    assert ctx.call_sync("echo.svc", b"still fine", timeout_ms=2000) == b"still fine"
+    # the asynchronous form reports the same outcome as an event status
+    cid = ctx.call("nope.svc", b"x", timeout_ms=500)
+    evs = ctx.poll(timeout_ms=2000)
+    assert [(e.type, e.id, e.status) for e in evs] == [(r2p2.EV_RESPONSE, cid, -errno.ENOENT)], evs
+    print("ok: call + poll of an unknown service: status -ENOENT")
+    expect("register of a service daemon A does not serve", errno.ENOENT,
+           lambda: ctx.register("nope.svc"))
+print("errors ok")
+PYEOF
+it_check "call_sync: ENOENT and ETIMEDOUT; register: ENOENT; attach: ENOENT" \
+	py a "$IT_NS_A" "$IT_TMP/errors.py"
+
+it_check "daemon A exits 0 on SIGTERM" it_stop_daemon a
+it_check "daemon B exits 0 on SIGTERM" it_stop_daemon b
+it_pass "the installed binding serves the C client and calls the C server, errors as documented"
