@@ -7,9 +7,11 @@
 # LD_LIBRARY_PATH: it loads the prefix's libr2p2) and the installed examples run in namespace
 # A or B. Checked: the Python echo server (echo_server.py, on B) answers the C echo client (A)
 # for 4 B, 1465 B (two packets) and 64 KiB, every byte verified, and counts exactly one
-# execution per call; the Python echo client (A) calls the C echo server (B) sequentially
+# execution per call, and serves again once daemon B restarted; the Python echo client (A) calls the C echo server (B) sequentially
 # (call_sync) and with 16 calls in flight (call + poll), and the C server counts exactly
-# one execution per call; call_sync raises r2p2.Error with ENOENT for a service daemon A does
+# one execution per call; with daemon A stopped (SIGSTOP), call() fills the rings, then
+# waits RING_FULL_WAIT_MS and raises EAGAIN, and a call made as A resumes goes through, every
+# response verified; call_sync raises r2p2.Error with ENOENT for a service daemon A does
 # not call and ETIMEDOUT for a server slower than the timeout, with r2p2_strerror's text;
 # register raises ENOENT for a service daemon A does not serve; attach to a missing socket
 # raises ENOENT.
@@ -50,11 +52,17 @@ lib=$("${py_env[@]}" "$PY" -c 'import r2p2; print(r2p2.LIBRARY_PATH)')
 it_check "the installed package loads the prefix's libr2p2 ($lib)" test "$lib" = "$PREFIX/lib/libr2p2.so.0"
 
 # shellcheck disable=SC2317 # run through it_check
-# py SIDE NS ARGS...: the prefix's Python, attached to daemon SIDE, in namespace NS.
+# py SIDE NS [NAME=VALUE...] ARGS...: the prefix's Python, attached to daemon SIDE, in
+# namespace NS, with those variables in its environment.
 py() {
-	local side=$1 ns=$2
+	local side=$1 ns=$2 vars=()
 	shift 2
-	timeout 120 ip netns exec "$ns" "${py_env[@]}" R2P2_SOCKET="$(it_sock "$side")" "$PY" "$@"
+	while [[ $# -gt 0 && $1 =~ ^[A-Z_]+= ]]; do
+		vars+=("$1")
+		shift
+	done
+	timeout 120 ip netns exec "$ns" "${py_env[@]}" R2P2_SOCKET="$(it_sock "$side")" "${vars[@]}" \
+		"$PY" "$@"
 }
 
 it_setup_pair
@@ -65,6 +73,8 @@ it_setup_pair
 } >"$IT_TMP/b.conf"
 {
 	it_conf_daemon a "$IT_A4"
+	# small rings on A, so that a stopped daemon A fills them (the ring-full check below)
+	printf 'ring_entries = 8\n\n'
 	it_conf_call echo.svc 2000 3 "$IT_B4:$IT_ECHO_PORT"
 	it_conf_call slow.svc 2000 0 "$IT_B4:8001"
 } >"$IT_TMP/a.conf"
@@ -87,10 +97,19 @@ done
 served=$(it_echo_served "$pyserver")
 it_check "the Python server ran each of the $total requests once (served $served)" \
 	test "$served" -eq "$total"
+it_log "restarting daemon B under the Python server"
+it_check "daemon B exits 0 on SIGTERM" it_stop_daemon b
+it_start_daemon b "$IT_NS_B" "$IT_TMP/b.conf"
+# shellcheck disable=SC2317 # run through it_wait_for
+served_again() { it_client -n echo.svc -c 1 -t 500 >/dev/null 2>&1; }
+it_wait_for 10 "the Python server to serve again through the new daemon B" served_again
+it_check "C client -> Python server after the restart: $COUNT x 1465 B verified" \
+	it_client -n echo.svc -S 1465 -c "$COUNT" -t 5000
 it_kill_pid "$pyserver"
 wait "$pyserver" 2>/dev/null && rc=0 || rc=$?
 it_check "the Python server exits 0 on SIGTERM (exit $rc)" test "$rc" -eq 0
-it_check "and prints its count on the way out" grep -qx "served $total" "$log"
+last=$(grep '^served ' "$log" | tail -n 1 | cut -d' ' -f2)
+it_check "and prints its count on the way out (served $last)" test "$last" -ge $((total + COUNT))
 
 it_log "--- the C echo server on B, called by the Python echo client on A"
 it_start_echo_on b "$IT_NS_B" -n echo.svc -c
@@ -105,6 +124,61 @@ served=$(it_echo_served "$cserver")
 want=$((COUNT + 200 + COUNT))
 it_check "the C server ran each of the $want Python calls once (served $served)" \
 	test "$served" -eq "$want"
+
+it_log "--- a full ring: call() polls and retries, then raises EAGAIN"
+cat >"$IT_TMP/ring.py" <<'PYEOF'
+import errno
+import os
+import signal
+import sys
+import threading
+import time
+
+import r2p2
+
+pid = int(os.environ["DAEMON_PID"])
+sent = {}
+with r2p2.attach() as ctx:
+    os.kill(pid, signal.SIGSTOP)  # the daemon takes no submission: the rings fill up
+    try:
+        t0 = time.monotonic()
+        try:
+            while len(sent) < 1000:
+                data = os.urandom(100)
+                sent[ctx.call("echo.svc", data, timeout_ms=5000)] = data
+            sys.exit("the rings never filled")
+        except r2p2.Error as e:
+            waited = time.monotonic() - t0
+            if e.errno != errno.EAGAIN or waited < r2p2.RING_FULL_WAIT_MS / 1000:
+                sys.exit(f"want EAGAIN after {r2p2.RING_FULL_WAIT_MS} ms: {e!r} after {waited:.3f} s")
+            print(f"ok: full after {len(sent)} calls: {e} (after {waited:.1f} s)")
+        # the daemon resumes while call() waits: the call goes through
+        threading.Timer(0.3, os.kill, (pid, signal.SIGCONT)).start()
+        t0 = time.monotonic()
+        sent[ctx.call("echo.svc", b"after the wait", timeout_ms=5000)] = b"after the wait"
+        print(f"ok: a call while full went through after {time.monotonic() - t0:.1f} s")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    got = {}
+    while len(got) < len(sent):
+        evs = ctx.poll(timeout_ms=5000)
+        if not evs:
+            sys.exit(f"{len(sent) - len(got)} responses missing")
+        got.update((ev.id, ev) for ev in evs)
+    bad = [i for i, d in sent.items() if got[i].status or got[i].data != d]
+    if bad or set(got) != set(sent):
+        sys.exit(f"wrong responses: {bad}")
+    print(f"ok: {len(sent)} responses verified")
+with open(os.environ["COUNT_FILE"], "w", encoding="ascii") as f:
+    f.write(f"{len(sent)}\n")
+PYEOF
+it_check "call() raises EAGAIN after waiting for room, then gets through once A resumes" \
+	py a "$IT_NS_A" DAEMON_PID="${IT_DAEMON_PID[a]}" COUNT_FILE="$IT_TMP/ring.count" "$IT_TMP/ring.py"
+before=$served
+served=$(it_echo_served "$cserver")
+want=$(cat "$IT_TMP/ring.count")
+it_check "the C server ran each of those $want calls once (served $((served - before)))" \
+	test $((served - before)) -eq "$want"
 
 it_log "--- errors: r2p2.Error with libr2p2's errno and text"
 it_start_echo_on b "$IT_NS_B" -n slow.svc -d 3000000 # answers after 3 s

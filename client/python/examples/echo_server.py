@@ -6,7 +6,8 @@ every request with its own bytes, as tools/echo_server.c (r2p2-echo-server) does
     echo_server.py [-s SOCKET] [-n SERVICE] [-c]
 
 -c counts the requests the daemon handed over: SIGUSR1 prints "served N", and so does the
-exit (tests use it to prove a request ran once). SIGTERM and SIGINT end it (exit 0).
+exit (tests use it to prove a request ran once). SIGTERM and SIGINT end it (exit 0). After
+a daemon restart, libr2p2 attaches again and registers the service again by itself.
 Exit status 1 when the service cannot be registered (e.g. ENOENT: the daemon's
 configuration has no [serve SERVICE]).
 """
@@ -48,7 +49,12 @@ def main():
                               f"{r2p2.strerror(ev.status)}", file=sys.stderr)
                     elif ev.type == r2p2.EV_REQUEST:
                         served += 1
-                        ctx.respond(ev, ev.data)
+                        try:
+                            ctx.respond(ev, ev.data)
+                        except r2p2.Error as e:
+                            # This request cannot be answered (ENOTCONN: its daemon is gone;
+                            # poll() attaches again to the next one and registers again).
+                            print(f"echo_server.py: respond to {ev.id}: {e}", file=sys.stderr)
     except r2p2.Error as e:
         print(f"echo_server.py: {e}", file=sys.stderr)
         return 1
