@@ -129,7 +129,9 @@ class Errors(unittest.TestCase):
 
 
 def main():
-    with subprocess.Popen([sys.argv[1]], stdout=subprocess.PIPE, text=True) as p:
+    # abi_dump carries its own sanitizer runtime, if any: not the one preloaded for Python.
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    with subprocess.Popen([sys.argv[1]], stdout=subprocess.PIPE, text=True, env=env) as p:
         for line in p.stdout:
             key, _, value = line.rstrip("\n").partition(" ")
             ABI[key] = value
