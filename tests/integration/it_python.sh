@@ -14,7 +14,8 @@
 # response verified; call_sync raises r2p2.Error with ENOENT for a service daemon A does
 # not call and ETIMEDOUT for a server slower than the timeout, with r2p2_strerror's text;
 # register raises ENOENT for a service daemon A does not serve; attach to a missing socket
-# raises ENOENT.
+# raises ENOENT; call_sync with a call in flight raises EBUSY; a second thread entering a
+# context in use gets RuntimeError, a closed context ValueError.
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -186,6 +187,8 @@ cat >"$IT_TMP/errors.py" <<'PYEOF'
 import errno
 import os
 import sys
+import threading
+import time
 
 import r2p2
 
@@ -216,6 +219,28 @@ with r2p2.attach() as ctx:
     print("ok: call + poll of an unknown service: status -ENOENT")
     expect("register of a service daemon A does not serve", errno.ENOENT,
            lambda: ctx.register("nope.svc"))
+    ctx.call("slow.svc", b"x", timeout_ms=300)  # in flight during the next call_sync
+    expect("call_sync with a call in flight", errno.EBUSY,
+           lambda: ctx.call_sync("echo.svc", b"x", timeout_ms=300))
+# a second thread in a context in use is refused, not let in to corrupt it
+with r2p2.attach() as ctx2:
+    waiter = threading.Thread(target=ctx2.poll, kwargs={"timeout_ms": 3000})
+    waiter.start()
+    t0 = time.monotonic()
+    while not ctx2._busy.locked() and time.monotonic() - t0 < 2:  # the waiter is in poll()
+        time.sleep(0.01)
+    try:
+        ctx2.call("echo.svc", b"x")
+        sys.exit("a second thread entered a context in use")
+    except RuntimeError as e:
+        print(f"ok: a second thread: {e}")
+    waiter.join()
+ctx.close()  # closing twice is fine
+try:
+    ctx.call_sync("echo.svc", b"x")
+    sys.exit("a closed context still calls")
+except ValueError as e:
+    print(f"ok: a closed context: {e}")
 print("errors ok")
 PYEOF
 it_check "call_sync: ENOENT and ETIMEDOUT; register: ENOENT; attach: ENOENT" \

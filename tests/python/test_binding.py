@@ -10,14 +10,13 @@ the docs say; R2P2_LIBRARY is obeyed, and a wrong one is reported, never passed 
 Exit 77 (skipped) when this interpreter has no cffi.
 """
 import errno
+import importlib.util
 import os
 import subprocess
 import sys
 import unittest
 
-try:
-    import cffi  # noqa: F401  pylint: disable=unused-import
-except ImportError:
+if importlib.util.find_spec("cffi") is None:
     print(f"SKIPPED: {sys.executable} has no cffi module (apt-get install python3-cffi)")
     sys.exit(77)
 

@@ -106,6 +106,14 @@ class Event:
     lane: int = dataclasses.field(default=0, repr=False, compare=False)  # internal: respond()
 
 
+def _event_type(value):
+    """An EventType, or the bare int for a kind a newer libr2p2 may add."""
+    try:
+        return EventType(value)
+    except ValueError:
+        return value
+
+
 def _service_name(service):
     if isinstance(service, str):
         service = service.encode("utf-8")
@@ -264,7 +272,7 @@ class Context:
         for i in range(n):
             e = self._events[i]
             data = _cffi.buffer(e.data, e.len)[:] if e.len else b""
-            out.append(Event(EventType(e.type), e.status, e.id, data, e.service_id, e.lane))
+            out.append(Event(_event_type(e.type), e.status, e.id, data, e.service_id, e.lane))
         return out
 
     def _retry_full(self, submit):
