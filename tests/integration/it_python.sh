@@ -11,7 +11,8 @@
 # (call_sync) and with 16 calls in flight (call + poll), and the C server counts exactly
 # one execution per call; with daemon A stopped (SIGSTOP), call() fills the rings, then
 # waits RING_FULL_WAIT_MS and raises EAGAIN, and a call made as A resumes goes through, every
-# response verified; call_sync raises r2p2.Error with ENOENT for a service daemon A does
+# response verified; likewise respond() with daemon B stopped under a Python server holding
+# 20 requests; call_sync raises r2p2.Error with ENOENT for a service daemon A does
 # not call and ETIMEDOUT for a server slower than the timeout, with r2p2_strerror's text;
 # register raises ENOENT for a service daemon A does not serve; attach to a missing socket
 # raises ENOENT; call_sync with a call in flight raises EBUSY; a second thread entering a
@@ -69,8 +70,10 @@ py() {
 it_setup_pair
 {
 	it_conf_daemon b "$IT_B4"
+	printf 'ring_entries = 8\n\n' # so that a stopped daemon B fills them too
 	it_conf_serve echo.svc "$IT_ECHO_PORT"
 	it_conf_serve slow.svc 8001
+	it_conf_serve held.svc 8002
 } >"$IT_TMP/b.conf"
 {
 	it_conf_daemon a "$IT_A4"
@@ -78,6 +81,7 @@ it_setup_pair
 	printf 'ring_entries = 8\n\n'
 	it_conf_call echo.svc 2000 3 "$IT_B4:$IT_ECHO_PORT"
 	it_conf_call slow.svc 2000 0 "$IT_B4:8001"
+	it_conf_call held.svc 5000 3 "$IT_B4:8002"
 } >"$IT_TMP/a.conf"
 it_start_daemon b "$IT_NS_B" "$IT_TMP/b.conf"
 it_start_daemon a "$IT_NS_A" "$IT_TMP/a.conf"
@@ -180,6 +184,62 @@ served=$(it_echo_served "$cserver")
 want=$(cat "$IT_TMP/ring.count")
 it_check "the C server ran each of those $want calls once (served $((served - before)))" \
 	test $((served - before)) -eq "$want"
+
+it_log "--- a full ring on the server's side: respond() polls and retries, then raises EAGAIN"
+cat >"$IT_TMP/held.py" <<'PYEOF'
+import errno
+import os
+import signal
+import sys
+import threading
+import time
+
+import r2p2
+
+pid = int(os.environ["DAEMON_PID"])
+with r2p2.attach() as ctx:
+    ctx.register("held.svc")
+    print("echo server ready: held.svc", flush=True)
+    reqs = []
+    while len(reqs) < 20:  # the client keeps 20 in flight
+        evs = ctx.poll(timeout_ms=10000)
+        if not evs:
+            sys.exit(f"only {len(reqs)} requests arrived")
+        reqs += [ev for ev in evs if ev.type == r2p2.EV_REQUEST]
+    os.kill(pid, signal.SIGSTOP)  # daemon B takes no response: a lane's ring fills up
+    try:
+        answered = 0
+        t0 = time.monotonic()
+        try:
+            for ev in reqs:
+                ctx.respond(ev, ev.data)
+                answered += 1
+            sys.exit("the rings never filled")
+        except r2p2.Error as e:
+            waited = time.monotonic() - t0
+            if e.errno != errno.EAGAIN or waited < r2p2.RING_FULL_WAIT_MS / 1000:
+                sys.exit(f"want EAGAIN after {r2p2.RING_FULL_WAIT_MS} ms: {e!r} after {waited:.3f} s")
+            print(f"ok: full after {answered} responses: {e} (after {waited:.1f} s)")
+        threading.Timer(0.3, os.kill, (pid, signal.SIGCONT)).start()
+        for ev in reqs[answered:]:  # the request events outlive many polls: they are copies
+            ctx.respond(ev, ev.data)
+        print(f"ok: the other {len(reqs) - answered} responses went through as B resumed")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    errors = [ev for ev in ctx.poll(timeout_ms=500) if ev.type == r2p2.EV_ERROR]
+    if errors:
+        sys.exit(f"responses failed: {errors}")
+PYEOF
+held_log=$IT_TMP/held-server.log
+it_bg "$IT_NS_B" "$held_log" "${py_env[@]}" R2P2_SOCKET="$(it_sock b)" DAEMON_PID="${IT_DAEMON_PID[b]}" \
+	"$PY" "$IT_TMP/held.py"
+held=$IT_LAST_PID
+it_wait_for 10 "the held.svc server's ready line" grep -qs '^echo server ready: held.svc' "$held_log"
+it_check "Python client (20 in flight) -> Python server that answers with B stopped: all verified" \
+	py a "$IT_NS_A" "$EXAMPLES/echo_client.py" -n held.svc -S 100 -c 20 -w 20 -t 10000
+it_wait_exit "$held" 10 && rc=0 || rc=$?
+cat "$held_log"
+it_check "respond() raised EAGAIN after waiting, then answered the rest (exit $rc)" test "$rc" -eq 0
 
 it_log "--- errors: r2p2.Error with libr2p2's errno and text"
 it_start_echo_on b "$IT_NS_B" -n slow.svc -d 3000000 # answers after 3 s
