@@ -5,18 +5,21 @@
 #
 # The build tree is installed into a fresh prefix; the installed package (with no
 # LD_LIBRARY_PATH: it loads the prefix's libr2p2) and the installed examples run in namespace
-# A or B. Checked: the Python echo server (echo_server.py, on B) answers the C echo client (A)
-# for 4 B, 1465 B (two packets) and 64 KiB, every byte verified, and counts exactly one
-# execution per call, and serves again once daemon B restarted; the Python echo client (A) calls the C echo server (B) sequentially
-# (call_sync) and with 16 calls in flight (call + poll), and the C server counts exactly
-# one execution per call; with daemon A stopped (SIGSTOP), call() fills the rings, then
-# waits RING_FULL_WAIT_MS and raises EAGAIN, and a call made as A resumes goes through, every
-# response verified; likewise respond() with daemon B stopped under a Python server holding
-# 20 requests; call_sync raises r2p2.Error with ENOENT for a service daemon A does
-# not call and ETIMEDOUT for a server slower than the timeout, with r2p2_strerror's text;
-# register raises ENOENT for a service daemon A does not serve; attach to a missing socket
-# raises ENOENT; call_sync with a call in flight raises EBUSY; a second thread entering a
-# context in use gets RuntimeError, a closed context ValueError.
+# A or B. Checked:
+# - the Python echo server (B) answers the C echo client (A) for 4 B, 1465 B (two packets)
+#   and 64 KiB, every byte verified, runs each request once, and serves again after daemon
+#   B restarts;
+# - the Python echo client (A) calls the C echo server (B) with call_sync, with 16 calls in
+#   flight (call + poll), and not replay-safe both ways, and asyncio_client.py awaits 5
+#   concurrent calls through fileno(); the C server runs each call once;
+# - a full ring: with daemon A stopped, call() polls and retries for RING_FULL_WAIT_MS, then
+#   raises EAGAIN, and a call made as A resumes goes through; likewise respond() in a Python
+#   server holding 20 requests while daemon B is stopped; every response verified;
+# - errors are r2p2.Error with libr2p2's errno and text: call_sync ENOENT (a service daemon
+#   A does not call), ETIMEDOUT (a server slower than the timeout), EBUSY (a call in
+#   flight); register ENOENT (a service A does not serve); attach ENOENT (no socket);
+# - cancel ends a call with -ECANCELED, then raises ENOENT; fileno() wakes a selector;
+#   a second thread entering a context in use gets RuntimeError, a closed one ValueError.
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -123,10 +126,16 @@ it_check "Python client (call_sync) -> C server: $COUNT x 1465 B verified" \
 	py a "$IT_NS_A" "$EXAMPLES/echo_client.py" -n echo.svc -S 1465 -c "$COUNT" -t 5000
 it_check "Python client (16 in flight) -> C server: 200 x 4000 B verified" \
 	py a "$IT_NS_A" "$EXAMPLES/echo_client.py" -n echo.svc -S 4000 -c 200 -w 16 -t 5000
-it_check "Python client (not replay-safe) -> C server: $COUNT x 64 B verified" \
+it_check "Python client (call_sync, not replay-safe) -> C server: $COUNT x 64 B verified" \
 	py a "$IT_NS_A" "$EXAMPLES/echo_client.py" -n echo.svc -c "$COUNT" -N -t 5000
+it_check "Python client (not replay-safe, 4 in flight) -> C server: $COUNT x 64 B verified" \
+	py a "$IT_NS_A" "$EXAMPLES/echo_client.py" -n echo.svc -c "$COUNT" -N -w 4 -t 5000
+out=$(py a "$IT_NS_A" "$EXAMPLES/asyncio_client.py" -n echo.svc -c 5 -t 2000 hi) ||
+	it_fail "asyncio_client.py failed: $out"
+it_check "asyncio_client.py: 5 concurrent calls awaited through fileno(), each reply its own" \
+	test "$out" = "$(printf 'call %d: hi %d\n' 0 0 1 1 2 2 3 3 4 4)"
 served=$(it_echo_served "$cserver")
-want=$((COUNT + 200 + COUNT))
+want=$((COUNT + 200 + COUNT + COUNT + 5))
 it_check "the C server ran each of the $want Python calls once (served $served)" \
 	test "$served" -eq "$want"
 
@@ -246,6 +255,7 @@ it_start_echo_on b "$IT_NS_B" -n slow.svc -d 3000000 # answers after 3 s
 cat >"$IT_TMP/errors.py" <<'PYEOF'
 import errno
 import os
+import selectors
 import sys
 import threading
 import time
@@ -282,6 +292,30 @@ with r2p2.attach() as ctx:
     ctx.call("slow.svc", b"x", timeout_ms=300)  # in flight during the next call_sync
     expect("call_sync with a call in flight", errno.EBUSY,
            lambda: ctx.call_sync("echo.svc", b"x", timeout_ms=300))
+with r2p2.attach() as ctx3:
+    # cancel: a call to the slow server ends at once with -ECANCELED, reported once
+    cid = ctx3.call("slow.svc", b"x", timeout_ms=5000)
+    ctx3.cancel(cid)
+    evs = ctx3.poll(timeout_ms=2000)
+    assert [(e.type, e.id, e.status) for e in evs] == [
+        (r2p2.EV_RESPONSE, cid, -errno.ECANCELED)], evs
+    print(f"ok: cancel: status -ECANCELED ({r2p2.strerror(evs[0].status)})")
+    expect("cancel of a call that ended", errno.ENOENT, lambda: ctx3.cancel(cid))
+    # fileno: a selector wakes for the response; poll(timeout_ms=0) until [] re-arms it
+    sel = selectors.DefaultSelector()
+    sel.register(ctx3, selectors.EVENT_READ)
+    while ctx3.poll(timeout_ms=0):
+        pass
+    cid = ctx3.call("echo.svc", b"via fileno", timeout_ms=2000)
+    got = []
+    t0 = time.monotonic()
+    while not got and time.monotonic() - t0 < 5:
+        if sel.select(timeout=5):
+            while evs := ctx3.poll(timeout_ms=0):
+                got += evs
+    assert [(e.id, e.status, e.data) for e in got] == [(cid, 0, b"via fileno")], got
+    print(f"ok: fileno {ctx3.fileno()} woke a selector for the response")
+    sel.close()
 # a second thread in a context in use is refused, not let in to corrupt it
 with r2p2.attach() as ctx2:
     waiter = threading.Thread(target=ctx2.poll, kwargs={"timeout_ms": 3000})

@@ -8,7 +8,7 @@ byte for byte, as tools/echo_client.c (r2p2-echo-client) does.
 
 Each request is SIZE random bytes, different every time. By default the calls are
 sequential (call_sync); -w keeps WINDOW calls in flight with call() and poll(). -N marks
-them not replay-safe (never 0-RTT early data; implies call() and poll()). A failed call
+them not replay-safe (never 0-RTT early data). A failed call
 is reported with libr2p2's text and the client goes on. Exit status 0 only when every
 response verified.
 """
@@ -24,7 +24,8 @@ def run_sync(ctx, args, check, fail):
     for _ in range(args.count):
         req = os.urandom(args.size)
         try:
-            check(req, ctx.call_sync(args.service, req, timeout_ms=args.timeout))
+            check(req, ctx.call_sync(args.service, req, timeout_ms=args.timeout,
+                                     replay_safe=not args.not_replay_safe))
         except r2p2.Error as e:
             fail(e.errno)
 
@@ -68,9 +69,6 @@ def main():
                     help="calls are not replay-safe (no 0-RTT)")
     ap.add_argument("-v", dest="verbose", action="store_true", help="a line per request")
     args = ap.parse_args()
-    if args.not_replay_safe and not args.window:
-        args.window = 1  # call_sync takes no flags
-
     res = {"ok": 0, "failed": 0, "mismatched": 0, "last": 0}
 
     def check(req, resp):

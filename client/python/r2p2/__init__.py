@@ -214,30 +214,66 @@ class Context:
             raise _error(ret, service)
         return ret
 
-    def call_sync(self, service, data, timeout_ms=0):
+    def call_sync(self, service, data, timeout_ms=0, replay_safe=True):
         """call_sync calls `service` with `data`, waits for its response and returns it
-        (bytes). Raises Error with the call's outcome: ETIMEDOUT, ENOENT (unknown
-        service), ECONNREFUSED, ... (as Event.status), or EBUSY when this context has
-        calls in flight or serves services (use call() and poll() there). It waits in
-        libr2p2 (the call's timeout plus a second; timeout_ms=0: the service's
-        default), during which Python signal handlers wait too.
+        (bytes). `timeout_ms` and `replay_safe` are call()'s. Raises Error with the
+        call's outcome: ETIMEDOUT, ENOENT (unknown service), ECONNREFUSED, ... (as
+        Event.status), or EBUSY when this context has calls in flight or serves services
+        (use call() and poll() there). It waits in libr2p2 (the call's timeout plus a
+        second; timeout_ms=0: the service's default), during which Python signal
+        handlers wait too.
         """
         name = _service_name(service)
         buf = _payload(data)
+        flags = 0 if replay_safe else _CALL_NOT_REPLAY_SAFE
         ctx = self._claim()
         try:
             cap = max(_lib.r2p2_max_msg_len(ctx), 1)
             if self._resp is None or len(self._resp) < cap:
                 self._resp = _cffi.new("char[]", cap)
-            ret = _lib.r2p2_call_sync(ctx, name, buf, len(buf), self._resp, cap,
-                                      self._out_len, timeout_ms)
+            ret = _lib.r2p2_call_sync_flags(ctx, name, buf, len(buf), self._resp, cap,
+                                            self._out_len, timeout_ms, flags)
             if ret < 0:
                 raise _error(ret, service)
             return _cffi.buffer(self._resp, self._out_len[0])[:]
         finally:
             self._release()
 
+    def cancel(self, call_id):
+        """cancel cancels the call `call_id` (as call() returned it): unless its answer
+        came first, it ends with status -ECANCELED, reported as usual by one EV_RESPONSE
+        event. A request that already reached the server may still run there:
+        cancelling ends the wait, not the server's work. While the ring is full it
+        polls and retries as call() does. Raises Error: ENOENT (no such call
+        outstanding: it ended, or its event waits for poll()), EAGAIN, ENOTCONN.
+        """
+        ctx = self._claim()
+        try:
+            ret = self._retry_full(lambda: _lib.r2p2_cancel(ctx, call_id))
+        finally:
+            self._release()
+        if ret < 0:
+            raise _error(ret)
+
     # ---- events ----------------------------------------------------------------
+
+    def fileno(self):
+        """fileno returns a descriptor for the app's own event loop (selectors,
+        asyncio's add_reader): readable when poll() may have events (r2p2_fd). Use it
+        as an edge: when readable, call poll(timeout_ms=0) until it returns []; only
+        that empty return asks the daemon to make it readable again. It also wakes
+        when the daemon goes away; while it is away, wait with a timeout (100 ms) so
+        that poll() can reconnect. The descriptor belongs to the context: do not close
+        it. Raises Error.
+        """
+        ctx = self._claim()
+        try:
+            ret = _lib.r2p2_fd(ctx)
+        finally:
+            self._release()
+        if ret < 0:
+            raise _error(ret)
+        return ret
 
     def poll(self, max=64, timeout_ms=-1):  # pylint: disable=redefined-builtin
         """poll returns a list of up to `max` events, waiting up to `timeout_ms` for the

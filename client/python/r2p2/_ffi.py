@@ -38,6 +38,11 @@ int64_t r2p2_call(struct r2p2_ctx *ctx, const char *service, const void *req, si
 int r2p2_poll(struct r2p2_ctx *ctx, struct r2p2_event *events, int max, int timeout_ms);
 int r2p2_call_sync(struct r2p2_ctx *ctx, const char *service, const void *req, size_t len,
                    void *resp, size_t resp_cap, size_t *out_len, unsigned timeout_ms);
+int r2p2_call_sync_flags(struct r2p2_ctx *ctx, const char *service, const void *req,
+                         size_t len, void *resp, size_t resp_cap, size_t *out_len,
+                         unsigned timeout_ms, unsigned flags);
+int r2p2_cancel(struct r2p2_ctx *ctx, uint64_t id);
+int r2p2_fd(struct r2p2_ctx *ctx);
 int r2p2_register(struct r2p2_ctx *ctx, const char *service);
 int r2p2_respond(struct r2p2_ctx *ctx, const struct r2p2_event *req, const void *resp,
                  size_t len);
