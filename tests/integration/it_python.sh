@@ -13,7 +13,8 @@
 #   flight (call + poll), and not replay-safe both ways, and asyncio_client.py awaits 5
 #   concurrent calls through fileno(); the C server runs each call once;
 # - a full ring: with daemon A stopped, call() polls and retries for RING_FULL_WAIT_MS, then
-#   raises EAGAIN, and a call made as A resumes goes through; likewise respond() in a Python
+#   raises EAGAIN, and a call made as A resumes goes through, with and without fileno() in
+#   use (then a selector wakes for every response); likewise respond() in a Python
 #   server holding 20 requests while daemon B is stopped; every response verified;
 # - errors are r2p2.Error with libr2p2's errno and text: call_sync ENOENT (a service daemon
 #   A does not call), ETIMEDOUT (a server slower than the timeout), EBUSY (a call in
@@ -143,6 +144,7 @@ it_log "--- a full ring: call() polls and retries, then raises EAGAIN"
 cat >"$IT_TMP/ring.py" <<'PYEOF'
 import errno
 import os
+import selectors
 import signal
 import sys
 import threading
@@ -151,8 +153,25 @@ import time
 import r2p2
 
 pid = int(os.environ["DAEMON_PID"])
-sent = {}
-with r2p2.attach() as ctx:
+
+
+def collect(ctx, sel, num):
+    """Every event of `num` calls: from poll(), or (sel) when the selector wakes."""
+    got = {}
+    while len(got) < num:
+        if sel and not sel.select(timeout=5):
+            sys.exit(f"fileno(): {num - len(got)} responses never woke the selector")
+        evs = ctx.poll(timeout_ms=0 if sel else 5000)
+        if not evs and not sel:
+            sys.exit(f"{num - len(got)} responses missing")
+        got.update((ev.id, ev) for ev in evs)
+        while sel and (evs := ctx.poll(timeout_ms=0)):  # until [], which re-arms fileno()
+            got.update((ev.id, ev) for ev in evs)
+    return got
+
+
+def fill_and_resume(ctx, what, sel=None):
+    sent = {}
     os.kill(pid, signal.SIGSTOP)  # the daemon takes no submission: the rings fill up
     try:
         t0 = time.monotonic()
@@ -165,28 +184,34 @@ with r2p2.attach() as ctx:
             waited = time.monotonic() - t0
             if e.errno != errno.EAGAIN or waited < r2p2.RING_FULL_WAIT_MS / 1000:
                 sys.exit(f"want EAGAIN after {r2p2.RING_FULL_WAIT_MS} ms: {e!r} after {waited:.3f} s")
-            print(f"ok: full after {len(sent)} calls: {e} (after {waited:.1f} s)")
+            print(f"ok: {what}: full after {len(sent)} calls: {e} (after {waited:.1f} s)")
         # the daemon resumes while call() waits: the call goes through
         threading.Timer(0.3, os.kill, (pid, signal.SIGCONT)).start()
         t0 = time.monotonic()
         sent[ctx.call("echo.svc", b"after the wait", timeout_ms=5000)] = b"after the wait"
-        print(f"ok: a call while full went through after {time.monotonic() - t0:.1f} s")
+        print(f"ok: {what}: a call while full went through after {time.monotonic() - t0:.1f} s")
     finally:
         os.kill(pid, signal.SIGCONT)
-    got = {}
-    while len(got) < len(sent):
-        evs = ctx.poll(timeout_ms=5000)
-        if not evs:
-            sys.exit(f"{len(sent) - len(got)} responses missing")
-        got.update((ev.id, ev) for ev in evs)
+    got = collect(ctx, sel, len(sent))
     bad = [i for i, d in sent.items() if got[i].status or got[i].data != d]
     if bad or set(got) != set(sent):
-        sys.exit(f"wrong responses: {bad}")
-    print(f"ok: {len(sent)} responses verified")
+        sys.exit(f"{what}: wrong responses: {bad}")
+    print(f"ok: {what}: {len(sent)} responses verified")
+    return len(sent)
+
+
+total = 0
+with r2p2.attach() as ctx:
+    total += fill_and_resume(ctx, "polling")
+with r2p2.attach() as ctx, selectors.DefaultSelector() as sel:
+    sel.register(ctx, selectors.EVENT_READ)
+    while ctx.poll(timeout_ms=0):  # arm fileno()
+        pass
+    total += fill_and_resume(ctx, "fileno()", sel)
 with open(os.environ["COUNT_FILE"], "w", encoding="ascii") as f:
-    f.write(f"{len(sent)}\n")
+    f.write(f"{total}\n")
 PYEOF
-it_check "call() raises EAGAIN after waiting for room, then gets through once A resumes" \
+it_check "call() raises EAGAIN after waiting for room, then gets through once A resumes (polling, and with fileno())" \
 	py a "$IT_NS_A" DAEMON_PID="${IT_DAEMON_PID[a]}" COUNT_FILE="$IT_TMP/ring.count" "$IT_TMP/ring.py"
 before=$served
 served=$(it_echo_served "$cserver")

@@ -53,9 +53,9 @@ DEFAULT_SOCKET = "/run/r2p2/r2p2d.sock"  # R2P2_DEFAULT_SOCKET
 SERVICE_NAME_MAX = 48  # R2P2_SERVICE_NAME_MAX: a name has at most 47 bytes
 _CALL_NOT_REPLAY_SAFE = 0x1  # R2P2_CALL_NOT_REPLAY_SAFE
 
-# How long call() and respond() keep polling and retrying while libr2p2 says -EAGAIN
-# (the ring or its payload arena is full: r2p2.h says "poll, then retry") before they
-# raise Error(EAGAIN).
+# How long call(), respond() and cancel() keep retrying while libr2p2 says -EAGAIN (a
+# ring or its payload arena is full: r2p2.h says "poll, then retry") before they raise
+# Error(EAGAIN).
 RING_FULL_WAIT_MS = 1000
 # A wait in poll() is cut into slices this long, so that a signal handler (Ctrl-C's
 # KeyboardInterrupt, a SIGTERM handler) runs within this time: libr2p2 itself waits
@@ -145,7 +145,8 @@ class Context:
         self._ctx = _cffi.gc(ptr, _lib.r2p2_detach)
         self._busy = threading.Lock()
         self._events = _cffi.new("struct r2p2_event[]", 64)
-        self._backlog = deque()  # events polled while call() or respond() waited for room
+        self._backlog = deque()  # events polled while call(), respond() or cancel() waited
+        self._fd_in_use = False  # fileno() was asked for: an event loop waits on it
         self._req = _cffi.new("struct r2p2_event *")
         self._resp = None  # call_sync's response buffer, grown to max_msg_len
         self._out_len = _cffi.new("size_t *")
@@ -196,8 +197,9 @@ class Context:
         the whole call (0: the service's default). replay_safe=False never sends the
         request as 0-RTT early data (tls), nor AEAD-only (sealed).
 
-        While the ring is full (-EAGAIN) it polls and retries for up to
-        RING_FULL_WAIT_MS; the events polled meanwhile are kept for the next poll().
+        While the ring is full (-EAGAIN) it retries for up to RING_FULL_WAIT_MS,
+        polling in between (the events are kept for the next poll()) unless fileno()
+        is in use (then it only waits: see _retry_full).
         Raises Error: EAGAIN (still full), EMSGSIZE (over max_msg_len), EINVAL (a bad
         service name), ENOTCONN (no daemon).
         """
@@ -244,7 +246,7 @@ class Context:
         came first, it ends with status -ECANCELED, reported as usual by one EV_RESPONSE
         event. A request that already reached the server may still run there:
         cancelling ends the wait, not the server's work. While the ring is full it
-        polls and retries as call() does. Raises Error: ENOENT (no such call
+        retries as call() does. Raises Error: ENOENT (no such call
         outstanding: it ended, or its event waits for poll()), EAGAIN, ENOTCONN.
         """
         ctx = self._claim()
@@ -269,6 +271,8 @@ class Context:
         ctx = self._claim()
         try:
             ret = _lib.r2p2_fd(ctx)
+            if ret >= 0:
+                self._fd_in_use = True
         finally:
             self._release()
         if ret < 0:
@@ -312,11 +316,24 @@ class Context:
         return out
 
     def _retry_full(self, submit):
-        """_retry_full runs `submit` until it returns anything but -EAGAIN, polling in
-        between (events kept in the backlog), for at most RING_FULL_WAIT_MS."""
+        """_retry_full runs `submit` until it returns anything but -EAGAIN, for at most
+        RING_FULL_WAIT_MS. In between it polls, as r2p2.h asks, keeping the events for
+        the next poll(); but once fileno() is in use it only sleeps, since a poll here
+        would take events the app's loop will not be woken for (and re-arm nothing).
+        The daemon takes submissions whether or not the app reads completions (those
+        that do not fit wait in its queue), so waiting is enough for room to come."""
         ret = submit()
         if ret != -_errno.EAGAIN:
             return ret
+        ctx = self._ctx
+        deadline = time.monotonic() + RING_FULL_WAIT_MS / 1000
+        while ret == -_errno.EAGAIN and time.monotonic() < deadline:
+            if self._fd_in_use:
+                time.sleep(0.001)
+            else:
+                self._backlog.extend(self._poll_once(ctx, len(self._events), 1))
+            ret = submit()
+        return ret
         ctx = self._ctx
         deadline = time.monotonic() + RING_FULL_WAIT_MS / 1000
         while ret == -_errno.EAGAIN and time.monotonic() < deadline:
@@ -343,8 +360,8 @@ class Context:
 
     def respond(self, event, data):
         """respond answers the request `event` (an EV_REQUEST event from poll(), kept as
-        long as needed) with `data`. While the ring is full it polls and retries as
-        call() does. Raises Error: EAGAIN, EMSGSIZE, ENOTCONN (the daemon that delivered
+        long as needed) with `data`. While the ring is full it retries as call()
+        does. Raises Error: EAGAIN, EMSGSIZE, ENOTCONN (the daemon that delivered
         the request is gone). A failure after the hand-over comes back as an EV_ERROR
         event with the request's id."""
         if event.type != EV_REQUEST:
