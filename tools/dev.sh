@@ -16,7 +16,7 @@ JOBS=$(nproc 2>/dev/null || echo 2)
 PKGS=(cmake pkg-config make clang llvm libclang-rt-14-dev liburing-dev libcriterion-dev
 	libinih-dev libsystemd-dev android-libboringssl-dev openssl libssl-dev iproute2 kmod procps
 	libbpf-dev bpftool libelf-dev zlib1g-dev util-linux libxdp-dev libmnl-dev nftables clang-format
-	clang-tidy libseccomp-dev libcap-dev libcap2-bin g++ libmicrohttpd-dev curl)
+	clang-tidy libseccomp-dev libcap-dev libcap2-bin g++ libmicrohttpd-dev curl python3-cffi)
 # Only for `bench`: the gRPC peers (tools/grpc, -DR2P2_BENCH_PEERS=ON) and the figures.
 BENCH_PKGS=(libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev g++ gnuplot-nox)
 
