@@ -53,8 +53,8 @@ struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, R2P2_RT_MAX_SERVICES);
 	__type(key, __u32);
-	__type(value, struct r2p2_rt_qlen);
-} r2p2_rt_qlen SEC(".maps");
+	__type(value, struct r2p2_rt_fifo);
+} r2p2_rt_fifo SEC(".maps");
 
 /* Dispatched requests awaiting FEEDBACK; an LRU, so a flood cannot make it refuse new ones
  * (user space ages entries out long before eviction would reach them). */
@@ -224,7 +224,7 @@ static __always_inline int route(struct xdp_md *ctx, struct ethhdr *eth, struct 
 	struct r2p2_rt_req req = {}, *old;
 	struct r2p2_rt_server *srv;
 	struct r2p2_rt_pstats *ps;
-	struct r2p2_rt_qlen *q;
+	struct r2p2_rt_fifo *q;
 	struct r2p2_rt_load *ld;
 	__u32 id = svc->id, slot;
 	int s;
@@ -243,7 +243,7 @@ static __always_inline int route(struct xdp_md *ctx, struct ethhdr *eth, struct 
 		if (bpf_map_delete_elem(&r2p2_rt_reqs, &rk) == 0)
 			give_back(slot, 0);
 	}
-	q = bpf_map_lookup_elem(&r2p2_rt_qlen, &id);
+	q = bpf_map_lookup_elem(&r2p2_rt_fifo, &id);
 	if (q && q->queued) {
 		ps->slow_path++;
 		st->to_user++;
@@ -295,7 +295,7 @@ static __always_inline int feedback(const struct iphdr *iph, const struct r2p2_h
 	struct r2p2_rt_req_key rk = {};
 	struct r2p2_rt_server *srv;
 	struct r2p2_rt_req *req;
-	struct r2p2_rt_qlen *q;
+	struct r2p2_rt_fifo *q;
 	__u32 slot, id;
 
 	if (payload_len < sizeof(*fb) || (void *)(fb + 1) > data_end) {
@@ -316,7 +316,7 @@ static __always_inline int feedback(const struct iphdr *iph, const struct r2p2_h
 	if (bpf_map_delete_elem(&r2p2_rt_reqs, &rk) != 0)
 		goto unknown; /* aged out by user space this very moment: it gave the count back */
 	give_back(slot, 1);
-	q = bpf_map_lookup_elem(&r2p2_rt_qlen, &id);
+	q = bpf_map_lookup_elem(&r2p2_rt_fifo, &id);
 	if (q && q->queued) {
 		st->feedback_wake++;
 		return XDP_PASS;

@@ -217,10 +217,10 @@ static struct r2p2_rt_load get_load(__u32 slot)
 
 static void set_queued(__u32 id, __u32 n)
 {
-	struct r2p2_rt_qlen q = {.queued = n};
+	struct r2p2_rt_fifo q = {.queued = n};
 
 	cr_assert_eq(
-	    bpf_map__update_elem(skel->maps.r2p2_rt_qlen, &id, sizeof(id), &q, sizeof(q), BPF_ANY),
+	    bpf_map__update_elem(skel->maps.r2p2_rt_fifo, &id, sizeof(id), &q, sizeof(q), BPF_ANY),
 	    0);
 }
 

@@ -12,8 +12,8 @@
  *   r2p2_rt_srvs    ARRAY         u32 slot  -> r2p2_rt_server        where each server is
  *   r2p2_rt_load    ARRAY (mmap)  u32 slot  -> r2p2_rt_load          outstanding count and
  *                                                                     counters of each server
- *   r2p2_rt_qlen    ARRAY         u32 svc id -> r2p2_rt_qlen         requests waiting in the
- *                                                                     user-space FIFO
+ *   r2p2_rt_fifo    ARRAY         u32 svc id -> r2p2_rt_fifo         the user-space FIFO:
+ *                                                                     length and counters
  *   r2p2_rt_reqs    LRU_HASH      r2p2_rt_req_key -> r2p2_rt_req     dispatched requests
  *                                                                     awaiting FEEDBACK
  *   r2p2_rt_pstats  PERCPU_ARRAY  u32 policy -> r2p2_rt_pstats       counters per policy
@@ -65,7 +65,7 @@ R2P2_STATIC_ASSERT(sizeof(struct r2p2_rt_svc_key) == 8, "ABI");
  * readers) to change the rotation; `rr` is advanced by the program.
  */
 struct r2p2_rt_svc {
-	__u32 id;	   /* index in r2p2_rt_qlen, < R2P2_RT_MAX_SERVICES */
+	__u32 id;	   /* index in r2p2_rt_fifo, < R2P2_RT_MAX_SERVICES */
 	__u32 policy;	   /* enum r2p2_rt_policy */
 	__u32 bound;	   /* JBSQ(n): at most this many outstanding per server */
 	__u32 num_servers; /* servers in rotation: slots[0, num_servers); 0: none is up */
@@ -99,13 +99,21 @@ struct r2p2_rt_load {
 };
 R2P2_STATIC_ASSERT(sizeof(struct r2p2_rt_load) == 32, "ABI");
 
-/* Value of r2p2_rt_qlen: set by user space while requests of the service wait in its FIFO,
- * so that the program queues new ones behind them (first come, first served). */
-struct r2p2_rt_qlen {
-	__u32 queued;
-	__u32 pad; /* zero */
+/*
+ * Value of r2p2_rt_fifo, written by user space only. `queued` is non-zero while requests
+ * of the service wait in its FIFO, so that the program queues new ones behind them (first
+ * come, first served) and passes FEEDBACK up as the signal to dispatch the next one.
+ */
+struct r2p2_rt_fifo {
+	__u32 queued;	    /* requests waiting now */
+	__u32 capacity;	    /* the FIFO's bound */
+	__u64 enqueued;	    /* requests that entered the FIFO */
+	__u64 dispatched;   /* sent to a server from the FIFO */
+	__u64 dropped_full; /* arrived while the FIFO was full: dropped */
+	__u64 expired;	    /* waited longer than the request timeout: dropped */
+	__u64 no_service;   /* reached user space for no reason it handles: dropped */
 };
-R2P2_STATIC_ASSERT(sizeof(struct r2p2_rt_qlen) == 8, "ABI");
+R2P2_STATIC_ASSERT(sizeof(struct r2p2_rt_fifo) == 48, "ABI");
 
 /* Key of r2p2_rt_reqs: what a FEEDBACK message names (struct r2p2_feedback). */
 struct r2p2_rt_req_key {
