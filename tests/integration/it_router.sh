@@ -16,8 +16,9 @@
 #     the router takes the server out), later calls never go to it, and it is put back
 #     after down_ms and serves again once restarted;
 #   - bpftool shows the per-server counts by field name; SIGTERM detaches and unpins.
-# Mode: plain, or R2P2_IT_ROUTER_MODE=sealed (all servers share one STEK, so any server
-# opens any client's association through the router).
+# Mode: plain, or R2P2_IT_ROUTER_MODE=tls or sealed: all servers share one STEK, so any
+# server resumes any client's ticket (tls) or opens its association (sealed) through the
+# router; checked at each server.
 # Runs in a private mount namespace (the router mounts bpffs there if needed).
 set -euo pipefail
 
@@ -42,13 +43,16 @@ NS_S=("" "r2p2-s1-$IT_ID" "r2p2-s2-$IT_ID" "r2p2-s3-$IT_ID")
 IF_R=rr$IT_ID
 PIN=/sys/fs/bpf/r2p2-router/$IF_R
 
-if [ "$MODE" = sealed ]; then
+case "$MODE" in
+sealed)
 	# shellcheck source=SCRIPTDIR/lib_sealed.sh
 	source "$(dirname "${BASH_SOURCE[0]}")/lib_sealed.sh"
 	it_sealed_init
-else
-	it_init
-fi
+	;;
+tls) it_tls_init ;;
+plain) it_init ;;
+*) echo "FAIL: it_router: unknown R2P2_IT_ROUTER_MODE '$MODE'"; exit 1 ;;
+esac
 command -v nsenter >/dev/null || it_skip "nsenter (util-linux) is not installed"
 BPFTOOL=$(command -v bpftool || { [ -x /usr/sbin/bpftool ] && echo /usr/sbin/bpftool; } || true)
 [ -n "$BPFTOOL" ] || it_skip "bpftool is not installed (apt-get install bpftool)"
@@ -94,9 +98,7 @@ ip -n "$NS_W" link set dev "w$IF_R" xdpdrv obj "$XDP_PASS_OBJ" sec xdp ||
 it_log "client $C4, router $R4, servers ${S4[1]} ${S4[2]} ${S4[3]} on bridge br0 in $NS_W ($MODE)"
 
 # ---- daemons -------------------------------------------------------------------------
-if [ "$MODE" = sealed ]; then
-	it_tls_certs "$IT_TLS" "$SVC"
-fi
+[ "$MODE" = plain ] || it_tls_certs "$IT_TLS" "$SVC"
 # server_conf K: r2p2d of server K, sending FEEDBACK to the router
 server_conf() {
 	local k=$1
@@ -104,6 +106,10 @@ server_conf() {
 		cp -p "$IT_TLS/stek.keys" "$IT_TLS/stek-s$k.keys"
 		it_conf_daemon_sealed "s$k" "${S4[$k]}" "$IT_TLS/stek-s$k.keys" 1 "router = $R4:$PORT"
 		it_conf_serve_sealed "$SVC" "$PORT" "$IT_TLS/$SVC.crt" "$IT_TLS/$SVC.key"
+	elif [ "$MODE" = tls ]; then
+		cp -p "$IT_TLS/stek.keys" "$IT_TLS/stek-s$k.keys"
+		it_conf_daemon_tls "s$k" "${S4[$k]}" "$IT_TLS/stek-s$k.keys" 1 "router = $R4:$PORT"
+		it_conf_serve_tls "$SVC" "$PORT" "$IT_TLS/$SVC.crt" "$IT_TLS/$SVC.key"
 	else
 		printf '[daemon]\nlisten = %s\nworkers = 1\nsocket = %s\nbackend = udp\nrouter = %s:%s\n\n' \
 			"${S4[$k]}" "$(it_sock "s$k")" "$R4" "$PORT"
@@ -121,11 +127,15 @@ start_server() {
 for k in 1 2 3; do
 	start_server "$k"
 done
-if [ "$MODE" = sealed ]; then
+if [ "$MODE" != plain ]; then
 	{
-		it_conf_daemon_sealed a "$C4" - 1
-		printf '[call %s]\nsecurity = sealed\nca = %s\nrouter = %s:%s\ntimeout_ms = 300\nretries = 8\n\n' \
-			"$SVC" "$IT_TLS/ca.crt" "$R4" "$PORT"
+		if [ "$MODE" = sealed ]; then
+			it_conf_daemon_sealed a "$C4" - 1
+		else
+			printf '[daemon]\nlisten = %s\nworkers = 1\nsocket = %s\nbackend = udp\n\n' "$C4" "$(it_sock a)"
+		fi
+		printf '[call %s]\nsecurity = %s\nca = %s\nrouter = %s:%s\ntimeout_ms = 300\nretries = 8\n\n' \
+			"$SVC" "$MODE" "$IT_TLS/ca.crt" "$R4" "$PORT"
 	} >"$IT_TMP/a.conf"
 else
 	{
@@ -176,6 +186,26 @@ fb=$(($(srv feedback 1) + $(srv feedback 2) + $(srv feedback 3)))
 aged=$(($(srv aged 1) + $(srv aged 2) + $(srv aged 3)))
 it_check "a FEEDBACK per call ($fb), none aged out ($aged)" test "$fb" -eq 60 -a "$aged" -eq 0
 dump=$("$BPFTOOL" map dump pinned "$PIN/r2p2_rt_load")
+# modes: the client's session or association from one server is taken up by all of them
+if [ "$MODE" = sealed ]; then
+	minted=0
+	for k in 1 2 3; do
+		st=$(it_tls_status "s$k")
+		o=$(it_sealed_counter "$st" server opened)
+		minted=$((minted + $(it_sealed_counter "$st" server minted)))
+		it_check "S$k opened sealed requests under the shared STEK ($o)" test "$o" -gt 0
+	done
+	it_check "one association minted for all three servers ($minted)" test "$minted" -eq 1
+elif [ "$MODE" = tls ]; then
+	full=0
+	for k in 1 2 3; do
+		st=$(it_tls_status "s$k")
+		res=$(it_tls_counter "$st" server resumed)
+		full=$((full + $(it_tls_counter "$st" server full_handshakes)))
+		it_check "S$k resumed tickets it may not have issued ($res)" test "$res" -gt 0
+	done
+	it_check "one full handshake in all ($full), every other call a resumption" test "$full" -eq 1
+fi
 it_check "bpftool shows the counts by field name" grep -q '"outstanding": 0' <<<"$dump"
 it_check "bpftool shows the per-policy counters" grep -q '"dispatched"' \
 	<<<"$("$BPFTOOL" map dump pinned "$PIN/r2p2_rt_pstats")"
