@@ -313,6 +313,10 @@ static char *reader(char *str, int num, void *stream)
 		n -= skip;
 	}
 	if (n > 0 && str[0] == '[') {
+		/* errors up to its first key name the new section */
+		int len = (int)strcspn(str + 1, "]\n");
+
+		snprintf(p->section, sizeof(p->section), "%.*s", len, str + 1);
 		p->sec_pending = true;
 		p->sec_line = p->lineno;
 	}
