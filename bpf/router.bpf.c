@@ -65,6 +65,16 @@ struct {
 	__type(value, struct r2p2_rt_req);
 } r2p2_rt_reqs SEC(".maps");
 
+/* Answered requests (FEEDBACK came) for sticky_ms: a client that lost the response
+ * retransmits, and the server that ran the request resends it from its cache where any
+ * other would run it again. No count is attached, so LRU eviction costs nothing. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, R2P2_RT_MAX_REQS);
+	__type(key, struct r2p2_rt_req_key);
+	__type(value, struct r2p2_rt_req);
+} r2p2_rt_done SEC(".maps");
+
 /* Counters per policy (index: enum r2p2_rt_policy), per CPU. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -211,9 +221,10 @@ static __always_inline void give_back(__u32 slot, int matched)
 
 /*
  * route handles a REQUEST's first packet to service `svc`. A retransmitted first packet
- * (same client, port and rid still in r2p2_rt_reqs) goes to the same server while that
- * server is up: the server deduplicates it and resends its cached answer, where another
- * server would run the request a second time.
+ * (same client, port and rid in r2p2_rt_reqs, or in r2p2_rt_done once answered) goes to
+ * the same server while that server is up, and is not counted again: the server
+ * deduplicates it and resends its cached answer, where another server would run the
+ * request a second time.
  */
 static __always_inline int route(struct xdp_md *ctx, struct ethhdr *eth, struct iphdr *iph,
 				 struct udphdr *udph, const struct r2p2_hdr *h,
@@ -242,6 +253,13 @@ static __always_inline int route(struct xdp_md *ctx, struct ethhdr *eth, struct 
 		}
 		if (bpf_map_delete_elem(&r2p2_rt_reqs, &rk) == 0)
 			give_back(slot, 0);
+	} else {
+		old = bpf_map_lookup_elem(&r2p2_rt_done, &rk);
+		srv = old ? usable(old->server) : NULL;
+		if (srv) {
+			ps->resent++;
+			return send_to(ctx, eth, iph, udph, srv, st);
+		}
 	}
 	q = bpf_map_lookup_elem(&r2p2_rt_fifo, &id);
 	if (q && q->queued) {
@@ -293,8 +311,8 @@ static __always_inline int feedback(const struct iphdr *iph, const struct r2p2_h
 {
 	const struct r2p2_feedback *fb = (const void *)(h + 1);
 	struct r2p2_rt_req_key rk = {};
+	struct r2p2_rt_req *req, done = {};
 	struct r2p2_rt_server *srv;
-	struct r2p2_rt_req *req;
 	struct r2p2_rt_fifo *q;
 	__u32 slot, id;
 
@@ -316,6 +334,10 @@ static __always_inline int feedback(const struct iphdr *iph, const struct r2p2_h
 	if (bpf_map_delete_elem(&r2p2_rt_reqs, &rk) != 0)
 		goto unknown; /* aged out by user space this very moment: it gave the count back */
 	give_back(slot, 1);
+	done.sent_ns = bpf_ktime_get_ns();
+	done.server = slot;
+	done.svc = id;
+	bpf_map_update_elem(&r2p2_rt_done, &rk, &done, BPF_ANY);
 	q = bpf_map_lookup_elem(&r2p2_rt_fifo, &id);
 	if (q && q->queued) {
 		st->feedback_wake++;

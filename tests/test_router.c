@@ -6,7 +6,8 @@
  * when recomputed from scratch; each policy chooses as it should (round-robin order,
  * random covers all, power of two never takes the most loaded, JBSQ takes the least loaded
  * and hands the request to user space when all hold n); FEEDBACK gives the count back only
- * from the right server; retransmissions stick to their server while it is up; everything
+ * from the right server; retransmissions stick to their server while it is up, in flight
+ * or answered (uncounted, so the server resends from its cache); everything
  * else (other services, non-first packets, malformed, truncated, IPv6, fragments) is passed
  * to the kernel, each bumping exactly one counter. Needs root and BPF; exit 77 otherwise.
  */
@@ -649,6 +650,32 @@ Test(feedback, retransmission_sticks_while_the_server_is_up, .init = setup_rr, .
 	cr_expect_neq(again, srv, "routed to the server taken out");
 	cr_expect_eq(get_load((__u32)srv).outstanding, 0, "old server given back");
 	cr_expect_eq(get_load((__u32)again).outstanding, 1, "new server counted");
+}
+
+Test(feedback, answered_request_retransmission_sticks_uncounted, .init = setup_rr, .fini = teardown)
+{
+	int srv, again;
+
+	cr_assert_eq(request(91, &srv), XDP_TX);
+	cr_assert_eq(feedback(91, srv, S(feedback)), XDP_DROP);
+	cr_expect_eq(get_load((__u32)srv).outstanding, 0);
+	/* the response was lost: the client sends the first packet again */
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(request(91, &again), XDP_TX);
+		cr_expect_eq(again, srv, "went to %d, answered by %d", again, srv);
+	}
+	cr_expect_eq(get_load((__u32)srv).outstanding, 0, "a resend from the cache is not counted");
+	cr_expect_eq(get_load((__u32)srv).dispatched, 1);
+	cr_expect_eq(pstats(R2P2_RT_RR).resent, 3);
+	/* a new rid is routed by the policy as usual */
+	cr_assert_eq(request(92, &again), XDP_TX);
+	cr_expect_eq(again, (srv + 1) % NUM_SRV);
+	/* once that server is out, the answered request is routed anew and counted */
+	set_server((__u32)srv, 0, IFINDEX);
+	cr_assert_eq(request(91, &again), XDP_TX);
+	cr_expect_neq(again, srv);
+	cr_expect_eq(get_load(0).outstanding + get_load(1).outstanding + get_load(2).outstanding, 2,
+		     "rid 92, and rid 91 counted anew");
 }
 
 /* ---- everything else is passed -------------------------------------------------------- */

@@ -23,6 +23,7 @@ Test(router_config, full_file)
 			   "interface = eth1\n"
 			   "timeout_ms = 250\n"
 			   "down_ms = 5000\n"
+			   "sticky_ms = 0\n"
 			   "\n"
 			   "[router echo]\n"
 			   "service = 10.0.0.1:8000\n"
@@ -39,6 +40,7 @@ Test(router_config, full_file)
 	cr_expect_str_eq(cfg.interface, "eth1");
 	cr_expect_eq(cfg.timeout_ms, 250);
 	cr_expect_eq(cfg.down_ms, 5000);
+	cr_expect_eq(cfg.sticky_ms, 0);
 	cr_assert_eq(cfg.num_svcs, 2);
 	cr_expect_str_eq(cfg.svcs[0].name, "echo");
 	inet_pton(AF_INET, "10.0.0.1", &a);
@@ -46,12 +48,12 @@ Test(router_config, full_file)
 	cr_expect_eq(cfg.svcs[0].port, htons(8000));
 	cr_expect_eq(cfg.svcs[0].num_servers, 3);
 	cr_expect_eq(cfg.svcs[0].servers[1].port, htons(8001));
-	cr_expect_eq(cfg.svcs[0].servers[2].line, 10);
+	cr_expect_eq(cfg.svcs[0].servers[2].line, 11);
 	cr_expect_eq(cfg.svcs[0].policy, R2P2_RT_P2C);
 	cr_expect_eq(cfg.svcs[1].policy, R2P2_RT_JBSQ, "default policy");
 	cr_expect_eq(cfg.svcs[1].bound, 2, "default n");
 	cr_expect_eq(cfg.svcs[1].queue, 1024, "default queue");
-	cr_expect_eq(cfg.svcs[1].line, 13);
+	cr_expect_eq(cfg.svcs[1].line, 14);
 }
 
 struct bad {

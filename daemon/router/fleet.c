@@ -350,11 +350,34 @@ static bool judge(struct router *r, uint32_t i, uint64_t now)
 	return false;
 }
 
+/* age_done forgets answered requests older than sticky_ms (a batch per pass). */
+static void age_done(struct router *r, uint64_t now)
+{
+	static struct r2p2_rt_req_key old[AGE_BATCH];
+	int fd = bpf_map__fd(r->skel->maps.r2p2_rt_done);
+	uint64_t limit = (uint64_t)r->cfg.sticky_ms * 1000000ull;
+	struct r2p2_rt_req_key key, next;
+	struct r2p2_rt_req req;
+	unsigned n = 0;
+	void *prev = NULL;
+
+	while (n < AGE_BATCH && bpf_map_get_next_key(fd, prev, &next) == 0) {
+		key = next;
+		prev = &key;
+		if (bpf_map_lookup_elem(fd, &key, &req) == 0 && now > req.sent_ns &&
+		    now - req.sent_ns >= limit)
+			old[n++] = key;
+	}
+	for (unsigned k = 0; k < n; k++)
+		bpf_map_delete_elem(fd, &old[k]);
+}
+
 void fleet_age(struct router *r, uint64_t now)
 {
 	bool changed[R2P2_RT_MAX_SERVICES] = {0};
 
 	age_requests(r, now);
+	age_done(r, now);
 	for (uint32_t i = 0; i < R2P2_RT_MAX_SERVERS; i++) {
 		struct rt_slot *sl = &r->slots[i];
 

@@ -173,8 +173,13 @@ static void daemon_key(struct rt_parser *p, const char *key, const char *v)
 		if (parse_u32(v, 10, 3600000, &c->down_ms) != 0)
 			fail(p, p->lineno, key, "'%.40s': a number of milliseconds, 10 to 3600000",
 			     v);
+	} else if (strcmp(key, "sticky_ms") == 0) {
+		if (parse_u32(v, 0, 3600000, &c->sticky_ms) != 0)
+			fail(p, p->lineno, key, "'%.40s': a number of milliseconds, 0 to 3600000",
+			     v);
 	} else {
-		fail(p, p->lineno, key, "unknown key (expected interface, timeout_ms, down_ms)");
+		fail(p, p->lineno, key,
+		     "unknown key (expected interface, timeout_ms, down_ms, sticky_ms)");
 	}
 }
 
@@ -363,6 +368,7 @@ static int parse(struct rt_parser *p, struct rt_config *out)
 	memset(out, 0, sizeof(*out));
 	out->timeout_ms = 500;
 	out->down_ms = 2000;
+	out->sticky_ms = 2000; /* r2p2d's dedup window */
 	p->cfg = out;
 	rc = ini_parse_stream(reader, p, handler, p);
 	if (!p->failed && rc != 0)

@@ -7,6 +7,7 @@
  *   interface = eth0        ; required: where the XDP program is attached
  *   timeout_ms = 500        ; a request without FEEDBACK is given back after this
  *   down_ms = 2000          ; a server that stopped answering stays out this long
+ *   sticky_ms = 2000        ; an answered request's retransmissions still go to its server
  *
  *   [router echo]
  *   service = 10.0.0.1:8000 ; the address:port clients call (an address of this host)
@@ -50,6 +51,7 @@ struct rt_config {
 	char interface[IF_NAMESIZE];
 	unsigned timeout_ms;
 	unsigned down_ms;
+	unsigned sticky_ms;
 	struct rt_service_cfg svcs[R2P2_RT_MAX_SERVICES];
 	unsigned num_svcs;
 };

@@ -16,6 +16,9 @@
  *                                                                     length and counters
  *   r2p2_rt_reqs    LRU_HASH      r2p2_rt_req_key -> r2p2_rt_req     dispatched requests
  *                                                                     awaiting FEEDBACK
+ *   r2p2_rt_done    LRU_HASH      r2p2_rt_req_key -> r2p2_rt_req     answered requests, so
+ *                                                                     that a retransmission
+ *                                                                     goes to the same server
  *   r2p2_rt_pstats  PERCPU_ARRAY  u32 policy -> r2p2_rt_pstats       counters per policy
  *   r2p2_rt_stats   PERCPU_ARRAY  u32 0      -> r2p2_rt_stats        one counter per verdict
  *
@@ -123,9 +126,9 @@ struct r2p2_rt_req_key {
 };
 R2P2_STATIC_ASSERT(sizeof(struct r2p2_rt_req_key) == 8, "ABI");
 
-/* Value of r2p2_rt_reqs. */
+/* Value of r2p2_rt_reqs and r2p2_rt_done. */
 struct r2p2_rt_req {
-	__u64 sent_ns; /* bpf_ktime_get_ns (CLOCK_MONOTONIC) at dispatch */
+	__u64 sent_ns; /* bpf_ktime_get_ns (CLOCK_MONOTONIC) at dispatch (done: at FEEDBACK) */
 	__u32 server;  /* slot it went to */
 	__u32 svc;     /* id of its service */
 };
@@ -134,7 +137,8 @@ R2P2_STATIC_ASSERT(sizeof(struct r2p2_rt_req) == 16, "ABI");
 /* Value of r2p2_rt_pstats, per policy and per CPU. */
 struct r2p2_rt_pstats {
 	__u64 dispatched; /* first packets sent to a server by the program */
-	__u64 resent;	  /* retransmitted first packets sent to the same server again */
+	__u64 resent;	  /* retransmitted first packets sent to the same server again
+			     (in flight, or answered within sticky_ms): not counted again */
 	__u64 slow_path;  /* passed to the user-space FIFO (JBSQ all full, or queue not empty) */
 	__u64 no_server;  /* no server in rotation: passed to user space */
 };

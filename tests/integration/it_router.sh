@@ -185,7 +185,9 @@ it_wait_for 3 "FEEDBACK to bring every outstanding count back to 0" all_idle
 fb=$(($(srv feedback 1) + $(srv feedback 2) + $(srv feedback 3)))
 aged=$(($(srv aged 1) + $(srv aged 2) + $(srv aged 3)))
 it_check "a FEEDBACK per call ($fb), none aged out ($aged)" test "$fb" -eq 60 -a "$aged" -eq 0
+status >"$IT_TMP/status-1.txt"
 dump=$("$BPFTOOL" map dump pinned "$PIN/r2p2_rt_load")
+printf '%s\n' "$dump" >"$IT_TMP/rt_load-1.txt"
 # modes: the client's session or association from one server is taken up by all of them
 if [ "$MODE" = sealed ]; then
 	minted=0
@@ -259,6 +261,7 @@ wait "$BPID" || it_fail "r2p2-bench failed: $(tail -n 3 "$IT_TMP/bench-kill.out"
 ok=$(it_json_num "$IT_TMP/bench-kill.out" ok)
 it_check "all 300 calls answered despite the kill ($ok)" test "$ok" -eq 300
 it_check "the router took S2 out" grep -q "${S4[2]}:$PORT: .*taken out" "$IT_TMP/router.log"
+status >"$IT_TMP/status-kill.txt"
 d2=$(srv dispatched 2)
 it_check "S2 down in the status" grep -q "server ${S4[2]}:$PORT slot [0-9]* down " <<<"$(status)"
 s0=$(it_ms)
