@@ -353,7 +353,7 @@ static void usage(FILE *f)
 		   "  -c, --config FILE    the configuration\n"
 		   "  -i, --interface IF   --status of the router on IF (default: the config's)\n"
 		   "      --status         print services, servers and counters from the pins\n"
-		   "      --check          check the configuration and exit\n"
+		   "      --check          check the configuration; exit 0 (valid) or 1\n"
 		   "  -l, --log-level L    error, warn, info (default) or debug\n");
 }
 
@@ -407,12 +407,13 @@ int main(int argc, char **argv)
 	}
 	if (r.cfg_path && rt_config_load(r.cfg_path, &r.cfg, err, sizeof(err)) != 0) {
 		fprintf(stderr, "r2p2-router: %s\n", err);
-		return 2;
+		return 1;
 	}
 	if (status)
 		return rt_status(ifname ? ifname : r.cfg.interface);
 	if (check) {
-		printf("%s: %u service(s) on %s\n", r.cfg_path, r.cfg.num_svcs, r.cfg.interface);
+		printf("%s: ok (%u router(s) on %s)\n", r.cfg_path, r.cfg.num_svcs,
+		       r.cfg.interface);
 		return 0;
 	}
 
