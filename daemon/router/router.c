@@ -293,54 +293,84 @@ static void reload(struct router *r)
 		log_info("reloaded %s: %u service(s)", r->cfg_path, r->cfg.num_svcs);
 }
 
+/* The fds one poll() waits on: signals, neighbour events, each service's socket. */
+struct pollset {
+	struct pollfd pfd[2 + R2P2_RT_MAX_SERVICES];
+	uint32_t ids[R2P2_RT_MAX_SERVICES]; /* service of pfd[2 + k] */
+	int n;
+	int timeout_ms;
+};
+
+/* poll_build fills `ps` for the services running now. */
+static void poll_build(struct router *r, int sfd, struct pollset *ps)
+{
+	uint64_t now = now_ns();
+
+	ps->n = 0;
+	ps->timeout_ms = (int)((r->next_age_ns > now ? r->next_age_ns - now : 0) / 1000000) + 1;
+	ps->pfd[ps->n++] = (struct pollfd){.fd = sfd, .events = POLLIN};
+	ps->pfd[ps->n++] = (struct pollfd){.fd = neigh_fd(r->neigh), .events = POLLIN};
+	for (uint32_t id = 0; id < R2P2_RT_MAX_SERVICES; id++) {
+		if (!r->svcs[id].used || r->svcs[id].fd < 0)
+			continue;
+		if (r->svcs[id].len && ps->timeout_ms > FIFO_POLL_MS)
+			ps->timeout_ms = FIFO_POLL_MS;
+		ps->ids[ps->n - 2] = id;
+		ps->pfd[ps->n++] = (struct pollfd){.fd = r->svcs[id].fd, .events = POLLIN};
+	}
+}
+
+/* handle_signal returns 1 to stop (SIGTERM, SIGINT), 0 to go on (SIGHUP reloads). */
+static int handle_signal(struct router *r, int sfd)
+{
+	struct signalfd_siginfo si;
+
+	if (read(sfd, &si, sizeof(si)) != sizeof(si))
+		return 0;
+	if (si.ssi_signo != SIGHUP)
+		return 1;
+	reload(r);
+	return 0;
+}
+
+/* tick runs the periodic phases (every AGE_PERIOD_NS) and moves the FIFOs. */
+static void tick(struct router *r, uint64_t now)
+{
+	if (now >= r->next_age_ns) {
+		fleet_resolve(r);
+		fleet_age(r, now);
+		r->next_age_ns = now + AGE_PERIOD_NS;
+	}
+	for (uint32_t id = 0; id < R2P2_RT_MAX_SERVICES; id++)
+		if (r->svcs[id].used && r->svcs[id].len)
+			slow_dispatch(r, &r->svcs[id], now);
+}
+
 /* run polls until SIGTERM/SIGINT. Returns the exit status. */
 static int run(struct router *r, int sfd)
 {
-	struct pollfd pfd[2 + R2P2_RT_MAX_SERVICES];
-	uint32_t ids[R2P2_RT_MAX_SERVICES];
+	static struct pollset ps;
 
 	for (;;) {
-		uint64_t now = now_ns();
-		int n = 0,
-		    timeout =
-			(int)((r->next_age_ns > now ? r->next_age_ns - now : 0) / 1000000) + 1;
-		struct signalfd_siginfo si;
+		uint64_t now;
 
-		pfd[n++] = (struct pollfd){.fd = sfd, .events = POLLIN};
-		pfd[n++] = (struct pollfd){.fd = neigh_fd(r->neigh), .events = POLLIN};
-		for (uint32_t id = 0; id < R2P2_RT_MAX_SERVICES; id++) {
-			if (!r->svcs[id].used || r->svcs[id].fd < 0)
-				continue;
-			if (r->svcs[id].len && timeout > FIFO_POLL_MS)
-				timeout = FIFO_POLL_MS;
-			ids[n - 2] = id;
-			pfd[n++] = (struct pollfd){.fd = r->svcs[id].fd, .events = POLLIN};
-		}
-		if (poll(pfd, (nfds_t)n, timeout) < 0 && errno != EINTR) {
+		poll_build(r, sfd, &ps);
+		if (poll(ps.pfd, (nfds_t)ps.n, ps.timeout_ms) < 0 && errno != EINTR) {
 			log_err("poll: %s", strerror(errno));
 			return 1;
 		}
 		now = now_ns();
-		if (pfd[0].revents & POLLIN && read(sfd, &si, sizeof(si)) == sizeof(si)) {
-			if (si.ssi_signo == SIGHUP)
-				reload(r);
-			else
+		if (ps.pfd[0].revents & POLLIN) {
+			if (handle_signal(r, sfd))
 				return 0;
-			continue; /* the services may have changed under pfd */
+			continue; /* a reload may have changed the services under ps */
 		}
-		if (pfd[1].revents & POLLIN)
+		if (ps.pfd[1].revents & POLLIN)
 			neigh_process(r->neigh);
-		for (int k = 2; k < n; k++)
-			if (pfd[k].revents & POLLIN)
-				slow_input(r, &r->svcs[ids[k - 2]], now);
-		if (now >= r->next_age_ns) {
-			fleet_resolve(r);
-			fleet_age(r, now);
-			r->next_age_ns = now + AGE_PERIOD_NS;
-		}
-		for (uint32_t id = 0; id < R2P2_RT_MAX_SERVICES; id++)
-			if (r->svcs[id].used && r->svcs[id].len)
-				slow_dispatch(r, &r->svcs[id], now);
+		for (int k = 2; k < ps.n; k++)
+			if (ps.pfd[k].revents & POLLIN)
+				slow_input(r, &r->svcs[ps.ids[k - 2]], now);
+		tick(r, now);
 	}
 }
 
@@ -357,7 +387,13 @@ static void usage(FILE *f)
 		   "  -l, --log-level L    error, warn, info (default) or debug\n");
 }
 
-int main(int argc, char **argv)
+struct args {
+	const char *ifname;
+	bool status, check;
+};
+
+/* parse_args reads the command line. Returns -1 to go on, else the exit status. */
+static int parse_args(int argc, char **argv, struct router *r, struct args *a)
 {
 	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
 					     {"interface", required_argument, NULL, 'i'},
@@ -366,33 +402,27 @@ int main(int argc, char **argv)
 					     {"log-level", required_argument, NULL, 'l'},
 					     {"help", no_argument, NULL, 'h'},
 					     {NULL, 0, NULL, 0}};
-	static struct router r;
-	const char *ifname = NULL;
-	bool status = false, check = false;
-	char err[512];
-	sigset_t mask;
-	int c, sfd, rc;
+	int c;
 
 	while ((c = getopt_long(argc, argv, "c:i:l:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
-			r.cfg_path = optarg;
+			r->cfg_path = optarg;
 			break;
 		case 'i':
-			ifname = optarg;
+			a->ifname = optarg;
 			break;
 		case 's':
-			status = true;
+			a->status = true;
 			break;
 		case 'k':
-			check = true;
+			a->check = true;
 			break;
 		case 'l':
-			if (log_set_level(optarg) != 0) {
-				fprintf(stderr, "r2p2-router: unknown log level '%s'\n", optarg);
-				return 2;
-			}
-			break;
+			if (log_set_level(optarg) == 0)
+				break;
+			fprintf(stderr, "r2p2-router: unknown log level '%s'\n", optarg);
+			return 2;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -401,21 +431,18 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind != argc || (!r.cfg_path && !(status && ifname))) {
+	if (optind != argc || (!r->cfg_path && !(a->status && a->ifname))) {
 		usage(stderr);
 		return 2;
 	}
-	if (r.cfg_path && rt_config_load(r.cfg_path, &r.cfg, err, sizeof(err)) != 0) {
-		fprintf(stderr, "r2p2-router: %s\n", err);
-		return 1;
-	}
-	if (status)
-		return rt_status(ifname ? ifname : r.cfg.interface);
-	if (check) {
-		printf("%s: ok (%u router(s) on %s)\n", r.cfg_path, r.cfg.num_svcs,
-		       r.cfg.interface);
-		return 0;
-	}
+	return -1;
+}
+
+/* serve sets up, runs until SIGTERM and tears down. Returns the exit status. */
+static int serve(struct router *r)
+{
+	sigset_t mask;
+	int sfd, rc;
 
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
@@ -427,19 +454,42 @@ int main(int argc, char **argv)
 		perror("r2p2-router: signalfd");
 		return 1;
 	}
-	r.raw_fd = -1;
-	rc = setup(&r);
+	r->raw_fd = -1;
+	rc = setup(r);
 	if (rc == 0) {
 		printf("router ready on %s (%s XDP), %u service(s), maps pinned under %s/%s\n",
-		       r.cfg.interface, xdp_mode == XDP_FLAGS_SKB_MODE ? "generic" : "native",
-		       r.cfg.num_svcs, RT_PIN_ROOT, r.cfg.interface);
+		       r->cfg.interface, xdp_mode == XDP_FLAGS_SKB_MODE ? "generic" : "native",
+		       r->cfg.num_svcs, RT_PIN_ROOT, r->cfg.interface);
 		fflush(stdout);
-		rc = run(&r, sfd);
-		log_info("detaching from %s", r.cfg.interface);
+		rc = run(r, sfd);
+		log_info("detaching from %s", r->cfg.interface);
 	} else {
 		rc = 1;
 	}
-	teardown(&r);
+	teardown(r);
 	close(sfd);
 	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	static struct router r;
+	struct args a = {0};
+	char err[512];
+	int rc = parse_args(argc, argv, &r, &a);
+
+	if (rc >= 0)
+		return rc;
+	if (r.cfg_path && rt_config_load(r.cfg_path, &r.cfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "r2p2-router: %s\n", err);
+		return 1;
+	}
+	if (a.status)
+		return rt_status(a.ifname ? a.ifname : r.cfg.interface);
+	if (a.check) {
+		printf("%s: ok (%u router(s) on %s)\n", r.cfg_path, r.cfg.num_svcs,
+		       r.cfg.interface);
+		return 0;
+	}
+	return serve(&r);
 }
