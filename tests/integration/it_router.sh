@@ -10,8 +10,9 @@
 #     (JBSQ(2)); FEEDBACK gives every count back (outstanding 0, none aged out);
 #   - a multi-packet request works (only its first packet goes through the router);
 #   - 16 calls in flight against 6 places: requests wait in the FIFO and none is lost;
-#   - SIGHUP to round-robin over two servers while calls run: none fails, the third
-#     gets nothing more, round-robin splits exactly;
+#   - a bad file stops the start with its line; SIGHUP to round-robin over two servers
+#     while calls run: none fails, the third gets nothing more, round-robin splits
+#     exactly; a SIGHUP with a broken file keeps the running configuration;
 #   - a server killed (kill -9) mid-run: every call still succeeds (the client retries,
 #     the router takes the server out), later calls never go to it, and it is put back
 #     after down_ms and serves again once restarted;
@@ -158,6 +159,12 @@ router_conf() {
 }
 router_conf jbsq 1 2 3 >"$IT_TMP/router.conf"
 it_check "the configuration checks" "$ROUTER" -c "$IT_TMP/router.conf" --check
+sed 's/^policy = jbsq$/policy = fastest/' "$IT_TMP/router.conf" >"$IT_TMP/bad.conf"
+rc=0
+nsenter --net="/run/netns/$IT_NS_R" "$ROUTER" -c "$IT_TMP/bad.conf" >"$IT_TMP/bad.out" 2>&1 || rc=$?
+it_check "a bad file stops the start, naming its line ($(cat "$IT_TMP/bad.out"))" \
+	grep -q "bad.conf:9: \[router echo\] policy: 'fastest'" "$IT_TMP/bad.out"
+it_check "exit status 1 ($rc), nothing attached" test "$rc" -eq 1 -a ! -e "$PIN"
 nsenter --net="/run/netns/$IT_NS_R" "$ROUTER" -c "$IT_TMP/router.conf" >"$IT_TMP/router.log" 2>&1 &
 RPID=$!
 IT_PIDS+=("$RPID")
@@ -246,6 +253,14 @@ it_check "30 sequential calls" it_client -n "$SVC" -S 32 -c 30 -t 3000
 a1=$(served 1) a2=$(served 2) a3=$(served 3)
 it_check "round-robin split them 15/15 ($((a1 - b1))/$((a2 - b2))), S3 got none ($((a3 - b3)))" \
 	test $((a1 - b1)) -eq 15 -a $((a2 - b2)) -eq 15 -a $((a3 - b3)) -eq 0
+
+it_log "--- SIGHUP with a broken file: the running configuration stays"
+cp "$IT_TMP/router.conf" "$IT_TMP/router.good"
+echo "colour = red" >>"$IT_TMP/router.conf"
+kill -HUP "$RPID"
+it_wait_for 5 "the refusal" grep -q "reload: .*colour: unknown key.*keeping the running" "$IT_TMP/router.log"
+it_check "still round-robin over two" test "$(rotation)" -eq 2
+it_check "10 calls" it_client -n "$SVC" -S 32 -c 10 -t 3000
 
 it_log "--- back to JBSQ(2) over three; S2 killed mid-run"
 router_conf jbsq 1 2 3 >"$IT_TMP/router.conf"
