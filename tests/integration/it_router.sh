@@ -153,7 +153,7 @@ router_conf() {
 	for k in "$@"; do
 		list+=" ${S4[$k]}:$PORT"
 	done
-	printf '[daemon]\ninterface = %s\ntimeout_ms = 300\ndown_ms = 4000\n\n' "$IF_R"
+	printf '[daemon]\ninterface = %s\ntimeout_ms = 1000\ndown_ms = 4000\n\n' "$IF_R"
 	printf '[router echo]\nservice = %s:%s\nservers =%s\npolicy = %s\nn = 2\nqueue = 256\n' \
 		"$R4" "$PORT" "$list" "$policy"
 }
