@@ -255,7 +255,8 @@ static __always_inline int route(struct xdp_md *ctx, struct ethhdr *eth, struct 
 			give_back(slot, 0);
 	} else {
 		old = bpf_map_lookup_elem(&r2p2_rt_done, &rk);
-		srv = old ? usable(old->server) : NULL;
+		/* the slot may have been given to a server of another service since */
+		srv = old && old->svc == id ? usable(old->server) : NULL;
 		if (srv) {
 			ps->resent++;
 			return send_to(ctx, eth, iph, udph, srv, st);
