@@ -28,7 +28,7 @@ static int open_pin(const char *dir, const char *name)
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	fd = bpf_obj_get(path);
 	if (fd < 0)
-		fprintf(stderr, "r2p2-router: %s: %s (is the router running?)\n", path,
+		fprintf(stderr, "%s: %s (is r2p2-router running on this interface?)\n", path,
 			strerror(errno));
 	return fd;
 }

@@ -193,6 +193,9 @@ fb=$(($(srv feedback 1) + $(srv feedback 2) + $(srv feedback 3)))
 aged=$(($(srv aged 1) + $(srv aged 2) + $(srv aged 3)))
 it_check "a FEEDBACK per call ($fb), none aged out ($aged)" test "$fb" -eq 60 -a "$aged" -eq 0
 status >"$IT_TMP/status-1.txt"
+"$(it_bin r2p2ctl)" router "$IF_R" >"$IT_TMP/ctl-router-1.txt"
+it_check "r2p2ctl router says the same as r2p2-router --status" \
+	cmp -s "$IT_TMP/status-1.txt" "$IT_TMP/ctl-router-1.txt"
 dump=$("$BPFTOOL" map dump pinned "$PIN/r2p2_rt_load")
 printf '%s\n' "$dump" >"$IT_TMP/rt_load-1.txt"
 # modes: the client's session or association from one server is taken up by all of them
