@@ -42,6 +42,14 @@ static struct router_bpf *skel;
 
 /* ---- frames ----------------------------------------------------------------------- */
 
+/* Frames start 2 bytes past an 8-byte boundary (NET_IP_ALIGN), so the IP header is
+ * 4-byte aligned on the host as it is in the kernel. */
+struct frame {
+	__u8 pad[2];
+	__u8 b[2048];
+} __attribute__((aligned(8)));
+#define FRAME_LEN sizeof(((struct frame *)0)->b)
+
 struct fspec {
 	__u8 type;  /* R2P2 type */
 	__u8 flags; /* R2P2 flags (0: F|L) */
@@ -293,9 +301,10 @@ static struct pstats pstats(__u32 policy)
 
 struct out {
 	__u32 verdict;
-	__u8 b[2048];
 	size_t len;
-};
+	__u8 pad[2]; /* b is IP-aligned, as a frame */
+	__u8 b[2048];
+} __attribute__((aligned(8)));
 
 /* run feeds `len` bytes at `buf` to the program, arriving on IFINDEX; the frame as the
  * program left it goes to `o`. Checks that exactly the counter `want` moved. */
@@ -325,8 +334,9 @@ static void run_expect(const char *name, const __u8 *buf, size_t len, int want, 
 static __u32 request(__u16 rid, int *out_srv)
 {
 	struct fspec f = {.type = R2P2_REQUEST, .rid = rid};
-	__u8 in[2048];
-	size_t len = build(&f, in, sizeof(in));
+	struct frame in_fr;
+	__u8 *in = in_fr.b;
+	size_t len = build(&f, in, FRAME_LEN);
 	struct out o;
 
 	{
@@ -367,13 +377,14 @@ static __u32 feedback(__u16 rid, int from, int want_stat)
 			  .sport = 8000,
 			  .body = (const __u8 *)&fb,
 			  .body_len = sizeof(fb)};
-	__u8 in[2048];
+	struct frame in_fr;
+	__u8 *in = in_fr.b;
 	struct out o;
 	size_t len;
 
 	inet_pton(AF_INET, CLIENT_ADDR, &fb.ip);
 	snprintf(src, sizeof(src), "10.9.1.%d", from + 1);
-	len = build(&f, in, sizeof(in));
+	len = build(&f, in, FRAME_LEN);
 	run_expect("feedback", in, len, want_stat, &o);
 	return o.verdict;
 }
@@ -382,8 +393,9 @@ static __u32 feedback(__u16 rid, int from, int want_stat)
 
 static void check_rewrite(const struct fspec *f, int vlan)
 {
-	__u8 in[2048];
-	size_t len = build(f, in, sizeof(in)), l3 = 14 + (vlan ? 4 : 0);
+	struct frame in_fr;
+	__u8 *in = in_fr.b;
+	size_t len = build(f, in, FRAME_LEN), l3 = 14 + (vlan ? 4 : 0);
 	struct out o;
 	struct iphdr *ip = (struct iphdr *)(o.b + l3), *ip0 = (struct iphdr *)(in + l3);
 	struct udphdr *udp = (struct udphdr *)(o.b + l3 + 20),
@@ -447,7 +459,8 @@ Test(rewrite, checksums_over_many_addresses_and_payloads, .init = setup_rr, .fin
 				  .sport = (__u16)(1024 + i * 131),
 				  .body = body,
 				  .body_len = (size_t)(i % 60)};
-		__u8 in[2048];
+		struct frame in_fr;
+		__u8 *in = in_fr.b;
 		size_t len;
 		struct out o;
 		struct iphdr *ip = (struct iphdr *)(o.b + 14);
@@ -456,7 +469,7 @@ Test(rewrite, checksums_over_many_addresses_and_payloads, .init = setup_rr, .fin
 		for (size_t k = 0; k < sizeof(body); k++)
 			body[k] = (__u8)(i * 31 + k * 7);
 		snprintf(src, sizeof(src), "10.%d.%d.%d", i % 200, (i * 7) % 256, 1 + i % 250);
-		len = build(&f, in, sizeof(in));
+		len = build(&f, in, FRAME_LEN);
 		run_expect("many", in, len, S(routed_tx), &o);
 		cr_assert_eq(fold(sum16(ip, 20, 0)), 0xffff, "case %d: IP checksum", i);
 		cr_assert_eq(ntohs(udp->check), udp_csum(ip, udp, ntohs(udp->len)),
@@ -467,8 +480,9 @@ Test(rewrite, checksums_over_many_addresses_and_payloads, .init = setup_rr, .fin
 Test(rewrite, redirect_to_another_interface, .init = setup_rr, .fini = teardown)
 {
 	struct fspec f = {.type = R2P2_REQUEST, .rid = 9};
-	__u8 in[2048];
-	size_t len = build(&f, in, sizeof(in));
+	struct frame in_fr;
+	__u8 *in = in_fr.b;
+	size_t len = build(&f, in, FRAME_LEN);
 	struct out o;
 
 	for (__u32 i = 0; i < NUM_SRV; i++)
@@ -538,8 +552,9 @@ Test(policy, jbsq_least_loaded_then_slow_path, .init = setup_jbsq, .fini = teard
 	/* all hold n: to user space, not dropped, counts unchanged */
 	{
 		struct fspec f = {.type = R2P2_REQUEST, .rid = 50};
-		__u8 in[2048];
-		size_t len = build(&f, in, sizeof(in));
+		struct frame in_fr;
+		__u8 *in = in_fr.b;
+		size_t len = build(&f, in, FRAME_LEN);
 		struct out o;
 
 		run_expect("jbsq full", in, len, S(to_user), &o);
@@ -561,8 +576,9 @@ Test(policy, jbsq_least_loaded_then_slow_path, .init = setup_jbsq, .fini = teard
 Test(policy, queued_requests_keep_their_turn, .init = setup_jbsq, .fini = teardown)
 {
 	struct fspec f = {.type = R2P2_REQUEST, .rid = 60};
-	__u8 in[2048];
-	size_t len = build(&f, in, sizeof(in));
+	struct frame in_fr;
+	__u8 *in = in_fr.b;
+	size_t len = build(&f, in, FRAME_LEN);
 	struct out o;
 
 	set_queued(3, 1); /* service id 3 has a request waiting in user space */
@@ -577,8 +593,9 @@ Test(policy, queued_requests_keep_their_turn, .init = setup_jbsq, .fini = teardo
 Test(policy, no_server_up_goes_to_user_space, .init = setup_rr, .fini = teardown)
 {
 	struct fspec f = {.type = R2P2_REQUEST, .rid = 61};
-	__u8 in[2048];
-	size_t len = build(&f, in, sizeof(in));
+	struct frame in_fr;
+	__u8 *in = in_fr.b;
+	size_t len = build(&f, in, FRAME_LEN);
 	struct out o;
 
 	set_service(R2P2_RT_RR, 0, 0);
@@ -592,7 +609,8 @@ Test(policy, no_server_up_goes_to_user_space, .init = setup_rr, .fini = teardown
 Test(feedback, only_the_server_sent_to_gives_back, .init = setup_rr, .fini = teardown)
 {
 	int srv;
-	__u8 in[2048];
+	struct frame in_fr;
+	__u8 *in = in_fr.b;
 	struct out o;
 
 	cr_assert_eq(request(77, &srv), XDP_TX);
@@ -612,7 +630,7 @@ Test(feedback, only_the_server_sent_to_gives_back, .init = setup_rr, .fini = tea
 				  .body = (const __u8 *)"abc",
 				  .body_len = 3,
 				  .src = "10.9.1.1"};
-		size_t len = build(&f, in, sizeof(in));
+		size_t len = build(&f, in, FRAME_LEN);
 
 		run_expect("short feedback", in, len, S(passed_malformed), &o);
 		cr_expect_eq(o.verdict, XDP_PASS);
@@ -718,8 +736,9 @@ static const struct pcase passed[] = {
 Test(passed, non_requests_and_malformed, .init = setup_rr, .fini = teardown)
 {
 	for (size_t i = 0; i < sizeof(passed) / sizeof(passed[0]); i++) {
-		__u8 in[2048];
-		size_t len = build(&passed[i].f, in, sizeof(in));
+		struct frame in_fr;
+		__u8 *in = in_fr.b;
+		size_t len = build(&passed[i].f, in, FRAME_LEN);
 		struct out o;
 
 		run_expect(passed[i].name, in, len, passed[i].stat, &o);
@@ -732,12 +751,13 @@ Test(passed, non_requests_and_malformed, .init = setup_rr, .fini = teardown)
 
 Test(passed, ipv6_and_arp, .init = setup_rr, .fini = teardown)
 {
-	__u8 in[128] = {0};
+	struct frame in_fr = {0};
+	__u8 *in = in_fr.b;
 	struct out o;
 
 	memcpy(in, router_mac, 6);
 	in[12] = 0x86, in[13] = 0xdd; /* IPv6, header zeroed */
-	run_expect("IPv6", in, sizeof(in), S(passed_not_routed), &o);
+	run_expect("IPv6", in, 128, S(passed_not_routed), &o);
 	in[12] = 0x08, in[13] = 0x06;
 	run_expect("ARP", in, 42, S(passed_not_routed), &o);
 }
@@ -761,8 +781,9 @@ Test(cost, per_packet_in_repeat_mode, .init = setup_jbsq, .fini = teardown)
 {
 	struct fspec req = {.type = R2P2_REQUEST, .rid = 5},
 		     other = {.type = R2P2_REQUEST, .dport = 9999};
-	__u8 a[2048], b[2048];
-	size_t la = build(&req, a, sizeof(a)), lb = build(&other, b, sizeof(b));
+	struct frame fa, fb;
+	__u8 *a = fa.b, *b = fb.b;
+	size_t la = build(&req, a, FRAME_LEN), lb = build(&other, b, FRAME_LEN);
 	double first, again, passed;
 
 	/* Repeat mode runs the program on the frame as the previous run left it: servers at
