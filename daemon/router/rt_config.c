@@ -310,6 +310,7 @@ static char *reader(char *str, int num, void *stream)
 	if (!any)
 		return NULL;
 	p->lineno++;
+	str[n] = '\0';
 	/* leading blanks would make inih treat the line as a continuation */
 	{
 		int skip = (int)strspn(str, " \t");
