@@ -134,6 +134,17 @@ Test(router_config, too_many_servers)
 	cr_expect_str_eq(err, "t.conf:5: [router a]: line too long (at most 197 characters)");
 }
 
+Test(router_config, blank_lines_after_indented_ones)
+{
+	/* a blank line once measured the blanks of the line before it (fuzz_router_config) */
+	const char *text = "[daemon]\n        ; indented comment\n\n   interface = eth1\n\n"
+			   "[router a]\n\t\tservice = 1.2.3.4:5\n\nservers = 1.2.3.5:5\n";
+	char err[512] = "";
+
+	cr_expect_eq(rt_config_parse("t.conf", text, &cfg, err, sizeof(err)), 0, "%s", err);
+	cr_expect_str_eq(cfg.interface, "eth1");
+}
+
 Test(router_config, missing_file)
 {
 	char err[512] = "";
