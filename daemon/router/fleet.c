@@ -286,35 +286,96 @@ void fleet_resolve(struct router *r)
 			fleet_push_service(r, id);
 }
 
-/* age_requests deletes the requests older than timeout_ms and gives their counts back. */
+#define SCAN_CHUNK 1024 /* entries read per bpf_map_lookup_batch */
+
+/* scan_slow walks the map one key at a time: for kernels without batch lookups. */
+static unsigned scan_slow(int fd, uint64_t now, uint64_t limit, struct r2p2_rt_req_key *out,
+			  unsigned max)
+{
+	struct r2p2_rt_req_key key, next;
+	struct r2p2_rt_req req;
+	void *prev = NULL;
+	unsigned n = 0;
+
+	while (n < max && bpf_map_get_next_key(fd, prev, &next) == 0) {
+		key = next;
+		prev = &key;
+		if (bpf_map_lookup_elem(fd, &key, &req) == 0 && now > req.sent_ns &&
+		    now - req.sent_ns >= limit)
+			out[n++] = key;
+	}
+	return n;
+}
+
+/* scan_old collects up to `max` keys of the request map `fd` (r2p2_rt_reqs or
+ * r2p2_rt_done) whose sent_ns is at least `limit` ns before `now`. */
+static unsigned scan_old(int fd, uint64_t now, uint64_t limit, struct r2p2_rt_req_key *out,
+			 unsigned max)
+{
+	static struct r2p2_rt_req_key keys[SCAN_CHUNK];
+	static struct r2p2_rt_req vals[SCAN_CHUNK];
+	uint64_t in = 0, next = 0; /* batch positions (a bucket index for hash maps) */
+	unsigned n = 0;
+	bool first = true;
+
+	for (;;) {
+		__u32 count = SCAN_CHUNK;
+		int rc =
+		    bpf_map_lookup_batch(fd, first ? NULL : &in, &next, keys, vals, &count, NULL);
+
+		if (rc < 0 && rc != -ENOENT)
+			return first ? scan_slow(fd, now, limit, out, max) : n;
+		for (__u32 i = 0; i < count && i < SCAN_CHUNK && n < max; i++)
+			if (now > vals[i].sent_ns && now - vals[i].sent_ns >= limit)
+				out[n++] = keys[i];
+		if (rc == -ENOENT || n >= max)
+			return n;
+		in = next;
+		first = false;
+	}
+}
+
+/*
+ * age_requests deletes the requests older than timeout_ms and gives their counts back.
+ * Whoever deletes an entry gives its count back: the program on FEEDBACK, or we. We take
+ * it with one atomic lookup-and-delete, so that the count we give back is the one of the
+ * entry we removed, even if the program replaced it in between (then it is fresh: it goes
+ * back in, or, if a newer one took its place, its count is given back as well).
+ */
 static void age_requests(struct router *r, uint64_t now)
 {
 	static struct r2p2_rt_req_key expired[AGE_BATCH];
 	int fd = bpf_map__fd(r->skel->maps.r2p2_rt_reqs);
 	uint64_t limit = (uint64_t)r->cfg.timeout_ms * 1000000ull;
-	struct r2p2_rt_req_key key, next;
+	unsigned n = scan_old(fd, now, limit, expired, AGE_BATCH);
 	struct r2p2_rt_req req;
-	unsigned n = 0;
-	void *prev = NULL;
 
-	while (n < AGE_BATCH && bpf_map_get_next_key(fd, prev, &next) == 0) {
-		key = next;
-		prev = &key;
-		if (bpf_map_lookup_elem(fd, &key, &req) != 0)
-			continue;
-		if (now > req.sent_ns && now - req.sent_ns > limit)
-			expired[n++] = key;
-	}
 	for (unsigned k = 0; k < n; k++) {
-		if (bpf_map_lookup_elem(fd, &expired[k], &req) != 0)
-			continue;
-		/* whoever deletes it gives the count back: the program on FEEDBACK, or we */
-		if (bpf_map_delete_elem(fd, &expired[k]) != 0 || req.server >= R2P2_RT_MAX_SERVERS)
+		bool old;
+
+		if (bpf_map_lookup_and_delete_elem(fd, &expired[k], &req) != 0 ||
+		    req.server >= R2P2_RT_MAX_SERVERS)
+			continue; /* FEEDBACK came first */
+		old = now > req.sent_ns && now - req.sent_ns >= limit;
+		if (!old && bpf_map_update_elem(fd, &expired[k], &req, BPF_NOEXIST) == 0)
 			continue;
 		__atomic_fetch_sub(&r->load[req.server].outstanding, 1, __ATOMIC_RELAXED);
-		__atomic_fetch_add(&r->load[req.server].aged, 1, __ATOMIC_RELAXED);
-		r->slots[req.server].aged_now++;
+		if (old) {
+			__atomic_fetch_add(&r->load[req.server].aged, 1, __ATOMIC_RELAXED);
+			r->slots[req.server].aged_now++;
+		}
 	}
+}
+
+/* age_done forgets answered requests older than sticky_ms (a batch per pass). */
+static void age_done(struct router *r, uint64_t now)
+{
+	static struct r2p2_rt_req_key old[AGE_BATCH];
+	int fd = bpf_map__fd(r->skel->maps.r2p2_rt_done);
+	unsigned n = scan_old(fd, now, (uint64_t)r->cfg.sticky_ms * 1000000ull, old, AGE_BATCH);
+
+	for (unsigned k = 0; k < n; k++)
+		bpf_map_delete_elem(fd, &old[k]);
 }
 
 /* judge takes slot `i` out when its requests age out and no FEEDBACK came for
@@ -348,28 +409,6 @@ static bool judge(struct router *r, uint32_t i, uint64_t now)
 		return true;
 	}
 	return false;
-}
-
-/* age_done forgets answered requests older than sticky_ms (a batch per pass). */
-static void age_done(struct router *r, uint64_t now)
-{
-	static struct r2p2_rt_req_key old[AGE_BATCH];
-	int fd = bpf_map__fd(r->skel->maps.r2p2_rt_done);
-	uint64_t limit = (uint64_t)r->cfg.sticky_ms * 1000000ull;
-	struct r2p2_rt_req_key key, next;
-	struct r2p2_rt_req req;
-	unsigned n = 0;
-	void *prev = NULL;
-
-	while (n < AGE_BATCH && bpf_map_get_next_key(fd, prev, &next) == 0) {
-		key = next;
-		prev = &key;
-		if (bpf_map_lookup_elem(fd, &key, &req) == 0 && now > req.sent_ns &&
-		    now - req.sent_ns >= limit)
-			old[n++] = key;
-	}
-	for (unsigned k = 0; k < n; k++)
-		bpf_map_delete_elem(fd, &old[k]);
 }
 
 void fleet_age(struct router *r, uint64_t now)

@@ -282,6 +282,9 @@ it_check "the router took S2 out" grep -q "${S4[2]}:$PORT: .*taken out" "$IT_TMP
 status >"$IT_TMP/status-kill.txt"
 d2=$(srv dispatched 2)
 it_check "S2 down in the status" grep -q "server ${S4[2]}:$PORT slot [0-9]* down " <<<"$(status)"
+s2_idle() { [ "$(srv outstanding 2)" = 0 ]; }
+it_wait_for 3 "S2's unanswered requests to be given back" s2_idle
+it_check "given back by ageing, not by FEEDBACK (aged $(srv aged 2))" test "$(srv aged 2)" -ge 1
 s0=$(it_ms)
 it_check "30 later calls all succeed" it_client -n "$SVC" -S 32 -c 30 -t 3000
 it_log "  30 calls in $(($(it_ms) - s0)) ms"
