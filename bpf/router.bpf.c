@@ -294,8 +294,10 @@ static __always_inline int route(struct xdp_md *ctx, struct ethhdr *eth, struct 
 	req.sent_ns = bpf_ktime_get_ns();
 	req.server = slot;
 	req.svc = id;
-	if (bpf_map_update_elem(&r2p2_rt_reqs, &rk, &req, BPF_ANY) != 0)
-		give_back(slot, 0); /* untracked: no FEEDBACK could give it back */
+	/* Not tracked (another CPU recorded the same request first, or no memory): no
+	 * FEEDBACK or ageing could give this count back, so it goes back now. */
+	if (bpf_map_update_elem(&r2p2_rt_reqs, &rk, &req, BPF_NOEXIST) != 0)
+		give_back(slot, 0);
 	ps->dispatched++;
 	return send_to(ctx, eth, iph, udph, srv, st);
 }
