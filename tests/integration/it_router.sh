@@ -20,6 +20,8 @@
 # Mode: plain, or R2P2_IT_ROUTER_MODE=tls or sealed: all servers share one STEK, so any
 # server resumes any client's ticket (tls) or opens its association (sealed) through the
 # router; checked at each server.
+# R2P2_IT_BACKEND=xdp runs the servers' r2p2d on the xdp backend (routed packets then
+# arrive through their XDP program and AF_XDP sockets).
 # Runs in a private mount namespace (the router mounts bpffs there if needed).
 set -euo pipefail
 
@@ -112,8 +114,8 @@ server_conf() {
 		it_conf_daemon_tls "s$k" "${S4[$k]}" "$IT_TLS/stek-s$k.keys" 1 "router = $R4:$PORT"
 		it_conf_serve_tls "$SVC" "$PORT" "$IT_TLS/$SVC.crt" "$IT_TLS/$SVC.key"
 	else
-		printf '[daemon]\nlisten = %s\nworkers = 1\nsocket = %s\nbackend = udp\nrouter = %s:%s\n\n' \
-			"${S4[$k]}" "$(it_sock "s$k")" "$R4" "$PORT"
+		printf '[daemon]\nlisten = %s\nworkers = 1\nsocket = %s\nbackend = %s\nrouter = %s:%s\n\n' \
+			"${S4[$k]}" "$(it_sock "s$k")" "${R2P2_IT_BACKEND:-udp}" "$R4" "$PORT"
 		it_conf_serve "$SVC" "$PORT"
 	fi
 }
