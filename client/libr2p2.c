@@ -8,11 +8,13 @@
 #include <r2p2/r2p2.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -86,6 +88,7 @@ struct r2p2_ctx {
 	int64_t next_reconnect_ms;
 	unsigned poll_us;	/* r2p2_set_poll_us: poll this long before sleeping */
 	uint64_t last_event_ns; /* when an event was last returned */
+	int epfd;		/* r2p2_fd: the lanes' doorbells and the socket; -1: none */
 };
 
 static const uint8_t no_data[1];
@@ -178,6 +181,18 @@ static bool id_set_del(struct id_set *s, uint64_t id)
 			s->count--;
 			return true;
 		}
+	}
+}
+
+static bool id_set_has(const struct id_set *s, uint64_t id)
+{
+	if (!s->cap || id == ID_EMPTY || id == ID_TOMB)
+		return false;
+	for (size_t j = id_slot(s, id);; j = (j + 1) & (s->cap - 1)) {
+		if (s->slots[j] == ID_EMPTY)
+			return false;
+		if (s->slots[j] == id)
+			return true;
 	}
 }
 
@@ -436,6 +451,24 @@ static void ctx_disconnect(struct r2p2_ctx *ctx, bool payloads_held)
 	ctx->dead = false;
 }
 
+/*
+ * fd_watch_all puts the lanes' doorbells and the control socket of a fresh connection
+ * into r2p2_fd's epoll set (the closed fds of a lost daemon left it by themselves). The
+ * doorbells become non-blocking: r2p2_poll drains them without knowing which rang.
+ */
+static void fd_watch_all(struct r2p2_ctx *ctx)
+{
+	struct epoll_event ev = {.events = EPOLLIN};
+
+	for (uint32_t i = 0; i < ctx->num_lanes; i++) {
+		int fd = ctx->lanes[i].cq_efd;
+
+		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+		epoll_ctl(ctx->epfd, EPOLL_CTL_ADD, fd, &ev);
+	}
+	epoll_ctl(ctx->epfd, EPOLL_CTL_ADD, ctx->sock, &ev);
+}
+
 /* ctx_connect attaches to the daemon and registers again every service served before. */
 static int ctx_connect(struct r2p2_ctx *ctx)
 {
@@ -476,6 +509,8 @@ static int ctx_connect(struct r2p2_ctx *ctx)
 	sock = -1;
 	ctx->connected = true;
 	ctx->dead = false;
+	if (ctx->epfd >= 0)
+		fd_watch_all(ctx);
 	/* A service the new daemon refuses stays listed (id = -errno), so the
 	 * next restart tries again; only a lost daemon fails the attach. */
 	for (size_t i = 0; i < ctx->num_services; i++) {
@@ -781,6 +816,7 @@ R2P2_API struct r2p2_ctx *r2p2_attach(const char *socket_path)
 	if (!ctx)
 		return NULL;
 	ctx->sock = -1;
+	ctx->epfd = -1;
 	memcpy(ctx->path, socket_path, strlen(socket_path) + 1);
 	if (getenv("R2P2_POLL_US"))
 		r2p2_set_poll_us(ctx, (unsigned)strtoul(getenv("R2P2_POLL_US"), NULL, 10));
@@ -804,6 +840,8 @@ R2P2_API void r2p2_detach(struct r2p2_ctx *ctx)
 	if (!ctx)
 		return;
 	ctx_disconnect(ctx, false);
+	if (ctx->epfd >= 0)
+		close(ctx->epfd);
 	if (ctx->stale_map)
 		munmap(ctx->stale_map, ctx->stale_size);
 	free(ctx->calls.slots);
@@ -862,6 +900,27 @@ R2P2_API int64_t r2p2_call(struct r2p2_ctx *ctx, const char *service, const void
 	return (int64_t)ctx->next_id;
 }
 
+/*
+ * fd_arm, for an r2p2_fd user about to sleep in its own loop: empties the doorbells,
+ * asks the daemon to ring on the next completion and looks once more (a completion
+ * may have come before the flag). True when one did: collect it instead. Notices a
+ * lost daemon (its socket readable) too.
+ */
+static bool fd_arm(struct r2p2_ctx *ctx)
+{
+	eventfd_t v;
+
+	for (uint32_t i = 0; i < ctx->num_lanes; i++)
+		eventfd_read(ctx->lanes[i].cq_efd, &v); /* non-blocking */
+	ctx_check_daemon(ctx);
+	set_cq_need_wakeup(ctx, 1);
+	r2p2_smp_mb(); /* pairs with lane_notify's fence, as in poll_wait */
+	if (!cq_pending(ctx))
+		return false;
+	set_cq_need_wakeup(ctx, 0);
+	return true;
+}
+
 R2P2_API int r2p2_poll(struct r2p2_ctx *ctx, struct r2p2_event *events, int max, int timeout_ms)
 {
 	int64_t deadline = timeout_ms > 0 ? now_ms() + timeout_ms : 0;
@@ -870,6 +929,8 @@ R2P2_API int r2p2_poll(struct r2p2_ctx *ctx, struct r2p2_event *events, int max,
 	if (!ctx || max < 0 || (max && !events))
 		return -EINVAL;
 	release_held(ctx);
+	if (ctx->epfd >= 0 && ctx->connected)
+		set_cq_need_wakeup(ctx, 0); /* awake: no doorbells until fd_arm */
 	for (;;) {
 		if (ctx->dead)
 			ctx_disconnect(ctx, false);
@@ -896,6 +957,12 @@ R2P2_API int r2p2_poll(struct r2p2_ctx *ctx, struct r2p2_event *events, int max,
 			poll(NULL, 0, left < 0 || left > RECONNECT_MS ? RECONNECT_MS : left);
 			continue;
 		}
+		if (left == 0 && ctx->epfd >= 0) {
+			/* r2p2_fd: ring the doorbell for the next completion, then say "none" */
+			if (fd_arm(ctx) || ctx->dead)
+				continue;
+			return 0;
+		}
 		if (left == 0) {
 			/* Busy pollers learn of a lost daemon too, at a bounded cost. */
 			if (now_ms() < ctx->next_hup_check_ms)
@@ -910,8 +977,51 @@ R2P2_API int r2p2_poll(struct r2p2_ctx *ctx, struct r2p2_event *events, int max,
 	}
 }
 
+R2P2_API int r2p2_fd(struct r2p2_ctx *ctx)
+{
+	if (!ctx)
+		return -EINVAL;
+	if (ctx->epfd >= 0)
+		return ctx->epfd;
+	ctx->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (ctx->epfd < 0)
+		return -errno;
+	if (ctx->connected)
+		fd_watch_all(ctx);
+	return ctx->epfd;
+}
+
+R2P2_API int r2p2_cancel(struct r2p2_ctx *ctx, uint64_t id)
+{
+	struct r2p2_sqe sqe = {.op = R2P2_SQ_CANCEL, .user_data = id};
+	int err = 0;
+
+	if (!ctx)
+		return -EINVAL;
+	if (!id_set_has(&ctx->calls, id) || id < ctx->reset_below)
+		return -ENOENT; /* ended (its event is out or on the way), or never made */
+	if (!ctx->connected || ctx->dead)
+		return -ENOTCONN;
+	/* Every lane: the worker that holds the call finds it, the others nothing. A lane
+	 * that takes it twice after an -EAGAIN retry finds it once. */
+	for (uint32_t i = 0; i < ctx->num_lanes; i++) {
+		int r = sq_submit(ctx, &ctx->lanes[i], &sqe, NULL, 0);
+
+		if (r < 0 && err != -ENOTCONN)
+			err = r;
+	}
+	return err;
+}
+
 R2P2_API int r2p2_call_sync(struct r2p2_ctx *ctx, const char *service, const void *req, size_t len,
 			    void *resp, size_t resp_cap, size_t *out_len, unsigned timeout_ms)
+{
+	return r2p2_call_sync_flags(ctx, service, req, len, resp, resp_cap, out_len, timeout_ms, 0);
+}
+
+R2P2_API int r2p2_call_sync_flags(struct r2p2_ctx *ctx, const char *service, const void *req,
+				  size_t len, void *resp, size_t resp_cap, size_t *out_len,
+				  unsigned timeout_ms, unsigned flags)
 {
 	int64_t deadline = timeout_ms ? now_ms() + timeout_ms + SYNC_GRACE_MS : INT64_MAX;
 	struct r2p2_event ev;
@@ -924,7 +1034,7 @@ R2P2_API int r2p2_call_sync(struct r2p2_ctx *ctx, const char *service, const voi
 	if (ctx->calls.count || ctx->num_services)
 		return -EBUSY;
 	for (;;) {
-		id = r2p2_call(ctx, service, req, len, timeout_ms, 0);
+		id = r2p2_call(ctx, service, req, len, timeout_ms, flags);
 		if (id != -EAGAIN)
 			break;
 		/* The daemon has not taken earlier submissions yet. */

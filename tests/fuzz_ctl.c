@@ -16,7 +16,9 @@
  * the magic and version, a known type, and a name NUL-terminated in its field; and
  * that the ownership decision agrees with a table written from docs/OPERATIONS.md
  * ("owner"): root always, anyone for an open service, the uid for a uid-owned one,
- * the group (primary or supplementary, as far as they are seen) for a group-owned one.
+ * the group (primary or supplementary, as far as they are seen) for a group-owned one;
+ * that a RELOAD is accepted only as a bare header (no text, value 0), and that only
+ * root or the daemon's own user may have it carried out (ctl_may_operate).
  *
  * Seeds: tests/fuzz/fuzz_ctl/ (written with R2P2_FUZZ_WRITE_SEEDS=DIR).
  */
@@ -33,6 +35,7 @@
 
 #define ALICE 1000u
 #define TEAM 2000u
+#define DAEMON_UID 3000u /* the daemon's user, as ctl.c passes geteuid() */
 
 static const char conf_text[] = "[serve open.svc]\nport = 8000\n\n"
 				"[serve alice.svc]\nport = 8001\nowner = 1000\n\n"
@@ -99,9 +102,18 @@ static void check_one(const uint8_t *d, size_t n, const struct peer *peer)
 	}
 	if (n < sizeof(m) || m.magic != R2P2_CTL_MAGIC || m.version != R2P2_CTL_VERSION ||
 	    t != m.type ||
-	    (t != R2P2_CTL_ATTACH && t != R2P2_CTL_REGISTER && t != R2P2_CTL_STATUS) ||
+	    (t != R2P2_CTL_ATTACH && t != R2P2_CTL_REGISTER && t != R2P2_CTL_STATUS &&
+	     t != R2P2_CTL_RELOAD) ||
 	    !memchr(m.name, '\0', sizeof(m.name)))
 		abort();
+	if (t == R2P2_CTL_RELOAD) {
+		if (n != sizeof(m) || m.text_len || m.value)
+			abort();
+		if (ctl_may_operate(peer, DAEMON_UID) !=
+		    (peer->uid == 0 || peer->uid == DAEMON_UID))
+			abort();
+		return;
+	}
 	if (t != R2P2_CTL_REGISTER)
 		return;
 	const struct cfg_serve *s = cfg_find_serve(&conf, m.name);
@@ -146,6 +158,16 @@ static void seeds(const char *dir)
 			snprintf(file, sizeof(file), "seed-%zu-%zu", p, k);
 			write_seed(dir, file, in, sizeof(in));
 		}
+		/* a RELOAD from each peer, and one carrying a value it must not have */
+		memset(&m, 0, sizeof(m));
+		m.magic = R2P2_CTL_MAGIC;
+		m.version = R2P2_CTL_VERSION;
+		m.type = R2P2_CTL_RELOAD;
+		m.value = p == 2;
+		memcpy(in, peers[p], 4);
+		memcpy(in + 6, &m, sizeof(m));
+		snprintf(file, sizeof(file), "seed-%zu-reload", p);
+		write_seed(dir, file, in, sizeof(in));
 	}
 }
 

@@ -227,8 +227,10 @@ static void daemon_next_sqe(void)
 		}
 		if (ret != 1 || F.l.sq_head != head + 1)
 			abort();
-		if (e.op != R2P2_SQ_CALL && e.op != R2P2_SQ_RESPOND)
+		if (e.op != R2P2_SQ_CALL && e.op != R2P2_SQ_RESPOND && e.op != R2P2_SQ_CANCEL)
 			abort();
+		if (e.op == R2P2_SQ_CANCEL && (e.flags || e.len))
+			abort(); /* a cancel carries nothing */
 		if (e.len > F.hdr.max_msg_len || (uint64_t)e.off + e.len > F.hdr.arena_size ||
 		    payload != F.l.sq_arena + e.off)
 			abort();

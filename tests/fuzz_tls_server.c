@@ -281,7 +281,7 @@ static int exchange(const uint8_t *msg, size_t len, const uint8_t *want, size_t 
 			abort();
 		if (want && (F.req.len != want_len || memcmp(F.req.data, want, want_len) != 0))
 			abort(); /* a tampered flight handed up a different request */
-		if (len >= 2 && copy[1] == TLS_KIND_CLIENT_FIRST) {
+		if (len >= 2 && (copy[1] & ~TLS_KIND_AUTH) == TLS_KIND_CLIENT_FIRST) {
 			uint8_t random[32];
 
 			/* 0-RTT data: the strike register lets each random through once per
@@ -305,7 +305,7 @@ static int exchange(const uint8_t *msg, size_t len, const uint8_t *want, size_t 
 				abort();
 			if (tls_server_respond(F.s, conn, resp, F.resp_len, &F.out) != 0 ||
 			    F.out.len <= TLS_FRAME_HDR_LEN || F.out.data[0] != TLS_FRAME_VERSION ||
-			    F.out.data[1] != TLS_KIND_SERVER_FINAL)
+			    (F.out.data[1] & ~TLS_KIND_AUTH) != TLS_KIND_SERVER_FINAL)
 				abort();
 			free(resp);
 		} else {
@@ -314,7 +314,7 @@ static int exchange(const uint8_t *msg, size_t len, const uint8_t *want, size_t 
 	} else if (rc == TLS_SRV_REPLY) {
 		if (conn || F.flight.len < TLS_FRAME_HDR_LEN ||
 		    F.flight.data[0] != TLS_FRAME_VERSION ||
-		    F.flight.data[1] != TLS_KIND_SERVER_HANDSHAKE)
+		    (F.flight.data[1] & ~TLS_KIND_AUTH) != TLS_KIND_SERVER_HANDSHAKE)
 			abort();
 		F.last_id = 0;
 		for (int i = 0; i < 8; i++)
@@ -326,7 +326,7 @@ static int exchange(const uint8_t *msg, size_t len, const uint8_t *want, size_t 
 			abort();
 		if (F.flight.len &&
 		    (F.flight.len < TLS_FRAME_HDR_LEN || F.flight.data[0] != TLS_FRAME_VERSION ||
-		     F.flight.data[1] != TLS_KIND_ERROR))
+		     (F.flight.data[1] & ~TLS_KIND_AUTH) != TLS_KIND_ERROR))
 			abort();
 	} else {
 		abort();

@@ -195,6 +195,14 @@ Test(config, ipv6)
 	cr_assert_str_eq(cfg.listen, "::");
 	expect_addr(&cfg.listen_addr, AF_INET6, "::", 0);
 	expect_addr(&cfg.router, AF_INET6, "fd00::9", 9000);
+	cr_assert(!cfg.has_metrics);
+	cr_assert_eq(parse("[daemon]\nmetrics = [::1]:9464\n"), 0, "%s", err);
+	cr_assert(cfg.has_metrics);
+	expect_addr(&cfg.metrics, AF_INET6, "::1", 9464);
+	cr_assert_eq(parse("[daemon]\nlisten = ::\nrouter = [fd00::9]:9000\n"
+			   "[call echo.svc]\nserver = [::1]:8000\nserver = 127.0.0.1:8001\n"
+			   "policy = replicated_route_no_se\n"),
+		     0, "%s", err);
 	cl = cfg_find_call(&cfg, "echo.svc");
 	cr_assert_not_null(cl);
 	cr_assert_eq(cl->num_servers, 2);
@@ -380,6 +388,8 @@ Test(config, daemon_values)
 	expect_error("[daemon]\nsocket = relative.sock\n", 2, "socket", "absolute path");
 	expect_error("[daemon]\nsocket_group = bad group\n", 2, "socket_group", "bad group name");
 	expect_error("[daemon]\nrouter = 10.0.0.9\n", 2, "[daemon] router", "bad address");
+	expect_error("[daemon]\nworkers = 1\nmetrics = localhost\n", 3, "[daemon] metrics",
+		     "bad address");
 	expect_error("[daemon]\nlog_level = verbose\n", 2, "log_level", "error|warn|info|debug");
 	expect_error("[daemon]\nworkers = 2\n[serve a]\nport = 1\n[daemon]\nworkers = 3\n", 6,
 		     "workers", "set twice (first at line 2)");

@@ -1256,6 +1256,43 @@ Test(client, refused_response_keeps_waiting)
 	pair_cleanup(&p);
 }
 
+static void refuse_first_drop(struct node *n, const struct done_ev *d)
+{
+	if (d->status == -ECONNREFUSED && n->num_dones == 1)
+		eng_keep_waiting(n->e);
+}
+
+/* A DROP the layer above sets aside (eng_keep_waiting) leaves the call in place too. */
+Test(client, refused_drop_keeps_waiting)
+{
+	struct pair p;
+	static const uint8_t drop[] = {0xcc, 0x08, 0x41, 0xc0, 0x01, 0x02,
+				       0x00, 0x01, 'D',	 'R',  'O',  'P'};
+	uint64_t deadline;
+
+	pair_init(&p, NULL, NULL);
+	p.srv.mode = AUTO_NONE;
+	p.cli.keep_payloads = true;
+	p.cli.on_done = refuse_first_drop;
+	eng_set_next_rid(p.cli.e, 0x0102);
+	cr_assert_eq(do_call(&p.cli, &p.srv.addr, "hi", 2, 9, SEC, 3), 0);
+	net_run(has_reqs, &p.srv);
+	deadline = eng_next_deadline(p.cli.e);
+	eng_input(p.cli.e, 0, &p.srv.addr, drop, sizeof(drop), net.now);
+	cr_assert_eq(p.cli.num_dones, 1, "the DROP reached the layer above");
+	cr_assert_eq(p.cli.dones[0].status, -ECONNREFUSED);
+	cr_assert_eq(stats(&p.cli).rx_unauthentic, 1);
+	cr_assert_eq(stats(&p.cli).calls_dropped, 0);
+	cr_assert_eq(pending_calls(&p.cli), 1);
+	cr_assert_eq(eng_next_deadline(p.cli.e), deadline, "no extension");
+	cr_assert_eq(eng_respond(p.srv.e, p.srv.reqs[0].handle, "ok", 2, net.now), 0);
+	net_run(has_dones, &p.cli);
+	cr_assert_eq(p.cli.num_dones, 2);
+	cr_assert_eq(p.cli.dones[1].status, 0);
+	cr_assert_arr_eq(p.cli.dones[1].payload, "ok", 2);
+	pair_cleanup(&p);
+}
+
 /* A completion during eng_free may try to call again: refused, no completion lost. */
 static void call_on_cancel(struct node *n, const struct done_ev *d)
 {
@@ -2243,6 +2280,46 @@ Test(flags, rejected_when_not_allowed)
 	net.call_flags = R2P2_F_FREE_MASK;
 	cr_assert_eq(do_call(&a, &srv, "x", 1, 1, SEC, 0), 0);
 	cr_assert_eq(a.sent[0].data[3], 0xFF);
+	node_cleanup(&a);
+}
+
+/* A reload that adds the first encrypted service turns allow_flags on in a running engine
+ * (eng_reconfigure): requests and calls with free bits work from then on. */
+Test(flags, allowed_by_reconfigure)
+{
+	struct node a;
+	struct eng_config cfg;
+	struct r2p2_addr srv = mkaddr("10.0.0.2", 8000), cli = mkaddr("10.0.0.9", 1);
+	uint8_t b[64];
+	size_t l;
+
+	net_reset();
+	node_init(&a, "10.0.0.1", 5555, NULL);
+	net.call_flags = TLS_BIT;
+	cr_assert_eq(do_call(&a, &srv, "x", 1, 1, SEC, 0), -EINVAL, "allow_flags is off");
+	l = mkpkt(b, R2P2_REQUEST, 0, 0xC0 | TLS_BIT, 1, 1, 3, 0);
+	feed(&a, 0, &cli, b, l);
+	cr_assert_eq(stats(&a).rx_bad_header, 1);
+	cr_assert_eq(a.num_reqs, 0);
+
+	eng_config_default(&cfg);
+	cfg.allow_flags = true;
+	cr_assert_eq(eng_reconfigure(a.e, &cfg), 0);
+	cr_assert_eq(do_call(&a, &srv, "x", 1, 1, SEC, 0), 0, "a call with the bit leaves");
+	cr_assert_eq(a.sent[a.num_sent - 1].data[3] & R2P2_F_FREE_MASK, TLS_BIT);
+	l = mkpkt(b, R2P2_REQUEST, 0, 0xC0 | TLS_BIT, 2, 1, 3, 0);
+	feed(&a, 0, &cli, b, l);
+	cr_assert_eq(a.num_reqs, 1, "a request with the bit is handed up");
+	cr_assert_eq(a.reqs[0].flags, TLS_BIT);
+	cr_assert_eq(stats(&a).rx_bad_header, 1);
+
+	/* a zero timeout is refused and nothing changes */
+	cfg.allow_flags = false;
+	cfg.exec_timeout_ns = 0;
+	cr_assert_eq(eng_reconfigure(a.e, &cfg), -EINVAL);
+	l = mkpkt(b, R2P2_REQUEST, 0, 0xC0 | TLS_BIT, 3, 1, 3, 0);
+	feed(&a, 0, &cli, b, l);
+	cr_assert_eq(a.num_reqs, 2, "allow_flags stayed on");
 	node_cleanup(&a);
 }
 

@@ -718,8 +718,23 @@ Test(lane, hostile_sqe_bad_fields)
 	raw_submit(&r, &sqe);
 	cr_assert_eq(lane_next_sqe(&r.l, &out, &p), 1);
 	cr_assert_eq(memcmp(p, "ping", 4), 0);
-	cr_assert_eq(r.l.stat_bad, 5);
-	cr_assert_eq(r.l.stat_sqes, 1);
+	/* a cancel carries no payload and no flags */
+	sqe = (struct r2p2_sqe){.op = R2P2_SQ_CANCEL, .len = 4, .user_data = 7};
+	raw_submit(&r, &sqe);
+	sqe = (struct r2p2_sqe){.op = R2P2_SQ_CANCEL, .flags = 1, .user_data = 8};
+	raw_submit(&r, &sqe);
+	cr_assert_eq(raw_next(&r, &out), -EINVAL);
+	cr_assert_eq(out.user_data, 7);
+	cr_assert_eq(raw_next(&r, &out), -EINVAL);
+	cr_assert_eq(out.user_data, 8);
+	lane_consume(&r.l);
+	sqe = (struct r2p2_sqe){.op = R2P2_SQ_CANCEL, .user_data = 9};
+	raw_submit(&r, &sqe);
+	cr_assert_eq(lane_next_sqe(&r.l, &out, &p), 1);
+	cr_assert_eq(out.op, R2P2_SQ_CANCEL);
+	cr_assert_eq(out.user_data, 9);
+	cr_assert_eq(r.l.stat_bad, 7);
+	cr_assert_eq(r.l.stat_sqes, 2);
 	raw_lane_cleanup(&r);
 }
 

@@ -947,6 +947,69 @@ TEST(strike_register_share_per_association)
 	stek_set_put(set);
 }
 
+/* An association past its share retries through tls: the retry takes no room from the
+ * others (its floor rises instead), the original is refused from then on, and another
+ * association still gets the whole quarter left. */
+TEST(retry_past_share_takes_no_room)
+{
+	struct stek_set *set = std_set();
+	struct server sv = server_new(64);
+	struct sealed_assoc hog, other;
+	struct sealed_ctx cctx, sctx;
+	struct tls_buf wire = {0}, plain = {0}, refused = {0};
+	struct sealed_checks chk = checks_at(NOW);
+	struct sealed_prior prior;
+	struct replay_stats rs;
+	enum sealed_reason why;
+
+	bootstrap(&sv, set, SVC, NOW, 0, &hog);
+	bootstrap(&sv, set, SVC, NOW, 0, &other);
+	for (int i = 0; i < 64 * 3 / 4; i++) {
+		CHECK_EQ(sealed_seal_request(&hog, req_hdr, &self_addr, (const uint8_t *)"h", 1,
+					     NOW, &wire, &cctx),
+			 0);
+		CHECK_EQ(open_req(&sv, set, SVC, NOW, req_hdr, wire.data, wire.len, &plain, &sctx),
+			 SEALED_OK);
+		sealed_ctx_cleanup(&sctx);
+	}
+	for (int i = 0; i < 20; i++) { /* each refused, each retried */
+		CHECK_EQ(sealed_seal_request(&hog, req_hdr, &self_addr, (const uint8_t *)"x", 1,
+					     NOW, &refused, &cctx),
+			 0);
+		prior = cctx.prior;
+		/* the first retry raised the hog's floor to NOW: the rest are under it */
+		CHECK_EQ(
+		    open_req(&sv, set, SVC, NOW, req_hdr, refused.data, refused.len, &plain, &sctx),
+		    i == 0 ? SEALED_REJ_SHARE : SEALED_REJ_FULL);
+		CHECK_EQ(sealed_retry_check(sv.s, sv.strike, &prior, &chk), SEALED_RETRY_NEW);
+	}
+	replay_stats(sv.strike, &rs);
+	CHECK_EQ(rs.entries, 64 * 3 / 4);
+	CHECK_EQ(rs.floor_raises, 20);
+	/* the last original, replayed with room again: refused */
+	chk = checks_at(NOW + W);
+	CHECK_EQ(sealed_open_request(sv.s, set, SVC, sv.strike, &chk, req_hdr, refused.data,
+				     refused.len, &plain, &sctx, &why),
+		 -EBADMSG);
+	CHECK_EQ(why, SEALED_REJ_FULL);
+	for (int i = 0; i < 64 / 4; i++) {
+		CHECK_EQ(sealed_seal_request(&other, req_hdr, &self_addr, (const uint8_t *)"o", 1,
+					     NOW, &wire, &cctx),
+			 0);
+		why = open_req(&sv, set, SVC, NOW, req_hdr, wire.data, wire.len, &plain, &sctx);
+		CHECK_MSG(why == SEALED_OK, "%d: %s", i, sealed_reason_name(why));
+		sealed_ctx_cleanup(&sctx);
+	}
+	sealed_ctx_cleanup(&cctx);
+	sealed_assoc_cleanup(&hog);
+	sealed_assoc_cleanup(&other);
+	tls_buf_cleanup(&wire);
+	tls_buf_cleanup(&plain);
+	tls_buf_cleanup(&refused);
+	server_free(&sv);
+	stek_set_put(set);
+}
+
 /* With the register full, a request refused as `full` still runs once through the
  * retry, and its original (and anything stamped before it) is refused from then on. */
 TEST(retry_with_full_register_runs_once)

@@ -594,6 +594,64 @@ TEST(sealed_forged_response_is_ignored)
 	cli_close(&c);
 }
 
+/* An R2P2 DROP (the engine's -ECONNREFUSED) authenticates nothing: an encrypted call
+ * sets it aside and the server's answer still completes it; a call that gets nothing
+ * else ends at its timeout with -ECONNREFUSED rather than -ETIMEDOUT. Plain mode takes it. */
+TEST(drop_is_set_aside_by_encrypted_calls)
+{
+	static const enum cfg_security modes[] = {CFG_SEC_SEALED, CFG_SEC_TLS};
+
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		struct host_cli c;
+		struct host_srv s;
+		struct sec_call call = {0};
+		struct sec_reply rep;
+		struct sec_msg m;
+		uint8_t wire[4096], back[4096];
+		size_t wire_len, n;
+		uint8_t flags = modes[i] == CFG_SEC_SEALED ? R2P2_F_SEALED : R2P2_F_TLS;
+
+		cli_open(&c, modes[i]);
+		srv_open(&s, modes[i], stek1);
+		rpc_run(&c, &s, "one", true, false); /* a ticket, or an association */
+		sec_call_init(&call, sec_ops_for(modes[i]), cli_peer(&c), true, &server_addr);
+		CHECK(call.ops->protect(&c.env, &call, 0, (const uint8_t *)"x", 1, false, &m) == 0);
+		CHECK(m.len <= sizeof(wire));
+		memcpy(wire, m.data, m.len);
+		wire_len = m.len;
+		CHECK(call.ops->finish(&c.env, &call, -ECONNREFUSED, NULL, 0, &rep) == SEC_IGNORE);
+		CHECK(serve(&s, flags, wire, wire_len, back, &n) == SEC_DELIVER);
+		CHECK(call.ops->finish(&c.env, &call, 0, back, n, &rep) == SEC_DONE);
+		CHECK(rep.status == 0 && rep.out.len == 4 && memcmp(rep.out.data, "re:x", 4) == 0);
+		sec_call_release(&call);
+
+		/* a DROP, then nothing: -ECONNREFUSED at the timeout */
+		memset(&call, 0, sizeof(call));
+		sec_call_init(&call, sec_ops_for(modes[i]), cli_peer(&c), true, &server_addr);
+		CHECK(call.ops->protect(&c.env, &call, 0, (const uint8_t *)"y", 1, false, &m) == 0);
+		CHECK(call.ops->finish(&c.env, &call, -ECONNREFUSED, NULL, 0, &rep) == SEC_IGNORE);
+		CHECK(call.ops->finish(&c.env, &call, -ETIMEDOUT, NULL, 0, &rep) == SEC_DONE);
+		CHECK_EQ(rep.status, -ECONNREFUSED);
+		sec_call_release(&call);
+		srv_close(&s);
+		cli_close(&c);
+	}
+	{
+		struct host_cli c;
+		struct sec_call call = {0};
+		struct sec_reply rep;
+		struct sec_msg m;
+
+		cli_open(&c, CFG_SEC_PLAIN);
+		sec_call_init(&call, sec_ops_for(CFG_SEC_PLAIN), NULL, true, &server_addr);
+		CHECK(call.ops->protect(&c.env, &call, 0, (const uint8_t *)"z", 1, false, &m) == 0);
+		CHECK(call.ops->finish(&c.env, &call, -ECONNREFUSED, NULL, 0, &rep) == SEC_DONE);
+		CHECK_EQ(rep.status, -ECONNREFUSED);
+		sec_call_release(&call);
+		cli_close(&c);
+	}
+}
+
 TEST(sealed_unknown_key_rebootstraps_once)
 {
 	struct host_cli c;

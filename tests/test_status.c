@@ -53,6 +53,15 @@ static void setup(void)
 		snaps[i].svc[1].requests = 7;
 		snaps[i].svc[1].dropped_no_app = i;
 	}
+	snprintf(snaps[0].called[0].name, sizeof(snaps[0].called[0].name), "up.svc");
+	snaps[0].called[0].st.ok = 5;
+	snaps[0].called[0].st.failed = 1;
+	snaps[0].called[0].st.lat[2] = 5; /* <= 32 us */
+	snaps[0].called[0].st.lat[CALL_LAT_BUCKETS - 1] = 1;
+	snaps[0].called[0].st.lat_sum_us = 5 * 30 + 3000000;
+	snaps[0].num_called = 1;
+	snaps[1].called[0] = snaps[0].called[0];
+	snaps[1].num_called = 1;
 	snaps[1].num_assoc = 1;
 	snprintf(snaps[1].assoc[0].service, sizeof(snaps[1].assoc[0].service), "up.svc");
 	snaps[1].assoc[0].key_id = 0xab;
@@ -118,6 +127,7 @@ Test(status, lines_and_totals)
 	expect_line("  kv.svc                   port 8001  sealed requests 300  dropped_no_app 0  "
 		    "wrong_mode 2");
 	expect_line("  up.svc                   servers 10.0.0.9:9000");
+	expect_line("    calls: ok 10 failed 2  latency p50 <=32 us p99 >2097152 us");
 	cr_expect_null(strstr(text, "xdp"), "no xdp counters on the udp backend:\n%s", text);
 	cr_expect_null(strstr(text, "strike register"), "no strike register given:\n%s", text);
 }
@@ -260,8 +270,12 @@ Test(status, json_says_the_same_numbers)
 	cr_expect_not_null(strstr(text, "{\"name\":\"kv.svc\",\"port\":8001,\"security\":"
 					"\"sealed\",\"requests\":300,"),
 			   "%s", text);
-	cr_expect_not_null(strstr(text, "{\"name\":\"up.svc\",\"security\":\"plain\",\"servers\":"
-					"[\"10.0.0.9:9000\"],\"max_inflight\":256}"),
+	cr_expect_not_null(strstr(text,
+				  "{\"name\":\"up.svc\",\"security\":\"plain\",\"servers\":"
+				  "[\"10.0.0.9:9000\"],\"max_inflight\":256,\"ok\":10,\"failed\":2,"
+				  "\"latency_us\":{\"sum\":6000300,\"le\":[8,16,32,"),
+			   "%s", text);
+	cr_expect_not_null(strstr(text, "\"counts\":[0,0,10,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,2]}}"),
 			   "%s", text);
 	cr_expect_not_null(strstr(text, "{\"worker\":1,\"service\":\"up.svc\",\"key_id\":171,"
 					"\"expires_in_s\":90}"),
@@ -271,4 +285,92 @@ Test(status, json_says_the_same_numbers)
 	size_t k = status_format_json(&cfg, &f, snaps, 2, small, sizeof(small));
 	cr_assert_eq(k, sizeof(small) - 1);
 	cr_assert_eq(memcmp(small, text, k), 0);
+}
+
+/* prom_check: every line is a comment (HELP, TYPE) or "name{labels} value"; every sample's
+ * metric had its TYPE line before it, and no metric's samples are split. */
+static void prom_check(const char *t)
+{
+	char seen[512][96];
+	size_t num_seen = 0;
+	char current[96] = "";
+
+	for (const char *line = t; *line;) {
+		const char *nl = strchr(line, '\n');
+		char name[96];
+		size_t len;
+
+		cr_assert_not_null(nl, "unterminated line: %s", line);
+		len = (size_t)(nl - line);
+		if (strncmp(line, "# TYPE ", 7) == 0) {
+			cr_assert_eq(sscanf(line + 7, "%95s", name), 1);
+			for (size_t i = 0; i < num_seen; i++)
+				cr_assert_str_neq(seen[i], name, "metric %s split in two", name);
+			cr_assert_lt(num_seen, 512);
+			snprintf(seen[num_seen++], sizeof(seen[0]), "%s", name);
+			snprintf(current, sizeof(current), "%s", name);
+		} else if (line[0] != '#') {
+			size_t k = strcspn(line, "{ "), f = strlen(current), r = k - f;
+			const char *rest = line + f;
+
+			cr_assert_lt(k, len);
+			/* the metric's own name, or a histogram's _bucket, _sum and _count */
+			cr_assert(k >= f && strncmp(line, current, f) == 0 &&
+				      (r == 0 || (r == 7 && !strncmp(rest, "_bucket", 7)) ||
+				       (r == 4 && !strncmp(rest, "_sum", 4)) ||
+				       (r == 6 && !strncmp(rest, "_count", 6))),
+				  "sample without its TYPE: %.*s", (int)len, line);
+			cr_assert(nl[-1] >= '0' && nl[-1] <= '9', "no value: %.*s", (int)len, line);
+		}
+		line = nl + 1;
+	}
+}
+
+Test(status, prometheus_says_the_same_numbers)
+{
+	struct replay_stats rs = {.entries = 1, .capacity = 2, .inserts = 3, .hits = 4};
+	struct status_facts f = facts();
+	static char prom[65536];
+
+	f.sealed_replay = &rs;
+	f.backend = "udp \"quoted\"";
+	size_t n = status_format_prom(&cfg, &f, snaps, 2, prom, sizeof(prom));
+	cr_assert_eq(n, strlen(prom));
+	cr_assert_lt(n, sizeof(prom) - 1, "cut");
+	prom_check(prom);
+	cr_expect_not_null(strstr(prom, "# TYPE r2p2_workers_rx_total counter\n"
+					"r2p2_workers_rx_total{id=\"0\"} 10\n"
+					"r2p2_workers_rx_total{id=\"1\"} 11\n"),
+			   "%s", prom);
+	cr_expect_not_null(strstr(prom, "\nr2p2_workers_drops_runt_total{id=\"1\"} 1\n"), "%s",
+			   prom);
+	cr_expect_not_null(strstr(prom, "# TYPE r2p2_workers_inflight gauge\n"), "%s", prom);
+	cr_expect_not_null(strstr(prom, "\nr2p2_sealed_server_rejected_stale_total 10\n"), "%s",
+			   prom);
+	cr_expect_not_null(strstr(prom,
+				  "\nr2p2_served_requests_total{name=\"kv.svc\",port=\"8001\","
+				  "security=\"sealed\"} 300\n"),
+			   "%s", prom);
+	cr_expect_not_null(strstr(prom, "\nr2p2_sealed_strike_register_entries 1\n"), "%s", prom);
+	cr_expect_not_null(
+	    strstr(prom, "\nr2p2_info{version=\"9.9\",backend=\"udp \\\"quoted\\\"\"} 1\n"), "%s",
+	    prom);
+	cr_expect_not_null(strstr(prom, "\nr2p2_num_workers 2\n"), "%s", prom);
+	cr_expect_not_null(
+	    strstr(prom, "\nr2p2_called_ok_total{name=\"up.svc\",security=\"plain\"} 10\n"), "%s",
+	    prom);
+	cr_expect_not_null(strstr(prom, "# TYPE r2p2_called_latency_seconds histogram\n"), "%s",
+			   prom);
+	cr_expect_not_null(strstr(prom, "\nr2p2_called_latency_seconds_bucket{name=\"up.svc\","
+					"security=\"plain\",le=\"3.2e-05\"} 10\n"),
+			   "%s", prom);
+	cr_expect_not_null(strstr(prom, "le=\"+Inf\"} 12\n"), "%s", prom);
+	cr_expect_not_null(strstr(prom, "\nr2p2_called_latency_seconds_sum{name=\"up.svc\","
+					"security=\"plain\"} 6.0003\n"),
+			   "%s", prom);
+	cr_expect_not_null(strstr(prom, "\nr2p2_called_latency_seconds_count{name=\"up.svc\","
+					"security=\"plain\"} 12\n"),
+			   "%s", prom);
+	cr_expect_null(strstr(prom, "version=\"9.9\",backend=\"udp \\\"quoted\\\"\"} 10"), "%s",
+		       prom);
 }

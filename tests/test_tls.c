@@ -527,8 +527,11 @@ TEST(stek_rotation)
 /* The frame header is version, kind, then the handshake id in big-endian order. */
 TEST(frame_header_bytes)
 {
-	static const uint8_t first_hdr[TLS_FRAME_HDR_LEN] = {1, TLS_KIND_CLIENT_FIRST};
-	static const uint8_t final_hdr[TLS_FRAME_HDR_LEN] = {1, TLS_KIND_SERVER_FINAL};
+	/* our client asks for answer proofs; the answers carry them */
+	static const uint8_t first_hdr[TLS_FRAME_HDR_LEN] = {1,
+							     TLS_KIND_CLIENT_FIRST | TLS_KIND_AUTH};
+	static const uint8_t final_hdr[TLS_FRAME_HDR_LEN] = {1,
+							     TLS_KIND_SERVER_FINAL | TLS_KIND_AUTH};
 	struct tls_client *c = client_open(ca);
 	struct tls_buf to_cli = {0}, to_srv = {0}, got_req = {0}, got_resp = {0};
 	struct tls_call *call = NULL;
@@ -543,7 +546,9 @@ TEST(frame_header_bytes)
 				  &to_cli),
 		 TLS_SRV_REPLY);
 	CHECK_EQ(to_cli.data[0], TLS_FRAME_VERSION);
-	CHECK_EQ(to_cli.data[1], TLS_KIND_SERVER_HANDSHAKE);
+	CHECK_EQ(to_cli.data[1], TLS_KIND_SERVER_HANDSHAKE | TLS_KIND_AUTH);
+	/* a full handshake: the certificate and a signature, type 2 */
+	CHECK_EQ(to_cli.data[to_cli.len - 3], TLS_PROOF_SIG);
 	CHECK_EQ(tls_call_input(call, to_cli.data, to_cli.len, &to_srv, &got_resp),
 		 TLS_CALL_CONTINUE);
 	CHECK_EQ(to_srv.data[0], TLS_FRAME_VERSION);
@@ -554,6 +559,9 @@ TEST(frame_header_bytes)
 		 TLS_SRV_REQUEST);
 	CHECK_EQ(tls_server_respond(a.s, conn, pong, 4, &to_cli), 0);
 	CHECK(memcmp(to_cli.data, final_hdr, TLS_FRAME_HDR_LEN) == 0);
+	/* the handshake is complete: a 16-byte tag under an exporter key, type 1 */
+	CHECK_EQ(to_cli.data[to_cli.len - 3], TLS_PROOF_TAG);
+	CHECK_EQ(to_cli.data[to_cli.len - 1], TLS_PROOF_TAG_LEN);
 	CHECK_EQ(tls_call_input(call, to_cli.data, to_cli.len, &to_srv, &got_resp), TLS_CALL_DONE);
 	CHECK(got_resp.len == 4 && memcmp(got_resp.data, pong, 4) == 0);
 	tls_call_free(call);
@@ -592,7 +600,7 @@ TEST(replayed_first_flight_is_not_executed_twice)
 		CHECK_EQ(rc, TLS_SRV_REPLY);
 		CHECK(conn == NULL);
 		CHECK_EQ(got_req.len, 0);
-		CHECK_EQ(to_cli.data[1], TLS_KIND_SERVER_HANDSHAKE);
+		CHECK_EQ(to_cli.data[1], TLS_KIND_SERVER_HANDSHAKE | TLS_KIND_AUTH);
 		CHECK_EQ(sstats(&a).replays_refused, (uint64_t)i + 1);
 	}
 	CHECK_EQ(sstats(&a).early_accepted, 1);
@@ -640,7 +648,9 @@ TEST(wrong_service_name_is_refused)
 	/* a server that calls itself b.svc but holds echo.svc's certificate */
 	srv_open_as(&b, "b.svc", true, stek1, 64);
 	rpc_run(c, b.s, "b.svc", ping, 4, true, pong, 4, &r);
-	CHECK_EQ(r.rc, -EACCES);
+	/* its answer is set aside before BoringSSL sees it (anyone can sign with a key of
+	 * their own): the call would time out, saying why */
+	CHECK_EQ(r.rc, TLS_CALL_IGNORE);
 	CHECK_EQ(r.where, 'c');
 	CHECK_EQ(r.requests, 0);
 	CHECK_MSG(strstr(r.err, "name mismatch") && strstr(r.err, "b.svc"), "error: %s", r.err);
@@ -658,12 +668,114 @@ TEST(untrusted_ca_is_refused)
 
 	srv_open(&a, true, stek1);
 	rpc_run(c, a.s, SVC, ping, 4, true, pong, 4, &r);
-	CHECK_EQ(r.rc, -EACCES);
+	CHECK_EQ(r.rc, TLS_CALL_IGNORE);
 	CHECK_EQ(r.requests, 0);
 	CHECK_MSG(strstr(r.err, "certificate for " SVC " not trusted: "), "error: %s", r.err);
 	mt_note("%s", r.err);
 	CHECK_EQ(cstats(c).verify_failures, 1);
 	tls_client_free(c);
+	srv_close(&a);
+}
+
+/* A reload that changes a called service's CA frees the worker's tls client while calls
+ * begun on it are in flight: each call holds the client until it is freed. */
+TEST(call_outlives_its_client)
+{
+	struct tls_client *c = client_open(ca);
+	struct tls_buf to_srv = {0}, to_cli = {0}, got_req = {0}, got_resp = {0};
+	struct tls_call *call = NULL;
+	struct tls_conn *conn = NULL;
+	struct srv a;
+
+	srv_open(&a, true, stek1);
+	CHECK_EQ(tls_call_begin(c, SVC, ping, 4, true, &call, &to_srv), 0);
+	tls_client_free(c); /* the reload's: the call still holds it */
+	CHECK(tls_server_input(a.s, SVC, &peer, to_srv.data, to_srv.len, tick(), &conn, &got_req,
+			       &to_cli) >= 0);
+	CHECK_EQ(tls_call_input(call, to_cli.data, to_cli.len, &to_srv, &got_resp),
+		 TLS_CALL_CONTINUE);
+	CHECK_EQ(tls_server_input(a.s, SVC, &peer, to_srv.data, to_srv.len, tick(), &conn, &got_req,
+				  &to_cli),
+		 TLS_SRV_REQUEST);
+	CHECK_EQ(tls_server_respond(a.s, conn, pong, 4, &to_cli), 0);
+	/* the ticket of this handshake goes into the client the call holds */
+	CHECK_EQ(tls_call_input(call, to_cli.data, to_cli.len, &to_srv, &got_resp), TLS_CALL_DONE);
+	CHECK(got_resp.len == 4 && memcmp(got_resp.data, pong, 4) == 0);
+	tls_call_free(call); /* the last reference: the client goes now */
+	tls_buf_cleanup(&to_srv);
+	tls_buf_cleanup(&to_cli);
+	tls_buf_cleanup(&got_req);
+	tls_buf_cleanup(&got_resp);
+	srv_close(&a);
+}
+
+/* A reload renews a service's certificate: new handshakes get the new chain at once, the
+ * handshake in progress finishes with the old one, the same files change nothing, and a
+ * file that cannot be loaded leaves the server as it was. */
+TEST(replace_keys_on_reload)
+{
+	const struct tls_service_keys same = {
+	    .name = SVC, .cert_path = echo_crt, .key_path = echo_key};
+	char other_crt[360], other_key[360], err[256] = "";
+	struct tls_client *old_trust = client_open(ca), *new_trust = client_open(other_ca);
+	struct tls_buf to_srv = {0}, to_cli = {0}, got_req = {0}, got_resp = {0};
+	struct tls_call *call = NULL;
+	struct tls_conn *conn = NULL;
+	struct srv a;
+	struct rpc r;
+	bool changed = true;
+
+	snprintf(other_crt, sizeof(other_crt), "%s/" SVC ".crt", other_dir);
+	snprintf(other_key, sizeof(other_key), "%s/" SVC ".key", other_dir);
+	const struct tls_service_keys renewed = {
+	    .name = SVC, .cert_path = other_crt, .key_path = other_key};
+	const struct tls_service_keys broken = {
+	    .name = SVC, .cert_path = other_crt, .key_path = echo_key};
+
+	srv_open(&a, true, stek1);
+	CHECK_EQ(tls_server_replace_keys(a.s, &same, true, a.stek, &changed, err, sizeof(err)), 0);
+	CHECK(!changed);
+	CHECK_EQ(tls_server_replace_keys(a.s, &broken, true, a.stek, &changed, err, sizeof(err)),
+		 -EINVAL);
+	CHECK(!changed);
+	mt_note("a key that does not match: %s", err);
+	rpc_ok(old_trust, a.s, true);
+
+	/* a 1-RTT handshake under way when the keys change */
+	struct tls_client *fresh = client_open(ca);
+	CHECK_EQ(tls_call_begin(fresh, SVC, ping, 4, true, &call, &to_srv), 0);
+	CHECK(tls_server_input(a.s, SVC, &peer, to_srv.data, to_srv.len, tick(), &conn, &got_req,
+			       &to_cli) >= 0);
+	CHECK_EQ(tls_server_replace_keys(a.s, &renewed, true, a.stek, &changed, err, sizeof(err)),
+		 0);
+	CHECK(changed);
+	CHECK_EQ(tls_call_input(call, to_cli.data, to_cli.len, &to_srv, &got_resp),
+		 TLS_CALL_CONTINUE);
+	CHECK_EQ(tls_server_input(a.s, SVC, &peer, to_srv.data, to_srv.len, tick(), &conn, &got_req,
+				  &to_cli),
+		 TLS_SRV_REQUEST);
+	CHECK_EQ(tls_server_respond(a.s, conn, pong, 4, &to_cli), 0);
+	CHECK_EQ(tls_call_input(call, to_cli.data, to_cli.len, &to_srv, &got_resp), TLS_CALL_DONE);
+	CHECK(got_resp.len == 4 && memcmp(got_resp.data, pong, 4) == 0);
+
+	/* new full handshakes get the renewed certificate, from the other CA (a client that
+	 * resumes a ticket keeps the authentication of its first handshake, as in TLS) */
+	struct tls_client *no_ticket = client_open(ca);
+	rpc_run(no_ticket, a.s, SVC, ping, 4, false, pong, 4, &r);
+	/* its signed answer is set aside (the call would end at its timeout, -EACCES) */
+	CHECK_EQ(r.rc, TLS_CALL_IGNORE);
+	CHECK_MSG(strstr(r.err, "not trusted"), "%s", r.err);
+	rpc_ok(new_trust, a.s, true);
+	tls_client_free(no_ticket);
+
+	tls_call_free(call);
+	tls_buf_cleanup(&to_srv);
+	tls_buf_cleanup(&to_cli);
+	tls_buf_cleanup(&got_req);
+	tls_buf_cleanup(&got_resp);
+	tls_client_free(fresh);
+	tls_client_free(old_trust);
+	tls_client_free(new_trust);
 	srv_close(&a);
 }
 
@@ -687,8 +799,10 @@ TEST(unknown_service_and_sni_mismatch)
 		 -EBADMSG);
 	CHECK(conn == NULL);
 	CHECK(out.len >= TLS_FRAME_HDR_LEN);
-	CHECK_EQ(out.data[1], TLS_KIND_ERROR);
-	CHECK_EQ(tls_call_input(call, out.data, out.len, &fl, &resp), -ECONNREFUSED);
+	CHECK_EQ(out.data[1], TLS_KIND_ERROR | TLS_KIND_AUTH);
+	/* signed with echo.svc's certificate, which does not name kv.svc: set aside */
+	CHECK_EQ(tls_call_input(call, out.data, out.len, &fl, &resp), TLS_CALL_IGNORE);
+	CHECK_MSG(strstr(tls_call_error(call), "name mismatch"), "%s", tls_call_error(call));
 	mt_note("%s", tls_call_error(call));
 	tls_call_free(call);
 	tls_buf_cleanup(&fl);
@@ -744,11 +858,12 @@ static int flip_final(struct tls_client *c, struct tls_server *s, bool safe, siz
 		pos = to_cli.len - 1;
 	to_cli.data[pos] ^= (uint8_t)(1u << bit);
 	rc = tls_call_input(call, to_cli.data, to_cli.len, &to_srv, &got_resp);
-	if (rc == TLS_CALL_DONE)
-		CHECK_MSG(got_resp.len == 4 && memcmp(got_resp.data, pong, 4) == 0,
-			  "DONE with altered data after a flip at byte %zu", pos);
-	else /* refused, or set aside without touching the TLS state (a malformed frame) */
-		CHECK_MSG(rc < 0 || rc == TLS_CALL_IGNORE, "byte %zu: %d", pos, rc);
+	/* every flip fails the proof and is set aside, never read by BoringSSL ... */
+	CHECK_MSG(rc == TLS_CALL_IGNORE, "byte %zu: %d", pos, rc);
+	/* ... so the genuine answer, arriving after it, still completes the call */
+	to_cli.data[pos] ^= (uint8_t)(1u << bit);
+	CHECK_EQ(tls_call_input(call, to_cli.data, to_cli.len, &to_srv, &got_resp), TLS_CALL_DONE);
+	CHECK(got_resp.len == 4 && memcmp(got_resp.data, pong, 4) == 0);
 	tls_call_free(call);
 	tls_buf_cleanup(&to_srv);
 	tls_buf_cleanup(&to_cli);
@@ -767,31 +882,27 @@ TEST(flipped_bit_in_server_final)
 	/* 0-RTT flights: get a fresh ticket before each corrupted exchange */
 	for (pos = 0; pos < len; pos++) {
 		rpc_ok(c, a.s, true);
-		if (flip_final(c, a.s, true, pos, (int)(pos % 8), &len) < 0) {
+		if (flip_final(c, a.s, true, pos, (int)(pos % 8), &len) == TLS_CALL_IGNORE)
 			n_err++;
-		} else {
+		else
 			n_done++;
-			mt_note("0-RTT SERVER_FINAL: a flip at byte %zu changed nothing", pos);
-		}
 	}
-	mt_note("0-RTT SERVER_FINAL: %zu bytes, %zu flips refused, %zu harmless", len, n_err,
+	mt_note("0-RTT SERVER_FINAL: %zu bytes, %zu flips set aside, %zu taken", len, n_err,
 		n_done);
-	CHECK(n_err > len * 9 / 10);
+	CHECK_EQ(n_done, 0);
 	/* 1-RTT final flights (NewSessionTicket + response, after CLIENT_SECOND) */
 	n_err = n_done = 0;
 	len = 1;
 	for (pos = 0; pos < len; pos++) {
 		rpc_ok(c, a.s, true);
-		if (flip_final(c, a.s, false, pos, (int)(pos % 8), &len) < 0) {
+		if (flip_final(c, a.s, false, pos, (int)(pos % 8), &len) == TLS_CALL_IGNORE)
 			n_err++;
-		} else {
+		else
 			n_done++;
-			mt_note("1-RTT SERVER_FINAL: a flip at byte %zu changed nothing", pos);
-		}
 	}
-	mt_note("1-RTT SERVER_FINAL: %zu bytes, %zu flips refused, %zu harmless", len, n_err,
+	mt_note("1-RTT SERVER_FINAL: %zu bytes, %zu flips set aside, %zu taken", len, n_err,
 		n_done);
-	CHECK(n_err > len * 9 / 10);
+	CHECK_EQ(n_done, 0);
 	tls_client_free(c);
 	srv_close(&a);
 }
@@ -799,51 +910,48 @@ TEST(flipped_bit_in_server_final)
 TEST(flipped_bit_in_server_handshake)
 {
 	struct tls_buf fl = {0}, req = {0}, out = {0}, resp = {0};
-	size_t len = 1, n_err = 0, n_done = 0;
+	size_t len = 1, n_err = 0;
 	struct srv a;
 
-	/* the full handshake flight (certificate, signature): every 3rd byte */
+	/* the full handshake flight (certificate, signature): every 3rd byte. Each flip
+	 * fails the proof and is set aside; the genuine flight, after it, completes the
+	 * call, which then holds a ticket. */
 	srv_open(&a, true, stek1);
 	for (size_t pos = 0; pos < len; pos += 3) {
 		struct tls_client *c = client_open(ca); /* no ticket: a full handshake */
 		struct tls_call *call = NULL;
 		struct tls_conn *conn = NULL;
-		bool completed = false;
 		int rc;
 
 		CHECK_EQ(tls_call_begin(c, SVC, ping, 4, true, &call, &fl), 0);
 		CHECK_EQ(
 		    tls_server_input(a.s, SVC, &peer, fl.data, fl.len, tick(), &conn, &req, &out),
 		    TLS_SRV_REPLY);
-		len = out.len;
+		len = out.len; /* varies by a byte or two: the signature's DER */
+		if (pos >= len) {
+			tls_call_free(call);
+			tls_client_free(c);
+			break;
+		}
 		out.data[pos] ^= (uint8_t)(1u << (pos % 8));
 		rc = tls_call_input(call, out.data, out.len, &fl, &resp);
-		if (rc == TLS_CALL_CONTINUE) {
-			/* the flip did not matter to the client: the server decides */
-			rc = tls_server_input(a.s, SVC, &peer, fl.data, fl.len, tick(), &conn, &req,
-					      &out);
-			if (rc == TLS_SRV_REQUEST) {
-				CHECK(req.len == 4 && memcmp(req.data, ping, 4) == 0);
-				CHECK_EQ(tls_server_respond(a.s, conn, pong, 4, &out), 0);
-				CHECK_EQ(tls_call_input(call, out.data, out.len, &fl, &resp),
-					 TLS_CALL_DONE);
-				CHECK(resp.len == 4 && memcmp(resp.data, pong, 4) == 0);
-				completed = true;
-			} else {
-				CHECK_EQ(rc, -EBADMSG); /* e.g. a changed transcript */
-			}
-			n_done++;
-		} else {
-			CHECK_MSG(rc == -EBADMSG || rc == -EACCES || rc == TLS_CALL_IGNORE,
-				  "byte %zu: %d", pos, rc);
-			n_err++;
-		}
-		CHECK_EQ(tls_client_tickets(c, SVC), completed);
+		CHECK_MSG(rc == TLS_CALL_IGNORE, "byte %zu: %d", pos, rc);
+		n_err += rc == TLS_CALL_IGNORE;
+		out.data[pos] ^= (uint8_t)(1u << (pos % 8));
+		CHECK_EQ(tls_call_input(call, out.data, out.len, &fl, &resp), TLS_CALL_CONTINUE);
+		CHECK_EQ(
+		    tls_server_input(a.s, SVC, &peer, fl.data, fl.len, tick(), &conn, &req, &out),
+		    TLS_SRV_REQUEST);
+		CHECK(req.len == 4 && memcmp(req.data, ping, 4) == 0);
+		CHECK_EQ(tls_server_respond(a.s, conn, pong, 4, &out), 0);
+		CHECK_EQ(tls_call_input(call, out.data, out.len, &fl, &resp), TLS_CALL_DONE);
+		CHECK(resp.len == 4 && memcmp(resp.data, pong, 4) == 0);
+		CHECK_EQ(tls_client_tickets(c, SVC), 1);
 		tls_call_free(call);
 		tls_client_free(c);
 	}
-	mt_note("SERVER_HANDSHAKE: %zu bytes, %zu flips refused, %zu passed the client", len, n_err,
-		n_done);
+	mt_note("SERVER_HANDSHAKE: %zu bytes, %zu flips set aside", len, n_err);
+	CHECK(n_err >= len / 3);
 	tls_buf_cleanup(&fl);
 	tls_buf_cleanup(&req);
 	tls_buf_cleanup(&out);
@@ -984,7 +1092,7 @@ TEST(garbage_frames)
 					  &req, &out),
 			 TLS_SRV_REPLY);
 		full = out.len;
-		CHECK_EQ(tls_call_input(call, out.data, full / 2, &fl, &resp), -EBADMSG);
+		CHECK_EQ(tls_call_input(call, out.data, full / 2, &fl, &resp), TLS_CALL_IGNORE);
 		tls_call_free(call);
 		call = NULL;
 		srv_close(&kv);
@@ -1019,7 +1127,9 @@ TEST(expired_handshake_restarts_from_scratch)
 	CHECK_EQ(tls_server_input(a.s, SVC, &peer, fl.data, fl.len, tick(), &conn, &req, &out),
 		 -EBADMSG);
 	CHECK_EQ(out.data[1], TLS_KIND_ERROR);
-	CHECK_EQ(tls_call_input(call, out.data, out.len, &fl, &resp), -ECONNREFUSED);
+	/* the server no longer knows the exchange, so nothing proves its ERROR: the
+	 * call sets it aside (and would time out) */
+	CHECK_EQ(tls_call_input(call, out.data, out.len, &fl, &resp), TLS_CALL_IGNORE);
 	tls_call_free(call);
 	/* a fresh call works */
 	r = rpc_ok(c, a.s, true);

@@ -16,7 +16,7 @@ JOBS=$(nproc 2>/dev/null || echo 2)
 PKGS=(cmake pkg-config make clang llvm libclang-rt-14-dev liburing-dev libcriterion-dev
 	libinih-dev libsystemd-dev android-libboringssl-dev openssl libssl-dev iproute2 kmod procps
 	libbpf-dev bpftool libelf-dev zlib1g-dev util-linux libxdp-dev libmnl-dev nftables clang-format
-	clang-tidy libseccomp-dev libcap-dev libcap2-bin g++)
+	clang-tidy libseccomp-dev libcap-dev libcap2-bin g++ libmicrohttpd-dev curl)
 # Only for `bench`: the gRPC peers (tools/grpc, -DR2P2_BENCH_PEERS=ON) and the figures.
 BENCH_PKGS=(libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev g++ gnuplot-nox)
 
@@ -36,6 +36,25 @@ install_deps() {
 		apt-get install -y -q --no-install-recommends "${missing[@]}" ||
 			{ apt-get update -q && apt-get install -y -q --no-install-recommends "${missing[@]}"; }
 	fi
+}
+
+# fetch_promtool DIR: Debian's promtool (package prometheus), unpacked into DIR/.tools for
+# it_metrics to check the exposition format; the package itself is not installed (it would
+# start a Prometheus server). Nothing when promtool is on the PATH or already there.
+fetch_promtool() {
+	local dir=$1 tmp
+	command -v promtool >/dev/null && return 0
+	[ -x "$dir/.tools/usr/bin/promtool" ] && return 0
+	tmp=$(mktemp -d)
+	if (cd "$tmp" && { apt-get download -q prometheus >/dev/null 2>&1 ||
+		{ apt-get update -q >/dev/null && apt-get download -q prometheus >/dev/null 2>&1; }; }) &&
+		mkdir -p "$dir/.tools" && dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/x" &&
+		install -D -m 0755 "$tmp/x/usr/bin/promtool" "$dir/.tools/usr/bin/promtool"; then
+		log "promtool unpacked from Debian's prometheus package into $dir/.tools"
+	else
+		log "promtool unavailable (apt-get download prometheus failed): it_metrics skips its format check"
+	fi
+	rm -rf "$tmp"
 }
 
 # build DIR [cmake args...]
@@ -68,6 +87,7 @@ test)
 	cmake --build "$SRC/build-gcc" -j "$JOBS"
 	(cd "$SRC/build-gcc" && ctest --output-on-failure --timeout 300 -R '^test_')
 	build "$SRC/build-test" -DCMAKE_BUILD_TYPE=Debug -DR2P2_SANITIZE=ON
+	fetch_promtool "$SRC/build-test"
 	log "running the suite (sanitized build)"
 	cd "$SRC/build-test"
 	ctest --output-on-failure --timeout 600 "${@:2}"

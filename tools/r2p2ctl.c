@@ -3,6 +3,7 @@
  * r2p2ctl: operate a running r2p2d over its control socket.
  *
  *   r2p2ctl [-s SOCKET] status
+ *   r2p2ctl [-s SOCKET] reload
  *   r2p2ctl stek generate|rotate|status PATH
  *
  * The socket is -s SOCKET, else $R2P2_SOCKET, else R2P2_DEFAULT_SOCKET. Each
@@ -38,6 +39,7 @@
 #include "stek.h"
 
 #define REPLY_TIMEOUT_S 5
+#define RELOAD_TIMEOUT_S 30 /* a reload loads every certificate and key the config names */
 
 struct ctl {
 	const char *socket_path;
@@ -211,6 +213,52 @@ static int cmd_status(struct ctl *ctl, int argc, char **argv)
 		goto out;
 	}
 	rc = 0;
+out:
+	free(buf);
+	return rc;
+}
+
+/*
+ * cmd_reload asks the daemon to reload its config file and prints what it said:
+ * what changed on stdout (exit 0), or why not on stderr (exit 1; the daemon keeps
+ * its running config). systemd's ExecReload runs it, so `systemctl reload` fails
+ * when the new config does.
+ */
+static int cmd_reload(struct ctl *ctl, int argc, char **argv)
+{
+	struct timeval tv = {.tv_sec = RELOAD_TIMEOUT_S};
+	const struct r2p2_ctl_msg *rep;
+	char *buf;
+	int rc = 1;
+
+	(void)argc;
+	(void)argv;
+	buf = malloc(R2P2_CTL_MAX_MSG);
+	if (!buf) {
+		fprintf(stderr, "r2p2ctl: out of memory\n");
+		return 1;
+	}
+	setsockopt(ctl->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	rep = ctl_request(ctl, R2P2_CTL_RELOAD, NULL, 0, buf);
+	if (!rep)
+		goto out;
+	if (rep->type == R2P2_CTL_ERROR) {
+		if (rep->text_len)
+			fprintf(stderr, "%.*s\n", (int)rep->text_len, reply_text(rep));
+		fprintf(stderr,
+			"r2p2ctl: reload refused (%s); r2p2d keeps its running "
+			"configuration\n",
+			rep->value == EBUSY    ? "a change needs a restart"
+			: rep->value == EINVAL ? "the configuration is invalid"
+					       : strerror(rep->value > 0 ? rep->value : EIO));
+		goto out;
+	}
+	if (rep->type != R2P2_CTL_RELOAD_OK) {
+		fprintf(stderr, "r2p2ctl: unexpected reply type %u to reload\n", rep->type);
+		goto out;
+	}
+	printf("%.*s\n", (int)rep->text_len, reply_text(rep));
+	rc = fflush(stdout) == 0 ? 0 : 1;
 out:
 	free(buf);
 	return rc;
@@ -398,6 +446,10 @@ static const struct command commands[] = {
     {"status", "[--json]",
      "show workers, attached apps and per-service counters (--json: as one JSON object)", 0, 1,
      cmd_status, false},
+    {"reload", "",
+     "reload the daemon's config file: print what changed, or why not and exit 1 (root or the "
+     "daemon's user)",
+     0, 0, cmd_reload, false},
     {"stek generate", "PATH", "create a new STEK file (one random current key, mode 0600)", 1, 1,
      cmd_stek_generate, true},
     {"stek rotate", "PATH", "previous := current, current := next, next := new random key", 1, 1,

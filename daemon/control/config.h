@@ -89,6 +89,8 @@ struct cfg {
 	char interface[32]; /* interface for the xdp backend; "" = the one holding `listen` */
 	bool has_router;    /* [daemon] router = addr:port: FEEDBACK target */
 	struct r2p2_addr router;
+	bool has_metrics;	  /* [daemon] metrics = addr:port: Prometheus over HTTP */
+	struct r2p2_addr metrics; /* where the metrics endpoint listens */
 	char log_level[16];
 	char stek_path[CFG_PATH_MAX]; /* tls: session-ticket encryption keys shared by the fleet */
 	int stek_line;		      /* line of `stek` in the file (0: not set), for messages */

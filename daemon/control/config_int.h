@@ -53,6 +53,7 @@ enum daemon_key {
 	DK_MAX_HALF_OPEN,
 	DK_SECCOMP,
 	DK_USER,
+	DK_METRICS,
 	DK_COUNT,
 };
 

@@ -48,6 +48,7 @@ static const char *const daemon_keys[DK_COUNT] = {
     [DK_MAX_HALF_OPEN] = "max_half_open_per_source",
     [DK_SECCOMP] = "seccomp",
     [DK_USER] = "user",
+    [DK_METRICS] = "metrics",
 };
 
 static const char *const serve_keys[SK_COUNT] = {
@@ -188,16 +189,16 @@ static void name_value(struct parser *p, const char *key, const char *what, cons
 		snprintf(out, out_len, "%s", v);
 }
 
-static void router_value(struct parser *p, const char *key, const char *v)
+/* addr_port_value reads an optional ADDR:PORT (empty: none) into `*has` and `*out`. */
+static void addr_port_value(struct parser *p, const char *key, const char *v, bool *has,
+			    struct r2p2_addr *out)
 {
-	struct cfg *c = p->c;
-
 	if (v[0] == '\0')
-		c->has_router = false;
-	else if (cfg_parse_addr(v, true, &c->router) != 0)
+		*has = false;
+	else if (cfg_parse_addr(v, true, out) != 0)
 		failx(p, p->lineno, p->label, key, "bad address '%s' " ADDR_PORT_HINT, v);
 	else
-		c->has_router = true;
+		*has = true;
 }
 
 /*
@@ -279,7 +280,10 @@ static void text_key(struct parser *p, enum daemon_key k, const char *key, const
 		bool_value(p, key, v, &c->seccomp);
 		break;
 	case DK_ROUTER:
-		router_value(p, key, v);
+		addr_port_value(p, key, v, &c->has_router, &c->router);
+		break;
+	case DK_METRICS:
+		addr_port_value(p, key, v, &c->has_metrics, &c->metrics);
 		break;
 	case DK_LOG_LEVEL:
 		if (lookup(log_levels, ARRAY_SIZE(log_levels), v) < 0)

@@ -417,13 +417,14 @@ static const struct app **attached_apps(const struct daemon *d, size_t *out_num)
 	return apps;
 }
 
-/*
- * conn_status answers STATUS: one snapshot of every worker, the daemon's own
- * counters, formatted by status_format. Negative errno (out of memory) closes.
- */
-static int conn_status(struct daemon *d, struct conn *c, bool json)
+size_t daemon_status(struct daemon *d, enum daemon_status_form form, char *buf, size_t len)
 {
-	static char text[R2P2_CTL_MAX_MSG - sizeof(struct r2p2_ctl_msg)];
+	static size_t (*const fmt[])(const struct cfg *, const struct status_facts *,
+				     const struct worker_snap *, unsigned, char *, size_t) = {
+	    [STATUS_TEXT] = status_format,
+	    [STATUS_JSON] = status_format_json,
+	    [STATUS_PROM] = status_format_prom,
+	};
 	struct status_facts f = {.version = R2P2D_VERSION,
 				 .pid = (int)getpid(),
 				 .draining = d->draining,
@@ -433,13 +434,10 @@ static int conn_status(struct daemon *d, struct conn *c, bool json)
 	const struct app **apps = attached_apps(d, &f.num_apps);
 	struct replay_stats rs, srs;
 	struct r2p2_stats xs;
-	size_t n;
+	size_t n = 0;
 
-	if (!snaps || !apps) {
-		free(snaps);
-		free(apps);
-		return -ENOMEM;
-	}
+	if (!snaps || !apps)
+		goto out;
 	f.apps = apps;
 	if (d->xdp && xdpath_stats(d->xdp, &xs) == 0)
 		f.xdp_stats = &xs;
@@ -454,12 +452,54 @@ static int conn_status(struct daemon *d, struct conn *c, bool json)
 		replay_stats(d->replay, &rs);
 		f.replay = &rs;
 	}
-	n = (json ? status_format_json : status_format)(&d->cfg->cfg, &f, snaps, d->num_workers,
-							text, sizeof(text));
-	ctl_send(c->fd, R2P2_CTL_STATUS_OK, 0, NULL, text, n, NULL, 0);
+	n = fmt[form](&d->cfg->cfg, &f, snaps, d->num_workers, buf, len);
+out:
 	free(snaps);
 	free(apps);
+	return n;
+}
+
+/*
+ * conn_status answers STATUS: one snapshot of every worker, the daemon's own
+ * counters, formatted by status_format. Negative errno (out of memory) closes.
+ */
+static int conn_status(struct daemon *d, struct conn *c, bool json)
+{
+	static char text[R2P2_CTL_MAX_MSG - sizeof(struct r2p2_ctl_msg)];
+	size_t n = daemon_status(d, json ? STATUS_JSON : STATUS_TEXT, text, sizeof(text));
+
+	if (n == 0)
+		return -ENOMEM;
+	ctl_send(c->fd, R2P2_CTL_STATUS_OK, 0, NULL, text, n, NULL, 0);
 	return 0;
+}
+
+/*
+ * conn_reload answers RELOAD: the daemon reloads its config file and says what
+ * changed (RELOAD_OK) or why not (ERROR with the errno). Only root and the daemon's
+ * own user may ask: socket_group lets apps connect, not reconfigure the host.
+ */
+static void conn_reload(struct daemon *d, struct conn *c)
+{
+	static char text[R2P2_CTL_MAX_MSG - sizeof(struct r2p2_ctl_msg)];
+	char how[96];
+	int ret;
+
+	if (!ctl_may_operate(&c->peer, geteuid())) {
+		log_warn("control socket: refused a reload asked by pid %d uid %u (only root or "
+			 "uid %u may reload)",
+			 (int)c->peer.pid, (unsigned)c->peer.uid, (unsigned)geteuid());
+		ctl_error(c->fd, EPERM, "only root or the daemon's user (uid %u) may reload",
+			  (unsigned)geteuid());
+		return;
+	}
+	snprintf(how, sizeof(how), "r2p2ctl reload (pid %d uid %u)", (int)c->peer.pid,
+		 (unsigned)c->peer.uid);
+	ret = daemon_reload(d, how, text, sizeof(text));
+	if (ret < 0)
+		ctl_send(c->fd, R2P2_CTL_ERROR, -ret, NULL, text, strlen(text), NULL, 0);
+	else
+		ctl_send(c->fd, R2P2_CTL_RELOAD_OK, 0, NULL, text, strlen(text), NULL, 0);
 }
 
 /* conn_input reads and answers one request. A negative errno closes the connection. */
@@ -481,6 +521,9 @@ static int conn_input(struct daemon *d, struct conn *c)
 		return 0;
 	case R2P2_CTL_STATUS:
 		return conn_status(d, c, m.value == R2P2_CTL_STATUS_JSON);
+	case R2P2_CTL_RELOAD:
+		conn_reload(d, c);
+		return 0;
 	case -EOPNOTSUPP:
 		ctl_error(c->fd, EOPNOTSUPP, "%s", why);
 		return 0;

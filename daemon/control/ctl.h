@@ -50,4 +50,13 @@ int ctl_open(struct daemon *d, char *err, size_t err_len);
  */
 void ctl_close(struct daemon *d);
 
+enum daemon_status_form { STATUS_TEXT, STATUS_JSON, STATUS_PROM };
+
+/*
+ * daemon_status writes `d`'s status (one snapshot of every worker, the daemon's own
+ * counters) in `form` into `buf` of `len` bytes (status.h). Returns its length, 0 when
+ * out of memory. Main thread only.
+ */
+size_t daemon_status(struct daemon *d, enum daemon_status_form form, char *buf, size_t len);
+
 #endif /* R2P2D_CTL_H */

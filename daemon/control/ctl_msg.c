@@ -24,6 +24,13 @@ int ctl_msg_parse(const void *buf, size_t n, struct r2p2_ctl_msg *out, char *why
 	case R2P2_CTL_REGISTER:
 	case R2P2_CTL_STATUS:
 		return out->type;
+	case R2P2_CTL_RELOAD:
+		/* it reads the file the daemon was started with: nothing to carry */
+		if (n != sizeof(*out) || out->text_len || out->value) {
+			snprintf(why, why_len, "a reload request carries no text and value 0");
+			return -EOPNOTSUPP;
+		}
+		return out->type;
 	default:
 		snprintf(why, why_len, "unknown control message type %u", out->type);
 		return -EOPNOTSUPP;
@@ -42,4 +49,9 @@ bool ctl_may_serve(const struct cfg_serve *s, const struct peer *peer)
 		if (peer->groups[i] == (gid_t)s->owner_id)
 			return true;
 	return false;
+}
+
+bool ctl_may_operate(const struct peer *peer, uid_t daemon_uid)
+{
+	return peer->uid == 0 || peer->uid == daemon_uid;
 }

@@ -35,10 +35,10 @@ struct peer {
 /*
  * ctl_msg_parse reads the `n`-byte datagram `buf` as a control request into `*out`
  * (its name NUL-terminated). Returns the request type (R2P2_CTL_ATTACH,
- * R2P2_CTL_REGISTER or R2P2_CTL_STATUS), or -EPROTO (shorter than a header, not
- * the control protocol's magic or version: the connection is closed) or
- * -EOPNOTSUPP (another type: refused, the connection stays), with a sentence for
- * the peer in `why`.
+ * R2P2_CTL_REGISTER, R2P2_CTL_STATUS or R2P2_CTL_RELOAD), or -EPROTO (shorter than
+ * a header, not the control protocol's magic or version: the connection is closed)
+ * or -EOPNOTSUPP (another type, or a RELOAD with text or a value: refused, the
+ * connection stays), with a sentence for the peer in `why`.
  */
 int ctl_msg_parse(const void *buf, size_t n, struct r2p2_ctl_msg *out, char *why, size_t why_len);
 
@@ -48,5 +48,12 @@ int ctl_msg_parse(const void *buf, size_t n, struct r2p2_ctl_msg *out, char *why
  * groups hold the owner group.
  */
 bool ctl_may_serve(const struct cfg_serve *s, const struct peer *peer);
+
+/*
+ * ctl_may_operate says whether `peer` may change the running daemon (RELOAD): root
+ * (uid 0) and the daemon's own user `daemon_uid` only, whatever socket_group lets
+ * connect.
+ */
+bool ctl_may_operate(const struct peer *peer, uid_t daemon_uid);
 
 #endif /* R2P2D_CTL_MSG_H */

@@ -47,13 +47,34 @@ struct daemon {
 	bool draining;
 	int drained_efd; /* workers write 1 each when drained */
 	struct ep_source drained_src;
-	unsigned num_drained;	      /* workers drained so far */
-	struct xdpath *xdp;	      /* the xdp backend, or NULL for udp */
-	char backend[256];	      /* what the backend is, for status */
-	struct stek_set *stek;	      /* tls: as loaded at start (workers reload on change) */
-	struct replay *replay;	      /* tls: the strike register shared by every worker */
+	unsigned num_drained;  /* workers drained so far */
+	struct xdpath *xdp;    /* the xdp backend, or NULL for udp */
+	bool xdp_idle;	       /* backend xdp or auto, but nothing to steer at start: no program */
+	char backend[256];     /* what the backend is, for status */
+	struct stek_set *stek; /* tls: as loaded at start (workers reload on change) */
+	struct replay *replay; /* tls: the strike register shared by every worker */
 	struct replay *sealed_replay; /* sealed: (association, nonce) strike register */
+	struct metrics *metrics;      /* the Prometheus endpoint, or NULL */
 };
+
+/*
+ * daemon_reload reads d->cfg_path again and applies it completely, or refuses it and
+ * keeps the running configuration (daemon/control/reload.c). `how` names who asked,
+ * for the log. Every line it says is logged and written to `out` (`out_len` bytes,
+ * lines separated by newlines): what changed, or why not (file:line of a bad key,
+ * each setting that needs a restart). Returns 0 or a negative errno: -EINVAL (a bad
+ * file or what it points to), -EBUSY (a change that needs a restart), -ESHUTDOWN
+ * (draining), or the errno of what failed while applying. Main thread only.
+ */
+int daemon_reload(struct daemon *d, const char *how, char *out, size_t out_len);
+
+/*
+ * daemon_check_keys loads everything `c` (read from `path`) points to, as a start
+ * would: STEK files, each tls or sealed service's chain and key (and that the
+ * certificate names the service), each [call]'s CA bundle, the socket_group.
+ * Returns 0, or a negative errno with "file:line: ..." in `err`.
+ */
+int daemon_check_keys(const struct cfg *c, const char *path, char *err, size_t err_len);
 
 /*
  * daemon_watch adds `fd` to the main loop's epoll set for `events`; `src->handle`

@@ -28,6 +28,7 @@
 #include "daemon.h"
 #include "err.h"
 #include "log.h"
+#include "metrics.h"
 #include "replay.h"
 #include "sandbox.h"
 #include "stek.h"
@@ -168,12 +169,12 @@ static int check_serve(const struct cfg *c, const struct cfg_serve *s, const cha
 }
 
 /*
- * check_keys loads, for --check, everything the config points to as a start would:
- * the STEK files (mode, owner, format), each tls or sealed service's chain and key
- * (and that the certificate names the service), each [call]'s CA bundle, and the
- * socket_group. Returns 0, or a negative errno with "file:line: ..." in `err`.
+ * daemon_check_keys loads, for --check and a reload, everything the config points to as a start
+ * would: the STEK files (mode, owner, format), each tls or sealed service's chain and key (and that
+ * the certificate names the service), each [call]'s CA bundle, and the socket_group. Returns 0, or
+ * a negative errno with "file:line: ..." in `err`.
  */
-static int check_keys(const struct cfg *c, const char *path, char *err, size_t err_len)
+int daemon_check_keys(const struct cfg *c, const char *path, char *err, size_t err_len)
 {
 	char why[400];
 	int rc;
@@ -205,116 +206,6 @@ static int check_keys(const struct cfg *c, const char *path, char *err, size_t e
 	return 0;
 }
 
-/* ---- SIGHUP: reload -------------------------------------------------------------- */
-
-/* restart_only_changed says whether `n` changes a setting that only a restart applies. */
-static bool restart_only_changed(const struct cfg *o, const struct cfg *n)
-{
-	return n->workers != o->workers ||
-	       memcmp(&n->listen_addr, &o->listen_addr, sizeof(o->listen_addr)) != 0 ||
-	       strcmp(n->socket_path, o->socket_path) != 0 || n->max_msg_len != o->max_msg_len ||
-	       n->ring_entries != o->ring_entries || n->arena_size != o->arena_size ||
-	       strcmp(n->socket_group, o->socket_group) != 0 || n->seccomp != o->seccomp ||
-	       strcmp(n->user, o->user) != 0 || n->num_cpus != o->num_cpus ||
-	       memcmp(n->cpus, o->cpus, sizeof(o->cpus)) != 0;
-}
-
-/* probe_new_ports checks that the ports `n` serves and `o` does not are free. */
-static int probe_new_ports(const struct cfg *o, const struct cfg *n)
-{
-	char err[256];
-	int ret;
-
-	for (size_t i = 0; i < n->num_serves; i++) {
-		if (cfg_find_serve_port(o, n->serves[i].port))
-			continue;
-		ret = port_probe(o, n->serves[i].port, err, sizeof(err));
-		if (ret < 0) {
-			log_err("reload: [serve %s] %s; keeping the running configuration",
-				n->serves[i].name, err);
-			return ret;
-		}
-	}
-	return 0;
-}
-
-/*
- * keep_running_windows keeps the strike registers' settings: the registers were sized
- * and timed for them at start, and a window they no longer cover would let a replay
- * through. A change is refused, by name, until the next restart.
- */
-static uint64_t keep_window(const char *key, uint64_t nv, uint64_t ov)
-{
-	if (nv != ov)
-		log_warn("reload: %s = %llu needs a restart (the strike registers were built for "
-			 "%llu); keeping %llu",
-			 key, (unsigned long long)nv, (unsigned long long)ov,
-			 (unsigned long long)ov);
-	return ov;
-}
-
-static void keep_running_windows(struct cfg *n, const struct cfg *o)
-{
-	n->replay_window_ms =
-	    keep_window("replay_window_ms", n->replay_window_ms, o->replay_window_ms);
-	n->sealed_window_ms =
-	    (uint32_t)keep_window("sealed_window_ms", n->sealed_window_ms, o->sealed_window_ms);
-	n->replay_max_entries = (uint32_t)keep_window("replay_max_entries", n->replay_max_entries,
-						      o->replay_max_entries);
-}
-
-/* keep_running_settings copies into `n` what the running workers and apps were built for. */
-static void keep_running_settings(struct cfg *n, const struct cfg *o)
-{
-	keep_running_windows(n, o);
-	n->workers = o->workers;
-	n->listen_addr = o->listen_addr;
-	memcpy(n->listen, o->listen, sizeof(o->listen));
-	memcpy(n->socket_path, o->socket_path, sizeof(o->socket_path));
-	memcpy(n->socket_group, o->socket_group, sizeof(o->socket_group));
-	memcpy(n->user, o->user, sizeof(o->user));
-	n->seccomp = o->seccomp;
-	n->max_msg_len = o->max_msg_len;
-	n->ring_entries = o->ring_entries;
-	n->arena_size = o->arena_size;
-	n->num_cpus = o->num_cpus;
-	memcpy(n->cpus, o->cpus, sizeof(o->cpus));
-}
-
-static void reload(struct daemon *d)
-{
-	const struct cfg *o = &d->cfg->cfg;
-	struct cfg_ref *n;
-
-	sd_notify(0, "RELOADING=1");
-	log_info("SIGHUP: reloading %s", d->cfg_path);
-	n = load_cfg(d->cfg_path);
-	if (!n) {
-		log_err("reload failed; keeping the running configuration");
-		sd_notify(0, "READY=1");
-		return;
-	}
-	if (restart_only_changed(o, &n->cfg))
-		log_warn(
-		    "reload: workers, listen, socket, socket_group, max_message, ring_entries, "
-		    "arena_size, seccomp, user and cpus take effect at the next restart; the rest "
-		    "applies now");
-	/* New service ports must be free before any worker binds them. */
-	if (probe_new_ports(o, &n->cfg) < 0) {
-		cfg_ref_put(n);
-		sd_notify(0, "READY=1");
-		return;
-	}
-	keep_running_settings(&n->cfg, o);
-	log_set_level(n->cfg.log_level);
-	post_all(d, CMD_NEW_CFG, n);
-	cfg_ref_put(d->cfg);
-	d->cfg = n;
-	log_info("reload done: %zu services served, %zu called", n->cfg.num_serves,
-		 n->cfg.num_calls);
-	sd_notify(0, "READY=1");
-}
-
 /* ---- the main loop's own sources ------------------------------------------------- */
 
 /* on_signal handles the signalfd: SIGHUP reloads, SIGTERM and SIGINT start the drain. */
@@ -326,7 +217,9 @@ static void on_signal(struct daemon *d, struct ep_source *src, uint32_t events)
 	(void)events;
 	while (read(d->sig_fd, &si, sizeof(si)) == sizeof(si)) {
 		if (si.ssi_signo == SIGHUP) {
-			reload(d);
+			char text[4096];
+
+			daemon_reload(d, "SIGHUP", text, sizeof(text)); /* it logs what it says */
 		} else if (!d->draining) {
 			log_info("signal %u: draining in-flight RPCs (up to %llu ms)", si.ssi_signo,
 				 (unsigned long long)d->cfg->cfg.drain_timeout_ms);
@@ -506,6 +399,12 @@ static int setup_backend(struct daemon *d, char *err, size_t err_len)
 				return -EIO;
 			}
 		}
+	} else if (c->backend != CFG_BACKEND_UDP && c->num_serves == 0) {
+		/* nothing to steer: a reload that adds a [serve] is refused (reload.c) */
+		d->xdp_idle = true;
+		snprintf(d->backend, sizeof(d->backend), "udp: %.200s", why);
+		log_info("backend = %s: %s; a [serve] added later needs a restart",
+			 c->backend == CFG_BACKEND_XDP ? "xdp" : "auto", why);
 	} else if (c->backend == CFG_BACKEND_XDP) {
 		snprintf(d->backend, sizeof(d->backend), "udp: %.200s", why);
 		log_warn("backend = xdp: %s; using the udp backend", why);
@@ -565,7 +464,7 @@ static int daemon_start(struct daemon *d, char *err, size_t err_len)
 {
 	static int (*const steps[])(struct daemon * d, char *err, size_t err_len) = {
 	    open_loop,	   alloc_workers, open_tls_state, probe_ports,	 new_workers,
-	    setup_backend, ctl_open,	  enter_sandbox,  start_workers,
+	    setup_backend, ctl_open,	  metrics_open,	  enter_sandbox, start_workers,
 	};
 	const struct cfg *c = &d->cfg->cfg;
 
@@ -613,6 +512,7 @@ static void daemon_stop(struct daemon *d)
 	stop_workers(d);
 	if (d->ready)
 		log_info("r2p2d stopped");
+	metrics_close(d);
 	ctl_close(d);
 	if (d->workers) {
 		for (unsigned i = 0; i < d->num_workers; i++)
@@ -671,7 +571,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	warn_unowned(&d.cfg->cfg, path);
-	if (check && check_keys(&d.cfg->cfg, path, err, sizeof(err)) < 0) {
+	if (check && daemon_check_keys(&d.cfg->cfg, path, err, sizeof(err)) < 0) {
 		log_err("%s", err);
 		cfg_ref_put(d.cfg);
 		return 1;

@@ -53,4 +53,14 @@ size_t status_format_json(const struct cfg *cfg, const struct status_facts *fact
 			  const struct worker_snap *snaps, unsigned num_workers, char *buf,
 			  size_t buf_len);
 
+/*
+ * status_format_prom is status_format as Prometheus text exposition (format 0.0.4):
+ * the same counters, named r2p2_<section>_<name>[_total], one metric at a time, each
+ * with HELP and TYPE; workers, services and associations as labels
+ * (docs/OPERATIONS.md, "Metrics"). Returns 0 (an empty text) when out of memory.
+ */
+size_t status_format_prom(const struct cfg *cfg, const struct status_facts *facts,
+			  const struct worker_snap *snaps, unsigned num_workers, char *buf,
+			  size_t buf_len);
+
 #endif /* R2P2D_STATUS_H */

@@ -717,6 +717,26 @@ struct eng *eng_new(const struct eng_config *cfg, const struct eng_ops *ops, voi
 	return e;
 }
 
+int eng_reconfigure(struct eng *e, const struct eng_config *cfg)
+{
+	if (!cfg->reassembly_timeout_ns || !cfg->dedup_window_ns || !cfg->exec_timeout_ns ||
+	    (cfg->has_router && cfg->router.family != AF_INET && cfg->router.family != AF_INET6))
+		return -EINVAL;
+	e->cfg.reassembly_timeout_ns = cfg->reassembly_timeout_ns;
+	e->cfg.dedup_window_ns = cfg->dedup_window_ns;
+	e->cfg.exec_timeout_ns = cfg->exec_timeout_ns;
+	e->cfg.has_router = cfg->has_router;
+	memset(&e->cfg.router, 0, sizeof(e->cfg.router));
+	if (cfg->has_router)
+		addr_norm(&e->cfg.router, &cfg->router);
+	e->cfg.allow_flags = cfg->allow_flags;
+	e->cfg.max_reassembly_bytes = cfg->max_reassembly_bytes;
+	e->cfg.max_half_open_per_source = cfg->max_half_open_per_source;
+	e->rbud.max =
+	    cfg->max_reassembly_bytes > SIZE_MAX ? SIZE_MAX : (size_t)cfg->max_reassembly_bytes;
+	return 0;
+}
+
 void eng_free(struct eng *e)
 {
 	if (!e)

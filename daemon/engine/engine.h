@@ -186,6 +186,17 @@ void eng_input(struct eng *e, unsigned sock, const struct r2p2_addr *src, const 
 int eng_call(struct eng *e, const struct eng_call_args *args, uint64_t now);
 
 /*
+ * eng_reconfigure applies to a running engine what may change under requests and
+ * calls in flight: the timeouts (each timer already armed keeps its deadline), the
+ * router, allow_flags and the reassembly bounds (max_reassembly_bytes,
+ * max_half_open_per_source: a lower bound evicts as new packets arrive). The
+ * sizes fixed at eng_new (max_msg_len, max_client_calls, max_server_states) and
+ * hash_seed stay. Returns 0, or -EINVAL (`cfg` refused, as by eng_new) and nothing
+ * changed.
+ */
+int eng_reconfigure(struct eng *e, const struct eng_config *cfg);
+
+/*
  * eng_set_next_rid sets the rid the next eng_call tries first (rids are then
  * used sequentially, skipping those in flight on the call's socket). A new
  * engine starts at 0. For tests, and for a worker that wants to start at a
@@ -214,8 +225,9 @@ const struct r2p2_addr *eng_completing_peer(const struct eng *e);
 uint32_t eng_completing_sends(const struct eng *e);
 
 /*
- * eng_keep_waiting, called from ops.complete for a call completing with status 0,
- * says that the response was not the server's (it did not authenticate): the call
+ * eng_keep_waiting, called from ops.complete for a call completing with status 0
+ * or -ECONNREFUSED (a DROP), says that the response or the DROP was not the
+ * server's (it did not authenticate): the call
  * is not completed but waits on, as if the response had not come, until its
  * attempt's deadline (then it retransmits or times out as usual; nothing extends
  * it). Counted in rx_unauthentic. The callback must then start no call of its own

@@ -67,8 +67,8 @@ void eng_keep_waiting(struct eng *e)
 /*
  * call_complete reports the end of an unlinked call and frees it. The call
  * is out of every table first, so the callback may start new calls (even one
- * reusing this rid) or cancel others. A callback that refuses a response
- * (eng_keep_waiting) gets the call back in place instead.
+ * reusing this rid) or cancel others. A callback that refuses a response or a
+ * DROP (eng_keep_waiting) gets the call back in place instead.
  */
 static void call_complete(struct eng *e, struct call *c, int status, const uint8_t *payload,
 			  size_t len)
@@ -94,9 +94,12 @@ static void call_complete(struct eng *e, struct call *c, int status, const uint8
 	e->completing_peer = c->has_from ? c->from : c->peer_fixed ? c->peer : c->dst;
 	e->keep_call = false;
 	e->ops->complete(e->ctx, c->cookie, status, payload, len);
-	if (e->keep_call && status == 0 && !e->freeing) {
+	if (e->keep_call && (status == 0 || status == -ECONNREFUSED) && !e->freeing) {
 		e->keep_call = false;
-		e->stats.calls_ok--;
+		if (status == 0)
+			e->stats.calls_ok--;
+		else
+			e->stats.calls_dropped--;
 		e->stats.rx_unauthentic++;
 		call_relink(e, c);
 		return;

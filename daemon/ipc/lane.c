@@ -186,6 +186,10 @@ int lane_next_sqe(struct lane *l, struct r2p2_sqe *out, const uint8_t **out_payl
 		if (out->flags)
 			goto invalid;
 		break;
+	case R2P2_SQ_CANCEL:
+		if (out->flags || out->len)
+			goto invalid;
+		break;
 	default:
 		goto invalid;
 	}

@@ -103,8 +103,10 @@ static void arm_recv(struct worker *w, uint32_t slot)
 	struct wsock *s = &w->socks[slot];
 	struct io_uring_sqe *sqe = get_sqe(w);
 
-	if (!sqe)
-		return; /* retried on the next loop iteration (recv_armed stays false) */
+	if (!sqe) {
+		w->udp_unarmed = true; /* retried on the next loop iteration */
+		return;
+	}
 	io_uring_prep_recvmsg_multishot(sqe, s->fd, &recv_msg, 0);
 	sqe->flags |= IOSQE_BUFFER_SELECT;
 	sqe->buf_group = RX_BGID;
@@ -168,6 +170,7 @@ static int open_service(struct worker *w, const struct cfg_serve *sv, char *err,
 	if (fd < 0)
 		return fd;
 	w->socks[slot] = (struct wsock){.fd = fd, .port = sv->port};
+	w->udp_unarmed = true;
 	int ret = sec_service_configure(&w->sec, &w->socks[slot].sec, sv, err, err_len);
 	if (ret < 0)
 		return ret;
@@ -209,11 +212,20 @@ void udp_arm_all(struct worker *w)
 			arm_recv(w, (uint32_t)i);
 }
 
+/* udp_rearm, at the end of a loop iteration: a receive for every socket without one
+ * (a multishot receive ended, or the socket is new); nothing to look at otherwise. */
 void udp_rearm(struct worker *w)
 {
-	for (int i = 0; i < MAX_SOCKS; i++)
+	bool unarmed = false;
+
+	if (!w->udp_unarmed)
+		return;
+	for (int i = 0; i < MAX_SOCKS; i++) {
 		if (w->socks[i].fd >= 0 && !w->socks[i].recv_armed && !w->socks[i].closing)
 			arm_recv(w, (uint32_t)i);
+		unarmed |= w->socks[i].fd >= 0 && !w->socks[i].recv_armed && !w->socks[i].closing;
+	}
+	w->udp_unarmed = unarmed; /* no SQE for one: the next iteration tries again */
 }
 
 static void tx_direct(struct worker *w, int fd, struct msghdr *m)
@@ -311,6 +323,7 @@ void udp_handle_recv(struct worker *w, struct io_uring_cqe *cqe, uint64_t now)
 	if (cqe->flags & IORING_CQE_F_MORE)
 		return;
 	s->recv_armed = false;
+	w->udp_unarmed = true;
 	if (s->closing)
 		free_sock(w, slot);
 	else if (cqe->res < 0 && cqe->res != -ENOBUFS)

@@ -414,6 +414,56 @@ void xdp_close(struct xdp_prog *p)
 	free(p);
 }
 
+/* has_port says whether `port` is one of the `n` ports of `ports`. */
+static bool has_port(const uint16_t *ports, size_t n, uint16_t port)
+{
+	for (size_t i = 0; i < n; i++)
+		if (ports[i] == port)
+			return true;
+	return false;
+}
+
+int xdp_ports_set(struct xdp_prog *p, const uint16_t *ports, size_t n, char *err, size_t err_len)
+{
+	struct bpf_map *map = p->skel->maps.r2p2_ports;
+	struct r2p2_port_key key, next, gone[R2P2_MAX_PORTS];
+	size_t num_gone = 0;
+	int rc;
+
+	if (n > R2P2_MAX_PORTS || (n && !ports)) {
+		set_err(err, err_len, "%s: %zu ports (max %d)", p->ifname, n, R2P2_MAX_PORTS);
+		return -EINVAL;
+	}
+	/* collect first: deleting while walking the hash could skip keys */
+	for (rc = bpf_map__get_next_key(map, NULL, &next, sizeof(next));
+	     rc == 0 && num_gone < R2P2_MAX_PORTS;
+	     rc = bpf_map__get_next_key(map, &key, &next, sizeof(next))) {
+		key = next;
+		if (!has_port(ports, n, key.port))
+			gone[num_gone++] = key;
+	}
+	for (size_t i = 0; i < num_gone; i++) {
+		rc = bpf_map__delete_elem(map, &gone[i], sizeof(gone[i]), 0);
+		if (rc && rc != -ENOENT) {
+			set_err(err, err_len, "%s: cannot remove port %u from r2p2_ports: %s",
+				p->ifname, gone[i].port, strerror(-rc));
+			return rc;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct r2p2_port_key k = {.port = ports[i]};
+		struct r2p2_port_val val = {.service = (__u32)i};
+
+		rc = bpf_map__update_elem(map, &k, sizeof(k), &val, sizeof(val), BPF_ANY);
+		if (rc) {
+			set_err(err, err_len, "%s: cannot add port %u to r2p2_ports: %s", p->ifname,
+				ports[i], strerror(-rc));
+			return rc;
+		}
+	}
+	return 0;
+}
+
 int xdp_xsk_register(struct xdp_prog *p, unsigned queue, unsigned slot, int xsk_fd)
 {
 	__u32 key = queue * R2P2_XSK_PER_QUEUE + slot;

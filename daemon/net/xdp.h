@@ -44,6 +44,15 @@ int xdp_open(const char *ifname, int mode, const uint16_t *ports, size_t n,
 	     unsigned socks_per_queue, struct xdp_prog **out, char *err, size_t err_len);
 
 /*
+ * xdp_ports_set makes r2p2_ports hold exactly the `n` ports `ports` (host byte order;
+ * service index = position in `ports`): ports not in `ports` are deleted first, then
+ * the others added or updated, so a port that stays is steered throughout. Returns 0
+ * or a negative errno with a message naming the interface and port in `err`.
+ */
+int xdp_ports_set(struct xdp_prog *prog, const uint16_t *ports, size_t n, char *err,
+		  size_t err_len);
+
+/*
  * xdp_close detaches the program (if it is still the one attached), removes the pins
  * and frees `prog`. Accepts NULL.
  */

@@ -238,3 +238,8 @@ int xdpath_stats(struct xdpath *x, struct r2p2_stats *out)
 {
 	return xdp_stats_sum(x->prog, out);
 }
+
+int xdpath_set_ports(struct xdpath *x, const uint16_t *ports, size_t n, char *why, size_t why_len)
+{
+	return xdp_ports_set(x->prog, ports, n, why, why_len);
+}

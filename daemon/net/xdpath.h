@@ -35,6 +35,13 @@ const char *xdpath_ifname(const struct xdpath *x);
 /* xdpath_stats sums the program's per-CPU verdict counters. */
 int xdpath_stats(struct xdpath *x, struct r2p2_stats *out);
 
+/*
+ * xdpath_set_ports makes the program steer exactly the `n` UDP ports `ports` (a
+ * reload: ports of removed services go, those of added services come). Returns 0 or
+ * a negative errno with `why` filled.
+ */
+int xdpath_set_ports(struct xdpath *x, const uint16_t *ports, size_t n, char *why, size_t why_len);
+
 /* xdpath_free closes the sockets, frees the UMEMs and detaches the program. Call after
  * every worker stopped. NULL is ok. */
 void xdpath_free(struct xdpath *x);

@@ -17,6 +17,15 @@
  * path, not to an error. The share binds once the register is three quarters
  * full, so one busy client alone may use three quarters of it and never more, and
  * the others always keep a quarter.
+ *
+ * A refused request retried by other means (replay_insert_or_floor) must never be
+ * accepted later. Its key goes in when the owner may still insert; otherwise the
+ * owner's floor rises to the request's stamp, in a second sketch of the same shape
+ * that keeps the largest stamp per counter: the owner's requests stamped up to it
+ * are refused from then on. The floor is the owner's, so a client past its share
+ * that retries costs the others neither room nor 0-RTT; the estimate (the smallest
+ * counter) is never below the owner's true floor, and a collision can only refuse
+ * early, down the tls path again.
  */
 #include "boringssl.h"
 
@@ -40,6 +49,7 @@ struct gen {
 	uint32_t epoch;
 	size_t num_entries;
 	uint32_t owned[OWNER_ROWS][OWNER_COLS]; /* keys held per owner, as a sketch */
+	uint64_t floor[OWNER_ROWS][OWNER_COLS]; /* largest floor stamp per counter */
 };
 
 struct replay {
@@ -50,8 +60,7 @@ struct replay {
 	bool started;	    /* cur_start is set (by the first call) */
 	uint64_t sip_key[2];
 	uint64_t owner_key[2];
-	size_t share;	/* keys one owner may hold in both generations */
-	uint64_t floor; /* caller stamps at or below this are refused (replay_insert_at) */
+	size_t share; /* keys one owner may hold in both generations */
 	struct gen gen[2];
 	unsigned cur; /* index of the current generation; the other is the old one */
 	struct replay_stats st;
@@ -69,6 +78,7 @@ static void gen_clear(struct gen *g, size_t num_slots)
 	}
 	g->num_entries = 0;
 	memset(g->owned, 0, sizeof(g->owned));
+	memset(g->floor, 0, sizeof(g->floor));
 }
 
 struct replay *replay_new(size_t max_entries, uint64_t window_ns)
@@ -217,15 +227,43 @@ static bool owner_over_share(const struct replay *r, const size_t cols[OWNER_ROW
 	return least >= r->share;
 }
 
-static int insert_locked(struct replay *r, const uint8_t key[REPLAY_KEY_LEN],
-			 const struct replay_owner *owner, uint64_t now)
+/* owner_floor is the owner's floor at `cols`, over both generations (0: none). */
+static uint64_t owner_floor(const struct replay *r, const size_t cols[OWNER_ROWS])
 {
-	struct gen *cur, *old;
-	size_t start, slot, cols[OWNER_ROWS];
+	uint64_t least = UINT64_MAX;
 
-	advance(r, now);
-	cur = &r->gen[r->cur];
-	old = &r->gen[r->cur ^ 1];
+	for (int row = 0; row < OWNER_ROWS; row++) {
+		size_t col = cols[row];
+		uint64_t f0 = r->gen[0].floor[row][col], f1 = r->gen[1].floor[row][col];
+		uint64_t f = f0 > f1 ? f0 : f1;
+
+		if (f < least)
+			least = f;
+	}
+	return least;
+}
+
+/* raise_owner_floor refuses the owner's stamps up to `stamp` for two windows at least. */
+static void raise_owner_floor(struct replay *r, const size_t cols[OWNER_ROWS], uint64_t stamp)
+{
+	struct gen *cur = &r->gen[r->cur];
+
+	for (int row = 0; row < OWNER_ROWS; row++)
+		if (cur->floor[row][cols[row]] < stamp)
+			cur->floor[row][cols[row]] = stamp;
+	r->st.floor_raises++;
+}
+
+/*
+ * insert_locked inserts `key`, on behalf of `owner` (whose counters `cols` are)
+ * if not NULL; advance() must have run. 0, -EEXIST, -ENOSPC or -EDQUOT.
+ */
+static int insert_locked(struct replay *r, const uint8_t key[REPLAY_KEY_LEN],
+			 const struct replay_owner *owner, const size_t cols[OWNER_ROWS])
+{
+	struct gen *cur = &r->gen[r->cur], *old = &r->gen[r->cur ^ 1];
+	size_t start, slot;
+
 	start = slot_of(r, key);
 	if (gen_find(r, old, key, start, NULL) || gen_find(r, cur, key, start, &slot)) {
 		r->st.hits++;
@@ -235,8 +273,6 @@ static int insert_locked(struct replay *r, const uint8_t key[REPLAY_KEY_LEN],
 		r->st.full_rejects++;
 		return -ENOSPC;
 	}
-	if (owner)
-		owner_cols(r, owner, cols);
 	/* the share binds once the register is 3/4 full: alone, an owner may use 3/4 */
 	if (owner && cur->num_entries + old->num_entries >= r->max_entries - r->max_entries / 4 &&
 	    owner_over_share(r, cols)) {
@@ -257,7 +293,8 @@ int replay_insert(struct replay *r, const uint8_t key[REPLAY_KEY_LEN], uint64_t 
 	int ret;
 
 	pthread_mutex_lock(&r->lock);
-	ret = insert_locked(r, key, NULL, now);
+	advance(r, now);
+	ret = insert_locked(r, key, NULL, NULL);
 	pthread_mutex_unlock(&r->lock);
 	return ret;
 }
@@ -265,28 +302,32 @@ int replay_insert(struct replay *r, const uint8_t key[REPLAY_KEY_LEN], uint64_t 
 int replay_insert_owned(struct replay *r, const uint8_t key[REPLAY_KEY_LEN],
 			const struct replay_owner *owner, uint64_t stamp, uint64_t now)
 {
+	size_t cols[OWNER_ROWS];
 	int ret = -ESTALE;
 
+	owner_cols(r, owner, cols);
 	pthread_mutex_lock(&r->lock);
-	if (stamp > r->floor)
-		ret = insert_locked(r, key, owner, now);
+	advance(r, now);
+	if (stamp > owner_floor(r, cols))
+		ret = insert_locked(r, key, owner, cols);
 	else
 		r->st.floor_rejects++;
 	pthread_mutex_unlock(&r->lock);
 	return ret;
 }
 
-int replay_insert_or_floor(struct replay *r, const uint8_t key[REPLAY_KEY_LEN], uint64_t stamp,
-			   uint64_t now)
+int replay_insert_or_floor(struct replay *r, const uint8_t key[REPLAY_KEY_LEN],
+			   const struct replay_owner *owner, uint64_t stamp, uint64_t now)
 {
+	size_t cols[OWNER_ROWS];
 	int ret;
 
+	owner_cols(r, owner, cols);
 	pthread_mutex_lock(&r->lock);
-	ret = insert_locked(r, key, NULL, now);
-	if (ret == -ENOSPC) {
-		if (stamp > r->floor)
-			r->floor = stamp;
-		r->st.floor_raises++;
+	advance(r, now);
+	ret = insert_locked(r, key, owner, cols);
+	if (ret == -ENOSPC || ret == -EDQUOT) {
+		raise_owner_floor(r, cols, stamp);
 		ret = 0;
 	}
 	pthread_mutex_unlock(&r->lock);

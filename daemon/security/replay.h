@@ -38,8 +38,8 @@ struct replay_stats {
 	uint64_t hits;		/* replay_check == 1 plus replay_insert == -EEXIST */
 	uint64_t full_rejects;	/* replay_insert == -ENOSPC: 0-RTT refused, fail closed */
 	uint64_t share_rejects; /* replay_insert_owned == -EDQUOT: the owner holds its share */
-	uint64_t floor_rejects; /* replay_insert_owned == -ESTALE: stamped at or below the floor */
-	uint64_t floor_raises;	/* replay_insert_or_floor found the register full */
+	uint64_t floor_rejects; /* replay_insert_owned == -ESTALE: at or below the owner's floor */
+	uint64_t floor_raises;	/* replay_insert_or_floor raised an owner's floor */
 	uint64_t rotations;	/* generation changes (an idle gap of 2 windows counts one) */
 };
 
@@ -73,20 +73,22 @@ int replay_insert(struct replay *r, const uint8_t key[REPLAY_KEY_LEN], uint64_t 
  * returns -EDQUOT when the register is at least 3/4 full and the owner already
  * holds its share (max_entries / REPLAY_SHARE_DIV, rounded up): so one owner never
  * holds more than 3/4 of the register, and the others always keep a quarter;
- * -ESTALE when `stamp` is at or below the floor
- * raised by replay_insert_or_floor. Nothing is inserted then.
+ * -ESTALE when `stamp` is at or below the owner's floor, raised by
+ * replay_insert_or_floor. Nothing is inserted then.
  */
 int replay_insert_owned(struct replay *r, const uint8_t key[REPLAY_KEY_LEN],
 			const struct replay_owner *owner, uint64_t stamp, uint64_t now);
 
 /*
- * replay_insert_or_floor makes sure `key`, stamped `stamp`, is never accepted by a
- * later replay_insert_owned: it inserts the key, or, when the register is full,
- * raises the floor to `stamp` so that every key stamped so far is refused. Returns
- * 0 (held or floored) or -EEXIST (it was already held: it was accepted before).
+ * replay_insert_or_floor makes sure `key`, stamped `stamp` by `owner`, is never
+ * accepted by a later replay_insert_owned: it inserts the key as replay_insert_owned
+ * would, or, when the register is full or the owner holds its share, raises the
+ * owner's floor to `stamp` for two windows at least, so that every key the owner
+ * stamped so far is refused. It takes no room from the other owners. Returns 0
+ * (held or floored) or -EEXIST (it was already held: it was accepted before).
  */
-int replay_insert_or_floor(struct replay *r, const uint8_t key[REPLAY_KEY_LEN], uint64_t stamp,
-			   uint64_t now);
+int replay_insert_or_floor(struct replay *r, const uint8_t key[REPLAY_KEY_LEN],
+			   const struct replay_owner *owner, uint64_t stamp, uint64_t now);
 
 /* replay_stats copies the counters of `r` into `out`. */
 void replay_stats(const struct replay *r, struct replay_stats *out);

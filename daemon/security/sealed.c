@@ -987,6 +987,7 @@ enum sealed_retry_status sealed_retry_check(struct sealed_server *s, struct repl
 					    const struct sealed_checks *chk)
 {
 	uint64_t window_ms = chk->window_ms ? chk->window_ms : SEALED_WINDOW_DEFAULT_MS;
+	struct replay_owner owner = {.id = prior->id, .len = SEALED_ID_LEN};
 	uint8_t key[REPLAY_KEY_LEN];
 
 	strike_key_of(prior->id, prior->nonce, key);
@@ -999,8 +1000,9 @@ enum sealed_retry_status sealed_retry_check(struct sealed_server *s, struct repl
 	    !in_window(prior->ts_ms, chk->now_ms, window_ms))
 		return SEALED_RETRY_UNKNOWN;
 	/* From now on the original can never run here: its key is held or, with the
-	 * register full, every request stamped up to it is refused (`full`). */
-	if (replay_insert_or_floor(strike, key, prior->ts_ms, chk->now_ns) == -EEXIST)
+	 * register full or the association holding its share, every request of the
+	 * association stamped up to it is refused (`full`). */
+	if (replay_insert_or_floor(strike, key, &owner, prior->ts_ms, chk->now_ns) == -EEXIST)
 		return SEALED_RETRY_DONE; /* it ran on another worker meanwhile */
 	return SEALED_RETRY_NEW;
 }

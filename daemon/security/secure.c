@@ -335,11 +335,37 @@ static int tls_protect(struct sec_env *env, struct sec_call *c, unsigned policy,
 	return tls_begin(env, c, req, len, false, out);
 }
 
+/*
+ * call_failed ends an encrypted call the engine ended with `status`, or goes on.
+ * Refusals nobody authenticated end nothing (G3): a DROP is set aside, and so is a
+ * tls answer signed by a certificate the call does not trust (a forger can sign
+ * with a key of its own). When the call then times out, the likelier cause is
+ * reported rather than -ETIMEDOUT: the untrusted certificate (-EACCES), else the
+ * DROP (-ECONNREFUSED).
+ */
+static enum sec_next call_failed(struct sec_call *c, int status, struct sec_reply *out)
+{
+	if (status == -ECONNREFUSED) {
+		/* an R2P2 DROP: nothing authenticates it, so it ends nothing; the engine
+		 * keeps the call until its deadline, for the server's own answer */
+		c->dropped = true;
+		reply_fail(out, status, "an unauthenticated DROP, set aside");
+		return SEC_IGNORE;
+	}
+	if (status == -ETIMEDOUT && c->tls && tls_call_refusal(c->tls) < 0)
+		return reply_fail(out, tls_call_refusal(c->tls), tls_call_error(c->tls));
+	if (status == -ETIMEDOUT && c->dropped)
+		return reply_fail(out, -ECONNREFUSED,
+				  "the server dropped the request (DROP, and no answer until the "
+				  "call's timeout)");
+	return reply_fail(out, status, NULL);
+}
+
 static enum sec_next tls_mode_finish(struct sec_env *env, struct sec_call *c, int status,
 				     const uint8_t *payload, size_t len, struct sec_reply *out)
 {
 	if (status < 0)
-		return reply_fail(out, status, NULL);
+		return call_failed(c, status, out);
 	return tls_finish(env, c, payload, len, out);
 }
 
@@ -394,7 +420,7 @@ static void sealed_checks_of(const struct sec_env *env, const struct sec_service
 	chk->now_ms = env->wall_ms();
 	chk->now_ns = now;
 	chk->window_ms = env->sealed_window_ms;
-	chk->start_ms = env->start_ms;
+	chk->start_ms = env->start_ms > env->sealed_start_ms ? env->start_ms : env->sealed_start_ms;
 	chk->self = env->self;
 	chk->num_self = env->num_self;
 }
@@ -638,7 +664,7 @@ static enum sec_next sealed_finish(struct sec_env *env, struct sec_call *c, int 
 	enum sec_next next;
 
 	if (status < 0)
-		return reply_fail(out, status, NULL);
+		return call_failed(c, status, out);
 	if (c->step == SEC_STEP_SEALED)
 		return sealed_finish_aead(env, c, payload, len, out);
 	next = tls_finish(env, c, payload, len, out);
@@ -814,15 +840,27 @@ int sec_service_configure(struct sec_env *env, struct sec_service *svc, const st
 		return rc;
 	if (sv->security == CFG_SEC_PLAIN)
 		return 0;
-	if (!svc->tls) {
+	if (svc->tls) {
+		/* a reload reads the chain and key again: a renewed certificate, a new
+		 * path, early_data; handshakes in progress finish with what they had */
+		struct tls_service_keys keys = {
+		    .name = sv->name, .cert_path = sv->cert, .key_path = sv->key};
+		bool changed;
+
+		if (tls_server_replace_keys(svc->tls, &keys, sv->early_data, svc_stek(env, svc),
+					    &changed, err, err_len) < 0)
+			return -EINVAL;
+		svc->keys_changed = svc->keys_changed || changed;
+	} else {
 		struct tls_service_keys keys = {
 		    .name = sv->name, .cert_path = sv->cert, .key_path = sv->key};
 		svc->tls = tls_server_new(&keys, 1, sv->early_data, err, err_len);
 		if (!svc->tls)
 			return -EINVAL;
 		tls_server_set_stek(svc->tls, svc_stek(env, svc));
-		tls_server_set_replay(svc->tls, env->replay);
 	}
+	/* a register a reload made for the first tls or sealed service arrives later */
+	tls_server_set_replay(svc->tls, env->replay);
 	/* 0-RTT data is bound to the server it was sent to, as sealed requests are */
 	tls_server_set_self(svc->tls, env->self, env->num_self, svc->port);
 	/* early data only with tickets this server's strike register can vouch for */

@@ -44,6 +44,7 @@ struct sec_env {
 	uint64_t sealed_window_ms;    /* sealed timestamp window (config sealed_window_ms) */
 	uint64_t (*wall_ms)(void);    /* unix time in ms; tests fix it */
 	uint64_t start_ms;	      /* unix ms when this server started (restart guard) */
+	uint64_t sealed_start_ms;     /* unix ms the sealed register started, if later (reload) */
 	uint64_t replay_window_ms; /* the tls strike register's window (config replay_window_ms) */
 	/* The addresses a sealed request may be bound to: the listen address (or every
 	 * local address when listening on all) with port 0, meaning the port of the
@@ -134,6 +135,7 @@ struct sec_call {
 	enum sec_step step;
 	bool replay_safe;
 	bool retried;		/* sealed: sent again through tls after a REJECT */
+	bool dropped;		/* an R2P2 DROP came (unauthenticated): set aside */
 	uint32_t sends;		/* times the first flight went out (the worker sets it) */
 	struct r2p2_addr dst;	/* where the request goes: sealed requests are bound to it */
 	struct tls_call *tls;	/* the tls exchange in progress */
@@ -231,6 +233,7 @@ struct sec_service {
 	char name[CFG_NAME_MAX];
 	uint16_t port;		      /* network order */
 	struct tls_server *tls;	      /* tls and sealed services: certificate and keys */
+	bool keys_changed;	      /* a configure put a new chain, key or early_data in `tls` */
 	struct sealed_server *sealed; /* sealed services: token contexts and counters */
 	/* [serve] stek =: the service's own keys for its tickets and tokens (a reference),
 	 * so services of different trust domains share none; NULL: the env's */
@@ -253,7 +256,9 @@ struct sec_exec {
  * keeping what it already has. The service's STEK is its own file when `sv` names
  * one (`sv->stek`, loaded here when it is new or changed), else the env's. Returns
  * 0, or a negative errno with `err` filled ("[serve NAME] stek: PATH: ..." for a file
- * stek_load refuses: the service then keeps the keys it had).
+ * stek_load refuses: the service then keeps the keys it had). A service that has its
+ * tls server reads its chain and key again: when they (or early_data) changed, new
+ * handshakes use the new ones and `svc->keys_changed` is set (the caller clears it).
  */
 int sec_service_configure(struct sec_env *env, struct sec_service *svc, const struct cfg_serve *sv,
 			  char *err, size_t err_len);

@@ -172,10 +172,12 @@ int stek_install_ticket_aead(SSL_CTX *ctx, stek_get_set_fn get_set);
 
 /*
  * stek_ticket_opened_fn is told, on the handshake's thread, when a ticket of `ssl`
- * opened and when it was issued (unix ms): before BoringSSL decides on early
- * data, so it may still turn early data off for `ssl`.
+ * opened, when it was issued (unix ms) and the session it holds (`session`, `len`
+ * bytes, as SSL_SESSION_to_bytes wrote it; valid during the call): before BoringSSL
+ * decides on early data, so it may still turn early data off for `ssl`.
  */
-typedef void (*stek_ticket_opened_fn)(SSL *ssl, uint64_t issued_ms);
+typedef void (*stek_ticket_opened_fn)(SSL *ssl, uint64_t issued_ms, const uint8_t *session,
+				      size_t len);
 
 /* stek_set_ticket_opened sets the ticket-opened hook of `ctx` (installed first). */
 int stek_set_ticket_opened(SSL_CTX *ctx, stek_ticket_opened_fn fn);

@@ -140,7 +140,7 @@ static enum ssl_ticket_aead_result_t tkt_opened(struct stek_hook *h, SSL *ssl, u
 	memmove(out, out + STEK_TICKET_TIME_LEN, *out_len);
 	count(&h->opened);
 	if (h->opened_fn)
-		h->opened_fn(ssl, issued);
+		h->opened_fn(ssl, issued, out, *out_len);
 	return ssl_ticket_aead_success;
 }
 

@@ -135,7 +135,10 @@ int frame_parse(const uint8_t *msg, size_t len, struct frame *f)
 	CBS_init(&cbs, msg, len);
 	if (!CBS_get_u8(&cbs, &version) || !CBS_get_u8(&cbs, &kind) || !CBS_get_u64(&cbs, &f->id))
 		return -EBADMSG;
-	if (version != TLS_FRAME_VERSION || kind < TLS_KIND_CLIENT_FIRST || kind > TLS_KIND_ERROR)
+	f->auth = (kind & TLS_KIND_AUTH) != 0;
+	kind &= (uint8_t)~TLS_KIND_AUTH;
+	if (version != TLS_FRAME_VERSION || kind < TLS_KIND_CLIENT_FIRST || kind > TLS_KIND_ERROR ||
+	    (f->auth && kind == TLS_KIND_CLIENT_SECOND))
 		return -EBADMSG;
 	f->kind = (enum tls_kind)kind;
 	needs_id = f->kind == TLS_KIND_SERVER_HANDSHAKE || f->kind == TLS_KIND_CLIENT_SECOND;

@@ -40,6 +40,16 @@ enum tls_kind {
 	TLS_KIND_CLIENT_SECOND = 4,    /* client Finished + request as 1-RTT data */
 	TLS_KIND_ERROR = 5,	       /* a TLS alert; the exchange failed */
 };
+/* Set on the kind of a CLIENT_FIRST: "prove your answers"; on an answer: a proof follows
+ * the records (docs/PROTOCOL.md, "Answer proofs"). */
+#define TLS_KIND_AUTH 0x80
+
+/* The proof after an answer's records: body, type (1), body length (2, big-endian). */
+enum tls_proof_type {
+	TLS_PROOF_TAG = 1, /* HMAC-SHA256 under a key both sides hold, TLS_PROOF_TAG_LEN bytes */
+	TLS_PROOF_SIG = 2, /* certificate length (2), certificate (DER), signature */
+};
+#define TLS_PROOF_TAG_LEN 16
 
 /*
  * Inside TLS, each direction carries one message: a 4-byte big-endian length,
@@ -170,6 +180,9 @@ struct tls_call;
 /*
  * tls_client_new loads the CA bundle (PEM) at `ca_path` that server
  * certificates must chain to. Returns NULL and writes a reason into `err`.
+ * tls_client_free drops the caller's reference: each call begun on `c` holds one
+ * until tls_call_free, so a client a reload replaces (a new CA) outlives its calls
+ * in flight. One thread only, as every tls_client and tls_call.
  */
 struct tls_client *tls_client_new(const char *ca_path, char *err, size_t err_len);
 void tls_client_free(struct tls_client *c);
@@ -197,22 +210,34 @@ int tls_call_begin_to(struct tls_client *c, const char *service, const struct r2
 enum tls_call_result {
 	TLS_CALL_DONE = 0,     /* the response is in `resp` */
 	TLS_CALL_CONTINUE = 1, /* send `flight` as a new R2P2 request, then call again */
-	TLS_CALL_IGNORE = 2,   /* not an answer to this exchange (malformed, or a frame of
-				* another step, such as a stale SERVER_HANDSHAKE resent for a
-				* duplicated CLIENT_FIRST): nothing changed, wait for the answer */
+	TLS_CALL_IGNORE = 2,   /* not an answer to this exchange (malformed, without a valid
+				* proof, or a frame of another step, such as a stale
+				* SERVER_HANDSHAKE resent for a duplicated CLIENT_FIRST): nothing
+				* changed, wait for the answer */
 };
 
 /*
- * tls_call_input processes one R2P2 response payload of the call. Returns
- * TLS_CALL_DONE or TLS_CALL_CONTINUE, or a negative errno: -EACCES when the
- * certificate chain or the name did not verify (nothing of the request was sent
- * in clear, nor in early data to an unverified server... see PROTOCOL.md),
- * -EBADMSG for a malformed or unauthentic message, -ECONNREFUSED for a TLS
- * alert. tls_call_error() then says why, in words.
+ * tls_call_input processes one R2P2 response payload of the call. Every answer
+ * must carry a valid proof (docs/PROTOCOL.md, "Answer proofs"), checked before
+ * BoringSSL reads any of it: a forged or altered frame is TLS_CALL_IGNORE and
+ * changes nothing. Returns TLS_CALL_DONE or TLS_CALL_CONTINUE, or a negative errno
+ * for a proven answer: -EACCES when BoringSSL did not verify the chain or the name,
+ * -EBADMSG when the exchange itself failed, -ECONNREFUSED for the server's ERROR,
+ * -EALREADY when the server had run the request already. tls_call_error() then
+ * says why, in words.
  */
 int tls_call_input(struct tls_call *call, const uint8_t *msg, size_t len, struct tls_buf *flight,
 		   struct tls_buf *resp);
 const char *tls_call_error(const struct tls_call *call);
+/*
+ * tls_call_refusal returns -EACCES when `call` set aside an answer whose proof was
+ * signed by a certificate it does not trust (not chaining to its CA, or not naming
+ * the service; tls_call_error says which), else 0. Such an answer never ends the
+ * call (anyone can sign with a key of their own); when the call then times out,
+ * this is the likelier reason to report.
+ */
+int tls_call_refusal(const struct tls_call *call);
+
 /* tls_call_early_accepted says whether the server took the request as 0-RTT data. */
 bool tls_call_early_accepted(const struct tls_call *call);
 /* tls_call_early_offered says whether the call's first flight carried early data. */
@@ -241,6 +266,17 @@ struct tls_service_keys {
 struct tls_server *tls_server_new(const struct tls_service_keys *svcs, size_t num_svcs,
 				  bool early_data, char *err, size_t err_len);
 void tls_server_free(struct tls_server *s);
+
+/*
+ * tls_server_replace_keys reads the certificate chain and key of `k` again (a
+ * reload) for the first service of the single-service server `s`, with
+ * `early_data` and the ticket keys `stek`. When the chain, the key, the name or
+ * early_data differ from what `s` runs with, new handshakes use the new ones
+ * (`*out_changed`); exchanges in progress finish with the ones they started with.
+ * Returns 0, or -EINVAL with a reason in `err` (and `s` unchanged).
+ */
+int tls_server_replace_keys(struct tls_server *s, const struct tls_service_keys *k, bool early_data,
+			    struct stek_set *stek, bool *out_changed, char *err, size_t err_len);
 
 /*
  * tls_check_service_keys loads what a served service `k` names as tls_server_new

@@ -37,6 +37,7 @@ struct ticket_slot {
 };
 
 struct tls_client {
+	unsigned refs; /* the owner's and each call's (one thread: no atomics) */
 	SSL_CTX *ctx;
 	struct ticket_slot *slots;
 	size_t num_slots, cap_slots;
@@ -63,6 +64,10 @@ struct tls_call {
 	uint8_t bind[TLS_BIND_LEN]; /* the server it goes to, in front of 0-RTT data */
 	enum call_state state;
 	bool offered_early, early_accepted;
+	uint8_t psk[SSL_MAX_MASTER_KEY_LENGTH]; /* of the ticket offered, if any */
+	size_t psk_len;
+	struct tls_proof_check chk; /* what the server's answers must prove */
+	int refusal;		    /* -EACCES: an answer's certificate was not trusted */
 	char err[TLS_ERR_LEN];
 };
 
@@ -132,6 +137,7 @@ struct tls_client *tls_client_new(const char *ca_path, char *err, size_t err_len
 		set_err(err, err_len, "tls: out of memory");
 		return NULL;
 	}
+	c->refs = 1;
 	ERR_clear_error();
 	c->ctx = tls13_ctx();
 	if (!c->ctx) {
@@ -162,7 +168,7 @@ fail:
 
 void tls_client_free(struct tls_client *c)
 {
-	if (!c)
+	if (!c || --c->refs > 0)
 		return;
 	for (size_t i = 0; i < c->num_slots; i++) {
 		for (size_t j = 0; j < c->slots[i].num; j++)
@@ -197,6 +203,9 @@ void tls_call_free(struct tls_call *call)
 				TLS_BIND_LEN + call->msg_len); /* the request, in clear */
 	free(call->buf);
 	free(call->service);
+	OPENSSL_cleanse(call->psk, sizeof(call->psk));
+	OPENSSL_cleanse(&call->chk, sizeof(call->chk)); /* before the client its store is of */
+	tls_client_free(call->c);			/* the call's reference */
 	free(call);
 }
 
@@ -268,6 +277,7 @@ static struct tls_call *call_new(struct tls_client *c, const char *service,
 	if (!call)
 		return NULL;
 	call->c = c;
+	c->refs++;
 	tls_bind_encode(dst, call->bind);
 	call->service = strdup(service);
 	call->msg_len = TLS_MSG_PREFIX_LEN + len;
@@ -302,6 +312,8 @@ static int call_ssl(struct tls_client *c, struct tls_call *call, const char *ser
 	/* a ticket is used once: with it gone from the cache, no two calls share it */
 	sess = ticket_pop(c, service);
 	ok = !sess || SSL_set_session(call->ssl, sess);
+	if (sess) /* its PSK keys the proofs of the answers if the server resumes it */
+		call->psk_len = SSL_SESSION_get_master_key(sess, call->psk, sizeof(call->psk));
 	/* early data only with a ticket (so only to a server verified before), only for
 	 * replay-safe requests, and only if the whole request fits the server's limit */
 	SSL_set_early_data_enabled(
@@ -341,7 +353,17 @@ int tls_call_begin_to(struct tls_client *c, const char *service, const struct r2
 	} else if (r == 1 || SSL_get_error(call->ssl, r) != SSL_ERROR_WANT_READ) {
 		goto fail;
 	}
-	if (frame_start(flight, TLS_KIND_CLIENT_FIRST, 0) != 0 || drain(call->wbio, flight) != 0) {
+	/* every answer must come with a proof (tls_proof.c), checked before BoringSSL
+	 * reads a byte of it: keys from the ticket, else the CA and the service name */
+	call->chk.store = SSL_CTX_get_cert_store(c->ctx);
+	call->chk.service = call->service;
+	if (SSL_get_client_random(call->ssl, call->chk.random, TLS_RANDOM_LEN) != TLS_RANDOM_LEN)
+		goto fail;
+	if (call->psk_len && proof_key_from_psk(call->psk, call->psk_len, call->chk.random,
+						call->chk.keys[call->chk.num_keys++]) != 0)
+		goto fail;
+	if (frame_start(flight, TLS_KIND_CLIENT_FIRST | TLS_KIND_AUTH, 0) != 0 ||
+	    drain(call->wbio, flight) != 0) {
 		rc = -ENOMEM;
 		goto fail;
 	}
@@ -470,6 +492,11 @@ static int call_second(struct tls_call *call, const struct frame *f, struct tls_
 	if (call->early_accepted)
 		return call_fail(call, -EBADMSG, "%s accepted the early data but did not answer",
 				 call->service);
+	/* the handshake is complete: the final answer proves itself under an exporter */
+	if (proof_key_from_exporter(call->ssl, call->chk.keys[call->chk.num_keys]) != 0)
+		return call_fail(call, -EIO, "cannot derive a key from the exchange with %s",
+				 call->service);
+	call->chk.num_keys++;
 	/* the chain and name are verified (or the session was): now the request */
 	if (frame_start(flight, TLS_KIND_CLIENT_SECOND, f->id) != 0 ||
 	    drain(call->wbio, flight) != 0)
@@ -493,10 +520,46 @@ static int call_second_final(struct tls_call *call, const struct frame *f, struc
 	return call_finish(call, resp);
 }
 
+/*
+ * call_ignore_cert sets aside a frame whose proof carries a certificate the call
+ * does not trust, saying why as a handshake would (a forger can sign with a key of
+ * its own, so this ends nothing: the call times out unless a genuine answer comes).
+ */
+static int call_ignore_cert(struct tls_call *call, enum tls_kind kind)
+{
+	long e = call->chk.cert_err;
+
+	if (e == X509_V_ERR_HOSTNAME_MISMATCH)
+		snprintf(call->err, sizeof(call->err),
+			 "tls frame (kind %d) set aside: certificate for %s: name mismatch (its "
+			 "subjectAltName does not name %s)",
+			 (int)kind, call->service, call->service);
+	else
+		snprintf(call->err, sizeof(call->err),
+			 "tls frame (kind %d) set aside: certificate for %s not trusted: %s",
+			 (int)kind, call->service, X509_verify_cert_error_string(e));
+	call->c->st.verify_failures++;
+	call->refusal = -EACCES;
+	return TLS_CALL_IGNORE;
+}
+
+/* frame_fits says whether `f` is an answer the call waits for at its step. */
+static bool frame_fits(const struct tls_call *call, const struct frame *f)
+{
+	if (f->kind == TLS_KIND_ERROR)
+		return true;
+	if (call->state == CALL_FIRST_SENT)
+		return f->kind == TLS_KIND_SERVER_HANDSHAKE ||
+		       (f->kind == TLS_KIND_SERVER_FINAL && call->offered_early);
+	return call->state == CALL_SECOND_SENT && f->kind == TLS_KIND_SERVER_FINAL;
+}
+
 int tls_call_input(struct tls_call *call, const uint8_t *msg, size_t len, struct tls_buf *flight,
 		   struct tls_buf *resp)
 {
 	struct frame f;
+	size_t n;
+	int rc;
 
 	if (!call || !flight || !resp)
 		return -EINVAL;
@@ -507,25 +570,40 @@ int tls_call_input(struct tls_call *call, const uint8_t *msg, size_t len, struct
 	ERR_clear_error();
 	if (frame_parse(msg, len, &f) != 0)
 		return call_ignore(call, "malformed tls frame from %s", call->service);
+	/* Frames that do not fit the call's step, and frames without a valid proof, are
+	 * judged without touching the TLS state: stale or forged, they change nothing,
+	 * and the answer may still come. */
+	if (!frame_fits(call, &f))
+		return call_ignore(call, "unexpected tls frame (kind %d) from %s", (int)f.kind,
+				   call->service);
+	if (!f.auth)
+		return call_ignore(call, "tls frame (kind %d) from %s without a proof", (int)f.kind,
+				   call->service);
+	rc = proof_check(msg, len, &call->chk, &n);
+	if (rc == -EACCES)
+		return call_ignore_cert(call, f.kind);
+	if (rc != 0)
+		return call_ignore(call, "tls frame (kind %d) from %s fails its proof", (int)f.kind,
+				   call->service);
+	f.tls_len = n - TLS_FRAME_HDR_LEN;
 	if (f.kind == TLS_KIND_ERROR)
 		return call_fail(call, -ECONNREFUSED, "%s refused the TLS exchange: %s",
 				 call->service, alert_text(f.tls, f.tls_len));
-	if (call->state == CALL_FIRST_SENT && f.kind == TLS_KIND_SERVER_FINAL &&
-	    call->offered_early)
+	if (call->state == CALL_FIRST_SENT && f.kind == TLS_KIND_SERVER_FINAL)
 		return call_early_final(call, &f, resp);
-	if (call->state == CALL_FIRST_SENT && f.kind == TLS_KIND_SERVER_HANDSHAKE)
+	if (call->state == CALL_FIRST_SENT)
 		return call_second(call, &f, flight);
-	if (call->state == CALL_SECOND_SENT && f.kind == TLS_KIND_SERVER_FINAL)
-		return call_second_final(call, &f, resp);
-	/* Judged without touching the TLS state: it may be a stale or forged frame, and
-	 * the answer may still come. */
-	return call_ignore(call, "unexpected tls frame (kind %d) from %s", (int)f.kind,
-			   call->service);
+	return call_second_final(call, &f, resp);
 }
 
 const char *tls_call_error(const struct tls_call *call)
 {
 	return call ? call->err : "";
+}
+
+int tls_call_refusal(const struct tls_call *call)
+{
+	return call ? call->refusal : 0;
 }
 
 bool tls_call_early_accepted(const struct tls_call *call)

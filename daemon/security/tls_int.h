@@ -19,16 +19,51 @@
 #include <stdint.h>
 
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include "tls.h"
 
 /* A frame's header, checked by frame_parse. */
 struct frame {
-	enum tls_kind kind;
+	enum tls_kind kind; /* without TLS_KIND_AUTH */
+	bool auth;	    /* TLS_KIND_AUTH was set: asks for proofs, or carries one */
 	uint64_t id;
 	const uint8_t *tls; /* the TLS records after the header */
 	size_t tls_len;
 };
+
+/* ---- answer proofs (tls_proof.c) ---- */
+
+#define TLS_RANDOM_LEN 32    /* the ClientHello random */
+#define TLS_PROOF_KEY_LEN 32 /* HMAC-SHA256 key */
+
+/* What a client checks an answer's proof with. */
+struct tls_proof_check {
+	uint8_t random[TLS_RANDOM_LEN];
+	uint8_t keys[2][TLS_PROOF_KEY_LEN]; /* for TLS_PROOF_TAG: any of the first num_keys */
+	unsigned num_keys;
+	X509_STORE *store;   /* for TLS_PROOF_SIG: the client's CA */
+	const char *service; /* ... and the name the certificate must carry */
+	long cert_err;	     /* out: why a certificate was refused (X509_V_ERR_*) */
+};
+
+/* proof_key_from_psk derives the tag key of a resumed exchange from the ticket's PSK. */
+int proof_key_from_psk(const uint8_t *psk, size_t psk_len, const uint8_t random[TLS_RANDOM_LEN],
+		       uint8_t out[TLS_PROOF_KEY_LEN]);
+/* proof_key_from_exporter derives the tag key of a completed handshake (an exporter). */
+int proof_key_from_exporter(SSL *ssl, uint8_t out[TLS_PROOF_KEY_LEN]);
+/* proof_append_tag sets TLS_KIND_AUTH on the frame in `b` and appends its tag. */
+int proof_append_tag(struct tls_buf *b, const uint8_t key[TLS_PROOF_KEY_LEN],
+		     const uint8_t random[TLS_RANDOM_LEN]);
+/* proof_append_sig sets TLS_KIND_AUTH and appends the certificate and signature of `ssl`. */
+int proof_append_sig(struct tls_buf *b, SSL *ssl, const uint8_t random[TLS_RANDOM_LEN]);
+/*
+ * proof_check checks the proof at the end of `msg` (a frame with TLS_KIND_AUTH):
+ * 0 with the length of the frame without it in `*out_len`; -EACCES when it carries
+ * a certificate that does not chain to the CA or name the service (chk->cert_err
+ * says why); -EBADMSG for any other proof that does not hold.
+ */
+int proof_check(const uint8_t *msg, size_t len, struct tls_proof_check *chk, size_t *out_len);
 
 /* buf_reserve makes room for `extra` more bytes in `b`: 0 or -ENOMEM. */
 int buf_reserve(struct tls_buf *b, size_t extra);

@@ -64,6 +64,11 @@ struct tls_conn {
 	bool early_refused;		/* ... and the callback turned it off */
 	bool replayed;			/* ... because its random was accepted before */
 	uint8_t random[REPLAY_KEY_LEN]; /* the ClientHello random, for the strike register */
+	bool auth;			/* the client asked for answer proofs (TLS_KIND_AUTH) */
+	bool have_random;		/* the ClientHello parsed: `crandom` is set */
+	uint8_t crandom[TLS_RANDOM_LEN];
+	uint8_t psk[SSL_MAX_MASTER_KEY_LENGTH]; /* the PSK of the ticket it offered */
+	size_t psk_len;
 };
 
 void tls_conn_free(struct tls_conn *conn)
@@ -71,7 +76,34 @@ void tls_conn_free(struct tls_conn *conn)
 	if (!conn)
 		return;
 	SSL_free(conn->ssl);
+	OPENSSL_cleanse(conn->psk, sizeof(conn->psk));
 	free(conn);
+}
+
+/*
+ * srv_prove appends the proof a client asked for to the answer frame in `flight`
+ * (tls_proof.c): an HMAC under an exporter key once the handshake is complete,
+ * under the ticket's PSK on a resumed one, else the certificate's signature. A
+ * frame for a ClientHello that never parsed goes without: nothing binds it.
+ */
+static int srv_prove(struct tls_conn *conn, struct tls_buf *flight)
+{
+	uint8_t key[TLS_PROOF_KEY_LEN];
+	int rc;
+
+	if (!conn || !conn->auth || !conn->have_random || !conn->ssl ||
+	    flight->len < TLS_FRAME_HDR_LEN)
+		return 0;
+	if (SSL_is_init_finished(conn->ssl))
+		rc = proof_key_from_exporter(conn->ssl, key);
+	else if (SSL_session_reused(conn->ssl) && conn->psk_len)
+		rc = proof_key_from_psk(conn->psk, conn->psk_len, conn->crandom, key);
+	else
+		return proof_append_sig(flight, conn->ssl, conn->crandom);
+	if (rc == 0)
+		rc = proof_append_tag(flight, key, conn->crandom);
+	OPENSSL_cleanse(key, sizeof(key));
+	return rc;
 }
 
 static bool sni_is(const SSL_CLIENT_HELLO *ch, const char *name)
@@ -114,6 +146,10 @@ static enum ssl_select_cert_result_t srv_select_cert(const SSL_CLIENT_HELLO *ch)
 	if (!conn)
 		return ssl_select_cert_error;
 	s = conn->s;
+	if (ch->random_len == TLS_RANDOM_LEN) {
+		memcpy(conn->crandom, ch->random, TLS_RANDOM_LEN);
+		conn->have_random = true;
+	}
 	if (!sni_is(ch, conn->svc->name))
 		return ssl_select_cert_error;
 	if (!SSL_early_callback_ctx_extension_get(ch, TLSEXT_TYPE_early_data, &p, &n))
@@ -149,12 +185,22 @@ static enum ssl_select_cert_result_t srv_select_cert(const SSL_CLIENT_HELLO *ch)
  * it decides on early data: a ticket issued before this server started, or older
  * than its strike register remembers, carries no early data.
  */
-static void srv_ticket_opened(SSL *ssl, uint64_t issued_ms)
+static void srv_ticket_opened(SSL *ssl, uint64_t issued_ms, const uint8_t *session, size_t len)
 {
 	struct tls_conn *conn = SSL_get_app_data(ssl);
 	struct tls_server *s;
+	SSL_SESSION *sess;
 	uint64_t now_ms;
 
+	if (conn && conn->auth) {
+		/* the PSK keys the proofs of a resumed exchange; used only if BoringSSL
+		 * resumes this very ticket (SSL_session_reused) */
+		sess = SSL_SESSION_from_bytes(session, len, SSL_get_SSL_CTX(ssl));
+		conn->psk_len =
+		    sess ? SSL_SESSION_get_master_key(sess, conn->psk, sizeof(conn->psk)) : 0;
+		SSL_SESSION_free(sess);
+		ERR_clear_error();
+	}
 	if (!conn || !conn->offered_early || conn->early_refused)
 		return;
 	s = conn->s;
@@ -301,6 +347,63 @@ void tls_server_free(struct tls_server *s)
 	free(s);
 }
 
+/* same_chain says whether the contexts `a` and `b` hold the same leaf, chain and key. */
+static bool same_chain(const SSL_CTX *a, const SSL_CTX *b)
+{
+	STACK_OF(X509) *ca = NULL, *cb = NULL;
+	const X509 *la = SSL_CTX_get0_certificate(a), *lb = SSL_CTX_get0_certificate(b);
+	const EVP_PKEY *ka = SSL_CTX_get0_privatekey(a), *kb = SSL_CTX_get0_privatekey(b);
+
+	if (!la || !lb || X509_cmp(la, lb) != 0 || !ka || !kb || EVP_PKEY_cmp(ka, kb) != 1)
+		return false;
+	SSL_CTX_get0_chain_certs(a, &ca);
+	SSL_CTX_get0_chain_certs(b, &cb);
+	if (sk_X509_num(ca) != sk_X509_num(cb))
+		return false;
+	for (size_t i = 0; i < sk_X509_num(ca); i++)
+		if (X509_cmp(sk_X509_value(ca, i), sk_X509_value(cb, i)) != 0)
+			return false;
+	return true;
+}
+
+int tls_server_replace_keys(struct tls_server *s, const struct tls_service_keys *k, bool early_data,
+			    struct stek_set *stek, bool *out_changed, char *err, size_t err_len)
+{
+	struct tls_svc next = {0}, *cur = &s->svcs[0];
+	SSL_CTX *old;
+
+	*out_changed = false;
+	if (s->num_svcs != 1 || !k->name || !k->cert_path || !k->key_path) {
+		set_err(err, err_len, "tls: only a single-service server takes new keys");
+		return -EINVAL;
+	}
+	ERR_clear_error();
+	if (svc_ctx_init(&next, k, early_data, err, err_len) != 0) {
+		ERR_clear_error();
+		SSL_CTX_free(next.ctx);
+		free(next.name);
+		return -EINVAL;
+	}
+	if (s->early_data == early_data && strcmp(cur->name, next.name) == 0 &&
+	    same_chain(cur->ctx, next.ctx)) {
+		SSL_CTX_free(next.ctx);
+		free(next.name);
+		return 0;
+	}
+	stek_ctx_attach(next.ctx, stek);
+	SSL_CTX_set_num_tickets(next.ctx, stek ? 1 : 0);
+	/* exchanges in progress hold their SSL, and through it the old context; the name
+	 * is only read when a ClientHello arrives, so it can go now */
+	old = cur->ctx;
+	free(cur->name);
+	cur->ctx = next.ctx;
+	cur->name = next.name;
+	SSL_CTX_free(old);
+	s->early_data = early_data;
+	*out_changed = true;
+	return 0;
+}
+
 void tls_server_set_stek(struct tls_server *s, struct stek_set *stek)
 {
 	for (size_t i = 0; i < s->num_svcs; i++) {
@@ -401,6 +504,8 @@ static void error_flight(struct tls_buf *flight, struct tls_conn *conn)
 		return;
 	if (conn && conn->ssl && drain(conn->wbio, flight) != 0)
 		flight->len = TLS_FRAME_HDR_LEN;
+	if (srv_prove(conn, flight) != 0) /* the client sets it aside, then times out */
+		flight->len = TLS_FRAME_HDR_LEN;
 }
 
 /* srv_fail ends a server exchange that failed: counters, ERROR flight, cleanup. */
@@ -429,6 +534,7 @@ static int srv_first(struct tls_server *s, const struct tls_svc *svc, const stru
 		return srv_fail(s, NULL, -ENOMEM, flight, req);
 	conn->s = s;
 	conn->svc = svc;
+	conn->auth = f->auth;
 	conn->created = conn->now = now;
 	if (peer) {
 		conn->peer = *peer;
@@ -478,7 +584,7 @@ static int srv_first(struct tls_server *s, const struct tls_svc *svc, const stru
 	if (pending_add(s, conn) != 0)
 		return srv_fail(s, conn, -EIO, flight, req);
 	if (frame_start(flight, TLS_KIND_SERVER_HANDSHAKE, conn->id) != 0 ||
-	    drain(conn->wbio, flight) != 0) {
+	    drain(conn->wbio, flight) != 0 || srv_prove(conn, flight) != 0) {
 		flight->len = 0; /* the pending entry expires */
 		ERR_clear_error();
 		return -ENOMEM;
@@ -566,7 +672,8 @@ int tls_server_respond(struct tls_server *s, struct tls_conn *conn, const uint8_
 	/* after 0-RTT this is half-RTT data: the client's Finished never comes */
 	if (SSL_write(conn->ssl, s->scratch.data, (int)n) != (int)n)
 		goto out;
-	if (frame_start(flight, TLS_KIND_SERVER_FINAL, 0) != 0 || drain(conn->wbio, flight) != 0) {
+	if (frame_start(flight, TLS_KIND_SERVER_FINAL, 0) != 0 || drain(conn->wbio, flight) != 0 ||
+	    srv_prove(conn, flight) != 0) {
 		flight->len = 0;
 		rc = -ENOMEM;
 		goto out;
@@ -600,7 +707,8 @@ int tls_server_respond_status(struct tls_server *s, struct tls_conn *conn, unsig
 	ERR_clear_error();
 	if (SSL_write(conn->ssl, pfx, sizeof(pfx)) != (int)sizeof(pfx))
 		goto out;
-	if (frame_start(flight, TLS_KIND_SERVER_FINAL, 0) != 0 || drain(conn->wbio, flight) != 0) {
+	if (frame_start(flight, TLS_KIND_SERVER_FINAL, 0) != 0 || drain(conn->wbio, flight) != 0 ||
+	    srv_prove(conn, flight) != 0) {
 		flight->len = 0;
 		rc = -ENOMEM;
 		goto out;

@@ -27,10 +27,14 @@ int calls_init(struct worker *w)
 {
 	w->num_calls_cap = MAX_CALLS_PER_LANE * 4;
 	w->calls = calloc(w->num_calls_cap, sizeof(*w->calls));
-	if (!w->calls)
+	w->by_user_mask = w->num_calls_cap * 2 - 1; /* a power of two: 4096 * 4 * 2 */
+	w->by_user = malloc((w->by_user_mask + 1) * sizeof(*w->by_user));
+	if (!w->calls || !w->by_user)
 		return -ENOMEM;
+	memset(w->by_user, 0xff, (w->by_user_mask + 1) * sizeof(*w->by_user));
 	for (uint32_t i = 0; i < w->num_calls_cap; i++) {
 		w->calls[i].wapp = UINT32_MAX;
+		w->calls[i].next_user = UINT32_MAX;
 		w->calls[i].next_free = i + 1 < w->num_calls_cap ? i + 1 : UINT32_MAX;
 	}
 	w->call_free = 0;
@@ -50,6 +54,38 @@ void calls_free(struct worker *w)
 	}
 	free(w->calls);
 	w->calls = NULL;
+	free(w->by_user);
+	w->by_user = NULL;
+}
+
+/* user_bucket is the by_user chain of the app call `user_data` of lane `slot`. */
+static uint32_t *user_bucket(struct worker *w, uint32_t slot, uint64_t user_data)
+{
+	uint64_t h = (user_data ^ ((uint64_t)slot << 48)) * 0x9E3779B97F4A7C15ull;
+
+	return &w->by_user[(h >> 32) & w->by_user_mask];
+}
+
+/* user_index files the app call `c` under its lane and user_data, for call_cancel. */
+static void user_index(struct worker *w, struct call *c)
+{
+	uint32_t *head = user_bucket(w, c->wapp, c->user_data);
+
+	c->next_user = *head;
+	*head = (uint32_t)(c - w->calls);
+	c->indexed = true;
+}
+
+static void user_unindex(struct worker *w, struct call *c)
+{
+	uint32_t *p = user_bucket(w, c->wapp, c->user_data), idx = (uint32_t)(c - w->calls);
+
+	while (*p != UINT32_MAX && *p != idx)
+		p = &w->calls[*p].next_user;
+	if (*p == idx)
+		*p = c->next_user;
+	c->next_user = UINT32_MAX;
+	c->indexed = false;
 }
 
 void call_fail(struct wapp *wa, uint64_t user_data, int err)
@@ -128,6 +164,8 @@ static void call_commit(struct worker *w, struct call *c, uint32_t wapp)
 /* call_release returns the slot of `c`. */
 static void call_release(struct worker *w, struct call *c)
 {
+	if (c->indexed)
+		user_unindex(w, c);
 	sec_call_release(&c->sec);
 	c->wapp = UINT32_MAX;
 	c->next_free = w->call_free;
@@ -209,7 +247,7 @@ static int call_send(struct worker *w, struct call *c, const uint8_t *req, size_
 static uint16_t svc_find(struct worker *w, const struct cfg_call *cc)
 {
 	size_t k = (size_t)(cc - w->cfg->cfg.calls);
-	uint16_t spare = CALL_NO_SVC;
+	uint16_t empty = CALL_NO_SVC, stale = CALL_NO_SVC, spare;
 
 	if (k < CALL_SVCS && strcmp(w->call_svcs[k].name, cc->name) == 0)
 		return (uint16_t)k;
@@ -218,13 +256,45 @@ static uint16_t svc_find(struct worker *w, const struct cfg_call *cc)
 
 		if (s->name[0] && strcmp(s->name, cc->name) == 0)
 			return i;
-		if (spare == CALL_NO_SVC && (!s->name[0] || (!s->inflight && !s->head)))
-			spare = i;
+		if (empty == CALL_NO_SVC && !s->name[0])
+			empty = i;
+		/* an idle entry of a service the config no longer calls (its counters go) */
+		if (stale == CALL_NO_SVC && s->name[0] && !s->inflight && !s->head &&
+		    !cfg_find_call(&w->cfg->cfg, s->name))
+			stale = i;
 	}
-	if (spare != CALL_NO_SVC)
+	spare = empty != CALL_NO_SVC ? empty : stale;
+	if (spare != CALL_NO_SVC) {
 		snprintf(w->call_svcs[spare].name, sizeof(w->call_svcs[spare].name), "%s",
 			 cc->name);
+		memset(&w->call_svcs[spare].st, 0, sizeof(w->call_svcs[spare].st));
+	}
 	return spare;
+}
+
+/* lat_bucket is the latency bucket of a call that took `us` microseconds. */
+static unsigned lat_bucket(uint64_t us)
+{
+	unsigned b;
+
+	if (us <= 8)
+		return 0;
+	b = 64 - (unsigned)__builtin_clzll(us - 1) - 3; /* ceil(log2(us)) - 3 */
+	return b < CALL_LAT_BUCKETS ? b : CALL_LAT_BUCKETS - 1;
+}
+
+/* count_call counts an app call to service `svc` that ended with `status` now. */
+static void count_call(struct worker *w, const struct call *c, uint16_t svc, int status)
+{
+	struct call_svc_stats *st = &w->call_svcs[svc].st;
+	uint64_t us = w->now > c->start_ns ? (w->now - c->start_ns) / 1000 : 0;
+
+	if (status == 0)
+		st->ok++;
+	else
+		st->failed++;
+	st->lat[lat_bucket(us)]++;
+	st->lat_sum_us += us;
 }
 
 /* call_launch starts the app call `sqe` of lane `slot` now; 0 or -errno (the app is not told). */
@@ -251,6 +321,7 @@ static int call_launch(struct worker *w, uint32_t slot, const struct cfg_call *c
 	call_commit(w, c, slot);
 	c->wapp_gen = w->wapps[slot].gen;
 	c->user_data = sqe->user_data;
+	user_index(w, c);
 	c->svc = svc;
 	c->start_ns = now;
 	if (svc != CALL_NO_SVC)
@@ -309,6 +380,12 @@ void call_start(struct worker *w, uint32_t slot, const struct r2p2_sqe *sqe, con
 	else
 		ret = call_launch(w, slot, cc, sqe, payload, svc, now);
 	if (ret < 0) {
+		/* a full table or queue is the app's to see; anything else is ours to say */
+		if (ret != -ENOBUFS && now - w->last_sec_log >= NS_PER_S) {
+			w->last_sec_log = now;
+			log_warn("worker %u: call to %s (%s) failed before leaving: %s", w->id,
+				 cc->name, sec_ops_for(cc->security)->name, strerror(-ret));
+		}
 		call_fail_counted(w, wa, sqe->user_data, ret);
 		return;
 	}
@@ -507,10 +584,66 @@ void on_complete(void *ctx, uint64_t cookie, int status, const uint8_t *payload,
 			w->cq_overflow_drops++;
 	}
 	uint16_t svc = c->svc;
+	if (svc != CALL_NO_SVC && c->wapp < MAX_WAPPS)
+		count_call(w, c, svc, r.status);
 	call_release(w, c);
 	if (svc != CALL_NO_SVC) {
 		w->call_svcs[svc].inflight--;
 		if (w->call_svcs[svc].head) /* only a call that waits needs the clock and config */
 			call_admit(w, svc, now_ns());
 	}
+}
+
+/*
+ * cancel_pending takes the call `user_data` of lane `slot` out of its service's wait
+ * queue and ends it with -ECANCELED; false when it is not waiting there.
+ */
+static bool cancel_pending(struct worker *w, uint32_t slot, uint64_t user_data)
+{
+	const struct wapp *wa = &w->wapps[slot];
+
+	for (uint16_t i = 0; i < CALL_SVCS && w->calls_queued; i++) {
+		struct call_svc *s = &w->call_svcs[i];
+		struct pending **pp = &s->head, *p, *last = NULL;
+
+		while ((p = *pp)) {
+			if (p->wapp != slot || p->wapp_gen != wa->gen ||
+			    p->sqe.user_data != user_data) {
+				last = p;
+				pp = &p->next;
+				continue;
+			}
+			*pp = p->next;
+			if (s->tail == p)
+				s->tail = last;
+			w->calls_queued--;
+			pending_end(w, p, -ECANCELED);
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * call_cancel ends the app's call `user_data` with -ECANCELED: in flight, the engine
+ * completes it (on_complete tells the app, as for any end); waiting for max_inflight,
+ * it leaves the queue. A call that already ended is left alone: its answer is on the
+ * way, and the app gets exactly one completion either way. A request already at the
+ * server may still run there (as with gRPC, cancelling stops the wait, not the
+ * server).
+ */
+void call_cancel(struct worker *w, uint32_t slot, uint64_t user_data)
+{
+	const struct wapp *wa = &w->wapps[slot];
+
+	for (uint32_t i = *user_bucket(w, slot, user_data); i != UINT32_MAX;
+	     i = w->calls[i].next_user) {
+		struct call *c = &w->calls[i];
+
+		if (c->wapp == slot && c->wapp_gen == wa->gen && c->user_data == user_data) {
+			eng_cancel(w->eng, call_cookie(w, c));
+			return;
+		}
+	}
+	cancel_pending(w, slot, user_data);
 }

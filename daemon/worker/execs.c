@@ -123,8 +123,8 @@ static bool deliver(struct worker *w, unsigned sock, uint64_t handle, const stru
 {
 	struct wsock *s = &w->socks[sock];
 
-	for (uint32_t n = 0; n < MAX_WAPPS; n++) {
-		uint32_t i = (w->rr_app + n) % MAX_WAPPS;
+	for (uint32_t n = 0; n < w->wapp_hi; n++) {
+		uint32_t i = (w->rr_app + n) % w->wapp_hi;
 		struct wapp *wa = &w->wapps[i];
 		if (!wa->app || wa->removing || wa->lane.broken ||
 		    !app_serves_port(wa->app, s->port))

@@ -43,6 +43,8 @@ void lanes_add(struct worker *w, struct app *a)
 			break;
 		wa->app = a;
 		wa->gen++;
+		if (w->wapp_hi <= i)
+			w->wapp_hi = i + 1;
 		wa->calls_inflight = 0;
 		/* tells the app which CPU this lane's worker runs on (libr2p2 prefers its own) */
 		r2p2_store_release(&wa->lane.ctrl->worker_cpu,
@@ -54,12 +56,15 @@ void lanes_add(struct worker *w, struct app *a)
 	app_put(a);
 }
 
-static void release_slot(struct wapp *wa)
+/* release_slot frees the slot of `wa` (and lowers the hot loops' bound past free slots). */
+static void release_slot(struct worker *w, struct wapp *wa)
 {
 	lane_cleanup(&wa->lane);
 	app_put(wa->app);
 	wa->app = NULL;
 	wa->removing = false;
+	while (w->wapp_hi && !w->wapps[w->wapp_hi - 1].app && !w->wapps[w->wapp_hi - 1].removing)
+		w->wapp_hi--;
 }
 
 struct wapp_ref {
@@ -87,7 +92,7 @@ static void drop_wapp(struct worker *w, uint32_t slot)
 	if (wa->read_armed)
 		cancel_op(w, ud_make(UD_DOORBELL, slot, wa->gen - 1));
 	else
-		release_slot(wa);
+		release_slot(w, wa);
 }
 
 void lanes_remove_app(struct worker *w, const struct app *a)
@@ -111,6 +116,8 @@ static void take_sqe(struct worker *w, uint32_t slot, int ret, const struct r2p2
 		call_start(w, slot, sqe, payload, now);
 	} else if (sqe->op == R2P2_SQ_RESPOND) {
 		exec_respond(w, slot, sqe, payload, now);
+	} else if (sqe->op == R2P2_SQ_CANCEL) {
+		call_cancel(w, slot, sqe->user_data);
 	}
 }
 
@@ -156,7 +163,7 @@ void lanes_handle_doorbell(struct worker *w, struct io_uring_cqe *cqe, uint64_t 
 	wa = &w->wapps[slot];
 	wa->read_armed = false;
 	if (wa->removing) {
-		release_slot(wa);
+		release_slot(w, wa);
 		return;
 	}
 	if (!wa->app || ud_gen(cqe->user_data) != (wa->gen & 0xFFFFFF))
@@ -181,7 +188,7 @@ bool lanes_process_all(struct worker *w, uint64_t now)
 {
 	bool busy = false;
 
-	for (uint32_t i = 0; i < MAX_WAPPS; i++) {
+	for (uint32_t i = 0; i < w->wapp_hi; i++) {
 		struct wapp *wa = &w->wapps[i];
 		if (!wapp_live(wa))
 			continue;
@@ -200,14 +207,14 @@ bool lanes_process_all(struct worker *w, uint64_t now)
 
 void lanes_disarm_all(struct worker *w)
 {
-	for (uint32_t i = 0; i < MAX_WAPPS; i++)
+	for (uint32_t i = 0; i < w->wapp_hi; i++)
 		if (wapp_live(&w->wapps[i]))
 			lane_disarm_wakeup(&w->wapps[i].lane);
 }
 
 static bool any_submitted(struct worker *w)
 {
-	for (uint32_t i = 0; i < MAX_WAPPS; i++)
+	for (uint32_t i = 0; i < w->wapp_hi; i++)
 		if (wapp_live(&w->wapps[i]) && lane_sq_pending(&w->wapps[i].lane))
 			return true;
 	return false;
@@ -242,7 +249,7 @@ bool lanes_spin(struct worker *w, uint64_t until)
 			sched_yield(); /* a party sharing this CPU (an app, the peer daemon) runs */
 	} while (!work && now_ns() < until);
 	/* Doorbells back on before sleeping; anything that slipped in is seen here. */
-	for (uint32_t i = 0; i < MAX_WAPPS; i++) {
+	for (uint32_t i = 0; i < w->wapp_hi; i++) {
 		struct wapp *wa = &w->wapps[i];
 		if (wapp_live(wa) && lane_arm_wakeup(&wa->lane))
 			work = true;
@@ -254,7 +261,7 @@ unsigned lanes_count(const struct worker *w)
 {
 	unsigned n = 0;
 
-	for (uint32_t i = 0; i < MAX_WAPPS; i++)
+	for (uint32_t i = 0; i < w->wapp_hi; i++)
 		n += wapp_live(&w->wapps[i]);
 	return n;
 }
@@ -264,5 +271,5 @@ void lanes_free(struct worker *w)
 {
 	for (uint32_t i = 0; i < MAX_WAPPS; i++)
 		if (w->wapps[i].app)
-			release_slot(&w->wapps[i]);
+			release_slot(w, &w->wapps[i]);
 }

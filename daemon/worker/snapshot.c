@@ -58,6 +58,18 @@ static void sum_peers(const struct worker *w, struct worker_snap *s)
 	}
 }
 
+static void sum_called(const struct worker *w, struct worker_snap *s)
+{
+	for (size_t i = 0; i < CALL_SVCS && s->num_called < CFG_MAX_SERVICES; i++) {
+		const struct call_svc *c = &w->call_svcs[i];
+
+		if (!c->name[0])
+			continue;
+		snprintf(s->called[s->num_called].name, CFG_NAME_MAX, "%s", c->name);
+		s->called[s->num_called++].st = c->st;
+	}
+}
+
 void snapshot_publish(struct worker *w)
 {
 	struct worker_snap s = {0};
@@ -76,6 +88,7 @@ void snapshot_publish(struct worker *w)
 	s.cq_overflow_drops = w->cq_overflow_drops;
 	sum_services(w, &s);
 	sum_peers(w, &s);
+	sum_called(w, &s);
 	pthread_mutex_lock(&w->snap_lock);
 	w->snap = s;
 	pthread_mutex_unlock(&w->snap_lock);

@@ -221,20 +221,110 @@ static void sec_from_cfg(struct worker *w)
 		env->self[env->num_self++] = c->router;
 }
 
-static void new_cfg(struct worker *w, struct cmd *c)
+/* uses_encryption says whether the config serves or calls any tls or sealed service. */
+static bool uses_encryption(const struct cfg *c)
+{
+	for (size_t i = 0; i < c->num_serves; i++)
+		if (c->serves[i].security != CFG_SEC_PLAIN)
+			return true;
+	for (size_t i = 0; i < c->num_calls; i++)
+		if (c->calls[i].security != CFG_SEC_PLAIN)
+			return true;
+	return false;
+}
+
+/* eng_config_of fills `ec` with what the config says of this worker's engine. */
+static void eng_config_of(const struct worker *w, struct eng_config *ec)
+{
+	const struct cfg *c = &w->cfg->cfg;
+
+	eng_config_default(ec);
+	ec->max_msg_len = c->max_msg_len;
+	ec->dedup_window_ns = c->dedup_window_ms * NS_PER_MS;
+	ec->reassembly_timeout_ns = c->reassembly_timeout_ms * NS_PER_MS;
+	ec->exec_timeout_ns = c->exec_timeout_ms * NS_PER_MS;
+	ec->max_client_calls = w->num_calls_cap;
+	ec->max_reassembly_bytes = c->max_reassembly_bytes;
+	ec->max_half_open_per_source = c->max_half_open_per_source;
+	ec->has_router = c->has_router;
+	ec->router = c->router;
+	ec->allow_flags = uses_encryption(c);
+}
+
+/*
+ * use_registers takes the strike registers of a reload that added the first tls or
+ * sealed service: a register that is new here starts empty, so the requests and
+ * tickets that predate it are refused as after a start (restart guard).
+ */
+static void use_registers(struct worker *w, const struct cmd *c)
+{
+	struct sec_env *env = &w->sec;
+
+	if (!env->replay && c->replay) {
+		env->replay = c->replay;
+		if (c->since_ms > env->start_ms)
+			env->start_ms = c->since_ms; /* no tls server existed to be affected */
+	}
+	if (!env->sealed_replay && c->sealed_replay) {
+		env->sealed_replay = c->sealed_replay;
+		if (c->since_ms > env->sealed_start_ms)
+			env->sealed_start_ms = c->since_ms;
+	}
+}
+
+/* note_new_keys says which tls servers took a new chain, key or early_data (worker 0
+ * speaks for all: each worker reads the same files). */
+static void note_new_keys(struct worker *w, struct cmd_done *done)
+{
+	char line[160];
+
+	for (int i = 1; i < MAX_SOCKS; i++) {
+		struct sec_service *svc = &w->socks[i].sec;
+
+		if (!svc->keys_changed)
+			continue;
+		svc->keys_changed = false;
+		if (w->id != 0)
+			continue;
+		snprintf(line, sizeof(line),
+			 "reload: [serve %s] new certificate, key or early_data (port %u)",
+			 svc->name, w->socks[i].port);
+		cmd_done_note(done, line);
+	}
+}
+
+/*
+ * new_cfg switches the worker to the config of `c`: the engine's settings, the
+ * strike registers, the service sockets and their security state, the STEK
+ * watch. Returns 0, or a negative errno with `err` filled (the main thread then
+ * switches every worker back to the running config).
+ */
+static int new_cfg(struct worker *w, struct cmd *c, char *err, size_t err_len)
 {
 	struct cfg_ref *old = w->cfg;
-	char err[256];
+	struct eng_config ec;
+	int ret;
 
 	w->cfg = c->cfg;
 	c->cfg = NULL;
+	use_registers(w, c);
 	sec_from_cfg(w);
-	if (udp_sync_services(w, err, sizeof(err)) < 0)
-		log_err("%s", err);
+	eng_config_of(w, &ec);
+	ret = eng_reconfigure(w->eng, &ec);
+	if (ret < 0)
+		set_err(err, err_len, "worker %u: engine settings refused", w->id);
+	else
+		ret = udp_sync_services(w, err, err_len);
+	note_new_keys(w, c->done);
 	cfg_ref_put(old);
-	if (w->stek_ifd >= 0)
+	if (w->stek_ifd >= 0) {
 		watch_stek_dirs(w); /* a service's new STEK file */
-	reload_stek(w);		    /* SIGHUP re-reads the STEK too */
+	} else {
+		watch_stek(w); /* the first STEK file of this daemon */
+		arm_stek_watch(w);
+	}
+	reload_stek(w); /* a reload re-reads the STEK too */
+	return ret;
 }
 
 static void handle_cmd(struct worker *w, struct cmd *c)
@@ -249,9 +339,13 @@ static void handle_cmd(struct worker *w, struct cmd *c)
 	case CMD_REMOVE_APP:
 		lanes_remove_app(w, c->app);
 		break;
-	case CMD_NEW_CFG:
-		new_cfg(w, c);
+	case CMD_NEW_CFG: {
+		char err[256] = "";
+		int ret = new_cfg(w, c, err, sizeof(err));
+
+		cmd_done_report(c->done, ret, err);
 		break;
+	}
 	case CMD_STOP:
 		w->stop = true;
 		break;
@@ -268,6 +362,7 @@ static void handle_cmd(struct worker *w, struct cmd *c)
 	}
 	app_put(c->app);
 	cfg_ref_put(c->cfg);
+	cmd_done_put(c->done);
 	free(c);
 }
 
@@ -285,6 +380,105 @@ static void handle_inbox(struct worker *w)
 		c = next;
 	}
 	arm_inbox(w);
+}
+
+struct cmd_done *cmd_done_new(unsigned num)
+{
+	struct cmd_done *d = calloc(1, sizeof(*d));
+
+	if (!d)
+		return NULL;
+	pthread_mutex_init(&d->lock, NULL);
+	pthread_cond_init(&d->cond, NULL);
+	d->pending = num;
+	d->refs = 1;
+	return d;
+}
+
+struct cmd_done *cmd_done_get(struct cmd_done *d)
+{
+	pthread_mutex_lock(&d->lock);
+	d->refs++;
+	pthread_mutex_unlock(&d->lock);
+	return d;
+}
+
+void cmd_done_put(struct cmd_done *d)
+{
+	bool last;
+
+	if (!d)
+		return;
+	pthread_mutex_lock(&d->lock);
+	last = --d->refs == 0;
+	pthread_mutex_unlock(&d->lock);
+	if (!last)
+		return;
+	pthread_cond_destroy(&d->cond);
+	pthread_mutex_destroy(&d->lock);
+	free(d);
+}
+
+void cmd_done_note(struct cmd_done *d, const char *note)
+{
+	size_t used;
+
+	if (!d)
+		return;
+	pthread_mutex_lock(&d->lock);
+	used = strlen(d->notes);
+	snprintf(d->notes + used, sizeof(d->notes) - used, "%s\n", note);
+	pthread_mutex_unlock(&d->lock);
+}
+
+void cmd_done_notes(struct cmd_done *d, char *out, size_t out_len)
+{
+	pthread_mutex_lock(&d->lock);
+	snprintf(out, out_len, "%s", d->notes);
+	pthread_mutex_unlock(&d->lock);
+}
+
+void cmd_done_report(struct cmd_done *d, int err, const char *why)
+{
+	if (!d)
+		return;
+	pthread_mutex_lock(&d->lock);
+	if (err < 0 && !d->err) {
+		d->err = err;
+		snprintf(d->why, sizeof(d->why), "%s", why && why[0] ? why : strerror(-err));
+	}
+	if (d->pending)
+		d->pending--;
+	pthread_cond_broadcast(&d->cond);
+	pthread_mutex_unlock(&d->lock);
+}
+
+int cmd_done_wait(struct cmd_done *d, unsigned timeout_ms, char *out_why, size_t why_len)
+{
+	struct timespec until;
+	int ret = 0;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += timeout_ms / 1000;
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&d->lock);
+	while (d->pending && ret == 0)
+		ret = pthread_cond_timedwait(&d->cond, &d->lock, &until);
+	if (d->pending) {
+		ret = -ETIMEDOUT;
+		snprintf(out_why, why_len, "%u workers did not answer within %u ms", d->pending,
+			 timeout_ms);
+	} else {
+		ret = d->err;
+		if (ret < 0)
+			snprintf(out_why, why_len, "%s", d->why);
+	}
+	pthread_mutex_unlock(&d->lock);
+	return ret;
 }
 
 void worker_post(struct worker *w, struct cmd *c)
@@ -507,8 +701,10 @@ static void *worker_main(void *arg)
 		uint64_t now = now_ns();
 		bool busy;
 
+		w->now = now;
 		reap(w, now);
 		now = now_ns();
+		w->now = now;
 		housekeeping(w, now);
 		busy = lanes_process_all(w, now);
 		w->net->flush(w);
@@ -530,18 +726,6 @@ static void *worker_main(void *arg)
 }
 
 /* ---- life ------------------------------------------------------------------------------------ */
-
-/* uses_encryption says whether the config serves or calls any tls or sealed service. */
-static bool uses_encryption(const struct cfg *c)
-{
-	for (size_t i = 0; i < c->num_serves; i++)
-		if (c->serves[i].security != CFG_SEC_PLAIN)
-			return true;
-	for (size_t i = 0; i < c->num_calls; i++)
-		if (c->calls[i].security != CFG_SEC_PLAIN)
-			return true;
-	return false;
-}
 
 /* ring_init sets up the io_uring and its provided receive buffers. */
 static int ring_init(struct worker *w, char *err, size_t err_len)
@@ -592,20 +776,9 @@ static int ring_init(struct worker *w, char *err, size_t err_len)
 /* engine_init makes the worker's protocol engine from the config. */
 static int engine_init(struct worker *w, char *err, size_t err_len)
 {
-	const struct cfg *c = &w->cfg->cfg;
 	struct eng_config ec;
 
-	eng_config_default(&ec);
-	ec.max_msg_len = c->max_msg_len;
-	ec.dedup_window_ns = c->dedup_window_ms * NS_PER_MS;
-	ec.reassembly_timeout_ns = c->reassembly_timeout_ms * NS_PER_MS;
-	ec.exec_timeout_ns = c->exec_timeout_ms * NS_PER_MS;
-	ec.max_client_calls = w->num_calls_cap;
-	ec.max_reassembly_bytes = c->max_reassembly_bytes;
-	ec.max_half_open_per_source = c->max_half_open_per_source;
-	ec.has_router = c->has_router;
-	ec.router = c->router;
-	ec.allow_flags = uses_encryption(c);
+	eng_config_of(w, &ec);
 	if (getrandom(&ec.hash_seed, sizeof(ec.hash_seed), 0) != sizeof(ec.hash_seed))
 		ec.hash_seed = now_ns() ^ ((uint64_t)getpid() << 32);
 	w->eng = eng_new(&ec, &worker_eng_ops, w);
@@ -721,6 +894,7 @@ void worker_free(struct worker *w)
 		w->inbox_head = c->next;
 		app_put(c->app);
 		cfg_ref_put(c->cfg);
+		cmd_done_put(c->done);
 		free(c);
 	}
 	free(w->rx_bufs);

@@ -20,20 +20,60 @@
 #include "sealed.h"
 #include "tls.h"
 
+struct replay;
+
 enum cmd_type {
 	CMD_ADD_APP,	/* app: give it a lane on this worker */
 	CMD_REGISTER,	/* app, port: the app serves this service */
 	CMD_REMOVE_APP, /* app: drop its lane, reject its requests, forget its calls */
-	CMD_NEW_CFG,	/* cfg: switch to it (open/close service sockets) */
+	CMD_NEW_CFG,	/* cfg: switch to it (open/close service sockets), report to done */
 	CMD_DRAIN,	/* stop taking new work; report when idle or at the deadline */
 	CMD_STOP,	/* every worker has drained: leave the loop */
 	CMD_PACKET,	/* a datagram another worker received for this one (xdp backend) */
 };
 
+/*
+ * A reload's rendezvous: every worker reports here once it has applied (or failed
+ * to apply) its CMD_NEW_CFG, and the main thread waits for all of them. Shared by
+ * the main thread and the workers; everything in it is under `lock`.
+ */
+struct cmd_done {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	unsigned pending; /* workers yet to report */
+	unsigned refs;	  /* holders: the main thread and each command not yet freed */
+	int err;	  /* the first failure reported, a negative errno; 0: none */
+	char why[256];	  /* what failed, for the reply and the log */
+	char notes[1024]; /* what worker 0 changed beyond the config, one line each */
+};
+
+/* cmd_done_new returns a rendezvous for `num` workers, held once by the caller, or NULL. */
+struct cmd_done *cmd_done_new(unsigned num);
+/* cmd_done_get takes one more reference (for a command), cmd_done_put drops one (NULL ok). */
+struct cmd_done *cmd_done_get(struct cmd_done *d);
+void cmd_done_put(struct cmd_done *d);
+/* cmd_done_note adds the line `note` to what the reload says (truncated when full);
+ * cmd_done_notes copies the lines noted so far to `out`. */
+void cmd_done_note(struct cmd_done *d, const char *note);
+void cmd_done_notes(struct cmd_done *d, char *out, size_t out_len);
+/* cmd_done_report is a worker's report: 0, or a negative errno with `why`. */
+void cmd_done_report(struct cmd_done *d, int err, const char *why);
+/*
+ * cmd_done_wait waits up to `timeout_ms` for every report. Returns 0, the first
+ * failure (with `why` copied into `out_why`), or -ETIMEDOUT.
+ */
+int cmd_done_wait(struct cmd_done *d, unsigned timeout_ms, char *out_why, size_t why_len);
+
 struct cmd {
 	enum cmd_type type;
 	struct app *app;     /* holds a reference for the worker */
 	struct cfg_ref *cfg; /* holds a reference for the worker */
+	/* CMD_NEW_CFG: the strike registers (owned by the main thread; NULL: none yet)
+	 * and, when `since_ms` is set, the unix ms a register that is new here started
+	 * at (what predates it cannot be vouched for); `done` holds a reference */
+	struct replay *replay, *sealed_replay;
+	uint64_t since_ms;
+	struct cmd_done *done;
 	uint16_t port;
 	struct r2p2_addr src; /* CMD_PACKET */
 	size_t len;	      /* CMD_PACKET: bytes in `data` */
@@ -42,6 +82,18 @@ struct cmd {
 };
 
 /* Per-worker counters published for `r2p2ctl status` (copied under snap_lock). */
+/*
+ * Latency of the app calls to one service: bucket i counts calls that took at most
+ * 2^(i+3) us (8 us, 16 us, ... 2.1 s), the last one every call over that.
+ */
+#define CALL_LAT_BUCKETS 20
+
+struct call_svc_stats {
+	uint64_t ok, failed; /* app calls as the app saw them end */
+	uint64_t lat[CALL_LAT_BUCKETS];
+	uint64_t lat_sum_us;
+};
+
 struct worker_snap {
 	struct eng_stats eng;
 	uint64_t apps;
@@ -73,6 +125,11 @@ struct worker_snap {
 		uint64_t dropped_wrong_mode; /* plaintext to a tls service or the reverse */
 	} svc[CFG_MAX_SERVICES];
 	unsigned num_svc;
+	struct {
+		char name[CFG_NAME_MAX];
+		struct call_svc_stats st;
+	} called[CFG_MAX_SERVICES]; /* the services this worker called since the start */
+	unsigned num_called;
 };
 
 struct worker;

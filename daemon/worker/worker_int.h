@@ -112,6 +112,7 @@ struct call_svc {
 	char name[CFG_NAME_MAX]; /* "": free */
 	uint32_t inflight;
 	struct pending *head, *tail;
+	struct call_svc_stats st;
 };
 
 /* A call in flight: engine cookie -> app and the app's call id. */
@@ -122,6 +123,8 @@ struct call {
 	uint64_t user_data;
 	uint32_t next_free;
 	uint16_t svc;		   /* index in worker.call_svcs; CALL_NO_SVC: not counted */
+	bool indexed;		   /* in worker.by_user (an app's call) */
+	uint32_t next_user;	   /* next call in its by_user chain; UINT32_MAX: none */
 	uint64_t start_ns;	   /* when it left the worker (for debug logs) */
 	struct eng_call_args args; /* kept to send a continuation to the same server */
 	struct sec_call sec;
@@ -196,10 +199,14 @@ struct worker {
 	uint32_t num_tx_free;
 
 	struct wapp wapps[MAX_WAPPS];
-	uint32_t rr_app; /* round-robin cursor for request delivery */
+	uint32_t wapp_hi; /* slots in use (or being removed) are all below: the hot loops' bound */
+	bool udp_unarmed; /* a UDP socket may have no receive armed (udp_rearm looks) */
+	uint32_t rr_app;  /* round-robin cursor for request delivery */
 
 	struct call *calls;
 	uint32_t num_calls_cap, call_free, calls_inflight;
+	uint32_t *by_user; /* app calls by (lane slot, user_data): chains of call indexes */
+	uint32_t by_user_mask;
 	struct call_svc call_svcs[CALL_SVCS];
 	uint32_t calls_queued;		   /* waiting in call_svcs, all services */
 	uint64_t calls_waited, queue_full; /* calls that waited; refused with the queue full */
@@ -218,6 +225,7 @@ struct worker {
 	struct sec_peer peers[CFG_MAX_SERVICES]; /* called tls and sealed services */
 	struct tls_stats tls_retired;		 /* counters of tls servers already freed */
 	uint64_t last_sec_log;
+	uint64_t now;		  /* the loop's clock, read once a phase (call latencies) */
 	uint64_t debug_window_ns; /* per-call debug lines: at most DEBUG_CALLS_PER_S a second */
 	unsigned debug_lines;
 	int stek_ifd; /* inotify on the STEK file's directory */
@@ -268,6 +276,8 @@ void calls_free(struct worker *w);
 void call_start(struct worker *w, uint32_t slot, const struct r2p2_sqe *sqe, const uint8_t *payload,
 		uint64_t now);
 void call_fail(struct wapp *wa, uint64_t user_data, int err);
+/* call_cancel cancels the call `user_data` of the app in lane `slot` (R2P2_SQ_CANCEL). */
+void call_cancel(struct worker *w, uint32_t slot, uint64_t user_data);
 void calls_renew(struct worker *w, uint64_t now);
 /* calls_expire_queued ends waiting calls past their deadline (-ETIMEDOUT), all when draining. */
 void calls_expire_queued(struct worker *w, uint64_t now);

@@ -39,11 +39,13 @@ enum r2p2_event_type {
 
 struct r2p2_event {
 	int type;	  /* enum r2p2_event_type */
-	int status;	  /* 0 or -errno: -ETIMEDOUT, -ECONNREFUSED (server dropped it),
-			   * -ENOENT (unknown service), -ECONNRESET (daemon restarted),
-			   * -EMSGSIZE, -EHOSTUNREACH, -ESHUTDOWN (daemon draining);
-			   * tls services: -EACCES (certificate not trusted for the
-			   * service name), -EBADMSG (unauthentic reply); sealed
+	int status;	  /* 0 or -errno: -ETIMEDOUT, -ECONNREFUSED (server dropped it;
+			   * tls and sealed: told at the call's timeout, since nothing
+			   * authenticates a DROP), -ENOENT (unknown service),
+			   * -ECONNRESET (daemon restarted), -EMSGSIZE, -EHOSTUNREACH,
+			   * -ESHUTDOWN (daemon draining); tls services: -EACCES
+			   * (certificate not trusted for the service name), -EBADMSG
+			   * (the exchange failed); sealed
 			   * services: -EALREADY (the server had already run this
 			   * request: not run twice); tls and sealed: -ENOTRECOVERABLE
 			   * (it may have run once and was not sent again: nobody can
@@ -109,6 +111,33 @@ int r2p2_poll(struct r2p2_ctx *ctx, struct r2p2_event *events, int max, int time
  */
 int r2p2_call_sync(struct r2p2_ctx *ctx, const char *service, const void *req, size_t len,
 		   void *resp, size_t resp_cap, size_t *out_len, unsigned timeout_ms);
+
+/* r2p2_call_sync with r2p2_call's `flags` (R2P2_CALL_NOT_REPLAY_SAFE). */
+int r2p2_call_sync_flags(struct r2p2_ctx *ctx, const char *service, const void *req, size_t len,
+			 void *resp, size_t resp_cap, size_t *out_len, unsigned timeout_ms,
+			 unsigned flags);
+
+/*
+ * r2p2_cancel cancels the call `id` (as r2p2_call returned it): unless its answer came
+ * first, it ends with -ECANCELED, reported as usual by an R2P2_EV_RESPONSE (exactly one
+ * either way), and no retransmission goes out for it any more. A request that already
+ * reached the server may still run there: cancelling ends the wait, not the server's
+ * work. Returns 0, -ENOENT (no such call outstanding: it ended, or its event is
+ * waiting in r2p2_poll), -EAGAIN (a ring is full: poll, then retry), -ENOTCONN.
+ */
+int r2p2_cancel(struct r2p2_ctx *ctx, uint64_t id);
+
+/*
+ * r2p2_fd returns a file descriptor for the app's own event loop (epoll, poll,
+ * libuv, ...): it is readable when r2p2_poll may have events. Use it as an
+ * edge: when readable, call r2p2_poll(ctx, events, max, 0) until it returns 0;
+ * only that return asks the daemon to make the descriptor readable again, so wait
+ * on it only after a 0. It also wakes when the daemon goes away; while it is away
+ * (r2p2_poll returns -ENOTCONN, or keeps reconnecting for a server), wait with a
+ * timeout (100 ms) to let r2p2_poll reconnect. The descriptor belongs to `ctx`
+ * (closed by r2p2_detach). Returns it, or a negative errno.
+ */
+int r2p2_fd(struct r2p2_ctx *ctx);
 
 /*
  * r2p2_register makes this context a server of `service`: its requests arrive

@@ -42,6 +42,8 @@
 enum r2p2_sq_op {
 	R2P2_SQ_CALL = 1,    /* call `service` with the payload; user_data = app's call id */
 	R2P2_SQ_RESPOND = 2, /* answer the request user_data (a handle from R2P2_CQ_REQUEST) */
+	R2P2_SQ_CANCEL = 3,  /* cancel the call user_data: it ends with -ECANCELED, unless
+			      * its answer came first (one R2P2_CQ_RESPONSE either way) */
 };
 
 /* Completion opcodes (daemon -> app). */
@@ -183,7 +185,11 @@ enum r2p2_ctl_type {
 	R2P2_CTL_STATUS = 5,	  /* r2p2ctl -> daemon; reply STATUS_OK with text (value
 				   * R2P2_CTL_STATUS_JSON: the text is one JSON object) */
 	R2P2_CTL_STATUS_OK = 6,
-	R2P2_CTL_ERROR = 7, /* value = errno, text = human-readable reason */
+	R2P2_CTL_ERROR = 7,  /* value = errno, text = human-readable reason */
+	R2P2_CTL_RELOAD = 8, /* r2p2ctl -> daemon, no text, value 0 (root or the daemon's
+			      * user only): reload the config; reply RELOAD_OK with what
+			      * changed, or ERROR with why not (the running config stays) */
+	R2P2_CTL_RELOAD_OK = 9,
 };
 
 struct r2p2_ctl_msg {

@@ -59,7 +59,7 @@ it_sniff_stop "$SNIFF"
 S1=$(it_tls_status b)
 # CLIENT_FIRST: REQUEST with F|L|tls (cc 08 00 e0), frame version 1 kind 1, handshake id 0
 FIRST=$(awk -v d="$DST" '$2 == d && substr($3, 1, 8) == "cc0800e0" &&
-	substr($3, 17, 20) == "01010000000000000000" { print; exit }' "$CAP")
+	substr($3, 17, 20) ~ /^01(01|81)0000000000000000$/ { print; exit }' "$CAP")
 [ -n "$FIRST" ] || it_fail "no CLIENT_FIRST from A to B captured: $(head -n 3 "$CAP")"
 SRC=${FIRST%% *}
 HEX=${FIRST##* }

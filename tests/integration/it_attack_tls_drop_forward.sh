@@ -54,13 +54,13 @@ it_start_echo_on b "$IT_NS_B" -n echo.svc -c
 ECHO=$IT_LAST_PID
 CLIENT=$(it_bin r2p2-echo-client)
 
-# frame_kind HEX: the tls frame kind of an R2P2 datagram (hex digits 19-20), e.g. "02"
-frame_kind() { printf '%s' "${1:18:2}"; }
+# frame_kind HEX: the tls frame kind of an R2P2 datagram, e.g. "02" (it_tls_frame_kind)
+frame_kind() { it_tls_frame_kind "$1"; }
 # firsts CAPTURE: "SRC HEX" of every CLIENT_FIRST to B in a capture (REQUEST, F|L|tls,
 # frame version 1, kind 1, handshake id 0), in order.
 firsts() {
 	awk -v b="$DST" '$2 == b && substr($3, 1, 8) == "cc0800e0" &&
-		substr($3, 17, 20) == "01010000000000000000" { print $1, $3 }' "$1"
+		substr($3, 17, 20) ~ /^01(01|81)0000000000000000$/ { print $1, $3 }' "$1"
 }
 # answer CAPTURE DST RID: the first RESPONSE from B to DST with request id RID.
 answer() {

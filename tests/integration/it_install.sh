@@ -3,7 +3,7 @@
 # it_install: what `cmake --install` puts in a prefix is enough to build and run an app.
 #
 # The build tree is installed into a fresh prefix (cmake --install --prefix). Checked: the
-# unit's ExecStart names that prefix's r2p2d; r2p2.pc gives the prefix's include and lib
+# unit's ExecStart names that prefix's r2p2d, its ExecReload that prefix's r2p2ctl; r2p2.pc gives the prefix's include and lib
 # directories; client/examples/hello.c, as installed under share/doc, compiles with nothing
 # but `pkg-config --cflags --libs r2p2` (and the sanitizers when the build tree has them),
 # and with CMake's find_package(r2p2) through the installed CMakeLists.txt beside it; through
@@ -26,6 +26,8 @@ unit=$PREFIX/lib/systemd/system/r2p2d.service
 it_check "the unit is installed" test -f "$unit"
 it_check "its ExecStart names the prefix's r2p2d" \
 	grep -qx "ExecStart=$PREFIX/bin/r2p2d --config /etc/r2p2/r2p2d.conf" "$unit"
+it_check "its ExecReload runs the prefix's r2p2ctl reload" \
+	grep -qx "ExecReload=$PREFIX/bin/r2p2ctl reload" "$unit"
 it_check "the prefix's r2p2d answers --version" "$PREFIX/bin/r2p2d" --version
 pc=$(find "$PREFIX" -name r2p2.pc | head -n 1)
 it_check "r2p2.pc is installed ($pc)" test -n "$pc"

@@ -11,6 +11,8 @@
 #     uid 65534 can still register a service without owner.
 #  5. Connections over max_connections_per_uid (1 here) are refused with a control error
 #     and a rate-limited log line; other uids are not affected, and a freed slot is reusable.
+#  6. uid 65534, in socket_group, may not reload the daemon (`r2p2ctl reload` exits 1, the
+#     log names its uid); root may.
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -125,5 +127,16 @@ it_check "the refusals are logged, at most once a second ($n lines for 11 refusa
 it_kill_pid "$app_pid"
 it_wait_for 5 "uid $APP_UID's app to detach" grep -q "detached (pid $app_pid)" "$IT_TMP/r2p2d-b.log"
 it_check "with its app gone, uid $APP_UID may connect again" app_status
+
+it_log "--- 6. who may reload"
+rc=0
+as_app "$ctl" -s "$sock" reload >/dev/null 2>"$IT_TMP/reload.txt" || rc=$?
+sed 's/^/    /' "$IT_TMP/reload.txt"
+it_check "uid $APP_UID's r2p2ctl reload is refused (exit $rc)" \
+	bash -c "[ $rc -eq 1 ] && grep -qF \"only root or the daemon's user (uid 0) may reload\" '$IT_TMP/reload.txt'"
+it_check "the daemon log names the refused uid" \
+	grep -Eq "refused a reload asked by pid [0-9]+ uid $APP_UID" "$IT_TMP/r2p2d-b.log"
+it_check "root's r2p2ctl reload is carried out" \
+	timeout 10 "$ctl" -s "$sock" reload
 it_check "r2p2d still runs" it_alive "${IT_DAEMON_PID[b]}"
-it_pass "existing directories are left alone, symlinks refused, owners enforced, connections capped"
+it_pass "existing directories are left alone, symlinks refused, owners enforced, connections capped, reload for root only"

@@ -6,7 +6,8 @@
 #     echo.svc keeps working, and neither daemon logs a warning or an error.
 #  2. other.svc is removed and added again a few times: each time every worker closes,
 #     then reopens its socket on the port (one per worker, as at start-up), without errors.
-#  3. A key that needs a restart (workers) changes: the reload warns and keeps 2 workers.
+#  3. A key that needs a restart (workers) changes: the reload is refused whole, naming
+#     workers and "needs a restart", and B keeps 2 workers.
 #  4. A broken config (unknown key): SIGHUP logs file:line: [section] key and "reload
 #     failed; keeping the running configuration"; both services keep answering and
 #     `r2p2ctl status` still works and still lists other.svc.
@@ -96,9 +97,9 @@ it_check "other.svc answers after the cycles (20 x 64 B)" it_client -n other.svc
 
 it_log "--- 3. a key that needs a restart: workers = 3"
 sed -i 's/^workers = 2$/workers = 3/' "$IT_TMP/b.conf"
-sighup b 'reload done: 2 services served'
-it_check "the reload warned that workers takes effect at the next restart" \
-	grep -q '^warn: reload: workers.*take effect at the next restart' "$IT_TMP/r2p2d-b.log"
+sighup b 'reload failed; keeping the running configuration'
+it_check "the reload was refused naming workers and that it needs a restart" \
+	grep -q '^error: reload: workers = 3 needs a restart (running: 2)$' "$IT_TMP/r2p2d-b.log"
 status=$(it_ctl b status)
 it_check "daemon B still runs 2 workers" grep -q ' workers 2 ' <<<"$status"
 it_check "echo.svc still answers" it_client -S 16 -c 10 -t 1000

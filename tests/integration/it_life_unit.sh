@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # it_life_unit: tools/r2p2d.service is a valid notify unit that matches the daemon.
-#  1. It declares Type=notify, ExecReload sending SIGHUP, ExecStartPre running --check,
+#  1. It declares Type=notify, ExecReload running `r2p2ctl reload` (which fails when the
+#     daemon refuses the new config), ExecStartPre running --check,
 #     KillSignal=SIGTERM and a TimeoutStopSec above the default drain_timeout_ms (5 s).
 #  2. `systemd-analyze verify` accepts it. Nothing is installed: when the only complaint
-#     is the missing /usr/local/bin/r2p2d, a copy of the unit pointing at the build's
-#     r2p2d is verified instead. Without systemd-analyze, this part says SKIPPED and why.
+#     is the missing /usr/local/bin/r2p2d and r2p2ctl, a copy of the unit pointing at the
+#     build's binaries is verified instead. Without systemd-analyze, this part says
+#     SKIPPED and why.
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 INSTALLED=/usr/local/bin/r2p2d # where the unit expects the daemon
+INSTALLED_CTL=/usr/local/bin/r2p2ctl
 
 it_init_local
 unit=$R2P2_SRC/tools/r2p2d.service
@@ -18,8 +21,8 @@ unit=$R2P2_SRC/tools/r2p2d.service
 
 it_log "--- 1. the unit's contract"
 it_check "Type=notify" grep -qx 'Type=notify' "$unit"
-# shellcheck disable=SC2016 # $MAINPID is for systemd, not the shell
-it_check "ExecReload sends SIGHUP to the main pid" grep -qx 'ExecReload=/bin/kill -HUP $MAINPID' "$unit"
+it_check "ExecReload asks the daemon and waits for its answer (r2p2ctl reload)" \
+	grep -qx "ExecReload=$INSTALLED_CTL reload" "$unit"
 it_check "ExecStartPre checks the config (--check)" \
 	grep -Eqx "ExecStartPre=$INSTALLED --config [^ ]+ --check" "$unit"
 it_check "ExecStart runs $INSTALLED --config" grep -Eqx "ExecStart=$INSTALLED --config [^ ]+" "$unit"
@@ -40,13 +43,14 @@ systemd-analyze verify "$unit" >"$IT_TMP/verify.txt" 2>&1 || rc=$?
 sed 's/^/    verify> /' "$IT_TMP/verify.txt"
 if [ "$rc" -ne 0 ]; then
 	# Anything other than the missing installed binary is a real complaint.
-	others=$(grep -v "Command $INSTALLED is not executable: No such file or directory" \
+	others=$(grep -Ev "Command ($INSTALLED|$INSTALLED_CTL) is not executable: No such file or directory" \
 		"$IT_TMP/verify.txt" | grep -Ev '^\s*$' || true)
 	[ -z "$others" ] || it_fail "systemd-analyze verify complains: $others"
 	[ ! -e "$INSTALLED" ] || it_fail "systemd-analyze verify failed (exit $rc) with $INSTALLED present"
 	it_log "  only the missing $INSTALLED: verifying a copy that runs $(it_bin r2p2d)"
 	mkdir -p "$IT_TMP/unit"
-	sed "s#$INSTALLED#$(it_bin r2p2d)#g" "$unit" >"$IT_TMP/unit/r2p2d.service"
+	sed -e "s#$INSTALLED_CTL#$(it_bin r2p2ctl)#g" -e "s#$INSTALLED #$(it_bin r2p2d) #g" \
+		"$unit" >"$IT_TMP/unit/r2p2d.service"
 	rc=0
 	systemd-analyze verify "$IT_TMP/unit/r2p2d.service" >"$IT_TMP/verify.txt" 2>&1 || rc=$?
 	sed 's/^/    verify> /' "$IT_TMP/verify.txt"

@@ -54,8 +54,8 @@ RAWSEND=$(it_bin r2p2-rawsend)
 DST=$IT_B4:$IT_ECHO_PORT
 DST2=$C4:$IT_ECHO_PORT
 
-# frame_kind HEX: the tls frame kind of an R2P2 datagram (hex digits 19-20), e.g. "02"
-frame_kind() { printf '%s' "${1:18:2}"; }
+# frame_kind HEX: the tls frame kind of an R2P2 datagram, e.g. "02" (it_tls_frame_kind)
+frame_kind() { it_tls_frame_kind "$1"; }
 
 # send_raw OUT DST HEX [RAWSEND_ARGS...]: one datagram from a fresh socket in A; the replies
 # (hex, one per line, space-separated bytes removed) go to OUT. Waits up to 1 s.
@@ -79,7 +79,7 @@ it_sniff_stop "$SNIFF"
 it_check "B accepted their early data" test "$(it_tls_get b server early_accepted)" -eq $((e0 + NCAP))
 # REQUEST, policy 0, F|L|tls; frame version 1, kind 1, handshake id 0
 mapfile -t FIRSTS < <(awk -v b="$DST" '$2 == b && substr($3, 1, 8) == "cc0800e0" &&
-	substr($3, 17, 20) == "01010000000000000000" { print $3 }' "$CAP")
+	substr($3, 17, 20) ~ /^01(01|81)0000000000000000$/ { print $3 }' "$CAP")
 it_check "the capture holds $NCAP CLIENT_FIRSTs (${#FIRSTS[@]} of $(wc -l <"$CAP") datagrams)" \
 	test "${#FIRSTS[@]}" -eq "$NCAP"
 FIRST=${FIRSTS[0]}

@@ -541,6 +541,14 @@ it_tls_counter() {
 		for (i = 3; i < NF; i++) if ($i == f) print $(i + 1) }' <<<"$1"
 }
 
+# it_tls_frame_kind HEX: the tls frame kind of an R2P2 datagram (hex digits 19-20) without
+# the proof flag 0x80 (docs/PROTOCOL.md, "Answer proofs"), e.g. "02"; empty for a shorter one.
+it_tls_frame_kind() {
+	if [ "${#1}" -ge 20 ]; then
+		printf '%02x' $((16#${1:18:2} & 0x7f))
+	fi
+}
+
 # it_tls_status SIDE: `r2p2ctl status` of daemon SIDE once its counters caught up: workers
 # publish a snapshot every 100 ms, so this waits 250 ms first.
 it_tls_status() {
