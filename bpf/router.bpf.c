@@ -207,7 +207,8 @@ static __always_inline struct r2p2_rt_server *usable(__u32 slot)
 	return srv && srv->up && srv->ifindex ? srv : NULL;
 }
 
-/* give_back returns one outstanding request of server `slot`. */
+/* give_back returns one outstanding request of server `slot`; `matched`: by its FEEDBACK,
+ * which also says when the server last answered (user space judges silence by it). */
 static __always_inline void give_back(__u32 slot, int matched)
 {
 	struct r2p2_rt_load *ld = bpf_map_lookup_elem(&r2p2_rt_load, &slot);
@@ -215,8 +216,10 @@ static __always_inline void give_back(__u32 slot, int matched)
 	if (!ld)
 		return;
 	__sync_fetch_and_add(&ld->outstanding, -1);
-	if (matched)
+	if (matched) {
 		__sync_fetch_and_add(&ld->feedback, 1);
+		ld->last_feedback_ns = bpf_ktime_get_ns();
+	}
 }
 
 /*

@@ -619,8 +619,10 @@ Test(feedback, only_the_server_sent_to_gives_back, .init = setup_rr, .fini = tea
 	cr_expect_eq(get_load(0).outstanding, 1);
 	cr_expect_eq(feedback(78, 0, S(feedback_unknown)), XDP_DROP, "unknown rid");
 	set_queued(3, 2);
+	cr_expect_eq(get_load(0).last_feedback_ns, 0, "no FEEDBACK matched yet");
 	cr_expect_eq(feedback(77, 0, S(feedback_wake)), XDP_PASS, "wakes the FIFO");
 	cr_expect_eq(get_load(0).outstanding, 0);
+	cr_expect_gt(get_load(0).last_feedback_ns, 0, "when the server last answered");
 	cr_expect_eq(feedback(77, 0, S(feedback_unknown)), XDP_DROP, "a second one is refused");
 	cr_expect_eq(get_load(0).outstanding, 0, "given back once");
 	/* a FEEDBACK too short to name a request */

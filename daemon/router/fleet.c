@@ -197,7 +197,7 @@ static int apply_servers(struct router *r, struct rt_service *s, bool seen[])
 			r->slots[i].svc = s->id;
 			r->slots[i].addr = c->addr;
 			r->slots[i].port = c->port;
-			r->slots[i].last_fb_ns = now_ns();
+			r->slots[i].up_since = now_ns();
 			fmt_ep(c->addr, c->port, ep, sizeof(ep));
 			log_info("[router %s]: server %s in slot %d", s->cfg.name, ep, i);
 		}
@@ -363,6 +363,8 @@ static void age_requests(struct router *r, uint64_t now)
 		if (old) {
 			__atomic_fetch_add(&r->load[req.server].aged, 1, __ATOMIC_RELAXED);
 			r->slots[req.server].aged_now++;
+			if (req.sent_ns > r->slots[req.server].aged_sent)
+				r->slots[req.server].aged_sent = req.sent_ns;
 		}
 	}
 }
@@ -378,33 +380,37 @@ static void age_done(struct router *r, uint64_t now)
 		bpf_map_delete_elem(fd, &old[k]);
 }
 
-/* judge takes slot `i` out when its requests age out and no FEEDBACK came for
- * timeout_ms, and puts it back after down_ms. Returns true when that changed. */
+/*
+ * judge takes slot `i` out when requests sent to it aged out in this pass and it has been
+ * silent since: no FEEDBACK after the latest of them was sent, or none for timeout_ms. A
+ * server that answered something later is slow or lost one FEEDBACK, not gone. The time
+ * of the last FEEDBACK is the program's own (r2p2_rt_load.last_feedback_ns). Puts the
+ * slot back after down_ms. Returns true when that changed.
+ */
 static bool judge(struct router *r, uint32_t i, uint64_t now)
 {
 	struct rt_slot *sl = &r->slots[i];
-	uint64_t fb = __atomic_load_n(&r->load[i].feedback, __ATOMIC_RELAXED);
-	uint64_t quiet = (uint64_t)r->cfg.timeout_ms * 1000000ull;
+	uint64_t last = __atomic_load_n(&r->load[i].last_feedback_ns, __ATOMIC_RELAXED);
+	uint64_t quiet = (uint64_t)r->cfg.timeout_ms * 1000000ull, sent = sl->aged_sent;
 	unsigned aged = sl->aged_now;
 	char ep[32];
 
 	sl->aged_now = 0;
-	if (fb != sl->last_fb_cnt) {
-		sl->last_fb_cnt = fb;
-		sl->last_fb_ns = now;
-	}
+	sl->aged_sent = 0;
+	if (last < sl->up_since)
+		last = sl->up_since;
 	fmt_ep(sl->addr, sl->port, ep, sizeof(ep));
-	if (!sl->down && aged && now - sl->last_fb_ns > quiet) {
+	if (!sl->down && aged && (last < sent || (now > last && now - last > quiet))) {
 		sl->down = true;
 		sl->down_until = now + (uint64_t)r->cfg.down_ms * 1000000ull;
-		log_warn("server %s: %u request(s) unanswered, no FEEDBACK for %u ms: taken out "
+		log_warn("server %s: %u request(s) unanswered and no FEEDBACK since: taken out "
 			 "for %u ms",
-			 ep, aged, r->cfg.timeout_ms, r->cfg.down_ms);
+			 ep, aged, r->cfg.down_ms);
 		return true;
 	}
 	if (sl->down && now >= sl->down_until) {
 		sl->down = false;
-		sl->last_fb_ns = now; /* a fresh chance */
+		sl->up_since = now; /* a fresh chance */
 		log_info("server %s: back in rotation", ep);
 		return true;
 	}

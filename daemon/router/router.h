@@ -52,9 +52,9 @@ struct rt_slot {
 	uint16_t port;	/* network byte order */
 	uint8_t mac[6]; /* next hop */
 	uint64_t down_until;
-	uint64_t last_fb_ns;  /* when its feedback counter last moved */
-	uint64_t last_fb_cnt; /* that counter then */
-	unsigned aged_now;    /* requests aged out in the current pass */
+	uint64_t up_since;  /* put (back) in rotation: silence before it does not count */
+	unsigned aged_now;  /* requests aged out in the current pass */
+	uint64_t aged_sent; /* the latest dispatch time among them */
 };
 
 struct router {

@@ -94,13 +94,14 @@ R2P2_STATIC_ASSERT(sizeof(struct r2p2_rt_server) == 40, "ABI");
 
 /* Value of r2p2_rt_load, shared by the program and user space (atomic updates only). */
 struct r2p2_rt_load {
-	__s32 outstanding; /* dispatched and neither FEEDBACK nor aged out yet */
-	__u32 pad;	   /* zero */
-	__u64 dispatched;  /* requests sent to it (fast and slow path) */
-	__u64 feedback;	   /* FEEDBACK messages that matched a request sent to it */
-	__u64 aged;	   /* requests given back by user space for lack of FEEDBACK */
+	__s32 outstanding;	/* dispatched and neither FEEDBACK nor aged out yet */
+	__u32 pad;		/* zero */
+	__u64 dispatched;	/* requests sent to it (fast and slow path) */
+	__u64 feedback;		/* FEEDBACK messages that matched a request sent to it */
+	__u64 aged;		/* requests given back by user space for lack of FEEDBACK */
+	__u64 last_feedback_ns; /* bpf_ktime_get_ns of its last matched FEEDBACK (0: none) */
 };
-R2P2_STATIC_ASSERT(sizeof(struct r2p2_rt_load) == 32, "ABI");
+R2P2_STATIC_ASSERT(sizeof(struct r2p2_rt_load) == 40, "ABI");
 
 /*
  * Value of r2p2_rt_fifo, written by user space only. `queued` is non-zero while requests

@@ -280,7 +280,7 @@ it_log "  killed r2p2d of S2 (pid ${IT_DAEMON_PID[s2]})"
 wait "$BPID" || it_fail "r2p2-bench failed: $(tail -n 3 "$IT_TMP/bench-kill.out")"
 ok=$(it_json_num "$IT_TMP/bench-kill.out" ok)
 it_check "all 300 calls answered despite the kill ($ok)" test "$ok" -eq 300
-it_check "the router took S2 out" grep -q "${S4[2]}:$PORT: .*taken out" "$IT_TMP/router.log"
+it_wait_for 5 "the router to take S2 out" grep -q "${S4[2]}:$PORT: .*taken out" "$IT_TMP/router.log"
 status >"$IT_TMP/status-kill.txt"
 d2=$(srv dispatched 2)
 it_check "S2 down in the status" grep -q "server ${S4[2]}:$PORT slot [0-9]* down " <<<"$(status)"
