@@ -35,6 +35,7 @@
 #include <r2p2/r2p2.h>
 #include <r2p2/shm.h>
 
+#include "router.h" /* rt_status: r2p2-router's pinned maps */
 #include "stek.h"
 
 #define REPLY_TIMEOUT_S 5
@@ -427,9 +428,21 @@ static int cmd_maps(struct ctl *ctl, int argc, char **argv)
 	return 0;
 }
 
+/* cmd_router prints what the pinned maps of r2p2-router on IFNAME say (as
+ * `r2p2-router --status -i IFNAME`; no r2p2d needed). */
+static int cmd_router(struct ctl *ctl, int argc, char **argv)
+{
+	(void)ctl;
+	(void)argc;
+	return rt_status(argv[0]);
+}
+
 static const struct command commands[] = {
     {"maps", "[IFNAME]", "XDP verdict counters summed over CPUs (pinned maps, no r2p2d needed)", 0,
      1, cmd_maps, true},
+    {"router", "IFNAME",
+     "r2p2-router's services, servers and counters on IFNAME (pinned maps, no r2p2d needed)", 1, 1,
+     cmd_router, true},
     {"status", "[--json]",
      "show workers, attached apps and per-service counters (--json: as one JSON object)", 0, 1,
      cmd_status, false},

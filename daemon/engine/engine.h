@@ -211,6 +211,13 @@ void eng_set_next_rid(struct eng *e, uint16_t rid);
 uint16_t eng_completing_rid(const struct eng *e);
 
 /*
+ * eng_completing_peer returns the address that answered the call whose ops.complete is
+ * running (its destination when nothing answered). Through a router that is the server
+ * the router chose, where the rest of the exchange must go.
+ */
+const struct r2p2_addr *eng_completing_peer(const struct eng *e);
+
+/*
  * eng_completing_sends returns how many times the first packet of the call whose
  * ops.complete is running went out (1, plus one per retransmission): whether an
  * earlier copy of the request may have reached the server.

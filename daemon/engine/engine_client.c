@@ -91,6 +91,7 @@ static void call_complete(struct eng *e, struct call *c, int status, const uint8
 		e->stats.partial_gc++;
 	e->completing_rid = c->rid;
 	e->completing_sends = c->sends;
+	e->completing_peer = c->has_from ? c->from : c->peer_fixed ? c->peer : c->dst;
 	e->keep_call = false;
 	e->ops->complete(e->ctx, c->cookie, status, payload, len);
 	if (e->keep_call && (status == 0 || status == -ECONNREFUSED) && !e->freeing) {
@@ -197,6 +198,8 @@ void cli_input(struct eng *e, unsigned sock, const struct r2p2_addr *src, const 
 		e->stats.rx_unmatched++;
 		return;
 	}
+	c->from = *src;
+	c->has_from = true;
 	if ((h->flags & R2P2_F_FREE_MASK) != c->flags) {
 		/* Not in the call's mode (a plain answer to an encrypted call, or the reverse). */
 		e->stats.rx_bad_header++;
@@ -263,6 +266,11 @@ void call_expire(struct eng *e, struct call *c, uint64_t now)
 uint16_t eng_completing_rid(const struct eng *e)
 {
 	return e->completing_rid;
+}
+
+const struct r2p2_addr *eng_completing_peer(const struct eng *e)
+{
+	return &e->completing_peer;
 }
 
 uint32_t eng_completing_sends(const struct eng *e)

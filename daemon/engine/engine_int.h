@@ -159,6 +159,8 @@ struct call {
 	struct r2p2_addr dst;  /* where the first packet goes */
 	struct r2p2_addr peer; /* where answers come from, once peer_fixed */
 	bool peer_fixed;
+	bool has_from;	       /* a packet for this call came from `from` */
+	struct r2p2_addr from; /* source of the last packet that matched the call */
 	unsigned sock;
 	uint16_t rid;
 	uint8_t policy;
@@ -187,7 +189,8 @@ struct eng {
 	struct call *calls_head;
 	size_t num_calls;
 	uint16_t next_rid;
-	uint16_t completing_rid; /* rid of the call in ops.complete */
+	uint16_t completing_rid;	  /* rid of the call in ops.complete */
+	struct r2p2_addr completing_peer; /* who answered it (or its destination) */
 	bool freeing;
 
 	struct htab servers;

@@ -522,6 +522,9 @@ static int call_continue(struct worker *w, struct call *c, const struct sec_repl
 {
 	struct eng_call_args a = c->args;
 
+	/* through a router, the exchange goes on with the server that answered */
+	a.dst = *eng_completing_peer(w->eng);
+	c->args.dst = a.dst;
 	a.payload = r->out.data;
 	a.len = r->out.len;
 	a.flags = r->out.flags;

@@ -1,0 +1,152 @@
+// SPDX-License-Identifier: MIT
+/*
+ * r2p2-router --status: what the pinned maps of a running router say, one service per
+ * block, its servers under it, then the per-policy and verdict counters summed over CPUs.
+ * Reads only; works while the router runs (and after a kill -9 left the pins).
+ */
+#include "router.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+struct pins {
+	int svcs, srvs, load, fifo, pstats, stats;
+};
+
+static int open_pin(const char *dir, const char *name)
+{
+	char path[256];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		fprintf(stderr, "%s: %s (is r2p2-router running on this interface?)\n", path,
+			strerror(errno));
+	return fd;
+}
+
+static void fmt_ep(uint32_t addr, uint16_t port, char *buf, size_t len)
+{
+	const uint8_t *a = (const uint8_t *)&addr;
+
+	snprintf(buf, len, "%u.%u.%u.%u:%u", a[0], a[1], a[2], a[3], ntohs(port));
+}
+
+/* percpu_sum sums entry `key` of the per-CPU map `fd` (`n` u64 counters) into `out`. */
+static int percpu_sum(int fd, uint32_t key, uint64_t *out, size_t n)
+{
+	int ncpu = libbpf_num_possible_cpus();
+	uint64_t *v;
+
+	if (ncpu <= 0)
+		return -1;
+	v = calloc((size_t)ncpu * n, sizeof(*v));
+	if (!v || bpf_map_lookup_elem(fd, &key, v) != 0) {
+		free(v);
+		return -1;
+	}
+	memset(out, 0, n * sizeof(*out));
+	for (int c = 0; c < ncpu; c++)
+		for (size_t i = 0; i < n; i++)
+			out[i] += v[(size_t)c * n + i];
+	free(v);
+	return 0;
+}
+
+static void print_service(const struct pins *p, const struct r2p2_rt_svc_key *k,
+			  const struct r2p2_rt_svc *v)
+{
+	struct r2p2_rt_fifo f = {0};
+	char ep[32];
+
+	fmt_ep(k->addr, k->port, ep, sizeof(ep));
+	bpf_map_lookup_elem(p->fifo, &v->id, &f);
+	printf("service %s policy %s", ep, rt_policy_name(v->policy));
+	if (v->policy == R2P2_RT_JBSQ)
+		printf(" n %u", v->bound);
+	printf(" in_rotation %u\n", v->num_servers);
+	printf("  fifo queued %u capacity %u enqueued %llu dispatched %llu dropped_full %llu "
+	       "expired %llu no_service %llu\n",
+	       f.queued, f.capacity, (unsigned long long)f.enqueued,
+	       (unsigned long long)f.dispatched, (unsigned long long)f.dropped_full,
+	       (unsigned long long)f.expired, (unsigned long long)f.no_service);
+	for (uint32_t i = 0; i < R2P2_RT_MAX_SERVERS; i++) {
+		struct r2p2_rt_server s;
+		struct r2p2_rt_load l;
+
+		if (bpf_map_lookup_elem(p->srvs, &i, &s) != 0 || !s.ifindex || s.svc != v->id ||
+		    bpf_map_lookup_elem(p->load, &i, &l) != 0)
+			continue;
+		fmt_ep(s.addr, s.port, ep, sizeof(ep));
+		printf("  server %s slot %u %s outstanding %d dispatched %llu feedback %llu aged "
+		       "%llu\n",
+		       ep, i, s.up ? "up" : "down", l.outstanding, (unsigned long long)l.dispatched,
+		       (unsigned long long)l.feedback, (unsigned long long)l.aged);
+	}
+}
+
+static void print_counters(const struct pins *p)
+{
+	static const char *const names[] = {
+	    "routed_tx",    "routed_redirect",	"to_user",
+	    "feedback",	    "feedback_wake",	"feedback_unknown",
+	    "passed_other", "passed_malformed", "passed_not_routed"};
+	uint64_t st[sizeof(struct r2p2_rt_stats) / 8];
+	struct r2p2_rt_pstats ps;
+
+	for (uint32_t pol = 0; pol < R2P2_RT_NUM_POLICIES; pol++) {
+		if (percpu_sum(p->pstats, pol, (uint64_t *)&ps, 4) != 0)
+			continue;
+		printf("policy %s dispatched %llu resent %llu slow_path %llu no_server %llu\n",
+		       rt_policy_name(pol), (unsigned long long)ps.dispatched,
+		       (unsigned long long)ps.resent, (unsigned long long)ps.slow_path,
+		       (unsigned long long)ps.no_server);
+	}
+	if (percpu_sum(p->stats, 0, st, sizeof(st) / 8) != 0)
+		return;
+	printf("verdicts");
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		printf(" %s %llu", names[i], (unsigned long long)st[i]);
+	printf("\n");
+}
+
+int rt_status(const char *ifname)
+{
+	struct pins p = {-1, -1, -1, -1, -1, -1};
+	struct r2p2_rt_svc_key key, next;
+	struct r2p2_rt_svc v;
+	char dir[128];
+	void *prev = NULL;
+	int rc = 1;
+
+	snprintf(dir, sizeof(dir), "%s/%s", RT_PIN_ROOT, ifname);
+	if ((p.svcs = open_pin(dir, "r2p2_rt_svcs")) < 0 ||
+	    (p.srvs = open_pin(dir, "r2p2_rt_srvs")) < 0 ||
+	    (p.load = open_pin(dir, "r2p2_rt_load")) < 0 ||
+	    (p.fifo = open_pin(dir, "r2p2_rt_fifo")) < 0 ||
+	    (p.pstats = open_pin(dir, "r2p2_rt_pstats")) < 0 ||
+	    (p.stats = open_pin(dir, "r2p2_rt_stats")) < 0)
+		goto out;
+	printf("router on %s (maps pinned under %s)\n", ifname, dir);
+	while (bpf_map_get_next_key(p.svcs, prev, &next) == 0) {
+		key = next;
+		prev = &key;
+		if (bpf_map_lookup_elem(p.svcs, &key, &v) == 0)
+			print_service(&p, &key, &v);
+	}
+	print_counters(&p);
+	rc = 0;
+out:
+	for (int *fd = &p.svcs; fd <= &p.stats; fd++)
+		if (*fd >= 0)
+			close(*fd);
+	return rc;
+}
