@@ -17,8 +17,9 @@
 #     that needs a restart) it exits non-zero while the daemon (same pid) keeps serving.
 #  3. The journal has the daemon's priorities (reload failures at err, the rest at info,
 #     no raw "<N>" prefixes); `systemd-analyze security r2p2d` is printed.
-#  4. `systemctl restart` gets a new daemon that serves; `systemctl stop` with a call in
-#     flight drains it (the call completes) and the unit ends with Result=success, exit 0.
+#  4. `systemctl restart` gets a new daemon that serves; `systemctl stop` with two calls in
+#     flight, one from a second daemon and one from an app of this one, drains them (both
+#     complete) and the unit ends with Result=success, exit 0.
 #  5. No capability, namespace, seccomp or other set-up failure of the unit in the journal.
 # The container is powered off and its copy removed at exit. Skipped, with the reason, when
 # this machine cannot do it: not root, no systemd-nspawn or debootstrap, no cgroup
@@ -444,7 +445,7 @@ it_check "systemd-analyze security r2p2d: ${SCORE:-no score}" test -n "$SCORE"
 
 # ---- 4. restart and stop --------------------------------------------------------------------
 
-it_log "--- 4. systemctl restart, then stop with a call in flight"
+it_log "--- 4. systemctl restart, then stop with calls in flight"
 rc=0
 timed restart in_ct 60 systemctl restart r2p2d >"$IT_TMP/restart.log" 2>&1 || rc=$?
 it_check "systemctl restart exits 0 (${MS[restart]} ms)" test "$rc" -eq 0
@@ -457,8 +458,9 @@ start_app r2p2-echo2 -n echo.svc
 start_app r2p2-slow2 -n slow.svc -d 1000000
 it_check "an echo call through the new daemon comes back" echo_ok echo.svc "after restart"
 
-# The call in flight comes from another host's daemon, as a drain promises to remote
-# callers: a second r2p2d (a transient unit, its own control socket) that only calls.
+# Two calls in flight: one from another host's daemon, as a drain promises to remote callers
+# (a second r2p2d, a transient unit with its own control socket, that only calls), and one
+# from an app of this daemon, which must get its answer before the daemon exits.
 CALLER_SOCK=/run/r2p2-caller/r2p2d.sock
 {
 	printf '[daemon]\nlisten = 127.0.0.1\nworkers = 1\nbackend = udp\nsocket = %s\n\n' "$CALLER_SOCK"
@@ -471,24 +473,31 @@ for ((i = 0; i < 100; i++)); do
 	sleep 0.1
 done
 ((i < 100)) || it_fail "the calling daemon has no control socket after 10 s"
-in_ct 30 r2p2-echo-client -s "$CALLER_SOCK" -n slow.svc -c 1 -P "in flight" -t 10000 \
-	>"$IT_TMP/inflight.log" 2>&1 &
-inflight=$!
-IT_PIDS+=("$inflight")
+declare -A INFLIGHT=()
+for who in remote local; do
+	sock=$CALLER_SOCK
+	[ "$who" = remote ] || sock=/run/r2p2/r2p2d.sock
+	in_ct 30 r2p2-echo-client -s "$sock" -n slow.svc -c 1 -P "in flight, $who" -t 10000 \
+		>"$IT_TMP/inflight-$who.log" 2>&1 &
+	INFLIGHT[$who]=$!
+	IT_PIDS+=("$!")
+done
 for ((i = 0; i < 100; i++)); do
-	[ "$(it_worker_sum "$(ctl_status 2>/dev/null || true)" executing)" -ge 1 ] && break
+	[ "$(it_worker_sum "$(ctl_status 2>/dev/null || true)" executing)" -ge 2 ] && break
 	sleep 0.05
 done
-((i < 100)) || it_fail "the slow call never showed as executing"
+((i < 100)) || it_fail "the two slow calls never showed as executing"
 rc=0
 timed stop in_ct 60 systemctl stop r2p2d >"$IT_TMP/stop.log" 2>&1 || rc=$?
-it_check "systemctl stop exits 0 (${MS[stop]} ms, the echo server holds the call 1 s)" \
+it_check "systemctl stop exits 0 (${MS[stop]} ms, the echo server holds the calls 1 s)" \
 	test "$rc" -eq 0
-crc=0
-it_wait_exit "$inflight" 20 || crc=$?
-sed 's/^/    /' "$IT_TMP/inflight.log"
-it_check "the call in flight completed during the drain" \
-	test "$crc" -eq 0 -a "$(grep -c ' 1 verified, 0 failed' "$IT_TMP/inflight.log")" -eq 1
+for who in remote local; do
+	crc=0
+	it_wait_exit "${INFLIGHT[$who]}" 20 || crc=$?
+	sed 's/^/    /' "$IT_TMP/inflight-$who.log"
+	it_check "the $who call in flight completed during the drain" test "$crc" -eq 0 -a \
+		"$(grep -c ' 1 verified, 0 failed' "$IT_TMP/inflight-$who.log")" -eq 1
+done
 it_check "the journal says the daemon drained" grep -q 'draining in-flight RPCs' <(journal_r2p2d)
 it_check "inactive, Result=success, exit status 0" test \
 	"$(show r2p2d ActiveState)/$(show r2p2d Result)/$(show r2p2d ExecMainStatus)" = inactive/success/0
