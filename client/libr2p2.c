@@ -69,6 +69,7 @@ struct r2p2_ctx {
 	int sock;
 	bool connected;		 /* rings mapped, fds open */
 	bool dead;		 /* the daemon failed; disconnect at the next chance */
+	bool hup;		 /* the daemon exited: read its rings out, then disconnect */
 	struct r2p2_shm_hdr hdr; /* validated copy */
 	void *map;
 	size_t map_size;
@@ -449,6 +450,7 @@ static void ctx_disconnect(struct r2p2_ctx *ctx, bool payloads_held)
 	ctx->map = NULL;
 	ctx->connected = false;
 	ctx->dead = false;
+	ctx->hup = false;
 }
 
 /*
@@ -509,6 +511,7 @@ static int ctx_connect(struct r2p2_ctx *ctx)
 	sock = -1;
 	ctx->connected = true;
 	ctx->dead = false;
+	ctx->hup = false;
 	if (ctx->epfd >= 0)
 		fd_watch_all(ctx);
 	/* A service the new daemon refuses stays listed (id = -errno), so the
@@ -535,7 +538,7 @@ static int ctx_ensure_connected(struct r2p2_ctx *ctx, bool payloads_held)
 {
 	int err;
 
-	if (ctx->connected && !ctx->dead)
+	if (ctx->connected && !ctx->dead && !ctx->hup)
 		return 0;
 	ctx_disconnect(ctx, payloads_held);
 	err = ctx_connect(ctx);
@@ -544,7 +547,10 @@ static int ctx_ensure_connected(struct r2p2_ctx *ctx, bool payloads_held)
 	return -ENOTCONN;
 }
 
-/* ctx_check_daemon looks at the control socket without blocking: EOF or an error means it is gone.
+/*
+ * ctx_check_daemon looks at the control socket without blocking: EOF or an error means it is
+ * gone. A daemon posts its last completions (those a drain waited for) before it exits, so the
+ * rings are read once more before the calls still waiting are reset (see r2p2_poll).
  */
 static void ctx_check_daemon(struct r2p2_ctx *ctx)
 {
@@ -554,7 +560,7 @@ static void ctx_check_daemon(struct r2p2_ctx *ctx)
 	/* The daemon sends nothing unasked; a stray message is dropped. */
 	n = recv(ctx->sock, &m, sizeof(m), MSG_DONTWAIT);
 	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
-		ctx->dead = true;
+		ctx->hup = true;
 }
 
 /* ---- rings ---------------------------------------------------------------- */
@@ -944,6 +950,9 @@ R2P2_API int r2p2_poll(struct r2p2_ctx *ctx, struct r2p2_event *events, int max,
 			ctx->last_event_ns = now_ns();
 		if (n > 0 || max == 0)
 			return n;
+		/* The daemon is gone and its rings are read out: reset what still waits. */
+		if (ctx->hup)
+			ctx->dead = true;
 		if (ctx->dead)
 			continue;
 		left = timeout_ms < 0 ? -1 : timeout_ms == 0 ? 0 : (int)(deadline - now_ms());
@@ -959,7 +968,7 @@ R2P2_API int r2p2_poll(struct r2p2_ctx *ctx, struct r2p2_event *events, int max,
 		}
 		if (left == 0 && ctx->epfd >= 0) {
 			/* r2p2_fd: ring the doorbell for the next completion, then say "none" */
-			if (fd_arm(ctx) || ctx->dead)
+			if (fd_arm(ctx) || ctx->hup)
 				continue;
 			return 0;
 		}
@@ -969,7 +978,7 @@ R2P2_API int r2p2_poll(struct r2p2_ctx *ctx, struct r2p2_event *events, int max,
 				return 0;
 			ctx->next_hup_check_ms = now_ms() + HUP_CHECK_MS;
 			ctx_check_daemon(ctx);
-			if (ctx->dead)
+			if (ctx->hup)
 				continue;
 			return 0;
 		}
@@ -1000,7 +1009,7 @@ R2P2_API int r2p2_cancel(struct r2p2_ctx *ctx, uint64_t id)
 		return -EINVAL;
 	if (!id_set_has(&ctx->calls, id) || id < ctx->reset_below)
 		return -ENOENT; /* ended (its event is out or on the way), or never made */
-	if (!ctx->connected || ctx->dead)
+	if (!ctx->connected || ctx->dead || ctx->hup)
 		return -ENOTCONN;
 	/* Every lane: the worker that holds the call finds it, the others nothing. A lane
 	 * that takes it twice after an -EAGAIN retry finds it once. */
@@ -1105,7 +1114,7 @@ R2P2_API int r2p2_respond(struct r2p2_ctx *ctx, const struct r2p2_event *req, co
 	if (!ctx || !req || (len && !resp))
 		return -EINVAL;
 	/* A request belongs to the daemon that delivered it: never reconnect here. */
-	if (!ctx->connected || ctx->dead)
+	if (!ctx->connected || ctx->dead || ctx->hup)
 		return -ENOTCONN;
 	if (req->lane >= ctx->num_lanes)
 		return -EINVAL;

@@ -1082,6 +1082,60 @@ Test(lane, daemon_gone_client_only)
 	r2p2_detach(ctx);
 }
 
+/* last_words plays a daemon that drains: once the app sleeps in r2p2_poll, it posts the
+ * response to the call it took (the doorbell lost, so that only the hang-up wakes the app),
+ * then exits. */
+struct last_words {
+	struct r2p2_sqe sqe;
+};
+
+static void *last_words_run(void *arg)
+{
+	struct last_words *lw = arg;
+	struct lane *l = &F->lanes[0];
+	int i;
+
+	for (i = 0; i < 2000 && !r2p2_load_acquire(&l->ctrl->cq_need_wakeup); i++)
+		usleep(1000);
+	usleep(50 * 1000); /* the app is in poll(2) by now */
+	r2p2_store_release(&l->ctrl->cq_need_wakeup, 0);
+	if (lane_post(l, R2P2_CQ_RESPONSE, 0, lw->sqe.user_data, 0, "z", 1) != 0)
+		return "lane_post failed";
+	fake_stop(F);
+	F = NULL;
+	return NULL;
+}
+
+/* A daemon that drains answers its last calls, then exits: the app gets those answers,
+ * and only the calls still waiting are reset. */
+Test(lane, daemon_exits_after_last_responses)
+{
+	struct r2p2_ctx *ctx = start(opts(1, 8, 8, 8192, 4096, 16));
+	struct last_words lw;
+	struct r2p2_event ev[8];
+	uint8_t buf[4096];
+	int64_t done, lost;
+	pthread_t t;
+	void *err;
+	int k;
+
+	cr_assert_gt(done = r2p2_call(ctx, "echo.svc", "x", 1, 0, 0), 0);
+	cr_assert_gt(lost = r2p2_call(ctx, "echo.svc", "y", 1, 0, 0), 0);
+	cr_assert_eq(take_sqe(&lw.sqe, buf), 0);
+	cr_assert_eq(lw.sqe.user_data, (uint64_t)done);
+	cr_assert_eq(pthread_create(&t, NULL, last_words_run, &lw), 0);
+	k = r2p2_poll(ctx, ev, 8, 5000);
+	cr_assert_eq(pthread_join(t, &err), 0);
+	cr_assert_null(err, "%s", (const char *)err);
+	cr_assert_eq(k, 1, "poll: %d", k);
+	cr_assert_eq(ev[0].id, (uint64_t)done);
+	cr_assert_eq(ev[0].status, 0, "the answered call: %d", ev[0].status);
+	cr_assert_eq(ev[0].len, 1);
+	expect_resets(ctx, &lost, 1);
+	cr_assert_eq(r2p2_poll(ctx, ev, 8, 0), -ENOTCONN);
+	r2p2_detach(ctx);
+}
+
 Test(lane, daemon_writes_bad_cqe)
 {
 	struct r2p2_ctx *ctx = start(opts(1, 8, 8, 8192, 4096, 16));

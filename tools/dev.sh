@@ -17,6 +17,8 @@ PKGS=(cmake pkg-config make clang llvm libclang-rt-14-dev liburing-dev libcriter
 	libinih-dev libsystemd-dev android-libboringssl-dev openssl libssl-dev iproute2 kmod procps
 	libbpf-dev bpftool libelf-dev zlib1g-dev util-linux libxdp-dev libmnl-dev nftables clang-format
 	clang-tidy libseccomp-dev libcap-dev libcap2-bin g++ libmicrohttpd-dev curl python3-cffi)
+# Only for `test`: it_systemd_boot builds a Debian 12 root and boots the unit in it.
+TEST_PKGS=(debootstrap systemd-container)
 # Only for `bench`: the gRPC peers (tools/grpc, -DR2P2_BENCH_PEERS=ON) and the figures.
 BENCH_PKGS=(libgrpc++-dev protobuf-compiler-grpc protobuf-compiler libprotobuf-dev g++ gnuplot-nox)
 
@@ -78,7 +80,7 @@ demo)
 	exec bash "$SRC/tools/demo.sh" "$SRC/build"
 	;;
 test)
-	install_deps
+	install_deps "${TEST_PKGS[@]}"
 	bash "$SRC/tools/lint.sh"
 	# Debian's default compiler too, warnings as errors; its unit tests run
 	log "building with gcc (warnings as errors) and running its unit tests"

@@ -98,7 +98,9 @@ int64_t r2p2_call(struct r2p2_ctx *ctx, const char *service, const void *req, si
  * r2p2_poll fills up to `max` events and returns how many, or a negative errno.
  * It waits up to `timeout_ms` for the first event (0: do not wait; -1: wait
  * forever). Payloads of the events returned stay valid until the next call of
- * r2p2_poll or r2p2_call_sync on `ctx`.
+ * r2p2_poll or r2p2_call_sync on `ctx`. When the daemon exits (after a drain,
+ * or a crash), the responses it posted first still arrive; each call still
+ * waiting then completes once with -ECONNRESET.
  */
 int r2p2_poll(struct r2p2_ctx *ctx, struct r2p2_event *events, int max, int timeout_ms);
 
