@@ -24,6 +24,7 @@ Test(router_config, full_file)
 			   "timeout_ms = 250\n"
 			   "down_ms = 5000\n"
 			   "sticky_ms = 0\n"
+			   "metrics = 127.0.0.1:9465\n"
 			   "\n"
 			   "[router echo]\n"
 			   "service = 10.0.0.1:8000\n"
@@ -41,6 +42,8 @@ Test(router_config, full_file)
 	cr_expect_eq(cfg.timeout_ms, 250);
 	cr_expect_eq(cfg.down_ms, 5000);
 	cr_expect_eq(cfg.sticky_ms, 0);
+	cr_expect(cfg.has_metrics);
+	cr_expect_eq(cfg.metrics_port, htons(9465));
 	cr_assert_eq(cfg.num_svcs, 2);
 	cr_expect_str_eq(cfg.svcs[0].name, "echo");
 	inet_pton(AF_INET, "10.0.0.1", &a);
@@ -48,12 +51,12 @@ Test(router_config, full_file)
 	cr_expect_eq(cfg.svcs[0].port, htons(8000));
 	cr_expect_eq(cfg.svcs[0].num_servers, 3);
 	cr_expect_eq(cfg.svcs[0].servers[1].port, htons(8001));
-	cr_expect_eq(cfg.svcs[0].servers[2].line, 11);
+	cr_expect_eq(cfg.svcs[0].servers[2].line, 12);
 	cr_expect_eq(cfg.svcs[0].policy, R2P2_RT_P2C);
 	cr_expect_eq(cfg.svcs[1].policy, R2P2_RT_JBSQ, "default policy");
 	cr_expect_eq(cfg.svcs[1].bound, 2, "default n");
 	cr_expect_eq(cfg.svcs[1].queue, 1024, "default queue");
-	cr_expect_eq(cfg.svcs[1].line, 14);
+	cr_expect_eq(cfg.svcs[1].line, 15);
 }
 
 struct bad {
@@ -62,6 +65,9 @@ struct bad {
 };
 
 static const struct bad bad[] = {
+    {"[daemon]\ninterface = eth1\nmetrics = localhost\n[router a]\nservice = 1.2.3.4:5\n"
+     "servers = 1.2.3.5:5\n",
+     "t.conf:3: [daemon] metrics: 'localhost': an IPv4 ADDR:PORT"},
     {"[daemon]\ninterface = eth1\n", "t.conf:2: no [router NAME] section: nothing to route"},
     {"[router a]\nservice = 1.2.3.4:5\nservers = 1.2.3.5:5\n",
      "t.conf:3: [daemon] interface is required"},

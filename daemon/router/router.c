@@ -286,6 +286,13 @@ static void reload(struct router *r)
 			r->cfg.interface, next.interface);
 		return;
 	}
+	if (next.has_metrics != r->cfg.has_metrics || next.metrics_addr != r->cfg.metrics_addr ||
+	    next.metrics_port != r->cfg.metrics_port) {
+		log_warn("reload: metrics needs a restart; the endpoint stays where it started");
+		next.has_metrics = r->cfg.has_metrics;
+		next.metrics_addr = r->cfg.metrics_addr;
+		next.metrics_port = r->cfg.metrics_port;
+	}
 	r->cfg = next;
 	if (fleet_apply(r) < 0)
 		log_err("reload: applying failed; some services may be missing");
@@ -456,6 +463,8 @@ static int serve(struct router *r)
 	}
 	r->raw_fd = -1;
 	rc = setup(r);
+	if (rc == 0 && rt_metrics_start(&r->cfg) != 0)
+		rc = -1;
 	if (rc == 0) {
 		printf("router ready on %s (%s XDP), %u service(s), maps pinned under %s/%s\n",
 		       r->cfg.interface, xdp_mode == XDP_FLAGS_SKB_MODE ? "generic" : "native",
@@ -466,6 +475,7 @@ static int serve(struct router *r)
 	} else {
 		rc = 1;
 	}
+	rt_metrics_stop();
 	teardown(r);
 	close(sfd);
 	return rc;

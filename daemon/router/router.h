@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <r2p2/router_abi.h>
 
@@ -104,5 +105,12 @@ void slow_publish(struct router *r, struct rt_service *s);
 /* rt_status prints the state of the router on `ifname` from its pinned maps. Returns 0,
  * or 1 with a message on stderr. */
 int rt_status(const char *ifname);
+/* rt_status_prom writes the same as Prometheus text into `f` (`metrics =`). 0 or -1. */
+int rt_status_prom(const char *ifname, FILE *f);
+
+/* rt_metrics.c: GET /metrics of `metrics = ADDR:PORT`, on a thread of libmicrohttpd's.
+ * rt_metrics_start returns 0 (also without the key) or -1 with a message logged. */
+int rt_metrics_start(const struct rt_config *c);
+void rt_metrics_stop(void);
 
 #endif /* R2P2_ROUTER_ROUTER_H */

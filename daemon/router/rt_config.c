@@ -177,9 +177,14 @@ static void daemon_key(struct rt_parser *p, const char *key, const char *v)
 		if (parse_u32(v, 0, 3600000, &c->sticky_ms) != 0)
 			fail(p, p->lineno, key, "'%.40s': a number of milliseconds, 0 to 3600000",
 			     v);
+	} else if (strcmp(key, "metrics") == 0) {
+		if (parse_ep(v, &c->metrics_addr, &c->metrics_port) != 0)
+			fail(p, p->lineno, key, "'%.40s': an IPv4 ADDR:PORT", v);
+		else
+			c->has_metrics = true;
 	} else {
 		fail(p, p->lineno, key,
-		     "unknown key (expected interface, timeout_ms, down_ms, sticky_ms)");
+		     "unknown key (expected interface, timeout_ms, down_ms, sticky_ms, metrics)");
 	}
 }
 

@@ -8,6 +8,7 @@
  *   timeout_ms = 500        ; a request without FEEDBACK is given back after this
  *   down_ms = 2000          ; a server that stopped answering stays out this long
  *   sticky_ms = 2000        ; an answered request's retransmissions still go to its server
+ *   metrics = 127.0.0.1:9465 ; optional: Prometheus metrics at http://ADDR:PORT/metrics
  *
  *   [router echo]
  *   service = 10.0.0.1:8000 ; the address:port clients call (an address of this host)
@@ -22,6 +23,7 @@
 #define R2P2_ROUTER_RT_CONFIG_H
 
 #include <net/if.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -52,6 +54,9 @@ struct rt_config {
 	unsigned timeout_ms;
 	unsigned down_ms;
 	unsigned sticky_ms;
+	bool has_metrics;      /* metrics = ADDR:PORT (IPv4): Prometheus over HTTP */
+	uint32_t metrics_addr; /* network byte order */
+	uint16_t metrics_port; /* network byte order */
 	struct rt_service_cfg svcs[R2P2_RT_MAX_SERVICES];
 	unsigned num_svcs;
 };

@@ -150,3 +150,155 @@ out:
 			close(*fd);
 	return rc;
 }
+
+/* ---- Prometheus (`metrics =`) ---- */
+
+/* prom_head writes a metric's HELP and TYPE lines. */
+static void prom_head(FILE *f, const char *name, const char *type, const char *help)
+{
+	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* The per-server values, one metric each; `off`: the field of struct r2p2_rt_load. */
+struct srv_metric {
+	const char *name, *type, *help;
+	int kind; /* 0 outstanding, 1 dispatched, 2 feedback, 3 aged, 4 up */
+};
+
+static void prom_servers(FILE *f, const struct pins *p, const struct srv_metric *m)
+{
+	char ep[32], svc[32];
+
+	prom_head(f, m->name, m->type, m->help);
+	for (uint32_t i = 0; i < R2P2_RT_MAX_SERVERS; i++) {
+		struct r2p2_rt_server s;
+		struct r2p2_rt_load l;
+		struct r2p2_rt_svc_key key, next;
+		struct r2p2_rt_svc v;
+		void *prev = NULL;
+		long long val;
+
+		if (bpf_map_lookup_elem(p->srvs, &i, &s) != 0 || !s.ifindex ||
+		    bpf_map_lookup_elem(p->load, &i, &l) != 0)
+			continue;
+		snprintf(svc, sizeof(svc), "?");
+		while (bpf_map_get_next_key(p->svcs, prev, &next) == 0) {
+			key = next;
+			prev = &key;
+			if (bpf_map_lookup_elem(p->svcs, &key, &v) == 0 && v.id == s.svc)
+				fmt_ep(key.addr, key.port, svc, sizeof(svc));
+		}
+		fmt_ep(s.addr, s.port, ep, sizeof(ep));
+		val = m->kind == 0   ? (long long)l.outstanding
+		      : m->kind == 1 ? (long long)l.dispatched
+		      : m->kind == 2 ? (long long)l.feedback
+		      : m->kind == 3 ? (long long)l.aged
+				     : (long long)s.up;
+		fprintf(f, "%s{service=\"%s\",server=\"%s\",slot=\"%u\"} %lld\n", m->name, svc, ep,
+			i, val);
+	}
+}
+
+static void prom_fifos(FILE *f, const struct pins *p)
+{
+	static const char *const names[] = {"queued",	    "enqueued", "dispatched",
+					    "dropped_full", "expired",	"no_service"};
+
+	for (size_t n = 0; n < sizeof(names) / sizeof(names[0]); n++) {
+		struct r2p2_rt_svc_key key, next;
+		void *prev = NULL;
+		char metric[64], ep[32];
+
+		snprintf(metric, sizeof(metric), "r2p2_router_fifo_%s%s", names[n],
+			 n ? "_total" : "");
+		prom_head(f, metric, n ? "counter" : "gauge",
+			  n ? "requests of the service's JBSQ wait queue (docs/OPERATIONS.md, "
+			      "\"Router\")"
+			    : "requests waiting in the service's queue now");
+		while (bpf_map_get_next_key(p->svcs, prev, &next) == 0) {
+			struct r2p2_rt_svc v;
+			struct r2p2_rt_fifo q = {0};
+			uint64_t vals[6];
+
+			key = next;
+			prev = &key;
+			if (bpf_map_lookup_elem(p->svcs, &key, &v) != 0)
+				continue;
+			bpf_map_lookup_elem(p->fifo, &v.id, &q);
+			vals[0] = q.queued;
+			vals[1] = q.enqueued;
+			vals[2] = q.dispatched;
+			vals[3] = q.dropped_full;
+			vals[4] = q.expired;
+			vals[5] = q.no_service;
+			fmt_ep(key.addr, key.port, ep, sizeof(ep));
+			fprintf(f, "%s{service=\"%s\",policy=\"%s\"} %llu\n", metric, ep,
+				rt_policy_name(v.policy), (unsigned long long)vals[n]);
+		}
+	}
+}
+
+static void prom_counters(FILE *f, const struct pins *p)
+{
+	static const char *const pnames[] = {"dispatched", "resent", "slow_path", "no_server"};
+	static const char *const vnames[] = {
+	    "routed_tx",    "routed_redirect",	"to_user",
+	    "feedback",	    "feedback_wake",	"feedback_unknown",
+	    "passed_other", "passed_malformed", "passed_not_routed"};
+	uint64_t st[sizeof(struct r2p2_rt_stats) / 8];
+	char metric[64];
+
+	for (size_t n = 0; n < sizeof(pnames) / sizeof(pnames[0]); n++) {
+		snprintf(metric, sizeof(metric), "r2p2_router_policy_%s_total", pnames[n]);
+		prom_head(f, metric, "counter", "first packets by the policy that took them");
+		for (uint32_t pol = 0; pol < R2P2_RT_NUM_POLICIES; pol++) {
+			struct r2p2_rt_pstats ps;
+
+			if (percpu_sum(p->pstats, pol, (uint64_t *)&ps, 4) != 0)
+				continue;
+			fprintf(f, "%s{policy=\"%s\"} %llu\n", metric, rt_policy_name(pol),
+				(unsigned long long)((uint64_t *)&ps)[n]);
+		}
+	}
+	if (percpu_sum(p->stats, 0, st, sizeof(st) / 8) != 0)
+		return;
+	prom_head(f, "r2p2_router_verdicts_total", "counter",
+		  "packets the XDP program saw, by what it did with them");
+	for (size_t i = 0; i < sizeof(vnames) / sizeof(vnames[0]); i++)
+		fprintf(f, "r2p2_router_verdicts_total{verdict=\"%s\"} %llu\n", vnames[i],
+			(unsigned long long)st[i]);
+}
+
+int rt_status_prom(const char *ifname, FILE *f)
+{
+	static const struct srv_metric srv[] = {
+	    {"r2p2_router_server_outstanding", "gauge", "requests dispatched and not answered", 0},
+	    {"r2p2_router_server_dispatched_total", "counter", "requests sent to the server", 1},
+	    {"r2p2_router_server_feedback_total", "counter", "FEEDBACK messages from the server",
+	     2},
+	    {"r2p2_router_server_aged_total", "counter", "requests given back without FEEDBACK", 3},
+	    {"r2p2_router_server_up", "gauge", "1 in rotation, 0 taken out as not answering", 4},
+	};
+	struct pins p = {-1, -1, -1, -1, -1, -1};
+	char dir[128];
+	int rc = -1;
+
+	snprintf(dir, sizeof(dir), "%s/%s", RT_PIN_ROOT, ifname);
+	if ((p.svcs = open_pin(dir, "r2p2_rt_svcs")) < 0 ||
+	    (p.srvs = open_pin(dir, "r2p2_rt_srvs")) < 0 ||
+	    (p.load = open_pin(dir, "r2p2_rt_load")) < 0 ||
+	    (p.fifo = open_pin(dir, "r2p2_rt_fifo")) < 0 ||
+	    (p.pstats = open_pin(dir, "r2p2_rt_pstats")) < 0 ||
+	    (p.stats = open_pin(dir, "r2p2_rt_stats")) < 0)
+		goto out;
+	for (size_t i = 0; i < sizeof(srv) / sizeof(srv[0]); i++)
+		prom_servers(f, &p, &srv[i]);
+	prom_fifos(f, &p);
+	prom_counters(f, &p);
+	rc = 0;
+out:
+	for (int *fd = &p.svcs; fd <= &p.stats; fd++)
+		if (*fd >= 0)
+			close(*fd);
+	return rc;
+}

@@ -158,7 +158,8 @@ router_conf() {
 	for k in "$@"; do
 		list+=" ${S4[$k]}:$PORT"
 	done
-	printf '[daemon]\ninterface = %s\ntimeout_ms = 1000\ndown_ms = 4000\n\n' "$IF_R"
+	printf '[daemon]\ninterface = %s\ntimeout_ms = 1000\ndown_ms = 4000\nmetrics = 127.0.0.1:9465\n\n' \
+		"$IF_R"
 	printf '[router echo]\nservice = %s:%s\nservers =%s\npolicy = %s\nn = 2\nqueue = 256\n' \
 		"$R4" "$PORT" "$list" "$policy"
 }
@@ -168,7 +169,7 @@ sed 's/^policy = jbsq$/policy = fastest/' "$IT_TMP/router.conf" >"$IT_TMP/bad.co
 rc=0
 nsenter --net="/run/netns/$IT_NS_R" "$ROUTER" -c "$IT_TMP/bad.conf" >"$IT_TMP/bad.out" 2>&1 || rc=$?
 it_check "a bad file stops the start, naming its line ($(cat "$IT_TMP/bad.out"))" \
-	grep -q "bad.conf:9: \[router echo\] policy: 'fastest'" "$IT_TMP/bad.out"
+	grep -q "bad.conf:10: \[router echo\] policy: 'fastest'" "$IT_TMP/bad.out"
 it_check "exit status 1 ($rc), nothing attached" test "$rc" -eq 1 -a ! -e "$PIN"
 nsenter --net="/run/netns/$IT_NS_R" "$ROUTER" -c "$IT_TMP/router.conf" >"$IT_TMP/router.log" 2>&1 &
 RPID=$!
@@ -226,6 +227,21 @@ fi
 it_check "bpftool shows the counts by field name" grep -q '"outstanding": 0' <<<"$dump"
 it_check "bpftool shows the per-policy counters" grep -q '"dispatched"' \
 	<<<"$("$BPFTOOL" map dump pinned "$PIN/r2p2_rt_pstats")"
+if command -v curl >/dev/null; then
+	# the same counts at the router's Prometheus endpoint (metrics = 127.0.0.1:9465)
+	it_in "$IT_NS_R" curl -sS -m 5 http://127.0.0.1:9465/metrics >"$IT_TMP/router-metrics.txt"
+	mfb=$(awk '/^r2p2_router_server_feedback_total/ { s += $2 } END { print s + 0 }' \
+		"$IT_TMP/router-metrics.txt")
+	it_check "GET /metrics: the servers' FEEDBACK counts sum to 60 ($mfb)" test "$mfb" -eq 60
+	it_check "GET /metrics: three servers up" \
+		test "$(grep -c '^r2p2_router_server_up{.*} 1$' "$IT_TMP/router-metrics.txt")" -eq 3
+	PROMTOOL=$(command -v promtool || true)
+	[ -n "$PROMTOOL" ] || PROMTOOL=$R2P2_BUILD/.tools/usr/bin/promtool
+	if [ -x "$PROMTOOL" ]; then
+		it_check "promtool check metrics accepts the router's" \
+			"$PROMTOOL" check metrics <"$IT_TMP/router-metrics.txt"
+	fi
+fi
 
 if [ "$MODE" = plain ]; then
 	# what the router adds at low load, measured (not asserted: the machine is shared)

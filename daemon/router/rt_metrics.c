@@ -1,0 +1,117 @@
+// SPDX-License-Identifier: MIT
+/*
+ * rt_metrics.c: r2p2-router's Prometheus endpoint (`metrics = ADDR:PORT` in [daemon]).
+ * A scrape reads the pinned maps as `r2p2-router --status` does (rt_status_prom): the
+ * kernel serialises those reads, so libmicrohttpd may answer on a thread of its own
+ * and the router's poll loop is never held up by a slow scraper. Only GET /metrics is
+ * answered; connections are bounded in number, per address and in time.
+ */
+#include "router.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+static struct MHD_Daemon *mhd;
+static char ifname[IF_NAMESIZE];
+
+static enum MHD_Result reply(struct MHD_Connection *conn, unsigned code, char *body, size_t len,
+			     const char *type)
+{
+	struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+	enum MHD_Result ret;
+
+	if (!r) {
+		free(body);
+		return MHD_NO;
+	}
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+	ret = MHD_queue_response(conn, code, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+				  const char *method, const char *version, const char *upload,
+				  size_t *upload_len, void **state)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	(void)cls;
+	(void)version;
+	(void)upload;
+	if (!*state) {
+		*state = conn;
+		return MHD_YES;
+	}
+	if (*upload_len) {
+		*upload_len = 0;
+		return MHD_YES;
+	}
+	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 || strcmp(url, "/metrics") != 0)
+		return reply(conn,
+			     strcmp(method, MHD_HTTP_METHOD_GET) ? MHD_HTTP_METHOD_NOT_ALLOWED
+								 : MHD_HTTP_NOT_FOUND,
+			     strdup("r2p2-router serves GET /metrics only\n"), 37, "text/plain");
+	f = open_memstream(&text, &len);
+	if (!f)
+		return MHD_NO;
+	if (rt_status_prom(ifname, f) != 0) {
+		fclose(f);
+		free(text);
+		return reply(conn, MHD_HTTP_SERVICE_UNAVAILABLE, strdup("no pinned maps\n"), 15,
+			     "text/plain");
+	}
+	fclose(f);
+	return reply(conn, MHD_HTTP_OK, text, len, "text/plain; version=0.0.4");
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char line[256];
+
+	(void)cls;
+	vsnprintf(line, sizeof(line), fmt, ap);
+	line[strcspn(line, "\n")] = '\0';
+	log_warn("metrics: %s", line);
+}
+
+int rt_metrics_start(const struct rt_config *c)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	char addr[INET_ADDRSTRLEN];
+
+	if (!c->has_metrics)
+		return 0;
+	snprintf(ifname, sizeof(ifname), "%s", c->interface);
+	sa.sin_addr.s_addr = c->metrics_addr;
+	sa.sin_port = c->metrics_port;
+	inet_ntop(AF_INET, &sa.sin_addr, addr, sizeof(addr));
+	mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
+			       ntohs(c->metrics_port), NULL, NULL, on_request, NULL,
+			       MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
+			       (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_LIMIT, 16u,
+			       MHD_OPTION_PER_IP_CONNECTION_LIMIT, 4u,
+			       MHD_OPTION_CONNECTION_TIMEOUT, 5u, MHD_OPTION_END);
+	if (!mhd) {
+		log_err("metrics = %s:%u: cannot listen there", addr, ntohs(c->metrics_port));
+		return -1;
+	}
+	log_info("metrics: Prometheus endpoint on http://%s:%u/metrics", addr,
+		 ntohs(c->metrics_port));
+	return 0;
+}
+
+void rt_metrics_stop(void)
+{
+	if (mhd)
+		MHD_stop_daemon(mhd);
+	mhd = NULL;
+}
