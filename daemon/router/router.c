@@ -32,6 +32,8 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include <systemd/sd-daemon.h>
+
 #include "log.h"
 #include "neigh.h"
 #include "router.skel.h"
@@ -334,9 +336,13 @@ static int handle_signal(struct router *r, int sfd)
 
 	if (read(sfd, &si, sizeof(si)) != sizeof(si))
 		return 0;
-	if (si.ssi_signo != SIGHUP)
+	if (si.ssi_signo != SIGHUP) {
+		sd_notify(0, "STOPPING=1");
 		return 1;
+	}
+	sd_notify(0, "RELOADING=1");
 	reload(r);
+	sd_notify(0, "READY=1");
 	return 0;
 }
 
@@ -470,6 +476,7 @@ static int serve(struct router *r)
 		       r->cfg.interface, xdp_mode == XDP_FLAGS_SKB_MODE ? "generic" : "native",
 		       r->cfg.num_svcs, RT_PIN_ROOT, r->cfg.interface);
 		fflush(stdout);
+		sd_notify(0, "READY=1"); /* the unit is Type=notify: started means attached */
 		rc = run(r, sfd);
 		log_info("detaching from %s", r->cfg.interface);
 	} else {

@@ -4,7 +4,8 @@
 #  1. It declares Type=notify, ExecReload running `r2p2ctl reload` (which fails when the
 #     daemon refuses the new config), ExecStartPre running --check,
 #     KillSignal=SIGTERM and a TimeoutStopSec above the default drain_timeout_ms (5 s).
-#  2. `systemd-analyze verify` accepts it. Nothing is installed: when the only complaint
+#  2. `systemd-analyze verify` accepts it, and tools/r2p2-router.service (Type=notify, the
+#     --check before the start, SIGHUP to reload). Nothing is installed: when the only complaint
 #     is the missing /usr/local/bin/r2p2d and r2p2ctl, a copy of the unit pointing at the
 #     build's binaries is verified instead. Without systemd-analyze, this part says
 #     SKIPPED and why.
@@ -56,4 +57,18 @@ if [ "$rc" -ne 0 ]; then
 	sed 's/^/    verify> /' "$IT_TMP/verify.txt"
 fi
 it_check "systemd-analyze verify passes (exit $rc)" test "$rc" -eq 0
-it_pass "the unit is a valid Type=notify service with reload, check and drain settings"
+
+it_log "--- 3. the router's unit"
+runit=$R2P2_SRC/tools/r2p2-router.service
+RINSTALLED=/usr/local/bin/r2p2-router
+it_check "Type=notify (r2p2-router says READY=1 once attached)" grep -qx 'Type=notify' "$runit"
+it_check "ExecStartPre checks the config (--check)" \
+	grep -Eqx "ExecStartPre=$RINSTALLED -c [^ ]+ --check" "$runit"
+it_check "ExecReload sends SIGHUP" grep -qx 'ExecReload=/bin/kill -HUP $MAINPID' "$runit"
+mkdir -p "$IT_TMP/unit"
+sed -e "s#$RINSTALLED #$(it_bin r2p2-router) #g" "$runit" >"$IT_TMP/unit/r2p2-router.service"
+rc=0
+systemd-analyze verify "$IT_TMP/unit/r2p2-router.service" >"$IT_TMP/verify-router.txt" 2>&1 || rc=$?
+sed 's/^/    verify> /' "$IT_TMP/verify-router.txt"
+it_check "systemd-analyze verify passes for the router's unit (exit $rc)" test "$rc" -eq 0
+it_pass "the units are valid Type=notify services with reload, check and drain settings"
