@@ -164,6 +164,11 @@ elif ! command -v nsenter >/dev/null; then
 else
 	ROUTER=$ROUTER_BIN
 fi
+for p in ${POLICIES//,/ }; do
+	if [[ $p == jbsq:* ]] && [ "${p#jbsq:}" -lt "$WORKERS" ]; then
+		NOTES+=("JBSQ(${p#jbsq:}) counts outstanding requests per server: with $WORKERS workers per server it keeps some of them idle.")
+	fi
+done
 for n in "${NOTES[@]}"; do it_log "NOTE: $n"; done
 
 cleanup() {

@@ -18,7 +18,8 @@
  *            service; ties to the first drawn)
  *   jbsq:N   join-bounded-shortest-queue: the server with the fewest outstanding if it
  *            holds fewer than N, else the request waits in a central FIFO until a
- *            server completes one (as the router's slow path does)
+ *            server completes one (as the router's slow path does); N below WORKERS
+ *            leaves workers idle
  * Latency is arrival to completion; no network, no cost of the router. The first
  * WARMUP requests (default COUNT / 10) are simulated but not measured; COUNT (default
  * 200000) are. Deterministic for a seed: arrivals and service times come from their
@@ -418,6 +419,11 @@ int main(int argc, char **argv)
 		s.num_servers = 1;
 	}
 	svcdist_format(&s.dist, spec, sizeof(spec));
+	if (s.policy == POL_JBSQ && s.jbsq_n < workers)
+		fprintf(stderr,
+			"r2p2-qsim: note: JBSQ(%u) keeps at most %u of each server's %u workers "
+			"busy\n",
+			s.jbsq_n, s.jbsq_n, workers);
 
 	r = sim_run(&s, seed);
 	if (r) {
