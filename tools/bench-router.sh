@@ -12,8 +12,8 @@
 #   2. open-loop load (r2p2-bench --rate --poisson: Poisson arrivals, the same sequence
 #      for every mode at a load; latency from each call's due time, so a late send counts
 #      against the system) at LOADS percent of capacity, capacity = servers x
-#      workers / mean service time, for the direct baseline and the router with each
-#      policy in turn (random, rr, p2c, jbsq with n = 1, 2, 3): p50 and p99 per point;
+#      workers / mean service time, load by load, for the direct baseline and the router
+#      with each policy in turn (random, rr, p2c, jbsq with n = 1, 2, 3): p50 and p99;
 #   3. beside them r2p2-qsim's simulation of the same servers (Poisson arrivals): the
 #      ideal single queue over all workers, random and JBSQ(2);
 #   4. the targets at 80% load: JBSQ(2)'s p99 within 1.5x of the ideal's and at most
@@ -368,26 +368,34 @@ run_point() {
 	echo "$mode $load $(num "$best" p50_us) $(num "$best" p99_us) $(($(num "$best" errors) + $(num "$best" timeouts))) $(num "$best" throughput_rps) $best_lag" >>"$POINTS"
 }
 
-for mode in "${MODES[@]}"; do
-	svc=$SVC
-	if [ "$mode" = direct ]; then
-		svc=$DIRECT
-	else
-		start_router "$mode"
-	fi
-	s0=()
-	for k in 1 2 3; do s0[k]=$(served "$k"); done
-	for load in ${LOADS//,/ }; do
+# Load by load, every mode in turn (the router started anew for each), so that drift of the
+# shared machine hits the modes at one load alike.
+declare -A SPLIT=()
+for load in ${LOADS//,/ }; do
+	for mode in "${MODES[@]}"; do
+		svc=$SVC
+		if [ "$mode" = direct ]; then
+			svc=$DIRECT
+		else
+			start_router "$mode"
+		fi
+		s0=()
+		for k in 1 2 3; do s0[k]=$(served "$k"); done
 		run_point "$mode" "$svc" "$load"
+		for k in 1 2 3; do
+			SPLIT[$mode,$k]=$((${SPLIT[$mode,$k]:-0} + $(served "$k") - s0[k]))
+		done
+		if [ "$mode" != direct ]; then
+			{
+				echo "---- $load% ----"
+				router_status
+			} >>"$OUT/router-status-${mode/:/}.txt"
+			stop_router
+		fi
 	done
-	split=""
-	for k in 1 2 3; do split+="$(($(served "$k") - s0[k])) "; done
-	it_log "  $mode: served per server ${split% }"
-	echo "split $mode ${split% }" >>"$POINTS"
-	if [ "$mode" != direct ]; then
-		router_status >"$OUT/router-status-${mode/:/}.txt"
-		stop_router
-	fi
+done
+for mode in "${MODES[@]}"; do
+	echo "split $mode ${SPLIT[$mode,1]} ${SPLIT[$mode,2]} ${SPLIT[$mode,3]}" >>"$POINTS"
 done
 
 # ---- 3. the simulation ------------------------------------------------------------------
@@ -439,7 +447,7 @@ fi
 echo
 echo "### p99 (us) against offered load"
 echo
-{
+P99_TABLE=$({
 	printf '| load |'
 	for c in "${COLS[@]}"; do printf ' %s |' "$(title "$c")"; done
 	printf '\n|---|'
@@ -454,10 +462,13 @@ echo
 		done
 		printf '\n'
 	done
-}
-echo
-echo "(late): in each of 3 attempts the generator fell more than $LAG_MAX_US us behind its schedule"
-echo "(another process had the CPU); the attempt with the least lag is shown."
+})
+printf '%s\n' "$P99_TABLE"
+if [[ $P99_TABLE == *"(late)"* ]]; then
+	echo
+	echo "(late): in each of 3 attempts the generator fell more than $LAG_MAX_US us behind its"
+	echo "schedule (another process had the CPU); the attempt with the least lag is shown."
+fi
 echo
 echo "### p50 (us) against offered load"
 echo
@@ -488,7 +499,7 @@ echo
 if [[ ,$LOADS, == *,80,* ]]; then
 	awk -v have_router="${ROUTER:+1}" '
 	$2 == 80 { p99[$1] = $4; err[$1] = $5 }
-	function v(x, lim) { return x < 0 ? "n/a" : sprintf("%.2f (%s)", x, x <= lim ? "met" : "missed") }
+	function v(x, lim) { return x < 0 ? "n/a" : sprintf("%.3f (%s)", x, x <= lim ? "met" : "missed") }
 	END {
 		print "| target | measured |"
 		print "|---|---|"
