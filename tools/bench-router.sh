@@ -300,11 +300,13 @@ stop_router() {
 	RPID=
 }
 
-# bench OUTFILE ARGS...: r2p2-bench in the client namespace, bounded by 10 minutes
+# bench OUTFILE ARGS...: r2p2-bench in the client namespace, bounded by twice a point's
+# length plus two minutes (a point's calls, then their 4-second timeouts at most)
 bench() {
 	local out=$1
 	shift
-	it_in "$IT_NS_A" timeout 600 "$BENCH" -s "$(it_sock a)" -S 8 --json "$@" >"$out" 2>&1 || true
+	it_in "$IT_NS_A" timeout $((SECONDS_PER_POINT * 2 + 120)) "$BENCH" -s "$(it_sock a)" -S 8 \
+		--json "$@" >"$out" 2>&1 || true
 }
 # num FILE KEY: KEY of the JSON line in FILE, or -1
 num() {
