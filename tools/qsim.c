@@ -9,7 +9,9 @@
  * Requests arrive as a Poisson process of R per second (or --load L: L x capacity,
  * capacity = SERVERS x WORKERS / mean service time), each with a service time drawn
  * from DIST (tools/svcdist.h, as r2p2-synth-server spends it; default exp:1000). Each
- * server runs WORKERS workers that take its requests in arrival order. POLICY says
+ * server runs WORKERS workers that take its requests in arrival order from one queue
+ * (r2p2-synth-server's workers each have their own, fed round-robin by r2p2d: the same
+ * with one worker, better here with more). POLICY says
  * where a request goes:
  *   single   the ideal: one FIFO feeding all SERVERS x WORKERS workers (M/G/k)
  *   random   a server drawn uniformly
