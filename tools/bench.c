@@ -3,8 +3,8 @@
  * r2p2-bench: load generator for a service behind the local r2p2d.
  *
  *   r2p2-bench [-s SOCKET] [-n SERVICE] [-S SIZE] [-c CONCURRENCY] [-N REQUESTS]
- *              [-d DURATION_S] [-t TIMEOUT_MS] [-w WARMUP] [--rate R]
- *              [--samples FILE] [--json]
+ *              [-d DURATION_S] [-t TIMEOUT_MS] [-w WARMUP] [--rate R [--poisson]]
+ *              [--seed N] [--samples FILE] [--json]
  *
  * Closed loop (default): keeps CONCURRENCY calls outstanding (1 = sequential)
  * until REQUESTS measured calls were issued or DURATION_S passed, after WARMUP
@@ -13,7 +13,10 @@
  * Open loop (--rate R): call i is due at start + i/R seconds whatever has
  * completed, with at most CONCURRENCY outstanding (a call due while the bound is
  * reached waits for a slot); its latency runs from its due time, so a late send
- * counts against the system (no coordinated omission). libr2p2 waits in whole
+ * counts against the system (no coordinated omission). With --poisson the gaps
+ * between due times are exponential with mean 1/R instead (a Poisson process, as
+ * queueing models and the router experiment assume; --seed picks the sequence,
+ * default 1). libr2p2 waits in whole
  * milliseconds, so when the next call is due in under 2.5 ms the generator
  * polls without waiting (yielding the CPU between polls): an open-loop run keeps
  * one CPU busy whenever nobody else wants it.
@@ -25,6 +28,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
@@ -99,18 +103,35 @@ static int table_take(struct table *t, int64_t id, struct slot *out)
 	return 0;
 }
 
-/* due_ns returns when open-loop call `i` (counting warmup calls) is due. */
-static uint64_t due_ns(uint64_t start, unsigned long i, unsigned long rate)
+/* The open loop's schedule: evenly spaced, or a Poisson process. */
+struct schedule {
+	uint64_t start;
+	unsigned long rate;
+	int poisson;
+	unsigned short rng[3]; /* erand48 state of the Poisson gaps */
+	unsigned long i;       /* Poisson: the call whose due time is `t_ns` after start */
+	double t_ns;
+};
+
+/* due_ns returns when open-loop call `i` (counting warmup calls) is due; with a Poisson
+ * schedule `i` may only grow from one call to the next. */
+static uint64_t due_ns(struct schedule *sc, unsigned long i)
 {
-	return start + (uint64_t)((double)i * 1e9 / (double)rate);
+	if (!sc->poisson)
+		return sc->start + (uint64_t)((double)i * 1e9 / (double)sc->rate);
+	/* erand48 is in [0, 1): 1 - u is in (0, 1], so the log is finite */
+	for (; sc->i < i; sc->i++)
+		sc->t_ns += -log(1.0 - erand48(sc->rng)) * 1e9 / (double)sc->rate;
+	return sc->start + (uint64_t)sc->t_ns;
 }
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: r2p2-bench [-s SOCKET] [-n SERVICE] [-S SIZE] [-c CONCURRENCY] "
-			"[-N REQUESTS] [-d DURATION_S]\n"
-			"                  [-t TIMEOUT_MS] [-w WARMUP] [--rate R] [--samples FILE] "
-			"[--json]\n");
+	fprintf(stderr,
+		"usage: r2p2-bench [-s SOCKET] [-n SERVICE] [-S SIZE] [-c CONCURRENCY] "
+		"[-N REQUESTS] [-d DURATION_S]\n"
+		"                  [-t TIMEOUT_MS] [-w WARMUP] [--rate R [--poisson]] [--seed N]\n"
+		"                  [--samples FILE] [--json]\n");
 	exit(2);
 }
 
@@ -121,13 +142,13 @@ static unsigned long parse_num(const char *s, const char *what, unsigned long ma
 
 int main(int argc, char **argv)
 {
-	static const struct option longopts[] = {{"json", no_argument, NULL, 'j'},
-						 {"rate", required_argument, NULL, 'r'},
-						 {"samples", required_argument, NULL, 'o'},
-						 {0}};
+	static const struct option longopts[] = {
+	    {"json", no_argument, NULL, 'j'},	       {"rate", required_argument, NULL, 'r'},
+	    {"poisson", no_argument, NULL, 'P'},       {"seed", required_argument, NULL, 'e'},
+	    {"samples", required_argument, NULL, 'o'}, {0}};
 	const char *sock = NULL, *service = "echo.svc", *samples = NULL;
 	unsigned long size = 4, conc = 1, count = 10000, duration_s = 60, timeout_ms = 0,
-		      warmup = 100, rate = 0;
+		      warmup = 100, rate = 0, seed = 1;
 	uint64_t max_lag_ns = 0;
 	unsigned long issued = 0, inflight = 0, lost = 0, shown = 0, immediate_fail = 0;
 	struct r2p2_event evs[BATCH];
@@ -135,10 +156,11 @@ int main(int argc, char **argv)
 	struct r2p2_ctx *ctx;
 	struct lat_stats st;
 	struct table tab;
+	struct schedule sched = {0};
 	uint8_t *payload;
 	uint64_t start, t0 = 0, t_last = 0, issue_end, drain_end = 0;
 	int json = 0, opt, ring_full = 0;
-	char extra[256];
+	char extra[384];
 
 	while ((opt = getopt_long(argc, argv, "s:n:S:c:N:d:t:w:h", longopts, NULL)) != -1) {
 		switch (opt) {
@@ -175,12 +197,22 @@ int main(int argc, char **argv)
 		case 'o':
 			samples = optarg;
 			break;
+		case 'P':
+			sched.poisson = 1;
+			break;
+		case 'e':
+			seed = parse_num(optarg, "seed", UINT32_MAX);
+			break;
 		default:
 			usage();
 		}
 	}
 	if (optind != argc || conc == 0 || count == 0 || duration_s == 0)
 		usage();
+	if (sched.poisson && !rate) {
+		fprintf(stderr, "r2p2-bench: --poisson needs --rate\n");
+		usage();
+	}
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 
@@ -206,6 +238,11 @@ int main(int argc, char **argv)
 		payload[i] = (uint8_t)((i * 2654435761u) >> 13);
 
 	start = now_ns();
+	sched.start = start;
+	sched.rate = rate;
+	sched.rng[0] = 0x330e; /* erand48's customary low word, the seed above it */
+	sched.rng[1] = (unsigned short)seed;
+	sched.rng[2] = (unsigned short)(seed >> 16);
 	issue_end = start + duration_s * 1000000000ull;
 	const unsigned long total = warmup + count;
 
@@ -217,7 +254,7 @@ int main(int argc, char **argv)
 		ring_full = 0;
 		while (issuing && inflight < conc && issued < total) {
 			int measured = issued >= warmup;
-			uint64_t t = now_ns(), due = rate ? due_ns(start, issued, rate) : t;
+			uint64_t t = now_ns(), due = rate ? due_ns(&sched, issued) : t;
 			int64_t id;
 
 			if (due > t)
@@ -277,7 +314,7 @@ int main(int argc, char **argv)
 		if (!ring_full && issuing && rate && inflight < conc) {
 			/* Wake up in time for the next due call (libr2p2 waits in whole ms, which
 			 * can overshoot by one); poll without waiting when it is close. */
-			uint64_t due = due_ns(start, issued, rate), t = now_ns();
+			uint64_t due = due_ns(&sched, issued), t = now_ns();
 
 			poll_ms = due > t + 2500000 ? (int)((due - t - 1500000) / 1000000) : 0;
 		}
@@ -341,8 +378,11 @@ int main(int argc, char **argv)
 	st.elapsed_s = t0 && t_last > t0 ? (double)(t_last - t0) / 1e9 : 0;
 	snprintf(extra, sizeof(extra),
 		 "\"service\":\"%s\",\"warmup\":%lu,\"lost\":%lu,\"rate_rps\":%lu,"
-		 "\"max_send_lag_us\":%.1f",
-		 service, warmup, lost, rate, (double)max_lag_ns / 1000.0);
+		 "\"max_send_lag_us\":%.1f,\"arrivals\":\"%s\"",
+		 service, warmup, lost, rate, (double)max_lag_ns / 1000.0,
+		 !rate		 ? "closed"
+		 : sched.poisson ? "poisson"
+				 : "even");
 
 	int rc = st.num > 0 && st.num == st.requests ? 0 : 1;
 
@@ -358,8 +398,9 @@ int main(int argc, char **argv)
 	if (lost)
 		printf("  lost %lu (counted as errors)\n", lost);
 	if (rate)
-		printf("  open loop: offered %lu req/s, latest send %.1f us after its due time\n",
-		       rate, (double)max_lag_ns / 1000.0);
+		printf(
+		    "  open loop: offered %lu req/s (%s), latest send %.1f us after its due time\n",
+		    rate, sched.poisson ? "Poisson" : "evenly spaced", (double)max_lag_ns / 1000.0);
 
 	stats_cleanup(&st);
 	free(tab.s);

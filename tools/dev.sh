@@ -8,6 +8,10 @@
 #   ./tools/dev.sh bench   build (optimised, with the gRPC peers), then run the benchmarks
 #                          (tools/bench.sh; arguments are passed on, e.g. -s 0 skips the soak;
 #                          then tools/bench-backends.sh: the xdp and udp data paths compared)
+#   ./tools/dev.sh bench-router  build (optimised), then run the router experiment
+#                          (tools/bench-router.sh: p99 against load per policy, the simulated
+#                          ideal beside it; the figure goes to docs/img/router-p99.svg;
+#                          arguments are passed on, e.g. --router-bin PATH, --seconds 1)
 set -euo pipefail
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -106,8 +110,14 @@ bench)
 	bash "$SRC/tools/bench.sh" "$SRC/build" "${@:2}"
 	exec bash "$SRC/tools/bench-backends.sh" "$SRC/build"
 	;;
+bench-router)
+	install_deps gnuplot-nox
+	build "$SRC/build" -DCMAKE_BUILD_TYPE=Release
+	exec bash "$SRC/tools/bench-router.sh" "$SRC/build" --figure "$SRC/docs/img/router-p99.svg" \
+		"${@:2}"
+	;;
 *)
-	echo "usage: $0 build|demo|test|lint|bench" >&2
+	echo "usage: $0 build|demo|test|lint|bench|bench-router" >&2
 	exit 2
 	;;
 esac
