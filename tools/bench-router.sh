@@ -171,35 +171,15 @@ for p in ${POLICIES//,/ }; do
 done
 for n in "${NOTES[@]}"; do it_log "NOTE: $n"; done
 
-cleanup() {
-	local rc=$?
-	set +e
-	trap - ERR
-	rm -rf -- "$PIN"
-	rmdir /sys/fs/bpf/r2p2-router 2>/dev/null
-	(exit "$rc")
-	it_on_exit
-}
-trap cleanup EXIT
+IT_ROUTER_PIN=$PIN
+trap it_router_on_exit EXIT
 
 # ---- topology: one bridge, everyone plugged in (tests/integration/it_router.sh) ---------
-it_netns "$NS_W"
-ip -n "$NS_W" link add br0 type bridge
-ip -n "$NS_W" link set br0 up
-# plug NS IF ADDR: a veth from namespace NS (IF, ADDR/24) to the bridge (port wIF)
-plug() {
-	local ns=$1 ifn=$2 addr=$3
-	it_netns "$ns"
-	ip link add "$ifn" netns "$ns" type veth peer name "w$ifn" netns "$NS_W"
-	ip -n "$ns" addr add "$addr/24" dev "$ifn"
-	ip -n "$ns" link set "$ifn" up
-	ip -n "$NS_W" link set "w$ifn" master br0
-	ip -n "$NS_W" link set "w$ifn" up
-}
-plug "$IT_NS_A" "rc$IT_ID" "$C4"
-plug "$IT_NS_R" "$IF_R" "$R4"
+it_bridge "$NS_W"
+it_plug "$NS_W" "$IT_NS_A" "rc$IT_ID" "$C4"
+it_plug "$NS_W" "$IT_NS_R" "$IF_R" "$R4"
 for k in 1 2 3; do
-	plug "${NS_S[$k]}" "rs$k$IT_ID" "${S4[$k]}"
+	it_plug "$NS_W" "${NS_S[$k]}" "rs$k$IT_ID" "${S4[$k]}"
 done
 if [ -n "$ROUTER" ]; then
 	# The router rewrites checksums incrementally: requests must leave the client complete

@@ -33,6 +33,27 @@ static int open_pin(const char *dir, const char *name)
 	return fd;
 }
 
+/* pins_open opens the maps r2p2-router pinned for `ifname` (their directory in `dir`). */
+static int pins_open(struct pins *p, const char *ifname, char *dir, size_t dir_len)
+{
+	snprintf(dir, dir_len, "%s/%s", RT_PIN_ROOT, ifname);
+	if ((p->svcs = open_pin(dir, "r2p2_rt_svcs")) < 0 ||
+	    (p->srvs = open_pin(dir, "r2p2_rt_srvs")) < 0 ||
+	    (p->load = open_pin(dir, "r2p2_rt_load")) < 0 ||
+	    (p->fifo = open_pin(dir, "r2p2_rt_fifo")) < 0 ||
+	    (p->pstats = open_pin(dir, "r2p2_rt_pstats")) < 0 ||
+	    (p->stats = open_pin(dir, "r2p2_rt_stats")) < 0)
+		return -1;
+	return 0;
+}
+
+static void pins_close(struct pins *p)
+{
+	for (int *fd = &p->svcs; fd <= &p->stats; fd++)
+		if (*fd >= 0)
+			close(*fd);
+}
+
 static void fmt_ep(uint32_t addr, uint16_t port, char *buf, size_t len)
 {
 	const uint8_t *a = (const uint8_t *)&addr;
@@ -127,13 +148,7 @@ int rt_status(const char *ifname)
 	void *prev = NULL;
 	int rc = 1;
 
-	snprintf(dir, sizeof(dir), "%s/%s", RT_PIN_ROOT, ifname);
-	if ((p.svcs = open_pin(dir, "r2p2_rt_svcs")) < 0 ||
-	    (p.srvs = open_pin(dir, "r2p2_rt_srvs")) < 0 ||
-	    (p.load = open_pin(dir, "r2p2_rt_load")) < 0 ||
-	    (p.fifo = open_pin(dir, "r2p2_rt_fifo")) < 0 ||
-	    (p.pstats = open_pin(dir, "r2p2_rt_pstats")) < 0 ||
-	    (p.stats = open_pin(dir, "r2p2_rt_stats")) < 0)
+	if (pins_open(&p, ifname, dir, sizeof(dir)) != 0)
 		goto out;
 	printf("router on %s (maps pinned under %s)\n", ifname, dir);
 	while (bpf_map_get_next_key(p.svcs, prev, &next) == 0) {
@@ -145,9 +160,7 @@ int rt_status(const char *ifname)
 	print_counters(&p);
 	rc = 0;
 out:
-	for (int *fd = &p.svcs; fd <= &p.stats; fd++)
-		if (*fd >= 0)
-			close(*fd);
+	pins_close(&p);
 	return rc;
 }
 
@@ -283,13 +296,7 @@ int rt_status_prom(const char *ifname, FILE *f)
 	char dir[128];
 	int rc = -1;
 
-	snprintf(dir, sizeof(dir), "%s/%s", RT_PIN_ROOT, ifname);
-	if ((p.svcs = open_pin(dir, "r2p2_rt_svcs")) < 0 ||
-	    (p.srvs = open_pin(dir, "r2p2_rt_srvs")) < 0 ||
-	    (p.load = open_pin(dir, "r2p2_rt_load")) < 0 ||
-	    (p.fifo = open_pin(dir, "r2p2_rt_fifo")) < 0 ||
-	    (p.pstats = open_pin(dir, "r2p2_rt_pstats")) < 0 ||
-	    (p.stats = open_pin(dir, "r2p2_rt_stats")) < 0)
+	if (pins_open(&p, ifname, dir, sizeof(dir)) != 0)
 		goto out;
 	for (size_t i = 0; i < sizeof(srv) / sizeof(srv[0]); i++)
 		prom_servers(f, &p, &srv[i]);
@@ -297,8 +304,6 @@ int rt_status_prom(const char *ifname, FILE *f)
 	prom_counters(f, &p);
 	rc = 0;
 out:
-	for (int *fd = &p.svcs; fd <= &p.stats; fd++)
-		if (*fd >= 0)
-			close(*fd);
+	pins_close(&p);
 	return rc;
 }

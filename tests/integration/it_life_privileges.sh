@@ -89,7 +89,7 @@ it_check "10 tls calls" it_client -S 16 -c 10 -t 3000
 reloads() { grep -c "STEK reloaded" "$IT_TMP/r2p2d-b.log" || true; }
 r0=$(reloads)
 it_check "r2p2ctl stek rotate" "$CTL" stek rotate "$STEK"
-it_wait_for 5 "B to re-read its STEK file" test "$(reloads)" -gt "$r0"
+it_wait_for 5 "B to re-read its STEK file" it_more_than "$r0" reloads
 it_check "10 tls calls after the rotation" it_client -S 16 -c 10 -t 3000
 
 it_conf_serve other.svc "$OTHER_PORT" >>"$IT_TMP/b.conf"

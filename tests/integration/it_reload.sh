@@ -183,7 +183,7 @@ it_expect "it names [serve sealed.svc] changed" said "[serve sealed.svc] changed
 it_check "r2p2ctl reload of A exits 0" reload a
 it_expect "it names [call plain2.svc] removed" said '[call plain2.svc] removed'
 it_expect "it names [call sealed.svc] changed" said '[call sealed.svc] changed (sealed)'
-it_wait_for 3 "port $PLAIN2_PORT to be closed on B" test "$(port_socks $PLAIN2_PORT)" -eq 0
+it_wait_for 3 "port $PLAIN2_PORT to be closed on B" it_equals 0 port_socks "$PLAIN2_PORT"
 it_expect "port $SEALED_PORT is closed on B" test "$(port_socks $SEALED_PORT)" -eq 0
 it_expect "a call to plain2.svc now fails" fails it_client -n plain2.svc -c 1 -t 300
 it_expect "tls.svc still answers" it_client -n tls.svc -c 2 -t 2000

@@ -63,37 +63,17 @@ ROUTER=$(it_bin r2p2-router)
 XDP_PASS_OBJ=$R2P2_BUILD/tests/xdp_pass.bpf.o
 [ -f "$XDP_PASS_OBJ" ] || it_fail "$XDP_PASS_OBJ is not built"
 
-on_exit() {
-	local rc=$?
-	set +e
-	trap - ERR
-	rm -rf -- "$PIN"
-	rmdir /sys/fs/bpf/r2p2-router 2>/dev/null
-	(exit "$rc")
-	it_on_exit
-}
-trap on_exit EXIT
+IT_ROUTER_PIN=$PIN
+trap it_router_on_exit EXIT
 
 # ---- topology ------------------------------------------------------------------------
-it_netns "$NS_W"
-ip -n "$NS_W" link add br0 type bridge
-ip -n "$NS_W" link set br0 up
-# plug NS IF ADDR: a veth from namespace NS (IF, ADDR/24) to the bridge (port w-IF)
-plug() {
-	local ns=$1 ifn=$2 addr=$3
-	it_netns "$ns"
-	ip link add "$ifn" netns "$ns" type veth peer name "w$ifn" netns "$NS_W"
-	ip -n "$ns" addr add "$addr/24" dev "$ifn"
-	ip -n "$ns" link set "$ifn" up
-	ip -n "$NS_W" link set "w$ifn" master br0
-	ip -n "$NS_W" link set "w$ifn" up
-}
-plug "$IT_NS_A" "rc$IT_ID" "$C4"
+it_bridge "$NS_W"
+it_plug "$NS_W" "$IT_NS_A" "rc$IT_ID" "$C4"
 # Requests must carry complete UDP checksums for the router to rewrite (txcsum_off.c says why)
 it_in "$IT_NS_A" "$(it_bin txcsum_off)" "rc$IT_ID"
-plug "$IT_NS_R" "$IF_R" "$R4"
+it_plug "$NS_W" "$IT_NS_R" "$IF_R" "$R4"
 for k in 1 2 3; do
-	plug "${NS_S[$k]}" "rs$k$IT_ID" "${S4[$k]}"
+	it_plug "$NS_W" "${NS_S[$k]}" "rs$k$IT_ID" "${S4[$k]}"
 done
 # XDP_TX on the router's veth reaches the bridge only if the peer runs NAPI
 ip -n "$NS_W" link set dev "w$IF_R" xdpdrv obj "$XDP_PASS_OBJ" sec xdp ||

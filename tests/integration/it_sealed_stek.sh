@@ -65,7 +65,7 @@ BENCH=$IT_LAST_PID
 sleep 0.5
 it_check "r2p2-bench running at rotation 1" it_alive "$BENCH"
 it_check "r2p2ctl stek rotate (1): $K1 becomes previous" "$CTL" stek rotate "$STEK"
-it_wait_for 5 "B to log reload 1" test "$(reloads)" -ge $((r0 + 1))
+it_wait_for 5 "B to log reload 1" it_more_than "$r0" reloads
 it_log "  B: $(grep -A3 "STEK reloaded" "$BLOG" | tail -n 3 | tr -s ' \n' ' ')"
 sleep 0.5
 s=$(it_tls_status b)

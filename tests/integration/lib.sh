@@ -245,6 +245,20 @@ it_wait_for() {
 
 it_alive() { kill -0 "$1" 2>/dev/null; }
 
+# it_more_than N COMMAND...: whether COMMAND prints a number above N; it_equals N COMMAND...:
+# equal to N. For it_wait_for, which runs its COMMAND anew each time (a "$(...)" among its
+# arguments would be expanded once, before the first try).
+it_more_than() {
+	local n=$1
+	shift
+	[ "$("$@")" -gt "$n" ]
+}
+it_equals() {
+	local n=$1
+	shift
+	[ "$("$@")" -eq "$n" ]
+}
+
 # it_sock SIDE: the control socket path of daemon SIDE (a, b).
 it_sock() { printf '%s/r2p2d-%s.sock\n' "$IT_TMP" "$1"; }
 
@@ -636,3 +650,36 @@ it_sniff_stop() {
 
 # it_hex TEXT: TEXT as lowercase hex without separators (as sniff prints payloads).
 it_hex() { printf '%s' "$1" | od -An -v -tx1 | tr -d ' \n'; }
+
+# ---- helpers of the router's topology (it_router.sh, tools/bench-router.sh) ----
+
+# it_bridge NS: namespace NS (recorded for cleanup) with an up bridge br0.
+it_bridge() {
+	it_netns "$1"
+	ip -n "$1" link add br0 type bridge
+	ip -n "$1" link set br0 up
+}
+
+# it_plug BRIDGE_NS NS IF ADDR: a veth from namespace NS (IF, ADDR/24) to the bridge br0 of
+# namespace BRIDGE_NS (port wIF).
+it_plug() {
+	local bns=$1 ns=$2 ifn=$3 addr=$4
+	it_netns "$ns"
+	ip link add "$ifn" netns "$ns" type veth peer name "w$ifn" netns "$bns"
+	ip -n "$ns" addr add "$addr/24" dev "$ifn"
+	ip -n "$ns" link set "$ifn" up
+	ip -n "$bns" link set "w$ifn" master br0
+	ip -n "$bns" link set "w$ifn" up
+}
+
+# it_router_on_exit: the EXIT trap of a script that runs r2p2-router: its pins
+# ($IT_ROUTER_PIN) go, then everything it_on_exit ends.
+it_router_on_exit() {
+	local rc=$?
+	set +e
+	trap - ERR
+	[ -z "${IT_ROUTER_PIN:-}" ] || rm -rf -- "$IT_ROUTER_PIN"
+	rmdir /sys/fs/bpf/r2p2-router 2>/dev/null
+	(exit "$rc")
+	it_on_exit
+}
