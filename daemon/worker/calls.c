@@ -13,12 +13,17 @@
  * service's own pace, where sealed requests would go stale and tls handshakes
  * would pile up, and each call that ends hands a fresh tls ticket to one waiting.
  */
+#include "boringssl.h"
+
 #include "worker_int.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <openssl/rand.h>
+#include <openssl/siphash.h>
 
 #include "clock.h"
 #include "log.h"
@@ -29,7 +34,8 @@ int calls_init(struct worker *w)
 	w->calls = calloc(w->num_calls_cap, sizeof(*w->calls));
 	w->by_user_mask = w->num_calls_cap * 2 - 1; /* a power of two: 4096 * 4 * 2 */
 	w->by_user = malloc((w->by_user_mask + 1) * sizeof(*w->by_user));
-	if (!w->calls || !w->by_user)
+	if (!w->calls || !w->by_user ||
+	    RAND_bytes((uint8_t *)w->by_user_key, sizeof(w->by_user_key)) != 1)
 		return -ENOMEM;
 	memset(w->by_user, 0xff, (w->by_user_mask + 1) * sizeof(*w->by_user));
 	for (uint32_t i = 0; i < w->num_calls_cap; i++) {
@@ -58,12 +64,17 @@ void calls_free(struct worker *w)
 	w->by_user = NULL;
 }
 
-/* user_bucket is the by_user chain of the app call `user_data` of lane `slot`. */
+/*
+ * user_bucket is the by_user chain of the app call `user_data` of lane `slot`. The app
+ * chooses user_data, so the bucket is a keyed hash of it: no app can pile its calls
+ * into one chain and make every call end walk it.
+ */
 static uint32_t *user_bucket(struct worker *w, uint32_t slot, uint64_t user_data)
 {
-	uint64_t h = (user_data ^ ((uint64_t)slot << 48)) * 0x9E3779B97F4A7C15ull;
+	uint64_t in[2] = {user_data, slot};
 
-	return &w->by_user[(h >> 32) & w->by_user_mask];
+	return &w->by_user[SIPHASH_24(w->by_user_key, (const uint8_t *)in, sizeof(in)) &
+			   w->by_user_mask];
 }
 
 /* user_index files the app call `c` under its lane and user_data, for call_cancel. */
@@ -73,7 +84,6 @@ static void user_index(struct worker *w, struct call *c)
 
 	c->next_user = *head;
 	*head = (uint32_t)(c - w->calls);
-	c->indexed = true;
 }
 
 static void user_unindex(struct worker *w, struct call *c)
@@ -85,7 +95,6 @@ static void user_unindex(struct worker *w, struct call *c)
 	if (*p == idx)
 		*p = c->next_user;
 	c->next_user = UINT32_MAX;
-	c->indexed = false;
 }
 
 void call_fail(struct wapp *wa, uint64_t user_data, int err)
@@ -164,7 +173,7 @@ static void call_commit(struct worker *w, struct call *c, uint32_t wapp)
 /* call_release returns the slot of `c`. */
 static void call_release(struct worker *w, struct call *c)
 {
-	if (c->indexed)
+	if (c->wapp < MAX_WAPPS) /* an app's call: user_index filed it at its launch */
 		user_unindex(w, c);
 	sec_call_release(&c->sec);
 	c->wapp = UINT32_MAX;

@@ -123,7 +123,6 @@ struct call {
 	uint64_t user_data;
 	uint32_t next_free;
 	uint16_t svc;		   /* index in worker.call_svcs; CALL_NO_SVC: not counted */
-	bool indexed;		   /* in worker.by_user (an app's call) */
 	uint32_t next_user;	   /* next call in its by_user chain; UINT32_MAX: none */
 	uint64_t start_ns;	   /* when it left the worker (for debug logs) */
 	struct eng_call_args args; /* kept to send a continuation to the same server */
@@ -207,6 +206,7 @@ struct worker {
 	uint32_t num_calls_cap, call_free, calls_inflight;
 	uint32_t *by_user; /* app calls by (lane slot, user_data): chains of call indexes */
 	uint32_t by_user_mask;
+	uint64_t by_user_key[2]; /* SipHash key: an app picks its user_data, not its bucket */
 	struct call_svc call_svcs[CALL_SVCS];
 	uint32_t calls_queued;		   /* waiting in call_svcs, all services */
 	uint64_t calls_waited, queue_full; /* calls that waited; refused with the queue full */
