@@ -122,14 +122,7 @@ source "$SRC/tests/integration/lib.sh"
 SVC=synth.svc
 DIRECT=direct.svc # the same servers and port, r2p2d's round-robin instead of the router
 PORT=8000
-NET=10.82.$IT_NET
-C4=$NET.1
-R4=$NET.100
-S4=("" "$NET.11" "$NET.12" "$NET.13")
-NS_W=r2p2-w-$IT_ID
-NS_S=("" "r2p2-s1-$IT_ID" "r2p2-s2-$IT_ID" "r2p2-s3-$IT_ID")
-IF_R=rr$IT_ID
-PIN=/sys/fs/bpf/r2p2-router/$IF_R
+it_router_names "10.82.$IT_NET"
 NSERVERS=3
 CAPACITY=$(awk -v n=$((NSERVERS * WORKERS)) -v m="$DIST_MEAN" 'BEGIN { printf "%.0f", n / m * 1e6 }')
 RESULTS=$OUT/router-results.jsonl

@@ -37,14 +37,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 MODE=${R2P2_IT_ROUTER_MODE:-plain}
 SVC=echo.svc
 PORT=8000
-NET=10.81.$IT_NET
-C4=$NET.1
-R4=$NET.100
-S4=("" "$NET.11" "$NET.12" "$NET.13")
-NS_W=r2p2-w-$IT_ID
-NS_S=("" "r2p2-s1-$IT_ID" "r2p2-s2-$IT_ID" "r2p2-s3-$IT_ID")
-IF_R=rr$IT_ID
-PIN=/sys/fs/bpf/r2p2-router/$IF_R
+it_router_names "10.81.$IT_NET"
 
 case "$MODE" in
 sealed)

@@ -653,6 +653,21 @@ it_hex() { printf '%s' "$1" | od -An -v -tx1 | tr -d ' \n'; }
 
 # ---- helpers of the router's topology (it_router.sh, tools/bench-router.sh) ----
 
+# it_router_names SUBNET: the names of a client, a router and three servers on one bridge in
+# SUBNET (e.g. 10.81.N): addresses C4, R4 and S4[1..3], namespaces NS_W (the bridge) and
+# NS_S[1..3] (the client and the router are IT_NS_A and IT_NS_R), the router's interface
+# IF_R and the directory PIN where r2p2-router pins its maps.
+# shellcheck disable=SC2034 # the callers use them
+it_router_names() {
+	C4=$1.1
+	R4=$1.100
+	S4=("" "$1.11" "$1.12" "$1.13")
+	NS_W=r2p2-w-$IT_ID
+	NS_S=("" "r2p2-s1-$IT_ID" "r2p2-s2-$IT_ID" "r2p2-s3-$IT_ID")
+	IF_R=rr$IT_ID
+	PIN=/sys/fs/bpf/r2p2-router/$IF_R
+}
+
 # it_bridge NS: namespace NS (recorded for cleanup) with an up bridge br0.
 it_bridge() {
 	it_netns "$1"
