@@ -141,6 +141,32 @@ it_check "the C server ran each of the $want Python calls once (served $served)"
 	test "$served" -eq "$want"
 
 it_log "--- a full ring: call() polls and retries, then raises EAGAIN"
+# stop(PID) for the ring-full scripts below
+cat >"$IT_TMP/stopper.py" <<'PYEOF'
+import os
+import signal
+import sys
+import time
+
+
+def stop(pid):
+    """SIGSTOP, then wait until every thread of pid has stopped: a worker that is
+    polling its rings could otherwise still take a few entries."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        states = []
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                    states.append(f.read().rpartition(")")[2].split()[0])
+            except FileNotFoundError:
+                pass
+        if states and all(st in "tT" for st in states):
+            return
+        time.sleep(0.001)
+    sys.exit(f"daemon {pid} did not stop within 5 s")
+PYEOF
 cat >"$IT_TMP/ring.py" <<'PYEOF'
 import errno
 import os
@@ -151,6 +177,7 @@ import threading
 import time
 
 import r2p2
+from stopper import stop
 
 pid = int(os.environ["DAEMON_PID"])
 
@@ -172,7 +199,7 @@ def collect(ctx, sel, num):
 
 def fill_and_resume(ctx, what, sel=None):
     sent = {}
-    os.kill(pid, signal.SIGSTOP)  # the daemon takes no submission: the rings fill up
+    stop(pid)  # the daemon takes no submission: the rings fill up
     try:
         t0 = time.monotonic()
         try:
@@ -229,6 +256,7 @@ import threading
 import time
 
 import r2p2
+from stopper import stop
 
 pid = int(os.environ["DAEMON_PID"])
 with r2p2.attach() as ctx:
@@ -240,7 +268,7 @@ with r2p2.attach() as ctx:
         if not evs:
             sys.exit(f"only {len(reqs)} requests arrived")
         reqs += [ev for ev in evs if ev.type == r2p2.EV_REQUEST]
-    os.kill(pid, signal.SIGSTOP)  # daemon B takes no response: a lane's ring fills up
+    stop(pid)  # daemon B takes no response: a lane's ring fills up
     try:
         answered = 0
         t0 = time.monotonic()
