@@ -70,6 +70,7 @@ struct r2p2_ctx {
 	bool connected;		 /* rings mapped, fds open */
 	bool dead;		 /* the daemon failed; disconnect at the next chance */
 	bool hup;		 /* the daemon exited: read its rings out, then disconnect */
+	uint32_t remote_code;	 /* of the last -EREMOTEIO r2p2_call_sync returned */
 	struct r2p2_shm_hdr hdr; /* validated copy */
 	void *map;
 	size_t map_size;
@@ -700,10 +701,12 @@ static int collect_lane(struct r2p2_ctx *ctx, uint32_t idx, struct r2p2_event *e
 			if (!call_forget(ctx, c.user_data))
 				continue;
 			e->type = R2P2_EV_RESPONSE;
+			e->code = c.status == -EREMOTEIO ? c.aux : 0;
 			break;
 		case R2P2_CQ_REQUEST:
 			e->type = R2P2_EV_REQUEST;
 			e->service_id = c.service_id;
+			e->deadline_us = c.aux;
 			break;
 		case R2P2_CQ_ERROR:
 			e->type = R2P2_EV_ERROR;
@@ -1071,6 +1074,13 @@ R2P2_API int r2p2_call_sync_flags(struct r2p2_ctx *ctx, const char *service, con
 			break;
 	}
 	*out_len = ev.len;
+	if (ev.status == -EREMOTEIO) {
+		/* the server app's error: its message, cut to what fits, and its code */
+		ctx->remote_code = ev.code;
+		if (ev.len)
+			memcpy(resp, ev.data, ev.len < resp_cap ? ev.len : resp_cap);
+		return ev.status;
+	}
 	if (ev.status)
 		return ev.status;
 	if (ev.len > resp_cap)
@@ -1078,6 +1088,11 @@ R2P2_API int r2p2_call_sync_flags(struct r2p2_ctx *ctx, const char *service, con
 	if (ev.len)
 		memcpy(resp, ev.data, ev.len);
 	return 0;
+}
+
+R2P2_API uint32_t r2p2_remote_code(const struct r2p2_ctx *ctx)
+{
+	return ctx ? ctx->remote_code : 0;
 }
 
 R2P2_API int r2p2_register(struct r2p2_ctx *ctx, const char *service)
@@ -1106,12 +1121,11 @@ R2P2_API int r2p2_register(struct r2p2_ctx *ctx, const char *service)
 	return id;
 }
 
-R2P2_API int r2p2_respond(struct r2p2_ctx *ctx, const struct r2p2_event *req, const void *resp,
-			  size_t len)
+/* respond submits `sqe` (a RESPOND) for the request `req` with `len` bytes of `data`. */
+static int respond(struct r2p2_ctx *ctx, const struct r2p2_event *req, struct r2p2_sqe *sqe,
+		   const void *data, size_t len)
 {
-	struct r2p2_sqe sqe = {.op = R2P2_SQ_RESPOND};
-
-	if (!ctx || !req || (len && !resp))
+	if (!ctx || !req || (len && !data))
 		return -EINVAL;
 	/* A request belongs to the daemon that delivered it: never reconnect here. */
 	if (!ctx->connected || ctx->dead || ctx->hup)
@@ -1120,8 +1134,26 @@ R2P2_API int r2p2_respond(struct r2p2_ctx *ctx, const struct r2p2_event *req, co
 		return -EINVAL;
 	if (len > ctx->hdr.max_msg_len)
 		return -EMSGSIZE;
-	sqe.user_data = req->id;
-	return sq_submit(ctx, &ctx->lanes[req->lane], &sqe, resp, (uint32_t)len);
+	sqe->user_data = req->id;
+	return sq_submit(ctx, &ctx->lanes[req->lane], sqe, data, (uint32_t)len);
+}
+
+R2P2_API int r2p2_respond(struct r2p2_ctx *ctx, const struct r2p2_event *req, const void *resp,
+			  size_t len)
+{
+	struct r2p2_sqe sqe = {.op = R2P2_SQ_RESPOND};
+
+	return respond(ctx, req, &sqe, resp, len);
+}
+
+R2P2_API int r2p2_respond_error(struct r2p2_ctx *ctx, const struct r2p2_event *req, uint32_t code,
+				const char *message)
+{
+	struct r2p2_sqe sqe = {.op = R2P2_SQ_RESPOND, .flags = R2P2_SQE_ERROR, .code = code};
+
+	if (code == 0)
+		return -EINVAL;
+	return respond(ctx, req, &sqe, message, message ? strlen(message) : 0);
 }
 
 R2P2_API size_t r2p2_max_msg_len(const struct r2p2_ctx *ctx)
@@ -1173,6 +1205,9 @@ R2P2_API const char *r2p2_strerror(int err)
 		return "r2p2d is shutting down";
 	case EALREADY:
 		return "the server had already run this request (an earlier copy); not run again";
+	case EREMOTEIO:
+		return "the server's app answered with an error (its code and message are in the "
+		       "event)";
 	case ENOTRECOVERABLE:
 		return "the request may have run once; it was not sent again (a server restart or "
 		       "an "

@@ -509,6 +509,26 @@ Test(config, security)
 	expect_error("[serve a]\nport = 1\nsecurity = rot13\n", 3, "security", "plain|tls|sealed");
 }
 
+/* [call] extensions: plain chooses; tls and sealed always carry the block */
+Test(config, call_extensions)
+{
+	cr_assert_eq(parse("[call a]\nserver = 1.2.3.4:5\n"), 0, "%s", err);
+	cr_assert_not(cfg.calls[0].extensions, "plain calls carry no block by default");
+	cr_assert_not(cfg_call_ext(&cfg.calls[0]));
+	cr_assert_eq(parse("[call a]\nserver = 1.2.3.4:5\nextensions = yes\n"), 0, "%s", err);
+	cr_assert(cfg_call_ext(&cfg.calls[0]));
+	cr_assert_eq(parse("[call a]\nserver = 1.2.3.4:5\nsecurity = tls\nca = /ca\n"), 0, "%s",
+		     err);
+	cr_assert(cfg_call_ext(&cfg.calls[0]), "tls calls always carry the block");
+	cr_assert_eq(parse("[call a]\nserver = 1.2.3.4:5\nsecurity = sealed\nca = /ca\n"
+			   "extensions = yes\n"),
+		     0, "%s", err);
+	expect_error("[call a]\nserver = 1.2.3.4:5\nsecurity = sealed\nca = /ca\nextensions = no\n",
+		     5, "[call a] extensions", "always carry");
+	expect_error("[call a]\nserver = 1.2.3.4:5\nextensions = maybe\n", 3, "extensions",
+		     "yes|no");
+}
+
 Test(config, tls_keys)
 {
 	struct cfg c;

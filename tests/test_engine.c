@@ -751,7 +751,7 @@ static size_t faulty_exchange_flags(size_t req_len, size_t resp_len, enum fault 
 	size_t total;
 
 	eng_config_default(&cfg);
-	cfg.allow_flags = flags != 0;
+	cfg.allow_flags = (flags & ~R2P2_F_EXT) != 0; /* R2P2_F_EXT needs no allow_flags */
 	cfg.hash_seed = flags ? 0x0123456789abcdefull : 0;
 	pair_init(&p, &cfg, &cfg);
 	p.srv.mode = AUTO_SIZED;
@@ -1824,7 +1824,7 @@ Test(input, runts_bad_header_bad_type)
 	b[1] = 0;
 	expect_drop(&a, b, l, OFF(rx_bad_header), "header_size 0");
 	b[1] = 8;
-	for (unsigned bit = 0; bit < 6; bit++) {
+	for (unsigned bit = 1; bit < 6; bit++) { /* bit 0 is R2P2_F_EXT, plain mode's own */
 		b[3] = (uint8_t)(0xC0 | 1u << bit);
 		expect_drop(&a, b, l, OFF(rx_bad_header), "free flag bit");
 	}
@@ -2255,16 +2255,22 @@ Test(flags, rejected_when_not_allowed)
 	net.call_flags = TLS_BIT;
 	cr_assert_eq(do_call(&a, &srv, "x", 1, 1, SEC, 0), -EINVAL, "allow_flags is off");
 	cr_assert_eq(a.num_sent, 0);
-	/* Every free bit is refused on input, requests and answers alike. */
-	for (unsigned bit = 0; bit < 6; bit++) {
+	/* Every free bit but R2P2_F_EXT is refused on input, requests and answers alike. */
+	for (unsigned bit = 1; bit < 6; bit++) {
 		l = mkpkt(b, R2P2_REQUEST, 0, (uint8_t)(0xC0 | 1u << bit), 1, 1, 3, 0);
 		feed(&a, 0, &cli, b, l);
 		l = mkpkt(b, R2P2_REQUEST, 0, (uint8_t)(0x80 | 1u << bit), 1, 0xFFFF, 14, 0);
 		feed(&a, 0, &cli, b, l);
 	}
-	cr_assert_eq(stats(&a).rx_bad_header, 12);
+	cr_assert_eq(stats(&a).rx_bad_header, 10);
 	cr_assert_eq(a.num_reqs, 0);
 	cr_assert_eq(a.num_sent, 0);
+	net.call_flags = TLS_BIT | R2P2_F_EXT;
+	cr_assert_eq(do_call(&a, &srv, "x", 1, 1, SEC, 0), -EINVAL,
+		     "R2P2_F_EXT allows no other bit");
+	net.call_flags = R2P2_F_EXT;
+	cr_assert_eq(do_call(&a, &srv, "x", 1, 1, SEC, 0), 0, "R2P2_F_EXT needs no allow_flags");
+	cr_assert_eq(a.sent[0].data[3], 0xC0 | R2P2_F_EXT);
 	node_cleanup(&a);
 
 	/* Allowed: only free bits. */
@@ -2445,6 +2451,13 @@ Test(enc, each_packet_65536)
 Test(enc, each_packet_other_bits)
 {
 	each_packet_flags(4400, 1465, 0x15);
+}
+/* Plain mode's extension mark rides through every fault like the encrypted bits, with
+ * allow_flags off: its requests and responses carry it on every packet. */
+Test(enc, each_packet_ext_without_allow_flags)
+{
+	each_packet_flags(1, 1, R2P2_F_EXT);
+	each_packet_flags(3000, 3000, R2P2_F_EXT);
 }
 Test(enc, echo_max_msg_len)
 {

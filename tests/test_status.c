@@ -49,6 +49,7 @@ static void setup(void)
 		snaps[i].svc[0].port = 8001;
 		snaps[i].svc[0].requests = 100 * (i + 1);
 		snaps[i].svc[0].dropped_wrong_mode = 1;
+		snaps[i].svc[0].dropped_expired = 1;
 		snaps[i].svc[1].port = 8000;
 		snaps[i].svc[1].requests = 7;
 		snaps[i].svc[1].dropped_no_app = i;
@@ -123,9 +124,9 @@ Test(status, lines_and_totals)
 	    "internal 0 wrong_server 0 restarted 0 share 0");
 	expect_line("  worker 1 association for up.svc: token key id 000000ab, expires in 90 s");
 	expect_line("  echo.svc                 port 8000  plain  requests 14  dropped_no_app 1  "
-		    "wrong_mode 0");
+		    "wrong_mode 0  expired 0  bad_ext 0");
 	expect_line("  kv.svc                   port 8001  sealed requests 300  dropped_no_app 0  "
-		    "wrong_mode 2");
+		    "wrong_mode 2  expired 2  bad_ext 0");
 	expect_line("  up.svc                   servers 10.0.0.9:9000");
 	expect_line("    calls: ok 10 failed 2  latency p50 <=32 us p99 >2097152 us");
 	cr_expect_null(strstr(text, "xdp"), "no xdp counters on the udp backend:\n%s", text);

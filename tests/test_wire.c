@@ -120,3 +120,46 @@ Test(wire, valid_types)
 		}
 	}
 }
+
+/* ---- the extension block (daemon/engine/ext.c) ------------------------------------ */
+
+#include "ext.h"
+
+#include <errno.h>
+
+Test(ext, writes_four_value_bytes_after_their_length)
+{
+	uint8_t b[EXT_LEN];
+	static const uint8_t want[] = {0x04, 0x00, 0x2d, 0xc6, 0xc0}; /* 3 s in us */
+
+	ext_write(b, 3000000);
+	cr_assert_arr_eq(b, want, sizeof(want));
+}
+
+Test(ext, reads_what_it_wrote_and_skips_longer_blocks)
+{
+	uint8_t msg[16] = {0};
+	uint32_t v = 0;
+
+	ext_write(msg, 0xdeadbeef);
+	cr_assert_eq(ext_read(msg, EXT_LEN, &v), EXT_LEN);
+	cr_assert_eq(v, 0xdeadbeef);
+	/* a later sender's longer block: its extra bytes are skipped, not handed to the app */
+	msg[0] = 10;
+	cr_assert_eq(ext_read(msg, sizeof(msg), &v), 11);
+	cr_assert_eq(v, 0xdeadbeef);
+}
+
+Test(ext, refuses_what_is_not_a_whole_block)
+{
+	uint8_t msg[8] = {0x04, 0, 0, 0, 1, 'a', 'b', 'c'};
+	uint32_t v = 7;
+
+	cr_assert_eq(ext_read(msg, 4, &v), -EBADMSG); /* cut before the value ends */
+	cr_assert_eq(ext_read(msg, 0, &v), -EBADMSG);
+	msg[0] = 3; /* shorter than a value */
+	cr_assert_eq(ext_read(msg, sizeof(msg), &v), -EBADMSG);
+	msg[0] = 8; /* longer than the message */
+	cr_assert_eq(ext_read(msg, sizeof(msg), &v), -EBADMSG);
+	cr_assert_eq(v, 7, "nothing stored on a refusal");
+}

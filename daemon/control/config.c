@@ -74,6 +74,11 @@ static void end_section(struct parser *p)
 	else if (p->kind == SEC_CALL && p->call->security != CFG_SEC_PLAIN && !p->key_line[CK_CA])
 		failx(p, p->sec_line, p->label, "ca", "required with security = %s",
 		      p->call->security == CFG_SEC_TLS ? "tls" : "sealed");
+	else if (p->kind == SEC_CALL && p->call->security != CFG_SEC_PLAIN &&
+		 p->key_line[CK_EXTENSIONS] && !p->call->extensions)
+		failx(p, p->key_line[CK_EXTENSIONS], p->label, "extensions",
+		      "cannot be 'no' with security = %s: its messages always carry the block",
+		      p->call->security == CFG_SEC_TLS ? "tls" : "sealed");
 	else if (p->kind == SEC_CALL && !p->key_line[CK_SERVER] && !p->key_line[CK_ROUTER])
 		failx(p, p->sec_line, p->label, "server",
 		      "required: give at least one server= (or one router=)");

@@ -58,7 +58,14 @@ struct cfg_call {
 	enum cfg_security security;
 	char ca[CFG_PATH_MAX]; /* tls: PEM CA bundle servers must chain to */
 	uint32_t max_inflight; /* app calls a worker has in flight to it; more wait, in order */
+	bool extensions;       /* plain: requests carry an extension block (R2P2_F_EXT) */
 };
+
+/* cfg_call_ext says whether calls to `cc` carry an extension block (tls and sealed: always). */
+static inline bool cfg_call_ext(const struct cfg_call *cc)
+{
+	return cc->security != CFG_SEC_PLAIN || cc->extensions;
+}
 
 struct cfg {
 	/* [daemon] */

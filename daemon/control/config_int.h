@@ -77,9 +77,10 @@ enum call_key {
 	CK_SECURITY,
 	CK_MAX_INFLIGHT,
 	CK_CA,
+	CK_EXTENSIONS,
 	CK_COUNT
 };
-_Static_assert(CK_COUNT <= 8 && SK_COUNT <= 8, "key_line bound");
+_Static_assert(CK_COUNT <= 12 && SK_COUNT <= 12, "key_line bound");
 
 /* One parse of one config: its input, where the reader is, and what was seen so far. */
 struct parser {
@@ -102,7 +103,7 @@ struct parser {
 	int sec_line;
 	struct cfg_serve *serve;
 	struct cfg_call *call;
-	int key_line[8]; /* line of each key of a serve/call section, 0 = not seen */
+	int key_line[12]; /* line of each key of a serve/call section, 0 = not seen */
 
 	/* across the whole file */
 	int daemon_line[DK_COUNT];

@@ -58,10 +58,15 @@ static const char *const serve_keys[SK_COUNT] = {
 };
 
 static const char *const call_keys[CK_COUNT] = {
-    [CK_SERVER] = "server",   [CK_ROUTER] = "router",
-    [CK_POLICY] = "policy",   [CK_TIMEOUT] = "timeout_ms",
-    [CK_RETRIES] = "retries", [CK_SECURITY] = "security",
-    [CK_CA] = "ca",	      [CK_MAX_INFLIGHT] = "max_inflight",
+    [CK_SERVER] = "server",
+    [CK_ROUTER] = "router",
+    [CK_POLICY] = "policy",
+    [CK_TIMEOUT] = "timeout_ms",
+    [CK_RETRIES] = "retries",
+    [CK_SECURITY] = "security",
+    [CK_CA] = "ca",
+    [CK_MAX_INFLIGHT] = "max_inflight",
+    [CK_EXTENSIONS] = "extensions",
 };
 
 static const char *const policy_names[] = {
@@ -481,6 +486,9 @@ static void call_key(struct parser *p, const char *key, const char *v)
 	case CK_MAX_INFLIGHT:
 		if (num_value(p, key, v, 1, CFG_MAX_INFLIGHT, &n))
 			cl->max_inflight = (uint32_t)n;
+		break;
+	case CK_EXTENSIONS:
+		bool_value(p, key, v, &cl->extensions);
 		break;
 	case CK_COUNT:
 		break;

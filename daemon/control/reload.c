@@ -255,7 +255,7 @@ static bool call_differs(const struct cfg_call *a, const struct cfg_call *b)
 	       memcmp(&a->router, &b->router, sizeof(a->router)) || a->policy != b->policy ||
 	       a->timeout_ms != b->timeout_ms || a->retries != b->retries ||
 	       a->security != b->security || strcmp(a->ca, b->ca) ||
-	       a->max_inflight != b->max_inflight;
+	       a->max_inflight != b->max_inflight || a->extensions != b->extensions;
 }
 
 /* say_changes says, one line each, which services and calls `n` adds, removes or changes. */

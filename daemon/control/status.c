@@ -366,6 +366,8 @@ struct svc_totals {
 	uint64_t requests[CFG_MAX_SERVICES];
 	uint64_t dropped_no_app[CFG_MAX_SERVICES];
 	uint64_t wrong_mode[CFG_MAX_SERVICES];
+	uint64_t expired[CFG_MAX_SERVICES];
+	uint64_t bad_ext[CFG_MAX_SERVICES];
 };
 
 static void add_services(const struct cfg *cfg, const struct worker_snap *s, struct svc_totals *tot)
@@ -377,6 +379,8 @@ static void add_services(const struct cfg *cfg, const struct worker_snap *s, str
 			tot->requests[j] += s->svc[k].requests;
 			tot->dropped_no_app[j] += s->svc[k].dropped_no_app;
 			tot->wrong_mode[j] += s->svc[k].dropped_wrong_mode;
+			tot->expired[j] += s->svc[k].dropped_expired;
+			tot->bad_ext[j] += s->svc[k].dropped_bad_ext;
 		}
 	}
 }
@@ -654,6 +658,10 @@ static void out_served(struct em *e, const struct cfg *cfg, const struct svc_tot
 		em_num(e, "dropped_no_app", tot->dropped_no_app[j]);
 		em_gap(e);
 		em_num(e, "wrong_mode", tot->wrong_mode[j]);
+		em_gap(e);
+		em_num(e, "expired", tot->expired[j]);
+		em_gap(e);
+		em_num(e, "bad_ext", tot->bad_ext[j]);
 		em_close(e, '}');
 		text(e, "\n");
 	}

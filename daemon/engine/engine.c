@@ -769,9 +769,9 @@ void eng_input(struct eng *e, unsigned sock, const struct r2p2_addr *src_in, con
 		return;
 	}
 	memcpy(&h, pkt, sizeof(h)); /* `pkt` need not be aligned */
-	/* The free flag bits mark encrypted modes; plain mode knows none of them. */
+	/* The free flag bits mark encrypted modes; plain mode knows only R2P2_F_EXT. */
 	if (h.magic != R2P2_MAGIC || h.header_size != R2P2_HDR_LEN ||
-	    ((h.flags & R2P2_F_FREE_MASK) && !e->cfg.allow_flags)) {
+	    ((h.flags & R2P2_F_FREE_MASK & ~R2P2_F_EXT) && !e->cfg.allow_flags)) {
 		e->stats.rx_bad_header++;
 		return;
 	}

@@ -27,7 +27,9 @@
  * bits uses the encrypted framing: the first packet's p_order is 0xFFFF (count
  * not yet known) and packet 1 carries N-1 (docs/PROTOCOL.md, "Encrypted message
  * framing in the R2P2 header"). Without allow_flags any packet with a free bit
- * is dropped (rx_bad_header), as upstream-only plain mode requires. The switch
+ * other than R2P2_F_EXT is dropped (rx_bad_header), as upstream-only plain mode
+ * requires; R2P2_F_EXT, plain mode's mark of an extension block, is always taken
+ * and sent like the others (so its multi-packet requests use the same framing). The switch
  * is per engine, not per socket: a worker that serves or calls any encrypted
  * service turns it on, and the layer above checks that a service gets the
  * flags it expects.
@@ -179,7 +181,7 @@ void eng_input(struct eng *e, unsigned sock, const struct r2p2_addr *src, const 
  * eng_call starts a call and sends its first packet. Returns 0, or -EMSGSIZE
  * (over max_msg_len, or a request of more than 0xFFFE packets: 0xFFFF is not a
  * count), -ENOBUFS (max_client_calls in flight), -EINVAL (also: `flags` outside
- * R2P2_F_FREE_MASK, or non-zero without allow_flags),
+ * R2P2_F_FREE_MASK, or other than R2P2_F_EXT without allow_flags),
  * -ENOMEM, or -ECANCELED (called from a completion run by eng_free).
  * On error nothing was sent and ops.complete will not be called.
  */

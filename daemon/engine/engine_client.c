@@ -290,7 +290,8 @@ int eng_call(struct eng *e, const struct eng_call_args *args, uint64_t now)
 
 	if (!args || (args->len && !args->payload) || !args->timeout_ns || args->policy > 0x0F ||
 	    (args->dst.family != AF_INET && args->dst.family != AF_INET6) ||
-	    (args->flags & ~R2P2_F_FREE_MASK) || (args->flags && !e->cfg.allow_flags))
+	    (args->flags & ~R2P2_F_FREE_MASK) ||
+	    ((args->flags & ~R2P2_F_EXT) && !e->cfg.allow_flags))
 		return -EINVAL;
 	if (e->freeing)
 		return -ECANCELED;

@@ -28,6 +28,7 @@ struct ovf_entry {
 	uint64_t user_data;
 	int32_t status;
 	uint32_t service_id;
+	uint32_t aux;
 	uint32_t len;
 	uint8_t op;
 	uint8_t data[];
@@ -183,7 +184,7 @@ int lane_next_sqe(struct lane *l, struct r2p2_sqe *out, const uint8_t **out_payl
 			goto invalid;
 		break;
 	case R2P2_SQ_RESPOND:
-		if (out->flags)
+		if ((out->flags & ~R2P2_SQE_ERROR) || ((out->flags & R2P2_SQE_ERROR) && !out->code))
 			goto invalid;
 		break;
 	case R2P2_SQ_CANCEL:
@@ -221,7 +222,7 @@ void lane_consume(struct lane *l)
  * while the CQ is not full, and a full CQ needs no arena space.
  */
 static int cq_write(struct lane *l, uint8_t op, int32_t status, uint64_t user_data,
-		    uint32_t service_id, const void *payload, uint32_t len)
+		    uint32_t service_id, uint32_t aux, const void *payload, uint32_t len)
 {
 	const uint32_t mask = l->cq_entries - 1;
 	uint32_t head = r2p2_load_acquire(&l->ctrl->cq_head);
@@ -260,6 +261,7 @@ static int cq_write(struct lane *l, uint8_t op, int32_t status, uint64_t user_da
 	c.off = (uint32_t)wpos;
 	c.user_data = user_data;
 	c.service_id = service_id;
+	c.aux = aux;
 	memcpy(&l->cq[l->cq_tail & mask], &c, sizeof(c));
 	l->cq_pos = start + len;
 	l->cq_end[l->cq_tail & mask] = l->cq_pos;
@@ -271,6 +273,12 @@ static int cq_write(struct lane *l, uint8_t op, int32_t status, uint64_t user_da
 
 int lane_post(struct lane *l, uint8_t op, int32_t status, uint64_t user_data, uint32_t service_id,
 	      const void *payload, size_t len)
+{
+	return lane_post_aux(l, op, status, user_data, service_id, 0, payload, len);
+}
+
+int lane_post_aux(struct lane *l, uint8_t op, int32_t status, uint64_t user_data,
+		  uint32_t service_id, uint32_t aux, const void *payload, size_t len)
 {
 	struct ovf_entry *e;
 	int err;
@@ -286,7 +294,7 @@ int lane_post(struct lane *l, uint8_t op, int32_t status, uint64_t user_data, ui
 	}
 	if (!l->ovf_count) {
 		/* Completions keep their order: only bypass an empty queue. */
-		err = cq_write(l, op, status, user_data, service_id, payload, (uint32_t)len);
+		err = cq_write(l, op, status, user_data, service_id, aux, payload, (uint32_t)len);
 		if (err != -ENOSPC)
 			return err;
 	}
@@ -301,6 +309,7 @@ int lane_post(struct lane *l, uint8_t op, int32_t status, uint64_t user_data, ui
 	e->status = status;
 	e->user_data = user_data;
 	e->service_id = service_id;
+	e->aux = aux;
 	e->len = (uint32_t)len;
 	if (len)
 		memcpy(e->data, payload, len);
@@ -322,7 +331,8 @@ void lane_flush(struct lane *l)
 	if (!l->ovf_count || l->broken)
 		return;
 	while ((e = STAILQ_FIRST(&l->ovf->q))) {
-		if (cq_write(l, e->op, e->status, e->user_data, e->service_id, e->data, e->len))
+		if (cq_write(l, e->op, e->status, e->user_data, e->service_id, e->aux, e->data,
+			     e->len))
 			return;
 		STAILQ_REMOVE_HEAD(&l->ovf->q, link);
 		free(e);

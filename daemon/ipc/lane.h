@@ -83,6 +83,10 @@ void lane_consume(struct lane *l);
 int lane_post(struct lane *l, uint8_t op, int32_t status, uint64_t user_data, uint32_t service_id,
 	      const void *payload, size_t len);
 
+/* lane_post_aux is lane_post with the completion's `aux` (struct r2p2_cqe; lane_post: 0). */
+int lane_post_aux(struct lane *l, uint8_t op, int32_t status, uint64_t user_data,
+		  uint32_t service_id, uint32_t aux, const void *payload, size_t len);
+
 /* lane_flush moves overflowed completions into the CQ as space allows. */
 void lane_flush(struct lane *l);
 

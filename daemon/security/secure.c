@@ -131,6 +131,7 @@ void sec_call_init(struct sec_call *c, const struct sec_ops *ops, struct sec_pee
 	c->peer = peer;
 	c->step = SEC_STEP_PLAIN;
 	c->replay_safe = replay_safe;
+	c->ext = false;
 	c->retried = false;
 	c->sends = 1;
 	c->dst = *dst;
@@ -282,7 +283,7 @@ static int plain_protect(struct sec_env *env, struct sec_call *c, unsigned polic
 	if (renew)
 		return -EINVAL;
 	c->step = SEC_STEP_PLAIN;
-	msg_set(out, req, len, 0);
+	msg_set(out, req, len, c->ext ? R2P2_F_EXT : 0);
 	return 0;
 }
 
@@ -300,7 +301,7 @@ static enum sec_verdict plain_open(struct sec_env *env, struct sec_service *svc,
 				   struct sec_msg *out)
 {
 	(void)env, (void)svc;
-	if (rq->flags != 0)
+	if (rq->flags & ~R2P2_F_EXT) /* R2P2_F_EXT: the worker takes the block off */
 		return SEC_WRONG_MODE;
 	memset(x, 0, sizeof(*x));
 	msg_set(out, rq->payload, rq->len, 0);

@@ -26,6 +26,7 @@
 #include <openssl/siphash.h>
 
 #include "clock.h"
+#include "ext.h"
 #include "log.h"
 
 int calls_init(struct worker *w)
@@ -153,6 +154,7 @@ static struct call *call_alloc(struct worker *w, const struct sec_ops *ops, stru
 	c = &w->calls[w->call_free];
 	c->gen++;
 	c->svc = CALL_NO_SVC;
+	c->ext = false;
 	sec_call_init(&c->sec, ops, peer, replay_safe, dst);
 	return c;
 }
@@ -312,6 +314,8 @@ static int call_launch(struct worker *w, uint32_t slot, const struct cfg_call *c
 		       uint64_t now)
 {
 	struct eng_call_args args = {0};
+	const uint8_t *req = payload;
+	size_t len = sqe->len;
 	struct sec_peer *peer;
 	struct call *c;
 	int ret;
@@ -324,7 +328,22 @@ static int call_launch(struct worker *w, uint32_t slot, const struct cfg_call *c
 	call_args(w, cc, sqe, &args);
 	c = call_alloc(w, sec_ops_for(cc->security), peer, !(sqe->flags & R2P2_SQE_NOT_REPLAY_SAFE),
 		       &args.dst);
-	ret = call_send(w, c, payload, sqe->len, false, &args, now);
+	c->ext = c->sec.ext = cfg_call_ext(cc);
+	if (c->ext) {
+		/* the server learns how long this caller waits: its whole timeout from now */
+		uint64_t left_us =
+		    (uint64_t)(sqe->timeout_ms ? sqe->timeout_ms : cc->timeout_ms) * 1000;
+
+		req =
+		    ext_wrap(w, left_us < EXT_NO_DEADLINE ? (uint32_t)left_us : EXT_NO_DEADLINE - 1,
+			     payload, len);
+		if (!req)
+			return -ENOMEM;
+		len += EXT_LEN;
+	}
+	ret = call_send(w, c, req, len, false, &args, now);
+	if (c->ext)
+		ext_wipe(w, sqe->len);
 	if (ret < 0)
 		return ret;
 	call_commit(w, c, slot);
@@ -545,11 +564,35 @@ static int call_continue(struct worker *w, struct call *c, const struct sec_repl
 	return eng_call(w->eng, &a, now_ns());
 }
 
+/*
+ * take_status takes the extension block off the reply of an app call whose request
+ * carried one: an error of the server app ends the call with -EREMOTEIO, its code in
+ * `*out_code` and its message as the payload.
+ */
+static void take_status(struct sec_reply *r, uint32_t *out_code)
+{
+	int n = ext_read(r->out.data, r->out.len, out_code);
+
+	if (n < 0) {
+		*out_code = 0;
+		r->status = -EBADMSG;
+		r->why = "the response has no extension block";
+		r->out.data = NULL;
+		r->out.len = 0;
+		return;
+	}
+	r->out.data += n;
+	r->out.len -= (size_t)n;
+	if (*out_code)
+		r->status = -EREMOTEIO;
+}
+
 void on_complete(void *ctx, uint64_t cookie, int status, const uint8_t *payload, size_t len)
 {
 	struct worker *w = ctx;
 	uint32_t idx = (uint32_t)cookie, gen = (uint32_t)(cookie >> 32);
 	struct sec_reply r = {0};
+	uint32_t code = 0;
 	struct call *c;
 	struct wapp *wa;
 
@@ -574,6 +617,8 @@ void on_complete(void *ctx, uint64_t cookie, int status, const uint8_t *payload,
 		break;
 	}
 	case SEC_DONE:
+		if (r.status == 0 && c->ext)
+			take_status(&r, &code);
 		break;
 	}
 	call_log(w, c, "failed", r.why);
@@ -588,8 +633,8 @@ void on_complete(void *ctx, uint64_t cookie, int status, const uint8_t *payload,
 	}
 	if (wa && wa->app && wa->gen == c->wapp_gen && !wa->removing) {
 		wa->calls_inflight--;
-		if (lane_post(&wa->lane, R2P2_CQ_RESPONSE, r.status, c->user_data, 0, r.out.data,
-			      r.out.len) < 0)
+		if (lane_post_aux(&wa->lane, R2P2_CQ_RESPONSE, r.status, c->user_data, 0, code,
+				  r.out.data, r.out.len) < 0)
 			w->cq_overflow_drops++;
 	}
 	uint16_t svc = c->svc;

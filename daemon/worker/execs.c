@@ -11,6 +11,7 @@
 #include <stdlib.h>
 
 #include "clock.h"
+#include "ext.h"
 
 int execs_init(struct worker *w)
 {
@@ -88,7 +89,7 @@ static bool exec_rehash(struct worker *w)
 
 /* exec_insert records that the app in `slot` holds the request `handle`. */
 static void exec_insert(struct worker *w, uint64_t handle, uint32_t slot, unsigned sock,
-			const struct sec_exec *x)
+			const struct sec_exec *x, bool ext)
 {
 	struct exec_req *e = exec_find(w, handle, true);
 
@@ -100,6 +101,7 @@ static void exec_insert(struct worker *w, uint64_t handle, uint32_t slot, unsign
 	e->wapp = slot;
 	e->wapp_gen = w->wapps[slot].gen;
 	e->sock = sock;
+	e->ext = ext;
 	w->exec_count++;
 }
 
@@ -117,9 +119,12 @@ void exec_drop_where(struct worker *w, bool (*match)(const struct exec_req *e, c
 	}
 }
 
-/* deliver hands a request to the next app serving the socket's port, round-robin. */
+/*
+ * deliver hands a request to the next app serving the socket's port, round-robin,
+ * with the caller's time left (`left_us`) when it sent an extension block (`ext`).
+ */
 static bool deliver(struct worker *w, unsigned sock, uint64_t handle, const struct sec_msg *req,
-		    const struct sec_exec *x)
+		    const struct sec_exec *x, bool ext, uint32_t left_us)
 {
 	struct wsock *s = &w->socks[sock];
 
@@ -131,17 +136,47 @@ static bool deliver(struct worker *w, unsigned sock, uint64_t handle, const stru
 			continue;
 		if ((w->exec_count + w->exec_tombs + 1) * 2 > w->exec_cap && !exec_rehash(w))
 			break;
-		if (lane_post(&wa->lane, R2P2_CQ_REQUEST, 0, handle, s->port, req->data, req->len) <
-		    0) {
+		if (lane_post_aux(&wa->lane, R2P2_CQ_REQUEST, 0, handle, s->port, left_us,
+				  req->data, req->len) < 0) {
 			w->cq_overflow_drops++;
 			continue; /* this app is saturated; another may take it */
 		}
-		exec_insert(w, handle, i, sock, x);
+		exec_insert(w, handle, i, sock, x, ext);
 		w->rr_app = i + 1;
 		return true;
 	}
 	s->dropped_no_app++;
 	return false;
+}
+
+/*
+ * take_ext takes the extension block off the app request `m` when it has one (tls
+ * and sealed always, inside their encryption; plain when the header says
+ * R2P2_F_EXT): `*out_left_us` is the caller's time left, EXT_NO_DEADLINE without a
+ * block. False for a request not to run: its block is malformed, or its caller's
+ * time had run out when it sent it (nobody waits for the answer).
+ */
+static bool take_ext(struct wsock *s, uint8_t flags, struct sec_msg *m, bool *out_ext,
+		     uint32_t *out_left_us)
+{
+	int n;
+
+	*out_left_us = EXT_NO_DEADLINE;
+	*out_ext = s->sec.ops->security != CFG_SEC_PLAIN || (flags & R2P2_F_EXT);
+	if (!*out_ext)
+		return true;
+	n = ext_read(m->data, m->len, out_left_us);
+	if (n < 0) {
+		s->dropped_bad_ext++;
+		return false;
+	}
+	if (*out_left_us == 0) {
+		s->dropped_expired++;
+		return false;
+	}
+	m->data += n;
+	m->len -= (size_t)n;
+	return true;
 }
 
 void on_request(void *ctx, unsigned sock, uint64_t handle, const struct r2p2_addr *src,
@@ -157,6 +192,8 @@ void on_request(void *ctx, unsigned sock, uint64_t handle, const struct r2p2_add
 				 .now = now_ns()};
 	struct sec_exec x;
 	struct sec_msg m;
+	uint32_t left_us;
+	bool ext;
 
 	if (!s || s->fd < 0 || sock == 0 || w->draining || !s->sec.ops) {
 		eng_reject(w->eng, handle, rq.now);
@@ -165,7 +202,8 @@ void on_request(void *ctx, unsigned sock, uint64_t handle, const struct r2p2_add
 	s->requests++;
 	switch (s->sec.ops->open(&w->sec, &s->sec, &rq, &x, &m)) {
 	case SEC_DELIVER:
-		if (!deliver(w, sock, handle, &m, &x)) {
+		if (!take_ext(s, flags, &m, &ext, &left_us) ||
+		    !deliver(w, sock, handle, &m, &x, ext, left_us)) {
 			sec_exec_release(&x);
 			eng_reject(w->eng, handle, rq.now);
 		}
@@ -200,14 +238,32 @@ void exec_respond(struct worker *w, uint32_t slot, const struct r2p2_sqe *sqe,
 		return;
 	}
 	struct exec_req x = *e;
+	uint32_t code = (sqe->flags & R2P2_SQE_ERROR) ? sqe->code : 0;
+	const uint8_t *resp = payload;
+	size_t len = sqe->len;
+
 	exec_remove(w, e);
+	if (!x.ext && code) {
+		/* a caller without extensions (upstream R2P2) knows no status: the nearest
+		 * thing it understands is a refusal, a DROP */
+		sec_exec_release(&x.sec);
+		eng_reject(w->eng, sqe->user_data, now);
+		return;
+	}
+	if (x.ext) {
+		/* the caller reads the status first: 0, or the app's error code */
+		resp = ext_wrap(w, code, payload, len);
+		len += EXT_LEN;
+	}
 	/* The response leaves in the mode its request came in. */
-	ret = sec_seal(&w->sec, &w->socks[x.sock].sec, &x.sec, payload, sqe->len, &m);
+	ret = resp ? sec_seal(&w->sec, &w->socks[x.sock].sec, &x.sec, resp, len, &m) : -ENOMEM;
 	sec_exec_release(&x.sec);
 	if (ret == 0)
 		ret = eng_respond(w->eng, sqe->user_data, m.data, m.len, now);
 	else
 		eng_reject(w->eng, sqe->user_data, now);
+	if (x.ext)
+		ext_wipe(w, sqe->len);
 	if (ret < 0)
 		lane_post(&wa->lane, R2P2_CQ_ERROR, ret, sqe->user_data, 0, NULL, 0);
 }

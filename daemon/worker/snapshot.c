@@ -32,6 +32,8 @@ static void sum_services(const struct worker *w, struct worker_snap *s)
 		s->svc[n].requests = k->requests;
 		s->svc[n].dropped_no_app = k->dropped_no_app;
 		s->svc[n].dropped_wrong_mode = k->dropped_wrong_mode;
+		s->svc[n].dropped_expired = k->dropped_expired;
+		s->svc[n].dropped_bad_ext = k->dropped_bad_ext;
 		n++;
 	}
 	s->num_svc = n;

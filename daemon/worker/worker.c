@@ -30,6 +30,7 @@
 #include "addr.h"
 #include "clock.h"
 #include "err.h"
+#include "ext.h"
 #include "log.h"
 #include "neigh.h"
 #include "stek.h"
@@ -862,6 +863,31 @@ int worker_start(struct worker *w)
 	return -ret;
 }
 
+const uint8_t *ext_wrap(struct worker *w, uint32_t value, const uint8_t *data, size_t len)
+{
+	if (len + EXT_LEN > w->ext_cap) {
+		size_t cap = len + EXT_LEN < 4096 ? 4096 : len + EXT_LEN;
+		uint8_t *b = malloc(cap);
+
+		if (!b)
+			return NULL;
+		ext_wipe(w, w->ext_cap);
+		free(w->ext_buf);
+		w->ext_buf = b;
+		w->ext_cap = cap;
+	}
+	ext_write(w->ext_buf, value);
+	if (len)
+		memcpy(w->ext_buf + EXT_LEN, data, len);
+	return w->ext_buf;
+}
+
+void ext_wipe(struct worker *w, size_t len)
+{
+	if (w->ext_buf)
+		explicit_bzero(w->ext_buf, len + EXT_LEN > w->ext_cap ? w->ext_cap : len + EXT_LEN);
+}
+
 void worker_join(struct worker *w)
 {
 	pthread_join(w->thread, NULL);
@@ -898,6 +924,8 @@ void worker_free(struct worker *w)
 		free(c);
 	}
 	free(w->rx_bufs);
+	ext_wipe(w, w->ext_cap);
+	free(w->ext_buf);
 	free(w->tx);
 	calls_free(w);
 	cfg_ref_put(w->cfg);

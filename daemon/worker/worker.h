@@ -123,6 +123,8 @@ struct worker_snap {
 		uint64_t requests;
 		uint64_t dropped_no_app;
 		uint64_t dropped_wrong_mode; /* plaintext to a tls service or the reverse */
+		uint64_t dropped_expired;    /* the caller's time had run out (extension block) */
+		uint64_t dropped_bad_ext;    /* a malformed extension block */
 	} svc[CFG_MAX_SERVICES];
 	unsigned num_svc;
 	struct {

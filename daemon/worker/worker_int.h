@@ -77,7 +77,7 @@ struct wsock {
 	uint16_t port; /* service port (host order); 0 for the client socket */
 	bool recv_armed;
 	bool closing; /* cancel issued; free the slot on the final recv CQE */
-	uint64_t requests, dropped_no_app, dropped_wrong_mode;
+	uint64_t requests, dropped_no_app, dropped_wrong_mode, dropped_expired, dropped_bad_ext;
 	struct sec_service sec; /* the served service's mode and keys */
 };
 
@@ -125,6 +125,7 @@ struct call {
 	uint16_t svc;		   /* index in worker.call_svcs; CALL_NO_SVC: not counted */
 	uint32_t next_user;	   /* next call in its by_user chain; UINT32_MAX: none */
 	uint64_t start_ns;	   /* when it left the worker (for debug logs) */
+	bool ext;		   /* its request and response open with an extension block */
 	struct eng_call_args args; /* kept to send a continuation to the same server */
 	struct sec_call sec;
 };
@@ -136,6 +137,7 @@ struct exec_req {
 	uint32_t wapp_gen;
 	uint32_t sock;
 	uint64_t since; /* when it was handed to the app */
+	bool ext;	/* the caller reads an extension block: the response gets one */
 	struct sec_exec sec;
 };
 #define EXEC_TOMB UINT64_MAX
@@ -191,6 +193,8 @@ struct worker {
 
 	struct io_uring_buf_ring *br;
 	uint8_t *rx_bufs;
+	uint8_t *ext_buf; /* an app message behind its extension block (ext_wrap) */
+	size_t ext_cap;
 	size_t br_len;
 
 	struct tx_slot *tx;
@@ -282,6 +286,15 @@ void calls_renew(struct worker *w, uint64_t now);
 /* calls_expire_queued ends waiting calls past their deadline (-ETIMEDOUT), all when draining. */
 void calls_expire_queued(struct worker *w, uint64_t now);
 void on_complete(void *ctx, uint64_t cookie, int status, const uint8_t *payload, size_t len);
+
+/*
+ * ext_wrap returns `len` bytes of `data` behind an extension block with `value`
+ * (ext.h), in the worker's scratch buffer, or NULL when it cannot grow. The caller
+ * hands it on (the engine and the modes copy it) and then calls ext_wipe.
+ */
+const uint8_t *ext_wrap(struct worker *w, uint32_t value, const uint8_t *data, size_t len);
+/* ext_wipe wipes what ext_wrap put in the scratch buffer (app bytes, maybe decrypted). */
+void ext_wipe(struct worker *w, size_t len);
 
 /* execs.c */
 int execs_init(struct worker *w);

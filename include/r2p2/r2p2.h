@@ -15,9 +15,9 @@
 
 /* The version of libr2p2 and its headers (CMakeLists.txt checks it against the project's). */
 #define R2P2_VERSION_MAJOR 0
-#define R2P2_VERSION_MINOR 1
+#define R2P2_VERSION_MINOR 2
 #define R2P2_VERSION_PATCH 0
-#define R2P2_VERSION "0.1.0"
+#define R2P2_VERSION "0.2.0"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -49,14 +49,25 @@ struct r2p2_event {
 			   * services: -EALREADY (the server had already run this
 			   * request: not run twice); tls and sealed: -ENOTRECOVERABLE
 			   * (it may have run once and was not sent again: nobody can
-			   * tell after a server restart) */
+			   * tell after a server restart); -EREMOTEIO: the server's app
+			   * answered r2p2_respond_error: `code` is its code and
+			   * data/len its message (not NUL-terminated) */
 	uint64_t id;	  /* R2P2_EV_RESPONSE: the call id r2p2_call returned;
 			   * R2P2_EV_REQUEST: the request handle for r2p2_respond */
 	const void *data; /* payload; valid until the next r2p2_poll on this context */
 	size_t len;
-	uint32_t service_id; /* R2P2_EV_REQUEST: as returned by r2p2_register */
-	uint32_t lane;	     /* internal: which daemon worker carries the request */
+	uint32_t service_id;  /* R2P2_EV_REQUEST: as returned by r2p2_register */
+	uint32_t lane;	      /* internal: which daemon worker carries the request */
+	uint32_t code;	      /* R2P2_EV_RESPONSE with status -EREMOTEIO: the server app's
+			       * code (non-zero); otherwise 0 */
+	uint32_t deadline_us; /* R2P2_EV_REQUEST: how long the caller still waited, in
+			       * microseconds, when its daemon sent the request (its
+			       * timeout; network time not taken off); R2P2_NO_DEADLINE
+			       * when the caller did not say (a plain caller without
+			       * `extensions`, e.g. upstream R2P2) */
 };
+
+#define R2P2_NO_DEADLINE UINT32_MAX
 
 /*
  * r2p2_attach connects to the daemon's control socket at `socket_path` (NULL:
@@ -114,6 +125,13 @@ int r2p2_poll(struct r2p2_ctx *ctx, struct r2p2_event *events, int max, int time
 int r2p2_call_sync(struct r2p2_ctx *ctx, const char *service, const void *req, size_t len,
 		   void *resp, size_t resp_cap, size_t *out_len, unsigned timeout_ms);
 
+/*
+ * r2p2_remote_code returns the code of the server app's error when the last
+ * r2p2_call_sync on `ctx` returned -EREMOTEIO (its message is then in `resp`, cut
+ * to `resp_cap`, with its whole length in `*out_len`); 0 before any.
+ */
+uint32_t r2p2_remote_code(const struct r2p2_ctx *ctx);
+
 /* r2p2_call_sync with r2p2_call's `flags` (R2P2_CALL_NOT_REPLAY_SAFE). */
 int r2p2_call_sync_flags(struct r2p2_ctx *ctx, const char *service, const void *req, size_t len,
 			 void *resp, size_t resp_cap, size_t *out_len, unsigned timeout_ms,
@@ -156,6 +174,18 @@ int r2p2_register(struct r2p2_ctx *ctx, const char *service);
  * -EMSGSIZE, -ENOTCONN.
  */
 int r2p2_respond(struct r2p2_ctx *ctx, const struct r2p2_event *req, const void *resp, size_t len);
+
+/*
+ * r2p2_respond_error answers the request `req` with an error instead of a response:
+ * the caller's call ends with -EREMOTEIO, `code` (non-zero, the app's own scheme,
+ * e.g. gRPC's status codes) in its event's `code` and `message` (NUL-terminated,
+ * NULL for none; its bytes without the NUL) as its data. In tls and sealed mode the
+ * code and message are encrypted and authenticated like a response. A plain caller
+ * without `extensions` (upstream R2P2) knows no status: it receives a DROP
+ * (-ECONNREFUSED). Returns as r2p2_respond; -EINVAL for code 0.
+ */
+int r2p2_respond_error(struct r2p2_ctx *ctx, const struct r2p2_event *req, uint32_t code,
+		       const char *message);
 
 /* r2p2_max_msg_len returns the largest payload the daemon accepts. */
 size_t r2p2_max_msg_len(const struct r2p2_ctx *ctx);

@@ -33,7 +33,7 @@
 #include <stdint.h>
 
 #define R2P2_SHM_MAGIC 0x50325252u /* "RR2P" little-endian */
-#define R2P2_SHM_VERSION 1
+#define R2P2_SHM_VERSION 2
 #define R2P2_SERVICE_NAME_MAX 48 /* including the terminating NUL */
 /* 1 + 2 * lanes fds must fit one SCM_RIGHTS message (SCM_MAX_FD 253). */
 #define R2P2_MAX_LANES 126
@@ -48,21 +48,29 @@ enum r2p2_sq_op {
 
 /* Completion opcodes (daemon -> app). */
 enum r2p2_cq_op {
-	R2P2_CQ_RESPONSE = 1, /* call user_data finished: status 0 + payload, or -errno */
-	R2P2_CQ_REQUEST = 2,  /* a request for a service this app registered; user_data = handle */
+	R2P2_CQ_RESPONSE = 1, /* call user_data finished: status 0 + payload, or -errno;
+			       * -EREMOTEIO: the server app's error, `aux` its code and the
+			       * payload its message */
+	R2P2_CQ_REQUEST = 2,  /* a request for a service this app registered; user_data = handle,
+			       * `aux` the caller's time left in us (UINT32_MAX: not told) */
 	R2P2_CQ_ERROR = 3,    /* a RESPOND for user_data failed with status (-errno) */
 };
 
 /* R2P2_SQ_CALL flags */
 #define R2P2_SQE_NOT_REPLAY_SAFE 0x1 /* never send this request as 0-RTT early data */
+/* R2P2_SQ_RESPOND flags */
+#define R2P2_SQE_ERROR 0x2 /* an error, not a response: `code` (non-zero), payload the message */
 
 struct r2p2_sqe {
 	uint8_t op; /* enum r2p2_sq_op */
 	uint8_t flags;
-	uint16_t policy;     /* R2P2_SQ_CALL: routing policy, 0 = the service's default */
-	uint32_t len;	     /* payload bytes */
-	uint32_t off;	     /* payload offset in the lane's SQ arena */
-	uint32_t timeout_ms; /* R2P2_SQ_CALL: 0 = the service's default */
+	uint16_t policy; /* R2P2_SQ_CALL: routing policy, 0 = the service's default */
+	uint32_t len;	 /* payload bytes */
+	uint32_t off;	 /* payload offset in the lane's SQ arena */
+	union {
+		uint32_t timeout_ms; /* R2P2_SQ_CALL: 0 = the service's default */
+		uint32_t code;	     /* R2P2_SQ_RESPOND with R2P2_SQE_ERROR: the status code */
+	};
 	uint64_t user_data;
 	char service[R2P2_SERVICE_NAME_MAX]; /* R2P2_SQ_CALL: NUL-terminated service name */
 };
@@ -76,7 +84,7 @@ struct r2p2_cqe {
 	uint32_t off;	/* payload offset in the lane's CQ arena */
 	uint64_t user_data;
 	uint32_t service_id; /* R2P2_CQ_REQUEST: id returned by registration */
-	uint32_t pad2;
+	uint32_t aux;	     /* see enum r2p2_cq_op */
 };
 R2P2_STATIC_ASSERT(sizeof(struct r2p2_cqe) == 32, "ABI");
 

@@ -45,9 +45,15 @@
 #define R2P2_F_TLS 0x20
 /* A sealed-mode message: the payload is AEAD under an association (docs/PROTOCOL.md). */
 #define R2P2_F_SEALED 0x10
+/* A plain-mode message whose payload opens with an extension block (a request's
+ * deadline, a response's status); its response carries it too (docs/PROTOCOL.md). */
+#define R2P2_F_EXT 0x01
 R2P2_STATIC_ASSERT((R2P2_F_TLS & ~R2P2_F_FREE_MASK) == 0, "R2P2_F_TLS must be a free bit");
 R2P2_STATIC_ASSERT((R2P2_F_SEALED & ~R2P2_F_FREE_MASK) == 0, "R2P2_F_SEALED must be a free bit");
 R2P2_STATIC_ASSERT((R2P2_F_TLS & R2P2_F_SEALED) == 0, "mode flags must differ");
+R2P2_STATIC_ASSERT((R2P2_F_EXT & ~R2P2_F_FREE_MASK) == 0 &&
+		       (R2P2_F_EXT & (R2P2_F_TLS | R2P2_F_SEALED)) == 0,
+		   "R2P2_F_EXT must be a free bit of its own");
 
 enum r2p2_type {
 	R2P2_REQUEST = 0,

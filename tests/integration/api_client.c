@@ -13,6 +13,16 @@
  *     COUNT calls in flight, collected only through r2p2_fd in an epoll loop
  *     (r2p2_poll with timeout 0 when it is readable), every answer checked; then
  *     r2p2_call_sync_flags with R2P2_CALL_NOT_REPLAY_SAFE.
+ *   api_client -s SOCKET serve SERVICE...
+ *     serves the SERVICEs until SIGTERM, printing "ran SERVICE" per request it runs:
+ *     "fail:CODE:MESSAGE" is answered r2p2_respond_error(CODE, MESSAGE), "deadline"
+ *     with the event's deadline_us in decimal, anything else echoed.
+ *   api_client -s SOCKET status SERVICE yes|no
+ *     against a serve of SERVICE whose calls carry extension blocks (yes: tls, sealed,
+ *     plain with `extensions = yes`) or not (no): an error of the server app is
+ *     -EREMOTEIO with its code and message (no: a DROP, -ECONNREFUSED), through
+ *     r2p2_poll and r2p2_call_sync; the server sees the call's timeout as its
+ *     deadline_us (no: R2P2_NO_DEADLINE); echoes of 4 and 5000 bytes come back whole.
  *
  * Prints "ok: ..." per check and "FAILED: ..." for a failure; exit 0 when all held.
  */
@@ -20,11 +30,14 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <time.h>
+#include <unistd.h>
 
 static int failures;
 
@@ -136,12 +149,143 @@ static void test_fd(struct r2p2_ctx *ctx, const char *svc, int count)
 	      "r2p2_call_sync_flags(R2P2_CALL_NOT_REPLAY_SAFE) answers");
 }
 
+/* call_ev makes one call and waits for its event, whose data it copies into `buf`. */
+static struct r2p2_event call_ev(struct r2p2_ctx *ctx, const char *svc, const void *req, size_t len,
+				 unsigned timeout_ms, char *buf, size_t cap)
+{
+	struct r2p2_event ev[8], none = {.status = 1};
+	int64_t id = r2p2_call(ctx, svc, req, len, timeout_ms, 0), end = now_ms() + 10000;
+
+	while (id > 0 && now_ms() < end) {
+		int n = r2p2_poll(ctx, ev, 8, 100);
+
+		for (int i = 0; i < n; i++) {
+			if (ev[i].type != R2P2_EV_RESPONSE || ev[i].id != (uint64_t)id)
+				continue;
+			memset(buf, 0, cap);
+			memcpy(buf, ev[i].data, ev[i].len < cap - 1 ? ev[i].len : cap - 1);
+			return ev[i];
+		}
+	}
+	none.status = id > 0 ? -ETIME : (int)id;
+	return none;
+}
+
+static void test_status(struct r2p2_ctx *ctx, const char *svc, bool ext)
+{
+	static char big[5000], buf[6000];
+	struct r2p2_event ev;
+	size_t len = 0;
+	int st;
+
+	ev = call_ev(ctx, svc, "fail:7:boom", 11, 3000, buf, sizeof(buf));
+	if (ext)
+		CHECK(ev.status == -EREMOTEIO && ev.code == 7 && ev.len == 4 &&
+			  strcmp(buf, "boom") == 0,
+		      "an error of the server app: %s (%d), code %u, message '%s'",
+		      r2p2_strerror(ev.status), ev.status, ev.code, buf);
+	else
+		CHECK(ev.status == -ECONNREFUSED && ev.code == 0,
+		      "an error of the server app, to a caller without extensions: %s (%d)",
+		      r2p2_strerror(ev.status), ev.status);
+	st = r2p2_call_sync(ctx, svc, "fail:4000000000:sync", 20, buf, sizeof(buf), &len, 3000);
+	if (ext)
+		CHECK(st == -EREMOTEIO && r2p2_remote_code(ctx) == 4000000000u && len == 4 &&
+			  memcmp(buf, "sync", 4) == 0,
+		      "r2p2_call_sync: %d, code %u, %zu bytes", st, r2p2_remote_code(ctx), len);
+	else
+		CHECK(st == -ECONNREFUSED, "r2p2_call_sync: %s", r2p2_strerror(st));
+
+	ev = call_ev(ctx, svc, "deadline", 8, 2500, buf, sizeof(buf));
+	unsigned long left = strtoul(buf, NULL, 10);
+	if (ext)
+		CHECK(ev.status == 0 && left > 2000000 && left <= 2500000,
+		      "the server saw the caller's 2500 ms as deadline_us %lu", left);
+	else
+		CHECK(ev.status == 0 && left == R2P2_NO_DEADLINE,
+		      "the server saw no deadline: deadline_us %lu", left);
+
+	ev = call_ev(ctx, svc, "ping", 4, 3000, buf, sizeof(buf));
+	CHECK(ev.status == 0 && ev.len == 4 && memcmp(buf, "ping", 4) == 0 && ev.code == 0,
+	      "an echo of 4 bytes: %s, %zu bytes", r2p2_strerror(ev.status), ev.len);
+	for (size_t i = 0; i < sizeof(big); i++)
+		big[i] = (char)('a' + i % 26);
+	ev = call_ev(ctx, svc, big, sizeof(big), 3000, buf, sizeof(buf));
+	CHECK(ev.status == 0 && ev.len == sizeof(big) && memcmp(buf, big, sizeof(big)) == 0,
+	      "an echo of %zu bytes (several packets each way): %s, %zu bytes", sizeof(big),
+	      r2p2_strerror(ev.status), ev.len);
+	memcpy(big, "fail:9:", 7);
+	ev = call_ev(ctx, svc, big, sizeof(big), 3000, buf, sizeof(buf));
+	if (ext)
+		CHECK(ev.status == -EREMOTEIO && ev.code == 9 && ev.len == sizeof(big) - 7,
+		      "an error with a %zu-byte message: %s, code %u, %zu bytes", sizeof(big) - 7,
+		      r2p2_strerror(ev.status), ev.code, ev.len);
+}
+
+static volatile sig_atomic_t stop;
+
+static void on_term(int sig)
+{
+	(void)sig;
+	stop = 1;
+}
+
+/* serve answers the requests of `n` services as the usage says, until SIGTERM. */
+static int serve(struct r2p2_ctx *ctx, char **svcs, int n)
+{
+	static char buf[6000];
+	struct r2p2_event ev[16];
+	int ids[16];
+
+	signal(SIGTERM, on_term);
+	for (int i = 0; i < n && i < 16; i++) {
+		ids[i] = r2p2_register(ctx, svcs[i]);
+		if (ids[i] < 0) {
+			fprintf(stderr, "register %s: %s\n", svcs[i], r2p2_strerror(ids[i]));
+			return 1;
+		}
+	}
+	printf("ready\n");
+	fflush(stdout);
+	while (!stop) {
+		int got = r2p2_poll(ctx, ev, 16, 100);
+
+		for (int i = 0; i < got; i++) {
+			const struct r2p2_event *e = &ev[i];
+			size_t len = e->len < sizeof(buf) - 1 ? e->len : sizeof(buf) - 1;
+			const char *name = "?";
+			char *colon;
+
+			if (e->type != R2P2_EV_REQUEST)
+				continue;
+			for (int k = 0; k < n && k < 16; k++)
+				if ((uint32_t)ids[k] == e->service_id)
+					name = svcs[k];
+			memcpy(buf, e->data, len);
+			buf[len] = '\0';
+			printf("ran %s\n", name);
+			fflush(stdout);
+			if (strncmp(buf, "fail:", 5) == 0 && (colon = strchr(buf + 5, ':'))) {
+				r2p2_respond_error(ctx, e, (uint32_t)strtoul(buf + 5, NULL, 10),
+						   colon + 1);
+			} else if (strcmp(buf, "deadline") == 0) {
+				int l = snprintf(buf, sizeof(buf), "%u", e->deadline_us);
+				r2p2_respond(ctx, e, buf, (size_t)l);
+			} else {
+				r2p2_respond(ctx, e, e->data, e->len);
+			}
+		}
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct r2p2_ctx *ctx;
 
 	if (argc < 5 || strcmp(argv[1], "-s") != 0) {
-		fprintf(stderr, "usage: api_client -s SOCKET cancel SERVICE | fd SERVICE COUNT\n");
+		fprintf(stderr, "usage: api_client -s SOCKET cancel SERVICE | fd SERVICE COUNT | "
+				"status SERVICE yes|no | serve SERVICE...\n");
 		return 2;
 	}
 	ctx = r2p2_attach(argv[2]);
@@ -153,6 +297,10 @@ int main(int argc, char **argv)
 		test_cancel(ctx, argv[4]);
 	else if (strcmp(argv[3], "fd") == 0 && argc > 5)
 		test_fd(ctx, argv[4], atoi(argv[5]));
+	else if (strcmp(argv[3], "status") == 0 && argc > 5)
+		test_status(ctx, argv[4], strcmp(argv[5], "yes") == 0);
+	else if (strcmp(argv[3], "serve") == 0)
+		failures = serve(ctx, argv + 4, argc - 4);
 	else
 		return 2;
 	r2p2_detach(ctx);

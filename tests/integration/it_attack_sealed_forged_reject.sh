@@ -41,8 +41,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib_sealed.sh"
 
 MARKER="R2P2-FORGE-$IT_ID-"
 SZ=40
-RESP_LEN=$((8 + 8 + 41 + SZ)) # UDP length of B's sealed response: UDP, R2P2 header, overhead, echo
-REQ_LEN=$((8 + 8 + 127 + SZ)) # UDP length of A's sealed request
+# UDP length of B's sealed response: UDP, R2P2 header, sealed overhead, extension block, echo
+RESP_LEN=$((8 + 8 + 41 + 5 + SZ))
+REQ_LEN=$((8 + 8 + 127 + 5 + SZ)) # UDP length of A's sealed request
 ALREADY="last error: the server had already run this request (an earlier copy); not run again"
 
 it_sealed_init

@@ -78,6 +78,7 @@ it_setup_pair
 	it_conf_serve echo.svc "$IT_ECHO_PORT"
 	it_conf_serve slow.svc 8001
 	it_conf_serve held.svc 8002
+	it_conf_serve status.svc 8003
 } >"$IT_TMP/b.conf"
 {
 	it_conf_daemon a "$IT_A4"
@@ -86,6 +87,8 @@ it_setup_pair
 	it_conf_call echo.svc 2000 3 "$IT_B4:$IT_ECHO_PORT"
 	it_conf_call slow.svc 2000 0 "$IT_B4:8001"
 	it_conf_call held.svc 5000 3 "$IT_B4:8002"
+	it_conf_call status.svc 3000 2 "$IT_B4:8003"
+	printf 'extensions = yes\n\n' # the caller's deadline and the server app's errors
 } >"$IT_TMP/a.conf"
 it_start_daemon b "$IT_NS_B" "$IT_TMP/b.conf"
 it_start_daemon a "$IT_NS_A" "$IT_TMP/a.conf"
@@ -392,6 +395,61 @@ print("errors ok")
 PYEOF
 it_check "call_sync: ENOENT and ETIMEDOUT; register: ENOENT; attach: ENOENT" \
 	py a "$IT_NS_A" "$IT_TMP/errors.py"
+
+it_log "--- respond_error and deadlines: a Python server, a Python caller"
+cat >"$IT_TMP/status_server.py" <<'PYEOF'
+import r2p2
+
+with r2p2.attach() as ctx:
+    ctx.register("status.svc")
+    print("status server ready", flush=True)
+    served = 0
+    while served < 3:
+        for ev in ctx.poll(timeout_ms=10000):
+            if ev.type != r2p2.EV_REQUEST:
+                continue
+            served += 1
+            print(f"ran {ev.data!r} deadline_us {ev.deadline_us}", flush=True)
+            if ev.data == b"deadline":
+                ctx.respond(ev, str(ev.deadline_us).encode())
+            else:
+                ctx.respond_error(ev, 5, "not found: " + ev.data.decode())
+PYEOF
+cat >"$IT_TMP/status_client.py" <<'PYEOF'
+import errno
+import sys
+
+import r2p2
+
+with r2p2.attach() as ctx:
+    left = int(ctx.call_sync("status.svc", b"deadline", timeout_ms=1500))
+    if not 1000000 < left <= 1500000:
+        sys.exit(f"the server saw deadline_us {left}, want the call's 1.5 s")
+    print(f"ok: the server app saw the caller's 1500 ms as deadline_us {left}")
+    try:
+        ctx.call_sync("status.svc", b"k1")
+        sys.exit("call_sync of an erring server returned")
+    except r2p2.RemoteError as e:
+        if (e.errno, e.code, e.message) != (errno.EREMOTEIO, 5, b"not found: k1"):
+            sys.exit(f"got {e!r}")
+        print(f"ok: call_sync raised RemoteError: {e}")
+    cid = ctx.call("status.svc", b"k2")
+    evs = ctx.poll(timeout_ms=3000)
+    got = [(e.id, e.status, e.code, e.data) for e in evs]
+    if got != [(cid, -errno.EREMOTEIO, 5, b"not found: k2")]:
+        sys.exit(f"poll: {got}")
+    print("ok: call + poll: status -EREMOTEIO, code 5, the message as data")
+PYEOF
+status_log=$IT_TMP/status-server.log
+it_bg "$IT_NS_B" "$status_log" "${py_env[@]}" R2P2_SOCKET="$(it_sock b)" "$PY" "$IT_TMP/status_server.py"
+status_srv=$IT_LAST_PID
+it_wait_for 10 "the status server's ready line" grep -qs '^status server ready' "$status_log"
+it_check "respond_error reaches call_sync as RemoteError and poll as -EREMOTEIO; deadline_us" \
+	py a "$IT_NS_A" "$IT_TMP/status_client.py"
+it_wait_exit "$status_srv" 10 && rc=0 || rc=$?
+cat "$status_log"
+it_check "the Python server ran each of the 3 requests once, and exits 0 (exit $rc)" \
+	test "$rc" -eq 0 -a "$(grep -c '^ran ' "$status_log")" -eq 3
 
 it_check "daemon A exits 0 on SIGTERM" it_stop_daemon a
 it_check "daemon B exits 0 on SIGTERM" it_stop_daemon b

@@ -171,7 +171,8 @@ it_check "the intact unseen request is answered with a sealed response ($(it_sea
 	test "$(it_sealed_reply_kind "$R")" = sealed
 it_check "the response header is cc 08 11 d0, rid 0x${U:8:4}, and it echoes N" \
 	test "${R:0:12}" = "cc0811d0${U:8:4}" -a "${R:18:24}" = "${U:162:24}"
-it_check "its size is 8 + 41 + $SZ bytes" test $((${#R} / 2)) -eq $((8 + 41 + SZ))
+it_check "its size is 8 + 41 + 5 + $SZ bytes (header, sealed overhead, extension block, echo)" \
+	test $((${#R} / 2)) -eq $((8 + 41 + 5 + SZ))
 SERVED=$((SERVED + 1))
 it_check "the echo server ran the executed requests and this one, none of the copies ($SERVED)" \
 	test "$(it_echo_served "$ECHO")" -eq "$SERVED"

@@ -17,7 +17,8 @@
 
 int main(void)
 {
-	static const int codes[] = {0, ENOENT, ETIMEDOUT, EAGAIN, EBUSY, ECONNREFUSED, EPERM};
+	static const int codes[] = {0,	   ENOENT,	 ETIMEDOUT, EAGAIN,
+				    EBUSY, ECONNREFUSED, EPERM,	    EREMOTEIO};
 
 	printf("sizeof.event %zu\n", sizeof(struct r2p2_event));
 	FIELD(type);
@@ -27,11 +28,14 @@ int main(void)
 	FIELD(len);
 	FIELD(service_id);
 	FIELD(lane);
+	FIELD(code);
+	FIELD(deadline_us);
 	printf("EV_RESPONSE %d\nEV_REQUEST %d\nEV_ERROR %d\n", R2P2_EV_RESPONSE, R2P2_EV_REQUEST,
 	       R2P2_EV_ERROR);
 	printf("CALL_NOT_REPLAY_SAFE %d\n", R2P2_CALL_NOT_REPLAY_SAFE);
 	printf("SERVICE_NAME_MAX %d\n", R2P2_SERVICE_NAME_MAX);
 	printf("DEFAULT_SOCKET %s\n", R2P2_DEFAULT_SOCKET);
+	printf("NO_DEADLINE %u\n", R2P2_NO_DEADLINE);
 	printf("VERSION_MAJOR %d\nVERSION_MINOR %d\nVERSION_PATCH %d\nVERSION %s\n",
 	       R2P2_VERSION_MAJOR, R2P2_VERSION_MINOR, R2P2_VERSION_PATCH, R2P2_VERSION);
 	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)

@@ -30,7 +30,8 @@ class Layout(unittest.TestCase):
     def test_event_layout(self):
         ffi = _ffi.ffi
         self.assertEqual(ffi.sizeof("struct r2p2_event"), int(ABI["sizeof.event"]))
-        for f in ("type", "status", "id", "data", "len", "service_id", "lane"):
+        for f in ("type", "status", "id", "data", "len", "service_id", "lane", "code",
+                  "deadline_us"):
             self.assertEqual(ffi.offsetof("struct r2p2_event", f), int(ABI["offsetof." + f]), f)
             ftype = ffi.typeof("struct r2p2_event").fields
             size = ffi.sizeof(dict(ftype)[f].type)
@@ -44,6 +45,7 @@ class Layout(unittest.TestCase):
                          int(ABI["CALL_NOT_REPLAY_SAFE"]))
         self.assertEqual(r2p2.SERVICE_NAME_MAX, int(ABI["SERVICE_NAME_MAX"]))
         self.assertEqual(r2p2.DEFAULT_SOCKET, ABI["DEFAULT_SOCKET"])
+        self.assertEqual(r2p2.NO_DEADLINE, int(ABI["NO_DEADLINE"]))
 
     def test_version(self):
         self.assertEqual(r2p2.VERSION_MAJOR, int(ABI["VERSION_MAJOR"]))

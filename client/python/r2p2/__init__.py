@@ -36,22 +36,23 @@ from collections import deque
 from ._ffi import LIBRARY_PATH, ffi as _cffi, lib as _lib
 
 __all__ = [
-    "attach", "Context", "Event", "EventType", "Error", "strerror", "EV_RESPONSE",
+    "attach", "Context", "Event", "EventType", "Error", "RemoteError", "strerror", "EV_RESPONSE",
     "EV_REQUEST", "EV_ERROR", "VERSION", "VERSION_MAJOR", "VERSION_MINOR", "VERSION_PATCH",
-    "DEFAULT_SOCKET", "SERVICE_NAME_MAX", "RING_FULL_WAIT_MS", "LIBRARY_PATH",
+    "DEFAULT_SOCKET", "SERVICE_NAME_MAX", "RING_FULL_WAIT_MS", "LIBRARY_PATH", "NO_DEADLINE",
 ]
 
 # The libr2p2 version this binding is written for (R2P2_VERSION_* of r2p2.h; the
 # test_python ctest checks they agree).
 VERSION_MAJOR = 0
-VERSION_MINOR = 1
+VERSION_MINOR = 2
 VERSION_PATCH = 0
-VERSION = "0.1.0"
+VERSION = "0.2.0"
 __version__ = VERSION
 
 DEFAULT_SOCKET = "/run/r2p2/r2p2d.sock"  # R2P2_DEFAULT_SOCKET
 SERVICE_NAME_MAX = 48  # R2P2_SERVICE_NAME_MAX: a name has at most 47 bytes
 _CALL_NOT_REPLAY_SAFE = 0x1  # R2P2_CALL_NOT_REPLAY_SAFE
+NO_DEADLINE = 0xFFFFFFFF  # R2P2_NO_DEADLINE: Event.deadline_us when the caller did not say
 
 # How long call(), respond() and cancel() keep retrying while libr2p2 says -EAGAIN (a
 # ring or its payload arena is full: r2p2.h says "poll, then retry") before they raise
@@ -81,6 +82,19 @@ class Error(OSError):
     (r2p2_strerror's text); `filename` names the service or socket concerned."""
 
 
+class RemoteError(Error):
+    """The server's app answered with respond_error(): `errno` is EREMOTEIO, `code` its
+    code and `message` its message (bytes)."""
+
+    def __init__(self, code, message, service=None):
+        super().__init__(_errno.EREMOTEIO, strerror(_errno.EREMOTEIO), service)
+        self.code = code
+        self.message = message
+
+    def __str__(self):
+        return f"{super().__str__()}: code {self.code}: {self.message!r}"
+
+
 def strerror(err):
     """strerror returns libr2p2's description of a status or errno (either sign)."""
     return _cffi.string(_lib.r2p2_strerror(int(err))).decode("utf-8", "replace")
@@ -104,6 +118,10 @@ class Event:
     data: bytes  # the response or request payload
     service_id: int  # EV_REQUEST: the id register() returned
     lane: int = dataclasses.field(default=0, repr=False, compare=False)  # internal: respond()
+    code: int = 0  # EV_RESPONSE with status -EREMOTEIO: the server app's code, data its message
+    # EV_REQUEST: the caller's time left in microseconds when it sent the request
+    # (NO_DEADLINE: not told)
+    deadline_us: int = NO_DEADLINE
 
 
 def _event_type(value):
@@ -235,6 +253,10 @@ class Context:
                 self._resp = _cffi.new("char[]", cap)
             ret = _lib.r2p2_call_sync_flags(ctx, name, buf, len(buf), self._resp, cap,
                                             self._out_len, timeout_ms, flags)
+            if ret == -_errno.EREMOTEIO:
+                size = min(self._out_len[0], cap)
+                raise RemoteError(_lib.r2p2_remote_code(ctx),
+                                  _cffi.buffer(self._resp, size)[:], service)
             if ret < 0:
                 raise _error(ret, service)
             return _cffi.buffer(self._resp, self._out_len[0])[:]
@@ -312,7 +334,8 @@ class Context:
         for i in range(n):
             e = self._events[i]
             data = _cffi.buffer(e.data, e.len)[:] if e.len else b""
-            out.append(Event(_event_type(e.type), e.status, e.id, data, e.service_id, e.lane))
+            out.append(Event(_event_type(e.type), e.status, e.id, data, e.service_id, e.lane,
+                             e.code, e.deadline_us))
         return out
 
     def _retry_full(self, submit):
@@ -373,6 +396,30 @@ class Context:
             req.id = event.id
             req.lane = event.lane
             ret = self._retry_full(lambda: _lib.r2p2_respond(ctx, req, buf, len(buf)))
+        finally:
+            self._release()
+        if ret < 0:
+            raise _error(ret)
+
+    def respond_error(self, event, code, message=""):
+        """respond_error answers the request `event` with an error rather than a
+        response: the caller's call ends with EREMOTEIO, `code` (a non-zero int below
+        2**32) and `message` (str or bytes without NUL). A plain caller without
+        `extensions` receives a DROP. Retries and raises as respond()."""
+        if event.type != EV_REQUEST:
+            raise ValueError(f"respond_error() needs an EV_REQUEST event, not {event.type!r}")
+        if not 0 < code < 2**32:
+            raise ValueError(f"code must be in 1..2**32-1, not {code}")
+        if isinstance(message, str):
+            message = message.encode("utf-8")
+        if b"\0" in message:
+            raise ValueError("message contains a NUL byte")
+        ctx = self._claim()
+        try:
+            req = self._req
+            req.id = event.id
+            req.lane = event.lane
+            ret = self._retry_full(lambda: _lib.r2p2_respond_error(ctx, req, code, message))
         finally:
             self._release()
         if ret < 0:

@@ -15,7 +15,7 @@ import os
 
 import cffi
 
-# The subset of include/r2p2/r2p2.h the binding uses, as written there (libr2p2 0.1,
+# The subset of include/r2p2/r2p2.h the binding uses, as written there (libr2p2 0.2,
 # SOVERSION 0). struct r2p2_event is declared whole: ABI mode needs its exact layout.
 CDEF = """
 struct r2p2_ctx;
@@ -28,6 +28,8 @@ struct r2p2_event {
     size_t len;
     uint32_t service_id;
     uint32_t lane;
+    uint32_t code;
+    uint32_t deadline_us;
 };
 
 struct r2p2_ctx *r2p2_attach(const char *socket_path);
@@ -46,6 +48,9 @@ int r2p2_fd(struct r2p2_ctx *ctx);
 int r2p2_register(struct r2p2_ctx *ctx, const char *service);
 int r2p2_respond(struct r2p2_ctx *ctx, const struct r2p2_event *req, const void *resp,
                  size_t len);
+int r2p2_respond_error(struct r2p2_ctx *ctx, const struct r2p2_event *req, uint32_t code,
+                       const char *message);
+uint32_t r2p2_remote_code(const struct r2p2_ctx *ctx);
 size_t r2p2_max_msg_len(const struct r2p2_ctx *ctx);
 const char *r2p2_strerror(int err);
 """
