@@ -17,10 +17,16 @@ set -euo pipefail
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 JOBS=$(nproc 2>/dev/null || echo 2)
 
-PKGS=(cmake pkg-config make clang llvm libclang-rt-14-dev liburing-dev libcriterion-dev
-	libinih-dev libsystemd-dev android-libboringssl-dev openssl libssl-dev iproute2 kmod procps
-	libbpf-dev bpftool libelf-dev zlib1g-dev util-linux libxdp-dev libmnl-dev nftables clang-format
-	clang-tidy libseccomp-dev libcap-dev libcap2-bin g++ libmicrohttpd-dev curl python3-cffi)
+# What `cmake -S . -B build && cmake --build build` needs, with clang (the libFuzzer
+# harnesses, the XDP programs) or Debian's gcc and g++ (cc and c++): docs/OPERATIONS.md,
+# "Installing", lists the same packages, and it_ops_doc fails when the two differ.
+BUILD_PKGS=(cmake pkg-config make clang llvm libclang-rt-14-dev g++ liburing-dev libcriterion-dev
+	libinih-dev libsystemd-dev android-libboringssl-dev libbpf-dev bpftool libelf-dev zlib1g-dev
+	libxdp-dev libmnl-dev libseccomp-dev libcap-dev libmicrohttpd-dev)
+# What the suite, the lint, the demo and the Python binding run besides.
+TOOL_PKGS=(openssl libssl-dev iproute2 kmod procps util-linux nftables clang-format clang-tidy
+	libcap2-bin curl jq python3-cffi)
+PKGS=("${BUILD_PKGS[@]}" "${TOOL_PKGS[@]}")
 # Only for `test`: it_systemd_boot builds a Debian 12 root and boots the unit in it.
 TEST_PKGS=(debootstrap systemd-container)
 # Only for `bench`: the gRPC peers (tools/grpc, -DR2P2_BENCH_PEERS=ON) and the figures.
