@@ -110,7 +110,8 @@ static void on_send(void *ctx, unsigned sock, const struct r2p2_addr *dst, const
 		len += iov[i].iov_len;
 	if (iovcnt < 1 || iov[0].iov_len != R2P2_HDR_LEN || len > R2P2_HDR_LEN + R2P2_MAX_PAYLOAD)
 		abort();
-	if ((((const uint8_t *)iov[0].iov_base)[3] & R2P2_F_FREE_MASK) &&
+	/* free bits only with allow_flags, except R2P2_F_EXT (plain mode's own) */
+	if ((((const uint8_t *)iov[0].iov_base)[3] & R2P2_F_FREE_MASK & ~R2P2_F_EXT) &&
 	    !F.allow_flags[(uintptr_t)ctx])
 		abort();
 	if (F.qlen == QCAP)
@@ -149,7 +150,8 @@ static void on_request_ex(void *ctx, unsigned sock, uint64_t handle, const struc
 
 	if (handle == 0 || len > MAX_MSG || (len && !payload))
 		abort();
-	if ((flags & ~R2P2_F_FREE_MASK) || (flags && !F.allow_flags[(uintptr_t)ctx]))
+	if ((flags & ~R2P2_F_FREE_MASK) ||
+	    ((flags & ~R2P2_F_EXT) && !F.allow_flags[(uintptr_t)ctx]))
 		abort();
 	p->handles[p->next_handle++ % NUM_HANDLES] = handle;
 	if (F.answer_inline) {
@@ -206,7 +208,7 @@ static void start_call(unsigned who, uint8_t size, uint8_t retries, uint8_t via)
 	a.max_retries = retries & 3;
 	F.cookie_state[cookie] = 1;
 	int ret = eng_call(F.p[who].e, &a, F.now);
-	if (a.flags && !F.allow_flags[who] && ret != -EINVAL)
+	if ((a.flags & ~R2P2_F_EXT) && !F.allow_flags[who] && ret != -EINVAL)
 		abort();
 	if (ret == 0) {
 		F.next_cookie++;

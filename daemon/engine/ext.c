@@ -22,7 +22,7 @@ int ext_read(const uint8_t *msg, size_t len, uint32_t *out_value)
 	block = (size_t)msg[0] + 1;
 	if (block > len)
 		return -EBADMSG;
-	*out_value = (uint32_t)msg[1] << 24 | (uint32_t)msg[2] << 16 | (uint32_t)msg[3] << 8 |
-		     msg[4];
+	*out_value =
+	    (uint32_t)msg[1] << 24 | (uint32_t)msg[2] << 16 | (uint32_t)msg[3] << 8 | msg[4];
 	return (int)block;
 }

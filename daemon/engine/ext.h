@@ -19,7 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define EXT_LEN 5		  /* bytes of the block a sender writes */
+#define EXT_LEN 5		   /* bytes of the block a sender writes */
 #define EXT_NO_DEADLINE UINT32_MAX /* a request's block: the caller said no time left */
 
 /*
