@@ -8,7 +8,9 @@
 #     as uid 0 under the system call filter (Seccomp 2, NoNewPrivs 1) with exactly
 #     CAP_NET_ADMIN and CAP_NET_BIND_SERVICE effective, permitted and bounding, none
 #     inheritable or ambient; calls go through; SIGTERM exits 0, detaches and unpins.
-#  2. With `user = nobody`: the same capabilities and filter as nobody's uid, gid and
+#  2. Started as tools/r2p2-router.service starts it (uid 0, its capability bounding set,
+#     without CAP_SETPCAP): the same two capabilities; the bounding set stays the unit's.
+#  3. With `user = nobody`: the same capabilities and filter as nobody's uid, gid and
 #     groups, the pin directory given to nobody; then calls on the fast path and through
 #     the slow path's FIFO, `--status`, GET /metrics, a SIGHUP that changes the policy
 #     and adds a service on port 900 (bound as nobody with CAP_NET_BIND_SERVICE), a SIGHUP
@@ -92,30 +94,35 @@ router_conf() {
 
 RPID=
 RLOG=
-# start_router NAME: r2p2-router on $CONF in namespace R, its log in $IT_TMP/NAME.log.
+# start_router NAME [WRAPPER...]: r2p2-router on $CONF in namespace R (through WRAPPER),
+# its log in $IT_TMP/NAME.log.
 start_router() {
 	RLOG=$IT_TMP/$1.log
+	shift
 	chmod 0644 "$CONF"
-	nsenter --net="/run/netns/$IT_NS_R" "$ROUTER" -c "$CONF" >"$RLOG" 2>&1 &
+	nsenter --net="/run/netns/$IT_NS_R" "$@" "$ROUTER" -c "$CONF" >"$RLOG" 2>&1 &
 	RPID=$!
 	IT_PIDS+=("$RPID")
 	it_wait_for 10 "the router to attach" grep -q '^router ready' "$RLOG"
 	it_log "$(grep -E '^(privileges|seccomp|router ready)' "$RLOG" | tr '\n' ';')"
 }
 
-# confined UID GID: every thread of the router runs as UID/GID under the filter with
-# exactly CAP_NET_ADMIN and CAP_NET_BIND_SERVICE; there are two (the loop, the metrics).
+# confined UID GID [BOUNDING]: every thread of the router runs as UID/GID under the filter
+# with exactly CAP_NET_ADMIN and CAP_NET_BIND_SERVICE effective and permitted, and those
+# (or the mask BOUNDING) bounding; there are two (the loop, the metrics).
 confined() {
-	local uid=$1 gid=$2 task t n=0 set
+	local uid=$1 gid=$2 bnd=${3:-$KEPT} task t n=0 set
 	for task in /proc/"$RPID"/task/*; do
 		t=$RPID/task/${task##*/}
 		n=$((n + 1))
 		[ "$(it_proc_field "$t" Seccomp)" = 2 ] || { echo "thread $t: Seccomp $(it_proc_field "$t" Seccomp)"; return 1; }
 		[ "$(it_proc_field "$t" NoNewPrivs)" = 1 ] || { echo "thread $t: NoNewPrivs is not 1"; return 1; }
-		for set in CapEff CapPrm CapBnd; do
+		for set in CapEff CapPrm; do
 			[ "$(it_proc_field "$t" "$set")" = "$KEPT" ] ||
 				{ echo "thread $t: $set $(it_proc_field "$t" "$set"), not $KEPT"; return 1; }
 		done
+		[ "$(it_proc_field "$t" CapBnd)" = "$bnd" ] ||
+			{ echo "thread $t: CapBnd $(it_proc_field "$t" CapBnd), not $bnd"; return 1; }
 		for set in CapInh CapAmb; do
 			[ "$(it_proc_field "$t" "$set")" = 0000000000000000 ] ||
 				{ echo "thread $t: $set $(it_proc_field "$t" "$set")"; return 1; }
@@ -158,7 +165,23 @@ it_check "20 calls through the router" it_client -n "$SVC" -S 32 -c 20 -t 3000
 stop_router
 it_check "and $RT_ROOT, as root owns /sys/fs/bpf" test ! -e "$RT_ROOT"
 
-it_log "--- 2. user = nobody"
+it_log "--- 2. with the unit's capabilities (tools/r2p2-router.service), no CAP_SETPCAP"
+read -ra ucaps < <(sed -n 's/^CapabilityBoundingSet=//p' "$R2P2_SRC/tools/r2p2-router.service")
+bset=-all
+for c in "${ucaps[@]}"; do
+	c=${c#CAP_}
+	bset+=",+${c,,}"
+done
+UNIT=(setpriv "--bounding-set=$bset")
+UBND=$("${UNIT[@]}" sed -n 's/^CapBnd:[[:space:]]*//p' /proc/self/status)
+start_router unit "${UNIT[@]}"
+it_check "both threads: uid 0, filter on, the two capabilities; the unit's bounding set ($UBND)" \
+	confined 0 0 "$UBND"
+it_wait_for 5 "both servers in rotation" rot2
+it_check "20 calls through the router" it_client -n "$SVC" -S 32 -c 20 -t 3000
+stop_router
+
+it_log "--- 3. user = nobody"
 NUID=$(id -u nobody)
 NGID=$(id -g nobody)
 router_conf nobody jbsq >"$CONF"
