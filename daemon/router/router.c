@@ -126,13 +126,32 @@ static int open_pin_dirs(struct router *r)
 	return 0;
 }
 
-/* set_pin_owner gives the pin directories to `user =`, so that it can unpin at exit. */
+/*
+ * set_pin_owner gives the pin directories to the uid the router runs as once set-up is
+ * done (`user`, or root), so that it can unpin at exit: also when a run as another user
+ * left RT_PIN_ROOT to that user.
+ */
 static int set_pin_owner(struct router *r, uid_t uid, gid_t gid)
 {
-	if (fchown(r->pin_root_fd, uid, gid) < 0 || fchown(r->pin_dir_fd, uid, gid) < 0) {
-		log_err("giving %s/%s to user %s: %s", RT_PIN_ROOT, r->cfg.interface, r->cfg.user,
-			strerror(errno));
-		return -errno;
+	const int fds[] = {r->pin_root_fd, r->pin_dir_fd};
+	char who[48];
+
+	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
+		struct stat st;
+
+		if (fstat(fds[i], &st) == 0 && st.st_uid == uid && st.st_gid == gid)
+			continue;
+		if (fchown(fds[i], uid, gid) < 0) {
+			int e = errno;
+
+			if (r->cfg.user[0])
+				snprintf(who, sizeof(who), "user %s", r->cfg.user);
+			else
+				snprintf(who, sizeof(who), "uid %u", (unsigned)uid);
+			log_err("giving %s%s%s to %s: %s", RT_PIN_ROOT, i ? "/" : "",
+				i ? r->cfg.interface : "", who, strerror(e));
+			return -e;
+		}
 	}
 	return 0;
 }
@@ -281,8 +300,8 @@ static int setup(struct router *r)
 {
 	char err[256];
 	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-	uid_t uid = 0;
-	gid_t gid = 0;
+	uid_t uid = geteuid();
+	gid_t gid = getegid();
 
 	if (r->cfg.user[0] && lookup_user(r->cfg.user, &uid, &gid) < 0)
 		return -ENOENT;
@@ -320,7 +339,7 @@ static int setup(struct router *r)
 		r->svcs[id].fd = -1;
 	if (fleet_apply(r) < 0)
 		return -EINVAL;
-	if (pin_all(r) < 0 || (r->cfg.user[0] && set_pin_owner(r, uid, gid) < 0))
+	if (pin_all(r) < 0 || set_pin_owner(r, uid, gid) < 0)
 		return -EIO;
 	return attach(r);
 }

@@ -16,13 +16,16 @@
  * router already holds, which the kernel allows without CAP_BPF; a reload only re-reads
  * the file and updates those maps (what needs a new attach, the interface, needs a
  * restart). The raw socket sends without CAP_NET_RAW once open. Unpinning at exit needs
- * write access to the pin directories only: set-up gave them to `user` (router.c,
- * set_pin_owner), and root owns them otherwise.
+ * write access to the pin directories only, and no capability: set-up gives them to the
+ * uid the router runs as afterwards (router.c, set_pin_owner), and unpin_all reaches
+ * them through descriptors opened at set-up. Unpinning before the drop is no option:
+ * --status, r2p2ctl router and bpftool read the pins while the router runs.
  *
- * The system calls were measured with `strace -f` of the sanitized router through
- * it_router and it_router_privileges (calls on the fast and the slow path, SIGHUP
- * reloads adding, changing and removing servers and services, a refused reload, a
- * server killed and put back, --status, GET /metrics, SIGTERM) from the drop on.
+ * The system calls were measured with `strace -f` of the sanitized router, with
+ * `seccomp = no`, through it_router (calls on the fast and the slow path, SIGHUP
+ * reloads changing and removing servers, a refused reload, a server killed and put
+ * back, --status, GET /metrics, SIGTERM) from the drop on; the reload that adds a
+ * service (socket, setsockopt, bind) is it_router_privileges', run under the filter.
  */
 #include "router.h"
 

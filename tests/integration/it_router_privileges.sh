@@ -16,7 +16,10 @@
 #     and adds a service on port 900 (bound as nobody with CAP_NET_BIND_SERVICE), a SIGHUP
 #     changing `user` (refused: needs a restart), no system call refused in the kernel's
 #     log but clone3, and SIGTERM: exit 0, detached, unpinned (the empty
-#     /sys/fs/bpf/r2p2-router stays: nobody may not write /sys/fs/bpf).
+#     /sys/fs/bpf/r2p2-router stays: nobody may not write /sys/fs/bpf). With the unit's
+#     capabilities, `user = nobody` stops the start (no CAP_CHOWN), nothing left behind.
+#  4. With `seccomp = no`: no filter, the same two capabilities; root takes back the
+#     directory the run as nobody left.
 # Runs in a private mount namespace (the router mounts bpffs there if needed).
 # shellcheck disable=SC2317 # functions here are run through it_check
 set -euo pipefail
@@ -180,6 +183,13 @@ it_check "both threads: uid 0, filter on, the two capabilities; the unit's bound
 it_wait_for 5 "both servers in rotation" rot2
 it_check "20 calls through the router" it_client -n "$SVC" -S 32 -c 20 -t 3000
 stop_router
+router_conf nobody jbsq >"$CONF"
+rc=0
+nsenter --net="/run/netns/$IT_NS_R" "${UNIT[@]}" "$ROUTER" -c "$CONF" >"$IT_TMP/unit-user.log" 2>&1 || rc=$?
+it_check "user = nobody with the unit's capabilities: exit 1 ($rc), saying why" \
+	grep -q "^error: giving $RT_ROOT to user nobody: Operation not permitted" "$IT_TMP/unit-user.log"
+it_check "nothing stays attached or pinned" test "$rc" -eq 1 -a ! -e "$PIN"
+it_check "... nor attached" detached
 
 it_log "--- 3. user = nobody"
 NUID=$(id -u nobody)
@@ -193,7 +203,8 @@ it_check "both threads: uid $NUID, gid $NGID, filter on, the two capabilities on
 	confined "$NUID" "$NGID"
 it_check "nobody's groups only ($(it_proc_field "$RPID" Groups))" \
 	test "$(it_proc_field "$RPID" Groups | xargs)" = "$(id -G nobody)"
-it_check "the pin directory is nobody's" test "$(stat -c %u "$PIN")" -eq "$NUID"
+it_check "the pin directories are nobody's" \
+	test "$(stat -c %u "$PIN")" -eq "$NUID" -a "$(stat -c %u "$RT_ROOT")" -eq "$NUID"
 it_wait_for 5 "both servers in rotation" rot2
 
 it_log "--- calls: the fast path and the slow path's FIFO"
@@ -250,4 +261,13 @@ it_log "--- SIGTERM"
 stop_router
 it_check "$RT_ROOT stays, empty, for the next start (nobody may not write /sys/fs/bpf)" \
 	test -d "$RT_ROOT" -a -z "$(ls -A "$RT_ROOT")"
+it_log "--- 4. seccomp = no"
+router_conf "" jbsq | sed 's/^metrics = .*/&\nseccomp = no/' >"$CONF"
+start_router nofilter
+it_check "it says so" grep -q '^warn: seccomp = no: no system call filter' "$RLOG"
+it_check "root took $RT_ROOT back from nobody" test "$(stat -c %u "$RT_ROOT")" -eq 0
+it_check "no filter (Seccomp $(it_proc_field "$RPID" Seccomp)), the two capabilities all the same" \
+	test "$(it_proc_field "$RPID" Seccomp)" = 0 -a "$(it_proc_field "$RPID" CapEff)" = "$KEPT" \
+	-a "$(it_proc_field "$RPID" NoNewPrivs)" = 1
+stop_router
 it_pass "the router runs as nobody, filtered, with two capabilities, and routes, reloads and unpins"
