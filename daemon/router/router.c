@@ -80,9 +80,10 @@ static int ensure_bpffs(void)
  * unpin_all removes the pins and their directory. It runs at exit, after the privileges
  * were dropped: through the directories' descriptors opened at set-up, so that no path
  * above them (/sys/fs/bpf may be mode 0700) is looked up, and with no capability: an
- * unlink needs write access to the directory only, which its owner has (root, or `user`,
- * to whom set_pin_owner gave the directories). RT_PIN_ROOT itself goes too when the
- * owner of /sys/fs/bpf runs us; for another user it stays, empty, for the next start.
+ * unlink needs write access to the directory only, which its owner has, and
+ * set_pin_owner gave both directories to the uid we run as (root, or `user`). RT_PIN_ROOT
+ * itself goes too when the owner of /sys/fs/bpf runs us; for another user it stays,
+ * empty, for the next start.
  */
 static void unpin_all(struct router *r)
 {
@@ -120,8 +121,10 @@ static int open_pin_dirs(struct router *r)
 		r->pin_dir_fd = openat(r->pin_root_fd, r->cfg.interface,
 				       O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
 	if (r->pin_root_fd < 0 || r->pin_dir_fd < 0) {
-		log_err("opening %s/%s: %s", RT_PIN_ROOT, r->cfg.interface, strerror(errno));
-		return -errno;
+		int e = errno;
+
+		log_err("opening %s/%s: %s", RT_PIN_ROOT, r->cfg.interface, strerror(e));
+		return -e;
 	}
 	return 0;
 }
