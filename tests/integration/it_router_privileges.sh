@@ -10,14 +10,16 @@
 #     inheritable or ambient; calls go through; SIGTERM exits 0, detaches and unpins.
 #  2. Started as tools/r2p2-router.service starts it (uid 0, its capability bounding set,
 #     without CAP_SETPCAP): the same two capabilities; the bounding set stays the unit's.
+#     With those capabilities `user = nobody` stops the start (no CAP_CHOWN), and nothing
+#     stays attached or pinned.
 #  3. With `user = nobody`: the same capabilities and filter as nobody's uid, gid and
-#     groups, the pin directory given to nobody; then calls on the fast path and through
-#     the slow path's FIFO, `--status`, GET /metrics, a SIGHUP that changes the policy
-#     and adds a service on port 900 (bound as nobody with CAP_NET_BIND_SERVICE), a SIGHUP
-#     changing `user` (refused: needs a restart), no system call refused in the kernel's
-#     log but clone3, and SIGTERM: exit 0, detached, unpinned (the empty
-#     /sys/fs/bpf/r2p2-router stays: nobody may not write /sys/fs/bpf). With the unit's
-#     capabilities, `user = nobody` stops the start (no CAP_CHOWN), nothing left behind.
+#     groups, the pin directories given to nobody; then calls on the fast path and
+#     through the slow path's FIFO, `--status`, GET /metrics, a SIGHUP that changes the
+#     policy and adds a service on port 900 (bound as nobody with CAP_NET_BIND_SERVICE),
+#     a SIGHUP changing `user` (kept: needs a restart) and the rest (applied), no system
+#     call refused in the kernel's log but clone3, and SIGTERM: exit 0, detached,
+#     unpinned (the empty /sys/fs/bpf/r2p2-router stays: nobody may not write
+#     /sys/fs/bpf).
 #  4. With `seccomp = no`: no filter, the same two capabilities; root takes back the
 #     directory the run as nobody left.
 # Runs in a private mount namespace (the router mounts bpffs there if needed).
@@ -241,10 +243,12 @@ a1=$(served 1) a2=$(served 2)
 it_check "round-robin split them 10/10 ($((a1 - b1))/$((a2 - b2)))" \
 	test $((a1 - b1)) -eq 10 -a $((a2 - b2)) -eq 10
 
-it_log "--- SIGHUP asking for another user"
-sed -i 's/^user = nobody$/user = root/' "$CONF"
+it_log "--- SIGHUP asking for another user, and JBSQ again without the second service"
+router_conf root jbsq >"$CONF"
 kill -HUP "$RPID"
 it_wait_for 5 "the warning" grep -q 'reload: user and seccomp need a restart' "$RLOG"
+it_wait_for 5 "the reload of the rest" grep -q 'reloaded .*: 1 service(s)' "$RLOG"
+it_check "policy jbsq again" grep -q "^service $R4:$PORT policy jbsq n 1 in_rotation 2" <<<"$(status)"
 it_check "still nobody, still confined" confined "$NUID" "$NGID"
 it_check "10 calls" it_client -n "$SVC" -S 32 -c 10 -t 3000
 
