@@ -25,6 +25,8 @@ Test(router_config, full_file)
 			   "down_ms = 5000\n"
 			   "sticky_ms = 0\n"
 			   "metrics = 127.0.0.1:9465\n"
+			   "user = r2p2-router\n"
+			   "seccomp = no\n"
 			   "\n"
 			   "[router echo]\n"
 			   "service = 10.0.0.1:8000\n"
@@ -44,6 +46,8 @@ Test(router_config, full_file)
 	cr_expect_eq(cfg.sticky_ms, 0);
 	cr_expect(cfg.has_metrics);
 	cr_expect_eq(cfg.metrics_port, htons(9465));
+	cr_expect_str_eq(cfg.user, "r2p2-router");
+	cr_expect(!cfg.seccomp);
 	cr_assert_eq(cfg.num_svcs, 2);
 	cr_expect_str_eq(cfg.svcs[0].name, "echo");
 	inet_pton(AF_INET, "10.0.0.1", &a);
@@ -51,12 +55,12 @@ Test(router_config, full_file)
 	cr_expect_eq(cfg.svcs[0].port, htons(8000));
 	cr_expect_eq(cfg.svcs[0].num_servers, 3);
 	cr_expect_eq(cfg.svcs[0].servers[1].port, htons(8001));
-	cr_expect_eq(cfg.svcs[0].servers[2].line, 12);
+	cr_expect_eq(cfg.svcs[0].servers[2].line, 14);
 	cr_expect_eq(cfg.svcs[0].policy, R2P2_RT_P2C);
 	cr_expect_eq(cfg.svcs[1].policy, R2P2_RT_JBSQ, "default policy");
 	cr_expect_eq(cfg.svcs[1].bound, 2, "default n");
 	cr_expect_eq(cfg.svcs[1].queue, 1024, "default queue");
-	cr_expect_eq(cfg.svcs[1].line, 15);
+	cr_expect_eq(cfg.svcs[1].line, 17);
 }
 
 struct bad {
@@ -69,6 +73,11 @@ static const struct bad bad[] = {
      "servers = 1.2.3.5:5\n",
      "t.conf:3: [daemon] metrics: 'localhost': an IPv4 ADDR:PORT"},
     {"[daemon]\ninterface = eth1\n", "t.conf:2: no [router NAME] section: nothing to route"},
+    {"[daemon]\ninterface = eth1\nuser = root/x\n",
+     "t.conf:3: [daemon] user: 'root/x': a user name of at most 31 characters of A-Z a-z 0-9 _ - "
+     "."},
+    {"[daemon]\ninterface = eth1\nseccomp = maybe\n",
+     "t.conf:3: [daemon] seccomp: 'maybe': expected yes or no"},
     {"[router a]\nservice = 1.2.3.4:5\nservers = 1.2.3.5:5\n",
      "t.conf:3: [daemon] interface is required"},
     {GOOD_HEAD "[router a]\nservice = 1.2.3.4\n",
@@ -149,6 +158,8 @@ Test(router_config, blank_lines_after_indented_ones)
 
 	cr_expect_eq(rt_config_parse("t.conf", text, &cfg, err, sizeof(err)), 0, "%s", err);
 	cr_expect_str_eq(cfg.interface, "eth1");
+	cr_expect_str_eq(cfg.user, "", "default: no user switch");
+	cr_expect(cfg.seccomp, "default: the filter is on");
 }
 
 Test(router_config, missing_file)

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: MIT
 /*
- * test_seccomp: the daemon's system call filter (daemon/control/sandbox.c), installed in
- * child processes: what the run time calls works (threads included), what only an
- * attacker calls kills the process with SIGSYS, anything else fails with EPERM.
+ * test_seccomp: the system call filters of the daemon (daemon/control/sandbox.c) and of
+ * r2p2-router (daemon/router/rt_sandbox.c), installed in child processes: what the run
+ * time calls works (threads included), what only an attacker calls kills the process
+ * with SIGSYS, anything else fails with EPERM.
  */
 #include <errno.h>
+#include <linux/bpf.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -16,6 +18,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "router.h"
 #include "sandbox.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -42,19 +45,31 @@ static void *thread_main(void *arg)
 	return arg;
 }
 
+static bool router_filter; /* which filter `sandboxed` installs */
+
+/* enter installs the daemon's filter, or the router's (which drops capabilities first). */
+static int enter(char *err, size_t err_len)
+{
+	struct rt_config rc = {.seccomp = true};
+	struct cfg c;
+
+	if (router_filter)
+		return rt_sandbox_enter(&rc, err, err_len);
+	cfg_defaults(&c);
+	return sandbox_apply(&c, err, err_len);
+}
+
 /* sandboxed runs `fn` in a child under the filter; returns the child's wait status. */
 static int sandboxed(int (*fn)(void))
 {
-	struct cfg c;
 	char err[256];
 	int status = 0;
 	pid_t pid;
 
-	cfg_defaults(&c);
 	fflush(stdout);
 	pid = fork();
 	if (pid == 0) {
-		if (sandbox_apply(&c, err, sizeof(err)) < 0) {
+		if (enter(err, sizeof(err)) < 0) {
 			fprintf(stderr, "%s\n", err);
 			_exit(100);
 		}
@@ -107,6 +122,24 @@ static int refused_calls(void)
 	return 0;
 }
 
+/* What the router refuses and the daemon allows: no program loads, pins or AF_INET6. */
+static int router_refused_calls(void)
+{
+	union bpf_attr attr;
+
+	memset(&attr, 0, sizeof(attr));
+	errno = 0;
+	if (syscall(SYS_bpf, BPF_PROG_LOAD, &attr, sizeof(attr)) != -1 || errno != EPERM)
+		return 1;
+	errno = 0;
+	if (syscall(SYS_bpf, BPF_OBJ_GET, &attr, sizeof(attr)) != -1 || errno != EPERM)
+		return 2;
+	errno = 0;
+	if (socket(AF_INET6, SOCK_DGRAM, 0) != -1 || errno != EPERM)
+		return 3;
+	return 0;
+}
+
 static int mount_call(void)
 {
 	syscall(SYS_mount, "none", "/mnt", "tmpfs", 0, NULL);
@@ -126,20 +159,40 @@ static bool killed_by_sigsys(int status)
 	return WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS;
 }
 
+/* run_all checks the filter `router_filter` names. */
+static void run_all(const char *who)
+{
+	char what[160];
+	int st;
+
+	st = sandboxed(allowed_calls);
+	snprintf(what, sizeof(what),
+		 "%s: getpid, write, a thread and an AF_INET socket work under the filter", who);
+	check(WIFEXITED(st) && WEXITSTATUS(st) == 0, what);
+	st = sandboxed(refused_calls);
+	snprintf(what, sizeof(what),
+		 "%s: getcwd, AF_PACKET, executable memory and fork fail with EPERM", who);
+	check(WIFEXITED(st) && WEXITSTATUS(st) == 0, what);
+	if (WIFEXITED(st) && WEXITSTATUS(st))
+		printf("  refused_calls: check %d\n", WEXITSTATUS(st));
+	snprintf(what, sizeof(what), "%s: mount kills the process with SIGSYS", who);
+	check(killed_by_sigsys(sandboxed(mount_call)), what);
+	snprintf(what, sizeof(what), "%s: execve kills the process with SIGSYS", who);
+	check(killed_by_sigsys(sandboxed(exec_call)), what);
+}
+
 int main(void)
 {
 	int st;
 
-	st = sandboxed(allowed_calls);
+	run_all("r2p2d");
+	router_filter = true;
+	run_all("r2p2-router");
+	st = sandboxed(router_refused_calls);
 	check(WIFEXITED(st) && WEXITSTATUS(st) == 0,
-	      "getpid, write, a thread and an AF_INET socket work under the filter");
-	st = sandboxed(refused_calls);
-	check(WIFEXITED(st) && WEXITSTATUS(st) == 0,
-	      "getcwd, AF_PACKET, executable memory and fork fail with EPERM");
+	      "r2p2-router: BPF_PROG_LOAD, BPF_OBJ_GET and AF_INET6 fail with EPERM");
 	if (WIFEXITED(st) && WEXITSTATUS(st))
-		printf("  refused_calls: check %d\n", WEXITSTATUS(st));
-	check(killed_by_sigsys(sandboxed(mount_call)), "mount kills the process with SIGSYS");
-	check(killed_by_sigsys(sandboxed(exec_call)), "execve kills the process with SIGSYS");
+		printf("  router_refused_calls: check %d\n", WEXITSTATUS(st));
 	printf("%s\n", failures ? "FAIL: test_seccomp" : "PASS: test_seccomp");
 	return failures ? 1 : 0;
 }

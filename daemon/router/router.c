@@ -5,6 +5,9 @@
  * missing), and runs, in one thread, the slow path (slowpath.c), the next-hop resolution
  * and the ageing of requests (fleet.c). SIGHUP reloads the server lists without dropping
  * traffic; SIGTERM or SIGINT detaches and unpins. `--status` prints the pinned maps.
+ * Once attached it gives up what only set-up needed (rt_sandbox.c): from then on it runs
+ * as `user`, with CAP_NET_ADMIN and CAP_NET_BIND_SERVICE at most, under a system call
+ * filter.
  */
 #include "router.h"
 
@@ -15,6 +18,7 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,23 +76,87 @@ static int ensure_bpffs(void)
 	return 0;
 }
 
+/*
+ * unpin_all removes the pins and their directory. It runs at exit, after the privileges
+ * were dropped: through the directories' descriptors opened at set-up, so that no path
+ * above them (/sys/fs/bpf may be mode 0700) is looked up, and with no capability: an
+ * unlink needs write access to the directory only, which its owner has, and
+ * set_pin_owner gave both directories to the uid we run as (root, or `user`). RT_PIN_ROOT
+ * itself goes too when the owner of /sys/fs/bpf runs us; for another user it stays,
+ * empty, for the next start.
+ */
 static void unpin_all(struct router *r)
 {
-	char dir[128], path[192];
 	struct bpf_map *m;
 
-	pin_dir(r, dir, sizeof(dir));
+	if (r->pin_dir_fd < 0) { /* set-up failed before the pins */
+		if (r->pin_root_fd >= 0)
+			close(r->pin_root_fd);
+		r->pin_root_fd = -1;
+		return;
+	}
 	bpf_object__for_each_map(m, r->skel->obj)
 	{
 		if (strchr(bpf_map__name(m), '.'))
 			continue; /* .rodata and friends are not ours to pin */
-		snprintf(path, sizeof(path), "%s/%s", dir, bpf_map__name(m));
-		unlink(path);
+		if (unlinkat(r->pin_dir_fd, bpf_map__name(m), 0) < 0 && errno != ENOENT)
+			log_warn("unpinning %s: %s", bpf_map__name(m), strerror(errno));
 	}
-	snprintf(path, sizeof(path), "%s/%s", dir, R2P2_RT_PROG_NAME);
-	unlink(path);
-	rmdir(dir);
-	rmdir(RT_PIN_ROOT);
+	if (unlinkat(r->pin_dir_fd, R2P2_RT_PROG_NAME, 0) < 0 && errno != ENOENT)
+		log_warn("unpinning %s: %s", R2P2_RT_PROG_NAME, strerror(errno));
+	close(r->pin_dir_fd);
+	r->pin_dir_fd = -1;
+	if (unlinkat(r->pin_root_fd, r->cfg.interface, AT_REMOVEDIR) < 0)
+		log_warn("removing %s/%s: %s", RT_PIN_ROOT, r->cfg.interface, strerror(errno));
+	close(r->pin_root_fd);
+	r->pin_root_fd = -1;
+	rmdir(RT_PIN_ROOT); /* fails while other interfaces' routers run: theirs */
+}
+
+/* open_pin_dirs opens RT_PIN_ROOT and its <ifname> directory for unpin_all. */
+static int open_pin_dirs(struct router *r)
+{
+	r->pin_root_fd = open(RT_PIN_ROOT, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (r->pin_root_fd >= 0)
+		r->pin_dir_fd = openat(r->pin_root_fd, r->cfg.interface,
+				       O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	if (r->pin_root_fd < 0 || r->pin_dir_fd < 0) {
+		int e = errno;
+
+		log_err("opening %s/%s: %s", RT_PIN_ROOT, r->cfg.interface, strerror(e));
+		return -e;
+	}
+	return 0;
+}
+
+/*
+ * set_pin_owner gives the pin directories to the uid the router runs as once set-up is
+ * done (`user`, or root), so that it can unpin at exit: also when a run as another user
+ * left RT_PIN_ROOT to that user.
+ */
+static int set_pin_owner(struct router *r, uid_t uid, gid_t gid)
+{
+	const int fds[] = {r->pin_root_fd, r->pin_dir_fd};
+	char who[48];
+
+	for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
+		struct stat st;
+
+		if (fstat(fds[i], &st) == 0 && st.st_uid == uid && st.st_gid == gid)
+			continue;
+		if (fchown(fds[i], uid, gid) < 0) {
+			int e = errno;
+
+			if (r->cfg.user[0])
+				snprintf(who, sizeof(who), "user %s", r->cfg.user);
+			else
+				snprintf(who, sizeof(who), "uid %u", (unsigned)uid);
+			log_err("giving %s%s%s to %s: %s", RT_PIN_ROOT, i ? "/" : "",
+				i ? r->cfg.interface : "", who, strerror(e));
+			return -e;
+		}
+	}
+	return 0;
 }
 
 static int pin_all(struct router *r)
@@ -108,6 +176,9 @@ static int pin_all(struct router *r)
 		log_err("creating %s: %s", dir, strerror(errno));
 		return -errno;
 	}
+	rc = open_pin_dirs(r);
+	if (rc < 0)
+		return rc;
 	bpf_object__for_each_map(m, r->skel->obj)
 	{
 		if (strchr(bpf_map__name(m), '.'))
@@ -212,11 +283,31 @@ static void detach(struct router *r)
 
 /* ---- set-up ------------------------------------------------------------------------ */
 
+/* lookup_user finds `user =` for set_pin_owner before anything is attached. */
+static int lookup_user(const char *name, uid_t *uid, gid_t *gid)
+{
+	struct passwd pw, *res = NULL;
+	char buf[4096];
+	int rc = getpwnam_r(name, &pw, buf, sizeof(buf), &res);
+
+	if (!res) {
+		log_err("user = %s: %s", name, rc ? strerror(rc) : "no such user");
+		return rc ? -rc : -ENOENT;
+	}
+	*uid = pw.pw_uid;
+	*gid = pw.pw_gid;
+	return 0;
+}
+
 static int setup(struct router *r)
 {
 	char err[256];
 	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	uid_t uid = geteuid();
+	gid_t gid = getegid();
 
+	if (r->cfg.user[0] && lookup_user(r->cfg.user, &uid, &gid) < 0)
+		return -ENOENT;
 	r->ifindex = if_nametoindex(r->cfg.interface);
 	if (!r->ifindex) {
 		log_err("interface %s: %s", r->cfg.interface, strerror(errno));
@@ -251,9 +342,20 @@ static int setup(struct router *r)
 		r->svcs[id].fd = -1;
 	if (fleet_apply(r) < 0)
 		return -EINVAL;
-	if (pin_all(r) < 0)
+	if (pin_all(r) < 0 || set_pin_owner(r, uid, gid) < 0)
 		return -EIO;
 	return attach(r);
+}
+
+/* maps_of fills `m` with the descriptors of the maps the metrics read. */
+static void maps_of(const struct router *r, struct rt_maps *m)
+{
+	m->svcs = bpf_map__fd(r->skel->maps.r2p2_rt_svcs);
+	m->srvs = bpf_map__fd(r->skel->maps.r2p2_rt_srvs);
+	m->load = bpf_map__fd(r->skel->maps.r2p2_rt_load);
+	m->fifo = bpf_map__fd(r->skel->maps.r2p2_rt_fifo);
+	m->pstats = bpf_map__fd(r->skel->maps.r2p2_rt_pstats);
+	m->stats = bpf_map__fd(r->skel->maps.r2p2_rt_stats);
 }
 
 static void teardown(struct router *r)
@@ -294,6 +396,12 @@ static void reload(struct router *r)
 		next.has_metrics = r->cfg.has_metrics;
 		next.metrics_addr = r->cfg.metrics_addr;
 		next.metrics_port = r->cfg.metrics_port;
+	}
+	if (strcmp(next.user, r->cfg.user) != 0 || next.seccomp != r->cfg.seccomp) {
+		log_warn("reload: user and seccomp need a restart; the running process keeps its "
+			 "privileges");
+		memcpy(next.user, r->cfg.user, sizeof(next.user));
+		next.seccomp = r->cfg.seccomp;
 	}
 	r->cfg = next;
 	if (fleet_apply(r) < 0)
@@ -467,10 +575,22 @@ static int serve(struct router *r)
 		perror("r2p2-router: signalfd");
 		return 1;
 	}
-	r->raw_fd = -1;
+	r->raw_fd = r->pin_root_fd = r->pin_dir_fd = -1;
 	rc = setup(r);
-	if (rc == 0 && rt_metrics_start(&r->cfg) != 0)
+	if (rc == 0 && rt_metrics_listen(&r->cfg) != 0)
 		rc = -1;
+	if (rc == 0) {
+		/* everything that needs a privilege is done, and no other thread runs yet */
+		char err[256];
+		struct rt_maps m;
+
+		rc = rt_sandbox_enter(&r->cfg, err, sizeof(err));
+		if (rc < 0)
+			log_err("%s", err);
+		maps_of(r, &m);
+		if (rc == 0 && rt_metrics_start(&m) != 0)
+			rc = -1;
+	}
 	if (rc == 0) {
 		printf("router ready on %s (%s XDP), %u service(s), maps pinned under %s/%s\n",
 		       r->cfg.interface, xdp_mode == XDP_FLAGS_SKB_MODE ? "generic" : "native",

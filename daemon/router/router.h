@@ -58,6 +58,11 @@ struct rt_slot {
 	uint64_t aged_sent; /* the latest dispatch time among them */
 };
 
+/* The descriptors of the maps that --status and the metrics read. */
+struct rt_maps {
+	int svcs, srvs, load, fifo, pstats, stats;
+};
+
 struct router {
 	struct rt_config cfg;
 	const char *cfg_path;
@@ -67,7 +72,9 @@ struct router {
 	struct neigh *neigh;
 	unsigned ifindex;
 	uint8_t ifmac[6];
-	int raw_fd; /* IPPROTO_RAW: the slow path sends with the client's source address */
+	int raw_fd;	 /* IPPROTO_RAW: the slow path sends with the client's source address */
+	int pin_root_fd; /* RT_PIN_ROOT and */
+	int pin_dir_fd;	 /* RT_PIN_ROOT/<ifname>, opened at set-up: unpinning at exit */
 	struct rt_service svcs[R2P2_RT_MAX_SERVICES];
 	struct rt_slot slots[R2P2_RT_MAX_SERVERS];
 	uint64_t next_age_ns;
@@ -105,12 +112,22 @@ void slow_publish(struct router *r, struct rt_service *s);
 /* rt_status prints the state of the router on `ifname` from its pinned maps. Returns 0,
  * or 1 with a message on stderr. */
 int rt_status(const char *ifname);
-/* rt_status_prom writes the same as Prometheus text into `f` (`metrics =`). 0 or -1. */
-int rt_status_prom(const char *ifname, FILE *f);
+/* rt_status_prom writes the same as Prometheus text into `f` (`metrics =`), read from the
+ * maps the router holds. 0 or -1. */
+int rt_status_prom(const struct rt_maps *m, FILE *f);
 
 /* rt_metrics.c: GET /metrics of `metrics = ADDR:PORT`, on a thread of libmicrohttpd's.
- * rt_metrics_start returns 0 (also without the key) or -1 with a message logged. */
-int rt_metrics_start(const struct rt_config *c);
+ * rt_metrics_listen binds the port (set-up: it may be below 1024); rt_metrics_start, after
+ * the privileges are dropped, starts the thread answering on it from `m`'s maps. Both
+ * return 0 (also without the key) or -1 with a message logged. */
+int rt_metrics_listen(const struct rt_config *c);
+int rt_metrics_start(const struct rt_maps *m);
 void rt_metrics_stop(void);
+
+/* rt_sandbox.c */
+/* rt_sandbox_enter gives up what only set-up needed (`user`, `seccomp`; see the file).
+ * Call it with no other thread running. Returns 0, or a negative errno with a message
+ * in `err`. */
+int rt_sandbox_enter(const struct rt_config *c, char *err, size_t err_len);
 
 #endif /* R2P2_ROUTER_ROUTER_H */

@@ -155,6 +155,24 @@ static void new_section(struct rt_parser *p, const char *s)
 	}
 }
 
+/* user_value takes a user name as r2p2d's `user` does: A-Z a-z 0-9 _ - . only; empty
+ * (the default) stays root. */
+static void user_value(struct rt_parser *p, const char *key, const char *v)
+{
+	struct rt_config *c = p->cfg;
+	size_t len = strlen(v);
+	bool ok = len < sizeof(c->user);
+
+	for (size_t i = 0; ok && i < len; i++)
+		ok = isalnum((unsigned char)v[i]) || v[i] == '_' || v[i] == '-' || v[i] == '.';
+	if (!ok)
+		fail(p, p->lineno, key,
+		     "'%.40s': a user name of at most %zu characters of A-Z a-z 0-9 _ - .", v,
+		     sizeof(c->user) - 1);
+	else
+		snprintf(c->user, sizeof(c->user), "%s", v);
+}
+
 static void daemon_key(struct rt_parser *p, const char *key, const char *v)
 {
 	struct rt_config *c = p->cfg;
@@ -182,9 +200,19 @@ static void daemon_key(struct rt_parser *p, const char *key, const char *v)
 			fail(p, p->lineno, key, "'%.40s': an IPv4 ADDR:PORT", v);
 		else
 			c->has_metrics = true;
+	} else if (strcmp(key, "user") == 0) {
+		user_value(p, key, v);
+	} else if (strcmp(key, "seccomp") == 0) {
+		if (strcmp(v, "yes") == 0 || strcmp(v, "true") == 0 || strcmp(v, "1") == 0)
+			c->seccomp = true;
+		else if (strcmp(v, "no") == 0 || strcmp(v, "false") == 0 || strcmp(v, "0") == 0)
+			c->seccomp = false;
+		else
+			fail(p, p->lineno, key, "'%.40s': expected yes or no", v);
 	} else {
 		fail(p, p->lineno, key,
-		     "unknown key (expected interface, timeout_ms, down_ms, sticky_ms, metrics)");
+		     "unknown key (expected interface, timeout_ms, down_ms, sticky_ms, metrics, "
+		     "user, seccomp)");
 	}
 }
 
@@ -375,6 +403,7 @@ static int parse(struct rt_parser *p, struct rt_config *out)
 	out->timeout_ms = 500;
 	out->down_ms = 2000;
 	out->sticky_ms = 2000; /* r2p2d's dedup window */
+	out->seccomp = true;
 	p->cfg = out;
 	rc = ini_parse_stream(reader, p, handler, p);
 	if (!p->failed && rc != 0)

@@ -9,6 +9,8 @@
  *   down_ms = 2000          ; a server that stopped answering stays out this long
  *   sticky_ms = 2000        ; an answered request's retransmissions still go to its server
  *   metrics = 127.0.0.1:9465 ; optional: Prometheus metrics at http://ADDR:PORT/metrics
+ *   user = r2p2             ; optional: switch to this user once attached (default: stay root)
+ *   seccomp = yes           ; install the system call filter once attached (default)
  *
  *   [router echo]
  *   service = 10.0.0.1:8000 ; the address:port clients call (an address of this host)
@@ -57,6 +59,8 @@ struct rt_config {
 	bool has_metrics;      /* metrics = ADDR:PORT (IPv4): Prometheus over HTTP */
 	uint32_t metrics_addr; /* network byte order */
 	uint16_t metrics_port; /* network byte order */
+	char user[32];	       /* switch to this user after set-up; "" = stay (r2p2d's key) */
+	bool seccomp;	       /* install the system call filter after set-up (default) */
 	struct rt_service_cfg svcs[R2P2_RT_MAX_SERVICES];
 	unsigned num_svcs;
 };

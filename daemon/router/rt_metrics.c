@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: MIT
 /*
  * rt_metrics.c: r2p2-router's Prometheus endpoint (`metrics = ADDR:PORT` in [daemon]).
- * A scrape reads the pinned maps as `r2p2-router --status` does (rt_status_prom): the
- * kernel serialises those reads, so libmicrohttpd may answer on a thread of its own
- * and the router's poll loop is never held up by a slow scraper. Only GET /metrics is
+ * A scrape reads the maps as `r2p2-router --status` does (rt_status_prom), through the
+ * descriptors the router holds rather than the pins (which a router that switched to
+ * `user` may not reach): the kernel serialises those reads, so libmicrohttpd may answer
+ * on a thread of its own and the router's poll loop is never held up by a slow scraper.
+ * The port is bound during set-up and the thread started after the privileges are
+ * dropped, so that it never holds more than the main thread. Only GET /metrics is
  * answered; connections are bounded in number, per address and in time.
  */
 #include "router.h"
@@ -14,11 +17,15 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "log.h"
 
 static struct MHD_Daemon *mhd;
-static char ifname[IF_NAMESIZE];
+static struct rt_maps maps;
+static int listen_fd = -1; /* bound by rt_metrics_listen; libmicrohttpd's once started */
+static char where[32];	   /* ADDR:PORT, for the log */
 
 static enum MHD_Result reply(struct MHD_Connection *conn, unsigned code, char *body, size_t len,
 			     const char *type)
@@ -63,11 +70,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	f = open_memstream(&text, &len);
 	if (!f)
 		return MHD_NO;
-	if (rt_status_prom(ifname, f) != 0) {
+	if (rt_status_prom(&maps, f) != 0 || fflush(f) != 0) {
 		fclose(f);
 		free(text);
-		return reply(conn, MHD_HTTP_SERVICE_UNAVAILABLE, strdup("no pinned maps\n"), 15,
-			     "text/plain");
+		return MHD_NO;
 	}
 	fclose(f);
 	return reply(conn, MHD_HTTP_OK, text, len, "text/plain; version=0.0.4");
@@ -83,29 +89,46 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	log_warn("metrics: %s", line);
 }
 
-int rt_metrics_start(const struct rt_config *c)
+int rt_metrics_listen(const struct rt_config *c)
 {
 	struct sockaddr_in sa = {.sin_family = AF_INET};
 	char addr[INET_ADDRSTRLEN];
+	int one = 1;
 
 	if (!c->has_metrics)
 		return 0;
-	snprintf(ifname, sizeof(ifname), "%s", c->interface);
 	sa.sin_addr.s_addr = c->metrics_addr;
 	sa.sin_port = c->metrics_port;
 	inet_ntop(AF_INET, &sa.sin_addr, addr, sizeof(addr));
-	mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
-			       ntohs(c->metrics_port), NULL, NULL, on_request, NULL,
-			       MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
-			       (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_LIMIT, 16u,
-			       MHD_OPTION_PER_IP_CONNECTION_LIMIT, 4u,
-			       MHD_OPTION_CONNECTION_TIMEOUT, 5u, MHD_OPTION_END);
-	if (!mhd) {
-		log_err("metrics = %s:%u: cannot listen there", addr, ntohs(c->metrics_port));
+	snprintf(where, sizeof(where), "%s:%u", addr, ntohs(c->metrics_port));
+	listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (listen_fd < 0 || setsockopt(listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+	    bind(listen_fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(listen_fd, 16)) {
+		log_err("metrics = %s: cannot listen there: %s", where, strerror(errno));
+		if (listen_fd >= 0)
+			close(listen_fd);
+		listen_fd = -1;
 		return -1;
 	}
-	log_info("metrics: Prometheus endpoint on http://%s:%u/metrics", addr,
-		 ntohs(c->metrics_port));
+	return 0;
+}
+
+int rt_metrics_start(const struct rt_maps *m)
+{
+	if (listen_fd < 0)
+		return 0;
+	maps = *m;
+	mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+			       on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+			       MHD_OPTION_LISTEN_SOCKET, listen_fd, MHD_OPTION_CONNECTION_LIMIT,
+			       16u, MHD_OPTION_PER_IP_CONNECTION_LIMIT, 4u,
+			       MHD_OPTION_CONNECTION_TIMEOUT, 5u, MHD_OPTION_END);
+	if (!mhd) {
+		log_err("metrics = %s: cannot start the endpoint", where);
+		return -1;
+	}
+	listen_fd = -1; /* closed by MHD_stop_daemon */
+	log_info("metrics: Prometheus endpoint on http://%s/metrics", where);
 	return 0;
 }
 
@@ -114,4 +137,7 @@ void rt_metrics_stop(void)
 	if (mhd)
 		MHD_stop_daemon(mhd);
 	mhd = NULL;
+	if (listen_fd >= 0)
+		close(listen_fd);
+	listen_fd = -1;
 }

@@ -16,10 +16,6 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
-struct pins {
-	int svcs, srvs, load, fifo, pstats, stats;
-};
-
 static int open_pin(const char *dir, const char *name)
 {
 	char path[256];
@@ -34,7 +30,7 @@ static int open_pin(const char *dir, const char *name)
 }
 
 /* pins_open opens the maps r2p2-router pinned for `ifname` (their directory in `dir`). */
-static int pins_open(struct pins *p, const char *ifname, char *dir, size_t dir_len)
+static int pins_open(struct rt_maps *p, const char *ifname, char *dir, size_t dir_len)
 {
 	snprintf(dir, dir_len, "%s/%s", RT_PIN_ROOT, ifname);
 	if ((p->svcs = open_pin(dir, "r2p2_rt_svcs")) < 0 ||
@@ -47,7 +43,7 @@ static int pins_open(struct pins *p, const char *ifname, char *dir, size_t dir_l
 	return 0;
 }
 
-static void pins_close(struct pins *p)
+static void pins_close(struct rt_maps *p)
 {
 	for (int *fd = &p->svcs; fd <= &p->stats; fd++)
 		if (*fd >= 0)
@@ -82,7 +78,7 @@ static int percpu_sum(int fd, uint32_t key, uint64_t *out, size_t n)
 	return 0;
 }
 
-static void print_service(const struct pins *p, const struct r2p2_rt_svc_key *k,
+static void print_service(const struct rt_maps *p, const struct r2p2_rt_svc_key *k,
 			  const struct r2p2_rt_svc *v)
 {
 	struct r2p2_rt_fifo f = {0};
@@ -114,7 +110,7 @@ static void print_service(const struct pins *p, const struct r2p2_rt_svc_key *k,
 	}
 }
 
-static void print_counters(const struct pins *p)
+static void print_counters(const struct rt_maps *p)
 {
 	static const char *const names[] = {
 	    "routed_tx",    "routed_redirect",	"to_user",
@@ -141,7 +137,7 @@ static void print_counters(const struct pins *p)
 
 int rt_status(const char *ifname)
 {
-	struct pins p = {-1, -1, -1, -1, -1, -1};
+	struct rt_maps p = {-1, -1, -1, -1, -1, -1};
 	struct r2p2_rt_svc_key key, next;
 	struct r2p2_rt_svc v;
 	char dir[128];
@@ -178,7 +174,7 @@ struct srv_metric {
 	int kind; /* 0 outstanding, 1 dispatched, 2 feedback, 3 aged, 4 up */
 };
 
-static void prom_servers(FILE *f, const struct pins *p, const struct srv_metric *m)
+static void prom_servers(FILE *f, const struct rt_maps *p, const struct srv_metric *m)
 {
 	char ep[32], svc[32];
 
@@ -212,7 +208,7 @@ static void prom_servers(FILE *f, const struct pins *p, const struct srv_metric 
 	}
 }
 
-static void prom_fifos(FILE *f, const struct pins *p)
+static void prom_fifos(FILE *f, const struct rt_maps *p)
 {
 	static const char *const names[] = {"queued",	    "enqueued", "dispatched",
 					    "dropped_full", "expired",	"no_service"};
@@ -251,7 +247,7 @@ static void prom_fifos(FILE *f, const struct pins *p)
 	}
 }
 
-static void prom_counters(FILE *f, const struct pins *p)
+static void prom_counters(FILE *f, const struct rt_maps *p)
 {
 	static const char *const pnames[] = {"dispatched", "resent", "slow_path", "no_server"};
 	static const char *const vnames[] = {
@@ -282,7 +278,7 @@ static void prom_counters(FILE *f, const struct pins *p)
 			(unsigned long long)st[i]);
 }
 
-int rt_status_prom(const char *ifname, FILE *f)
+int rt_status_prom(const struct rt_maps *m, FILE *f)
 {
 	static const struct srv_metric srv[] = {
 	    {"r2p2_router_server_outstanding", "gauge", "requests dispatched and not answered", 0},
@@ -292,18 +288,10 @@ int rt_status_prom(const char *ifname, FILE *f)
 	    {"r2p2_router_server_aged_total", "counter", "requests given back without FEEDBACK", 3},
 	    {"r2p2_router_server_up", "gauge", "1 in rotation, 0 taken out as not answering", 4},
 	};
-	struct pins p = {-1, -1, -1, -1, -1, -1};
-	char dir[128];
-	int rc = -1;
 
-	if (pins_open(&p, ifname, dir, sizeof(dir)) != 0)
-		goto out;
 	for (size_t i = 0; i < sizeof(srv) / sizeof(srv[0]); i++)
-		prom_servers(f, &p, &srv[i]);
-	prom_fifos(f, &p);
-	prom_counters(f, &p);
-	rc = 0;
-out:
-	pins_close(&p);
-	return rc;
+		prom_servers(f, m, &srv[i]);
+	prom_fifos(f, m);
+	prom_counters(f, m);
+	return ferror(f) ? -1 : 0;
 }

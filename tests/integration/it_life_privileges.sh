@@ -21,27 +21,23 @@ CAP_SYS_ADMIN=21
 CAP_PERFMON=38
 CAP_BPF=39
 
-# field PID FIELD: FIELD of /proc/PID/status (e.g. "Seccomp", "CapEff").
-field() { sed -n "s/^$2:[[:space:]]*//p" "/proc/$1/status"; }
-# has_cap HEX BIT: whether capability BIT is in the mask HEX.
-has_cap() { (((16#$1 >> $2) & 1)); }
 # others HEX: the mask HEX without CAP_NET_BIND_SERVICE and CAP_NET_ADMIN.
 others() { printf '%x' $((16#$1 & ~((1 << CAP_NET_BIND_SERVICE) | (1 << CAP_NET_ADMIN)))); }
 
 # thread_confined TID: the checks of part 1 for one thread.
 thread_confined() {
 	local t=$1 set mask
-	[ "$(field "$t" Seccomp)" = 2 ] || { echo "thread $t: Seccomp $(field "$t" Seccomp)"; return 1; }
-	[ "$(field "$t" NoNewPrivs)" = 1 ] || { echo "thread $t: NoNewPrivs is not 1"; return 1; }
+	[ "$(it_proc_field "$t" Seccomp)" = 2 ] || { echo "thread $t: Seccomp $(it_proc_field "$t" Seccomp)"; return 1; }
+	[ "$(it_proc_field "$t" NoNewPrivs)" = 1 ] || { echo "thread $t: NoNewPrivs is not 1"; return 1; }
 	for set in CapEff CapPrm CapBnd; do
-		mask=$(field "$t" "$set")
+		mask=$(it_proc_field "$t" "$set")
 		for bit in $CAP_SYS_ADMIN $CAP_PERFMON $CAP_BPF; do
-			! has_cap "$mask" "$bit" || { echo "thread $t: $set $mask has bit $bit"; return 1; }
+			! it_has_cap "$mask" "$bit" || { echo "thread $t: $set $mask has bit $bit"; return 1; }
 		done
 	done
-	mask=$(field "$t" CapPrm)
+	mask=$(it_proc_field "$t" CapPrm)
 	[ "$(others "$mask")" = 0 ] || { echo "thread $t: CapPrm $mask holds more"; return 1; }
-	[ "$(field "$t" CapEff)" = "$mask" ] || { echo "thread $t: CapEff != CapPrm"; return 1; }
+	[ "$(it_proc_field "$t" CapEff)" = "$mask" ] || { echo "thread $t: CapEff != CapPrm"; return 1; }
 }
 
 # confined SIDE: every thread of daemon SIDE passes thread_confined.
@@ -75,10 +71,10 @@ it_start_echo_on b "$IT_NS_B" -n echo.svc
 it_log "--- 1. the running daemons' threads"
 for side in a b; do
 	pid=${IT_DAEMON_PID[$side]}
-	eff=$(field "$pid" CapEff)
-	it_log "  $side: Seccomp $(field "$pid" Seccomp), NoNewPrivs $(field "$pid" NoNewPrivs)," \
+	eff=$(it_proc_field "$pid" CapEff)
+	it_log "  $side: Seccomp $(it_proc_field "$pid" Seccomp), NoNewPrivs $(it_proc_field "$pid" NoNewPrivs)," \
 		"CapEff $eff ($(capsh --decode="$eff" 2>/dev/null | cut -d= -f2 || echo "no capsh"))," \
-		"CapBnd $(field "$pid" CapBnd)"
+		"CapBnd $(it_proc_field "$pid" CapBnd)"
 	it_check "every thread of $side: filter on, no CAP_SYS_ADMIN/BPF/PERFMON" confined "$side"
 done
 it_check "B logged the kept capabilities" grep -q '^privileges: uid 0, capabilities kept' \

@@ -447,6 +447,13 @@ it_field() {
 		grep . || echo 0
 }
 
+# it_proc_field PID FIELD: FIELD of /proc/PID/status (e.g. "Seccomp", "CapEff"); PID may be
+# PID/task/TID for one thread.
+it_proc_field() { sed -n "s/^$2:[[:space:]]*//p" "/proc/$1/status"; }
+
+# it_has_cap HEX BIT: whether capability BIT is in the mask HEX (a Cap*: field).
+it_has_cap() { (((16#$1 >> $2) & 1)); }
+
 # it_worker_sum STATUS FIELD: FIELD (rx, tx, calls, requests, inflight, executing, ...) summed
 # over the worker lines of an `r2p2ctl status` text.
 it_worker_sum() {
