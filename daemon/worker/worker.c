@@ -25,6 +25,7 @@
 #include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "addr.h"
@@ -697,6 +698,16 @@ static void *worker_main(void *arg)
 
 	pthread_setname_np(pthread_self(), w->name);
 	pin_self(w);
+	if (w->ring_disabled) {
+		/* this thread becomes the ring's one issuer (SINGLE_ISSUER, ring_init) */
+		/* liburing 2.3 (Debian 12) has no io_uring_enable_rings */
+		if (syscall(__NR_io_uring_register, w->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS,
+			    NULL, 0) < 0) {
+			log_err("worker %u: enabling its io_uring: %s", w->id, strerror(errno));
+			return NULL;
+		}
+		w->ring_disabled = false;
+	}
 	arm_all(w);
 	while (!w->stop) {
 		uint64_t now = now_ns();
@@ -734,11 +745,21 @@ static int ring_init(struct worker *w, char *err, size_t err_len)
 	struct io_uring_params p = {0};
 	int ret;
 
-	/* Not SINGLE_ISSUER: the ring is set up here, on the main thread, and driven by the worker.
+	/*
+	 * DEFER_TASKRUN: completions are run by the worker when it asks for them, rather than
+	 * by interrupting it; that needs SINGLE_ISSUER, and the ring is made here on the main
+	 * thread, so it starts disabled and the worker enables it (and so becomes its one
+	 * issuer) when it starts. TASKRUN_FLAG: a polling worker sees completions the kernel
+	 * holds back for it.
 	 */
-	/* TASKRUN_FLAG: a polling worker sees completions the kernel holds back for it */
-	p.flags = IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
+	p.flags = IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG |
+		  IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_R_DISABLED;
 	ret = io_uring_queue_init_params(RING_ENTRIES, &w->ring, &p);
+	w->ring_disabled = ret == 0;
+	if (ret < 0) {
+		p.flags = IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG; /* before 6.1 */
+		ret = io_uring_queue_init_params(RING_ENTRIES, &w->ring, &p);
+	}
 	if (ret < 0) {
 		p.flags = 0; /* older kernels */
 		ret = io_uring_queue_init_params(RING_ENTRIES, &w->ring, &p);

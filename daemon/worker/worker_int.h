@@ -179,6 +179,7 @@ struct worker {
 	int cpu; /* the CPU this worker is pinned to (config `cpus`), -1: none */
 	pthread_t thread;
 	struct io_uring ring;
+	bool ring_disabled; /* made disabled, to be enabled by the worker thread (ring_init) */
 	struct eng *eng;
 	struct cfg_ref *cfg;
 	int family; /* AF_INET or AF_INET6 of every socket */
