@@ -13,11 +13,8 @@
 # namespace (nsenter --net), so its pins and bpftool share this mount namespace.
 set -euo pipefail
 
-if [ -z "${R2P2_IT_PRIVATE_MNT:-}" ]; then
-	[ "$(id -u)" -eq 0 ] || { echo "SKIPPED: needs root (BPF, namespaces)"; exit 77; }
-	command -v unshare >/dev/null || { echo "SKIPPED: unshare (util-linux) is not installed"; exit 77; }
-	R2P2_IT_PRIVATE_MNT=1 exec unshare --mount --propagation private bash "$0" "$@"
-fi
+# shellcheck source=SCRIPTDIR/private_mnt.sh
+source "$(dirname "${BASH_SOURCE[0]}")/private_mnt.sh"
 
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
