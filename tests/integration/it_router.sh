@@ -57,14 +57,7 @@ IT_ROUTER_PIN=$PIN
 trap it_router_on_exit EXIT
 
 # ---- topology ------------------------------------------------------------------------
-it_bridge "$NS_W"
-it_plug "$NS_W" "$IT_NS_A" "rc$IT_ID" "$C4"
-# Requests must carry complete UDP checksums for the router to rewrite (txcsum_off.c says why)
-it_in "$IT_NS_A" "$(it_bin txcsum_off)" "rc$IT_ID"
-it_plug "$NS_W" "$IT_NS_R" "$IF_R" "$R4"
-for k in 1 2 3; do
-	it_plug "$NS_W" "${NS_S[$k]}" "rs$k$IT_ID" "${S4[$k]}"
-done
+it_router_topology 3
 # XDP_TX on the router's veth reaches the bridge only if the peer runs NAPI
 ip -n "$NS_W" link set dev "w$IF_R" xdpdrv obj "$XDP_PASS_OBJ" sec xdp ||
 	it_skip "cannot attach a native XDP program to a veth here"

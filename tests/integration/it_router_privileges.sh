@@ -51,13 +51,7 @@ IT_ROUTER_PIN=$PIN
 trap it_router_on_exit EXIT
 
 # ---- topology and servers (as in it_router) -------------------------------------------
-it_bridge "$NS_W"
-it_plug "$NS_W" "$IT_NS_A" "rc$IT_ID" "$C4"
-it_in "$IT_NS_A" "$(it_bin txcsum_off)" "rc$IT_ID"
-it_plug "$NS_W" "$IT_NS_R" "$IF_R" "$R4"
-for k in 1 2; do
-	it_plug "$NS_W" "${NS_S[$k]}" "rs$k$IT_ID" "${S4[$k]}"
-done
+it_router_topology 2
 ip -n "$NS_W" link set dev "w$IF_R" xdpdrv obj "$XDP_PASS_OBJ" sec xdp ||
 	it_skip "cannot attach a native XDP program to a veth here"
 ECHO=("" "" "")

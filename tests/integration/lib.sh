@@ -675,6 +675,20 @@ it_router_names() {
 	PIN=/sys/fs/bpf/r2p2-router/$IF_R
 }
 
+# it_router_topology N: the router tests' topology of it_router_names: the bridge, the
+# client (its transmit checksum offload off: the router rewrites only complete UDP
+# checksums, txcsum_off.c says why), the router and servers 1..N, each on the bridge.
+it_router_topology() {
+	local k
+	it_bridge "$NS_W"
+	it_plug "$NS_W" "$IT_NS_A" "rc$IT_ID" "$C4"
+	it_in "$IT_NS_A" "$(it_bin txcsum_off)" "rc$IT_ID"
+	it_plug "$NS_W" "$IT_NS_R" "$IF_R" "$R4"
+	for ((k = 1; k <= $1; k++)); do
+		it_plug "$NS_W" "${NS_S[$k]}" "rs$k$IT_ID" "${S4[$k]}"
+	done
+}
+
 # it_bridge NS: namespace NS (recorded for cleanup) with an up bridge br0.
 it_bridge() {
 	it_netns "$1"
