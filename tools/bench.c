@@ -131,7 +131,7 @@ static void usage(void)
 		"usage: r2p2-bench [-s SOCKET] [-n SERVICE] [-S SIZE] [-c CONCURRENCY] "
 		"[-N REQUESTS] [-d DURATION_S]\n"
 		"                  [-t TIMEOUT_MS] [-w WARMUP] [--rate R [--poisson]] [--seed N]\n"
-		"                  [--samples FILE] [--json]\n");
+		"                  [--samples FILE] [--json] | --version\n");
 	exit(2);
 }
 
@@ -145,7 +145,8 @@ int main(int argc, char **argv)
 	static const struct option longopts[] = {
 	    {"json", no_argument, NULL, 'j'},	       {"rate", required_argument, NULL, 'r'},
 	    {"poisson", no_argument, NULL, 'P'},       {"seed", required_argument, NULL, 'e'},
-	    {"samples", required_argument, NULL, 'o'}, {0}};
+	    {"samples", required_argument, NULL, 'o'}, {"version", no_argument, NULL, 'V'},
+	    {0}};
 	const char *sock = NULL, *service = "echo.svc", *samples = NULL;
 	unsigned long size = 4, conc = 1, count = 10000, duration_s = 60, timeout_ms = 0,
 		      warmup = 100, rate = 0, seed = 1;
@@ -164,6 +165,9 @@ int main(int argc, char **argv)
 
 	while ((opt = getopt_long(argc, argv, "s:n:S:c:N:d:t:w:h", longopts, NULL)) != -1) {
 		switch (opt) {
+		case 'V':
+			printf("r2p2-bench %s\n", R2P2_VERSION);
+			return 0;
 		case 's':
 			sock = optarg;
 			break;

@@ -34,7 +34,7 @@
 static void usage(void)
 {
 	fprintf(stderr, "usage: r2p2-echo-client [-s SOCKET] [-n SERVICE] [-S SIZE] [-c COUNT] "
-			"[-t TIMEOUT_MS] [-i INTERVAL_MS] [-P TEXT] [-N] [-v]\n");
+			"[-t TIMEOUT_MS] [-i INTERVAL_MS] [-P TEXT] [-N] [-v] | --version\n");
 	exit(2);
 }
 
@@ -119,8 +119,13 @@ int main(int argc, char **argv)
 	int opt, verbose = 0, last_err = 0;
 	unsigned call_fl = 0; /* -N */
 
-	while ((opt = getopt(argc, argv, "s:n:S:c:t:i:P:Nvh")) != -1) {
+	static const struct option longopts[] = {{"version", no_argument, NULL, 'V'}, {0}};
+
+	while ((opt = getopt_long(argc, argv, "s:n:S:c:t:i:P:Nvh", longopts, NULL)) != -1) {
 		switch (opt) {
+		case 'V':
+			printf("r2p2-echo-client %s\n", R2P2_VERSION);
+			return 0;
 		case 's':
 			sock = optarg;
 			break;

@@ -216,7 +216,7 @@ out:
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: r2p2-echo-server [-s SOCKET] [-n SERVICE] [-d DELAY_US] [-c]\n");
+	fprintf(stderr, "usage: r2p2-echo-server [-s SOCKET] [-n SERVICE] [-d DELAY_US] [-c] | --version\n");
 	exit(2);
 }
 
@@ -228,8 +228,13 @@ int main(int argc, char **argv)
 	uint64_t answered = 0;
 	int opt, rc = 0, warned = 0;
 
-	while ((opt = getopt(argc, argv, "s:n:d:ch")) != -1) {
+	static const struct option longopts[] = {{"version", no_argument, NULL, 'V'}, {0}};
+
+	while ((opt = getopt_long(argc, argv, "s:n:d:ch", longopts, NULL)) != -1) {
 		switch (opt) {
+		case 'V':
+			printf("r2p2-echo-server %s\n", R2P2_VERSION);
+			return 0;
 		case 's':
 			sock = optarg;
 			break;

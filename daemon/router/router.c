@@ -38,6 +38,8 @@
 
 #include <systemd/sd-daemon.h>
 
+#include <r2p2/r2p2.h> /* R2P2_VERSION */
+
 #include "log.h"
 #include "neigh.h"
 #include "router.skel.h"
@@ -505,7 +507,8 @@ static void usage(FILE *f)
 		   "  -i, --interface IF   --status of the router on IF (default: the config's)\n"
 		   "      --status         print services, servers and counters from the pins\n"
 		   "      --check          check the configuration; exit 0 (valid) or 1\n"
-		   "  -l, --log-level L    error, warn, info (default) or debug\n");
+		   "  -l, --log-level L    error, warn, info (default) or debug\n"
+		   "      --version        print the version and exit\n");
 }
 
 struct args {
@@ -521,6 +524,7 @@ static int parse_args(int argc, char **argv, struct router *r, struct args *a)
 					     {"status", no_argument, NULL, 's'},
 					     {"check", no_argument, NULL, 'k'},
 					     {"log-level", required_argument, NULL, 'l'},
+					     {"version", no_argument, NULL, 'V'},
 					     {"help", no_argument, NULL, 'h'},
 					     {NULL, 0, NULL, 0}};
 	int c;
@@ -544,6 +548,9 @@ static int parse_args(int argc, char **argv, struct router *r, struct args *a)
 				break;
 			fprintf(stderr, "r2p2-router: unknown log level '%s'\n", optarg);
 			return 2;
+		case 'V':
+			printf("r2p2-router %s\n", R2P2_VERSION);
+			return 0;
 		case 'h':
 			usage(stdout);
 			return 0;

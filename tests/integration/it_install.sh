@@ -7,7 +7,7 @@
 # directories; client/examples/hello.c, as installed under share/doc, compiles with nothing
 # but `pkg-config --cflags --libs r2p2` (and the sanitizers when the build tree has them),
 # and with CMake's find_package(r2p2) through the installed CMakeLists.txt beside it; through
-# a pair of daemons its call to echo.svc comes back; `r2p2d --version` of the prefix answers.
+# a pair of daemons its call to echo.svc comes back; every installed binary of the prefix answers `--version`.
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -28,7 +28,12 @@ it_check "its ExecStart names the prefix's r2p2d" \
 	grep -qx "ExecStart=$PREFIX/bin/r2p2d --config /etc/r2p2/r2p2d.conf" "$unit"
 it_check "its ExecReload runs the prefix's r2p2ctl reload" \
 	grep -qx "ExecReload=$PREFIX/bin/r2p2ctl reload" "$unit"
-it_check "the prefix's r2p2d answers --version" "$PREFIX/bin/r2p2d" --version
+version=$(sed -n 's/^#define R2P2_VERSION "\(.*\)"$/\1/p' "$R2P2_SRC/include/r2p2/r2p2.h")
+for b in r2p2d r2p2-router r2p2ctl r2p2-bench r2p2-echo-server r2p2-echo-client; do
+	# libr2p2 of the prefix, which is not on the loader's path
+	out=$(LD_LIBRARY_PATH=$PREFIX/lib "$PREFIX/bin/$b" --version 2>&1 | head -n 1 || true)
+	it_check "its $b answers --version: '$out'" test "$out" = "$b $version"
+done
 pc=$(find "$PREFIX" -name r2p2.pc | head -n 1)
 it_check "r2p2.pc is installed ($pc)" test -n "$pc"
 export PKG_CONFIG_PATH=${pc%/*}
