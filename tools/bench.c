@@ -142,11 +142,13 @@ static unsigned long parse_num(const char *s, const char *what, unsigned long ma
 
 int main(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-	    {"json", no_argument, NULL, 'j'},	       {"rate", required_argument, NULL, 'r'},
-	    {"poisson", no_argument, NULL, 'P'},       {"seed", required_argument, NULL, 'e'},
-	    {"samples", required_argument, NULL, 'o'}, {"version", no_argument, NULL, 'V'},
-	    {0}};
+	static const struct option longopts[] = {{"json", no_argument, NULL, 'j'},
+						 {"rate", required_argument, NULL, 'r'},
+						 {"poisson", no_argument, NULL, 'P'},
+						 {"seed", required_argument, NULL, 'e'},
+						 {"samples", required_argument, NULL, 'o'},
+						 {"version", no_argument, NULL, 'V'},
+						 {0}};
 	const char *sock = NULL, *service = "echo.svc", *samples = NULL;
 	unsigned long size = 4, conc = 1, count = 10000, duration_s = 60, timeout_ms = 0,
 		      warmup = 100, rate = 0, seed = 1;

@@ -216,7 +216,9 @@ out:
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: r2p2-echo-server [-s SOCKET] [-n SERVICE] [-d DELAY_US] [-c] | --version\n");
+	fprintf(
+	    stderr,
+	    "usage: r2p2-echo-server [-s SOCKET] [-n SERVICE] [-d DELAY_US] [-c] | --version\n");
 	exit(2);
 }
 
