@@ -26,6 +26,7 @@
 #include "ctl.h"
 #include "daemon.h"
 #include "log.h"
+#include "mhttp.h"
 
 #define METRICS_BUF (1u << 20) /* every metric of 64 workers and services fits */
 #define METRICS_MAX_CONNS 16
@@ -41,22 +42,6 @@ struct metrics {
 	uint64_t scrapes;
 };
 
-static enum MHD_Result answer(struct metrics *m, struct MHD_Connection *conn, unsigned code,
-			      const char *body, size_t len, const char *type)
-{
-	struct MHD_Response *r =
-	    MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
-	enum MHD_Result ret;
-
-	(void)m;
-	if (!r)
-		return MHD_NO;
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
-	ret = MHD_queue_response(conn, code, r);
-	MHD_destroy_response(r);
-	return ret;
-}
-
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
 				  const char *method, const char *version, const char *upload,
 				  size_t *upload_len, void **state)
@@ -67,26 +52,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
 	(void)version;
 	(void)upload;
-	if (!*state) { /* headers only so far: wait for the end of the request */
-		*state = m;
+	if (mhttp_reading(state, m, upload_len))
 		return MHD_YES;
-	}
-	if (*upload_len) { /* a body: read and dropped; the method gets its 405 at the end */
-		*upload_len = 0;
-		return MHD_YES;
-	}
 	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
-		return answer(m, conn, MHD_HTTP_METHOD_NOT_ALLOWED, not_found,
-			      sizeof(not_found) - 1, "text/plain");
+		return mhttp_reply(conn, MHD_HTTP_METHOD_NOT_ALLOWED, not_found,
+				   sizeof(not_found) - 1, "text/plain");
 	if (strcmp(url, "/metrics") != 0)
-		return answer(m, conn, MHD_HTTP_NOT_FOUND, not_found, sizeof(not_found) - 1,
-			      "text/plain");
+		return mhttp_reply(conn, MHD_HTTP_NOT_FOUND, not_found, sizeof(not_found) - 1,
+				   "text/plain");
 	n = daemon_status(m->d, STATUS_PROM, m->buf, METRICS_BUF);
 	if (n == 0)
-		return answer(m, conn, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory\n", 14,
-			      "text/plain");
+		return mhttp_reply(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory\n", 14,
+				   "text/plain");
 	m->scrapes++;
-	return answer(m, conn, MHD_HTTP_OK, m->buf, n, "text/plain; version=0.0.4");
+	return mhttp_reply(conn, MHD_HTTP_OK, m->buf, n, "text/plain; version=0.0.4");
 }
 
 static void on_mhd(struct daemon *d, struct ep_source *src, uint32_t events)
@@ -108,17 +87,6 @@ static void on_timer(struct daemon *d, struct ep_source *src, uint32_t events)
 	if (read(m->timer_fd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
 		log_warn("metrics: timer: %s", strerror(errno));
 	MHD_run(m->mhd); /* closes connections idle for METRICS_TIMEOUT_S */
-}
-
-/* mhd_log passes libmicrohttpd's own complaints to the daemon's log. */
-static void mhd_log(void *cls, const char *fmt, va_list ap)
-{
-	char line[256];
-
-	(void)cls;
-	vsnprintf(line, sizeof(line), fmt, ap);
-	line[strcspn(line, "\n")] = '\0';
-	log_warn("metrics: %s", line);
 }
 
 /* start_mhd starts libmicrohttpd on `addr`, without threads of its own. */
@@ -144,7 +112,7 @@ static struct MHD_Daemon *start_mhd(struct metrics *m, const struct r2p2_addr *a
 	}
 	/* the logger first, so that every complaint about the rest goes to our log */
 	return MHD_start_daemon(flags, ntohs(addr->port), NULL, NULL, on_request, m,
-				MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_SOCK_ADDR,
+				MHD_OPTION_EXTERNAL_LOGGER, mhttp_log, NULL, MHD_OPTION_SOCK_ADDR,
 				(struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT,
 				(unsigned)METRICS_MAX_CONNS, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
 				(unsigned)METRICS_MAX_PER_IP, MHD_OPTION_CONNECTION_TIMEOUT,

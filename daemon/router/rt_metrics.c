@@ -21,52 +21,33 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "mhttp.h"
 
 static struct MHD_Daemon *mhd;
 static struct rt_maps maps;
 static int listen_fd = -1; /* bound by rt_metrics_listen; libmicrohttpd's once started */
 static char where[32];	   /* ADDR:PORT, for the log */
 
-static enum MHD_Result reply(struct MHD_Connection *conn, unsigned code, char *body, size_t len,
-			     const char *type)
-{
-	struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
-	enum MHD_Result ret;
-
-	if (!r) {
-		free(body);
-		return MHD_NO;
-	}
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
-	ret = MHD_queue_response(conn, code, r);
-	MHD_destroy_response(r);
-	return ret;
-}
-
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
 				  const char *method, const char *version, const char *upload,
 				  size_t *upload_len, void **state)
 {
+	static const char not_found[] = "r2p2-router serves GET /metrics only\n";
 	char *text = NULL;
 	size_t len = 0;
+	enum MHD_Result ret;
 	FILE *f;
 
 	(void)cls;
 	(void)version;
 	(void)upload;
-	if (!*state) {
-		*state = conn;
+	if (mhttp_reading(state, conn, upload_len))
 		return MHD_YES;
-	}
-	if (*upload_len) {
-		*upload_len = 0;
-		return MHD_YES;
-	}
 	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 || strcmp(url, "/metrics") != 0)
-		return reply(conn,
-			     strcmp(method, MHD_HTTP_METHOD_GET) ? MHD_HTTP_METHOD_NOT_ALLOWED
-								 : MHD_HTTP_NOT_FOUND,
-			     strdup("r2p2-router serves GET /metrics only\n"), 37, "text/plain");
+		return mhttp_reply(conn,
+				   strcmp(method, MHD_HTTP_METHOD_GET) ? MHD_HTTP_METHOD_NOT_ALLOWED
+								       : MHD_HTTP_NOT_FOUND,
+				   not_found, sizeof(not_found) - 1, "text/plain");
 	f = open_memstream(&text, &len);
 	if (!f)
 		return MHD_NO;
@@ -76,17 +57,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		return MHD_NO;
 	}
 	fclose(f);
-	return reply(conn, MHD_HTTP_OK, text, len, "text/plain; version=0.0.4");
-}
-
-static void mhd_log(void *cls, const char *fmt, va_list ap)
-{
-	char line[256];
-
-	(void)cls;
-	vsnprintf(line, sizeof(line), fmt, ap);
-	line[strcspn(line, "\n")] = '\0';
-	log_warn("metrics: %s", line);
+	ret = mhttp_reply(conn, MHD_HTTP_OK, text, len, "text/plain; version=0.0.4");
+	free(text);
+	return ret;
 }
 
 int rt_metrics_listen(const struct rt_config *c)
@@ -119,7 +92,7 @@ int rt_metrics_start(const struct rt_maps *m)
 		return 0;
 	maps = *m;
 	mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-			       on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+			       on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhttp_log, NULL,
 			       MHD_OPTION_LISTEN_SOCKET, listen_fd, MHD_OPTION_CONNECTION_LIMIT,
 			       16u, MHD_OPTION_PER_IP_CONNECTION_LIMIT, 4u,
 			       MHD_OPTION_CONNECTION_TIMEOUT, 5u, MHD_OPTION_END);
