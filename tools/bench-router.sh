@@ -419,15 +419,20 @@ if [ -s "$LOWLAT" ]; then
 				M50["router"] - M50["direct"], M50["router"] / M50["direct"], M99["router"] - M99["direct"]
 	}' "$LOWLAT"
 fi
-echo
-echo "### p99 (us) against offered load"
-echo
-P99_TABLE=$({
+# load_table_head: the header of a table with a row per load and a column per mode.
+load_table_head() {
 	printf '| load |'
 	for c in "${COLS[@]}"; do printf ' %s |' "$(title "$c")"; done
 	printf '\n|---|'
 	for _ in "${COLS[@]}"; do printf -- '---|'; done
 	printf '\n'
+}
+
+echo
+echo "### p99 (us) against offered load"
+echo
+P99_TABLE=$({
+	load_table_head
 	for load in ${LOADS//,/ }; do
 		printf '| %s%% |' "$load"
 		for c in "${COLS[@]}"; do
@@ -448,11 +453,7 @@ echo
 echo "### p50 (us) against offered load"
 echo
 {
-	printf '| load |'
-	for c in "${COLS[@]}"; do printf ' %s |' "$(title "$c")"; done
-	printf '\n|---|'
-	for _ in "${COLS[@]}"; do printf -- '---|'; done
-	printf '\n'
+	load_table_head
 	for load in ${LOADS//,/ }; do
 		printf '| %s%% |' "$load"
 		for c in "${COLS[@]}"; do
