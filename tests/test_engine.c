@@ -1220,37 +1220,55 @@ static void refuse_first(struct node *n, const struct done_ev *d)
 		eng_keep_waiting(n->e);
 }
 
+/*
+ * answer_set_aside: a call of "hi" under rid 0x0102 reaches the server, then `pkt` (an
+ * answer to it "from the server") is given to the client, whose layer above (`on_done`)
+ * sets it aside. Returns the call's deadline before `pkt` came.
+ */
+static uint64_t answer_set_aside(struct pair *p,
+				 void (*on_done)(struct node *, const struct done_ev *),
+				 const uint8_t *pkt, size_t len)
+{
+	uint64_t deadline;
+
+	pair_init(p, NULL, NULL);
+	p->srv.mode = AUTO_NONE;
+	p->cli.keep_payloads = true;
+	p->cli.on_done = on_done;
+	eng_set_next_rid(p->cli.e, 0x0102);
+	cr_assert_eq(do_call(&p->cli, &p->srv.addr, "hi", 2, 9, SEC, 3), 0);
+	net_run(has_reqs, &p->srv);
+	cr_assert_eq(p->srv.num_reqs, 1);
+	deadline = eng_next_deadline(p->cli.e);
+	eng_input(p->cli.e, 0, &p->srv.addr, pkt, len, net.now);
+	return deadline;
+}
+
+/* genuine_answer_completes: the server's own answer "ok" then completes the call. */
+static void genuine_answer_completes(struct pair *p)
+{
+	cr_assert_eq(eng_respond(p->srv.e, p->srv.reqs[0].handle, "ok", 2, net.now), 0);
+	net_run(has_dones, &p->cli);
+	cr_assert_eq(p->cli.num_dones, 2);
+	cr_assert_eq(p->cli.dones[1].status, 0);
+	cr_assert_eq(p->cli.dones[1].len, 2);
+	cr_assert_arr_eq(p->cli.dones[1].payload, "ok", 2);
+}
+
 /* A refused response leaves the call in place, deadline unchanged; the genuine one completes it. */
 Test(client, refused_response_keeps_waiting)
 {
 	struct pair p;
 	static const uint8_t forged[] = {0xcc, 0x08, 0x11, 0xc0, 0x01, 0x02,
 					 0x00, 0x01, 'f',  'a',	 'k',  'e'};
-	uint64_t deadline;
+	uint64_t deadline = answer_set_aside(&p, refuse_first, forged, sizeof(forged));
 
-	pair_init(&p, NULL, NULL);
-	p.srv.mode = AUTO_NONE;
-	p.cli.keep_payloads = true;
-	p.cli.on_done = refuse_first;
-	eng_set_next_rid(p.cli.e, 0x0102);
-	cr_assert_eq(do_call(&p.cli, &p.srv.addr, "hi", 2, 9, SEC, 3), 0);
-	net_run(has_reqs, &p.srv);
-	cr_assert_eq(p.srv.num_reqs, 1);
-	deadline = eng_next_deadline(p.cli.e);
-	/* a forged answer from the server's address, rid 0x0102 */
-	eng_input(p.cli.e, 0, &p.srv.addr, forged, sizeof(forged), net.now);
 	cr_assert_eq(p.cli.num_dones, 1, "the refused one reached the layer above");
 	cr_assert_eq(stats(&p.cli).rx_unauthentic, 1);
 	cr_assert_eq(stats(&p.cli).calls_ok, 0);
 	cr_assert_eq(pending_calls(&p.cli), 1);
 	cr_assert_eq(eng_next_deadline(p.cli.e), deadline, "no extension");
-	/* the genuine answer */
-	cr_assert_eq(eng_respond(p.srv.e, p.srv.reqs[0].handle, "ok", 2, net.now), 0);
-	net_run(has_dones, &p.cli);
-	cr_assert_eq(p.cli.num_dones, 2);
-	cr_assert_eq(p.cli.dones[1].status, 0);
-	cr_assert_eq(p.cli.dones[1].len, 2);
-	cr_assert_arr_eq(p.cli.dones[1].payload, "ok", 2);
+	genuine_answer_completes(&p);
 	cr_assert_eq(stats(&p.cli).calls_ok, 1);
 	cr_assert_eq(pending_calls(&p.cli), 0);
 	pair_cleanup(&p);
@@ -1268,28 +1286,15 @@ Test(client, refused_drop_keeps_waiting)
 	struct pair p;
 	static const uint8_t drop[] = {0xcc, 0x08, 0x41, 0xc0, 0x01, 0x02,
 				       0x00, 0x01, 'D',	 'R',  'O',  'P'};
-	uint64_t deadline;
+	uint64_t deadline = answer_set_aside(&p, refuse_first_drop, drop, sizeof(drop));
 
-	pair_init(&p, NULL, NULL);
-	p.srv.mode = AUTO_NONE;
-	p.cli.keep_payloads = true;
-	p.cli.on_done = refuse_first_drop;
-	eng_set_next_rid(p.cli.e, 0x0102);
-	cr_assert_eq(do_call(&p.cli, &p.srv.addr, "hi", 2, 9, SEC, 3), 0);
-	net_run(has_reqs, &p.srv);
-	deadline = eng_next_deadline(p.cli.e);
-	eng_input(p.cli.e, 0, &p.srv.addr, drop, sizeof(drop), net.now);
 	cr_assert_eq(p.cli.num_dones, 1, "the DROP reached the layer above");
 	cr_assert_eq(p.cli.dones[0].status, -ECONNREFUSED);
 	cr_assert_eq(stats(&p.cli).rx_unauthentic, 1);
 	cr_assert_eq(stats(&p.cli).calls_dropped, 0);
 	cr_assert_eq(pending_calls(&p.cli), 1);
 	cr_assert_eq(eng_next_deadline(p.cli.e), deadline, "no extension");
-	cr_assert_eq(eng_respond(p.srv.e, p.srv.reqs[0].handle, "ok", 2, net.now), 0);
-	net_run(has_dones, &p.cli);
-	cr_assert_eq(p.cli.num_dones, 2);
-	cr_assert_eq(p.cli.dones[1].status, 0);
-	cr_assert_arr_eq(p.cli.dones[1].payload, "ok", 2);
+	genuine_answer_completes(&p);
 	pair_cleanup(&p);
 }
 
