@@ -1464,6 +1464,60 @@ Test(server, retransmitted_request_answered_from_cache)
 }
 
 /*
+ * Answers are kept for one dedup window each, oldest first, and the engine's next
+ * deadline is the oldest's end; a reload that changes the window moves every kept
+ * answer's end with it (eng_reconfigure), shorter or longer.
+ */
+Test(server, answers_kept_one_window_oldest_first)
+{
+	struct node srv;
+	struct eng_config cfg;
+	struct r2p2_addr cli = mkaddr("10.0.0.1", 5555);
+	char req[] = "cc 08 00 c0 00 0X 00 01 61";
+
+	net_reset();
+	eng_config_default(&cfg);
+	node_init(&srv, "10.0.0.2", 8000, &cfg);
+	for (int i = 0; i < 3; i++) {
+		req[16] = (char)('1' + i);
+		net.now = (uint64_t)i * 100 * MS;
+		feed_hex(&srv, &cli, req);
+		cr_assert_eq(eng_respond(srv.e, srv.reqs[i].handle, "x", 1, net.now), 0);
+	}
+	cr_assert_eq(pending_states(&srv), 3);
+	cr_assert_eq(eng_next_deadline(srv.e), 2 * SEC, "the first answer's window ends first");
+	net.now = 2 * SEC + 100 * MS - 1;
+	eng_tick(srv.e, net.now);
+	cr_assert_eq(pending_states(&srv), 2, "the first answer is gone, the second not yet");
+	cr_assert_eq(eng_next_deadline(srv.e), 2 * SEC + 100 * MS);
+
+	/* a shorter window ends the kept answers sooner: answered at 100 and 200 ms */
+	cfg.dedup_window_ns = SEC;
+	cr_assert_eq(eng_reconfigure(srv.e, &cfg), 0);
+	cr_assert_eq(eng_next_deadline(srv.e), 1100 * MS);
+	eng_tick(srv.e, net.now);
+	cr_assert_eq(pending_states(&srv), 0, "both windows ended under the new one");
+
+	/* a longer one keeps them longer; a retransmission is still answered from the cache */
+	req[16] = '4';
+	feed_hex(&srv, &cli, req);
+	cr_assert_eq(eng_respond(srv.e, srv.reqs[3].handle, "x", 1, net.now), 0);
+	cfg.dedup_window_ns = 5 * SEC;
+	cr_assert_eq(eng_reconfigure(srv.e, &cfg), 0);
+	cr_assert_eq(eng_next_deadline(srv.e), net.now + 5 * SEC);
+	net.now += 4 * SEC;
+	eng_tick(srv.e, net.now);
+	feed_hex(&srv, &cli, req);
+	cr_assert_eq(srv.num_reqs, 4, "not run again");
+	cr_assert_eq(stats(&srv).req_retransmit, 1);
+	net.now += SEC;
+	eng_tick(srv.e, net.now);
+	cr_assert_eq(pending_states(&srv), 0);
+	cr_assert_eq(eng_next_deadline(srv.e), UINT64_MAX);
+	node_cleanup(&srv);
+}
+
+/*
  * replay_first_packet replays the client's first packet (of a 4-packet request answered in
  * 3 packets) to the server of `p` and then, as the client does on an ACK, the rest: a
  * challenge ACK comes back for the duplicate (3 x 22 B pay for nothing more), then the

@@ -723,6 +723,8 @@ int eng_reconfigure(struct eng *e, const struct eng_config *cfg)
 	    (cfg->has_router && cfg->router.family != AF_INET && cfg->router.family != AF_INET6))
 		return -EINVAL;
 	e->cfg.reassembly_timeout_ns = cfg->reassembly_timeout_ns;
+	if (cfg->dedup_window_ns != e->cfg.dedup_window_ns)
+		cache_rewindow(e, e->cfg.dedup_window_ns, cfg->dedup_window_ns);
 	e->cfg.dedup_window_ns = cfg->dedup_window_ns;
 	e->cfg.exec_timeout_ns = cfg->exec_timeout_ns;
 	e->cfg.has_router = cfg->has_router;
@@ -811,11 +813,16 @@ void eng_tick(struct eng *e, uint64_t now)
 		else
 			srv_expire(e, (struct sstate *)t);
 	}
+	cache_expire(e, now);
 }
 
 uint64_t eng_next_deadline(const struct eng *e)
 {
-	return e->heap_len ? e->heap[0]->deadline : UINT64_MAX;
+	uint64_t next = e->heap_len ? e->heap[0]->deadline : UINT64_MAX;
+
+	if (e->cache_head && e->cache_head->tmr.deadline < next)
+		next = e->cache_head->tmr.deadline;
+	return next;
 }
 
 void eng_get_stats(const struct eng *e, struct eng_stats *out)

@@ -26,7 +26,8 @@
 
 enum tmr_kind { TMR_CALL, TMR_SERVER };
 
-/* A deadline in the engine's heap. Embedded first in its owner. */
+/* A deadline in the engine's heap. Embedded first in its owner. An answered server
+ * state (SP_CACHED) is out of the heap: `deadline` is its place in the answer FIFO. */
 struct tmr {
 	uint64_t deadline;
 	uint32_t heap_idx; /* position in e->heap, TMR_IDLE when not armed */
@@ -287,6 +288,10 @@ void srv_validate(struct eng *e, const struct r2p2_addr *src, const struct r2p2_
 /* srv_expire ends `st`, whose timer ran out; srv_free frees it in any phase. */
 void srv_expire(struct eng *e, struct sstate *st);
 void srv_free(struct eng *e, struct sstate *st);
+/* cache_expire frees the answered states whose dedup window ended by `now` (the FIFO's
+ * head); cache_rewindow moves their expiries from a window of `old_ns` to `new_ns`. */
+void cache_expire(struct eng *e, uint64_t now);
+void cache_rewindow(struct eng *e, uint64_t old_ns, uint64_t new_ns);
 
 /* ---- engine_client.c ------------------------------------------------------------ */
 

@@ -522,7 +522,11 @@ static void srv_answer(struct eng *e, struct sstate *st, uint8_t type, uint64_t 
 	else
 		e->cache_head = st;
 	e->cache_tail = st;
-	tmr_arm(e, &st->tmr, now + e->cfg.dedup_window_ns);
+	/* An answer is kept for one dedup window. Answers join the FIFO in time order with
+	 * one window each, so it is ordered by expiry too: eng_tick expires from its head
+	 * and the state leaves the heap, which keeps only what is in progress. */
+	tmr_disarm(e, &st->tmr);
+	st->tmr.deadline = now + e->cfg.dedup_window_ns;
 	srv_send_first(e, st);
 	send_feedback(e, st->sock, &st->src, st->rid);
 }
@@ -856,6 +860,20 @@ void srv_expire(struct eng *e, struct sstate *st)
 	if (st->phase != SP_CACHED)
 		e->stats.req_gc++;
 	srv_free(e, st);
+}
+
+void cache_expire(struct eng *e, uint64_t now)
+{
+	while (e->cache_head && e->cache_head->tmr.deadline <= now)
+		srv_free(e, e->cache_head);
+}
+
+void cache_rewindow(struct eng *e, uint64_t old_ns, uint64_t new_ns)
+{
+	for (struct sstate *st = e->cache_head; st; st = st->cache_next) {
+		uint64_t since = st->tmr.deadline > old_ns ? st->tmr.deadline - old_ns : 0;
+		st->tmr.deadline = since + new_ns;
+	}
 }
 
 /* respond stores and sends the answer of `handle`; `strict`: the transport's own answer. */
