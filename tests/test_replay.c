@@ -115,6 +115,38 @@ TEST(flood_is_bounded_and_fails_closed)
 	replay_free(r);
 }
 
+/* A key already held is a replay (-EEXIST) whatever its owner's floor says; a new key
+ * at or below the floor is refused (-ESTALE), and nothing is inserted then. */
+TEST(replay_is_told_before_the_floor)
+{
+	struct replay *r = replay_new(8, W);
+	struct replay_owner owner = {.id = (const uint8_t *)"assoc-A", .len = 7};
+	struct replay_stats st;
+	uint8_t k[32];
+
+	for (uint64_t n = 0; n < 8; n++) {
+		key_of(n, k);
+		CHECK_EQ(replay_insert_owned(r, k, &owner, 100 + n, 10), n < 6 ? 0 : -EDQUOT);
+	}
+	for (uint64_t n = 6; n < 8; n++) {
+		key_of(100 + n, k);
+		CHECK_EQ(replay_insert(r, k, 10), 0);
+	}
+	/* full: the retry of a refused request raises the owner's floor to its stamp */
+	key_of(50, k);
+	CHECK_EQ(replay_insert_or_floor(r, k, &owner, 200, 11), 0);
+	key_of(3, k);
+	CHECK_EQ(replay_insert_owned(r, k, &owner, 103, 12), -EEXIST);
+	key_of(60, k);
+	CHECK_EQ(replay_insert_owned(r, k, &owner, 150, 12), -ESTALE);
+	replay_stats(r, &st);
+	CHECK_EQ(st.entries, 8);
+	CHECK_EQ(st.hits, 1);
+	CHECK_EQ(st.floor_rejects, 1);
+	CHECK_EQ(st.floor_raises, 1);
+	replay_free(r);
+}
+
 TEST(random_model)
 {
 	/* random times and keys against the contract: a key inserted at t is found at

@@ -107,7 +107,13 @@ struct replay *replay_new(size_t max_entries, uint64_t window_ns)
 		goto nomem;
 	r->share = (max_entries + REPLAY_SHARE_DIV - 1) / REPLAY_SHARE_DIV;
 	r->st.capacity = max_entries;
-	pthread_mutex_init(&r->lock, NULL);
+	/* adaptive: the holder is out within a few cache misses, so the other worker
+	 * spins for it rather than sleeping in the kernel */
+	pthread_mutexattr_t attr;
+	pthread_mutexattr_init(&attr);
+	pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ADAPTIVE_NP);
+	pthread_mutex_init(&r->lock, &attr);
+	pthread_mutexattr_destroy(&attr);
 	return r;
 nomem:
 	replay_free(r);
@@ -256,10 +262,13 @@ static void raise_owner_floor(struct replay *r, const size_t cols[OWNER_ROWS], u
 
 /*
  * insert_locked inserts `key`, on behalf of `owner` (whose counters `cols` are)
- * if not NULL; advance() must have run. 0, -EEXIST, -ENOSPC or -EDQUOT.
+ * if not NULL; advance() must have run. A key already held is a replay (-EEXIST)
+ * whatever else holds; then, given a `stamp`, one at or below the owner's floor
+ * is refused (-ESTALE). 0, -EEXIST, -ESTALE, -ENOSPC or -EDQUOT.
  */
 static int insert_locked(struct replay *r, const uint8_t key[REPLAY_KEY_LEN],
-			 const struct replay_owner *owner, const size_t cols[OWNER_ROWS])
+			 const struct replay_owner *owner, const size_t cols[OWNER_ROWS],
+			 const uint64_t *stamp)
 {
 	struct gen *cur = &r->gen[r->cur], *old = &r->gen[r->cur ^ 1];
 	size_t start, slot;
@@ -268,6 +277,10 @@ static int insert_locked(struct replay *r, const uint8_t key[REPLAY_KEY_LEN],
 	if (gen_find(r, old, key, start, NULL) || gen_find(r, cur, key, start, &slot)) {
 		r->st.hits++;
 		return -EEXIST;
+	}
+	if (stamp && *stamp <= owner_floor(r, cols)) {
+		r->st.floor_rejects++;
+		return -ESTALE;
 	}
 	if (cur->num_entries + old->num_entries >= r->max_entries) {
 		r->st.full_rejects++;
@@ -294,7 +307,7 @@ int replay_insert(struct replay *r, const uint8_t key[REPLAY_KEY_LEN], uint64_t 
 
 	pthread_mutex_lock(&r->lock);
 	advance(r, now);
-	ret = insert_locked(r, key, NULL, NULL);
+	ret = insert_locked(r, key, NULL, NULL, NULL);
 	pthread_mutex_unlock(&r->lock);
 	return ret;
 }
@@ -303,15 +316,12 @@ int replay_insert_owned(struct replay *r, const uint8_t key[REPLAY_KEY_LEN],
 			const struct replay_owner *owner, uint64_t stamp, uint64_t now)
 {
 	size_t cols[OWNER_ROWS];
-	int ret = -ESTALE;
+	int ret;
 
 	owner_cols(r, owner, cols);
 	pthread_mutex_lock(&r->lock);
 	advance(r, now);
-	if (stamp > owner_floor(r, cols))
-		ret = insert_locked(r, key, owner, cols);
-	else
-		r->st.floor_rejects++;
+	ret = insert_locked(r, key, owner, cols, &stamp);
 	pthread_mutex_unlock(&r->lock);
 	return ret;
 }
@@ -325,7 +335,7 @@ int replay_insert_or_floor(struct replay *r, const uint8_t key[REPLAY_KEY_LEN],
 	owner_cols(r, owner, cols);
 	pthread_mutex_lock(&r->lock);
 	advance(r, now);
-	ret = insert_locked(r, key, owner, cols);
+	ret = insert_locked(r, key, owner, cols, NULL);
 	if (ret == -ENOSPC || ret == -EDQUOT) {
 		raise_owner_floor(r, cols, stamp);
 		ret = 0;

@@ -74,7 +74,8 @@ int replay_insert(struct replay *r, const uint8_t key[REPLAY_KEY_LEN], uint64_t 
  * holds its share (max_entries / REPLAY_SHARE_DIV, rounded up): so one owner never
  * holds more than 3/4 of the register, and the others always keep a quarter;
  * -ESTALE when `stamp` is at or below the owner's floor, raised by
- * replay_insert_or_floor. Nothing is inserted then.
+ * replay_insert_or_floor. Nothing is inserted then. A key already held is -EEXIST
+ * before anything else: one look-up and one lock tell a replay from a new request.
  */
 int replay_insert_owned(struct replay *r, const uint8_t key[REPLAY_KEY_LEN],
 			const struct replay_owner *owner, uint64_t stamp, uint64_t now);

@@ -388,8 +388,9 @@ struct sealed_checks {
  * this server's sealed strike register, on the monotonic clock (`chk->now_ns`);
  * its window must be at least 2 * the timestamp window.
  * Order: parse, binding, key id, token, service, expiry, timestamp, clock step,
- * start, replay_check, AEAD, replay_insert; the plaintext is handed up only
- * after all passed.
+ * start, AEAD, strike register (a replay is refused there, after the AEAD that
+ * any forged body under a genuine token costs too); the plaintext is handed up
+ * only after all passed.
  * Returns 0 (`*out_reason` = SEALED_OK), or -EBADMSG with `*out_reason` saying
  * why (counted; answer with sealed_reject_encode), or -ENOMEM/-EIO with
  * SEALED_REJ_INTERNAL. On failure `out` is empty and `out_ctx` disarmed.
