@@ -6,8 +6,8 @@
 # Daemon A calls echo.svc on B:8000. Half of the calls go while an nftables rule in B's
 # namespace drops them before B's sockets, so the captures (on A's end) hold sealed requests B
 # executed and, just as genuine and bound to B:8000, requests B never saw ("unseen"): only those
-# can show every check of the server (the strike register is looked up before the AEAD, so a
-# copy of an executed request is refused as a replay whatever else is wrong with it).
+# can show every check of the server before its strike register (the register is consulted
+# after the AEAD, so an intact copy of an executed request is a replay, a tampered one a forgery).
 #  (c) copies of an unseen request with one bit flipped in the header flags (-> wrong_mode,
 #      R2P2 DROP), the policy, the version (-> malformed), the token's key id (-> unknown_key),
 #      nonce, ciphertext and tag (-> bad_token), N (-> bad_aead), the timestamp (high bits ->
@@ -15,7 +15,8 @@
 #      truncated (-> malformed) and an extended copy (-> bad_aead): each answered with the
 #      REJECT of its reason, the counters rise by exactly that, the echo server runs none of
 #      them; then the intact request runs once (forged copies burn no nonce) and B keeps
-#      serving; a flipped copy of an executed request is refused as replay.
+#      serving; a copy of an executed request with a flipped ciphertext bit is refused as
+#      bad_aead (the register is consulted after the AEAD: a forgery never reaches it).
 #  (d) replays: an executed request from other ports and another address of A -> REJECT
 #      replay, not executed; the very datagram from the same address and port as the
 #      original (daemon A stopped, its port taken over) within the dedup window -> the
@@ -180,14 +181,14 @@ E=${EXEC[0]}
 s0=$(it_tls_status b)
 it_rawsend "$IT_NS_A" "$IT_TMP/exec-flip.txt" "$DST" "$(it_hex_flip "$E" "$IT_SEALED_CT" 01)"
 got=$(it_sealed_reply_kind "$(cat "$IT_TMP/exec-flip.txt")")
-it_check "an executed request with a flipped ciphertext bit: $got (register before AEAD)" \
-	test "$got" = reject:replay
+it_check "an executed request with a flipped ciphertext bit: $got (AEAD before the register)" \
+	test "$got" = reject:bad_aead
 it_rawsend "$IT_NS_A" "$IT_TMP/exec-flip2.txt" "$DST" "$(it_hex_flip "$E" $((TK + 4)) 01)"
 got=$(it_sealed_reply_kind "$(cat "$IT_TMP/exec-flip2.txt")")
 it_check "an executed request with a flipped token bit: $got" test "$got" = reject:bad_token
 s1=$(it_tls_status b)
-it_check "counted as replay+1 bad_token+1 (:$(reasons "$s0" "$s1"))" \
-	test "$(reasons "$s0" "$s1")" = " bad_token+1 replay+1"
+it_check "counted as bad_aead+1 bad_token+1 (:$(reasons "$s0" "$s1"))" \
+	test "$(reasons "$s0" "$s1")" = " bad_token+1 bad_aead+1"
 it_check "daemon B alive" it_alive "${IT_DAEMON_PID[b]}"
 it_client -S 16 -c 10 >"$IT_TMP/after-c.out" 2>&1 || true
 it_check "10 sealed calls after all that, all verified" \
