@@ -665,6 +665,45 @@ static void echo_size(size_t len)
 	pair_cleanup(&p);
 }
 
+/*
+ * A steady flow allocates nothing: once the first calls and answered requests are
+ * freed, later ones reuse their states, and small messages are copied into them
+ * (requests up to 192 bytes, answers up to 64). A larger one takes one allocation.
+ */
+Test(sizes, steady_flow_allocates_nothing)
+{
+	struct pair p;
+	uint8_t *big = pattern(200, 1);
+	uint64_t cli_allocs, srv_allocs;
+
+	pair_init(&p, NULL, NULL);
+	for (int round = 0; round < 3; round++) {
+		for (int i = 0; i < 50; i++) {
+			cr_assert_eq(do_call(&p.cli, &p.srv.addr, "ping", 4, (uint64_t)i, SEC, 0),
+				     0);
+			net_run(NULL, NULL);
+		}
+		cr_assert_eq(p.cli.num_dones, (size_t)(round + 1) * 50);
+		cr_assert_eq(pending_states(&p.srv), 0, "net_run ran the dedup windows out");
+		if (round == 0) {
+			cli_allocs = stats(&p.cli).allocs;
+			srv_allocs = stats(&p.srv).allocs;
+			cr_assert(srv_allocs > 0 && cli_allocs > 0,
+				  "the first states are allocated");
+		}
+	}
+	cr_assert_eq(stats(&p.cli).allocs, cli_allocs, "calls reused");
+	cr_assert_eq(stats(&p.srv).allocs, srv_allocs, "server states reused");
+	cr_assert_eq(do_call(&p.cli, &p.srv.addr, big, 200, 9, SEC, 0), 0);
+	net_run(NULL, NULL);
+	cr_assert_eq(p.cli.dones[p.cli.num_dones - 1].len, 200);
+	cr_assert_arr_eq(p.cli.dones[p.cli.num_dones - 1].payload, big, 200);
+	cr_assert_eq(stats(&p.cli).allocs, cli_allocs + 1, "the request's copy");
+	cr_assert_eq(stats(&p.srv).allocs, srv_allocs + 1, "the response's copy");
+	free(big);
+	pair_cleanup(&p);
+}
+
 Test(sizes, echo_0)
 {
 	echo_size(0);

@@ -41,6 +41,7 @@
 #include <string.h>
 
 #include <arpa/inet.h>
+#include <sanitizer/asan_interface.h> /* no-ops unless built with AddressSanitizer */
 #include <sys/socket.h>
 
 /* ---- small helpers -------------------------------------------------------------- */
@@ -196,6 +197,47 @@ void htab_remove(struct htab *t, struct hnode *n)
 struct hnode *htab_bucket(const struct htab *t, uint64_t hash)
 {
 	return t->buckets[hash & t->mask];
+}
+
+/* ---- pools ----------------------------------------------------------------------- */
+
+void *pool_get(struct pool *p, uint64_t *allocs)
+{
+	void *obj = p->head;
+
+	if (!obj) {
+		(*allocs)++;
+		return calloc(1, p->size);
+	}
+	ASAN_UNPOISON_MEMORY_REGION(obj, p->size);
+	p->head = *(void **)obj;
+	p->num--;
+	memset(obj, 0, p->size);
+	return obj;
+}
+
+void pool_put(struct pool *p, void *obj)
+{
+	if (p->num >= POOL_MAX) {
+		free(obj);
+		return;
+	}
+	*(void **)obj = p->head;
+	p->head = obj;
+	p->num++;
+	ASAN_POISON_MEMORY_REGION(obj, p->size);
+}
+
+void pool_drain(struct pool *p)
+{
+	while (p->head) {
+		void *obj = p->head;
+
+		ASAN_UNPOISON_MEMORY_REGION(obj, p->size);
+		p->head = *(void **)obj;
+		free(obj);
+	}
+	p->num = 0;
 }
 
 /* ---- timer heap ----------------------------------------------------------------- */
@@ -694,6 +736,8 @@ struct eng *eng_new(const struct eng_config *cfg, const struct eng_ops *ops, voi
 		errno = ENOMEM;
 		return NULL;
 	}
+	e->call_pool.size = sizeof(struct call);
+	e->sstate_pool.size = sizeof(struct sstate);
 	e->cfg = *cfg;
 	if (e->cfg.max_msg_len > R2P2_PROTO_MAX_MSG)
 		e->cfg.max_msg_len = R2P2_PROTO_MAX_MSG;
@@ -751,6 +795,8 @@ void eng_free(struct eng *e)
 		if (e->slots[i].st)
 			srv_free(e, e->slots[i].st);
 	}
+	pool_drain(&e->call_pool);
+	pool_drain(&e->sstate_pool);
 	free(e->slots);
 	free(e->heap);
 	htab_cleanup(&e->calls);

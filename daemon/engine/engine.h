@@ -159,6 +159,7 @@ struct eng_stats {
 	uint64_t amp_limited;	/* packets a duplicate request packet did not get (3x limit) */
 	uint64_t amp_validated; /* states whose client echoed their cookie (address validated) */
 	uint64_t amp_echoed;	/* challenge cookies this client echoed */
+	uint64_t allocs;	/* states and message copies allocated: a steady flow reuses them */
 };
 
 struct eng;

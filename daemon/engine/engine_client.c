@@ -106,8 +106,9 @@ static void call_complete(struct eng *e, struct call *c, int status, const uint8
 	}
 	e->keep_call = false;
 	rasm_cleanup(&c->rasm);
-	free(c->req);
-	free(c);
+	if (c->req != c->req_inline)
+		free(c->req);
+	pool_put(&e->call_pool, c);
 }
 
 void call_finish(struct eng *e, struct call *c, int status, const uint8_t *payload, size_t len)
@@ -321,12 +322,14 @@ int eng_call(struct eng *e, const struct eng_call_args *args, uint64_t now)
 		}
 	}
 
-	c = calloc(1, sizeof(*c));
+	c = pool_get(&e->call_pool, &e->stats.allocs);
 	if (!c)
 		return -ENOMEM;
-	c->req = malloc(args->len ? args->len : 1);
+	if (args->len > CALL_INLINE)
+		e->stats.allocs++;
+	c->req = args->len <= CALL_INLINE ? c->req_inline : malloc(args->len);
 	if (!c->req) {
-		free(c);
+		pool_put(&e->call_pool, c);
 		return -ENOMEM;
 	}
 	if (args->len)

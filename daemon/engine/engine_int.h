@@ -26,6 +26,32 @@
 
 enum tmr_kind { TMR_CALL, TMR_SERVER };
 
+/*
+ * A free list of one kind of state (a call, a server state), so that a steady flow
+ * of RPCs allocates nothing: freed states wait here, up to POOL_MAX of them, for the
+ * next one. Under AddressSanitizer a state in the list is poisoned, so a use after
+ * its free is still caught.
+ */
+#define POOL_MAX 256
+struct pool {
+	void *head;
+	uint32_t num;
+	size_t size;
+};
+
+/* pool_get returns a zeroed state (calloc when the list is empty, counted in `*allocs`),
+ * NULL when memory is short; pool_put takes it back (free when the list is full);
+ * pool_drain frees all. */
+void *pool_get(struct pool *p, uint64_t *allocs);
+void pool_put(struct pool *p, void *obj);
+void pool_drain(struct pool *p);
+
+/* Messages up to these sizes are copied into their state, not into an allocation: a
+ * call's request (a sealed 4-byte request is 131 bytes), and an answer kept for the
+ * dedup window (held by the ten thousand, so smaller; a sealed 4-byte answer is 45). */
+#define CALL_INLINE 192
+#define ANSWER_INLINE 64
+
 /* A deadline in the engine's heap. Embedded first in its owner. An answered server
  * state (SP_CACHED) is out of the heap: `deadline` is its place in the answer FIFO. */
 struct tmr {
@@ -126,8 +152,9 @@ struct sstate {
 	uint8_t resp_type; /* SP_CACHED: R2P2_RESPONSE or R2P2_DROP */
 	uint8_t flags;	   /* the request's free flag bits, put on all we send back */
 	struct rasm rasm;  /* SP_REASSEMBLING */
-	uint8_t *resp;	   /* SP_CACHED, R2P2_RESPONSE */
+	uint8_t *resp;	   /* SP_CACHED, R2P2_RESPONSE: resp_inline or an allocation */
 	size_t resp_len;
+	uint8_t resp_inline[ANSWER_INLINE];
 	bool req_multi; /* the request had more than one packet: its client answers an ACK */
 	/*
 	 * Amplification limit (engine_server.c, srv_resend): request bytes received
@@ -169,9 +196,10 @@ struct call {
 	uint32_t retries_left;
 	uint32_t sends;	   /* times the first packet went out */
 	uint32_t num_pkts; /* of the request */
-	uint8_t *req;
+	uint8_t *req;	   /* req_inline, or an allocation for a larger one */
 	size_t req_len;
 	struct rasm rasm; /* multi-packet response, allocated at its first packet */
+	uint8_t req_inline[CALL_INLINE];
 };
 
 struct eng {
@@ -195,6 +223,7 @@ struct eng {
 	bool freeing;
 
 	struct htab servers;
+	struct pool call_pool, sstate_pool;
 	struct sslot *slots;
 	uint32_t num_slots, free_slot;
 	size_t num_sstates;

@@ -182,8 +182,9 @@ void srv_free(struct eng *e, struct sstate *st)
 	s->next_free = e->free_slot;
 	e->free_slot = st->slot;
 	rasm_cleanup(&st->rasm);
-	free(st->resp);
-	free(st);
+	if (st->resp != st->resp_inline)
+		free(st->resp);
+	pool_put(&e->sstate_pool, st);
 	e->num_sstates--;
 }
 
@@ -256,7 +257,7 @@ static struct sstate *srv_new(struct eng *e, unsigned sock, const struct r2p2_ad
 		e->free_slot = e->num_slots;
 		e->num_slots = n;
 	}
-	st = calloc(1, sizeof(*st));
+	st = pool_get(&e->sstate_pool, &e->stats.allocs);
 	if (!st)
 		return NULL;
 	st->tmr.kind = TMR_SERVER;
@@ -890,7 +891,9 @@ static int respond(struct eng *e, uint64_t handle, const void *payload, size_t l
 		return -EINVAL;
 	/* The copy is what gets sent now and resent to retransmitted requests. */
 	if (len) {
-		st->resp = malloc(len);
+		if (len > ANSWER_INLINE)
+			e->stats.allocs++;
+		st->resp = len <= ANSWER_INLINE ? st->resp_inline : malloc(len);
 		if (!st->resp)
 			return -ENOMEM;
 		memcpy(st->resp, payload, len);
