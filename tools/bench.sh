@@ -24,7 +24,9 @@
 #     at concurrency 16 (default 1000000 each; -s 0 skips it),
 #   - open-loop load: p99 against offered load for plain, tls and grpc-tls at the
 #     comma-separated RATES (requests/s; -L 0 skips it),
-#   - closed-loop throughput at 32 calls outstanding, every mode but udp (COUNT -C, 20000),
+#   - closed-loop throughput at 32 calls outstanding, every mode but udp (COUNT -C, 100000;
+#     ROUNDS interleaved rounds, medians),
+#   - what one hand-off costs (udp-pingpong handoff: unplaced, on one CPU, across two),
 #   - r2p2-tls-bench (BoringSSL's own 0-RTT cost, in-process),
 #   - the targets of the per-RPC path, each met or missed, from the medians above.
 # Prints markdown tables; figures (gnuplot) go to BUILD_DIR/bench/latency.png and
@@ -38,7 +40,7 @@ ROUNDS=3
 COUNT=10000
 SOAK=1000000
 RATES=2000,5000,10000,20000,40000
-CL_COUNT=20000
+CL_COUNT=100000
 while getopts "r:N:s:L:C:" opt; do
 	case $opt in
 	r) ROUNDS=$OPTARG ;;
@@ -349,27 +351,52 @@ it_ctl b status | grep -E '^tls|^strike|^sealed' | sed 's/^/    /'
 [ "${#NOTES[@]}" -eq 0 ] || printf '\nNote: %s\n' "${NOTES[@]}"
 
 # ---- closed loop -------------------------------------------------------------------------
+# Interleaved rounds like the latency's (drift hits every mode alike); each column of the
+# table is the median of its rounds.
 CLOSED=$IT_TMP/closed.txt
+CLOSED_ROUNDS=$IT_TMP/closed-rounds.txt
 : >"$CLOSED"
+: >"$CLOSED_ROUNDS"
 if [ "$CL_COUNT" -gt 0 ]; then
-	for mode in $MODES; do
-		[[ $mode == udp* ]] && continue
-		it_log "closed loop: $mode, $CL_COUNT x 4 B at 32 outstanding"
-		read -r pa pb < <(daemons_of "$mode")
-		[ "$pa" = - ] && pa=
-		[ "$pb" = - ] && pb=
-		a0=$(cpu_ticks "$pa")
-		b0=$(cpu_ticks "$pb")
-		out=$IT_TMP/closed-$mode.txt
-		client "$mode" -S 4 -c 32 -N "$CL_COUNT" -w 2000 -t 1000 --json >"$out" 2>&1 || true
-		a1=$(cpu_ticks "$pa")
-		b1=$(cpu_ticks "$pb")
-		grep -h '^{' "$out" | sed "s/^{/{\"mode\":\"closed-$mode\",/" >>"$RESULTS" || true
-		echo "$mode $(it_json_num "$out" throughput_rps) $(it_json_num "$out" p50_us) $(it_json_num "$out" p99_us) $(($(it_json_num "$out" errors) + $(it_json_num "$out" timeouts))) $(awk -v a=$((a1 - a0)) -v b=$((b1 - b0)) -v t="$TICK" -v n=$((CL_COUNT + 2000)) -v ha="$pa" \
-			'BEGIN { if (ha == "") print "- -"; else printf "%.1f %.1f\n", a * 1e6 / t / n, b * 1e6 / t / n }')" >>"$CLOSED"
+	for r in $(seq 1 "$ROUNDS"); do
+		for mode in $MODES; do
+			[[ $mode == udp* ]] && continue
+			it_log "closed loop, round $r/$ROUNDS: $mode, $CL_COUNT x 4 B at 32 outstanding"
+			read -r pa pb < <(daemons_of "$mode")
+			[ "$pa" = - ] && pa=
+			[ "$pb" = - ] && pb=
+			a0=$(cpu_ticks "$pa")
+			b0=$(cpu_ticks "$pb")
+			out=$IT_TMP/closed-$mode.txt
+			client "$mode" -S 4 -c 32 -N "$CL_COUNT" -w 2000 -t 1000 --json >"$out" 2>&1 || true
+			a1=$(cpu_ticks "$pa")
+			b1=$(cpu_ticks "$pb")
+			grep -h '^{' "$out" | sed "s/^{/{\"mode\":\"closed-$mode\",\"round\":$r,/" >>"$RESULTS" || true
+			echo "$mode $(it_json_num "$out" throughput_rps) $(it_json_num "$out" p50_us) $(it_json_num "$out" p99_us) $(($(it_json_num "$out" errors) + $(it_json_num "$out" timeouts))) $(awk -v a=$((a1 - a0)) -v b=$((b1 - b0)) -v t="$TICK" -v n=$((CL_COUNT + 2000)) -v ha="$pa" \
+				'BEGIN { if (ha == "") print "- -"; else printf "%.1f %.1f\n", a * 1e6 / t / n, b * 1e6 / t / n }')" >>"$CLOSED_ROUNDS"
+		done
 	done
+	# per mode, in the order of MODES: the median of each column (errors: the sum)
+	awk -v modes="$MODES" '
+		function med(k, c,   n, i, j, v, t) {
+			n = cnt[k]
+			for (i = 1; i <= n; i++) v[i] = val[k, i, c]
+			for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j - 1] > v[j]; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
+			return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+		}
+		{ k = $1; i = ++cnt[k]; for (c = 2; c <= 7; c++) val[k, i, c] = $c; err[k] += $5; dash[k] = ($6 == "-") }
+		END {
+			split(modes, m, " ")
+			for (x = 1; x in m; x++) {
+				k = m[x]
+				if (!cnt[k]) continue
+				printf "%s %.1f %.1f %.1f %d %s\n", k, med(k, 2), med(k, 3), med(k, 4), err[k],
+					dash[k] ? "- -" : sprintf("%.1f %.1f", med(k, 6), med(k, 7))
+			}
+		}' "$CLOSED_ROUNDS" >"$CLOSED"
 	echo
-	echo "## Closed loop, 4-byte echo, 32 calls outstanding, $CL_COUNT calls per mode"
+	echo "## Closed loop, 4-byte echo, 32 calls outstanding, $CL_COUNT calls per mode and round"
+	echo "(medians over $ROUNDS rounds, interleaved; errors+timeouts: the sum)"
 	echo
 	echo "| mode | throughput (RPC/s) | / plain | / gRPC+TLS | p50 (us) | p99 (us) | client daemon CPU (us/RPC) | server daemon CPU (us/RPC) | errors+timeouts |"
 	echo "|---|---|---|---|---|---|---|---|---|"
@@ -379,6 +406,29 @@ if [ "$CL_COUNT" -gt 0 ]; then
 			(t["grpc-tls"] > 0) ? sprintf("%.2f", $2 / t["grpc-tls"]) : "-", $3, $4, $6, $7, $5 }' \
 		"$CLOSED" "$CLOSED"
 fi
+
+# ---- what one hand-off costs ----------------------------------------------------------------
+# Two processes waking each other through eventfds, as every hand-off of an RPC does (client
+# app -> daemon -> server app and back): the floor of what the four hand-offs beyond a UDP
+# round trip add, on one CPU and across two.
+HANDOFF=$IT_TMP/handoff.txt
+: >"$HANDOFF"
+for placement in unplaced "0,0" "0,1"; do
+	args=()
+	[ "$placement" = unplaced ] || args=(--cpus "$placement")
+	it_log "hand-off: $placement"
+	"$pp" handoff -N 20000 "${args[@]}" >"$IT_TMP/handoff-out.txt" 2>&1 || true
+	awk -v p="$placement" '/latency us:/ { for (i = 1; i < NF; i++) { if ($i == "p50") a = $(i + 1); if ($i == "p99") b = $(i + 1) } }
+		END { if (a != "") printf "%s %s %s\n", p, a, b }' "$IT_TMP/handoff-out.txt" >>"$HANDOFF"
+done
+echo
+echo "## What one hand-off costs (udp-pingpong handoff: two processes, eventfds, 20000 round trips)"
+echo
+echo "| placement | round trip p50 (us) | round trip p99 (us) | one hand-off, p50 / 2 (us) |"
+echo "|---|---|---|---|"
+awk '{ name = $1 == "unplaced" ? "as the scheduler places them" : $1 == "0,0" ? "both on CPU 0" : "CPU 0 and CPU 1"
+	printf "| %s | %.1f | %.1f | %.2f |\n", name, $2, $3, $2 / 2 }' "$HANDOFF"
+awk '{ printf "{\"mode\":\"handoff-%s\",\"p50_us\":%s,\"p99_us\":%s}\n", $1, $2, $3 }' "$HANDOFF" >>"$RESULTS"
 
 # ---- the targets of the per-RPC path -------------------------------------------------------
 echo

@@ -6,6 +6,7 @@
  *   udp-pingpong server BIND_ADDR:PORT [-i IDLE_S] [-b]
  *   udp-pingpong client ADDR:PORT [-S SIZE] [-N COUNT] [-w WARMUP] [-t TIMEOUT_MS]
  *                [-d DURATION_S] [--samples FILE] [--json] [--busy]
+ *   udp-pingpong handoff [-N COUNT] [--cpus A,B]
  *
  * The server echoes every datagram until SIGTERM/SIGINT or IDLE_S seconds
  * without traffic (default 60). The client sends one datagram at a time and
@@ -15,15 +16,27 @@
  * --busy (client) each side polls its socket without sleeping: the floor of a
  * low-latency mode where nobody sleeps while a round trip is in flight. The server
  * spins only within 20 ms of its last datagram, and sleeps in poll() otherwise.
+ *
+ * `handoff` measures what one r2p2d hand-off costs on this machine: two processes
+ * (a fork) wake each other in turn through a pair of eventfds, each sleeping in
+ * poll() and then reading its eventfd, as libr2p2's apps do on their rings; a round
+ * trip is two hand-offs. --cpus A,B puts the parent on CPU A and the child on B
+ * (A,A: both on one CPU), otherwise the scheduler places them. With no datagram
+ * and no daemon in the way, it is the floor of each of the four hand-offs an R2P2
+ * RPC makes beyond a UDP round trip (client app -> daemon, daemon -> server app and
+ * back).
  */
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "netaddr.h"
@@ -47,7 +60,8 @@ static void usage(void)
 		"usage: udp-pingpong server BIND_ADDR:PORT [-i IDLE_S] [-b]\n"
 		"       udp-pingpong client ADDR:PORT [-S SIZE] [-N COUNT] [-w WARMUP]\n"
 		"                    [-t TIMEOUT_MS] [-d DURATION_S] [--samples FILE] [--json]\n"
-		"                    [--busy]\n");
+		"                    [--busy]\n"
+		"       udp-pingpong handoff [-N COUNT] [--cpus A,B]\n");
 	exit(2);
 }
 
@@ -270,12 +284,111 @@ static int run_client(int argc, char **argv)
 	return rc;
 }
 
+/* handoff_wait sleeps until `fd` (an eventfd) is signalled, then takes the signal. */
+static int handoff_wait(int fd)
+{
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+	uint64_t v;
+
+	while (poll(&pfd, 1, 5000) < 0)
+		if (errno != EINTR)
+			return -errno;
+	if (!(pfd.revents & POLLIN))
+		return -ETIMEDOUT;
+	return read(fd, &v, sizeof(v)) == sizeof(v) ? 0 : -errno;
+}
+
+static int handoff_signal(int fd)
+{
+	uint64_t one = 1;
+
+	return write(fd, &one, sizeof(one)) == sizeof(one) ? 0 : -errno;
+}
+
+static void pin_to(int cpu)
+{
+	cpu_set_t set;
+
+	if (cpu < 0)
+		return;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	if (sched_setaffinity(0, sizeof(set), &set))
+		fprintf(stderr, "udp-pingpong: cannot run on CPU %d: %s\n", cpu, strerror(errno));
+}
+
+static int run_handoff(int argc, char **argv)
+{
+	static const struct option opts[] = {{"cpus", required_argument, NULL, 'c'}, {0}};
+	unsigned long count = 10000, warmup = 1000;
+	int cpu[2] = {-1, -1}, to_child, to_parent, opt, status, rc = 0;
+	struct lat_stats st;
+	pid_t child;
+
+	while ((opt = getopt_long(argc, argv, "N:", opts, NULL)) != -1) {
+		if (opt == 'N')
+			count = parse_num(optarg, "count", 1ul << 32);
+		else if (opt == 'c' && sscanf(optarg, "%d,%d", &cpu[0], &cpu[1]) == 2 &&
+			 cpu[0] >= 0 && cpu[1] >= 0)
+			continue;
+		else
+			usage();
+	}
+	if (optind != argc || count == 0)
+		usage();
+	to_child = eventfd(0, EFD_CLOEXEC);
+	to_parent = eventfd(0, EFD_CLOEXEC);
+	if (to_child < 0 || to_parent < 0 || stats_init(&st, count)) {
+		fprintf(stderr, "udp-pingpong: handoff: %s\n", strerror(errno));
+		return 1;
+	}
+	child = fork();
+	if (child < 0) {
+		perror("udp-pingpong: fork");
+		return 1;
+	}
+	if (child == 0) {
+		pin_to(cpu[1]);
+		for (unsigned long i = 0; i < warmup + count; i++)
+			if (handoff_wait(to_child) || handoff_signal(to_parent))
+				_exit(1);
+		_exit(0);
+	}
+	pin_to(cpu[0]);
+	uint64_t t0 = now_ns();
+
+	for (unsigned long i = 0; i < warmup + count; i++) {
+		uint64_t t = now_ns();
+
+		if (handoff_signal(to_child) || handoff_wait(to_parent)) {
+			st.errors++;
+			rc = 1;
+			break;
+		}
+		if (i >= warmup) {
+			st.requests++;
+			stats_add(&st, now_ns() - t);
+		}
+	}
+	st.elapsed_s = (double)(now_ns() - t0) / 1e9;
+	st.max_inflight = 1;
+	if (rc)
+		kill(child, SIGKILL);
+	if (waitpid(child, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status))
+		rc = 1;
+	stats_report(&st, stdout, "udp-pingpong handoff (round trip = 2 hand-offs)", 8, 1, 0, "");
+	stats_cleanup(&st);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	struct sigaction sa = {.sa_handler = on_signal};
 
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	if (argc >= 2 && !strcmp(argv[1], "handoff"))
+		return run_handoff(argc - 1, argv + 1);
 	if (argc < 3)
 		usage();
 	if (!strcmp(argv[1], "server")) {
