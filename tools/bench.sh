@@ -26,7 +26,8 @@
 #     comma-separated RATES (requests/s; -L 0 skips it),
 #   - closed-loop throughput at 32 calls outstanding, every mode but udp (COUNT -C, 100000;
 #     ROUNDS interleaved rounds, medians),
-#   - what one hand-off costs (udp-pingpong handoff: unplaced, on one CPU, across two),
+#   - what one hand-off costs (udp-pingpong handoff: unplaced, on one CPU, across two; through
+#     eventfds, pipes and AF_UNIX sockets),
 #   - r2p2-tls-bench (BoringSSL's own 0-RTT cost, in-process),
 #   - the targets of the per-RPC path, each met or missed, from the medians above.
 # Prints markdown tables; figures (gnuplot) go to BUILD_DIR/bench/latency.png and
@@ -408,27 +409,29 @@ if [ "$CL_COUNT" -gt 0 ]; then
 fi
 
 # ---- what one hand-off costs ----------------------------------------------------------------
-# Two processes waking each other through eventfds, as every hand-off of an RPC does (client
-# app -> daemon -> server app and back): the floor of what the four hand-offs beyond a UDP
-# round trip add, on one CPU and across two.
+# Two processes waking each other, as every hand-off of an RPC does (client app -> daemon ->
+# server app and back): the floor of what the four hand-offs beyond a UDP round trip add, on
+# one CPU and across two; through eventfds (r2p2d's doorbells), pipes and AF_UNIX sockets.
 HANDOFF=$IT_TMP/handoff.txt
 : >"$HANDOFF"
-for placement in unplaced "0,0" "0,1"; do
-	args=()
-	[ "$placement" = unplaced ] || args=(--cpus "$placement")
-	it_log "hand-off: $placement"
-	"$pp" handoff -N 20000 "${args[@]}" >"$IT_TMP/handoff-out.txt" 2>&1 || true
-	awk -v p="$placement" '/latency us:/ { for (i = 1; i < NF; i++) { if ($i == "p50") a = $(i + 1); if ($i == "p99") b = $(i + 1) } }
-		END { if (a != "") printf "%s %s %s\n", p, a, b }' "$IT_TMP/handoff-out.txt" >>"$HANDOFF"
+for via in eventfd pipe unix; do
+	for placement in unplaced "0,0" "0,1"; do
+		args=(--via "$via")
+		[ "$placement" = unplaced ] || args+=(--cpus "$placement")
+		it_log "hand-off: $via, $placement"
+		"$pp" handoff -N 20000 "${args[@]}" >"$IT_TMP/handoff-out.txt" 2>&1 || true
+		awk -v p="$placement" -v v="$via" '/latency us:/ { for (i = 1; i < NF; i++) { if ($i == "p50") a = $(i + 1); if ($i == "p99") b = $(i + 1) } }
+			END { if (a != "") printf "%s %s %s %s\n", v, p, a, b }' "$IT_TMP/handoff-out.txt" >>"$HANDOFF"
+	done
 done
 echo
-echo "## What one hand-off costs (udp-pingpong handoff: two processes, eventfds, 20000 round trips)"
+echo "## What one hand-off costs (udp-pingpong handoff: two processes, 20000 round trips)"
 echo
-echo "| placement | round trip p50 (us) | round trip p99 (us) | one hand-off, p50 / 2 (us) |"
-echo "|---|---|---|---|"
-awk '{ name = $1 == "unplaced" ? "as the scheduler places them" : $1 == "0,0" ? "both on CPU 0" : "CPU 0 and CPU 1"
-	printf "| %s | %.1f | %.1f | %.2f |\n", name, $2, $3, $2 / 2 }' "$HANDOFF"
-awk '{ printf "{\"mode\":\"handoff-%s\",\"p50_us\":%s,\"p99_us\":%s}\n", $1, $2, $3 }' "$HANDOFF" >>"$RESULTS"
+echo "| doorbell | placement | round trip p50 (us) | round trip p99 (us) | one hand-off, p50 / 2 (us) |"
+echo "|---|---|---|---|---|"
+awk '{ name = $2 == "unplaced" ? "as the scheduler places them" : $2 == "0,0" ? "both on CPU 0" : "CPU 0 and CPU 1"
+	printf "| %s | %s | %.1f | %.1f | %.2f |\n", $1, name, $3, $4, $3 / 2 }' "$HANDOFF"
+awk '{ printf "{\"mode\":\"handoff-%s-%s\",\"p50_us\":%s,\"p99_us\":%s}\n", $1, $2, $3, $4 }' "$HANDOFF" >>"$RESULTS"
 
 # ---- the targets of the per-RPC path -------------------------------------------------------
 echo

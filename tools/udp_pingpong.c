@@ -6,7 +6,7 @@
  *   udp-pingpong server BIND_ADDR:PORT [-i IDLE_S] [-b]
  *   udp-pingpong client ADDR:PORT [-S SIZE] [-N COUNT] [-w WARMUP] [-t TIMEOUT_MS]
  *                [-d DURATION_S] [--samples FILE] [--json] [--busy]
- *   udp-pingpong handoff [-N COUNT] [--cpus A,B]
+ *   udp-pingpong handoff [-N COUNT] [--cpus A,B] [--via eventfd|pipe|unix]
  *
  * The server echoes every datagram until SIGTERM/SIGINT or IDLE_S seconds
  * without traffic (default 60). The client sends one datagram at a time and
@@ -21,12 +21,14 @@
  * (a fork) wake each other in turn through a pair of eventfds, each sleeping in
  * poll() and then reading its eventfd, as libr2p2's apps do on their rings; a round
  * trip is two hand-offs. --cpus A,B puts the parent on CPU A and the child on B
- * (A,A: both on one CPU), otherwise the scheduler places them. With no datagram
+ * (A,A: both on one CPU), otherwise the scheduler places them. --via pipe or unix
+ * (an AF_UNIX datagram socketpair) measures those doorbells instead of eventfds. With no datagram
  * and no daemon in the way, it is the floor of each of the four hand-offs an R2P2
  * RPC makes beyond a UDP round trip (client app -> daemon, daemon -> server app and
  * back).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <poll.h>
 #include <sched.h>
@@ -36,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -61,7 +64,7 @@ static void usage(void)
 		"       udp-pingpong client ADDR:PORT [-S SIZE] [-N COUNT] [-w WARMUP]\n"
 		"                    [-t TIMEOUT_MS] [-d DURATION_S] [--samples FILE] [--json]\n"
 		"                    [--busy]\n"
-		"       udp-pingpong handoff [-N COUNT] [--cpus A,B]\n");
+		"       udp-pingpong handoff [-N COUNT] [--cpus A,B] [--via eventfd|pipe|unix]\n");
 	exit(2);
 }
 
@@ -284,10 +287,34 @@ static int run_client(int argc, char **argv)
 	return rc;
 }
 
-/* handoff_wait sleeps until `fd` (an eventfd) is signalled, then takes the signal. */
-static int handoff_wait(int fd)
+/* One direction of a hand-off: the waiter reads `rd`, the waker writes `wr`. */
+struct doorbell {
+	int rd, wr;
+};
+
+/* doorbell_open makes one of `via`: an eventfd (both ends), a pipe, or an AF_UNIX
+ * datagram socketpair. */
+static int doorbell_open(const char *via, struct doorbell *d)
 {
-	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+	int fds[2];
+
+	if (!strcmp(via, "eventfd")) {
+		d->rd = d->wr = eventfd(0, EFD_CLOEXEC);
+		return d->rd < 0 ? -errno : 0;
+	}
+	if (!strcmp(via, "pipe") ? pipe2(fds, O_CLOEXEC)
+				 : socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, fds))
+		return -errno;
+	d->rd = fds[0];
+	d->wr = fds[1];
+	return 0;
+}
+
+/* handoff_wait sleeps until `d` is rung, then takes the ring (8 bytes: an eventfd's
+ * counter, or a byte of a pipe or socket). */
+static int handoff_wait(const struct doorbell *d)
+{
+	struct pollfd pfd = {.fd = d->rd, .events = POLLIN};
 	uint64_t v;
 
 	while (poll(&pfd, 1, 5000) < 0)
@@ -295,14 +322,14 @@ static int handoff_wait(int fd)
 			return -errno;
 	if (!(pfd.revents & POLLIN))
 		return -ETIMEDOUT;
-	return read(fd, &v, sizeof(v)) == sizeof(v) ? 0 : -errno;
+	return read(d->rd, &v, sizeof(v)) > 0 ? 0 : -errno;
 }
 
-static int handoff_signal(int fd)
+static int handoff_signal(const struct doorbell *d)
 {
 	uint64_t one = 1;
 
-	return write(fd, &one, sizeof(one)) == sizeof(one) ? 0 : -errno;
+	return write(d->wr, &one, sizeof(one)) == sizeof(one) ? 0 : -errno;
 }
 
 static void pin_to(int cpu)
@@ -319,9 +346,13 @@ static void pin_to(int cpu)
 
 static int run_handoff(int argc, char **argv)
 {
-	static const struct option opts[] = {{"cpus", required_argument, NULL, 'c'}, {0}};
+	static const struct option opts[] = {
+	    {"cpus", required_argument, NULL, 'c'}, {"via", required_argument, NULL, 'v'}, {0}};
 	unsigned long count = 10000, warmup = 1000;
-	int cpu[2] = {-1, -1}, to_child, to_parent, opt, status, rc = 0;
+	int cpu[2] = {-1, -1}, opt, status, rc = 0;
+	const char *via = "eventfd";
+	struct doorbell to_child, to_parent;
+	char title[96];
 	struct lat_stats st;
 	pid_t child;
 
@@ -331,14 +362,16 @@ static int run_handoff(int argc, char **argv)
 		else if (opt == 'c' && sscanf(optarg, "%d,%d", &cpu[0], &cpu[1]) == 2 &&
 			 cpu[0] >= 0 && cpu[1] >= 0)
 			continue;
+		else if (opt == 'v' && (!strcmp(optarg, "eventfd") || !strcmp(optarg, "pipe") ||
+					!strcmp(optarg, "unix")))
+			via = optarg;
 		else
 			usage();
 	}
 	if (optind != argc || count == 0)
 		usage();
-	to_child = eventfd(0, EFD_CLOEXEC);
-	to_parent = eventfd(0, EFD_CLOEXEC);
-	if (to_child < 0 || to_parent < 0 || stats_init(&st, count)) {
+	if (doorbell_open(via, &to_child) || doorbell_open(via, &to_parent) ||
+	    stats_init(&st, count)) {
 		fprintf(stderr, "udp-pingpong: handoff: %s\n", strerror(errno));
 		return 1;
 	}
@@ -350,7 +383,7 @@ static int run_handoff(int argc, char **argv)
 	if (child == 0) {
 		pin_to(cpu[1]);
 		for (unsigned long i = 0; i < warmup + count; i++)
-			if (handoff_wait(to_child) || handoff_signal(to_parent))
+			if (handoff_wait(&to_child) || handoff_signal(&to_parent))
 				_exit(1);
 		_exit(0);
 	}
@@ -360,7 +393,7 @@ static int run_handoff(int argc, char **argv)
 	for (unsigned long i = 0; i < warmup + count; i++) {
 		uint64_t t = now_ns();
 
-		if (handoff_signal(to_child) || handoff_wait(to_parent)) {
+		if (handoff_signal(&to_child) || handoff_wait(&to_parent)) {
 			st.errors++;
 			rc = 1;
 			break;
@@ -376,7 +409,9 @@ static int run_handoff(int argc, char **argv)
 		kill(child, SIGKILL);
 	if (waitpid(child, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status))
 		rc = 1;
-	stats_report(&st, stdout, "udp-pingpong handoff (round trip = 2 hand-offs)", 8, 1, 0, "");
+	snprintf(title, sizeof(title), "udp-pingpong handoff via %s (round trip = 2 hand-offs)",
+		 via);
+	stats_report(&st, stdout, title, 8, 1, 0, "");
 	stats_cleanup(&st);
 	return rc;
 }
