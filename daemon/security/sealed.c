@@ -215,8 +215,8 @@ static int derive(const uint8_t prk[32], const char *label, size_t label_len,
  * digest states per use), every secret state wiped. Pinned by test_sealed's
  * known-answer vectors.
  */
-static int derive_req_resp(const uint8_t prk[32], const uint8_t n[SEALED_NONCE_LEN],
-			   uint8_t k_req[SEALED_KEY_LEN], uint8_t k_resp[SEALED_KEY_LEN])
+static void derive_req_resp(const uint8_t prk[32], const uint8_t n[SEALED_NONCE_LEN],
+			    uint8_t k_req[SEALED_KEY_LEN], uint8_t k_resp[SEALED_KEY_LEN])
 {
 	static const uint8_t one = 1;
 	const char *labels[2] = {REQ_LABEL, RESP_LABEL};
@@ -248,7 +248,6 @@ static int derive_req_resp(const uint8_t prk[32], const uint8_t n[SEALED_NONCE_L
 	OPENSSL_cleanse(&ipad, sizeof(ipad));
 	OPENSSL_cleanse(&opad, sizeof(opad));
 	OPENSSL_cleanse(&c, sizeof(c));
-	return 0;
 }
 
 /* extract writes HKDF-Extract(salt = id, ikm = key) to `prk` (32 bytes). */
@@ -379,8 +378,7 @@ int sealed_seal_request(struct sealed_assoc *a, const uint8_t hdr[SEALED_HDR_AD_
 	hdr_ad(ad, hdr);
 	memcpy(ad + SEALED_HDR_AD_LEN, out->data, SEALED_REQ_HDR_LEN);
 	rc = -EIO;
-	if (derive_req_resp(a->prk, out_ctx->nonce, k_req, out_ctx->k_resp) != 0)
-		goto out;
+	derive_req_resp(a->prk, out_ctx->nonce, k_req, out_ctx->k_resp);
 	if (!gcm128_seal(k_req, zero_nonce, out->data + SEALED_REQ_HDR_LEN, &n,
 			 len + SEALED_TAG_LEN, req, len, ad, sizeof(ad)) ||
 	    n != len + SEALED_TAG_LEN)
@@ -756,8 +754,7 @@ static int open_body(const struct token_view *t, const struct req_view *v,
 		memcpy(prk, t->prk, 32);
 	else if (extract(t->key, t->id, prk) != 0)
 		goto out;
-	if (derive_req_resp(prk, v->nonce, k_req, k_resp) != 0)
-		goto out;
+	derive_req_resp(prk, v->nonce, k_req, k_resp);
 	rc = -ENOMEM;
 	if (sealed_buf_size(out, v->ct_len - SEALED_TAG_LEN) != 0)
 		goto out;
