@@ -228,6 +228,27 @@ void pool_put(struct pool *p, void *obj)
 	ASAN_POISON_MEMORY_REGION(obj, p->size);
 }
 
+uint8_t *msg_copy(struct eng *e, uint8_t *inl, size_t cap, const void *src, size_t len)
+{
+	uint8_t *copy = inl;
+
+	if (len > cap) {
+		e->stats.allocs++;
+		copy = malloc(len);
+		if (!copy)
+			return NULL;
+	}
+	if (len)
+		memcpy(copy, src, len);
+	return copy;
+}
+
+void msg_free(uint8_t *copy, const uint8_t *inl)
+{
+	if (copy != inl)
+		free(copy);
+}
+
 void pool_drain(struct pool *p)
 {
 	while (p->head) {

@@ -106,8 +106,7 @@ static void call_complete(struct eng *e, struct call *c, int status, const uint8
 	}
 	e->keep_call = false;
 	rasm_cleanup(&c->rasm);
-	if (c->req != c->req_inline)
-		free(c->req);
+	msg_free(c->req, c->req_inline);
 	pool_put(&e->call_pool, c);
 }
 
@@ -325,15 +324,11 @@ int eng_call(struct eng *e, const struct eng_call_args *args, uint64_t now)
 	c = pool_get(&e->call_pool, &e->stats.allocs);
 	if (!c)
 		return -ENOMEM;
-	if (args->len > CALL_INLINE)
-		e->stats.allocs++;
-	c->req = args->len <= CALL_INLINE ? c->req_inline : malloc(args->len);
+	c->req = msg_copy(e, c->req_inline, CALL_INLINE, args->payload, args->len);
 	if (!c->req) {
 		pool_put(&e->call_pool, c);
 		return -ENOMEM;
 	}
-	if (args->len)
-		memcpy(c->req, args->payload, args->len);
 	c->req_len = args->len;
 	c->num_pkts = msg_num_pkts(args->len, R2P2_MIN_PAYLOAD);
 	c->tmr.kind = TMR_CALL;

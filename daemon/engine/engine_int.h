@@ -52,6 +52,12 @@ void pool_drain(struct pool *p);
 #define CALL_INLINE 192
 #define ANSWER_INLINE 64
 
+/* msg_copy copies `len` bytes of `src` into `inl` (`cap` bytes) when they fit, else
+ * into an allocation (counted in e->stats.allocs); NULL when memory is short.
+ * msg_free frees such a copy (`inl`: nothing to free). */
+uint8_t *msg_copy(struct eng *e, uint8_t *inl, size_t cap, const void *src, size_t len);
+void msg_free(uint8_t *copy, const uint8_t *inl);
+
 /* A deadline in the engine's heap. Embedded first in its owner. An answered server
  * state (SP_CACHED) is out of the heap: `deadline` is its place in the answer FIFO. */
 struct tmr {

@@ -182,8 +182,7 @@ void srv_free(struct eng *e, struct sstate *st)
 	s->next_free = e->free_slot;
 	e->free_slot = st->slot;
 	rasm_cleanup(&st->rasm);
-	if (st->resp != st->resp_inline)
-		free(st->resp);
+	msg_free(st->resp, st->resp_inline);
 	pool_put(&e->sstate_pool, st);
 	e->num_sstates--;
 }
@@ -890,14 +889,9 @@ static int respond(struct eng *e, uint64_t handle, const void *payload, size_t l
 	if (len && !payload)
 		return -EINVAL;
 	/* The copy is what gets sent now and resent to retransmitted requests. */
-	if (len) {
-		if (len > ANSWER_INLINE)
-			e->stats.allocs++;
-		st->resp = len <= ANSWER_INLINE ? st->resp_inline : malloc(len);
-		if (!st->resp)
-			return -ENOMEM;
-		memcpy(st->resp, payload, len);
-	}
+	st->resp = msg_copy(e, st->resp_inline, ANSWER_INLINE, payload, len);
+	if (!st->resp)
+		return -ENOMEM;
 	st->resp_len = len;
 	st->amp_strict = strict;
 	e->stats.resp_sent++;
