@@ -134,10 +134,10 @@ struct sec_call {
 	struct sec_peer *peer; /* NULL in plain mode */
 	enum sec_step step;
 	bool replay_safe;
-	bool ext;		/* plain: the request opens with an extension block (R2P2_F_EXT) */
-	bool retried;		/* sealed: sent again through tls after a REJECT */
-	bool dropped;		/* an R2P2 DROP came (unauthenticated): set aside */
-	uint32_t sends;		/* times the first flight went out (the worker sets it) */
+	bool ext;	/* request and response open with an extension block (plain: R2P2_F_EXT) */
+	bool retried;	/* sealed: sent again through tls after a REJECT */
+	bool dropped;	/* an R2P2 DROP came (unauthenticated): set aside */
+	uint32_t sends; /* times the first flight went out (the worker sets it) */
 	struct r2p2_addr dst;	/* where the request goes: sealed requests are bound to it */
 	struct tls_call *tls;	/* the tls exchange in progress */
 	struct sealed_ctx sctx; /* sealed: the response key of this request */

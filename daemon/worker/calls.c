@@ -154,7 +154,6 @@ static struct call *call_alloc(struct worker *w, const struct sec_ops *ops, stru
 	c = &w->calls[w->call_free];
 	c->gen++;
 	c->svc = CALL_NO_SVC;
-	c->ext = false;
 	sec_call_init(&c->sec, ops, peer, replay_safe, dst);
 	return c;
 }
@@ -328,8 +327,8 @@ static int call_launch(struct worker *w, uint32_t slot, const struct cfg_call *c
 	call_args(w, cc, sqe, &args);
 	c = call_alloc(w, sec_ops_for(cc->security), peer, !(sqe->flags & R2P2_SQE_NOT_REPLAY_SAFE),
 		       &args.dst);
-	c->ext = c->sec.ext = cfg_call_ext(cc);
-	if (c->ext) {
+	c->sec.ext = cfg_call_ext(cc);
+	if (c->sec.ext) {
 		/* the server learns how long this caller waits: its whole timeout from now */
 		uint64_t left_us =
 		    (uint64_t)(sqe->timeout_ms ? sqe->timeout_ms : cc->timeout_ms) * 1000;
@@ -342,7 +341,7 @@ static int call_launch(struct worker *w, uint32_t slot, const struct cfg_call *c
 		len += EXT_LEN;
 	}
 	ret = call_send(w, c, req, len, false, &args, now);
-	if (c->ext)
+	if (c->sec.ext)
 		ext_wipe(w, sqe->len);
 	if (ret < 0)
 		return ret;
@@ -617,7 +616,7 @@ void on_complete(void *ctx, uint64_t cookie, int status, const uint8_t *payload,
 		break;
 	}
 	case SEC_DONE:
-		if (r.status == 0 && c->ext)
+		if (r.status == 0 && c->sec.ext)
 			take_status(&r, &code);
 		break;
 	}

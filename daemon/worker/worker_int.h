@@ -125,7 +125,6 @@ struct call {
 	uint16_t svc;		   /* index in worker.call_svcs; CALL_NO_SVC: not counted */
 	uint32_t next_user;	   /* next call in its by_user chain; UINT32_MAX: none */
 	uint64_t start_ns;	   /* when it left the worker (for debug logs) */
-	bool ext;		   /* its request and response open with an extension block */
 	struct eng_call_args args; /* kept to send a continuation to the same server */
 	struct sec_call sec;
 };
