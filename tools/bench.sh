@@ -281,6 +281,13 @@ run_mode() {
 			 hs == "" ? "-" : sprintf("%.1f", s * 1e6 / t / n) }'
 }
 
+# AWK_MEDIAN: median(a, n), the median of a[1..n] (sorts a), for the awk programs below.
+AWK_MEDIAN='
+	function median(a, n,    i, j, t) {
+		for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+		return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+	}'
+
 # latency_table PLACEMENT ROWS...: the medians over the rounds, and their ratios; also
 # appends "placement mode p50 p99 cpu_client_daemon cpu_server_daemon" lines to $MEDIANS.
 latency_table() {
@@ -290,11 +297,7 @@ latency_table() {
 	echo "## Latency, 4-byte echo, sequential, $COUNT requests per mode and round, $where"
 	echo "($(date -u +%F), $(nproc) CPUs, kernel $(uname -r); medians over $ROUNDS rounds)"
 	echo
-	printf '%s\n' "$@" | awk -v modes="$MODES" -v where="$where" -v med="$MEDIANS" '
-	function median(a, n,    i, j, t) {
-		for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
-		return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-	}
+	printf '%s\n' "$@" | awk -v modes="$MODES" -v where="$where" -v med="$MEDIANS" "$AWK_MEDIAN"'
 	function ratio(x, y) { return y > 0 && x >= 0 ? sprintf("%.2f", x / y) : "-" }
 	function cpu(m, c,    i, n) {
 		if (v[m, 1, c] == "-") return "-"
@@ -382,12 +385,10 @@ if [ "$CL_COUNT" -gt 0 ]; then
 		done
 	done
 	# per mode, in the order of MODES: the median of each column (errors: the sum)
-	awk -v modes="$MODES" '
-		function med(k, c,   n, i, j, v, t) {
-			n = cnt[k]
-			for (i = 1; i <= n; i++) v[i] = val[k, i, c]
-			for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j - 1] > v[j]; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
-			return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+	awk -v modes="$MODES" "$AWK_MEDIAN"'
+		function med(k, c,   i, v) {
+			for (i = 1; i <= cnt[k]; i++) v[i] = val[k, i, c]
+			return median(v, cnt[k])
 		}
 		{ k = $1; i = ++cnt[k]; for (c = 2; c <= 7; c++) val[k, i, c] = $c; err[k] += $5; dash[k] = ($6 == "-") }
 		END {
